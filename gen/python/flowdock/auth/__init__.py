@@ -1,0 +1,1 @@
+"""Generated from protos/ by tools/gen.py; do not edit."""

@@ -1,0 +1,122 @@
+"""Regenerate everything derived from protos/: Python stubs (+ typed stubs) and Envoy's descriptor set.
+
+One command (`python tools/gen.py`); CI runs it with `--check` and fails if the committed output differs.
+google/api protos are materialised from the installed googleapis-common-protos package into .build/ (ignored),
+so no third-party .proto is committed and buf sees the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOS = ROOT / "protos"
+THIRD_PARTY = ROOT / ".build" / "googleapis"
+OUT = ROOT / "gen"
+GOOGLE_API_FILES = ("annotations.proto", "http.proto", "httpbody.proto")
+
+
+def materialise_googleapis() -> Path:
+    """Copy google/api/*.proto from the installed package (the namespace package has no __init__)."""
+    import google.api.annotations_pb2 as annotations
+
+    src = Path(annotations.__file__).parent
+    dst = THIRD_PARTY / "google" / "api"
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in GOOGLE_API_FILES:
+        shutil.copyfile(src / name, dst / name)
+    return THIRD_PARTY
+
+
+def well_known_include() -> Path:
+    import grpc_tools
+
+    return Path(grpc_tools.__file__).parent / "_proto"
+
+
+def generate(out: Path) -> None:
+    third_party = materialise_googleapis()
+    sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    py_out = out / "python"
+    py_out.mkdir(parents=True, exist_ok=True)
+    includes = [f"-I{PROTOS}", f"-I{third_party}", f"-I{well_known_include()}"]
+    protoc = [sys.executable, "-m", "grpc_tools.protoc", *includes]
+    subprocess.run(
+        [
+            *protoc,
+            f"--python_out={py_out}",
+            f"--grpc_python_out={py_out}",
+            f"--mypy_out={py_out}",
+            f"--mypy_grpc_out={py_out}",
+            *sources,
+        ],
+        check=True,
+        cwd=PROTOS,
+    )
+    subprocess.run(
+        [
+            *protoc,
+            "--include_imports",
+            "--include_source_info",
+            f"--descriptor_set_out={out / 'flowdock.binpb'}",
+            *sources,
+        ],
+        check=True,
+        cwd=PROTOS,
+    )
+    for pkg_dir in sorted({p.parent for p in py_out.rglob("*.py")}):
+        while pkg_dir != py_out:
+            init = pkg_dir / "__init__.py"
+            if not init.exists():
+                init.write_text('"""Generated from protos/ by tools/gen.py; do not edit."""\n')
+            pkg_dir = pkg_dir.parent
+    (py_out / "flowdock" / "py.typed").write_text("")
+
+
+def trees_equal(a: Path, b: Path) -> list[str]:
+    cmp = filecmp.dircmp(a, b, ignore=["__pycache__"])
+    diffs: list[str] = []
+
+    def walk(c: filecmp.dircmp[str], prefix: str) -> None:
+        diffs.extend(f"{prefix}{n} (only in one tree)" for n in c.left_only + c.right_only)
+        diffs.extend(f"{prefix}{n}" for n in c.diff_files)
+        for name, sub in c.subdirs.items():
+            walk(sub, f"{prefix}{name}/")
+
+    walk(cmp, "")
+    # dircmp compares shallowly by stat; confirm differing candidates byte by byte.
+    return [d for d in diffs if "only in" in d or not filecmp.cmp(a / d, b / d, shallow=False)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if regenerating would change gen/")
+    parser.add_argument("--materialise-only", action="store_true", help="only write .build/googleapis (for buf)")
+    args = parser.parse_args()
+    if args.materialise_only:
+        materialise_googleapis()
+        return 0
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(Path(tmp))
+            diffs = trees_equal(OUT, Path(tmp))
+        if diffs:
+            print("gen/ is stale or hand-edited; run `python tools/gen.py`. Differs:", *diffs, sep="\n  ")
+            return 1
+        print("gen/ is up to date")
+        return 0
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    generate(OUT)
+    print(f"generated into {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
