@@ -1,0 +1,63 @@
+"""Client channels for service-to-service calls: message limits set, request id and caller token forwarded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from flowdock_kernel import logs
+from flowdock_kernel.tokens import principal_var
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def _forwarded_metadata(metadata: Any) -> list[tuple[str, str | bytes]]:
+    out = list(metadata or ())
+    keys = {k for k, _ in out}
+    rid = logs.request_id_var.get()
+    if rid and "x-request-id" not in keys:
+        out.append(("x-request-id", rid))
+    principal = principal_var.get()
+    if principal is not None and "authorization" not in keys:
+        # Internal calls act on behalf of the end user: the callee re-verifies the same token.
+        out.append(("authorization", f"Bearer {principal.token}"))
+    return out
+
+
+class _Forward(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+):
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        return grpc.aio.ClientCallDetails(
+            method=details.method,
+            timeout=details.timeout,
+            metadata=grpc.aio.Metadata(*_forwarded_metadata(details.metadata)),
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
+
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any, it: Any) -> Any:
+        return await continuation(self._details(details), it)
+
+
+def internal_channel(address: str, max_message_bytes: int) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        address, options=channel_options(max_message_bytes), interceptors=[_Forward()]
+    )

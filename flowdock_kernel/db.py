@@ -1,0 +1,92 @@
+"""The database layer: one database per service, SQLAlchemy 2 async engines, Alembic migrations per service.
+
+Embedded default: `<data_dir>/<service>.db` (SQLite, WAL). PostgreSQL: `db_url` names a base database; the
+service uses `<base>_<service>` and creates it when missing, so one URL configures the whole mesh.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from flowdock_kernel.config import CommonConfig
+
+
+def service_url(config: CommonConfig, service: str, *, driver_async: bool = True) -> URL:
+    if not config.db_url or config.db_url.startswith("sqlite"):
+        base = make_url(config.db_url) if config.db_url else None
+        path = Path(base.database) if base is not None and base.database else config.data_dir / f"{service}.db"
+        return URL.create("sqlite+aiosqlite" if driver_async else "sqlite", database=str(path))
+    url = make_url(config.db_url.replace("postgres://", "postgresql://", 1))
+    return url.set(drivername="postgresql+psycopg", database=f"{url.database or 'flowdock'}_{service}")
+
+
+def ensure_database(url: URL) -> None:
+    """Create the service's database (PostgreSQL) or its folder (SQLite) if missing."""
+    if url.get_backend_name() == "sqlite":
+        if url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        return
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database})
+            if exists.scalar() is None:
+                conn.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
+    finally:
+        admin.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: URL) -> AsyncEngine:
+    if url.get_backend_name() == "sqlite":
+        engine = create_async_engine(url, pool_pre_ping=True)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def migrate(url: URL, migrations_dir: Path) -> None:
+    """Apply the service's Alembic migrations (a sync engine: Alembic runs outside the service's event loop)."""
+    ensure_database(url)
+    sync_url = url.set(drivername="sqlite" if url.get_backend_name() == "sqlite" else "postgresql+psycopg")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.attributes["url"] = sync_url
+    command.upgrade(cfg, "head")
+
+
+def run_migrations_online(target_metadata: sa.MetaData) -> None:
+    """Body of every service's migrations/env.py."""
+    from alembic import context
+
+    url = context.config.attributes["url"]
+    engine = sa.create_engine(url)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    with engine.connect() as conn:
+        context.configure(
+            connection=conn, target_metadata=target_metadata, render_as_batch=url.get_backend_name() == "sqlite"
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

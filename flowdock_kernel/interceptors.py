@@ -1,0 +1,152 @@
+"""Server interceptors (grpc-interceptor): call context + metrics + logs, domain-error mapping, authentication.
+
+Order (outermost first): CallContext → ErrorMapping → Authentication → handler, so an authentication failure
+is mapped like any other domain error and every outcome is counted and logged once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_interceptor.server import AsyncServerInterceptor
+
+from flowdock_kernel import errors, grpc_errors, logs, metrics
+from flowdock_kernel.tokens import KeyCache, principal_var, unverified_kid, verify_access_token
+
+log = logging.getLogger("flowdock.access")
+
+ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass
+class _CallState:
+    code: grpc.StatusCode = grpc.StatusCode.OK
+
+
+_state_var: contextvars.ContextVar[_CallState | None] = contextvars.ContextVar("call_state", default=None)
+
+
+def _metadata(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode("latin-1")
+    return ""
+
+
+def _is_stream(result: Any) -> bool:
+    return hasattr(result, "__aiter__")
+
+
+class CallContextInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+    """Request id, one access log line and the request metrics per call."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    async def intercept(
+        self, method: Callable[..., Any], request: Any, context: grpc.aio.ServicerContext[Any, Any], name: str
+    ) -> Any:
+        rid = _metadata(context, "x-request-id") or uuid.uuid4().hex
+        logs.request_id_var.set(rid)
+        state = _CallState()
+        _state_var.set(state)
+        start = time.perf_counter()
+        result = method(request, context)
+        if _is_stream(result):
+            return self._stream(result, state, start, name)
+        try:
+            return await result
+        finally:
+            self._done(state, start, name)
+
+    async def _stream(self, it: AsyncIterator[Any], state: _CallState, start: float, name: str) -> AsyncIterator[Any]:
+        gauge = metrics.STREAMS_IN_FLIGHT.labels(self.service, name)
+        gauge.inc()
+        try:
+            async for item in it:
+                yield item
+        finally:
+            gauge.dec()
+            self._done(state, start, name)
+
+    def _done(self, state: _CallState, start: float, name: str) -> None:
+        elapsed = time.perf_counter() - start
+        code = state.code.name
+        metrics.REQUESTS.labels(self.service, name, code).inc()
+        metrics.LATENCY.labels(self.service, name).observe(elapsed)
+        if not name.startswith(ALWAYS_PUBLIC_PREFIXES):
+            log.info("call", extra={"method": name, "code": code, "ms": round(elapsed * 1000, 2)})
+
+
+class ErrorMappingInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+    """Domain errors → their status; anything else → a generic INTERNAL, logged with its traceback."""
+
+    async def intercept(
+        self, method: Callable[..., Any], request: Any, context: grpc.aio.ServicerContext[Any, Any], name: str
+    ) -> Any:
+        try:
+            result = method(request, context)
+            if _is_stream(result):
+                return self._stream(result, context)
+            return await result
+        except Exception as exc:
+            await self._handle(exc, context)
+            raise  # unreachable: _handle aborts
+
+    async def _stream(self, it: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            async for item in it:
+                yield item
+        except Exception as exc:
+            await self._handle(exc, context)
+
+    async def _handle(self, exc: Exception, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        state = _state_var.get() or _CallState()
+        if isinstance(exc, errors.DomainError):
+            status = grpc_errors.to_status(exc)
+            state.code = status.code
+            await context.abort_with_status(status)
+        code = context.code()
+        if isinstance(code, grpc.StatusCode) and code != grpc.StatusCode.OK:
+            # The handler aborted by itself (e.g. the client cancelled); keep its status.
+            state.code = code
+            raise exc
+        if isinstance(exc, grpc.aio.AbortError) or type(exc).__name__ == "AbortError":
+            state.code = grpc.StatusCode.UNKNOWN
+            raise exc
+        state.code = grpc.StatusCode.INTERNAL
+        log.exception("unhandled error")
+        await context.abort_with_status(grpc_errors.internal_status())
+
+
+class AuthenticationInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+    """Verifies the bearer token on every method not declared public in the contract."""
+
+    def __init__(self, public_methods: Collection[str], keys: KeyCache, *, issuer: str, audience: str) -> None:
+        self.public_methods = frozenset(public_methods)
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+
+    async def intercept(
+        self, method: Callable[..., Any], request: Any, context: grpc.aio.ServicerContext[Any, Any], name: str
+    ) -> Any:
+        principal_var.set(None)
+        header = _metadata(context, "authorization")
+        if name not in self.public_methods and not name.startswith(ALWAYS_PUBLIC_PREFIXES):
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise errors.Unauthenticated("this call needs an access token (Authorization: Bearer ...)")
+            keys = await self.keys.get(unverified_kid(token))
+            principal_var.set(verify_access_token(token, keys, issuer=self.issuer, audience=self.audience))
+        result = method(request, context)
+        if _is_stream(result):
+            return result
+        return await result

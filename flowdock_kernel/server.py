@@ -1,0 +1,111 @@
+"""The one gRPC server bootstrap every service uses: health, reflection, interceptors, limits, graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from flowdock_kernel import metrics
+from flowdock_kernel.channels import channel_options
+from flowdock_kernel.config import CommonConfig
+from flowdock_kernel.interceptors import (
+    AuthenticationInterceptor,
+    CallContextInterceptor,
+    ErrorMappingInterceptor,
+)
+from flowdock_kernel.tokens import KeyCache
+
+log = logging.getLogger("flowdock.server")
+
+
+class StartupError(Exception):
+    """The service cannot start; the message says why and what to do."""
+
+
+@dataclass
+class Service:
+    """What a service hands the bootstrap: how to register itself, and what it declares public."""
+
+    name: str
+    service_names: Collection[str]
+    register: Callable[[grpc.aio.Server], None]
+    public_methods: Collection[str]
+    keys: KeyCache
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+async def serve(config: CommonConfig, service: Service) -> None:
+    """Run until SIGTERM/SIGINT, then stop accepting calls and let in-flight ones drain."""
+    server = grpc.aio.server(
+        interceptors=[
+            CallContextInterceptor(service.name),
+            ErrorMappingInterceptor(),
+            AuthenticationInterceptor(
+                service.public_methods, service.keys, issuer=config.jwt_issuer, audience=config.jwt_audience
+            ),
+        ],
+        options=[*channel_options(config.max_message_bytes), ("grpc.so_reuseport", 0)],
+    )
+    service.register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    address = f"{config.listen_host}:{config.grpc_port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise StartupError(f"cannot listen on {address}: port {config.grpc_port} is in use or not allowed") from exc
+    if bound == 0:
+        raise StartupError(f"cannot listen on {address}: port {config.grpc_port} is in use or not allowed")
+    try:
+        metrics_port = metrics.serve_metrics(config.listen_host, config.metrics_port)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot serve metrics on {config.listen_host}:{config.metrics_port}: {exc.strerror}"
+        ) from exc
+    await server.start()
+    for name in [*service.service_names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", extra={"grpc_port": bound, "metrics_port": metrics_port, "pid": os.getpid()})
+    if config.ready_file:
+        ready = Path(config.ready_file)
+        tmp = ready.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"grpc_port": bound, "metrics_port": metrics_port, "pid": os.getpid()}))
+        tmp.replace(ready)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", extra={"grace_seconds": config.shutdown_grace_seconds})
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(config.shutdown_grace_seconds)
+    for hook in service.on_stop:
+        await hook()
+    log.info("stopped")
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    """Entry point wrapper: a StartupError or ConfigError ends the process with one clear line and exit 2."""
+    from flowdock_kernel.config import ConfigError
+
+    try:
+        asyncio.run(main())
+    except (StartupError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,624 @@
+"""Build Envoy's bootstrap for the FlowDock gateway from the API contract.
+
+One listener serves native gRPC (h2c), grpc-web (+CORS) and REST (grpc_json_transcoder). The whole
+bootstrap is built from envoy-data-plane's typed messages, so a misspelt field fails in Python
+instead of in Envoy, and serialised with snake_case keys; `envoy --mode validate` remains the
+judge of Envoy's own constraints (envoy-data-plane does not check them).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import betterproto2
+from envoy_data_plane.envoy.config.accesslog.v3 import (
+    AccessLog,
+    AccessLogFilter,
+    AndFilter,
+    ComparisonFilter,
+    ComparisonFilterOp,
+    HeaderFilter,
+    StatusCodeFilter,
+)
+from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
+from envoy_data_plane.envoy.config.cluster.v3 import (
+    CircuitBreakers,
+    CircuitBreakersThresholds,
+    Cluster,
+    ClusterDiscoveryType,
+)
+from envoy_data_plane.envoy.config.core.v3 import (
+    Address,
+    DataSource,
+    HeaderValue,
+    HeaderValueOption,
+    HealthCheck,
+    HealthCheckGrpcHealthCheck,
+    Http1ProtocolOptions,
+    Http2ProtocolOptions,
+    HttpUri,
+    Node,
+    RuntimeFractionalPercent,
+    RuntimeUInt32,
+    SocketAddress,
+    SubstitutionFormatString,
+)
+from envoy_data_plane.envoy.config.endpoint.v3 import (
+    ClusterLoadAssignment,
+    Endpoint,
+    LbEndpoint,
+    LocalityLbEndpoints,
+)
+from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.route.v3 import (
+    DirectResponseAction,
+    HeaderMatcher,
+    RetryPolicy,
+    Route,
+    RouteAction,
+    RouteConfiguration,
+    RouteMatch,
+    VirtualHost,
+)
+from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
+from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
+from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
+    GrpcJsonTranscoder,
+    GrpcJsonTranscoderPrintOptions,
+    GrpcJsonTranscoderRequestValidationOptions,
+)
+from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
+from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
+    JwtAuthentication,
+    JwtHeader,
+    JwtProvider,
+    JwtRequirement,
+    RemoteJwks,
+    RequirementRule,
+)
+from envoy_data_plane.envoy.extensions.filters.http.local_ratelimit.v3 import LocalRateLimit
+from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpConnectionManager,
+    HttpFilter,
+    LocalReplyConfig,
+    ResponseMapper,
+)
+from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
+    HttpProtocolOptions,
+    HttpProtocolOptionsExplicitHttpConfig,
+)
+from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher, StringMatcher
+from envoy_data_plane.envoy.type.v3 import FractionalPercent, TokenBucket
+from envoy_data_plane.google.protobuf import Any as PbAny
+from envoy_data_plane.google.protobuf import Struct
+
+from gateway.descriptor import RoutedService, load_services
+
+__all__ = ["DEFAULT_CORS_ORIGINS", "IDENTITY_HEADERS", "PUBLIC_PREFIX", "GatewaySpec", "build_bootstrap"]
+
+MiB = 1024 * 1024
+
+#: Browsers on the developer's machine (any port, http or https).
+DEFAULT_CORS_ORIGINS: tuple[str, ...] = (
+    r"https?://localhost(:[0-9]+)?",
+    r"https?://127\.0\.0\.1(:[0-9]+)?",
+)
+#: Headers that claim an identity; only a verified hop may set them, so clients' copies are dropped.
+IDENTITY_HEADERS: tuple[str, ...] = (
+    "x-jwt-payload",
+    "x-user-id",
+    "x-user-role",
+    "x-flowdock-user",
+    "x-forwarded-user",
+)
+#: Future public-link routes (no account) live under this REST prefix.
+PUBLIC_PREFIX = "/api/v1/public/"
+JWT_PROVIDER = "flowdock"
+SELF_CLUSTER = "gateway_self"
+JWKS_PATH = "/.well-known/jwks.json"
+
+_CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+_CORS_ALLOW_HEADERS = (
+    "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, x-request-id, x-link-session"
+)
+_CORS_EXPOSE_HEADERS = (
+    "grpc-status, grpc-message, grpc-status-details-bin, content-disposition, content-length, etag, "
+    "x-request-id"
+)
+# HTTP status of a local reply -> gRPC code put in the REST error body (google.rpc.Code numbers).
+_LOCAL_REPLY_CODES: tuple[tuple[int, int], ...] = (
+    (400, 3),  # INVALID_ARGUMENT
+    (401, 16),  # UNAUTHENTICATED
+    (403, 7),  # PERMISSION_DENIED
+    (404, 5),  # NOT_FOUND
+    (413, 8),  # RESOURCE_EXHAUSTED (a size limit)
+    (429, 8),  # RESOURCE_EXHAUSTED (rate limit)
+    (500, 13),  # INTERNAL
+    (502, 14),  # UNAVAILABLE
+    (503, 14),  # UNAVAILABLE
+    (504, 4),  # DEADLINE_EXCEEDED
+)
+_ACCESS_LOG_FORMAT: dict[str, str] = {
+    "start_time": "%START_TIME%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "method": "%REQ(:METHOD)%",
+    "original_method": "%REQ(X-ENVOY-ORIGINAL-METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "response_code": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS(NUMBER)%",
+    "response_flags": "%RESPONSE_FLAGS%",
+    "duration_ms": "%DURATION%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "upstream_host": "%UPSTREAM_HOST%",
+    "user_agent": "%REQ(USER-AGENT)%",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewaySpec:
+    """Everything that varies between deployments of the gateway; the rest comes from the contract.
+
+    Example: ``GatewaySpec(descriptor_path=Path("gen/flowdock.binpb"),
+    upstreams={"auth": [("127.0.0.1", 50051)], "storage": [...], "share": [...]})``
+    """
+
+    listen_host: str = "127.0.0.1"
+    port: int = 8080
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9901
+    descriptor_path: Path
+    #: cluster name ("auth", "storage", "share") -> endpoints; several endpoints are replicas.
+    upstreams: dict[str, list[tuple[str, int]]]
+    jwt_issuer: str = "flowdock"
+    jwt_audience: str = "flowdock"
+    jwks_cache_seconds: int = 30
+    #: RE2 regexes matched against the whole Origin header.
+    cors_allowed_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
+    rate_limit_per_second: int = 200
+    rate_limit_burst: int = 400
+    #: Per message, for the transcoder (Envoy's 1 MiB default broke 5 MB calls).
+    max_body_bytes: int = 64 * MiB
+    access_log: bool = True
+    health_check_interval: timedelta = field(default=timedelta(seconds=2))
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _any(message: betterproto2.Message) -> PbAny:
+    """Pack a typed message (its module registered it in the message pool on import)."""
+    return PbAny.pack(message)
+
+
+def _address(host: str, port: int) -> Address:
+    return Address(socket_address=SocketAddress(address=host, port_value=port))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _loopback_for(host: str) -> str:
+    """The address Envoy uses to reach its own listener (a wildcard bind is reached via loopback)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def _percent(value: int, key: str) -> RuntimeFractionalPercent:
+    return RuntimeFractionalPercent(default_value=FractionalPercent(numerator=value), runtime_key=key)
+
+
+def _regex(pattern: str) -> StringMatcher:
+    return StringMatcher(safe_regex=RegexMatcher(regex=pattern))
+
+
+def _method_is(verb: str) -> HeaderMatcher:
+    return HeaderMatcher(name=":method", string_match=StringMatcher(exact=verb))
+
+
+def _not_grpc_request() -> HeaderMatcher:
+    """Matches REST/plain HTTP requests: content-type absent or not application/grpc*.
+
+    grpc-web requests count as gRPC too (application/grpc-web*), and the grpc_web filter rewrites
+    their content-type to application/grpc before later filters run.
+    """
+    return HeaderMatcher(
+        name="content-type",
+        string_match=StringMatcher(prefix="application/grpc"),
+        invert_match=True,
+        treat_missing_header_as_empty=True,
+    )
+
+
+def _json_error(code: int, message: str) -> Struct:
+    return Struct.from_dict({"code": code, "message": message})
+
+
+# ----------------------------------------------------------------------------------------- jwt_authn
+
+
+def _jwt_rules(services: list[RoutedService]) -> list[RequirementRule]:
+    """First-match rules: public routes first, then protected ones, then "token optional".
+
+    Unknown paths end on the last rule (a token is verified if sent, not demanded) so they get
+    the transcoder's / route table's 404 rather than a misleading 401; they reach no upstream.
+    """
+    needs_token = JwtRequirement(provider_name=JWT_PROVIDER)
+    public: list[RequirementRule] = []
+    protected: list[RequirementRule] = []
+    for svc in services:
+        for method in svc.methods:
+            if not method.public:
+                continue
+            public.append(RequirementRule(match=RouteMatch(path=method.grpc_path)))
+            for binding in method.http:
+                match = (
+                    RouteMatch(path=binding.template, headers=[_method_is(binding.verb)])
+                    if binding.is_literal
+                    else RouteMatch(
+                        safe_regex=RegexMatcher(regex=binding.path_regex),
+                        headers=[_method_is(binding.verb)],
+                    )
+                )
+                public.append(RequirementRule(match=match))
+    public.append(RequirementRule(match=RouteMatch(prefix=PUBLIC_PREFIX)))
+    seen: set[str] = set()
+    for svc in services:
+        protected.append(RequirementRule(match=RouteMatch(prefix=f"/{svc.full_name}/"), requires=needs_token))
+        for method in svc.methods:
+            if method.public:
+                continue
+            for binding in method.http:
+                # Any verb on a protected template needs a token: no method can slip past the rule.
+                if binding.path_regex in seen:
+                    continue
+                seen.add(binding.path_regex)
+                protected.append(
+                    RequirementRule(
+                        match=RouteMatch(safe_regex=RegexMatcher(regex=binding.path_regex)),
+                        requires=needs_token,
+                    )
+                )
+    fallback = RequirementRule(
+        match=RouteMatch(prefix="/"),
+        requires=JwtRequirement(provider_name=JWT_PROVIDER, allow_missing=JwtAuthentication.__mro__[0]
+                                and _empty_message()),
+    )
+    return [*public, *protected, fallback]
+
+
+def _empty_message() -> Any:
+    """`google.protobuf.Empty` as envoy-data-plane spells it (used by `allow_missing`)."""
+    from envoy_data_plane.google.protobuf import Empty
+
+    return Empty()
+
+
+def _jwt_filter(spec: GatewaySpec, services: list[RoutedService]) -> JwtAuthentication:
+    return JwtAuthentication(
+        providers={
+            JWT_PROVIDER: JwtProvider(
+                issuer=spec.jwt_issuer,
+                audiences=[spec.jwt_audience],
+                # Services verify the token again themselves (defence in depth), so pass it on.
+                forward=True,
+                # Only the Authorization header: tokens in query strings end up in logs.
+                from_headers=[JwtHeader(name="authorization", value_prefix="Bearer ")],
+                remote_jwks=RemoteJwks(
+                    http_uri=HttpUri(
+                        uri=f"http://{_uri_host(spec.listen_host)}:{spec.port}{JWKS_PATH}",
+                        cluster=SELF_CLUSTER,
+                        timeout=timedelta(seconds=5),
+                    ),
+                    cache_duration=timedelta(seconds=spec.jwks_cache_seconds),
+                ),
+            )
+        },
+        rules=_jwt_rules(services),
+        bypass_cors_preflight=True,
+    )
+
+
+def _uri_host(host: str) -> str:
+    loop = _loopback_for(host)
+    return f"[{loop}]" if ":" in loop else loop
+
+
+# ----------------------------------------------------------------------------------------- HCM parts
+
+
+def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[HttpFilter]:
+    """cors -> grpc_web -> jwt_authn -> grpc_json_transcoder -> local_ratelimit -> router."""
+    transcoder = GrpcJsonTranscoder(
+        proto_descriptor=str(Path(spec.descriptor_path).resolve()),
+        services=[svc.full_name for svc in services],
+        print_options=GrpcJsonTranscoderPrintOptions(always_print_primitive_fields=True),
+        convert_grpc_status=True,
+        request_validation_options=GrpcJsonTranscoderRequestValidationOptions(
+            reject_unknown_method=True, reject_unknown_query_parameters=True
+        ),
+        max_request_body_size=spec.max_body_bytes,
+        max_response_body_size=spec.max_body_bytes,
+    )
+    ratelimit = LocalRateLimit(
+        stat_prefix="gateway_rate_limit",
+        token_bucket=TokenBucket(
+            max_tokens=spec.rate_limit_burst,
+            tokens_per_fill=spec.rate_limit_per_second,
+            fill_interval=timedelta(seconds=1),
+        ),
+        filter_enabled=_percent(100, "gateway.rate_limit.enabled"),
+        filter_enforced=_percent(100, "gateway.rate_limit.enforced"),
+        # Native gRPC would otherwise see UNAVAILABLE, which clients retry.
+        rate_limited_as_resource_exhausted=True,
+    )
+    return [
+        HttpFilter(name="envoy.filters.http.cors", typed_config=_any(Cors())),
+        HttpFilter(name="envoy.filters.http.grpc_web", typed_config=_any(GrpcWeb())),
+        HttpFilter(name="envoy.filters.http.jwt_authn", typed_config=_any(_jwt_filter(spec, services))),
+        HttpFilter(name="envoy.filters.http.grpc_json_transcoder", typed_config=_any(transcoder)),
+        HttpFilter(name="envoy.filters.http.local_ratelimit", typed_config=_any(ratelimit)),
+        HttpFilter(name="envoy.filters.http.router", typed_config=_any(Router())),
+    ]
+
+
+def _cors_policy(spec: GatewaySpec) -> CorsPolicy:
+    return CorsPolicy(
+        allow_origin_string_match=[_regex(origin) for origin in spec.cors_allowed_origins],
+        allow_methods=_CORS_METHODS,
+        allow_headers=_CORS_ALLOW_HEADERS,
+        expose_headers=_CORS_EXPOSE_HEADERS,
+        max_age="600",
+    )
+
+
+def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConfiguration:
+    """One prefix route per routed service, then a JSON 404 for plain HTTP requests.
+
+    The final route also gives REST paths a route, which the CORS filter needs to answer a
+    preflight; gRPC requests that match nothing get the router's gRPC-shaped UNIMPLEMENTED instead.
+    """
+    routes = [
+        Route(
+            name=svc.full_name,
+            match=RouteMatch(prefix=f"/{svc.full_name}/"),
+            route=RouteAction(
+                cluster=svc.cluster,
+                # 0 = no deadline: uploads and downloads stream for as long as they need.
+                timeout=timedelta(0),
+                # Safe for any call: retried only when the request never reached a replica.
+                retry_policy=RetryPolicy(retry_on="connect-failure,refused-stream", num_retries=2),
+            ),
+        )
+        for svc in services
+    ]
+    routes.append(
+        Route(
+            name="not_found",
+            match=RouteMatch(prefix="/", headers=[_not_grpc_request()]),
+            direct_response=DirectResponseAction(
+                status=404,
+                body=DataSource(inline_string='{"code":5,"message":"no route for this path"}'),
+            ),
+            response_headers_to_add=[
+                HeaderValueOption(header=HeaderValue(key="content-type", value="application/json"))
+            ],
+        )
+    )
+    return RouteConfiguration(
+        name="flowdock",
+        virtual_hosts=[
+            VirtualHost(
+                name="flowdock",
+                domains=["*"],
+                routes=routes,
+                request_headers_to_remove=list(IDENTITY_HEADERS),
+                typed_per_filter_config={"envoy.filters.http.cors": _any(_cors_policy(spec))},
+            )
+        ],
+    )
+
+
+def _local_reply_config() -> LocalReplyConfig:
+    """Envoy's own error replies (401, 404, 429, ...) as the REST error JSON.
+
+    Only plain HTTP requests are rewritten: gRPC and grpc-web callers keep Envoy's gRPC-shaped
+    reply (grpc-status in headers/trailers).
+    """
+    body = "%LOCAL_REPLY_BODY%"
+    mappers = [
+        ResponseMapper(
+            filter=AccessLogFilter(
+                and_filter=AndFilter(
+                    filters=[
+                        AccessLogFilter(
+                            status_code_filter=StatusCodeFilter(
+                                comparison=ComparisonFilter(
+                                    op=ComparisonFilterOp.EQ,
+                                    value=RuntimeUInt32(
+                                        default_value=status, runtime_key=f"gateway.local_reply.{status}"
+                                    ),
+                                )
+                            )
+                        ),
+                        AccessLogFilter(header_filter=HeaderFilter(header=_not_grpc_request())),
+                    ]
+                )
+            ),
+            body_format_override=SubstitutionFormatString(
+                json_format=_json_error(code, body), content_type="application/json"
+            ),
+        )
+        for status, code in _LOCAL_REPLY_CODES
+    ]
+    mappers.append(
+        ResponseMapper(
+            filter=AccessLogFilter(
+                and_filter=AndFilter(
+                    filters=[
+                        AccessLogFilter(
+                            status_code_filter=StatusCodeFilter(
+                                comparison=ComparisonFilter(
+                                    op=ComparisonFilterOp.GE,
+                                    value=RuntimeUInt32(
+                                        default_value=400, runtime_key="gateway.local_reply.other"
+                                    ),
+                                )
+                            )
+                        ),
+                        AccessLogFilter(header_filter=HeaderFilter(header=_not_grpc_request())),
+                    ]
+                )
+            ),
+            body_format_override=SubstitutionFormatString(
+                json_format=_json_error(2, body), content_type="application/json"
+            ),
+        )
+    )
+    return LocalReplyConfig(mappers=mappers)
+
+
+def _access_log() -> AccessLog:
+    return AccessLog(
+        name="envoy.access_loggers.stdout",
+        typed_config=_any(
+            StdoutAccessLog(log_format=SubstitutionFormatString(json_format=Struct.from_dict(_ACCESS_LOG_FORMAT)))
+        ),
+    )
+
+
+def _listener(spec: GatewaySpec, services: list[RoutedService]) -> Listener:
+    hcm = HttpConnectionManager(
+        stat_prefix="ingress",
+        # codec_type AUTO is the proto default (0): HTTP/1.1 for REST/grpc-web, h2c for native gRPC.
+        route_config=_route_config(spec, services),
+        http_filters=_http_filters(spec, services),
+        http_protocol_options=Http1ProtocolOptions(enable_trailers=True),
+        stream_idle_timeout=timedelta(seconds=300),
+        request_timeout=timedelta(0),
+        generate_request_id=True,
+        always_set_request_id_in_response=True,
+        use_remote_address=True,
+        normalize_path=True,
+        merge_slashes=True,
+        local_reply_config=_local_reply_config(),
+        access_log=[_access_log()] if spec.access_log else [],
+    )
+    return Listener(
+        name="flowdock_gateway",
+        address=_address(spec.listen_host, spec.port),
+        filter_chains=[
+            FilterChain(
+                filters=[
+                    Filter(name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))
+                ]
+            )
+        ],
+    )
+
+
+# -------------------------------------------------------------------------------------------- clusters
+
+
+def _discovery_type(hosts: list[str]) -> ClusterDiscoveryType:
+    """STATIC for IP literals, STRICT_DNS (every address of every name) otherwise."""
+    return ClusterDiscoveryType.STATIC if all(_is_ip(h) for h in hosts) else ClusterDiscoveryType.STRICT_DNS
+
+
+def _load_assignment(name: str, endpoints: list[tuple[str, int]]) -> ClusterLoadAssignment:
+    return ClusterLoadAssignment(
+        cluster_name=name,
+        endpoints=[
+            LocalityLbEndpoints(
+                lb_endpoints=[LbEndpoint(endpoint=Endpoint(address=_address(h, p))) for h, p in endpoints]
+            )
+        ],
+    )
+
+
+def _upstream_cluster(spec: GatewaySpec, name: str, endpoints: list[tuple[str, int]]) -> Cluster:
+    """An h2c cluster of replicas, round robin, gRPC health checked so a dead replica drops out."""
+    interval = spec.health_check_interval
+    limits = CircuitBreakersThresholds(
+        max_connections=10000, max_pending_requests=10000, max_requests=10000, max_retries=100
+    )
+    return Cluster(
+        name=name,
+        type=_discovery_type([h for h, _ in endpoints]),
+        connect_timeout=timedelta(seconds=2),
+        # lb_policy ROUND_ROBIN is the proto default.
+        load_assignment=_load_assignment(name, endpoints),
+        typed_extension_protocol_options={
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _any(
+                HttpProtocolOptions(
+                    explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                        http2_protocol_options=Http2ProtocolOptions()
+                    )
+                )
+            )
+        },
+        health_checks=[
+            HealthCheck(
+                timeout=timedelta(seconds=1),
+                interval=interval,
+                # Without this an idle cluster is probed only once a minute.
+                no_traffic_interval=interval,
+                unhealthy_threshold=2,
+                healthy_threshold=1,
+                grpc_health_check=HealthCheckGrpcHealthCheck(),
+            )
+        ],
+        circuit_breakers=CircuitBreakers(thresholds=[limits]),
+    )
+
+
+def _self_cluster(spec: GatewaySpec) -> Cluster:
+    """Envoy's own listener, so jwt_authn fetches the JWKS through the REST route to auth_svc."""
+    host = _loopback_for(spec.listen_host)
+    return Cluster(
+        name=SELF_CLUSTER,
+        type=_discovery_type([host]),
+        connect_timeout=timedelta(seconds=2),
+        load_assignment=_load_assignment(SELF_CLUSTER, [(host, spec.port)]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- public
+
+
+def build_bootstrap(spec: GatewaySpec) -> dict[str, Any]:
+    """Return Envoy's bootstrap (snake_case JSON-ready dict) for `spec`.
+
+    Raises ValueError when a routed service has no upstream, since Envoy would reject the routes.
+    """
+    services = load_services(spec.descriptor_path)
+    missing = sorted({svc.cluster for svc in services} - set(spec.upstreams))
+    if missing:
+        raise ValueError(f"no upstream given for cluster(s) {', '.join(missing)} (use --upstream NAME=HOST:PORT)")
+    empty = sorted(name for name, eps in spec.upstreams.items() if not eps)
+    if empty:
+        raise ValueError(f"upstream(s) {', '.join(empty)} have no endpoint")
+    if SELF_CLUSTER in spec.upstreams:
+        raise ValueError(f"{SELF_CLUSTER!r} is reserved for the gateway's own JWKS cluster")
+    clusters = [_upstream_cluster(spec, name, eps) for name, eps in sorted(spec.upstreams.items())]
+    clusters.append(_self_cluster(spec))
+    bootstrap = Bootstrap(
+        node=Node(id="flowdock-gateway", cluster="flowdock"),
+        admin=Admin(address=_address(spec.admin_host, spec.admin_port)),
+        static_resources=BootstrapStaticResources(listeners=[_listener(spec, services)], clusters=clusters),
+    )
+    return bootstrap.to_dict(casing=betterproto2.Casing.SNAKE)
