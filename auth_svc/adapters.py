@@ -124,9 +124,7 @@ class SqlUnitOfWork:
         self.sessions = SqlSessions(self._session)
         return self
 
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         await self._session.rollback()
         await self._session.close()
 
@@ -176,9 +174,7 @@ class SigningKeyring:
                     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
                 ).decode()
                 kid = uuid.uuid4().hex[:16]
-                await conn.execute(
-                    signing_keys.insert().values(kid=kid, private_pem=pem, created_at=datetime.now(UTC))
-                )
+                await conn.execute(signing_keys.insert().values(kid=kid, private_pem=pem, created_at=datetime.now(UTC)))
                 rows = (await conn.execute(sa.select(signing_keys))).all()
         loaded = []
         for row in rows:

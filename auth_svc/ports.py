@@ -22,8 +22,10 @@ class Sessions(Protocol):
 class UnitOfWork(Protocol):
     """A transaction: rolled back unless `commit` is called."""
 
-    users: Users
-    sessions: Sessions
+    @property
+    def users(self) -> Users: ...
+    @property
+    def sessions(self) -> Sessions: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.api import httpbody_pb2
 from google.protobuf import timestamp_pb2
 
 from auth_svc import domain
 from auth_svc.adapters import SigningKeyring
 from auth_svc.usecases import Accounts
-from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel.tokens import current_principal
 
 _ROLES = {domain.Role.USER: auth_pb2.ROLE_USER, domain.Role.ADMIN: auth_pb2.ROLE_ADMIN}
@@ -38,9 +38,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.RegisterResponse()
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Ctx) -> auth_pb2.LoginResponse:
-        tokens = await self.accounts.login(
-            request.email, request.password, _peer_device(context, request.device_name)
-        )
+        tokens = await self.accounts.login(request.email, request.password, _peer_device(context, request.device_name))
         return auth_pb2.LoginResponse(
             access_token=tokens.access_token, expires_in=tokens.expires_in, token_type="Bearer"
         )

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from flowdock_kernel import logs
-from flowdock_kernel.tokens import principal_var
+from flowdock_kernel.tokens import KeyCache, KeyMap, keys_from_jwks, principal_var
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -58,6 +59,15 @@ class _Forward(
 
 
 def internal_channel(address: str, max_message_bytes: int) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        address, options=channel_options(max_message_bytes), interceptors=[_Forward()]
-    )
+    return grpc.aio.insecure_channel(address, options=channel_options(max_message_bytes), interceptors=[_Forward()])
+
+
+def remote_signing_keys(auth: grpc.aio.Channel, ttl: float) -> KeyCache:
+    """auth_svc's public keys via AuthService.GetJwks, cached: how every other service verifies tokens."""
+    stub = auth_pb2_grpc.AuthServiceStub(auth)
+
+    async def fetch() -> KeyMap:
+        body = await stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5)
+        return keys_from_jwks(body.data)
+
+    return KeyCache(fetch, ttl=ttl)

@@ -166,9 +166,7 @@ def load(cls: type[C], env: Mapping[str, str] | None = None) -> C:
     # unknown keys with no service prefix at all.
     prefix = getattr(cls, "key_prefix", "")
     unknown = sorted(
-        k
-        for k in set(file_values) - known
-        if (prefix and k.startswith(prefix)) or not k.startswith(SERVICE_PREFIXES)
+        k for k in set(file_values) - known if (prefix and k.startswith(prefix)) or not k.startswith(SERVICE_PREFIXES)
     )
     if unknown:
         raise ConfigError(f"{config_path}: {unknown[0]}", "unknown setting (see docs/configuration.md)")

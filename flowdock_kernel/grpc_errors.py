@@ -59,14 +59,14 @@ def to_status(exc: errors.DomainError) -> grpc.Status:
             delay.FromNanoseconds(int(exc.retry_after_seconds * 1e9))
             details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     elif isinstance(exc, errors.FailedPrecondition) and exc.reason:
-        details.append(
-            _pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain="flowdock", metadata=exc.metadata))
-        )
+        details.append(_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain="flowdock", metadata=exc.metadata)))
     status = status_pb2.Status(code=code.value[0], message=exc.message, details=details)
-    return rpc_status.to_status(status)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
 
 
 def internal_status() -> grpc.Status:
     """What a client sees for a bug: generic, no traceback (it is logged with the request id instead)."""
     status = status_pb2.Status(code=code_pb2.INTERNAL, message="internal error; see the server log")
-    return rpc_status.to_status(status)
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted

@@ -44,7 +44,7 @@ def _is_stream(result: Any) -> bool:
     return hasattr(result, "__aiter__")
 
 
-class CallContextInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+class CallContextInterceptor(AsyncServerInterceptor):
     """Request id, one access log line and the request metrics per call."""
 
     def __init__(self, service: str) -> None:
@@ -85,7 +85,7 @@ class CallContextInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
             log.info("call", extra={"method": name, "code": code, "ms": round(elapsed * 1000, 2)})
 
 
-class ErrorMappingInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+class ErrorMappingInterceptor(AsyncServerInterceptor):
     """Domain errors → their status; anything else → a generic INTERNAL, logged with its traceback."""
 
     async def intercept(
@@ -126,7 +126,7 @@ class ErrorMappingInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
         await context.abort_with_status(grpc_errors.internal_status())
 
 
-class AuthenticationInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+class AuthenticationInterceptor(AsyncServerInterceptor):
     """Verifies the bearer token on every method not declared public in the contract."""
 
     def __init__(self, public_methods: Collection[str], keys: KeyCache, *, issuer: str, audience: str) -> None:

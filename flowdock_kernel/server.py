@@ -8,9 +8,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,6 +28,8 @@ from flowdock_kernel.interceptors import (
 from flowdock_kernel.tokens import KeyCache
 
 log = logging.getLogger("flowdock.server")
+
+C = TypeVar("C", bound=CommonConfig)
 
 
 class StartupError(Exception):
@@ -100,7 +103,7 @@ async def serve(config: CommonConfig, service: Service) -> None:
     log.info("stopped")
 
 
-def run(main: Callable[[], Awaitable[None]]) -> None:
+def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Entry point wrapper: a StartupError or ConfigError ends the process with one clear line and exit 2."""
     from flowdock_kernel.config import ConfigError
 
@@ -109,3 +112,33 @@ def run(main: Callable[[], Awaitable[None]]) -> None:
     except (StartupError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def service_main(
+    *,
+    name: str,
+    description: str,
+    config_cls: type[C],
+    migrate: Callable[[C], None],
+    build: Callable[[C], Awaitable[Service]],
+    argv: list[str] | None = None,
+) -> None:
+    """`python -m <svc> serve|migrate`, identical for every service."""
+    import argparse
+
+    from flowdock_kernel import config, logs
+
+    parser = argparse.ArgumentParser(prog=f"python -m {name}_svc", description=description)
+    parser.add_argument(
+        "command", choices=["serve", "migrate"], help="serve: run the gRPC service; migrate: apply DB migrations"
+    )
+    args = parser.parse_args(argv)
+
+    async def main() -> None:
+        cfg = config.load(config_cls)
+        logs.setup(name, cfg.log_level, cfg.log_format)
+        migrate(cfg)
+        if args.command == "serve":
+            await serve(cfg, await build(cfg))
+
+    run(main)

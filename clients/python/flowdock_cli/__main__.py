@@ -1,0 +1,3 @@
+from flowdock_cli.main import main
+
+main()

@@ -1,0 +1,338 @@
+"""`flowdock up` and `flowdock migrate`: run the whole mesh on one machine as separate processes.
+
+The three services get free loopback ports (so two instances can run side by side), Envoy is the only
+entry point. Children die with this process (PR_SET_PDEATHSIG), stop in order on Ctrl-C/SIGTERM, and a
+crashed child ends the run with its log tail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+SERVICES = ("auth", "share", "storage")
+# glibc maps and unmaps every 1 MiB message buffer by default; these keep them (performance-ceilings.md).
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=1073741824"
+READY_TIMEOUT = 90.0
+
+
+class UpError(Exception):
+    """`up` cannot continue; the message says why."""
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise UpError(
+                f"port {port} on {host} is already in use ({exc.strerror}); choose another with --port"
+            ) from None
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join("    " + line for line in text[-lines:])
+
+    def stop(self, grace: float) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.log:
+            self.log.close()
+
+
+@dataclass
+class Plan:
+    data_dir: Path
+    host: str
+    port: int
+    db_url: str
+    admin_port: int
+    ports: dict[str, int]
+    log_format: str
+    base_env: dict[str, str]
+
+    def service_env(self, name: str) -> dict[str, str]:
+        env = dict(self.base_env)
+        env.update(
+            {
+                "FLOWDOCK_DATA_DIR": str(self.data_dir),
+                "FLOWDOCK_DB_URL": self.db_url,
+                "FLOWDOCK_LISTEN_HOST": "127.0.0.1",
+                "FLOWDOCK_GRPC_PORT": str(self.ports[name]),
+                "FLOWDOCK_METRICS_PORT": "0",
+                "FLOWDOCK_READY_FILE": str(self.run_dir / f"{name}.json"),
+                "FLOWDOCK_LOG_FORMAT": self.log_format,
+                "FLOWDOCK_AUTH_ADDRESS": f"127.0.0.1:{self.ports['auth']}",
+                "FLOWDOCK_SHARE_ADDRESS": f"127.0.0.1:{self.ports['share']}",
+                "FLOWDOCK_STORAGE_ADDRESS": f"127.0.0.1:{self.ports['storage']}",
+                "GLIBC_TUNABLES": MALLOC_TUNABLES,
+            }
+        )
+        return env
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def gateway_argv(self) -> list[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--listen-host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--admin-host",
+            "127.0.0.1",
+            "--admin-port",
+            str(self.admin_port),
+            "--run-dir",
+            str(self.run_dir),
+        ]
+        for name in SERVICES:
+            argv += ["--upstream", f"{name}=127.0.0.1:{self.ports[name]}"]
+        return argv
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    from flowdock_kernel.config import CommonConfig, ConfigError, load
+
+    env = dict(os.environ)
+    if args.config:
+        env["FLOWDOCK_CONFIG"] = str(Path(args.config).resolve())
+    if args.data_dir:
+        env["FLOWDOCK_DATA_DIR"] = args.data_dir
+    if args.db:
+        env["FLOWDOCK_DB_URL"] = args.db
+    try:
+        common = load(CommonConfig, env)
+    except ConfigError as exc:
+        raise UpError(str(exc)) from None
+    data_dir = common.data_dir.resolve()
+    ports = {name: free_port("127.0.0.1") for name in SERVICES}
+    return Plan(
+        data_dir=data_dir,
+        host=args.host,
+        port=args.port,
+        db_url=common.db_url,
+        admin_port=args.admin_port or free_port("127.0.0.1"),
+        ports=ports,
+        log_format=common.log_format,
+        base_env=env,
+    )
+
+
+def _wait_ready(children: list[Child], ready: dict[str, Path], deadline: float) -> None:
+    pending = dict(ready)
+    while pending:
+        for child in children:
+            code = child.exited()
+            if code is not None:
+                raise UpError(f"{child.name} exited with code {code} while starting; its log:\n{child.tail()}")
+        for name, path in list(pending.items()):
+            if path.exists():
+                del pending[name]
+        if time.monotonic() > deadline:
+            raise UpError(f"timed out waiting for {', '.join(pending)} to start")
+        time.sleep(0.05)
+
+
+def _gateway_ready(admin_port: int, gateway: Child, deadline: float) -> None:
+    url = f"http://127.0.0.1:{admin_port}/clusters"
+    while True:
+        code = gateway.exited()
+        if code is not None:
+            raise UpError(f"the gateway (Envoy) exited with code {code}; its log:\n{gateway.tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback admin)
+                text = resp.read().decode()
+            healthy = {
+                name
+                for name in SERVICES
+                if any(
+                    line.startswith(f"{name}::") and line.endswith("::health_flags::healthy")
+                    for line in text.splitlines()
+                )
+            }
+            if healthy == set(SERVICES):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise UpError(f"timed out waiting for the gateway; its log:\n{gateway.tail()}")
+        time.sleep(0.05)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        plan = make_plan(args)
+        ensure_port_free(plan.host, plan.port)
+    except UpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for folder in (plan.data_dir, plan.run_dir, plan.log_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    for stale in plan.run_dir.glob("*.json"):
+        stale.unlink()
+
+    services = [
+        Child(name, [sys.executable, "-m", f"{name}_svc", "serve"], plan.service_env(name), plan.log_dir / f"{name}.log")
+        for name in SERVICES
+    ]
+    gateway = Child("gateway", plan.gateway_argv(), plan.service_env("auth"), plan.log_dir / "gateway.log")
+    everything = [*services, gateway]
+
+    stopping = False
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    code = 0
+    try:
+        for child in services:
+            child.start()
+        _wait_ready(services, {c.name: plan.run_dir / f"{c.name}.json" for c in services}, started + READY_TIMEOUT)
+        gateway.start()
+        _gateway_ready(plan.admin_port, gateway, started + READY_TIMEOUT)
+        elapsed = time.monotonic() - started
+        info = {
+            "url": f"http://{plan.host}:{plan.port}",
+            "admin_url": f"http://127.0.0.1:{plan.admin_port}",
+            "services": {name: f"127.0.0.1:{plan.ports[name]}" for name in SERVICES},
+            "data_dir": str(plan.data_dir),
+            "logs": str(plan.log_dir),
+            "startup_seconds": round(elapsed, 2),
+        }
+        (plan.run_dir / "up.json").write_text(json.dumps(info))
+        print(
+            f"FlowDock is up at http://{plan.host}:{plan.port} (native gRPC, grpc-web and REST) "
+            f"in {elapsed:.1f}s\n  data: {plan.data_dir}\n  logs: {plan.log_dir}\n"
+            f"  Envoy admin and stats: http://127.0.0.1:{plan.admin_port}/stats/prometheus\n"
+            "Press Ctrl-C to stop.",
+            flush=True,
+        )
+        while not stopping:
+            for child in everything:
+                exit_code = child.exited()
+                if exit_code is not None:
+                    raise UpError(f"{child.name} stopped unexpectedly (exit code {exit_code}); its log:\n{child.tail()}")
+            time.sleep(0.2)
+        print("stopping FlowDock...", file=sys.stderr, flush=True)
+    except UpError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        gateway.stop(10)
+        for child in reversed(services):
+            child.stop(15)
+        with contextlib.suppress(OSError):
+            (plan.run_dir / "up.json").unlink()
+    return code
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    try:
+        plan = make_plan(args)
+    except UpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    plan.data_dir.mkdir(parents=True, exist_ok=True)
+    for name in SERVICES:
+        result = subprocess.run([sys.executable, "-m", f"{name}_svc", "migrate"], env=plan.service_env(name), check=False)
+        if result.returncode != 0:
+            print(f"error: migrating {name}_svc failed (exit code {result.returncode})", file=sys.stderr)
+            return 1
+        print(f"{name}_svc: database up to date")
+    return 0
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="data folder (default: $FLOWDOCK_DATA_DIR or ./flowdock-data)")
+    p.add_argument("--db", help="database URL, e.g. postgresql://user@127.0.0.1:5432/flowdock (default: SQLite)")
+    p.add_argument("--config", help="TOML config file (see docs/configuration.md)")
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "up",
+        help="run the whole system (three services + Envoy gateway)",
+        description="Start auth_svc, storage_svc, share_svc and the Envoy gateway; Ctrl-C stops them all.",
+    )
+    _common_options(p)
+    p.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    p.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
+    p.add_argument("--admin-port", type=int, default=0, help="Envoy admin port on 127.0.0.1 (default: a free port)")
+    p.set_defaults(func=run_up)
+    m = sub.add_parser(
+        "migrate", help="apply database migrations", description="Create or upgrade every service's database."
+    )
+    _common_options(m)
+    m.set_defaults(func=run_migrate)

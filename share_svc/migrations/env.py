@@ -1,0 +1,4 @@
+from flowdock_kernel.db import run_migrations_online
+from share_svc.adapters import metadata
+
+run_migrations_online(metadata)

@@ -1,0 +1,1 @@
+"""storage_svc: every user's folder tree, resumable uploads and streaming downloads."""

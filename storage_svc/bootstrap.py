@@ -1,0 +1,73 @@
+"""Composition root of storage_svc: the only place that names concrete classes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
+
+from flowdock_kernel import db
+from flowdock_kernel.channels import internal_channel, remote_signing_keys
+from flowdock_kernel.config import ConfigError
+from flowdock_kernel.contract import public_methods
+from flowdock_kernel.server import Service
+from storage_svc.adapters import LocalBlobStore, ShareAccessPolicy, SqlUnitOfWork
+from storage_svc.config import StorageConfig
+from storage_svc.servicer import StorageServicer
+from storage_svc.usecases import Limits, Storage
+
+NAME = "storage"
+MIGRATIONS = Path(__file__).parent / "migrations"
+SERVICE = storage_pb2.DESCRIPTOR.services_by_name["StorageService"]
+
+
+def migrate(config: StorageConfig) -> None:
+    db.migrate(db.service_url(config, NAME, driver_async=False), MIGRATIONS)
+
+
+async def build(config: StorageConfig) -> Service:
+    for key in ("auth_address", "share_address"):
+        if not getattr(config, key):
+            raise ConfigError(f"FLOWDOCK_{key.upper()}", "is required by storage_svc (host:port)")
+    if config.storage_max_chunk_bytes + 64 * 1024 > config.max_message_bytes:
+        raise ConfigError(
+            "FLOWDOCK_STORAGE_MAX_CHUNK_BYTES", "must be at least 64 KiB below FLOWDOCK_MAX_MESSAGE_BYTES"
+        )
+    engine = db.make_engine(db.service_url(config, NAME))
+    auth = internal_channel(config.auth_address, config.max_message_bytes)
+    share = internal_channel(config.share_address, config.max_message_bytes)
+    sessions = db.sessionmaker(engine)
+    storage = Storage(
+        uow=lambda: SqlUnitOfWork(sessions),
+        blobs=LocalBlobStore(config.data_dir / "storage"),
+        access=ShareAccessPolicy(share),
+        limits=Limits(
+            chunk_bytes=config.storage_chunk_bytes,
+            max_chunk_bytes=config.storage_max_chunk_bytes,
+            max_file_bytes=config.storage_max_file_bytes,
+            upload_expiry=timedelta(hours=config.storage_upload_expiry_hours),
+            sync_bytes=config.storage_sync_bytes,
+            list_page_size=config.storage_list_page_size,
+            list_max_page_size=config.storage_list_max_page_size,
+        ),
+    )
+    servicer = StorageServicer(storage)
+
+    def register(server: grpc.aio.Server) -> None:
+        storage_pb2_grpc.add_StorageServiceServicer_to_server(servicer, server)
+
+    async def close() -> None:
+        await auth.close()
+        await share.close()
+        await engine.dispose()
+
+    return Service(
+        name=NAME,
+        service_names=[SERVICE.full_name],
+        register=register,
+        public_methods=public_methods(SERVICE),
+        keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
+        on_stop=[close],
+    )
