@@ -98,6 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if regenerating would change gen/")
     parser.add_argument("--materialise-only", action="store_true", help="only write .build/googleapis (for buf)")
+    parser.add_argument("--gen-dir", type=Path, default=OUT, help="the generated tree to check (default: gen/)")
     args = parser.parse_args()
     if args.materialise_only:
         materialise_googleapis()
@@ -105,7 +106,7 @@ def main() -> int:
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             generate(Path(tmp))
-            diffs = trees_equal(OUT, Path(tmp))
+            diffs = trees_equal(args.gen_dir, Path(tmp))
         if diffs:
             print("gen/ is stale or hand-edited; run `python tools/gen.py`. Differs:", *diffs, sep="\n  ")
             return 1

@@ -1,0 +1,133 @@
+"""Shared fixtures: which database backends run, and `flowdock up` started exactly as a user would start it.
+
+Suites needing a server a fresh machine may lack (PostgreSQL) skip without it, unless
+FLOWDOCK_REQUIRE_SERVERS=1 (set by .ci/run), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PG_URL = os.environ.get("FLOWDOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+REQUIRE_SERVERS = os.environ.get("FLOWDOCK_REQUIRE_SERVERS") == "1"
+
+
+def postgres_available() -> str | None:
+    """None if PostgreSQL answers, else why not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(f"{PG_URL}/postgres", connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        return f"PostgreSQL at {PG_URL} is not reachable: {exc}"
+    return None
+
+
+def need_postgres() -> None:
+    problem = postgres_available()
+    if problem:
+        if REQUIRE_SERVERS:
+            pytest.fail(f"{problem} (FLOWDOCK_REQUIRE_SERVERS=1 forbids skipping)")
+        pytest.skip(problem)
+
+
+def drop_databases(prefix: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",))]
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    """A `flowdock up` process and what it printed into run/up.json."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    host_port: str
+    admin_url: str
+    data_dir: Path
+    backend: str
+    startup_seconds: float
+    services: dict[str, str]
+
+
+def start_up(data_dir: Path, backend: str, db_url: str = "", extra_env: dict[str, str] | None = None) -> Running:
+    port = free_port()
+    argv = [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(data_dir), "--port", str(port)]
+    if db_url:
+        argv += ["--db", db_url]
+    env = {**os.environ, **(extra_env or {})}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    info_path = data_dir / "run" / "up.json"
+    deadline = time.monotonic() + 120
+    while not info_path.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"flowdock up exited with {proc.returncode}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("flowdock up did not become ready in 120 s")
+        time.sleep(0.1)
+    info = json.loads(info_path.read_text())
+    return Running(
+        proc=proc,
+        url=info["url"],
+        host_port=info["url"].removeprefix("http://"),
+        admin_url=info["admin_url"],
+        data_dir=data_dir,
+        backend=backend,
+        startup_seconds=info["startup_seconds"],
+        services=info["services"],
+    )
+
+
+def stop_up(running: Running) -> tuple[int, str]:
+    running.proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = running.proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        running.proc.kill()
+        _, err = running.proc.communicate()
+    return running.proc.returncode, err
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """The whole system via `flowdock up`, once per backend for the session."""
+    backend = request.param
+    db_url = ""
+    prefix = ""
+    if backend == "postgres":
+        need_postgres()
+        prefix = f"fdtest_{uuid.uuid4().hex[:8]}"
+        db_url = f"{PG_URL}/{prefix}"
+    running = start_up(tmp_path_factory.mktemp(f"up-{backend}"), backend, db_url)
+    try:
+        yield running
+    finally:
+        code, err = stop_up(running)
+        if prefix:
+            drop_databases(prefix)
+        assert code == 0, f"flowdock up exited with {code} on SIGTERM:\n{err}"

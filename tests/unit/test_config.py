@@ -1,0 +1,70 @@
+"""Configuration: env over TOML over default; a bad value names its key; docs generated from the code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowdock_kernel.config import ConfigError, load
+from storage_svc.config import StorageConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_and_env_override() -> None:
+    cfg = load(StorageConfig, {})
+    assert cfg.storage_chunk_bytes == 1024 * 1024 and cfg.log_level == "info"
+    cfg = load(StorageConfig, {"FLOWDOCK_STORAGE_CHUNK_BYTES": "2_097_152", "FLOWDOCK_LOG_LEVEL": "debug"})
+    assert cfg.storage_chunk_bytes == 2 * 1024 * 1024 and cfg.log_level == "debug"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("FLOWDOCK_GRPC_PORT", "seventy", "not a valid int"),
+        ("FLOWDOCK_GRPC_PORT", "70000", "TCP port"),
+        ("FLOWDOCK_STORAGE_CHUNK_BYTES", "0", "greater than 0"),
+        ("FLOWDOCK_LOG_LEVEL", "loud", "one of"),
+        ("FLOWDOCK_DB_URL", "mysql://x", "postgresql://"),
+    ],
+)
+def test_bad_env_value_names_key(key: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load(StorageConfig, {key: value})
+    assert exc.value.key == key and problem in str(exc.value)
+
+
+def test_toml_file_and_precedence(tmp_path: Path) -> None:
+    f = tmp_path / "fd.toml"
+    f.write_text('storage_chunk_bytes = 4096\nlog_level = "warning"\n')
+    cfg = load(StorageConfig, {"FLOWDOCK_CONFIG": str(f), "FLOWDOCK_LOG_LEVEL": "error"})
+    assert cfg.storage_chunk_bytes == 4096 and cfg.log_level == "error"
+
+
+def test_toml_unknown_key_and_bad_syntax(tmp_path: Path) -> None:
+    f = tmp_path / "fd.toml"
+    f.write_text("storage_chunk_byte = 4096\n")
+    with pytest.raises(ConfigError, match="storage_chunk_byte.*unknown setting"):
+        load(StorageConfig, {"FLOWDOCK_CONFIG": str(f)})
+    f.write_text("storage_chunk_bytes = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load(StorageConfig, {"FLOWDOCK_CONFIG": str(f)})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(StorageConfig, {"FLOWDOCK_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_service_exits_clearly_on_invalid_config(tmp_path: Path) -> None:
+    env = {"FLOWDOCK_DATA_DIR": str(tmp_path), "FLOWDOCK_GRPC_PORT": "not-a-port", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "auth_svc", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "FLOWDOCK_GRPC_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_configuration_doc_is_current() -> None:
+    result = subprocess.run([sys.executable, "tools/gen_config_docs.py", "--check"], cwd=ROOT, capture_output=True)
+    assert result.returncode == 0, result.stdout
