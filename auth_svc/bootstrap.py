@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
-from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 
 from auth_svc.adapters import Argon2Hasher, SigningKeyring, SqlUnitOfWork
 from auth_svc.config import AuthConfig
 from auth_svc.servicer import AuthServicer
 from auth_svc.usecases import Accounts
+from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service

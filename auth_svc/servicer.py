@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.api import httpbody_pb2
 from google.protobuf import timestamp_pb2
 
 from auth_svc import domain
 from auth_svc.adapters import SigningKeyring
 from auth_svc.usecases import Accounts
+from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel.tokens import current_principal
 
 _ROLES = {domain.Role.USER: auth_pb2.ROLE_USER, domain.Role.ADMIN: auth_pb2.ROLE_ADMIN}
@@ -46,16 +46,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def GetJwks(self, request: auth_pb2.GetJwksRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         return httpbody_pb2.HttpBody(content_type="application/json", data=self.keyring.jwks().encode())
 
-    async def GetMe(self, request: auth_pb2.GetMeRequest, context: Ctx) -> auth_pb2.GetMeResponse:
+    async def GetMe(self, request: auth_pb2.GetMeRequest, context: Ctx) -> auth_pb2.User:
         user = await self.accounts.get(current_principal().user_id)
         created = timestamp_pb2.Timestamp()
         created.FromDatetime(user.created_at)
-        return auth_pb2.GetMeResponse(
-            user=auth_pb2.User(
-                id=user.id,
-                email=user.email,
-                display_name=user.display_name,
-                role=_ROLES[user.role],
-                create_time=created,
-            )
+        return auth_pb2.User(
+            id=user.id,
+            email=user.email,
+            display_name=user.display_name,
+            role=_ROLES[user.role],
+            create_time=created,
         )

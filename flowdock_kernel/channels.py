@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 
+from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import logs
 from flowdock_kernel.tokens import KeyCache, KeyMap, keys_from_jwks, principal_var
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flowdock.api.v1 import options_pb2
 from google.protobuf.descriptor import ServiceDescriptor
+
+from flowdock.api.v1 import options_pb2
 
 
 def method_path(service: ServiceDescriptor, method_name: str) -> str:

@@ -99,13 +99,17 @@ def _bindings(rule: http_pb2.HttpRule) -> list[HttpBinding]:
     return out
 
 
-def load_services(descriptor_path: Path) -> list[RoutedService]:
-    """Parse the descriptor set and return the routed services, in file order."""
+def _read(descriptor_path: Path) -> descriptor_pb2.FileDescriptorSet:
     try:
         data = Path(descriptor_path).read_bytes()
     except OSError as exc:
         raise DescriptorError(f"cannot read descriptor set {descriptor_path}: {exc}") from exc
-    fds = descriptor_pb2.FileDescriptorSet.FromString(data)
+    return descriptor_pb2.FileDescriptorSet.FromString(data)
+
+
+def load_services(descriptor_path: Path) -> list[RoutedService]:
+    """Parse the descriptor set and return the routed services, in file order."""
+    fds = _read(descriptor_path)
     services: list[RoutedService] = []
     for file in fds.file:
         for svc in file.service:

@@ -9,10 +9,11 @@ judge of Envoy's own constraints (envoy-data-plane does not check them).
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import betterproto2
 from envoy_data_plane.envoy.config.accesslog.v3 import (
@@ -22,6 +23,7 @@ from envoy_data_plane.envoy.config.accesslog.v3 import (
     ComparisonFilter,
     ComparisonFilterOp,
     HeaderFilter,
+    OrFilter,
     StatusCodeFilter,
 )
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
@@ -36,6 +38,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     DataSource,
     HeaderValue,
     HeaderValueOption,
+    HeaderValueOptionHeaderAppendAction,
     HealthCheck,
     HealthCheckGrpcHealthCheck,
     Http1ProtocolOptions,
@@ -77,6 +80,7 @@ from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
     JwtHeader,
     JwtProvider,
     JwtRequirement,
+    JwtRequirementOrList,
     RemoteJwks,
     RequirementRule,
 )
@@ -95,11 +99,13 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher, StringMatcher
 from envoy_data_plane.envoy.type.v3 import FractionalPercent, TokenBucket
 from envoy_data_plane.google.protobuf import Any as PbAny
-from envoy_data_plane.google.protobuf import Struct
+from envoy_data_plane.google.protobuf import Empty, Struct
 
 from gateway.descriptor import RoutedService, load_services
 
 __all__ = ["DEFAULT_CORS_ORIGINS", "IDENTITY_HEADERS", "PUBLIC_PREFIX", "GatewaySpec", "build_bootstrap"]
+
+_log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 
@@ -120,6 +126,7 @@ IDENTITY_HEADERS: tuple[str, ...] = (
 PUBLIC_PREFIX = "/api/v1/public/"
 JWT_PROVIDER = "flowdock"
 SELF_CLUSTER = "gateway_self"
+PREFLIGHT_CLUSTER = "gateway_preflight"
 JWKS_PATH = "/.well-known/jwks.json"
 
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -127,8 +134,7 @@ _CORS_ALLOW_HEADERS = (
     "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, x-request-id, x-link-session"
 )
 _CORS_EXPOSE_HEADERS = (
-    "grpc-status, grpc-message, grpc-status-details-bin, content-disposition, content-length, etag, "
-    "x-request-id"
+    "grpc-status, grpc-message, grpc-status-details-bin, content-disposition, content-length, etag, x-request-id"
 )
 # HTTP status of a local reply -> gRPC code put in the REST error body (google.rpc.Code numbers).
 _LOCAL_REPLY_CODES: tuple[tuple[int, int], ...] = (
@@ -230,6 +236,18 @@ def _method_is(verb: str) -> HeaderMatcher:
     return HeaderMatcher(name=":method", string_match=StringMatcher(exact=verb))
 
 
+def _header(key: str, value: str) -> HeaderValueOption:
+    return HeaderValueOption(
+        header=HeaderValue(key=key, value=value),
+        append_action=HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+    )
+
+
+def _grpc_request() -> HeaderMatcher:
+    """gRPC and grpc-web requests (content-type application/grpc*)."""
+    return HeaderMatcher(name="content-type", string_match=StringMatcher(prefix="application/grpc"))
+
+
 def _not_grpc_request() -> HeaderMatcher:
     """Matches REST/plain HTTP requests: content-type absent or not application/grpc*.
 
@@ -244,8 +262,27 @@ def _not_grpc_request() -> HeaderMatcher:
     )
 
 
+def _rest_request() -> AccessLogFilter:
+    """Local-reply filter for REST callers: plain HTTP, or transcoded (content-type is gRPC by then).
+
+    Envoy decides whether a local reply is gRPC-shaped from the request as it arrived, so a
+    transcoded REST call gets a plain reply that must be rewritten; the transcoder marks those
+    requests with x-envoy-original-method.
+    """
+    return AccessLogFilter(
+        or_filter=OrFilter(
+            filters=[
+                AccessLogFilter(header_filter=HeaderFilter(header=_not_grpc_request())),
+                AccessLogFilter(
+                    header_filter=HeaderFilter(header=HeaderMatcher(name="x-envoy-original-method", present_match=True))
+                ),
+            ]
+        )
+    )
+
+
 def _json_error(code: int, message: str) -> Struct:
-    return Struct.from_dict({"code": code, "message": message})
+    return cast(Struct, Struct.from_dict({"code": code, "message": message}))
 
 
 # ----------------------------------------------------------------------------------------- jwt_authn
@@ -295,17 +332,11 @@ def _jwt_rules(services: list[RoutedService]) -> list[RequirementRule]:
                 )
     fallback = RequirementRule(
         match=RouteMatch(prefix="/"),
-        requires=JwtRequirement(provider_name=JWT_PROVIDER, allow_missing=JwtAuthentication.__mro__[0]
-                                and _empty_message()),
+        requires=JwtRequirement(
+            requires_any=JwtRequirementOrList(requirements=[needs_token, JwtRequirement(allow_missing=Empty())])
+        ),
     )
     return [*public, *protected, fallback]
-
-
-def _empty_message() -> Any:
-    """`google.protobuf.Empty` as envoy-data-plane spells it (used by `allow_missing`)."""
-    from envoy_data_plane.google.protobuf import Empty
-
-    return Empty()
 
 
 def _jwt_filter(spec: GatewaySpec, services: list[RoutedService]) -> JwtAuthentication:
@@ -383,6 +414,7 @@ def _cors_policy(spec: GatewaySpec) -> CorsPolicy:
         allow_headers=_CORS_ALLOW_HEADERS,
         expose_headers=_CORS_EXPOSE_HEADERS,
         max_age="600",
+        forward_not_matching_preflights=False,
     )
 
 
@@ -406,6 +438,30 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
         )
         for svc in services
     ]
+    # The CORS filter only answers preflights on routes with a route action (not direct_response).
+    # It answers every preflight itself (forward_not_matching_preflights=false), so this empty
+    # cluster is never reached.
+    routes.append(
+        Route(
+            name="cors_preflight",
+            match=RouteMatch(prefix="/", headers=[_method_is("OPTIONS")]),
+            route=RouteAction(cluster=PREFLIGHT_CLUSTER),
+        )
+    )
+    # gRPC and grpc-web callers of an unknown service get a trailers-only UNIMPLEMENTED, which the
+    # router's own 404 is not for grpc-web (it carries no grpc-status).
+    routes.append(
+        Route(
+            name="grpc_unimplemented",
+            match=RouteMatch(prefix="/", headers=[_grpc_request()]),
+            direct_response=DirectResponseAction(status=200),
+            response_headers_to_add=[
+                _header("content-type", "application/grpc"),
+                _header("grpc-status", "12"),
+                _header("grpc-message", "unknown service"),
+            ],
+        )
+    )
     routes.append(
         Route(
             name="not_found",
@@ -414,9 +470,7 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
                 status=404,
                 body=DataSource(inline_string='{"code":5,"message":"no route for this path"}'),
             ),
-            response_headers_to_add=[
-                HeaderValueOption(header=HeaderValue(key="content-type", value="application/json"))
-            ],
+            response_headers_to_add=[_header("content-type", "application/json")],
         )
     )
     return RouteConfiguration(
@@ -455,7 +509,7 @@ def _local_reply_config() -> LocalReplyConfig:
                                 )
                             )
                         ),
-                        AccessLogFilter(header_filter=HeaderFilter(header=_not_grpc_request())),
+                        _rest_request(),
                     ]
                 )
             ),
@@ -474,13 +528,11 @@ def _local_reply_config() -> LocalReplyConfig:
                             status_code_filter=StatusCodeFilter(
                                 comparison=ComparisonFilter(
                                     op=ComparisonFilterOp.GE,
-                                    value=RuntimeUInt32(
-                                        default_value=400, runtime_key="gateway.local_reply.other"
-                                    ),
+                                    value=RuntimeUInt32(default_value=400, runtime_key="gateway.local_reply.other"),
                                 )
                             )
                         ),
-                        AccessLogFilter(header_filter=HeaderFilter(header=_not_grpc_request())),
+                        _rest_request(),
                     ]
                 )
             ),
@@ -522,11 +574,7 @@ def _listener(spec: GatewaySpec, services: list[RoutedService]) -> Listener:
         name="flowdock_gateway",
         address=_address(spec.listen_host, spec.port),
         filter_chains=[
-            FilterChain(
-                filters=[
-                    Filter(name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))
-                ]
-            )
+            FilterChain(filters=[Filter(name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))])
         ],
     )
 
@@ -612,10 +660,12 @@ def build_bootstrap(spec: GatewaySpec) -> dict[str, Any]:
     empty = sorted(name for name, eps in spec.upstreams.items() if not eps)
     if empty:
         raise ValueError(f"upstream(s) {', '.join(empty)} have no endpoint")
-    if SELF_CLUSTER in spec.upstreams:
-        raise ValueError(f"{SELF_CLUSTER!r} is reserved for the gateway's own JWKS cluster")
+    reserved = sorted({SELF_CLUSTER, PREFLIGHT_CLUSTER} & set(spec.upstreams))
+    if reserved:
+        raise ValueError(f"upstream name(s) {', '.join(reserved)} are reserved for the gateway itself")
     clusters = [_upstream_cluster(spec, name, eps) for name, eps in sorted(spec.upstreams.items())]
     clusters.append(_self_cluster(spec))
+    clusters.append(Cluster(name=PREFLIGHT_CLUSTER, connect_timeout=timedelta(seconds=1)))
     bootstrap = Bootstrap(
         node=Node(id="flowdock-gateway", cluster="flowdock"),
         admin=Admin(address=_address(spec.admin_host, spec.admin_port)),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
-from flowdock.share.v1 import share_pb2, share_pb2_grpc
 
+from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.channels import internal_channel, remote_signing_keys
 from flowdock_kernel.config import ConfigError

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from google.protobuf import timestamp_pb2
 
+from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import current_principal
 from share_svc.domain import Action, Role, Share

@@ -13,10 +13,10 @@ from typing import Any, Self
 
 import grpc
 import sqlalchemy as sa
-from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel.errors import AlreadyExists, DataLoss, Unavailable
 from storage_svc.domain import Cursor, Kind, Node, Upload, UploadState, kind_rank, name_key
 

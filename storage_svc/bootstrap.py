@@ -6,8 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
-from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 
+from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.channels import internal_channel, remote_signing_keys
 from flowdock_kernel.config import ConfigError

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from google.api import httpbody_pb2
 from google.protobuf import timestamp_pb2
 
+from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import metrics
 from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import current_principal
@@ -69,11 +69,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             expire_time=_ts(upload.expires_at),
         )
 
-    async def CreateFolder(
-        self, request: storage_pb2.CreateFolderRequest, context: Ctx
-    ) -> storage_pb2.CreateFolderResponse:
+    async def CreateFolder(self, request: storage_pb2.CreateFolderRequest, context: Ctx) -> storage_pb2.Node:
         node = await self.storage.create_folder(current_principal().user_id, request.parent_id, request.name)
-        return storage_pb2.CreateFolderResponse(node=node_pb(node))
+        return node_pb(node)
 
     async def ListChildren(
         self, request: storage_pb2.ListChildrenRequest, context: Ctx
@@ -83,13 +81,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         )
         return storage_pb2.ListChildrenResponse(nodes=[node_pb(n) for n in rows], next_page_token=token)
 
-    async def GetNode(self, request: storage_pb2.GetNodeRequest, context: Ctx) -> storage_pb2.GetNodeResponse:
+    async def GetNode(self, request: storage_pb2.GetNodeRequest, context: Ctx) -> storage_pb2.Node:
         node = await self.storage.get_node(current_principal().user_id, request.node_id)
-        return storage_pb2.GetNodeResponse(node=node_pb(node))
+        return node_pb(node)
 
-    async def CreateUpload(
-        self, request: storage_pb2.CreateUploadRequest, context: Ctx
-    ) -> storage_pb2.CreateUploadResponse:
+    async def CreateUpload(self, request: storage_pb2.CreateUploadRequest, context: Ctx) -> storage_pb2.Upload:
         upload = await self.storage.create_upload(
             current_principal().user_id,
             request.parent_id,
@@ -98,7 +94,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             request.sha256,
             request.content_type,
         )
-        return storage_pb2.CreateUploadResponse(upload=self.upload_pb(upload))
+        return self.upload_pb(upload)
 
     async def UploadContent(
         self, request_iterator: AsyncIterator[storage_pb2.UploadContentRequest], context: Ctx
@@ -154,15 +150,13 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             if writer is not None:
                 await writer.__aexit__(None, None, None)
 
-    async def GetUpload(self, request: storage_pb2.GetUploadRequest, context: Ctx) -> storage_pb2.GetUploadResponse:
+    async def GetUpload(self, request: storage_pb2.GetUploadRequest, context: Ctx) -> storage_pb2.Upload:
         upload = await self.storage.get_upload(current_principal().user_id, request.upload_id)
-        return storage_pb2.GetUploadResponse(upload=self.upload_pb(upload))
+        return self.upload_pb(upload)
 
-    async def FinishUpload(
-        self, request: storage_pb2.FinishUploadRequest, context: Ctx
-    ) -> storage_pb2.FinishUploadResponse:
+    async def FinishUpload(self, request: storage_pb2.FinishUploadRequest, context: Ctx) -> storage_pb2.Node:
         node = await self.storage.finish_upload(current_principal().user_id, request.upload_id)
-        return storage_pb2.FinishUploadResponse(node=node_pb(node))
+        return node_pb(node)
 
     async def AbortUpload(
         self, request: storage_pb2.AbortUploadRequest, context: Ctx

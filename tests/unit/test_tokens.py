@@ -17,9 +17,20 @@ KEY = Ed25519PrivateKey.generate()
 KEYS = {"k1": KEY.public_key()}
 
 
-def make(claims: dict[str, Any] | None = None, headers: dict[str, Any] | None = None, key: Any = KEY, alg: str = "EdDSA") -> str:
+def make(
+    claims: dict[str, Any] | None = None, headers: dict[str, Any] | None = None, key: Any = KEY, alg: str = "EdDSA"
+) -> str:
     now = int(time.time())
-    body = {"iss": "flowdock", "aud": "flowdock", "sub": "u1", "sid": "s1", "role": "user", "iat": now, "nbf": now, "exp": now + 60}
+    body = {
+        "iss": "flowdock",
+        "aud": "flowdock",
+        "sub": "u1",
+        "sid": "s1",
+        "role": "user",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 60,
+    }
     body.update(claims or {})
     return jwt.encode(body, key, algorithm=alg, headers={"kid": "k1", "typ": "at+jwt", **(headers or {})})
 
@@ -40,7 +51,9 @@ def test_alg_none_refused() -> None:
 
 
 def test_hs256_with_public_key_refused() -> None:
-    public_pem = KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     header = jwt.utils.base64url_encode(b'{"alg":"HS256","kid":"k1","typ":"at+jwt"}')
     payload = jwt.utils.base64url_encode(b'{"sub":"u1","sid":"s1","iss":"flowdock","aud":"flowdock","exp":9999999999}')
     import hashlib

@@ -72,7 +72,7 @@ class Child:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=_die_with_parent,
         )
 
     def exited(self) -> int | None:
@@ -208,7 +208,7 @@ def _gateway_ready(admin_port: int, gateway: Child, deadline: float) -> None:
         if code is not None:
             raise UpError(f"the gateway (Envoy) exited with code {code}; its log:\n{gateway.tail()}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 (loopback admin)
+            with urllib.request.urlopen(url, timeout=1) as resp:
                 text = resp.read().decode()
             healthy = {
                 name
@@ -241,7 +241,9 @@ def run_up(args: argparse.Namespace) -> int:
         stale.unlink()
 
     services = [
-        Child(name, [sys.executable, "-m", f"{name}_svc", "serve"], plan.service_env(name), plan.log_dir / f"{name}.log")
+        Child(
+            name, [sys.executable, "-m", f"{name}_svc", "serve"], plan.service_env(name), plan.log_dir / f"{name}.log"
+        )
         for name in SERVICES
     ]
     gateway = Child("gateway", plan.gateway_argv(), plan.service_env("auth"), plan.log_dir / "gateway.log")
@@ -283,7 +285,9 @@ def run_up(args: argparse.Namespace) -> int:
             for child in everything:
                 exit_code = child.exited()
                 if exit_code is not None:
-                    raise UpError(f"{child.name} stopped unexpectedly (exit code {exit_code}); its log:\n{child.tail()}")
+                    raise UpError(
+                        f"{child.name} stopped unexpectedly (exit code {exit_code}); its log:\n{child.tail()}"
+                    )
             time.sleep(0.2)
         print("stopping FlowDock...", file=sys.stderr, flush=True)
     except UpError as exc:
@@ -306,7 +310,9 @@ def run_migrate(args: argparse.Namespace) -> int:
         return 2
     plan.data_dir.mkdir(parents=True, exist_ok=True)
     for name in SERVICES:
-        result = subprocess.run([sys.executable, "-m", f"{name}_svc", "migrate"], env=plan.service_env(name), check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", f"{name}_svc", "migrate"], env=plan.service_env(name), check=False
+        )
         if result.returncode != 0:
             print(f"error: migrating {name}_svc failed (exit code {result.returncode})", file=sys.stderr)
             return 1

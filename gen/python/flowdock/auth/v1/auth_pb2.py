@@ -28,7 +28,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66lowdock/auth/v1/auth.proto\x12\x10\x66lowdock.auth.v1\x1a\x1d\x66lowdock/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12$\n\x04role\x18\x04 \x01(\x0e\x32\x16.flowdock.auth.v1.Role\x12\x14\n\x0ctotp_enabled\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"\x12\n\x10RegisterResponse\"D\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x03 \x01(\t\"M\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\nexpires_in\x18\x02 \x01(\x05\x12\x12\n\ntoken_type\x18\x03 \x01(\t\"\x10\n\x0eGetJwksRequest\"\x0e\n\x0cGetMeRequest\"5\n\rGetMeResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x16.flowdock.auth.v1.User*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xb8\x03\n\x0b\x41uthService\x12w\n\x08Register\x12!.flowdock.auth.v1.RegisterRequest\x1a\".flowdock.auth.v1.RegisterResponse\"$\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/auth/register:\x01*\x12k\n\x05Login\x12\x1e.flowdock.auth.v1.LoginRequest\x1a\x1f.flowdock.auth.v1.LoginResponse\"!\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/auth/login:\x01*\x12\x65\n\x07GetJwks\x12 .flowdock.auth.v1.GetJwksRequest\x1a\x14.google.api.HttpBody\"\"\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12\\\n\x05GetMe\x12\x1e.flowdock.auth.v1.GetMeRequest\x1a\x1f.flowdock.auth.v1.GetMeResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/api/v1/meb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66lowdock/auth/v1/auth.proto\x12\x10\x66lowdock.auth.v1\x1a\x1d\x66lowdock/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12$\n\x04role\x18\x04 \x01(\x0e\x32\x16.flowdock.auth.v1.Role\x12\x14\n\x0ctotp_enabled\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x0fRegisterRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"\x12\n\x10RegisterResponse\"D\n\x0cLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x03 \x01(\t\"M\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\nexpires_in\x18\x02 \x01(\x05\x12\x12\n\ntoken_type\x18\x03 \x01(\t\"\x10\n\x0eGetJwksRequest\"\x0e\n\x0cGetMeRequest*;\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\xaf\x03\n\x0b\x41uthService\x12w\n\x08Register\x12!.flowdock.auth.v1.RegisterRequest\x1a\".flowdock.auth.v1.RegisterResponse\"$\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/auth/register:\x01*\x12k\n\x05Login\x12\x1e.flowdock.auth.v1.LoginRequest\x1a\x1f.flowdock.auth.v1.LoginResponse\"!\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/auth/login:\x01*\x12\x65\n\x07GetJwks\x12 .flowdock.auth.v1.GetJwksRequest\x1a\x14.google.api.HttpBody\"\"\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12S\n\x05GetMe\x12\x1e.flowdock.auth.v1.GetMeRequest\x1a\x16.flowdock.auth.v1.User\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/api/v1/meb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,8 +43,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\210\265\030\001\202\323\344\223\002\030\022\026/.well-known/jwks.json'
   _globals['_AUTHSERVICE'].methods_by_name['GetMe']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['GetMe']._serialized_options = b'\202\323\344\223\002\014\022\n/api/v1/me'
-  _globals['_ROLE']._serialized_start=669
-  _globals['_ROLE']._serialized_end=728
+  _globals['_ROLE']._serialized_start=614
+  _globals['_ROLE']._serialized_end=673
   _globals['_USER']._serialized_start=171
   _globals['_USER']._serialized_end=335
   _globals['_REGISTERREQUEST']._serialized_start=337
@@ -59,8 +59,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETJWKSREQUEST']._serialized_end=596
   _globals['_GETMEREQUEST']._serialized_start=598
   _globals['_GETMEREQUEST']._serialized_end=612
-  _globals['_GETMERESPONSE']._serialized_start=614
-  _globals['_GETMERESPONSE']._serialized_end=667
-  _globals['_AUTHSERVICE']._serialized_start=731
-  _globals['_AUTHSERVICE']._serialized_end=1171
+  _globals['_AUTHSERVICE']._serialized_start=676
+  _globals['_AUTHSERVICE']._serialized_end=1107
 # @@protoc_insertion_point(module_scope)

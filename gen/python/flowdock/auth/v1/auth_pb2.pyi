@@ -193,23 +193,3 @@ class GetMeRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMeRequest: _TypeAlias = GetMeRequest  # noqa: Y015
-
-@_typing.final
-class GetMeResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    USER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def user(self) -> Global___User: ...
-    def __init__(
-        self,
-        *,
-        user: Global___User | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetMeResponse: _TypeAlias = GetMeResponse  # noqa: Y015

@@ -54,7 +54,7 @@ class AuthServiceStub:
         self.GetMe = channel.unary_unary(
                 '/flowdock.auth.v1.AuthService/GetMe',
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetMeRequest.SerializeToString,
-                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetMeResponse.FromString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
                 _registered_method=True)
 
 
@@ -78,8 +78,6 @@ class AuthServiceServicer:
 
     def GetJwks(self, request, context):
         """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST.
-        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,7 +111,7 @@ def add_AuthServiceServicer_to_server(servicer, server):
             'GetMe': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMe,
                     request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetMeRequest.FromString,
-                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetMeResponse.SerializeToString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,7 +222,7 @@ class AuthService:
             target,
             '/flowdock.auth.v1.AuthService/GetMe',
             flowdock_dot_auth_dot_v1_dot_auth__pb2.GetMeRequest.SerializeToString,
-            flowdock_dot_auth_dot_v1_dot_auth__pb2.GetMeResponse.FromString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,11 +39,8 @@ class AuthServiceStub:
     Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]
     """Login exchanges an email and password for a signed access token."""
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _httpbody_pb2.HttpBody]
-    """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST.
-    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
-    """
-    GetMe: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetMeRequest, _auth_pb2.GetMeResponse]
+    """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST."""
+    GetMe: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetMeRequest, _auth_pb2.User]
     """GetMe returns the caller's profile."""
 
 @_typing.type_check_only
@@ -56,11 +53,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
     """Login exchanges an email and password for a signed access token."""
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
-    """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST.
-    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
-    """
-    GetMe: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetMeRequest, _auth_pb2.GetMeResponse]  # type: ignore[assignment]
+    """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST."""
+    GetMe: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetMeRequest, _auth_pb2.User]  # type: ignore[assignment]
     """GetMe returns the caller's profile."""
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -88,17 +82,14 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.GetJwksRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_httpbody_pb2.HttpBody, _abc.Awaitable[_httpbody_pb2.HttpBody]]:
-        """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST.
-        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
-        """
+        """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST."""
 
     @_abc_1.abstractmethod
     def GetMe(
         self,
         request: _auth_pb2.GetMeRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.GetMeResponse, _abc.Awaitable[_auth_pb2.GetMeResponse]]:
+    ) -> _typing.Union[_auth_pb2.User, _abc.Awaitable[_auth_pb2.User]]:
         """GetMe returns the caller's profile."""
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

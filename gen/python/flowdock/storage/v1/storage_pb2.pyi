@@ -178,26 +178,6 @@ class ListChildrenResponse(_message.Message):
 Global___ListChildrenResponse: _TypeAlias = ListChildrenResponse  # noqa: Y015
 
 @_typing.final
-class CreateFolderResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    NODE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def node(self) -> Global___Node: ...
-    def __init__(
-        self,
-        *,
-        node: Global___Node | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateFolderResponse: _TypeAlias = CreateFolderResponse  # noqa: Y015
-
-@_typing.final
 class GetNodeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -215,26 +195,6 @@ class GetNodeRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetNodeRequest: _TypeAlias = GetNodeRequest  # noqa: Y015
-
-@_typing.final
-class GetNodeResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    NODE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def node(self) -> Global___Node: ...
-    def __init__(
-        self,
-        *,
-        node: Global___Node | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetNodeResponse: _TypeAlias = GetNodeResponse  # noqa: Y015
 
 @_typing.final
 class Upload(_message.Message):
@@ -312,26 +272,6 @@ class CreateUploadRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateUploadRequest: _TypeAlias = CreateUploadRequest  # noqa: Y015
-
-@_typing.final
-class CreateUploadResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    UPLOAD_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def upload(self) -> Global___Upload: ...
-    def __init__(
-        self,
-        *,
-        upload: Global___Upload | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___CreateUploadResponse: _TypeAlias = CreateUploadResponse  # noqa: Y015
 
 @_typing.final
 class UploadContentRequest(_message.Message):
@@ -488,26 +428,6 @@ class GetUploadRequest(_message.Message):
 Global___GetUploadRequest: _TypeAlias = GetUploadRequest  # noqa: Y015
 
 @_typing.final
-class GetUploadResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    UPLOAD_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def upload(self) -> Global___Upload: ...
-    def __init__(
-        self,
-        *,
-        upload: Global___Upload | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["upload", b"upload"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetUploadResponse: _TypeAlias = GetUploadResponse  # noqa: Y015
-
-@_typing.final
 class FinishUploadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -525,26 +445,6 @@ class FinishUploadRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FinishUploadRequest: _TypeAlias = FinishUploadRequest  # noqa: Y015
-
-@_typing.final
-class FinishUploadResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    NODE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def node(self) -> Global___Node: ...
-    def __init__(
-        self,
-        *,
-        node: Global___Node | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___FinishUploadResponse: _TypeAlias = FinishUploadResponse  # noqa: Y015
 
 @_typing.final
 class AbortUploadRequest(_message.Message):

@@ -39,7 +39,7 @@ class StorageServiceStub:
         self.CreateFolder = channel.unary_unary(
                 '/flowdock.storage.v1.StorageService/CreateFolder',
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateFolderRequest.SerializeToString,
-                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateFolderResponse.FromString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
                 _registered_method=True)
         self.ListChildren = channel.unary_unary(
                 '/flowdock.storage.v1.StorageService/ListChildren',
@@ -49,12 +49,12 @@ class StorageServiceStub:
         self.GetNode = channel.unary_unary(
                 '/flowdock.storage.v1.StorageService/GetNode',
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodeRequest.SerializeToString,
-                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodeResponse.FromString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
                 _registered_method=True)
         self.CreateUpload = channel.unary_unary(
                 '/flowdock.storage.v1.StorageService/CreateUpload',
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateUploadRequest.SerializeToString,
-                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateUploadResponse.FromString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.FromString,
                 _registered_method=True)
         self.UploadContent = channel.stream_unary(
                 '/flowdock.storage.v1.StorageService/UploadContent',
@@ -74,12 +74,12 @@ class StorageServiceStub:
         self.GetUpload = channel.unary_unary(
                 '/flowdock.storage.v1.StorageService/GetUpload',
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetUploadRequest.SerializeToString,
-                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetUploadResponse.FromString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.FromString,
                 _registered_method=True)
         self.FinishUpload = channel.unary_unary(
                 '/flowdock.storage.v1.StorageService/FinishUpload',
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishUploadRequest.SerializeToString,
-                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishUploadResponse.FromString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
                 _registered_method=True)
         self.AbortUpload = channel.unary_unary(
                 '/flowdock.storage.v1.StorageService/AbortUpload',
@@ -170,8 +170,6 @@ class StorageServiceServicer:
 
     def DownloadFile(self, request, context):
         """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition).
-        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -183,7 +181,7 @@ def add_StorageServiceServicer_to_server(servicer, server):
             'CreateFolder': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateFolder,
                     request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateFolderRequest.FromString,
-                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateFolderResponse.SerializeToString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.SerializeToString,
             ),
             'ListChildren': grpc.unary_unary_rpc_method_handler(
                     servicer.ListChildren,
@@ -193,12 +191,12 @@ def add_StorageServiceServicer_to_server(servicer, server):
             'GetNode': grpc.unary_unary_rpc_method_handler(
                     servicer.GetNode,
                     request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodeRequest.FromString,
-                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodeResponse.SerializeToString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.SerializeToString,
             ),
             'CreateUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUpload,
                     request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateUploadRequest.FromString,
-                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateUploadResponse.SerializeToString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.SerializeToString,
             ),
             'UploadContent': grpc.stream_unary_rpc_method_handler(
                     servicer.UploadContent,
@@ -218,12 +216,12 @@ def add_StorageServiceServicer_to_server(servicer, server):
             'GetUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUpload,
                     request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetUploadRequest.FromString,
-                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetUploadResponse.SerializeToString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.SerializeToString,
             ),
             'FinishUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.FinishUpload,
                     request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishUploadRequest.FromString,
-                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishUploadResponse.SerializeToString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.SerializeToString,
             ),
             'AbortUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.AbortUpload,
@@ -263,7 +261,7 @@ class StorageService:
             target,
             '/flowdock.storage.v1.StorageService/CreateFolder',
             flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateFolderRequest.SerializeToString,
-            flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateFolderResponse.FromString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
             options,
             channel_credentials,
             insecure,
@@ -317,7 +315,7 @@ class StorageService:
             target,
             '/flowdock.storage.v1.StorageService/GetNode',
             flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodeRequest.SerializeToString,
-            flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodeResponse.FromString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
             options,
             channel_credentials,
             insecure,
@@ -344,7 +342,7 @@ class StorageService:
             target,
             '/flowdock.storage.v1.StorageService/CreateUpload',
             flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateUploadRequest.SerializeToString,
-            flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateUploadResponse.FromString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.FromString,
             options,
             channel_credentials,
             insecure,
@@ -452,7 +450,7 @@ class StorageService:
             target,
             '/flowdock.storage.v1.StorageService/GetUpload',
             flowdock_dot_storage_dot_v1_dot_storage__pb2.GetUploadRequest.SerializeToString,
-            flowdock_dot_storage_dot_v1_dot_storage__pb2.GetUploadResponse.FromString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.FromString,
             options,
             channel_credentials,
             insecure,
@@ -479,7 +477,7 @@ class StorageService:
             target,
             '/flowdock.storage.v1.StorageService/FinishUpload',
             flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishUploadRequest.SerializeToString,
-            flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishUploadResponse.FromString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,13 +34,13 @@ class StorageServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> StorageServiceAsyncStub: ...
-    CreateFolder: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CreateFolderRequest, _storage_pb2.CreateFolderResponse]
+    CreateFolder: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CreateFolderRequest, _storage_pb2.Node]
     """CreateFolder makes a folder under parent_id ("root" for the caller's root)."""
     ListChildren: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListChildrenRequest, _storage_pb2.ListChildrenResponse]
     """ListChildren pages through a folder's live entries, folders first. folder_id "root" is the caller's root."""
-    GetNode: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetNodeRequest, _storage_pb2.GetNodeResponse]
+    GetNode: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetNodeRequest, _storage_pb2.Node]
     """GetNode returns one file or folder."""
-    CreateUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CreateUploadRequest, _storage_pb2.CreateUploadResponse]
+    CreateUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CreateUploadRequest, _storage_pb2.Upload]
     """CreateUpload opens a resumable upload session."""
     UploadContent: _grpc.StreamUnaryMultiCallable[_storage_pb2.UploadContentRequest, _storage_pb2.UploadContentResponse]
     """UploadContent takes raw bytes at ?offset= (REST: PUT with any body). The transcoder splits the body into
@@ -50,30 +50,27 @@ class StorageServiceStub:
     """WriteUploadChunk appends one chunk at offset: for grpc-web clients, which cannot client-stream."""
     UploadStream: _grpc.StreamStreamMultiCallable[_storage_pb2.UploadStreamRequest, _storage_pb2.UploadStreamResponse]
     """UploadStream is the native gRPC path: chunks in, the durable committed offset back after each write."""
-    GetUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetUploadRequest, _storage_pb2.GetUploadResponse]
+    GetUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetUploadRequest, _storage_pb2.Upload]
     """GetUpload reports how many bytes are durably stored, so a client knows where to resume."""
-    FinishUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FinishUploadRequest, _storage_pb2.FinishUploadResponse]
+    FinishUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FinishUploadRequest, _storage_pb2.Node]
     """FinishUpload verifies size and checksum and commits the file atomically."""
     AbortUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.AbortUploadRequest, _storage_pb2.AbortUploadResponse]
     """AbortUpload drops an upload and its stored bytes."""
     DownloadFile: _grpc.UnaryStreamMultiCallable[_storage_pb2.DownloadFileRequest, _httpbody_pb2.HttpBody]
-    """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition).
-    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
-    """
+    """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition)."""
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
     """StorageService owns the folder tree and file bytes of every user."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    CreateFolder: _aio.UnaryUnaryMultiCallable[_storage_pb2.CreateFolderRequest, _storage_pb2.CreateFolderResponse]  # type: ignore[assignment]
+    CreateFolder: _aio.UnaryUnaryMultiCallable[_storage_pb2.CreateFolderRequest, _storage_pb2.Node]  # type: ignore[assignment]
     """CreateFolder makes a folder under parent_id ("root" for the caller's root)."""
     ListChildren: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListChildrenRequest, _storage_pb2.ListChildrenResponse]  # type: ignore[assignment]
     """ListChildren pages through a folder's live entries, folders first. folder_id "root" is the caller's root."""
-    GetNode: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetNodeRequest, _storage_pb2.GetNodeResponse]  # type: ignore[assignment]
+    GetNode: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetNodeRequest, _storage_pb2.Node]  # type: ignore[assignment]
     """GetNode returns one file or folder."""
-    CreateUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.CreateUploadRequest, _storage_pb2.CreateUploadResponse]  # type: ignore[assignment]
+    CreateUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.CreateUploadRequest, _storage_pb2.Upload]  # type: ignore[assignment]
     """CreateUpload opens a resumable upload session."""
     UploadContent: _aio.StreamUnaryMultiCallable[_storage_pb2.UploadContentRequest, _storage_pb2.UploadContentResponse]  # type: ignore[assignment]
     """UploadContent takes raw bytes at ?offset= (REST: PUT with any body). The transcoder splits the body into
@@ -83,17 +80,14 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """WriteUploadChunk appends one chunk at offset: for grpc-web clients, which cannot client-stream."""
     UploadStream: _aio.StreamStreamMultiCallable[_storage_pb2.UploadStreamRequest, _storage_pb2.UploadStreamResponse]  # type: ignore[assignment]
     """UploadStream is the native gRPC path: chunks in, the durable committed offset back after each write."""
-    GetUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetUploadRequest, _storage_pb2.GetUploadResponse]  # type: ignore[assignment]
+    GetUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetUploadRequest, _storage_pb2.Upload]  # type: ignore[assignment]
     """GetUpload reports how many bytes are durably stored, so a client knows where to resume."""
-    FinishUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.FinishUploadRequest, _storage_pb2.FinishUploadResponse]  # type: ignore[assignment]
+    FinishUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.FinishUploadRequest, _storage_pb2.Node]  # type: ignore[assignment]
     """FinishUpload verifies size and checksum and commits the file atomically."""
     AbortUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.AbortUploadRequest, _storage_pb2.AbortUploadResponse]  # type: ignore[assignment]
     """AbortUpload drops an upload and its stored bytes."""
     DownloadFile: _aio.UnaryStreamMultiCallable[_storage_pb2.DownloadFileRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
-    """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition).
-    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
-    """
+    """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition)."""
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     """StorageService owns the folder tree and file bytes of every user."""
@@ -103,7 +97,7 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _storage_pb2.CreateFolderRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_storage_pb2.CreateFolderResponse, _abc.Awaitable[_storage_pb2.CreateFolderResponse]]:
+    ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
         """CreateFolder makes a folder under parent_id ("root" for the caller's root)."""
 
     @_abc_1.abstractmethod
@@ -119,7 +113,7 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _storage_pb2.GetNodeRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_storage_pb2.GetNodeResponse, _abc.Awaitable[_storage_pb2.GetNodeResponse]]:
+    ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
         """GetNode returns one file or folder."""
 
     @_abc_1.abstractmethod
@@ -127,7 +121,7 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _storage_pb2.CreateUploadRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_storage_pb2.CreateUploadResponse, _abc.Awaitable[_storage_pb2.CreateUploadResponse]]:
+    ) -> _typing.Union[_storage_pb2.Upload, _abc.Awaitable[_storage_pb2.Upload]]:
         """CreateUpload opens a resumable upload session."""
 
     @_abc_1.abstractmethod
@@ -161,7 +155,7 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _storage_pb2.GetUploadRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_storage_pb2.GetUploadResponse, _abc.Awaitable[_storage_pb2.GetUploadResponse]]:
+    ) -> _typing.Union[_storage_pb2.Upload, _abc.Awaitable[_storage_pb2.Upload]]:
         """GetUpload reports how many bytes are durably stored, so a client knows where to resume."""
 
     @_abc_1.abstractmethod
@@ -169,7 +163,7 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _storage_pb2.FinishUploadRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_storage_pb2.FinishUploadResponse, _abc.Awaitable[_storage_pb2.FinishUploadResponse]]:
+    ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
         """FinishUpload verifies size and checksum and commits the file atomically."""
 
     @_abc_1.abstractmethod
@@ -186,9 +180,6 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _storage_pb2.DownloadFileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
-        """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition).
-        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
-        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
-        """
+        """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition)."""
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

