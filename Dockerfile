@@ -55,10 +55,8 @@ RUN groupadd --system --gid 10001 flowdock \
 
 COPY --from=build /opt/venv /opt/venv
 
-# The gateway builds Envoy's gRPC-JSON transcoder config from the descriptor set, which is not part of the
-# wheel: ship it at /app/gen/flowdock.binpb, i.e. the repo-relative path gen/flowdock.binpb from WORKDIR.
+# The descriptor set Envoy's transcoder needs ships inside the generated `flowdock` package (package data).
 WORKDIR /app
-COPY gen/flowdock.binpb /app/gen/flowdock.binpb
 
 USER 10001:10001
 

@@ -3,7 +3,7 @@
 Example::
 
     from gateway import GatewaySpec, build_bootstrap
-    spec = GatewaySpec(descriptor_path=Path("gen/flowdock.binpb"), upstreams={"auth": [("127.0.0.1", 50051)]})
+    spec = GatewaySpec(descriptor_path=DESCRIPTOR, upstreams={"auth": [("127.0.0.1", 50051)]})
 """
 
 from gateway.descriptor import DescriptorError, RoutedMethod, RoutedService, load_services

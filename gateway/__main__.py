@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 from types import FrameType
 
@@ -29,7 +30,8 @@ from gateway.runner import (
     validate,
 )
 
-DEFAULT_DESCRIPTOR = Path(__file__).resolve().parent.parent / "gen" / "flowdock.binpb"
+# The descriptor set ships inside the generated package, so installed and editable copies both find it.
+DEFAULT_DESCRIPTOR = Path(str(resources.files("flowdock") / "descriptor.binpb"))
 
 
 def parse_upstream(value: str) -> tuple[str, list[tuple[str, int]]]:

@@ -171,7 +171,7 @@ _ACCESS_LOG_FORMAT: dict[str, str] = {
 class GatewaySpec:
     """Everything that varies between deployments of the gateway; the rest comes from the contract.
 
-    Example: ``GatewaySpec(descriptor_path=Path("gen/flowdock.binpb"),
+    Example: ``GatewaySpec(descriptor_path=Path("gen/python/flowdock/descriptor.binpb"),
     upstreams={"auth": [("127.0.0.1", 50051)], "storage": [...], "share": [...]})``
     """
 

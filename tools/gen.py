@@ -64,7 +64,7 @@ def generate(out: Path) -> None:
             *protoc,
             "--include_imports",
             "--include_source_info",
-            f"--descriptor_set_out={out / 'flowdock.binpb'}",
+            f"--descriptor_set_out={out / 'python' / 'flowdock' / 'descriptor.binpb'}",
             *sources,
         ],
         check=True,

@@ -24,7 +24,7 @@ from gateway.envoy_config import GatewaySpec, build_bootstrap
 from gateway.runner import envoy_command, render, validate
 
 REPO = Path(__file__).resolve().parents[2]
-DESCRIPTOR = REPO / "gen" / "flowdock.binpb"
+DESCRIPTOR = REPO / "gen" / "python" / "flowdock" / "descriptor.binpb"
 if str(REPO / "gen" / "python") not in sys.path:
     sys.path.insert(0, str(REPO / "gen" / "python"))
 
