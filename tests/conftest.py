@@ -71,6 +71,16 @@ class Running:
     backend: str
     startup_seconds: float
     services: dict[str, str]
+    db_url: str
+
+    def service_db_url(self, service: str) -> str:
+        """SQLAlchemy (sync) URL of one service's own database."""
+        if self.db_url:
+            return f"{self.db_url.replace('postgresql://', 'postgresql+psycopg://', 1)}_{service}"
+        return f"sqlite:///{self.data_dir / f'{service}.db'}"
+
+    def log(self, service: str) -> str:
+        return (self.data_dir / "logs" / f"{service}.log").read_text(errors="replace")
 
 
 def start_up(data_dir: Path, backend: str, db_url: str = "", extra_env: dict[str, str] | None = None) -> Running:
@@ -100,6 +110,7 @@ def start_up(data_dir: Path, backend: str, db_url: str = "", extra_env: dict[str
         backend=backend,
         startup_seconds=info["startup_seconds"],
         services=info["services"],
+        db_url=db_url,
     )
 
 

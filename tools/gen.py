@@ -20,17 +20,22 @@ PROTOS = ROOT / "protos"
 THIRD_PARTY = ROOT / ".build" / "googleapis"
 OUT = ROOT / "gen"
 GOOGLE_API_FILES = ("annotations.proto", "http.proto", "httpbody.proto")
+GOOGLE_RPC_FILES = ("status.proto", "error_details.proto", "code.proto")
+# Not used by our contracts, but Envoy's transcoder must know these types to turn error details into JSON.
+EXTRA_DESCRIPTOR_SOURCES = ("google/rpc/error_details.proto", "google/rpc/status.proto")
 
 
 def materialise_googleapis() -> Path:
-    """Copy google/api/*.proto from the installed package (the namespace package has no __init__)."""
+    """Copy google/api and google/rpc protos from the installed package (namespace packages: no __init__)."""
     import google.api.annotations_pb2 as annotations
+    import google.rpc.status_pb2 as status
 
-    src = Path(annotations.__file__).parent
-    dst = THIRD_PARTY / "google" / "api"
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in GOOGLE_API_FILES:
-        shutil.copyfile(src / name, dst / name)
+    for module, folder, names in ((annotations, "api", GOOGLE_API_FILES), (status, "rpc", GOOGLE_RPC_FILES)):
+        src = Path(module.__file__).parent
+        dst = THIRD_PARTY / "google" / folder
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copyfile(src / name, dst / name)
     return THIRD_PARTY
 
 
@@ -66,6 +71,7 @@ def generate(out: Path) -> None:
             "--include_source_info",
             f"--descriptor_set_out={out / 'python' / 'flowdock' / 'descriptor.binpb'}",
             *sources,
+            *EXTRA_DESCRIPTOR_SOURCES,
         ],
         check=True,
         cwd=PROTOS,

@@ -1,0 +1,215 @@
+"""Bad input through the gateway gets a precise status on every protocol — never a 5xx, hang or traceback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import httpx
+import jwt
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from flowdock.auth.v1 import auth_pb2
+from flowdock.storage.v1 import storage_pb2 as S
+from tests.conftest import Running
+from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
+from tests.e2e.test_mesh import PASSWORD, register_and_login
+
+
+def rest(mesh: Running, token: str = "") -> httpx.Client:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=mesh.url, headers=headers, timeout=60)
+
+
+def test_unknown_rest_path_is_404_json(mesh: Running) -> None:
+    for method, path in [("GET", "/api/v1/nope"), ("POST", "/api/v1/folders/x/y/z"), ("GET", "/")]:
+        r = httpx.request(method, f"{mesh.url}{path}")
+        assert r.status_code == 404, (path, r.text)
+        assert r.headers["content-type"].startswith("application/json")
+        assert r.json()["code"] == 5
+
+
+def test_malformed_json_and_wrong_types_are_400_naming_the_field(mesh: Running) -> None:
+    token = register_and_login(mesh)
+    with rest(mesh, token) as c:
+        r = c.post("/api/v1/folders", content=b'{"name": "x"')
+        assert r.status_code == 400
+        assert r.json()["code"] == 3
+        r = c.post("/api/v1/uploads", json={"parent_id": "root", "name": "a", "size": "abc"})
+        assert r.status_code == 400
+        assert "size" in r.json()["message"]
+        r = c.post("/api/v1/folders", json={"parent_id": "root", "name": {"nested": 1}})
+        assert r.status_code == 400
+        assert "name" in r.json()["message"]
+        r = c.get("/api/v1/folders/root/children", params={"bogus": "1"})
+        assert r.status_code == 400
+        assert "bogus" in r.json()["message"]
+
+
+@pytest.mark.parametrize("name", ["a/b", "../../x", "a\x00b", "evil\u202egpj.exe", "x" * 300, ".."])
+def test_bad_names_carry_a_field_violation_on_rest_and_grpc(mesh: Running, name: str) -> None:
+    token = register_and_login(mesh)
+    with rest(mesh, token) as c:
+        r = c.post("/api/v1/folders", json={"parent_id": "root", "name": name})
+    assert r.status_code == 400
+    body = r.json()
+    assert body["code"] == 3
+    violations = body["details"][0]["fieldViolations"]
+    assert violations[0]["field"] == "name"
+    native = Native(native_channel(mesh.host_port))
+    with pytest.raises(grpc.RpcError) as exc:
+        native.storage.CreateFolder(
+            S.CreateFolderRequest(parent_id="root", name=name), metadata=[("authorization", f"Bearer {token}")]
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(exc.value)
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    assert bad.field_violations[0].field == "name"
+
+
+def expired_token(mesh: Running) -> str:
+    """A token signed by auth_svc's real key that expired ten minutes ago."""
+    engine = sa.create_engine(mesh.service_db_url("auth"))
+    with engine.connect() as conn:
+        kid, pem = conn.execute(sa.text("SELECT kid, private_pem FROM signing_keys")).first()  # type: ignore[misc]
+    engine.dispose()
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    past = int(time.time()) - 3600
+    claims = {"iss": "flowdock", "aud": "flowdock", "sub": str(uuid.uuid4()), "sid": "s", "role": "user"}
+    claims |= {"iat": past, "nbf": past, "exp": past + 600}
+    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": "at+jwt"})  # type: ignore[arg-type]
+
+
+def test_missing_expired_and_garbage_tokens_on_all_three_protocols(mesh: Running) -> None:
+    native = Native(native_channel(mesh.host_port))
+    for token in ["", "garbage", "a.b.c", expired_token(mesh)]:
+        with rest(mesh, token) as c:
+            r = c.get("/api/v1/me")
+        assert r.status_code == 401, (token[:10], r.text)
+        assert r.json()["code"] == 16
+        md = [("authorization", f"Bearer {token}")] if token else []
+        with pytest.raises(grpc.RpcError) as exc:
+            native.auth.GetMe(auth_pb2.GetMeRequest(), metadata=md)
+        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(GrpcWebError) as web_exc:
+            GrpcWeb(mesh.url, token).call("flowdock.auth.v1.AuthService/GetMe", auth_pb2.GetMeRequest(), auth_pb2.User)
+        assert web_exc.value.status == grpc.StatusCode.UNAUTHENTICATED.value[0]
+
+
+def test_wrong_password_is_401_not_500(mesh: Running) -> None:
+    email = f"w{uuid.uuid4().hex[:8]}@example.org"
+    httpx.post(f"{mesh.url}/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    wrong = httpx.post(f"{mesh.url}/api/v1/auth/login", json={"email": email, "password": "not the password"})
+    unknown = httpx.post(f"{mesh.url}/api/v1/auth/login", json={"email": "nobody@example.org", "password": "x" * 9})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["message"] == unknown.json()["message"]
+
+
+def test_oversize_messages_name_their_limit(mesh: Running) -> None:
+    token = register_and_login(mesh)
+    md = [("authorization", f"Bearer {token}")]
+    native = Native(native_channel(mesh.host_port))
+    upload = native.storage.CreateUpload(
+        S.CreateUploadRequest(parent_id="root", name="big", size=64 << 20), metadata=md
+    )
+    with pytest.raises(grpc.RpcError) as exc:
+        native.storage.WriteUploadChunk(
+            S.WriteUploadChunkRequest(upload_id=upload.upload_id, offset=0, data=b"\0" * (20 << 20)), metadata=md
+        )
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "storage_max_chunk_bytes" in (exc.value.details() or "")
+    with pytest.raises(grpc.RpcError) as exc:
+        native.storage.WriteUploadChunk(
+            S.WriteUploadChunkRequest(upload_id=upload.upload_id, offset=0, data=b"\0" * (40 << 20)), metadata=md
+        )
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in (exc.value.details() or "")
+    assert native.storage.GetUpload(S.GetUploadRequest(upload_id=upload.upload_id), metadata=md).committed_size == 0
+    with pytest.raises(grpc.RpcError) as exc:
+        native.storage.CreateUpload(S.CreateUploadRequest(parent_id="root", name="huge", size=1 << 50), metadata=md)
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "storage_max_file_bytes" in (exc.value.details() or "")
+
+
+def test_client_identity_headers_are_ignored(mesh: Running) -> None:
+    me = register_and_login(mesh)
+    other = register_and_login(mesh)
+    with rest(mesh, other) as c:
+        other_id = c.get("/api/v1/me").json()["id"]
+    forged = {"x-user-id": other_id, "x-jwt-payload": "eyJzdWIiOiJ4In0", "x-user-role": "admin"}
+    with rest(mesh, me) as c:
+        r = c.get("/api/v1/me", headers=forged)
+    assert r.status_code == 200
+    assert r.json()["id"] != other_id
+    r = httpx.get(f"{mesh.url}/api/v1/me", headers=forged)
+    assert r.status_code == 401
+
+
+def test_request_id_crosses_service_hops(mesh: Running) -> None:
+    owner = register_and_login(mesh)
+    other = register_and_login(mesh)
+    with rest(mesh, owner) as c:
+        folder_id = c.post("/api/v1/folders", json={"parent_id": "root", "name": "Hop"}).json()["id"]
+    with rest(mesh, other) as c:
+        r = c.get(f"/api/v1/nodes/{folder_id}")  # not the owner: storage_svc asks share_svc
+    assert r.status_code == 404
+    rid = r.headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (rid in mesh.log("storage") and rid in mesh.log("share")):
+        time.sleep(0.2)
+    assert rid in mesh.log("storage")
+    assert rid in mesh.log("share")
+
+
+def test_service_metrics_are_exported(mesh: Running) -> None:
+    register_and_login(mesh)
+    ready = json.loads((mesh.data_dir / "run" / "auth.json").read_text())
+    text = httpx.get(f"http://127.0.0.1:{ready['metrics_port']}/metrics").text
+    assert 'flowdock_grpc_requests_total{code="OK",method="/flowdock.auth.v1.AuthService/Login",service="auth"}' in text
+    assert "flowdock_grpc_request_seconds_bucket" in text
+    envoy = httpx.get(f"{mesh.admin_url}/stats/prometheus").text
+    assert "envoy_cluster_upstream_rq" in envoy
+
+
+def busy_port() -> tuple[socket.socket, int]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s, int(s.getsockname()[1])
+
+
+def test_up_refuses_a_busy_port_and_bad_config(tmp_path: Path) -> None:
+    sock, port = busy_port()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(tmp_path), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        sock.close()
+    assert r.returncode == 2
+    assert f"port {port}" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(tmp_path), "--db", "mysql://nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "FLOWDOCK_DB_URL" in r.stderr
+    assert "Traceback" not in r.stderr
