@@ -59,7 +59,10 @@ class _Forward(
 
 
 def internal_channel(address: str, max_message_bytes: int) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=channel_options(max_message_bytes), interceptors=[_Forward()])
+    """`host:port`, or several replicas as `host:port,host:port` (balanced round-robin by the client)."""
+    target = f"ipv4:{address}" if "," in address else address
+    options = [*channel_options(max_message_bytes), ("grpc.lb_policy_name", "round_robin")]
+    return grpc.aio.insecure_channel(target, options=options, interceptors=[_Forward()])
 
 
 def remote_signing_keys(auth: grpc.aio.Channel, ttl: float) -> KeyCache:

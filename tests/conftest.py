@@ -72,6 +72,7 @@ class Running:
     startup_seconds: float
     services: dict[str, str]
     db_url: str
+    pids: dict[str, int]
 
     def service_db_url(self, service: str) -> str:
         """SQLAlchemy (sync) URL of one service's own database."""
@@ -83,9 +84,15 @@ class Running:
         return (self.data_dir / "logs" / f"{service}.log").read_text(errors="replace")
 
 
-def start_up(data_dir: Path, backend: str, db_url: str = "", extra_env: dict[str, str] | None = None) -> Running:
+def start_up(
+    data_dir: Path,
+    backend: str,
+    db_url: str = "",
+    extra_env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+) -> Running:
     port = free_port()
-    argv = [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(data_dir), "--port", str(port)]
+    argv = [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(data_dir), "--port", str(port), *(args or [])]
     if db_url:
         argv += ["--db", db_url]
     env = {**os.environ, **(extra_env or {})}
@@ -111,16 +118,29 @@ def start_up(data_dir: Path, backend: str, db_url: str = "", extra_env: dict[str
         startup_seconds=info["startup_seconds"],
         services=info["services"],
         db_url=db_url,
+        pids=info["pids"],
     )
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop_up(running: Running) -> tuple[int, str]:
-    running.proc.send_signal(signal.SIGTERM)
+    """SIGTERM `flowdock up` as Ctrl-C would; returns its exit code and stderr. Fails if a child outlives it."""
+    if running.proc.poll() is None:
+        running.proc.send_signal(signal.SIGTERM)
     try:
         _, err = running.proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         running.proc.kill()
         _, err = running.proc.communicate()
+    orphans = {name: pid for name, pid in running.pids.items() if alive(pid)}
+    assert not orphans, f"processes outlived flowdock up: {orphans}"
     return running.proc.returncode, err
 
 

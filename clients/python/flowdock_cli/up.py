@@ -37,6 +37,10 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def replica_name(name: str, replica: int) -> str:
+    return name if replica == 0 else f"{name}-{replica}"
+
+
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -105,24 +109,27 @@ class Plan:
     port: int
     db_url: str
     admin_port: int
-    ports: dict[str, int]
+    ports: dict[str, list[int]]
     log_format: str
     base_env: dict[str, str]
 
-    def service_env(self, name: str) -> dict[str, str]:
+    def address(self, name: str) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports[name])
+
+    def service_env(self, name: str, replica: int = 0) -> dict[str, str]:
         env = dict(self.base_env)
         env.update(
             {
                 "FLOWDOCK_DATA_DIR": str(self.data_dir),
                 "FLOWDOCK_DB_URL": self.db_url,
                 "FLOWDOCK_LISTEN_HOST": "127.0.0.1",
-                "FLOWDOCK_GRPC_PORT": str(self.ports[name]),
+                "FLOWDOCK_GRPC_PORT": str(self.ports[name][replica]),
                 "FLOWDOCK_METRICS_PORT": "0",
-                "FLOWDOCK_READY_FILE": str(self.run_dir / f"{name}.json"),
+                "FLOWDOCK_READY_FILE": str(self.run_dir / f"{replica_name(name, replica)}.json"),
                 "FLOWDOCK_LOG_FORMAT": self.log_format,
-                "FLOWDOCK_AUTH_ADDRESS": f"127.0.0.1:{self.ports['auth']}",
-                "FLOWDOCK_SHARE_ADDRESS": f"127.0.0.1:{self.ports['share']}",
-                "FLOWDOCK_STORAGE_ADDRESS": f"127.0.0.1:{self.ports['storage']}",
+                "FLOWDOCK_AUTH_ADDRESS": self.address("auth"),
+                "FLOWDOCK_SHARE_ADDRESS": self.address("share"),
+                "FLOWDOCK_STORAGE_ADDRESS": self.address("storage"),
                 "GLIBC_TUNABLES": MALLOC_TUNABLES,
             }
         )
@@ -154,7 +161,7 @@ class Plan:
             str(self.run_dir),
         ]
         for name in SERVICES:
-            argv += ["--upstream", f"{name}=127.0.0.1:{self.ports[name]}"]
+            argv += ["--upstream", f"{name}={self.address(name)}"]
         return argv
 
 
@@ -173,7 +180,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
     except ConfigError as exc:
         raise UpError(str(exc)) from None
     data_dir = common.data_dir.resolve()
-    ports = {name: free_port("127.0.0.1") for name in SERVICES}
+    replicas = {name: 1 for name in SERVICES}
+    for item in getattr(args, "replicas", None) or []:
+        name, _, count = item.partition("=")
+        if name not in replicas or not count.isdigit() or not 1 <= int(count) <= 16:
+            raise UpError(f"--replicas {item!r}: expected NAME=N with NAME one of {', '.join(SERVICES)} and N in 1..16")
+        replicas[name] = int(count)
+    ports = {name: [free_port("127.0.0.1") for _ in range(n)] for name, n in replicas.items()}
     return Plan(
         data_dir=data_dir,
         host=args.host,
@@ -186,9 +199,22 @@ def make_plan(args: argparse.Namespace) -> Plan:
     )
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived while starting."""
+
+
+def _check_signal() -> None:
+    if _stop_requested:
+        raise Interrupted
+
+
+_stop_requested = False
+
+
 def _wait_ready(children: list[Child], ready: dict[str, Path], deadline: float) -> None:
     pending = dict(ready)
     while pending:
+        _check_signal()
         for child in children:
             code = child.exited()
             if code is not None:
@@ -201,9 +227,10 @@ def _wait_ready(children: list[Child], ready: dict[str, Path], deadline: float) 
         time.sleep(0.05)
 
 
-def _gateway_ready(admin_port: int, gateway: Child, deadline: float) -> None:
+def _gateway_ready(admin_port: int, gateway: Child, expected: dict[str, int], deadline: float) -> None:
     url = f"http://127.0.0.1:{admin_port}/clusters"
     while True:
+        _check_signal()
         code = gateway.exited()
         if code is not None:
             raise UpError(f"the gateway (Envoy) exited with code {code}; its log:\n{gateway.tail()}")
@@ -211,14 +238,13 @@ def _gateway_ready(admin_port: int, gateway: Child, deadline: float) -> None:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 text = resp.read().decode()
             healthy = {
-                name
-                for name in SERVICES
-                if any(
+                name: sum(
                     line.startswith(f"{name}::") and line.endswith("::health_flags::healthy")
                     for line in text.splitlines()
                 )
+                for name in expected
             }
-            if healthy == set(SERVICES):
+            if healthy == expected:
                 return
         except OSError:
             pass
@@ -242,36 +268,43 @@ def run_up(args: argparse.Namespace) -> int:
 
     services = [
         Child(
-            name, [sys.executable, "-m", f"{name}_svc", "serve"], plan.service_env(name), plan.log_dir / f"{name}.log"
+            replica_name(name, i),
+            [sys.executable, "-m", f"{name}_svc", "serve"],
+            plan.service_env(name, i),
+            plan.log_dir / f"{replica_name(name, i)}.log",
         )
         for name in SERVICES
+        for i in range(len(plan.ports[name]))
     ]
     gateway = Child("gateway", plan.gateway_argv(), plan.service_env("auth"), plan.log_dir / "gateway.log")
     everything = [*services, gateway]
 
-    stopping = False
-
     def on_signal(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
+        global _stop_requested
+        _stop_requested = True
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     code = 0
     try:
-        for child in services:
-            child.start()
-        _wait_ready(services, {c.name: plan.run_dir / f"{c.name}.json" for c in services}, started + READY_TIMEOUT)
+        # First replicas start together (each migrates its own database), further replicas once those are up.
+        first = [c for c in services if "-" not in c.name]
+        for wave in (first, [c for c in services if c not in first]):
+            for child in wave:
+                child.start()
+            _wait_ready(services, {c.name: plan.run_dir / f"{c.name}.json" for c in wave}, started + READY_TIMEOUT)
         gateway.start()
-        _gateway_ready(plan.admin_port, gateway, started + READY_TIMEOUT)
+        expected = {name: len(plan.ports[name]) for name in SERVICES}
+        _gateway_ready(plan.admin_port, gateway, expected, started + READY_TIMEOUT)
         elapsed = time.monotonic() - started
         info = {
             "url": f"http://{plan.host}:{plan.port}",
             "admin_url": f"http://127.0.0.1:{plan.admin_port}",
-            "services": {name: f"127.0.0.1:{plan.ports[name]}" for name in SERVICES},
+            "services": {name: plan.address(name) for name in SERVICES},
             "data_dir": str(plan.data_dir),
             "logs": str(plan.log_dir),
             "startup_seconds": round(elapsed, 2),
+            "pids": {c.name: c.proc.pid for c in everything if c.proc is not None},
         }
         (plan.run_dir / "up.json").write_text(json.dumps(info))
         print(
@@ -281,7 +314,7 @@ def run_up(args: argparse.Namespace) -> int:
             "Press Ctrl-C to stop.",
             flush=True,
         )
-        while not stopping:
+        while not _stop_requested:
             for child in everything:
                 exit_code = child.exited()
                 if exit_code is not None:
@@ -290,6 +323,8 @@ def run_up(args: argparse.Namespace) -> int:
                     )
             time.sleep(0.2)
         print("stopping FlowDock...", file=sys.stderr, flush=True)
+    except Interrupted:
+        print("interrupted while starting; stopping FlowDock...", file=sys.stderr, flush=True)
     except UpError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         code = 1
@@ -336,6 +371,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     p.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
     p.add_argument("--admin-port", type=int, default=0, help="Envoy admin port on 127.0.0.1 (default: a free port)")
+    p.add_argument(
+        "--replicas",
+        action="append",
+        metavar="NAME=N",
+        help="run N processes of a service behind the gateway, e.g. --replicas storage=2 (repeatable)",
+    )
     p.set_defaults(func=run_up)
     m = sub.add_parser(
         "migrate", help="apply database migrations", description="Create or upgrade every service's database."
