@@ -41,7 +41,7 @@ REQUIRED_SERVICES = {"postgres", "clamav", *GRPC_SERVICES, "gateway", "prometheu
 # Which FLOWDOCK_*_ADDRESS each service must be given.
 REQUIRED_ADDRESSES = {
     "auth": {"FLOWDOCK_STORAGE_ADDRESS"},
-    "storage": {"FLOWDOCK_AUTH_ADDRESS", "FLOWDOCK_SHARE_ADDRESS", "FLOWDOCK_CLAMD_ADDRESS"},
+    "storage": {"FLOWDOCK_AUTH_ADDRESS", "FLOWDOCK_SHARE_ADDRESS", "FLOWDOCK_STORAGE_CLAMD_ADDRESS"},
     "share": {"FLOWDOCK_AUTH_ADDRESS"},
 }
 GATEWAY_HTTP_PORT = 8080
@@ -984,9 +984,9 @@ COMPOSE_MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] 
     ),
     (
         "clamd address wrong port",
-        _set_env("storage", "FLOWDOCK_CLAMD_ADDRESS", "clamav:3311"),
+        _set_env("storage", "FLOWDOCK_STORAGE_CLAMD_ADDRESS", "clamav:3311"),
         "addresses",
-        "FLOWDOCK_CLAMD_ADDRESS",
+        "FLOWDOCK_STORAGE_CLAMD_ADDRESS",
     ),
     (
         "required address missing",

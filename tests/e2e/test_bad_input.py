@@ -213,3 +213,18 @@ def test_up_refuses_a_busy_port_and_bad_config(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "FLOWDOCK_DB_URL" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_services_answer_health_and_reflection(mesh: Running) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    for name, address in mesh.services.items():
+        channel = grpc.insecure_channel(address.split(",")[0])
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name for reply in replies for s in reply.list_services_response.service}
+        assert f"flowdock.{name}.v1.{name.capitalize()}Service" in names
+        channel.close()

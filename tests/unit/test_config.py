@@ -68,3 +68,18 @@ def test_service_exits_clearly_on_invalid_config(tmp_path: Path) -> None:
 def test_configuration_doc_is_current() -> None:
     result = subprocess.run([sys.executable, "tools/gen_config_docs.py", "--check"], cwd=ROOT, capture_output=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_flowdock_migrate_creates_every_service_database(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flowdock_cli", "migrate", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    import sqlite3
+
+    for service in ("auth", "storage", "share"):
+        with sqlite3.connect(tmp_path / f"{service}.db") as conn:
+            assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)

@@ -189,10 +189,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
     ports = {name: [free_port("127.0.0.1") for _ in range(n)] for name, n in replicas.items()}
     return Plan(
         data_dir=data_dir,
-        host=args.host,
-        port=args.port,
+        host=getattr(args, "host", "127.0.0.1"),
+        port=getattr(args, "port", 0),
         db_url=common.db_url,
-        admin_port=args.admin_port or free_port("127.0.0.1"),
+        admin_port=getattr(args, "admin_port", 0) or free_port("127.0.0.1"),
         ports=ports,
         log_format=common.log_format,
         base_env=env,
