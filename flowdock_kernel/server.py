@@ -46,6 +46,8 @@ class Service:
     public_methods: Collection[str]
     keys: KeyCache
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Long-running jobs (housekeeping loops): started once serving, cancelled at shutdown.
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
 async def serve(config: CommonConfig, service: Service) -> None:
@@ -90,6 +92,7 @@ async def serve(config: CommonConfig, service: Service) -> None:
         tmp.write_text(json.dumps({"grpc_port": bound, "metrics_port": metrics_port, "pid": os.getpid()}))
         tmp.replace(ready)
 
+    jobs = [asyncio.create_task(job()) for job in service.background]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -97,6 +100,8 @@ async def serve(config: CommonConfig, service: Service) -> None:
     await stop.wait()
     log.info("draining", extra={"grace_seconds": config.shutdown_grace_seconds})
     await health_servicer.enter_graceful_shutdown()
+    for job in jobs:
+        job.cancel()
     await server.stop(config.shutdown_grace_seconds)
     for hook in service.on_stop:
         await hook()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -18,7 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel.errors import AlreadyExists, DataLoss, Unavailable
-from storage_svc.domain import Cursor, Kind, Node, Upload, UploadState, kind_rank, name_key
+from storage_svc.domain import (
+    Cursor,
+    Kind,
+    Node,
+    OnConflict,
+    OrderBy,
+    TrashEntry,
+    Upload,
+    UploadState,
+    Usage,
+    Version,
+    kind_rank,
+    name_key,
+)
+from storage_svc.ports import ScanSession
 
 metadata = sa.MetaData()
 
@@ -39,6 +52,31 @@ nodes = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("modified_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("trashed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("version_id", sa.String(36), nullable=False, server_default=""),
+    sa.Column("trash_root_id", sa.String(36), nullable=True),
+)
+
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("node_id", sa.String(36), nullable=False),
+    sa.Column("owner_id", sa.String(36), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("blob_id", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+quotas = sa.Table(
+    "quotas",
+    metadata,
+    sa.Column("owner_id", sa.String(36), primary_key=True),
+    sa.Column("used_bytes", sa.BigInteger, nullable=False),
+    sa.Column("reserved_bytes", sa.BigInteger, nullable=False),
+    sa.Column("limit_bytes", sa.BigInteger, nullable=True),
 )
 
 uploads = sa.Table(
@@ -58,6 +96,9 @@ uploads = sa.Table(
     sa.Column("writer_until", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("on_conflict", sa.String(16), nullable=False, server_default="fail"),
+    sa.Column("target_node_id", sa.String(36), nullable=False, server_default=""),
+    sa.Column("failure", sa.String(1024), nullable=False, server_default=""),
 )
 
 LIVE = nodes.c.trashed_at.is_(None)
@@ -80,6 +121,44 @@ def _node(row: Any) -> Node:
         content_type=row.content_type,
         sha256=row.sha256,
         blob_id=row.blob_id,
+        version_id=row.version_id,
+        trashed_at=_aware(row.trashed_at) if row.trashed_at else None,
+        trash_root_id=row.trash_root_id or "",
+    )
+
+
+def _node_values(node: Node) -> dict[str, Any]:
+    return {
+        "id": node.id,
+        "owner_id": node.owner_id,
+        "parent_id": node.parent_id,
+        "name": node.name,
+        "name_key": name_key(node.name),
+        "kind_rank": kind_rank(node.kind),
+        "kind": node.kind.value,
+        "size": node.size,
+        "content_type": node.content_type,
+        "sha256": node.sha256,
+        "blob_id": node.blob_id,
+        "created_at": node.created_at,
+        "modified_at": node.modified_at,
+        "trashed_at": node.trashed_at,
+        "version_id": node.version_id,
+        "trash_root_id": node.trash_root_id or None,
+    }
+
+
+def _version(row: Any) -> Version:
+    return Version(
+        id=row.id,
+        node_id=row.node_id,
+        owner_id=row.owner_id,
+        number=row.number,
+        blob_id=row.blob_id,
+        size=row.size,
+        sha256=row.sha256,
+        content_type=row.content_type,
+        created_at=_aware(row.created_at),
     )
 
 
@@ -97,7 +176,28 @@ def _upload(row: Any) -> Upload:
         created_at=_aware(row.created_at),
         expires_at=_aware(row.expires_at),
         node_id=row.node_id,
+        on_conflict=OnConflict(row.on_conflict),
+        target_node_id=row.target_node_id,
+        failure=row.failure,
     )
+
+
+_ORDER_COLUMNS = {OrderBy.NAME: nodes.c.name_key, OrderBy.SIZE: nodes.c.size, OrderBy.MODIFIED: nodes.c.modified_at}
+
+
+def _cursor_value(order: OrderBy, key: str | int) -> Any:
+    if order == OrderBy.MODIFIED:
+        return datetime.fromtimestamp(int(key) / 1_000_000, UTC)
+    return key
+
+
+def _subtree_cte(root_id: str, *, live: bool) -> Any:
+    """Recursive CTE of a node and its descendants: one query, however deep the tree."""
+    base = sa.select(nodes.c.id).where(nodes.c.id == root_id).cte("subtree", recursive=True)
+    child = sa.select(nodes.c.id).join(base, nodes.c.parent_id == base.c.id)
+    if live:
+        child = child.where(LIVE)
+    return base.union_all(child)
 
 
 class SqlNodes:
@@ -108,45 +208,308 @@ class SqlNodes:
         row = (await self.s.execute(sa.select(nodes).where(nodes.c.id == node_id, LIVE))).first()
         return _node(row) if row else None
 
+    async def get_any(self, node_id: str) -> Node | None:
+        row = (await self.s.execute(sa.select(nodes).where(nodes.c.id == node_id))).first()
+        return _node(row) if row else None
+
     async def root(self, owner_id: str) -> Node | None:
         q = sa.select(nodes).where(nodes.c.owner_id == owner_id, nodes.c.parent_id.is_(None))
         row = (await self.s.execute(q)).first()
         return _node(row) if row else None
 
     async def add(self, node: Node) -> None:
-        await self.s.execute(
-            nodes.insert().values(
-                id=node.id,
-                owner_id=node.owner_id,
-                parent_id=node.parent_id,
-                name=node.name,
-                name_key=name_key(node.name),
-                kind_rank=kind_rank(node.kind),
-                kind=node.kind.value,
-                size=node.size,
-                content_type=node.content_type,
-                sha256=node.sha256,
-                blob_id=node.blob_id,
-                created_at=node.created_at,
-                modified_at=node.modified_at,
-            )
-        )
+        await self.s.execute(nodes.insert().values(**_node_values(node)))
+
+    async def add_many(self, many: list[Node]) -> None:
+        # Parents before children (the list comes in tree order), in batches.
+        for i in range(0, len(many), 500):
+            await self.s.execute(nodes.insert(), [_node_values(n) for n in many[i : i + 500]])
+
+    async def update(self, node: Node) -> None:
+        values = _node_values(node)
+        del values["id"]
+        await self.s.execute(nodes.update().where(nodes.c.id == node.id).values(**values))
 
     async def child_named(self, parent_id: str, key: str) -> Node | None:
         q = sa.select(nodes).where(nodes.c.parent_id == parent_id, nodes.c.name_key == key, LIVE)
         row = (await self.s.execute(q)).first()
         return _node(row) if row else None
 
-    async def children(self, parent_id: str, after: Cursor | None, limit: int) -> list[Node]:
-        """One indexed keyset query per page (ix_nodes_listing), never a query per entry."""
+    async def taken_names(self, parent_id: str, prefix_key: str) -> set[str]:
+        q = sa.select(nodes.c.name_key).where(
+            nodes.c.parent_id == parent_id, LIVE, nodes.c.name_key.startswith(prefix_key, autoescape=True)
+        )
+        return set((await self.s.execute(q)).scalars())
+
+    async def children(
+        self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
+    ) -> list[Node]:
+        """One indexed keyset query per page, never a query per entry. Folders come first either way."""
+        column = _ORDER_COLUMNS[order]
         q = sa.select(nodes).where(nodes.c.parent_id == parent_id, LIVE)
         if after is not None:
-            q = q.where(
-                sa.tuple_(nodes.c.kind_rank, nodes.c.name_key, nodes.c.id)
-                > sa.tuple_(sa.literal(after.kind_rank), sa.literal(after.key), sa.literal(after.id))
+            here = sa.tuple_(
+                sa.literal(after.kind_rank), sa.literal(_cursor_value(order, after.key)), sa.literal(after.id)
             )
-        q = q.order_by(nodes.c.kind_rank, nodes.c.name_key, nodes.c.id).limit(limit)
+            if descending:
+                q = q.where(
+                    sa.or_(
+                        nodes.c.kind_rank > after.kind_rank,
+                        sa.and_(
+                            nodes.c.kind_rank == after.kind_rank,
+                            sa.tuple_(column, nodes.c.id) < sa.tuple_(here.clauses[1], here.clauses[2]),
+                        ),
+                    )
+                )
+            else:
+                q = q.where(sa.tuple_(nodes.c.kind_rank, column, nodes.c.id) > here)
+        ordering = [column.desc(), nodes.c.id.desc()] if descending else [column, nodes.c.id]
+        q = q.order_by(nodes.c.kind_rank, *ordering).limit(limit)
         return [_node(r) for r in (await self.s.execute(q)).all()]
+
+    async def subtree(self, node_id: str, *, live: bool) -> list[Node]:
+        cte = _subtree_cte(node_id, live=live)
+        q = sa.select(nodes).where(nodes.c.id.in_(sa.select(cte.c.id)))
+        found = {r.id: _node(r) for r in (await self.s.execute(q)).all()}
+        if not live:
+            found = {k: n for k, n in found.items() if n.trash_root_id == node_id}
+        # Tree order: parents before children.
+        ordered: list[Node] = []
+        frontier = [node_id]
+        children: dict[str, list[Node]] = {}
+        for n in found.values():
+            children.setdefault(n.parent_id or "", []).append(n)
+        if node_id in found:
+            ordered.append(found[node_id])
+        while frontier:
+            nxt: list[str] = []
+            for parent in frontier:
+                for child in children.get(parent, []):
+                    if child.id != node_id:
+                        ordered.append(child)
+                        nxt.append(child.id)
+            frontier = nxt
+        return ordered
+
+    async def trash_tree(self, root_id: str, at: datetime) -> None:
+        cte = _subtree_cte(root_id, live=True)
+        await self.s.execute(
+            nodes.update().where(nodes.c.id.in_(sa.select(cte.c.id))).values(trashed_at=at, trash_root_id=root_id)
+        )
+
+    async def restore_tree(self, root_id: str) -> None:
+        await self.s.execute(
+            nodes.update().where(nodes.c.trash_root_id == root_id).values(trashed_at=None, trash_root_id=None)
+        )
+
+    async def trash_roots(self, owner_id: str, after: Cursor | None, limit: int) -> list[TrashEntry]:
+        q = sa.select(nodes).where(nodes.c.owner_id == owner_id, nodes.c.trash_root_id == nodes.c.id)
+        if after is not None:
+            at = datetime.fromtimestamp(int(after.key) / 1_000_000, UTC)
+            q = q.where(sa.tuple_(nodes.c.trashed_at, nodes.c.id) < sa.tuple_(sa.literal(at), sa.literal(after.id)))
+        q = q.order_by(nodes.c.trashed_at.desc(), nodes.c.id.desc()).limit(limit)
+        roots = [_node(r) for r in (await self.s.execute(q)).all()]
+        if not roots:
+            return []
+        sizes_q = (
+            sa.select(nodes.c.trash_root_id, sa.func.coalesce(sa.func.sum(versions.c.size), 0))
+            .join(versions, versions.c.node_id == nodes.c.id)
+            .where(nodes.c.trash_root_id.in_([r.id for r in roots]))
+            .group_by(nodes.c.trash_root_id)
+        )
+        sizes = {root: int(total) for root, total in (await self.s.execute(sizes_q)).all()}
+        return [TrashEntry(r, sizes.get(r.id, 0)) for r in roots]
+
+    async def trash_roots_older_than(self, at: datetime, limit: int) -> list[Node]:
+        q = sa.select(nodes).where(nodes.c.trash_root_id == nodes.c.id, nodes.c.trashed_at < at).limit(limit)
+        return [_node(r) for r in (await self.s.execute(q)).all()]
+
+    async def delete_tree(self, root_id: str) -> None:
+        await self.s.execute(nodes.delete().where(nodes.c.trash_root_id == root_id))
+
+    async def search(
+        self,
+        owner_id: str,
+        query: str,
+        kind: Kind | None,
+        modified_after: datetime | None,
+        modified_before: datetime | None,
+        min_size: int,
+        max_size: int,
+        after: Cursor | None,
+        limit: int,
+    ) -> list[Node]:
+        q = sa.select(nodes).where(
+            nodes.c.owner_id == owner_id, LIVE, nodes.c.parent_id.is_not(None), _name_contains(self.s, query)
+        )
+        if kind is not None:
+            q = q.where(nodes.c.kind == kind.value)
+        if modified_after is not None:
+            q = q.where(nodes.c.modified_at >= modified_after)
+        if modified_before is not None:
+            q = q.where(nodes.c.modified_at < modified_before)
+        if min_size:
+            q = q.where(nodes.c.size >= min_size)
+        if max_size:
+            q = q.where(nodes.c.size <= max_size)
+        if after is not None:
+            q = q.where(
+                sa.tuple_(nodes.c.name_key, nodes.c.id) > sa.tuple_(sa.literal(after.key), sa.literal(after.id))
+            )
+        q = q.order_by(nodes.c.name_key, nodes.c.id).limit(limit)
+        return [_node(r) for r in (await self.s.execute(q)).all()]
+
+    async def delete_owner(self, owner_id: str) -> None:
+        # Children before parents: clear parent links first, then delete every row of the owner.
+        await self.s.execute(nodes.update().where(nodes.c.owner_id == owner_id).values(parent_id=None))
+        await self.s.execute(nodes.delete().where(nodes.c.owner_id == owner_id))
+
+
+def _name_contains(s: AsyncSession, key: str) -> Any:
+    """Case-insensitive substring on name_key, answered by an index: PostgreSQL pg_trgm (GIN), SQLite FTS5 trigram.
+
+    Both trigram indexes need 3 characters; shorter queries fall back to a scan of the owner's rows.
+    """
+    dialect = s.bind.dialect.name if s.bind is not None else ""
+    if dialect == "sqlite" and len(key) >= 3 and not any(c in key for c in "%_\\"):
+        # FTS5's trigram index answers LIKE only without an ESCAPE clause.
+        fts = sa.table("nodes_fts", sa.column("rowid"), sa.column("name_key"))
+        return sa.literal_column("nodes.rowid").in_(sa.select(fts.c.rowid).where(fts.c.name_key.like(f"%{key}%")))
+    pattern = "%" + key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return nodes.c.name_key.like(pattern, escape="\\")
+
+
+class SqlVersions:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def add(self, version: Version) -> None:
+        await self.s.execute(
+            versions.insert().values(
+                id=version.id,
+                node_id=version.node_id,
+                owner_id=version.owner_id,
+                number=version.number,
+                blob_id=version.blob_id,
+                size=version.size,
+                sha256=version.sha256,
+                content_type=version.content_type,
+                created_at=version.created_at,
+            )
+        )
+
+    async def get(self, version_id: str) -> Version | None:
+        row = (await self.s.execute(sa.select(versions).where(versions.c.id == version_id))).first()
+        return _version(row) if row else None
+
+    async def of_node(self, node_id: str) -> list[Version]:
+        q = sa.select(versions).where(versions.c.node_id == node_id).order_by(versions.c.number.desc())
+        return [_version(r) for r in (await self.s.execute(q)).all()]
+
+    async def of_nodes(self, node_ids: list[str], *, all_versions: bool = False) -> list[Version]:
+        out: list[Version] = []
+        for i in range(0, len(node_ids), 500):
+            batch = node_ids[i : i + 500]
+            if all_versions:
+                q = sa.select(versions).where(versions.c.node_id.in_(batch))
+            else:
+                q = sa.select(versions).join(nodes, nodes.c.version_id == versions.c.id).where(nodes.c.id.in_(batch))
+            out += [_version(r) for r in (await self.s.execute(q)).all()]
+        return out
+
+    async def next_number(self, node_id: str) -> int:
+        q = sa.select(sa.func.coalesce(sa.func.max(versions.c.number), 0)).where(versions.c.node_id == node_id)
+        return int((await self.s.execute(q)).scalar_one()) + 1
+
+    async def delete(self, version_ids: list[str]) -> None:
+        for i in range(0, len(version_ids), 500):
+            await self.s.execute(versions.delete().where(versions.c.id.in_(version_ids[i : i + 500])))
+
+    async def of_owner(self, owner_id: str) -> list[Version]:
+        q = sa.select(versions).where(versions.c.owner_id == owner_id)
+        return [_version(r) for r in (await self.s.execute(q)).all()]
+
+    async def bytes_in_trash(self, owner_id: str) -> int:
+        q = (
+            sa.select(sa.func.coalesce(sa.func.sum(versions.c.size), 0))
+            .join(nodes, nodes.c.id == versions.c.node_id)
+            .where(nodes.c.owner_id == owner_id, nodes.c.trashed_at.is_not(None))
+        )
+        return int((await self.s.execute(q)).scalar_one())
+
+    async def bytes_not_current(self, owner_id: str) -> int:
+        q = (
+            sa.select(sa.func.coalesce(sa.func.sum(versions.c.size), 0))
+            .join(nodes, nodes.c.id == versions.c.node_id)
+            .where(nodes.c.owner_id == owner_id, nodes.c.version_id != versions.c.id)
+        )
+        return int((await self.s.execute(q)).scalar_one())
+
+
+class SqlQuotas:
+    """Usage counters per owner, changed only by conditional UPDATEs so concurrent uploads cannot overspend."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def _ensure(self, owner_id: str) -> None:
+        exists = (await self.s.execute(sa.select(quotas.c.owner_id).where(quotas.c.owner_id == owner_id))).first()
+        if exists is None:
+            try:
+                async with self.s.begin_nested():
+                    await self.s.execute(quotas.insert().values(owner_id=owner_id, used_bytes=0, reserved_bytes=0))
+            except IntegrityError:
+                pass  # created concurrently
+
+    async def get(self, owner_id: str, default_limit: int) -> Usage:
+        row = (await self.s.execute(sa.select(quotas).where(quotas.c.owner_id == owner_id))).first()
+        if row is None:
+            return Usage(0, 0, default_limit)
+        return Usage(
+            row.used_bytes, row.reserved_bytes, row.limit_bytes if row.limit_bytes is not None else default_limit
+        )
+
+    def _fits(self, size: int, default_limit: int) -> Any:
+        limit = sa.func.coalesce(quotas.c.limit_bytes, default_limit)
+        return quotas.c.used_bytes + quotas.c.reserved_bytes + size <= limit
+
+    async def reserve(self, owner_id: str, size: int, default_limit: int) -> bool:
+        await self._ensure(owner_id)
+        result = await self.s.execute(
+            quotas.update()
+            .where(quotas.c.owner_id == owner_id, self._fits(size, default_limit))
+            .values(reserved_bytes=quotas.c.reserved_bytes + size)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def consume(self, owner_id: str, size: int, default_limit: int) -> bool:
+        await self._ensure(owner_id)
+        result = await self.s.execute(
+            quotas.update()
+            .where(quotas.c.owner_id == owner_id, self._fits(size, default_limit))
+            .values(used_bytes=quotas.c.used_bytes + size)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def settle(self, owner_id: str, reserved: int, used: int) -> None:
+        await self._ensure(owner_id)
+        await self.s.execute(
+            quotas.update()
+            .where(quotas.c.owner_id == owner_id)
+            .values(
+                reserved_bytes=sa.case(
+                    (quotas.c.reserved_bytes + reserved < 0, 0), else_=quotas.c.reserved_bytes + reserved
+                ),
+                used_bytes=sa.case((quotas.c.used_bytes + used < 0, 0), else_=quotas.c.used_bytes + used),
+            )
+        )
+
+    async def reset(self, owner_id: str) -> None:
+        await self.s.execute(quotas.delete().where(quotas.c.owner_id == owner_id))
+
+    async def set_limit(self, owner_id: str, limit: int | None) -> None:
+        await self._ensure(owner_id)
+        await self.s.execute(quotas.update().where(quotas.c.owner_id == owner_id).values(limit_bytes=limit))
 
 
 class SqlUploads:
@@ -172,23 +535,32 @@ class SqlUploads:
                 node_id=upload.node_id,
                 created_at=upload.created_at,
                 expires_at=upload.expires_at,
+                on_conflict=upload.on_conflict.value,
+                target_node_id=upload.target_node_id,
+                failure=upload.failure,
             )
         )
 
-    async def acquire(self, upload_id: str, token: str, until: datetime, now: datetime) -> bool:
+    async def acquire(self, upload_id: str, token: str, until: datetime, now: datetime, state: UploadState) -> bool:
+        """Take the writer lease; `state` FINISHING also moves an OPEN upload into FINISHING."""
         free = sa.or_(uploads.c.writer.is_(None), uploads.c.writer_until < now, uploads.c.writer == token)
+        allowed = (
+            [UploadState.OPEN.value]
+            if state == UploadState.OPEN
+            else [UploadState.OPEN.value, UploadState.FINISHING.value]
+        )
         result = await self.s.execute(
             uploads.update()
-            .where(uploads.c.id == upload_id, uploads.c.state == UploadState.OPEN.value, free)
-            .values(writer=token, writer_until=until)
+            .where(uploads.c.id == upload_id, uploads.c.state.in_(allowed), free)
+            .values(writer=token, writer_until=until, state=state.value)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def advance(self, upload_id: str, token: str, committed: int, until: datetime) -> bool:
+    async def advance(self, upload_id: str, token: str, committed: int, until: datetime, expires_at: datetime) -> bool:
         result = await self.s.execute(
             uploads.update()
             .where(uploads.c.id == upload_id, uploads.c.writer == token)
-            .values(committed_size=committed, writer_until=until)
+            .values(committed_size=committed, writer_until=until, expires_at=expires_at)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -199,15 +571,33 @@ class SqlUploads:
             .values(writer=None, writer_until=None)
         )
 
-    async def complete(self, upload_id: str, node_id: str) -> None:
-        await self.s.execute(
-            uploads.update()
-            .where(uploads.c.id == upload_id)
-            .values(state=UploadState.COMPLETED.value, node_id=node_id, writer=None, writer_until=None)
-        )
+    async def set_state(self, upload_id: str, state: UploadState, *, node_id: str = "", failure: str = "") -> None:
+        values: dict[str, Any] = {"state": state.value, "failure": failure[:1024]}
+        if node_id:
+            values["node_id"] = node_id
+        await self.s.execute(uploads.update().where(uploads.c.id == upload_id).values(**values))
 
     async def delete(self, upload_id: str) -> None:
         await self.s.execute(uploads.delete().where(uploads.c.id == upload_id))
+
+    async def expired(self, now: datetime, limit: int) -> list[Upload]:
+        q = sa.select(uploads).where(
+            uploads.c.expires_at < now,
+            sa.or_(uploads.c.writer.is_(None), uploads.c.writer_until < now),
+            uploads.c.state != UploadState.FINISHING.value,
+        )
+        return [_upload(r) for r in (await self.s.execute(q.limit(limit))).all()]
+
+    async def stalled_finishing(self, now: datetime, limit: int) -> list[Upload]:
+        q = sa.select(uploads).where(
+            uploads.c.state == UploadState.FINISHING.value,
+            sa.or_(uploads.c.writer.is_(None), uploads.c.writer_until < now),
+        )
+        return [_upload(r) for r in (await self.s.execute(q.limit(limit))).all()]
+
+    async def of_owner(self, owner_id: str) -> list[Upload]:
+        q = sa.select(uploads).where(uploads.c.owner_id == owner_id)
+        return [_upload(r) for r in (await self.s.execute(q)).all()]
 
 
 class SqlUnitOfWork:
@@ -217,6 +607,8 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> Self:
         self._session = self._factory()
         self.nodes = SqlNodes(self._session)
+        self.versions = SqlVersions(self._session)
+        self.quotas = SqlQuotas(self._session)
         self.uploads = SqlUploads(self._session)
         return self
 
@@ -286,20 +678,18 @@ class LocalBlobStore:
 
         await asyncio.to_thread(sync)
 
-    async def digest_staging(self, upload_id: str, size: int) -> str:
-        def digest() -> str:
-            h = hashlib.sha256()
-            with open(self._staging(upload_id), "rb") as f:
-                remaining = size
-                while remaining:
-                    block = f.read(min(remaining, 4 * 1024 * 1024))
-                    if not block:
-                        raise DataLoss("upload staging file is shorter than its committed size")
-                    h.update(block)
-                    remaining -= len(block)
-            return h.hexdigest()
+    async def read_staging(self, upload_id: str, size: int, chunk: int) -> AsyncIterator[bytes]:
+        async for block in self._read_file(self._staging(upload_id), 0, size, chunk):
+            yield block
 
-        return await asyncio.to_thread(digest)
+    async def link(self, src_blob_id: str, dst_blob_id: str) -> None:
+        dst = self._blob(dst_blob_id)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(os.link, self._blob(src_blob_id), dst)
+
+    def list_blobs(self) -> Iterator[tuple[str, int]]:
+        for path in self.blobs.glob("*/*/*"):
+            yield path.name, path.stat().st_size
 
     async def commit_staging(self, upload_id: str, blob_id: str, size: int) -> None:
         def commit() -> None:
@@ -327,8 +717,12 @@ class LocalBlobStore:
         await asyncio.to_thread(self._blob(blob_id).unlink, True)
 
     async def read(self, blob_id: str, offset: int, length: int, chunk: int) -> AsyncIterator[bytes]:
+        async for block in self._read_file(self._blob(blob_id), offset, length, chunk):
+            yield block
+
+    async def _read_file(self, path: Path, offset: int, length: int, chunk: int) -> AsyncIterator[bytes]:
         try:
-            f = await asyncio.to_thread(open, self._blob(blob_id), "rb")
+            f = await asyncio.to_thread(open, path, "rb")
         except FileNotFoundError:
             raise DataLoss("the file's stored content is missing") from None
         try:
@@ -342,6 +736,15 @@ class LocalBlobStore:
                 yield block
         finally:
             f.close()
+
+
+class DisabledScanner:
+    """Scanning switched off by configuration (storage_svc says so at start)."""
+
+    enabled = False
+
+    async def open(self, size: int) -> ScanSession:
+        raise AssertionError("a disabled scanner is never opened")
 
 
 class ShareAccessPolicy:

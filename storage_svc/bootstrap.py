@@ -13,14 +13,15 @@ from flowdock_kernel.channels import internal_channel, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
-from storage_svc.adapters import LocalBlobStore, ShareAccessPolicy, SqlUnitOfWork
+from storage_svc.adapters import DisabledScanner, LocalBlobStore, ShareAccessPolicy, SqlUnitOfWork
 from storage_svc.config import StorageConfig
-from storage_svc.servicer import StorageServicer
+from storage_svc.servicer import StorageAdminServicer, StorageServicer
 from storage_svc.usecases import Limits, Storage
 
 NAME = "storage"
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = storage_pb2.DESCRIPTOR.services_by_name["StorageService"]
+ADMIN_SERVICE = storage_pb2.DESCRIPTOR.services_by_name["StorageAdminService"]
 
 
 def migrate(config: StorageConfig) -> None:
@@ -51,12 +52,20 @@ async def build(config: StorageConfig) -> Service:
             sync_bytes=config.storage_sync_bytes,
             list_page_size=config.storage_list_page_size,
             list_max_page_size=config.storage_list_max_page_size,
+            default_quota_bytes=config.storage_default_quota_bytes,
+            inline_finish_bytes=config.storage_inline_finish_bytes,
+            trash_retention=timedelta(days=config.storage_trash_days),
+            versions_kept=config.storage_versions_kept,
         ),
+        scanner=DisabledScanner(),
     )
-    servicer = StorageServicer(storage)
 
     def register(server: grpc.aio.Server) -> None:
-        storage_pb2_grpc.add_StorageServiceServicer_to_server(servicer, server)
+        storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageServicer(storage), server)
+        storage_pb2_grpc.add_StorageAdminServiceServicer_to_server(StorageAdminServicer(storage), server)
+
+    async def housekeeping() -> None:
+        await storage.run_housekeeping(config.storage_housekeeping_seconds)
 
     async def close() -> None:
         await auth.close()
@@ -65,9 +74,10 @@ async def build(config: StorageConfig) -> Service:
 
     return Service(
         name=NAME,
-        service_names=[SERVICE.full_name],
+        service_names=[SERVICE.full_name, ADMIN_SERVICE.full_name],
         register=register,
-        public_methods=public_methods(SERVICE),
+        public_methods=public_methods(SERVICE, ADMIN_SERVICE),
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
+        background=[housekeeping],
     )

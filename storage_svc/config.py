@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from flowdock_kernel.config import CommonConfig, positive, setting
+from flowdock_kernel.config import CommonConfig, non_negative, positive, setting
 
 MiB = 1024 * 1024
 
@@ -29,3 +29,21 @@ class StorageConfig(CommonConfig):
     )
     storage_list_page_size: int = setting(100, "Default page size of folder listings.", check=positive)
     storage_list_max_page_size: int = setting(1000, "Largest page size a listing may ask for.", check=positive)
+    storage_default_quota_bytes: int = setting(
+        10 * 1024 * MiB, "Quota of a user without one set by an admin (files, trash and versions).", check=positive
+    )
+    storage_inline_finish_bytes: int = setting(
+        64 * MiB,
+        "Uploads up to this size are verified and scanned inside FinishUpload; larger ones finish in the "
+        "background (state FINISHING, poll GetUpload) so no request waits on a multi-GB re-read.",
+        check=non_negative,
+    )
+    storage_trash_days: float = setting(
+        30.0, "Trashed entries older than this are purged automatically.", check=positive
+    )
+    storage_versions_kept: int = setting(
+        10, "How many versions of a file are kept (the current one included); older ones are deleted.", check=positive
+    )
+    storage_housekeeping_seconds: float = setting(
+        300.0, "How often expired uploads, stalled finishes and old trash are cleaned up.", check=positive
+    )

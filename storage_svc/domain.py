@@ -26,7 +26,21 @@ class Kind(StrEnum):
 
 class UploadState(StrEnum):
     OPEN = "open"
+    FINISHING = "finishing"
     COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class OnConflict(StrEnum):
+    FAIL = "fail"
+    RENAME = "rename"
+    NEW_VERSION = "new_version"
+
+
+class OrderBy(StrEnum):
+    NAME = "name"
+    SIZE = "size"
+    MODIFIED = "modified"
 
 
 @dataclass
@@ -42,6 +56,37 @@ class Node:
     content_type: str = ""
     sha256: str = ""
     blob_id: str = ""
+    version_id: str = ""
+    trashed_at: datetime | None = None
+    trash_root_id: str = ""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One stored content of a file; the node points at the current one."""
+
+    id: str
+    node_id: str
+    owner_id: str
+    number: int
+    blob_id: str
+    size: int
+    sha256: str
+    content_type: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Usage:
+    used: int
+    reserved: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class TrashEntry:
+    node: Node
+    size: int
 
 
 @dataclass
@@ -58,6 +103,9 @@ class Upload:
     created_at: datetime
     expires_at: datetime
     node_id: str = ""
+    on_conflict: OnConflict = OnConflict.FAIL
+    target_node_id: str = ""
+    failure: str = ""
 
 
 def validate_name(raw: str, field: str = "name") -> str:
@@ -87,6 +135,29 @@ def validate_name(raw: str, field: str = "name") -> str:
     return name
 
 
+def split_relative_path(raw: str) -> list[str]:
+    """`a/b/c.txt` → validated parts; empty segments, `.` and `..` are refused (no climbing out)."""
+    parts = raw.strip("/").split("/")
+    if len(parts) > 64:
+        raise InvalidArgument("relative_path", "must have at most 64 levels")
+    return [validate_name(part, "relative_path") for part in parts]
+
+
+def free_name(name: str, taken: set[str]) -> str:
+    """The first of `name`, `name (1).ext`, `name (2).ext`, ... whose name_key is not taken."""
+    if name_key(name) not in taken:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        stem, ext = name, ""
+    suffix = f".{ext}" if ext else ""
+    for i in range(1, 10_000):
+        candidate = f"{stem} ({i}){suffix}"
+        if name_key(candidate) not in taken and len(candidate.encode()) <= MAX_NAME_BYTES:
+            return candidate
+    raise InvalidArgument("name", "no free name left for this entry")
+
+
 def name_key(name: str) -> str:
     """Sibling uniqueness and sorting key: case-insensitive (Unicode casefold of the NFC name)."""
     return unicodedata.normalize("NFC", name.casefold())
@@ -108,10 +179,10 @@ def validate_content_type(raw: str) -> str:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Keyset position in a folder listing: folders first, then by name key, then id."""
+    """Keyset position in a listing: kind rank (folders first), the sort value, then the id as tie-breaker."""
 
     kind_rank: int
-    key: str
+    key: str | int
     id: str
 
     def encode(self) -> str:
@@ -123,11 +194,19 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             rank, key, node_id = json.loads(raw)
-            if not isinstance(rank, int) or not isinstance(key, str) or not isinstance(node_id, str):
+            if not isinstance(rank, int) or not isinstance(key, str | int) or not isinstance(node_id, str):
                 raise ValueError
         except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
             raise InvalidArgument("page_token", "is not a token this service issued") from None
         return Cursor(rank, key, node_id)
+
+
+def sort_key(node: Node, order: OrderBy) -> str | int:
+    if order == OrderBy.SIZE:
+        return node.size
+    if order == OrderBy.MODIFIED:
+        return int(node.modified_at.timestamp() * 1_000_000)
+    return name_key(node.name)
 
 
 def kind_rank(kind: Kind) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import grpc
 from google.api import httpbody_pb2
@@ -13,20 +13,51 @@ from google.protobuf import timestamp_pb2
 
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import metrics
-from flowdock_kernel.errors import InvalidArgument
+from flowdock_kernel.errors import InvalidArgument, PermissionDenied
 from flowdock_kernel.tokens import current_principal
-from storage_svc.domain import Kind, Node, Upload, UploadState
+from storage_svc.domain import Kind, Node, OnConflict, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
 from storage_svc.usecases import Storage
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 _KINDS = {Kind.FOLDER: storage_pb2.NODE_KIND_FOLDER, Kind.FILE: storage_pb2.NODE_KIND_FILE}
-_STATES = {UploadState.OPEN: storage_pb2.UPLOAD_STATE_OPEN, UploadState.COMPLETED: storage_pb2.UPLOAD_STATE_COMPLETED}
+_STATES = {
+    UploadState.OPEN: storage_pb2.UPLOAD_STATE_OPEN,
+    UploadState.FINISHING: storage_pb2.UPLOAD_STATE_FINISHING,
+    UploadState.COMPLETED: storage_pb2.UPLOAD_STATE_COMPLETED,
+    UploadState.FAILED: storage_pb2.UPLOAD_STATE_FAILED,
+}
+_CONFLICTS = {
+    storage_pb2.ON_CONFLICT_UNSPECIFIED: OnConflict.FAIL,
+    storage_pb2.ON_CONFLICT_FAIL: OnConflict.FAIL,
+    storage_pb2.ON_CONFLICT_RENAME: OnConflict.RENAME,
+    storage_pb2.ON_CONFLICT_NEW_VERSION: OnConflict.NEW_VERSION,
+}
+_ORDERS = {
+    storage_pb2.ORDER_BY_UNSPECIFIED: OrderBy.NAME,
+    storage_pb2.ORDER_BY_NAME: OrderBy.NAME,
+    storage_pb2.ORDER_BY_SIZE: OrderBy.SIZE,
+    storage_pb2.ORDER_BY_MODIFIED: OrderBy.MODIFIED,
+}
+_NODE_KINDS = {storage_pb2.NODE_KIND_FOLDER: Kind.FOLDER, storage_pb2.NODE_KIND_FILE: Kind.FILE}
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _enum(table: dict[K, V], value: K, field: str) -> V:
+    if value not in table:
+        raise InvalidArgument(field, f"unknown value {value}")
+    return table[value]
+
+
 _UPLOADED = metrics.BYTES_STREAMED.labels("storage", "upload")
 _DOWNLOADED = metrics.BYTES_STREAMED.labels("storage", "download")
 
 
 def _ts(value: datetime) -> timestamp_pb2.Timestamp:
+    """Timestamp from an aware datetime."""
     ts = timestamp_pb2.Timestamp()
     ts.FromDatetime(value)
     return ts
@@ -56,7 +87,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    def upload_pb(self, upload: Upload) -> storage_pb2.Upload:
+    def upload_pb(self, upload: Upload, node: Node | None = None) -> storage_pb2.Upload:
         return storage_pb2.Upload(
             upload_id=upload.id,
             parent_id=upload.parent_id,
@@ -67,23 +98,109 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             max_chunk_size=self.storage.limits.max_chunk_bytes,
             state=_STATES[upload.state],
             expire_time=_ts(upload.expires_at),
+            node=node_pb(node) if node is not None else None,
+            failure=upload.failure,
         )
 
     async def CreateFolder(self, request: storage_pb2.CreateFolderRequest, context: Ctx) -> storage_pb2.Node:
-        node = await self.storage.create_folder(current_principal().user_id, request.parent_id, request.name)
-        return node_pb(node)
+        return node_pb(await self.storage.create_folder(current_principal().user_id, request.parent_id, request.name))
 
     async def ListChildren(
         self, request: storage_pb2.ListChildrenRequest, context: Ctx
     ) -> storage_pb2.ListChildrenResponse:
         rows, token = await self.storage.list_children(
-            current_principal().user_id, request.folder_id, request.page_size, request.page_token
+            current_principal().user_id,
+            request.folder_id,
+            request.page_size,
+            request.page_token,
+            _enum(_ORDERS, request.order_by, "order_by"),
+            request.descending,
         )
         return storage_pb2.ListChildrenResponse(nodes=[node_pb(n) for n in rows], next_page_token=token)
 
     async def GetNode(self, request: storage_pb2.GetNodeRequest, context: Ctx) -> storage_pb2.Node:
-        node = await self.storage.get_node(current_principal().user_id, request.node_id)
+        return node_pb(await self.storage.get_node(current_principal().user_id, request.node_id))
+
+    async def GetNodePath(
+        self, request: storage_pb2.GetNodePathRequest, context: Ctx
+    ) -> storage_pb2.GetNodePathResponse:
+        chain = await self.storage.node_path(current_principal().user_id, request.node_id)
+        return storage_pb2.GetNodePathResponse(nodes=[node_pb(n) for n in chain])
+
+    async def UpdateNode(self, request: storage_pb2.UpdateNodeRequest, context: Ctx) -> storage_pb2.Node:
+        node = await self.storage.update_node(
+            current_principal().user_id,
+            request.node_id,
+            request.name,
+            request.parent_id,
+            _enum(_CONFLICTS, request.on_conflict, "on_conflict"),
+        )
         return node_pb(node)
+
+    async def DeleteNode(self, request: storage_pb2.DeleteNodeRequest, context: Ctx) -> storage_pb2.Node:
+        return node_pb(await self.storage.delete_node(current_principal().user_id, request.node_id))
+
+    async def CopyNode(self, request: storage_pb2.CopyNodeRequest, context: Ctx) -> storage_pb2.Node:
+        node = await self.storage.copy_node(
+            current_principal().user_id,
+            request.node_id,
+            request.parent_id,
+            request.name,
+            _enum(_CONFLICTS, request.on_conflict, "on_conflict"),
+        )
+        return node_pb(node)
+
+    def _trash_pb(self, entry: TrashEntry) -> storage_pb2.TrashEntry:
+        deleted = entry.node.trashed_at or entry.node.modified_at
+        return storage_pb2.TrashEntry(
+            node=node_pb(entry.node),
+            delete_time=_ts(deleted),
+            original_parent_id=entry.node.parent_id or "",
+            size=entry.size,
+            purge_time=_ts(deleted + self.storage.limits.trash_retention),
+        )
+
+    async def ListTrash(self, request: storage_pb2.ListTrashRequest, context: Ctx) -> storage_pb2.ListTrashResponse:
+        rows, token = await self.storage.list_trash(current_principal().user_id, request.page_size, request.page_token)
+        return storage_pb2.ListTrashResponse(entries=[self._trash_pb(e) for e in rows], next_page_token=token)
+
+    async def RestoreTrash(self, request: storage_pb2.RestoreTrashRequest, context: Ctx) -> storage_pb2.Node:
+        return node_pb(await self.storage.restore_trash(current_principal().user_id, request.node_id))
+
+    async def PurgeTrash(self, request: storage_pb2.PurgeTrashRequest, context: Ctx) -> storage_pb2.PurgeTrashResponse:
+        freed = await self.storage.purge_trash(current_principal().user_id, request.node_id)
+        return storage_pb2.PurgeTrashResponse(freed_bytes=freed)
+
+    async def EmptyTrash(self, request: storage_pb2.EmptyTrashRequest, context: Ctx) -> storage_pb2.EmptyTrashResponse:
+        return storage_pb2.EmptyTrashResponse(freed_bytes=await self.storage.empty_trash(current_principal().user_id))
+
+    async def ListVersions(
+        self, request: storage_pb2.ListVersionsRequest, context: Ctx
+    ) -> storage_pb2.ListVersionsResponse:
+        node, versions = await self.storage.list_versions(current_principal().user_id, request.file_id)
+        return storage_pb2.ListVersionsResponse(versions=[_version_pb(v, node) for v in versions])
+
+    async def RestoreVersion(self, request: storage_pb2.RestoreVersionRequest, context: Ctx) -> storage_pb2.Node:
+        node = await self.storage.restore_version(current_principal().user_id, request.file_id, request.version_id)
+        return node_pb(node)
+
+    async def GetQuota(self, request: storage_pb2.GetQuotaRequest, context: Ctx) -> storage_pb2.Quota:
+        usage, trash, versions = await self.storage.quota(current_principal().user_id)
+        return quota_pb(usage, trash, versions)
+
+    async def Search(self, request: storage_pb2.SearchRequest, context: Ctx) -> storage_pb2.SearchResponse:
+        rows, token = await self.storage.search(
+            current_principal().user_id,
+            request.query,
+            request.page_size,
+            request.page_token,
+            kind=_NODE_KINDS.get(request.kind),
+            modified_after=request.modified_after.ToDatetime(UTC) if request.HasField("modified_after") else None,
+            modified_before=request.modified_before.ToDatetime(UTC) if request.HasField("modified_before") else None,
+            min_size=request.min_size,
+            max_size=request.max_size,
+        )
+        return storage_pb2.SearchResponse(nodes=[node_pb(n) for n in rows], next_page_token=token)
 
     async def CreateUpload(self, request: storage_pb2.CreateUploadRequest, context: Ctx) -> storage_pb2.Upload:
         upload = await self.storage.create_upload(
@@ -93,6 +210,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             request.size,
             request.sha256,
             request.content_type,
+            relative_path=request.relative_path,
+            on_conflict=_enum(_CONFLICTS, request.on_conflict, "on_conflict"),
         )
         return self.upload_pb(upload)
 
@@ -151,12 +270,12 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 await writer.__aexit__(None, None, None)
 
     async def GetUpload(self, request: storage_pb2.GetUploadRequest, context: Ctx) -> storage_pb2.Upload:
-        upload = await self.storage.get_upload(current_principal().user_id, request.upload_id)
-        return self.upload_pb(upload)
+        upload, node = await self.storage.get_upload(current_principal().user_id, request.upload_id)
+        return self.upload_pb(upload, node)
 
-    async def FinishUpload(self, request: storage_pb2.FinishUploadRequest, context: Ctx) -> storage_pb2.Node:
-        node = await self.storage.finish_upload(current_principal().user_id, request.upload_id)
-        return node_pb(node)
+    async def FinishUpload(self, request: storage_pb2.FinishUploadRequest, context: Ctx) -> storage_pb2.Upload:
+        upload, node = await self.storage.finish_upload(current_principal().user_id, request.upload_id)
+        return self.upload_pb(upload, node)
 
     async def AbortUpload(
         self, request: storage_pb2.AbortUploadRequest, context: Ctx
@@ -167,24 +286,73 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def DownloadFile(
         self, request: storage_pb2.DownloadFileRequest, context: Ctx
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
-        node, offset, length = await self.storage.open_download(
-            current_principal().user_id, request.file_id, request.offset, request.length
+        node, version, offset, length = await self.storage.open_download(
+            current_principal().user_id, request.file_id, request.offset, request.length, request.version
         )
+        assert version is not None
         await context.send_initial_metadata(
             (
                 ("content-disposition", content_disposition(node.name)),
-                ("etag", f'"{node.sha256}"'),
+                ("etag", f'"{version.sha256}"'),
                 ("x-content-length", str(length)),
-                ("x-file-size", str(node.size)),
+                ("x-file-size", str(version.size)),
             )
         )
         first = True
-        async for block in self.storage.read(node, offset, length):
+        async for block in self.storage.read(version, offset, length):
             _DOWNLOADED.inc(len(block))
             if first:
                 first = False
-                yield httpbody_pb2.HttpBody(content_type=node.content_type, data=block)
+                yield httpbody_pb2.HttpBody(content_type=version.content_type, data=block)
             else:
                 yield httpbody_pb2.HttpBody(data=block)
         if first:
-            yield httpbody_pb2.HttpBody(content_type=node.content_type)
+            yield httpbody_pb2.HttpBody(content_type=version.content_type)
+
+
+def _version_pb(version: Version, node: Node) -> storage_pb2.Version:
+    return storage_pb2.Version(
+        id=version.id,
+        number=version.number,
+        size=version.size,
+        sha256=version.sha256,
+        create_time=_ts(version.created_at),
+        current=version.id == node.version_id,
+    )
+
+
+def quota_pb(usage: Usage, trash: int = 0, versions: int = 0) -> storage_pb2.Quota:
+    return storage_pb2.Quota(
+        used_bytes=usage.used,
+        reserved_bytes=usage.reserved,
+        limit_bytes=usage.limit,
+        trash_bytes=trash,
+        version_bytes=versions,
+    )
+
+
+class StorageAdminServicer(storage_pb2_grpc.StorageAdminServiceServicer):
+    """Internal: reached only by other services, and only for admins (checked here, not just at the edge)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def _admin(self, user_id: str) -> None:
+        if not current_principal().is_admin:
+            raise PermissionDenied("admins only")
+        if not user_id:
+            raise InvalidArgument("user_id", "is required")
+
+    async def SetQuota(self, request: storage_pb2.SetQuotaRequest, context: Ctx) -> storage_pb2.Quota:
+        self._admin(request.user_id)
+        return quota_pb(await self.storage.set_quota(request.user_id, request.limit_bytes))
+
+    async def GetUserQuota(self, request: storage_pb2.GetUserQuotaRequest, context: Ctx) -> storage_pb2.Quota:
+        self._admin(request.user_id)
+        return quota_pb(await self.storage.user_quota(request.user_id))
+
+    async def DeleteUserData(
+        self, request: storage_pb2.DeleteUserDataRequest, context: Ctx
+    ) -> storage_pb2.DeleteUserDataResponse:
+        self._admin(request.user_id)
+        return storage_pb2.DeleteUserDataResponse(freed_bytes=await self.storage.delete_user_data(request.user_id))

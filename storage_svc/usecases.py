@@ -1,23 +1,36 @@
-"""Storage use cases: folders, resumable uploads, downloads. Each method takes the verified caller's id."""
+"""Storage use cases: the tree, resumable uploads, downloads, trash, versions, quota, search.
+
+Every public method takes the verified caller's id. A node the caller may not see answers exactly like a
+missing node (NotFound), so ids cannot be probed.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from flowdock_kernel.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
+    Unavailable,
 )
 from storage_svc import domain
-from storage_svc.domain import Cursor, Kind, Node, Upload, UploadState
-from storage_svc.ports import AccessPolicy, BlobStore, UnitOfWork
+from storage_svc.domain import Cursor, Kind, Node, OnConflict, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
+from storage_svc.ports import AccessPolicy, BlobStore, Scanner, UnitOfWork
+
+log = logging.getLogger("flowdock.storage")
 
 ROOT = "root"
 LEASE = timedelta(seconds=60)
@@ -32,6 +45,11 @@ class Limits:
     sync_bytes: int
     list_page_size: int
     list_max_page_size: int
+    default_quota_bytes: int = 10 * 1024**3
+    inline_finish_bytes: int = 64 * 1024 * 1024
+    trash_retention: timedelta = timedelta(days=30)
+    versions_kept: int = 10
+    scan_oversize: str = "refuse"
 
 
 def _now() -> datetime:
@@ -46,35 +64,54 @@ def _wrong_offset(offset: int, committed: int) -> FailedPrecondition:
     )
 
 
+def _page_size(requested: int, limits: Limits) -> int:
+    if requested < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    if requested > limits.list_max_page_size:
+        raise InvalidArgument("page_size", f"must be at most {limits.list_max_page_size}")
+    return requested or limits.list_page_size
+
+
+class ScanRefused(Exception):
+    """The content was refused at finish; the message is what the client sees."""
+
+
 @dataclass
 class Storage:
     uow: Callable[[], UnitOfWork]
     blobs: BlobStore
     access: AccessPolicy
     limits: Limits
+    scanner: Scanner
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     # -- access -------------------------------------------------------------------------------------------------
 
     async def _resolve(self, uow: UnitOfWork, caller: str, node_id: str, action: str) -> Node:
-        """The node if the caller may act on it; otherwise the same NotFound as for a missing node."""
-        if node_id == ROOT or node_id == "":
+        """The live node if the caller may act on it; otherwise the same NotFound as for a missing node."""
+        if node_id in (ROOT, ""):
             return await self._root(uow, caller)
         node = await uow.nodes.get(node_id)
         if node is None:
             raise NotFound(f"node {node_id} not found")
         if node.owner_id == caller:
             return node
-        path = [node.id]
-        parent_id = node.parent_id
-        while parent_id:
-            parent = await uow.nodes.get(parent_id)
-            if parent is None:
-                break
-            path.append(parent.id)
-            parent_id = parent.parent_id
+        path = [n.id for n in reversed(await self._ancestors(uow, node))]
         if not await self.access.allowed(path, node.owner_id, action):
             raise NotFound(f"node {node_id} not found")
         return node
+
+    async def _ancestors(self, uow: UnitOfWork, node: Node) -> list[Node]:
+        """Root first, the node last."""
+        chain = [node]
+        parent_id = node.parent_id
+        while parent_id:
+            parent = await uow.nodes.get_any(parent_id)
+            if parent is None:
+                break
+            chain.append(parent)
+            parent_id = parent.parent_id
+        return list(reversed(chain))
 
     async def _root(self, uow: UnitOfWork, caller: str) -> Node:
         root = await uow.nodes.root(caller)
@@ -93,19 +130,35 @@ class Storage:
         return root
 
     async def _folder(self, uow: UnitOfWork, caller: str, folder_id: str, action: str) -> Node:
-        folder = await self._resolve(uow, caller, folder_id, action)
+        folder = await self._resolve(uow, caller, folder_id or ROOT, action)
         if folder.kind != Kind.FOLDER:
             raise FailedPrecondition(f"{folder_id} is a file, not a folder")
         return folder
+
+    async def _owned(self, uow: UnitOfWork, caller: str, node_id: str) -> Node:
+        """Changing the tree is the owner's business until shares with write roles land."""
+        node = await self._resolve(uow, caller, node_id, "write")
+        if node.owner_id != caller:
+            raise PermissionDenied("only the owner can change this")
+        return node
+
+    async def _place(self, uow: UnitOfWork, parent: Node, name: str, policy: OnConflict, *, own_id: str = "") -> str:
+        """The name to use in `parent` under the conflict policy (FAIL → AlreadyExists)."""
+        clash = await uow.nodes.child_named(parent.id, domain.name_key(name))
+        if clash is None or clash.id == own_id:
+            return name
+        if policy == OnConflict.RENAME:
+            stem = name.rpartition(".")[0] or name
+            return domain.free_name(name, await uow.nodes.taken_names(parent.id, domain.name_key(stem)))
+        raise AlreadyExists(f"an entry named {name!r} already exists in this folder")
 
     # -- folders ------------------------------------------------------------------------------------------------
 
     async def create_folder(self, caller: str, parent_id: str, name: str) -> Node:
         name = domain.validate_name(name)
         async with self.uow() as uow:
-            parent = await self._folder(uow, caller, parent_id or ROOT, "write")
-            if await uow.nodes.child_named(parent.id, domain.name_key(name)) is not None:
-                raise AlreadyExists(f"an entry named {name!r} already exists in this folder")
+            parent = await self._folder(uow, caller, parent_id, "write")
+            name = await self._place(uow, parent, name, OnConflict.FAIL)
             now = _now()
             node = Node(str(uuid.uuid4()), parent.owner_id, parent.id, name, Kind.FOLDER, 0, now, now)
             await uow.nodes.add(node)
@@ -115,36 +168,386 @@ class Storage:
                 raise AlreadyExists(f"an entry named {name!r} already exists in this folder") from None
         return node
 
+    async def _ensure_folders(self, caller: str, parent_id: str, parts: list[str]) -> str:
+        """Create missing folders along `parts` below `parent_id` (concurrent creators are fine)."""
+        current = parent_id or ROOT
+        for part in parts:
+            async with self.uow() as uow:
+                parent = await self._folder(uow, caller, current, "write")
+                existing = await uow.nodes.child_named(parent.id, domain.name_key(part))
+                if existing is not None:
+                    if existing.kind != Kind.FOLDER:
+                        raise AlreadyExists(f"{part!r} exists and is a file, not a folder")
+                    current = existing.id
+                    continue
+            try:
+                current = (await self.create_folder(caller, parent.id, part)).id
+            except AlreadyExists:
+                async with self.uow() as uow:
+                    again = await uow.nodes.child_named(parent.id, domain.name_key(part))
+                if again is None or again.kind != Kind.FOLDER:
+                    raise
+                current = again.id
+        return current
+
     async def list_children(
-        self, caller: str, folder_id: str, page_size: int, page_token: str
+        self,
+        caller: str,
+        folder_id: str,
+        page_size: int,
+        page_token: str,
+        order: OrderBy = OrderBy.NAME,
+        descending: bool = False,
     ) -> tuple[list[Node], str]:
-        if page_size < 0:
-            raise InvalidArgument("page_size", "must not be negative")
-        if page_size > self.limits.list_max_page_size:
-            raise InvalidArgument("page_size", f"must be at most {self.limits.list_max_page_size}")
-        limit = page_size or self.limits.list_page_size
+        limit = _page_size(page_size, self.limits)
         after = Cursor.decode(page_token) if page_token else None
         async with self.uow() as uow:
-            folder = await self._folder(uow, caller, folder_id or ROOT, "list")
-            rows = await uow.nodes.children(folder.id, after, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        token = ""
-        if more:
-            last = rows[-1]
-            token = Cursor(domain.kind_rank(last.kind), domain.name_key(last.name), last.id).encode()
-        return rows, token
+            folder = await self._folder(uow, caller, folder_id, "list")
+            rows = await uow.nodes.children(folder.id, order, descending, after, limit + 1)
+        return _page(rows, limit, lambda n: Cursor(domain.kind_rank(n.kind), domain.sort_key(n, order), n.id))
 
     async def get_node(self, caller: str, node_id: str) -> Node:
         async with self.uow() as uow:
             return await self._resolve(uow, caller, node_id, "list")
 
+    async def node_path(self, caller: str, node_id: str) -> list[Node]:
+        async with self.uow() as uow:
+            node = await self._resolve(uow, caller, node_id, "list")
+            chain = await self._ancestors(uow, node)
+        if node.owner_id != caller:
+            # A grantee sees breadcrumbs only from the shared node down; share_svc's rules decide (later).
+            chain = chain[-1:]
+        return chain
+
+    async def update_node(self, caller: str, node_id: str, name: str, parent_id: str, policy: OnConflict) -> Node:
+        async with self.uow() as uow:
+            node = await self._owned(uow, caller, node_id)
+            if node.parent_id is None:
+                raise FailedPrecondition("the root folder cannot be renamed or moved")
+            new_name = domain.validate_name(name) if name else node.name
+            parent = await self._folder(uow, caller, parent_id, "write") if parent_id else None
+            if parent is None:
+                parent = await uow.nodes.get(node.parent_id)
+                if parent is None:
+                    raise NotFound(f"node {node_id} not found")
+            if parent.owner_id != node.owner_id:
+                raise FailedPrecondition("moving between different owners' trees is not supported; copy instead")
+            if node.kind == Kind.FOLDER:
+                for ancestor in await self._ancestors(uow, parent):
+                    if ancestor.id == node.id:
+                        raise FailedPrecondition("a folder cannot be moved into itself or one of its subfolders")
+            if policy == OnConflict.NEW_VERSION:
+                raise InvalidArgument("on_conflict", "NEW_VERSION applies to uploads only")
+            new_name = await self._place(uow, parent, new_name, policy, own_id=node.id)
+            updated = replace(node, name=new_name, parent_id=parent.id, modified_at=_now())
+            await uow.nodes.update(updated)
+            try:
+                await uow.commit()
+            except AlreadyExists:
+                raise AlreadyExists(f"an entry named {new_name!r} already exists in the target folder") from None
+        return updated
+
+    async def copy_node(self, caller: str, node_id: str, parent_id: str, name: str, policy: OnConflict) -> Node:
+        async with self.uow() as uow:
+            source = await self._resolve(uow, caller, node_id, "download")
+            if source.parent_id is None:
+                raise FailedPrecondition("the root folder cannot be copied; copy its entries")
+            parent = await self._folder(uow, caller, parent_id or source.parent_id, "write")
+            if parent.owner_id != caller:
+                raise PermissionDenied("copies go into your own folders")
+            if source.kind == Kind.FOLDER:
+                for ancestor in await self._ancestors(uow, parent):
+                    if ancestor.id == source.id:
+                        raise FailedPrecondition("a folder cannot be copied into itself or one of its subfolders")
+            new_name = domain.validate_name(name) if name else source.name
+            if policy == OnConflict.NEW_VERSION:
+                raise InvalidArgument("on_conflict", "NEW_VERSION applies to uploads only")
+            if not name and not parent_id:
+                policy = OnConflict.RENAME  # a copy beside the original gets "name (1)"
+            new_name = await self._place(uow, parent, new_name, policy)
+            tree = await uow.nodes.subtree(source.id, live=True)
+            currents = {v.id: v for v in await uow.versions.of_nodes([n.id for n in tree if n.kind == Kind.FILE])}
+            total = sum(currents[n.version_id].size for n in tree if n.kind == Kind.FILE and n.version_id in currents)
+            if not await uow.quotas.consume(caller, total, self.limits.default_quota_bytes):
+                raise self._quota_error(await uow.quotas.get(caller, self.limits.default_quota_bytes), total)
+            now = _now()
+            new_ids = {n.id: str(uuid.uuid4()) for n in tree}
+            copies: list[Node] = []
+            versions: list[Version] = []
+            for n in tree:
+                copy = replace(
+                    n,
+                    id=new_ids[n.id],
+                    owner_id=caller,
+                    parent_id=parent.id if n.id == source.id else new_ids[n.parent_id or ""],
+                    name=new_name if n.id == source.id else n.name,
+                    created_at=now,
+                    modified_at=now,
+                )
+                if n.kind == Kind.FILE and n.version_id in currents:
+                    old = currents[n.version_id]
+                    blob_id = uuid.uuid4().hex
+                    await self.blobs.link(old.blob_id, blob_id)
+                    version = replace(
+                        old,
+                        id=str(uuid.uuid4()),
+                        node_id=copy.id,
+                        owner_id=caller,
+                        number=1,
+                        blob_id=blob_id,
+                        created_at=now,
+                    )
+                    versions.append(version)
+                    copy = replace(copy, version_id=version.id, blob_id=blob_id)
+                copies.append(copy)
+            await uow.nodes.add_many(copies)
+            for version in versions:
+                await uow.versions.add(version)
+            try:
+                await uow.commit()
+            except Exception:
+                for version in versions:
+                    await self.blobs.delete(version.blob_id)
+                raise
+        return copies[0]
+
+    # -- trash --------------------------------------------------------------------------------------------------
+
+    async def delete_node(self, caller: str, node_id: str) -> Node:
+        async with self.uow() as uow:
+            node = await self._owned(uow, caller, node_id)
+            if node.parent_id is None:
+                raise FailedPrecondition("the root folder cannot be deleted")
+            now = _now()
+            await uow.nodes.trash_tree(node.id, now)
+            await uow.commit()
+        return replace(node, trashed_at=now, trash_root_id=node.id)
+
+    async def list_trash(self, caller: str, page_size: int, page_token: str) -> tuple[list[TrashEntry], str]:
+        limit = _page_size(page_size, self.limits)
+        after = Cursor.decode(page_token) if page_token else None
+        async with self.uow() as uow:
+            rows = await uow.nodes.trash_roots(caller, after, limit + 1)
+        return _page(rows, limit, lambda e: Cursor(0, int((e.node.trashed_at or _now()).timestamp() * 1e6), e.node.id))
+
+    async def _trash_root(self, uow: UnitOfWork, caller: str, node_id: str) -> Node:
+        node = await uow.nodes.get_any(node_id)
+        if node is None or node.owner_id != caller or node.trash_root_id != node.id:
+            raise NotFound(f"no trashed entry {node_id}")
+        return node
+
+    async def restore_trash(self, caller: str, node_id: str) -> Node:
+        async with self.uow() as uow:
+            node = await self._trash_root(uow, caller, node_id)
+            parent = await uow.nodes.get(node.parent_id or "")
+            if parent is None:
+                parent = await self._root(uow, caller)  # the original folder is gone or trashed itself
+            taken_name = await uow.nodes.child_named(parent.id, domain.name_key(node.name))
+            name = node.name
+            if taken_name is not None:
+                stem = name.rpartition(".")[0] or name
+                name = domain.free_name(name, await uow.nodes.taken_names(parent.id, domain.name_key(stem)))
+            # Rename and re-parent while still trashed, then bring the tree back: the live-name index never clashes.
+            await uow.nodes.update(replace(node, parent_id=parent.id, name=name))
+            await uow.nodes.restore_tree(node.id)
+            await uow.commit()
+        return replace(node, parent_id=parent.id, name=name, trashed_at=None, trash_root_id="")
+
+    async def _purge(self, uow: UnitOfWork, root: Node) -> int:
+        tree = await uow.nodes.subtree(root.id, live=False)
+        versions = await uow.versions.of_nodes([n.id for n in tree if n.kind == Kind.FILE], all_versions=True)
+        freed = sum(v.size for v in versions)
+        await uow.versions.delete([v.id for v in versions])
+        await uow.nodes.delete_tree(root.id)
+        await uow.quotas.settle(root.owner_id, reserved=0, used=-freed)
+        await uow.commit()
+        for version in versions:
+            await self.blobs.delete(version.blob_id)
+        return freed
+
+    async def purge_trash(self, caller: str, node_id: str) -> int:
+        async with self.uow() as uow:
+            return await self._purge(uow, await self._trash_root(uow, caller, node_id))
+
+    async def empty_trash(self, caller: str) -> int:
+        freed = 0
+        while True:
+            async with self.uow() as uow:
+                roots = await uow.nodes.trash_roots(caller, None, 100)
+            if not roots:
+                return freed
+            for entry in roots:
+                async with self.uow() as uow:
+                    freed += await self._purge(uow, entry.node)
+
+    # -- versions -----------------------------------------------------------------------------------------------
+
+    async def _file(self, uow: UnitOfWork, caller: str, file_id: str, action: str) -> Node:
+        node = await self._resolve(uow, caller, file_id, action)
+        if node.kind != Kind.FILE:
+            raise FailedPrecondition(f"{file_id} is a folder; versions belong to files")
+        return node
+
+    async def list_versions(self, caller: str, file_id: str) -> tuple[Node, list[Version]]:
+        async with self.uow() as uow:
+            node = await self._file(uow, caller, file_id, "list")
+            return node, await uow.versions.of_node(node.id)
+
+    async def restore_version(self, caller: str, file_id: str, version_id: str) -> Node:
+        async with self.uow() as uow:
+            node = await self._owned(uow, caller, file_id)
+            old = await uow.versions.get(version_id)
+            if old is None or old.node_id != node.id:
+                raise NotFound(f"version {version_id} not found")
+            if old.id == node.version_id:
+                return node
+            if not await uow.quotas.consume(node.owner_id, old.size, self.limits.default_quota_bytes):
+                raise self._quota_error(await uow.quotas.get(node.owner_id, self.limits.default_quota_bytes), old.size)
+            blob_id = uuid.uuid4().hex
+            await self.blobs.link(old.blob_id, blob_id)
+            updated, pruned = await self._add_version(
+                uow, node, blob_id, old.size, old.sha256, old.content_type, _now()
+            )
+            await uow.commit()
+        await self._delete_blobs(pruned)
+        return updated
+
+    async def _add_version(
+        self, uow: UnitOfWork, node: Node, blob_id: str, size: int, sha256: str, content_type: str, now: datetime
+    ) -> tuple[Node, list[Version]]:
+        """Make new content current and prune versions beyond the retention; returns what was pruned."""
+        version = Version(
+            id=str(uuid.uuid4()),
+            node_id=node.id,
+            owner_id=node.owner_id,
+            number=await uow.versions.next_number(node.id),
+            blob_id=blob_id,
+            size=size,
+            sha256=sha256,
+            content_type=content_type,
+            created_at=now,
+        )
+        await uow.versions.add(version)
+        updated = replace(
+            node,
+            size=size,
+            sha256=sha256,
+            content_type=content_type,
+            blob_id=blob_id,
+            version_id=version.id,
+            modified_at=now,
+        )
+        await uow.nodes.update(updated)
+        existing = await uow.versions.of_node(node.id)
+        pruned = [v for v in existing if v.id != version.id][max(self.limits.versions_kept - 1, 0) :]
+        if pruned:
+            await uow.versions.delete([v.id for v in pruned])
+            await uow.quotas.settle(node.owner_id, reserved=0, used=-sum(v.size for v in pruned))
+        return updated, pruned
+
+    async def _delete_blobs(self, versions: list[Version]) -> None:
+        for version in versions:
+            await self.blobs.delete(version.blob_id)
+
+    # -- quota --------------------------------------------------------------------------------------------------
+
+    def _quota_error(self, usage: Usage, needed: int) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"storage quota of {usage.limit} bytes exceeded: {usage.used} used, {usage.reserved} reserved by open "
+            f"uploads, {needed} more needed; free space (empty the trash, delete old versions) or ask an admin "
+            "for a larger quota",
+            limit="storage_quota_bytes",
+        )
+
+    async def quota(self, caller: str) -> tuple[Usage, int, int]:
+        async with self.uow() as uow:
+            usage = await uow.quotas.get(caller, self.limits.default_quota_bytes)
+            return usage, await uow.versions.bytes_in_trash(caller), await uow.versions.bytes_not_current(caller)
+
+    async def set_quota(self, user_id: str, limit: int) -> Usage:
+        if limit < 0:
+            raise InvalidArgument("limit_bytes", "must not be negative (0 = the default)")
+        async with self.uow() as uow:
+            await uow.quotas.set_limit(user_id, limit or None)
+            await uow.commit()
+            return await uow.quotas.get(user_id, self.limits.default_quota_bytes)
+
+    async def user_quota(self, user_id: str) -> Usage:
+        async with self.uow() as uow:
+            return await uow.quotas.get(user_id, self.limits.default_quota_bytes)
+
+    async def delete_user_data(self, user_id: str) -> int:
+        async with self.uow() as uow:
+            versions = await uow.versions.of_owner(user_id)
+            uploads = await uow.uploads.of_owner(user_id)
+            freed = sum(v.size for v in versions)
+            await uow.versions.delete([v.id for v in versions])
+            for upload in uploads:
+                await uow.uploads.delete(upload.id)
+            await uow.nodes.delete_owner(user_id)
+            await uow.quotas.reset(user_id)
+            await uow.commit()
+        await self._delete_blobs(versions)
+        for upload in uploads:
+            await self.blobs.delete_staging(upload.id)
+        return freed
+
+    # -- search -------------------------------------------------------------------------------------------------
+
+    async def search(
+        self,
+        caller: str,
+        query: str,
+        page_size: int,
+        page_token: str,
+        kind: Kind | None = None,
+        modified_after: datetime | None = None,
+        modified_before: datetime | None = None,
+        min_size: int = 0,
+        max_size: int = 0,
+    ) -> tuple[list[Node], str]:
+        query = query.strip()
+        if not query:
+            raise InvalidArgument("query", "must not be empty")
+        if len(query) > 255:
+            raise InvalidArgument("query", "must be at most 255 characters")
+        if min_size < 0 or max_size < 0:
+            raise InvalidArgument("min_size" if min_size < 0 else "max_size", "must not be negative")
+        limit = _page_size(page_size, self.limits)
+        after = Cursor.decode(page_token) if page_token else None
+        async with self.uow() as uow:
+            rows = await uow.nodes.search(
+                caller,
+                domain.name_key(query),
+                kind,
+                modified_after,
+                modified_before,
+                min_size,
+                max_size,
+                after,
+                limit + 1,
+            )
+        return _page(rows, limit, lambda n: Cursor(0, domain.name_key(n.name), n.id))
+
     # -- uploads ------------------------------------------------------------------------------------------------
 
     async def create_upload(
-        self, caller: str, parent_id: str, name: str, size: int, sha256: str, content_type: str
+        self,
+        caller: str,
+        parent_id: str,
+        name: str,
+        size: int,
+        sha256: str,
+        content_type: str,
+        relative_path: str = "",
+        on_conflict: OnConflict = OnConflict.FAIL,
     ) -> Upload:
-        name = domain.validate_name(name)
+        if relative_path:
+            parts = domain.split_relative_path(relative_path)
+            name = parts[-1]
+        else:
+            parts = []
+            name = domain.validate_name(name)
         sha256 = domain.validate_sha256(sha256)
         content_type = domain.validate_content_type(content_type)
         if size < 0:
@@ -155,10 +558,21 @@ class Storage:
                 "(storage_max_file_bytes)",
                 limit="storage_max_file_bytes",
             )
+        if parts[:-1]:
+            parent_id = await self._ensure_folders(caller, parent_id, parts[:-1])
         async with self.uow() as uow:
-            parent = await self._folder(uow, caller, parent_id or ROOT, "write")
-            if await uow.nodes.child_named(parent.id, domain.name_key(name)) is not None:
-                raise AlreadyExists(f"an entry named {name!r} already exists in this folder")
+            parent = await self._folder(uow, caller, parent_id, "write")
+            target = ""
+            clash = await uow.nodes.child_named(parent.id, domain.name_key(name))
+            if clash is not None:
+                if on_conflict == OnConflict.NEW_VERSION and clash.kind == Kind.FILE:
+                    target = clash.id
+                elif on_conflict == OnConflict.NEW_VERSION:
+                    raise AlreadyExists(f"{name!r} is a folder; a new version needs a file")
+                else:
+                    name = await self._place(uow, parent, name, on_conflict)
+            if not await uow.quotas.reserve(parent.owner_id, size, self.limits.default_quota_bytes):
+                raise self._quota_error(await uow.quotas.get(parent.owner_id, self.limits.default_quota_bytes), size)
             now = _now()
             upload = Upload(
                 id=str(uuid.uuid4()),
@@ -172,6 +586,8 @@ class Storage:
                 state=UploadState.OPEN,
                 created_at=now,
                 expires_at=now + self.limits.upload_expiry,
+                on_conflict=on_conflict,
+                target_node_id=target,
             )
             await self.blobs.create_staging(upload.id)
             await uow.uploads.add(upload)
@@ -185,13 +601,15 @@ class Storage:
             raise NotFound(f"upload {upload_id} not found")
         return upload
 
-    async def get_upload(self, caller: str, upload_id: str) -> Upload:
+    async def get_upload(self, caller: str, upload_id: str) -> tuple[Upload, Node | None]:
         async with self.uow() as uow:
-            return await self._open_upload(uow, caller, upload_id)
+            upload = await self._open_upload(uow, caller, upload_id)
+            node = await uow.nodes.get(upload.node_id) if upload.node_id else None
+        return upload, node
 
     def _check_chunk(self, upload: Upload, offset: int, length: int) -> None:
         if upload.state != UploadState.OPEN:
-            raise FailedPrecondition("upload is already finished; start a new upload to change the file")
+            raise FailedPrecondition(f"upload is {upload.state.value}; it takes no more bytes")
         if length > self.limits.max_chunk_bytes:
             raise ResourceExhausted(
                 f"chunk of {length} bytes exceeds the limit of {self.limits.max_chunk_bytes} bytes "
@@ -214,89 +632,244 @@ class Storage:
     def writer(self, caller: str, upload_id: str) -> UploadWriter:
         return UploadWriter(self, caller, upload_id)
 
-    async def finish_upload(self, caller: str, upload_id: str) -> Node:
+    async def finish_upload(self, caller: str, upload_id: str) -> tuple[Upload, Node | None]:
         token = secrets.token_hex(16)
         async with self.uow() as uow:
             upload = await self._open_upload(uow, caller, upload_id)
-            if upload.state == UploadState.COMPLETED:
-                node = await uow.nodes.get(upload.node_id)
-                if node is None:
-                    raise NotFound(f"upload {upload_id} not found")
-                return node  # finishing twice answers the same
-            if upload.committed_size != upload.size:
+            if upload.state in (UploadState.COMPLETED, UploadState.FAILED):
+                node = await uow.nodes.get(upload.node_id) if upload.node_id else None
+                return upload, node  # finishing twice answers the same
+            if upload.state == UploadState.OPEN and upload.committed_size != upload.size:
                 raise FailedPrecondition(
                     f"only {upload.committed_size} of {upload.size} bytes received; "
                     f"send the rest from offset {upload.committed_size}",
                     reason="UPLOAD_INCOMPLETE",
                     metadata={"committed_size": str(upload.committed_size)},
                 )
-            if not await uow.uploads.acquire(upload_id, token, _now() + LEASE, _now()):
+            if not await uow.uploads.acquire(upload_id, token, _now() + LEASE, _now(), UploadState.FINISHING):
+                if upload.state == UploadState.FINISHING:
+                    return upload, None  # someone is finishing it: poll
                 raise FailedPrecondition("another client is writing to this upload; retry when it is done")
             await uow.commit()
-        digest = await self.blobs.digest_staging(upload_id, upload.size)
-        if upload.sha256 and digest != upload.sha256:
-            await self.abort_upload(caller, upload_id)
-            raise InvalidArgument(
-                "sha256",
-                f"the received content hashes to {digest}, not the declared {upload.sha256}; "
-                "the upload was discarded, upload the file again",
-            )
-        blob_id = uuid.uuid4().hex
-        async with self.uow() as uow:
-            if await uow.nodes.child_named(upload.parent_id, domain.name_key(upload.name)) is not None:
-                await uow.uploads.release(upload_id, token)
+        upload = replace(upload, state=UploadState.FINISHING)
+        if upload.size <= self.limits.inline_finish_bytes:
+            return await self._complete(upload, token, raise_unavailable=True)
+        self._spawn(upload, token)
+        return upload, None
+
+    def _spawn(self, upload: Upload, token: str) -> None:
+        task = asyncio.create_task(self._complete_logged(upload, token))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _complete_logged(self, upload: Upload, token: str) -> None:
+        try:
+            await self._complete(upload, token, raise_unavailable=False)
+        except Exception:
+            log.exception("finishing upload failed", extra={"upload_id": upload.id})
+
+    async def _verify(self, upload: Upload) -> str:
+        """One pass over the staged bytes: SHA-256 and the virus scan together. Returns the digest."""
+        h = hashlib.sha256()
+        session = await self.scanner.open(upload.size) if self.scanner.enabled else None
+        try:
+            async for block in self.blobs.read_staging(upload.id, upload.size, self.limits.chunk_bytes):
+                h.update(block)
+                if session is not None:
+                    await session.feed(block)
+            digest = h.hexdigest()
+            if upload.sha256 and digest != upload.sha256:
+                raise ScanRefused(f"content SHA-256 is {digest}, not the declared {upload.sha256}; upload it again")
+            if session is not None:
+                signature = await session.finish()
+                if signature:
+                    raise ScanRefused(f"virus found: {signature}; the content was destroyed")
+        finally:
+            if session is not None:
+                await session.close()
+        return digest
+
+    async def _complete(self, upload: Upload, token: str, *, raise_unavailable: bool) -> tuple[Upload, Node | None]:
+        try:
+            digest = await self._verify(upload)
+        except ScanRefused as refused:
+            await self._fail(upload, str(refused))
+            return replace(upload, state=UploadState.FAILED, failure=str(refused)), None
+        except Unavailable as exc:
+            async with self.uow() as uow:  # back to OPEN: finishing can be retried once the scanner is back
+                await uow.uploads.set_state(upload.id, UploadState.OPEN, failure=exc.message)
+                await uow.uploads.release(upload.id, token)
                 await uow.commit()
-                raise AlreadyExists(f"an entry named {upload.name!r} appeared in the folder meanwhile")
-            now = _now()
-            node = Node(
-                id=str(uuid.uuid4()),
-                owner_id=upload.owner_id,
-                parent_id=upload.parent_id,
-                name=upload.name,
-                kind=Kind.FILE,
-                size=upload.size,
-                created_at=now,
-                modified_at=now,
-                content_type=upload.content_type,
-                sha256=digest,
-                blob_id=blob_id,
-            )
-            await self.blobs.commit_staging(upload_id, blob_id, upload.size)
-            await uow.nodes.add(node)
-            await uow.uploads.complete(upload_id, node.id)
-            try:
-                await uow.commit()
-            except Exception:
-                await self.blobs.delete(blob_id)
+            if raise_unavailable:
                 raise
-        return node
+            return replace(upload, state=UploadState.OPEN, failure=exc.message), None
+        blob_id = uuid.uuid4().hex
+        await self.blobs.commit_staging(upload.id, blob_id, upload.size)
+        now = _now()
+        pruned: list[Version] = []
+        try:
+            async with self.uow() as uow:
+                parent = await uow.nodes.get(upload.parent_id)
+                if parent is None:
+                    raise ScanRefused("the target folder was deleted while uploading")
+                target = await uow.nodes.get(upload.target_node_id) if upload.target_node_id else None
+                if target is not None:
+                    node, pruned = await self._add_version(
+                        uow, target, blob_id, upload.size, digest, upload.content_type, now
+                    )
+                else:
+                    try:
+                        name = await self._place(uow, parent, upload.name, upload.on_conflict)
+                    except AlreadyExists:
+                        clash = await uow.nodes.child_named(parent.id, domain.name_key(upload.name))
+                        if upload.on_conflict != OnConflict.NEW_VERSION or clash is None or clash.kind != Kind.FILE:
+                            raise ScanRefused(
+                                f"an entry named {upload.name!r} appeared in the folder meanwhile"
+                            ) from None
+                        node, pruned = await self._add_version(
+                            uow, clash, blob_id, upload.size, digest, upload.content_type, now
+                        )
+                    else:
+                        node = Node(
+                            id=str(uuid.uuid4()),
+                            owner_id=upload.owner_id,
+                            parent_id=parent.id,
+                            name=name,
+                            kind=Kind.FILE,
+                            size=upload.size,
+                            created_at=now,
+                            modified_at=now,
+                            content_type=upload.content_type,
+                            sha256=digest,
+                            blob_id=blob_id,
+                        )
+                        version = Version(
+                            str(uuid.uuid4()),
+                            node.id,
+                            node.owner_id,
+                            1,
+                            blob_id,
+                            node.size,
+                            digest,
+                            node.content_type,
+                            now,
+                        )
+                        node.version_id = version.id
+                        await uow.nodes.add(node)
+                        await uow.versions.add(version)
+                await uow.quotas.settle(upload.owner_id, reserved=-upload.size, used=upload.size)
+                await uow.uploads.set_state(upload.id, UploadState.COMPLETED, node_id=node.id)
+                await uow.uploads.release(upload.id, token)
+                await uow.commit()
+        except ScanRefused as refused:
+            await self.blobs.delete(blob_id)
+            await self._fail(upload, str(refused), staged=False)
+            return replace(upload, state=UploadState.FAILED, failure=str(refused)), None
+        except Exception:
+            await self.blobs.delete(blob_id)
+            raise
+        await self._delete_blobs(pruned)
+        return replace(upload, state=UploadState.COMPLETED, node_id=node.id), node
+
+    async def _fail(self, upload: Upload, why: str, *, staged: bool = True) -> None:
+        """Refuse the content: bytes destroyed, reservation released, the reason kept for the client."""
+        if staged:
+            await self.blobs.delete_staging(upload.id)
+        async with self.uow() as uow:
+            await uow.uploads.set_state(upload.id, UploadState.FAILED, failure=why)
+            await uow.quotas.settle(upload.owner_id, reserved=-upload.size, used=0)
+            await uow.commit()
+        log.warning("upload refused", extra={"upload_id": upload.id, "reason": why})
 
     async def abort_upload(self, caller: str, upload_id: str) -> None:
         async with self.uow() as uow:
             upload = await self._open_upload(uow, caller, upload_id)
             if upload.state == UploadState.COMPLETED:
                 raise FailedPrecondition("upload is already finished; delete the file instead")
+            if upload.state == UploadState.FINISHING:
+                raise FailedPrecondition("upload is being finished; wait for it, then delete the file if needed")
             await uow.uploads.delete(upload_id)
+            if upload.state == UploadState.OPEN:
+                await uow.quotas.settle(upload.owner_id, reserved=-upload.size, used=0)
             await uow.commit()
         await self.blobs.delete_staging(upload_id)
 
+    # -- housekeeping -------------------------------------------------------------------------------------------
+
+    async def housekeeping(self) -> dict[str, int]:
+        """Expire stale uploads (releasing their quota), resume stalled finishes, purge old trash."""
+        done = {"expired_uploads": 0, "resumed_finishes": 0, "purged_trash": 0}
+        now = _now()
+        async with self.uow() as uow:
+            expired = await uow.uploads.expired(now, 100)
+        for upload in expired:
+            async with self.uow() as uow:
+                await uow.uploads.delete(upload.id)
+                if upload.state == UploadState.OPEN:
+                    await uow.quotas.settle(upload.owner_id, reserved=-upload.size, used=0)
+                await uow.commit()
+            with contextlib.suppress(Exception):
+                await self.blobs.delete_staging(upload.id)
+            done["expired_uploads"] += 1
+        async with self.uow() as uow:
+            stalled = await uow.uploads.stalled_finishing(now, 20)
+        for upload in stalled:
+            token = secrets.token_hex(16)
+            async with self.uow() as uow:
+                if not await uow.uploads.acquire(upload.id, token, now + LEASE, now, UploadState.FINISHING):
+                    continue
+                await uow.commit()
+            self._spawn(upload, token)
+            done["resumed_finishes"] += 1
+        async with self.uow() as uow:
+            old = await uow.nodes.trash_roots_older_than(now - self.limits.trash_retention, 100)
+        for root in old:
+            async with self.uow() as uow:
+                await self._purge(uow, root)
+            done["purged_trash"] += 1
+        return done
+
+    async def run_housekeeping(self, every: float) -> None:
+        while True:
+            try:
+                done = await self.housekeeping()
+                if any(done.values()):
+                    log.info("housekeeping", extra=done)
+            except Exception:
+                log.exception("housekeeping failed")
+            await asyncio.sleep(every)
+
     # -- downloads ----------------------------------------------------------------------------------------------
 
-    async def open_download(self, caller: str, file_id: str, offset: int, length: int) -> tuple[Node, int, int]:
-        """Check access and the range; returns the node and the (offset, length) to stream."""
+    async def open_download(
+        self, caller: str, file_id: str, offset: int, length: int, version_id: str = ""
+    ) -> tuple[Node, Version | None, int, int]:
+        """Check access and the range; returns the node, the version, and the (offset, length) to stream."""
         async with self.uow() as uow:
             node = await self._resolve(uow, caller, file_id, "download")
-        if node.kind != Kind.FILE:
-            raise FailedPrecondition(f"{file_id} is a folder; only files can be downloaded")
-        if offset < 0 or offset > node.size:
-            raise InvalidArgument("offset", f"must be between 0 and the file size {node.size}")
+            if node.kind != Kind.FILE:
+                raise FailedPrecondition(f"{file_id} is a folder; only files can be downloaded")
+            version = await uow.versions.get(version_id or node.version_id)
+        if version is None or version.node_id != node.id:
+            raise NotFound(f"version {version_id} not found")
+        if offset < 0 or offset > version.size:
+            raise InvalidArgument("offset", f"must be between 0 and the file size {version.size}")
         if length < 0:
             raise InvalidArgument("length", "must not be negative")
-        length = node.size - offset if length == 0 else min(length, node.size - offset)
-        return node, offset, length
+        length = version.size - offset if length == 0 else min(length, version.size - offset)
+        return node, version, offset, length
 
-    def read(self, node: Node, offset: int, length: int) -> AsyncIterator[bytes]:
-        return self.blobs.read(node.blob_id, offset, length, self.limits.chunk_bytes)
+    def read(self, version: Version, offset: int, length: int) -> AsyncIterator[bytes]:
+        return self.blobs.read(version.blob_id, offset, length, self.limits.chunk_bytes)
+
+
+T = TypeVar("T")
+
+
+def _page(rows: list[T], limit: int, cursor: Callable[[T], Cursor]) -> tuple[list[T], str]:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, cursor(rows[-1]).encode() if more else ""
 
 
 class UploadWriter:
@@ -327,7 +900,7 @@ class UploadWriter:
             self.s._check_chunk(upload, offset, 0)
             if offset != upload.committed_size:
                 raise _wrong_offset(offset, upload.committed_size)
-            if not await uow.uploads.acquire(self.upload_id, self.token, _now() + LEASE, _now()):
+            if not await uow.uploads.acquire(self.upload_id, self.token, _now() + LEASE, _now(), UploadState.OPEN):
                 raise FailedPrecondition(
                     "another client is writing to this upload; wait for it or resume after it stops"
                 )
@@ -354,7 +927,8 @@ class UploadWriter:
             return self.committed
         await self.s.blobs.sync_staging(self.upload_id)
         async with self.s.uow() as uow:
-            if not await uow.uploads.advance(self.upload_id, self.token, self.offset, _now() + LEASE):
+            expires = _now() + self.s.limits.upload_expiry  # the expiry counts from the last activity
+            if not await uow.uploads.advance(self.upload_id, self.token, self.offset, _now() + LEASE, expires):
                 raise FailedPrecondition("this writer lost its hold on the upload (idle too long); resume it")
             await uow.commit()
         self.committed = self.offset

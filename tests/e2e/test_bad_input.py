@@ -79,16 +79,17 @@ def test_bad_names_carry_a_field_violation_on_rest_and_grpc(mesh: Running, name:
     assert bad.field_violations[0].field == "name"
 
 
-def expired_token(mesh: Running) -> str:
-    """A token signed by auth_svc's real key that expired ten minutes ago."""
+def expired_token(mesh: Running, *, role: str = "user", ttl: int = -3000) -> str:
+    """A token signed by auth_svc's real key (from its database): by default one that expired long ago."""
     engine = sa.create_engine(mesh.service_db_url("auth"))
     with engine.connect() as conn:
         kid, pem = conn.execute(sa.text("SELECT kid, private_pem FROM signing_keys")).first()  # type: ignore[misc]
     engine.dispose()
     key = serialization.load_pem_private_key(pem.encode(), password=None)
-    past = int(time.time()) - 3600
-    claims = {"iss": "flowdock", "aud": "flowdock", "sub": str(uuid.uuid4()), "sid": "s", "role": "user"}
-    claims |= {"iat": past, "nbf": past, "exp": past + 600}
+    now = int(time.time())
+    start = now - 3600 if ttl < 0 else now
+    claims = {"iss": "flowdock", "aud": "flowdock", "sub": str(uuid.uuid4()), "sid": "s", "role": role}
+    claims |= {"iat": start, "nbf": start, "exp": now + ttl}
     return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid, "typ": "at+jwt"})  # type: ignore[arg-type]
 
 

@@ -54,7 +54,9 @@ def test_native_grpc_round_trip(mesh: Running) -> None:
 
     acks = [a.committed_size for a in native.storage.UploadStream(chunks(), metadata=md)]
     assert acks and acks[-1] == len(data) and acks == sorted(acks)
-    node = native.storage.FinishUpload(S.FinishUploadRequest(upload_id=upload.upload_id), metadata=md)
+    done = native.storage.FinishUpload(S.FinishUploadRequest(upload_id=upload.upload_id), metadata=md)
+    assert done.state == S.UPLOAD_STATE_COMPLETED
+    node = done.node
     assert node.size == len(data) and node.sha256 == hashlib.sha256(data).hexdigest()
     got = b"".join(m.data for m in native.storage.DownloadFile(S.DownloadFileRequest(file_id=node.id), metadata=md))
     assert got == data
@@ -86,7 +88,7 @@ def test_grpc_web_round_trip(mesh: Running) -> None:
             S.WriteUploadChunkResponse,
         )
         assert ack.committed_size == min(off + step, len(data))
-    node = web.call(f"{svc}/FinishUpload", S.FinishUploadRequest(upload_id=upload.upload_id), S.Node)
+    node = web.call(f"{svc}/FinishUpload", S.FinishUploadRequest(upload_id=upload.upload_id), S.Upload).node
     from google.api import httpbody_pb2
 
     parts = web.call(f"{svc}/DownloadFile", S.DownloadFileRequest(file_id=node.id), httpbody_pb2.HttpBody, stream=True)
@@ -119,7 +121,7 @@ def test_rest_round_trip(mesh: Running) -> None:
         assert int(status["committedSize"]) == half and status["state"] == "UPLOAD_STATE_OPEN"
         r = c.put(f"/api/v1/uploads/{upload_id}", params={"offset": half}, content=data[half:])
         assert int(r.json()["committedSize"]) == len(data)
-        node = c.post(f"/api/v1/uploads/{upload_id}/finish", json={}).json()
+        node = c.post(f"/api/v1/uploads/{upload_id}/finish", json={}).json()["node"]
         got = c.get(f"/api/v1/files/{node['id']}/content")
         assert got.status_code == 200
         assert got.content == data

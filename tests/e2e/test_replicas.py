@@ -87,7 +87,7 @@ def test_upload_begun_on_one_replica_finishes_on_the_other(replicated: Running) 
         wait_health(mesh, first["grpc_port"], healthy=False)
         r = httpx.put(f"{mesh.url}/api/v1/uploads/{upload['uploadId']}?offset={half}", headers=h, content=data[half:])
         assert int(r.json()["committedSize"]) == len(data)
-        node = httpx.post(f"{mesh.url}/api/v1/uploads/{upload['uploadId']}/finish", headers=h, json={}).json()
+        node = httpx.post(f"{mesh.url}/api/v1/uploads/{upload['uploadId']}/finish", headers=h, json={}).json()["node"]
         got = httpx.get(f"{mesh.url}/api/v1/files/{node['id']}/content", headers=h)
         assert got.content == data
     finally:

@@ -21,6 +21,52 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _OnConflict:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OnConflictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OnConflict.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ON_CONFLICT_UNSPECIFIED: _OnConflict.ValueType  # 0
+    """Refuse with ALREADY_EXISTS."""
+    ON_CONFLICT_FAIL: _OnConflict.ValueType  # 1
+    ON_CONFLICT_RENAME: _OnConflict.ValueType  # 2
+    """Pick a free name: "name (1).ext", "name (2).ext", ..."""
+    ON_CONFLICT_NEW_VERSION: _OnConflict.ValueType  # 3
+    """Uploads only: replace the file's content, keeping the old one as a version."""
+
+class OnConflict(_OnConflict, metaclass=_OnConflictEnumTypeWrapper):
+    """OnConflict says what happens when a name is taken in the target folder."""
+
+ON_CONFLICT_UNSPECIFIED: OnConflict.ValueType  # 0
+"""Refuse with ALREADY_EXISTS."""
+ON_CONFLICT_FAIL: OnConflict.ValueType  # 1
+ON_CONFLICT_RENAME: OnConflict.ValueType  # 2
+"""Pick a free name: "name (1).ext", "name (2).ext", ..."""
+ON_CONFLICT_NEW_VERSION: OnConflict.ValueType  # 3
+"""Uploads only: replace the file's content, keeping the old one as a version."""
+Global___OnConflict: _TypeAlias = OnConflict  # noqa: Y015
+
+class _OrderBy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OrderByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderBy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ORDER_BY_UNSPECIFIED: _OrderBy.ValueType  # 0
+    ORDER_BY_NAME: _OrderBy.ValueType  # 1
+    ORDER_BY_SIZE: _OrderBy.ValueType  # 2
+    ORDER_BY_MODIFIED: _OrderBy.ValueType  # 3
+
+class OrderBy(_OrderBy, metaclass=_OrderByEnumTypeWrapper):
+    """OrderBy sorts listings; folders always come first."""
+
+ORDER_BY_UNSPECIFIED: OrderBy.ValueType  # 0
+ORDER_BY_NAME: OrderBy.ValueType  # 1
+ORDER_BY_SIZE: OrderBy.ValueType  # 2
+ORDER_BY_MODIFIED: OrderBy.ValueType  # 3
+Global___OrderBy: _TypeAlias = OrderBy  # noqa: Y015
+
 class _NodeKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -48,6 +94,10 @@ class _UploadStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UploadSta
     UPLOAD_STATE_UNSPECIFIED: _UploadState.ValueType  # 0
     UPLOAD_STATE_OPEN: _UploadState.ValueType  # 1
     UPLOAD_STATE_COMPLETED: _UploadState.ValueType  # 2
+    UPLOAD_STATE_FINISHING: _UploadState.ValueType  # 3
+    """Verifying and scanning after FinishUpload; poll GetUpload."""
+    UPLOAD_STATE_FAILED: _UploadState.ValueType  # 4
+    """Refused at finish (failure says why); the bytes are gone and the quota released."""
 
 class UploadState(_UploadState, metaclass=_UploadStateEnumTypeWrapper):
     """UploadState is where an upload session stands."""
@@ -55,6 +105,10 @@ class UploadState(_UploadState, metaclass=_UploadStateEnumTypeWrapper):
 UPLOAD_STATE_UNSPECIFIED: UploadState.ValueType  # 0
 UPLOAD_STATE_OPEN: UploadState.ValueType  # 1
 UPLOAD_STATE_COMPLETED: UploadState.ValueType  # 2
+UPLOAD_STATE_FINISHING: UploadState.ValueType  # 3
+"""Verifying and scanning after FinishUpload; poll GetUpload."""
+UPLOAD_STATE_FAILED: UploadState.ValueType  # 4
+"""Refused at finish (failure says why); the bytes are gone and the quota released."""
 Global___UploadState: _TypeAlias = UploadState  # noqa: Y015
 
 @_typing.final
@@ -136,19 +190,26 @@ class ListChildrenRequest(_message.Message):
     FOLDER_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
+    DESCENDING_FIELD_NUMBER: _builtins.int
     folder_id: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
+    order_by: Global___OrderBy.ValueType
+    descending: _builtins.bool
+    """Reverse the order (folders still first)."""
     def __init__(
         self,
         *,
         folder_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        order_by: Global___OrderBy.ValueType = ...,
+        descending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["folder_id", b"folder_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["descending", b"descending", "folder_id", b"folder_id", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -209,6 +270,8 @@ class Upload(_message.Message):
     MAX_CHUNK_SIZE_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
     upload_id: _builtins.str
     parent_id: _builtins.str
     name: _builtins.str
@@ -218,8 +281,14 @@ class Upload(_message.Message):
     """The chunk size clients should send; the service accepts chunks up to max_chunk_size."""
     max_chunk_size: _builtins.int
     state: Global___UploadState.ValueType
+    failure: _builtins.str
+    """Why it FAILED (checksum mismatch, virus found: the signature name, ...)."""
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def node(self) -> Global___Node:
+        """The file, once COMPLETED."""
+
     def __init__(
         self,
         *,
@@ -232,10 +301,12 @@ class Upload(_message.Message):
         max_chunk_size: _builtins.int = ...,
         state: Global___UploadState.ValueType = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        node: Global___Node | None = ...,
+        failure: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "committed_size", b"committed_size", "expire_time", b"expire_time", "max_chunk_size", b"max_chunk_size", "name", b"name", "parent_id", b"parent_id", "size", b"size", "state", b"state", "upload_id", b"upload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "committed_size", b"committed_size", "expire_time", b"expire_time", "failure", b"failure", "max_chunk_size", b"max_chunk_size", "name", b"name", "node", b"node", "parent_id", b"parent_id", "size", b"size", "state", b"state", "upload_id", b"upload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -250,12 +321,19 @@ class CreateUploadRequest(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    RELATIVE_PATH_FIELD_NUMBER: _builtins.int
+    ON_CONFLICT_FIELD_NUMBER: _builtins.int
     parent_id: _builtins.str
     name: _builtins.str
     size: _builtins.int
     sha256: _builtins.str
     """Optional hex SHA-256 of the whole content, checked at finish."""
     content_type: _builtins.str
+    relative_path: _builtins.str
+    """Instead of name: a path like "photos/2024/a.jpg" below parent_id; missing folders are created
+    (folder uploads keep their structure).
+    """
+    on_conflict: Global___OnConflict.ValueType
     def __init__(
         self,
         *,
@@ -264,10 +342,12 @@ class CreateUploadRequest(_message.Message):
         size: _builtins.int = ...,
         sha256: _builtins.str = ...,
         content_type: _builtins.str = ...,
+        relative_path: _builtins.str = ...,
+        on_conflict: Global___OnConflict.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "name", b"name", "parent_id", b"parent_id", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "name", b"name", "on_conflict", b"on_conflict", "parent_id", b"parent_id", "relative_path", b"relative_path", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -487,21 +567,611 @@ class DownloadFileRequest(_message.Message):
     FILE_ID_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     LENGTH_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     file_id: _builtins.str
     offset: _builtins.int
     length: _builtins.int
     """0 means to the end."""
+    version: _builtins.str
+    """A version id from ListVersions; empty for the current content."""
     def __init__(
         self,
         *,
         file_id: _builtins.str = ...,
         offset: _builtins.int = ...,
         length: _builtins.int = ...,
+        version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "length", b"length", "offset", b"offset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "length", b"length", "offset", b"offset", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DownloadFileRequest: _TypeAlias = DownloadFileRequest  # noqa: Y015
+
+@_typing.final
+class UpdateNodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    ON_CONFLICT_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    name: _builtins.str
+    """New name; empty keeps the name."""
+    parent_id: _builtins.str
+    """New parent folder ("root" allowed); empty keeps the parent."""
+    on_conflict: Global___OnConflict.ValueType
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        parent_id: _builtins.str = ...,
+        on_conflict: Global___OnConflict.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "node_id", b"node_id", "on_conflict", b"on_conflict", "parent_id", b"parent_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateNodeRequest: _TypeAlias = UpdateNodeRequest  # noqa: Y015
+
+@_typing.final
+class DeleteNodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteNodeRequest: _TypeAlias = DeleteNodeRequest  # noqa: Y015
+
+@_typing.final
+class CopyNodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ON_CONFLICT_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    parent_id: _builtins.str
+    """Target folder ("root" allowed); empty: the same folder."""
+    name: _builtins.str
+    """Name of the copy; empty: the same name."""
+    on_conflict: Global___OnConflict.ValueType
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        parent_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        on_conflict: Global___OnConflict.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "node_id", b"node_id", "on_conflict", b"on_conflict", "parent_id", b"parent_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CopyNodeRequest: _TypeAlias = CopyNodeRequest  # noqa: Y015
+
+@_typing.final
+class GetNodePathRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNodePathRequest: _TypeAlias = GetNodePathRequest  # noqa: Y015
+
+@_typing.final
+class GetNodePathResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Node]:
+        """From the caller's root (or the top of what is shared with the caller) down to the node itself."""
+
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[Global___Node] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nodes", b"nodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNodePathResponse: _TypeAlias = GetNodePathResponse  # noqa: Y015
+
+@_typing.final
+class TrashEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    DELETE_TIME_FIELD_NUMBER: _builtins.int
+    ORIGINAL_PARENT_ID_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    PURGE_TIME_FIELD_NUMBER: _builtins.int
+    original_parent_id: _builtins.str
+    """Where it will be restored to."""
+    size: _builtins.int
+    """Bytes it holds (all files below it, all versions)."""
+    @_builtins.property
+    def node(self) -> Global___Node: ...
+    @_builtins.property
+    def delete_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def purge_time(self) -> _timestamp_pb2.Timestamp:
+        """When the automatic purge removes it."""
+
+    def __init__(
+        self,
+        *,
+        node: Global___Node | None = ...,
+        delete_time: _timestamp_pb2.Timestamp | None = ...,
+        original_parent_id: _builtins.str = ...,
+        size: _builtins.int = ...,
+        purge_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delete_time", b"delete_time", "node", b"node", "purge_time", b"purge_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delete_time", b"delete_time", "node", b"node", "original_parent_id", b"original_parent_id", "purge_time", b"purge_time", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrashEntry: _TypeAlias = TrashEntry  # noqa: Y015
+
+@_typing.final
+class ListTrashRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrashRequest: _TypeAlias = ListTrashRequest  # noqa: Y015
+
+@_typing.final
+class ListTrashResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrashEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___TrashEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTrashResponse: _TypeAlias = ListTrashResponse  # noqa: Y015
+
+@_typing.final
+class RestoreTrashRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreTrashRequest: _TypeAlias = RestoreTrashRequest  # noqa: Y015
+
+@_typing.final
+class PurgeTrashRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeTrashRequest: _TypeAlias = PurgeTrashRequest  # noqa: Y015
+
+@_typing.final
+class PurgeTrashResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FREED_BYTES_FIELD_NUMBER: _builtins.int
+    freed_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        freed_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["freed_bytes", b"freed_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeTrashResponse: _TypeAlias = PurgeTrashResponse  # noqa: Y015
+
+@_typing.final
+class EmptyTrashRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmptyTrashRequest: _TypeAlias = EmptyTrashRequest  # noqa: Y015
+
+@_typing.final
+class EmptyTrashResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FREED_BYTES_FIELD_NUMBER: _builtins.int
+    freed_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        freed_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["freed_bytes", b"freed_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmptyTrashResponse: _TypeAlias = EmptyTrashResponse  # noqa: Y015
+
+@_typing.final
+class Version(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CURRENT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    number: _builtins.int
+    """1 for the first upload, increasing."""
+    size: _builtins.int
+    sha256: _builtins.str
+    current: _builtins.bool
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        number: _builtins.int = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        current: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current", b"current", "id", b"id", "number", b"number", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Version: _TypeAlias = Version  # noqa: Y015
+
+@_typing.final
+class ListVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVersionsRequest: _TypeAlias = ListVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Version]: ...
+    def __init__(
+        self,
+        *,
+        versions: _abc.Iterable[Global___Version] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVersionsResponse: _TypeAlias = ListVersionsResponse  # noqa: Y015
+
+@_typing.final
+class RestoreVersionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    VERSION_ID_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    version_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        version_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "version_id", b"version_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreVersionRequest: _TypeAlias = RestoreVersionRequest  # noqa: Y015
+
+@_typing.final
+class Quota(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USED_BYTES_FIELD_NUMBER: _builtins.int
+    RESERVED_BYTES_FIELD_NUMBER: _builtins.int
+    LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    TRASH_BYTES_FIELD_NUMBER: _builtins.int
+    VERSION_BYTES_FIELD_NUMBER: _builtins.int
+    used_bytes: _builtins.int
+    """Bytes of live files (all versions), trash included."""
+    reserved_bytes: _builtins.int
+    """Bytes held by open uploads."""
+    limit_bytes: _builtins.int
+    trash_bytes: _builtins.int
+    """Of used_bytes: how much is in the trash, and in non-current versions."""
+    version_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        used_bytes: _builtins.int = ...,
+        reserved_bytes: _builtins.int = ...,
+        limit_bytes: _builtins.int = ...,
+        trash_bytes: _builtins.int = ...,
+        version_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit_bytes", b"limit_bytes", "reserved_bytes", b"reserved_bytes", "trash_bytes", b"trash_bytes", "used_bytes", b"used_bytes", "version_bytes", b"version_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Quota: _TypeAlias = Quota  # noqa: Y015
+
+@_typing.final
+class GetQuotaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQuotaRequest: _TypeAlias = GetQuotaRequest  # noqa: Y015
+
+@_typing.final
+class SearchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MODIFIED_AFTER_FIELD_NUMBER: _builtins.int
+    MODIFIED_BEFORE_FIELD_NUMBER: _builtins.int
+    MIN_SIZE_FIELD_NUMBER: _builtins.int
+    MAX_SIZE_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """Case-insensitive substring of the name."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    kind: Global___NodeKind.ValueType
+    min_size: _builtins.int
+    max_size: _builtins.int
+    """0: no upper bound."""
+    @_builtins.property
+    def modified_after(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def modified_before(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        kind: Global___NodeKind.ValueType = ...,
+        modified_after: _timestamp_pb2.Timestamp | None = ...,
+        modified_before: _timestamp_pb2.Timestamp | None = ...,
+        min_size: _builtins.int = ...,
+        max_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["modified_after", b"modified_after", "modified_before", b"modified_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "max_size", b"max_size", "min_size", b"min_size", "modified_after", b"modified_after", "modified_before", b"modified_before", "page_size", b"page_size", "page_token", b"page_token", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
+
+@_typing.final
+class SearchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Node]: ...
+    def __init__(
+        self,
+        *,
+        nodes: _abc.Iterable[Global___Node] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "nodes", b"nodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchResponse: _TypeAlias = SearchResponse  # noqa: Y015
+
+@_typing.final
+class SetQuotaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    limit_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        limit_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit_bytes", b"limit_bytes", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetQuotaRequest: _TypeAlias = SetQuotaRequest  # noqa: Y015
+
+@_typing.final
+class GetUserQuotaRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserQuotaRequest: _TypeAlias = GetUserQuotaRequest  # noqa: Y015
+
+@_typing.final
+class DeleteUserDataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserDataRequest: _TypeAlias = DeleteUserDataRequest  # noqa: Y015
+
+@_typing.final
+class DeleteUserDataResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FREED_BYTES_FIELD_NUMBER: _builtins.int
+    freed_bytes: _builtins.int
+    def __init__(
+        self,
+        *,
+        freed_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["freed_bytes", b"freed_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteUserDataResponse: _TypeAlias = DeleteUserDataResponse  # noqa: Y015

@@ -79,7 +79,7 @@ class StorageServiceStub:
         self.FinishUpload = channel.unary_unary(
                 '/flowdock.storage.v1.StorageService/FinishUpload',
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishUploadRequest.SerializeToString,
-                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.FromString,
                 _registered_method=True)
         self.AbortUpload = channel.unary_unary(
                 '/flowdock.storage.v1.StorageService/AbortUpload',
@@ -90,6 +90,66 @@ class StorageServiceStub:
                 '/flowdock.storage.v1.StorageService/DownloadFile',
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadFileRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.UpdateNode = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/UpdateNode',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UpdateNodeRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+                _registered_method=True)
+        self.DeleteNode = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/DeleteNode',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DeleteNodeRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+                _registered_method=True)
+        self.CopyNode = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/CopyNode',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CopyNodeRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+                _registered_method=True)
+        self.GetNodePath = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/GetNodePath',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodePathRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodePathResponse.FromString,
+                _registered_method=True)
+        self.ListTrash = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/ListTrash',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListTrashRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListTrashResponse.FromString,
+                _registered_method=True)
+        self.RestoreTrash = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/RestoreTrash',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.RestoreTrashRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+                _registered_method=True)
+        self.PurgeTrash = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/PurgeTrash',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.PurgeTrashRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.PurgeTrashResponse.FromString,
+                _registered_method=True)
+        self.EmptyTrash = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/EmptyTrash',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.EmptyTrashRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.EmptyTrashResponse.FromString,
+                _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/ListVersions',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListVersionsResponse.FromString,
+                _registered_method=True)
+        self.RestoreVersion = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/RestoreVersion',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.RestoreVersionRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+                _registered_method=True)
+        self.GetQuota = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/GetQuota',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetQuotaRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Quota.FromString,
+                _registered_method=True)
+        self.Search = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/Search',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.SearchRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.SearchResponse.FromString,
                 _registered_method=True)
 
 
@@ -155,7 +215,9 @@ class StorageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FinishUpload(self, request, context):
-        """FinishUpload verifies size and checksum and commits the file atomically.
+        """FinishUpload verifies size, checksum and scans the content, then commits the file atomically. Small uploads
+        finish in the call (state COMPLETED, node set); large ones answer FINISHING: poll GetUpload until COMPLETED
+        or FAILED. Calling it again is safe.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,6 +232,92 @@ class StorageServiceServicer:
 
     def DownloadFile(self, request, context):
         """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNode(self, request, context):
+        """UpdateNode renames and/or moves a node (no cycles; name conflicts per on_conflict).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteNode(self, request, context):
+        """DeleteNode moves a node (and everything under it) to the trash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyNode(self, request, context):
+        """CopyNode copies a file or a whole folder tree server-side (content is shared, not re-sent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNodePath(self, request, context):
+        """GetNodePath returns the breadcrumbs of a node: its ancestors from the root down, then the node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrash(self, request, context):
+        """ListTrash pages through what the caller deleted (the top of each deleted tree).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreTrash(self, request, context):
+        """RestoreTrash puts a trashed node back where it was (renamed " (restored)" on a name conflict; to the root
+        if its original folder is gone).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeTrash(self, request, context):
+        """PurgeTrash deletes one trashed tree for good, freeing its bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EmptyTrash(self, request, context):
+        """EmptyTrash purges everything in the caller's trash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersions(self, request, context):
+        """ListVersions lists a file's versions, newest first (the first is the current content).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreVersion(self, request, context):
+        """RestoreVersion makes an older version current again (as a new version; nothing is lost).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuota(self, request, context):
+        """GetQuota reports the caller's storage use: live files, trash and old versions count; reserved bytes are held
+        by open uploads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Search(self, request, context):
+        """Search finds the caller's live files and folders by name (case-insensitive substring).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -221,7 +369,7 @@ def add_StorageServiceServicer_to_server(servicer, server):
             'FinishUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.FinishUpload,
                     request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishUploadRequest.FromString,
-                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.SerializeToString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.SerializeToString,
             ),
             'AbortUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.AbortUpload,
@@ -232,6 +380,66 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.DownloadFile,
                     request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadFileRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'UpdateNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNode,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UpdateNodeRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.SerializeToString,
+            ),
+            'DeleteNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNode,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DeleteNodeRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.SerializeToString,
+            ),
+            'CopyNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.CopyNode,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CopyNodeRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.SerializeToString,
+            ),
+            'GetNodePath': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNodePath,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodePathRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodePathResponse.SerializeToString,
+            ),
+            'ListTrash': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrash,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListTrashRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListTrashResponse.SerializeToString,
+            ),
+            'RestoreTrash': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreTrash,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.RestoreTrashRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.SerializeToString,
+            ),
+            'PurgeTrash': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeTrash,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.PurgeTrashRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.PurgeTrashResponse.SerializeToString,
+            ),
+            'EmptyTrash': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmptyTrash,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.EmptyTrashRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.EmptyTrashResponse.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListVersionsRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListVersionsResponse.SerializeToString,
+            ),
+            'RestoreVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreVersion,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.RestoreVersionRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.SerializeToString,
+            ),
+            'GetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuota,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetQuotaRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Quota.SerializeToString,
+            ),
+            'Search': grpc.unary_unary_rpc_method_handler(
+                    servicer.Search,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.SearchRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.SearchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -477,7 +685,7 @@ class StorageService:
             target,
             '/flowdock.storage.v1.StorageService/FinishUpload',
             flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishUploadRequest.SerializeToString,
-            flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.FromString,
             options,
             channel_credentials,
             insecure,
@@ -532,6 +740,494 @@ class StorageService:
             '/flowdock.storage.v1.StorageService/DownloadFile',
             flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadFileRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/UpdateNode',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.UpdateNodeRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/DeleteNode',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.DeleteNodeRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/CopyNode',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.CopyNodeRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNodePath(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/GetNodePath',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodePathRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.GetNodePathResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/ListTrash',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.ListTrashRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.ListTrashResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreTrash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/RestoreTrash',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.RestoreTrashRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeTrash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/PurgeTrash',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.PurgeTrashRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.PurgeTrashResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmptyTrash(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/EmptyTrash',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.EmptyTrashRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.EmptyTrashResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/ListVersions',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.ListVersionsRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.ListVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/RestoreVersion',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.RestoreVersionRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/GetQuota',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.GetQuotaRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Quota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Search(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/Search',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.SearchRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class StorageAdminServiceStub:
+    """StorageAdminService is internal: auth_svc's admin API calls it with the admin's forwarded token.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SetQuota = channel.unary_unary(
+                '/flowdock.storage.v1.StorageAdminService/SetQuota',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.SetQuotaRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Quota.FromString,
+                _registered_method=True)
+        self.GetUserQuota = channel.unary_unary(
+                '/flowdock.storage.v1.StorageAdminService/GetUserQuota',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetUserQuotaRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Quota.FromString,
+                _registered_method=True)
+        self.DeleteUserData = channel.unary_unary(
+                '/flowdock.storage.v1.StorageAdminService/DeleteUserData',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DeleteUserDataRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DeleteUserDataResponse.FromString,
+                _registered_method=True)
+
+
+class StorageAdminServiceServicer:
+    """StorageAdminService is internal: auth_svc's admin API calls it with the admin's forwarded token.
+    """
+
+    def SetQuota(self, request, context):
+        """SetQuota sets a user's storage limit (0 = the configured default).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUserQuota(self, request, context):
+        """GetUserQuota reports any user's usage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUserData(self, request, context):
+        """DeleteUserData removes every node, version, upload and blob of a user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_StorageAdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SetQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQuota,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.SetQuotaRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Quota.SerializeToString,
+            ),
+            'GetUserQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserQuota,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetUserQuotaRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Quota.SerializeToString,
+            ),
+            'DeleteUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUserData,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DeleteUserDataRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DeleteUserDataResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'flowdock.storage.v1.StorageAdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('flowdock.storage.v1.StorageAdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class StorageAdminService:
+    """StorageAdminService is internal: auth_svc's admin API calls it with the admin's forwarded token.
+    """
+
+    @staticmethod
+    def SetQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageAdminService/SetQuota',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.SetQuotaRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Quota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUserQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageAdminService/GetUserQuota',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.GetUserQuotaRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Quota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageAdminService/DeleteUserData',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.DeleteUserDataRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.DeleteUserDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

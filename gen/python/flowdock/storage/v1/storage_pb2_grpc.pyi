@@ -52,12 +52,43 @@ class StorageServiceStub:
     """UploadStream is the native gRPC path: chunks in, the durable committed offset back after each write."""
     GetUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetUploadRequest, _storage_pb2.Upload]
     """GetUpload reports how many bytes are durably stored, so a client knows where to resume."""
-    FinishUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FinishUploadRequest, _storage_pb2.Node]
-    """FinishUpload verifies size and checksum and commits the file atomically."""
+    FinishUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FinishUploadRequest, _storage_pb2.Upload]
+    """FinishUpload verifies size, checksum and scans the content, then commits the file atomically. Small uploads
+    finish in the call (state COMPLETED, node set); large ones answer FINISHING: poll GetUpload until COMPLETED
+    or FAILED. Calling it again is safe.
+    """
     AbortUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.AbortUploadRequest, _storage_pb2.AbortUploadResponse]
     """AbortUpload drops an upload and its stored bytes."""
     DownloadFile: _grpc.UnaryStreamMultiCallable[_storage_pb2.DownloadFileRequest, _httpbody_pb2.HttpBody]
     """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition)."""
+    UpdateNode: _grpc.UnaryUnaryMultiCallable[_storage_pb2.UpdateNodeRequest, _storage_pb2.Node]
+    """UpdateNode renames and/or moves a node (no cycles; name conflicts per on_conflict)."""
+    DeleteNode: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeleteNodeRequest, _storage_pb2.Node]
+    """DeleteNode moves a node (and everything under it) to the trash."""
+    CopyNode: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CopyNodeRequest, _storage_pb2.Node]
+    """CopyNode copies a file or a whole folder tree server-side (content is shared, not re-sent)."""
+    GetNodePath: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetNodePathRequest, _storage_pb2.GetNodePathResponse]
+    """GetNodePath returns the breadcrumbs of a node: its ancestors from the root down, then the node."""
+    ListTrash: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListTrashRequest, _storage_pb2.ListTrashResponse]
+    """ListTrash pages through what the caller deleted (the top of each deleted tree)."""
+    RestoreTrash: _grpc.UnaryUnaryMultiCallable[_storage_pb2.RestoreTrashRequest, _storage_pb2.Node]
+    """RestoreTrash puts a trashed node back where it was (renamed " (restored)" on a name conflict; to the root
+    if its original folder is gone).
+    """
+    PurgeTrash: _grpc.UnaryUnaryMultiCallable[_storage_pb2.PurgeTrashRequest, _storage_pb2.PurgeTrashResponse]
+    """PurgeTrash deletes one trashed tree for good, freeing its bytes."""
+    EmptyTrash: _grpc.UnaryUnaryMultiCallable[_storage_pb2.EmptyTrashRequest, _storage_pb2.EmptyTrashResponse]
+    """EmptyTrash purges everything in the caller's trash."""
+    ListVersions: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListVersionsRequest, _storage_pb2.ListVersionsResponse]
+    """ListVersions lists a file's versions, newest first (the first is the current content)."""
+    RestoreVersion: _grpc.UnaryUnaryMultiCallable[_storage_pb2.RestoreVersionRequest, _storage_pb2.Node]
+    """RestoreVersion makes an older version current again (as a new version; nothing is lost)."""
+    GetQuota: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetQuotaRequest, _storage_pb2.Quota]
+    """GetQuota reports the caller's storage use: live files, trash and old versions count; reserved bytes are held
+    by open uploads.
+    """
+    Search: _grpc.UnaryUnaryMultiCallable[_storage_pb2.SearchRequest, _storage_pb2.SearchResponse]
+    """Search finds the caller's live files and folders by name (case-insensitive substring)."""
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -82,12 +113,43 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """UploadStream is the native gRPC path: chunks in, the durable committed offset back after each write."""
     GetUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetUploadRequest, _storage_pb2.Upload]  # type: ignore[assignment]
     """GetUpload reports how many bytes are durably stored, so a client knows where to resume."""
-    FinishUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.FinishUploadRequest, _storage_pb2.Node]  # type: ignore[assignment]
-    """FinishUpload verifies size and checksum and commits the file atomically."""
+    FinishUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.FinishUploadRequest, _storage_pb2.Upload]  # type: ignore[assignment]
+    """FinishUpload verifies size, checksum and scans the content, then commits the file atomically. Small uploads
+    finish in the call (state COMPLETED, node set); large ones answer FINISHING: poll GetUpload until COMPLETED
+    or FAILED. Calling it again is safe.
+    """
     AbortUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.AbortUploadRequest, _storage_pb2.AbortUploadResponse]  # type: ignore[assignment]
     """AbortUpload drops an upload and its stored bytes."""
     DownloadFile: _aio.UnaryStreamMultiCallable[_storage_pb2.DownloadFileRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition)."""
+    UpdateNode: _aio.UnaryUnaryMultiCallable[_storage_pb2.UpdateNodeRequest, _storage_pb2.Node]  # type: ignore[assignment]
+    """UpdateNode renames and/or moves a node (no cycles; name conflicts per on_conflict)."""
+    DeleteNode: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteNodeRequest, _storage_pb2.Node]  # type: ignore[assignment]
+    """DeleteNode moves a node (and everything under it) to the trash."""
+    CopyNode: _aio.UnaryUnaryMultiCallable[_storage_pb2.CopyNodeRequest, _storage_pb2.Node]  # type: ignore[assignment]
+    """CopyNode copies a file or a whole folder tree server-side (content is shared, not re-sent)."""
+    GetNodePath: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetNodePathRequest, _storage_pb2.GetNodePathResponse]  # type: ignore[assignment]
+    """GetNodePath returns the breadcrumbs of a node: its ancestors from the root down, then the node."""
+    ListTrash: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListTrashRequest, _storage_pb2.ListTrashResponse]  # type: ignore[assignment]
+    """ListTrash pages through what the caller deleted (the top of each deleted tree)."""
+    RestoreTrash: _aio.UnaryUnaryMultiCallable[_storage_pb2.RestoreTrashRequest, _storage_pb2.Node]  # type: ignore[assignment]
+    """RestoreTrash puts a trashed node back where it was (renamed " (restored)" on a name conflict; to the root
+    if its original folder is gone).
+    """
+    PurgeTrash: _aio.UnaryUnaryMultiCallable[_storage_pb2.PurgeTrashRequest, _storage_pb2.PurgeTrashResponse]  # type: ignore[assignment]
+    """PurgeTrash deletes one trashed tree for good, freeing its bytes."""
+    EmptyTrash: _aio.UnaryUnaryMultiCallable[_storage_pb2.EmptyTrashRequest, _storage_pb2.EmptyTrashResponse]  # type: ignore[assignment]
+    """EmptyTrash purges everything in the caller's trash."""
+    ListVersions: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListVersionsRequest, _storage_pb2.ListVersionsResponse]  # type: ignore[assignment]
+    """ListVersions lists a file's versions, newest first (the first is the current content)."""
+    RestoreVersion: _aio.UnaryUnaryMultiCallable[_storage_pb2.RestoreVersionRequest, _storage_pb2.Node]  # type: ignore[assignment]
+    """RestoreVersion makes an older version current again (as a new version; nothing is lost)."""
+    GetQuota: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetQuotaRequest, _storage_pb2.Quota]  # type: ignore[assignment]
+    """GetQuota reports the caller's storage use: live files, trash and old versions count; reserved bytes are held
+    by open uploads.
+    """
+    Search: _aio.UnaryUnaryMultiCallable[_storage_pb2.SearchRequest, _storage_pb2.SearchResponse]  # type: ignore[assignment]
+    """Search finds the caller's live files and folders by name (case-insensitive substring)."""
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     """StorageService owns the folder tree and file bytes of every user."""
@@ -163,8 +225,11 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _storage_pb2.FinishUploadRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
-        """FinishUpload verifies size and checksum and commits the file atomically."""
+    ) -> _typing.Union[_storage_pb2.Upload, _abc.Awaitable[_storage_pb2.Upload]]:
+        """FinishUpload verifies size, checksum and scans the content, then commits the file atomically. Small uploads
+        finish in the call (state COMPLETED, node set); large ones answer FINISHING: poll GetUpload until COMPLETED
+        or FAILED. Calling it again is safe.
+        """
 
     @_abc_1.abstractmethod
     def AbortUpload(
@@ -182,4 +247,159 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
         """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition)."""
 
+    @_abc_1.abstractmethod
+    def UpdateNode(
+        self,
+        request: _storage_pb2.UpdateNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
+        """UpdateNode renames and/or moves a node (no cycles; name conflicts per on_conflict)."""
+
+    @_abc_1.abstractmethod
+    def DeleteNode(
+        self,
+        request: _storage_pb2.DeleteNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
+        """DeleteNode moves a node (and everything under it) to the trash."""
+
+    @_abc_1.abstractmethod
+    def CopyNode(
+        self,
+        request: _storage_pb2.CopyNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
+        """CopyNode copies a file or a whole folder tree server-side (content is shared, not re-sent)."""
+
+    @_abc_1.abstractmethod
+    def GetNodePath(
+        self,
+        request: _storage_pb2.GetNodePathRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.GetNodePathResponse, _abc.Awaitable[_storage_pb2.GetNodePathResponse]]:
+        """GetNodePath returns the breadcrumbs of a node: its ancestors from the root down, then the node."""
+
+    @_abc_1.abstractmethod
+    def ListTrash(
+        self,
+        request: _storage_pb2.ListTrashRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.ListTrashResponse, _abc.Awaitable[_storage_pb2.ListTrashResponse]]:
+        """ListTrash pages through what the caller deleted (the top of each deleted tree)."""
+
+    @_abc_1.abstractmethod
+    def RestoreTrash(
+        self,
+        request: _storage_pb2.RestoreTrashRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
+        """RestoreTrash puts a trashed node back where it was (renamed " (restored)" on a name conflict; to the root
+        if its original folder is gone).
+        """
+
+    @_abc_1.abstractmethod
+    def PurgeTrash(
+        self,
+        request: _storage_pb2.PurgeTrashRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.PurgeTrashResponse, _abc.Awaitable[_storage_pb2.PurgeTrashResponse]]:
+        """PurgeTrash deletes one trashed tree for good, freeing its bytes."""
+
+    @_abc_1.abstractmethod
+    def EmptyTrash(
+        self,
+        request: _storage_pb2.EmptyTrashRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.EmptyTrashResponse, _abc.Awaitable[_storage_pb2.EmptyTrashResponse]]:
+        """EmptyTrash purges everything in the caller's trash."""
+
+    @_abc_1.abstractmethod
+    def ListVersions(
+        self,
+        request: _storage_pb2.ListVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.ListVersionsResponse, _abc.Awaitable[_storage_pb2.ListVersionsResponse]]:
+        """ListVersions lists a file's versions, newest first (the first is the current content)."""
+
+    @_abc_1.abstractmethod
+    def RestoreVersion(
+        self,
+        request: _storage_pb2.RestoreVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
+        """RestoreVersion makes an older version current again (as a new version; nothing is lost)."""
+
+    @_abc_1.abstractmethod
+    def GetQuota(
+        self,
+        request: _storage_pb2.GetQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Quota, _abc.Awaitable[_storage_pb2.Quota]]:
+        """GetQuota reports the caller's storage use: live files, trash and old versions count; reserved bytes are held
+        by open uploads.
+        """
+
+    @_abc_1.abstractmethod
+    def Search(
+        self,
+        request: _storage_pb2.SearchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.SearchResponse, _abc.Awaitable[_storage_pb2.SearchResponse]]:
+        """Search finds the caller's live files and folders by name (case-insensitive substring)."""
+
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class StorageAdminServiceStub:
+    """StorageAdminService is internal: auth_svc's admin API calls it with the admin's forwarded token."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> StorageAdminServiceAsyncStub: ...
+    SetQuota: _grpc.UnaryUnaryMultiCallable[_storage_pb2.SetQuotaRequest, _storage_pb2.Quota]
+    """SetQuota sets a user's storage limit (0 = the configured default)."""
+    GetUserQuota: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetUserQuotaRequest, _storage_pb2.Quota]
+    """GetUserQuota reports any user's usage."""
+    DeleteUserData: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeleteUserDataRequest, _storage_pb2.DeleteUserDataResponse]
+    """DeleteUserData removes every node, version, upload and blob of a user."""
+
+@_typing.type_check_only
+class StorageAdminServiceAsyncStub(StorageAdminServiceStub):
+    """StorageAdminService is internal: auth_svc's admin API calls it with the admin's forwarded token."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    SetQuota: _aio.UnaryUnaryMultiCallable[_storage_pb2.SetQuotaRequest, _storage_pb2.Quota]  # type: ignore[assignment]
+    """SetQuota sets a user's storage limit (0 = the configured default)."""
+    GetUserQuota: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetUserQuotaRequest, _storage_pb2.Quota]  # type: ignore[assignment]
+    """GetUserQuota reports any user's usage."""
+    DeleteUserData: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteUserDataRequest, _storage_pb2.DeleteUserDataResponse]  # type: ignore[assignment]
+    """DeleteUserData removes every node, version, upload and blob of a user."""
+
+class StorageAdminServiceServicer(metaclass=_abc_1.ABCMeta):
+    """StorageAdminService is internal: auth_svc's admin API calls it with the admin's forwarded token."""
+
+    @_abc_1.abstractmethod
+    def SetQuota(
+        self,
+        request: _storage_pb2.SetQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Quota, _abc.Awaitable[_storage_pb2.Quota]]:
+        """SetQuota sets a user's storage limit (0 = the configured default)."""
+
+    @_abc_1.abstractmethod
+    def GetUserQuota(
+        self,
+        request: _storage_pb2.GetUserQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Quota, _abc.Awaitable[_storage_pb2.Quota]]:
+        """GetUserQuota reports any user's usage."""
+
+    @_abc_1.abstractmethod
+    def DeleteUserData(
+        self,
+        request: _storage_pb2.DeleteUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.DeleteUserDataResponse, _abc.Awaitable[_storage_pb2.DeleteUserDataResponse]]:
+        """DeleteUserData removes every node, version, upload and blob of a user."""
+
+def add_StorageAdminServiceServicer_to_server(servicer: StorageAdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

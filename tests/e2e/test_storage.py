@@ -1,0 +1,444 @@
+"""storage_svc features through the gateway: tree, trash, versions, quota, search, finishing, housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from flowdock.storage.v1 import storage_pb2 as S
+from flowdock.storage.v1 import storage_pb2_grpc
+from tests.conftest import PG_URL, Running, drop_databases, need_postgres, start_up, stop_up
+from tests.e2e.protocols import Native, native_channel
+from tests.e2e.test_bad_input import expired_token
+from tests.e2e.test_mesh import register_and_login
+
+MiB = 1024 * 1024
+
+
+def launch(request: pytest.FixtureRequest, tmp: Path, env: dict[str, str]) -> Iterator[Running]:
+    db_url = prefix = ""
+    if request.param == "postgres":
+        need_postgres()
+        prefix = f"fdst_{uuid.uuid4().hex[:8]}"
+        db_url = f"{PG_URL}/{prefix}"
+    running = start_up(tmp, request.param, db_url, extra_env=env)
+    try:
+        yield running
+    finally:
+        code, err = stop_up(running)
+        if prefix:
+            drop_databases(prefix)
+        assert code == 0, err
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    env = {
+        "FLOWDOCK_STORAGE_INLINE_FINISH_BYTES": str(MiB),
+        "FLOWDOCK_STORAGE_VERSIONS_KEPT": "3",
+        "FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(64 * MiB),
+    }
+    yield from launch(request, tmp_path_factory.mktemp("store"), env)
+
+
+class Client:
+    """A logged-in REST user."""
+
+    def __init__(self, mesh: Running) -> None:
+        self.mesh = mesh
+        self.token = register_and_login(mesh)
+        self.http = httpx.Client(base_url=mesh.url, headers={"authorization": f"Bearer {self.token}"}, timeout=60)
+
+    def ok(self, method: str, path: str, **kw: Any) -> Any:
+        r = self.http.request(method, path, **kw)
+        assert r.status_code == 200, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    def folder(self, name: str, parent: str = "root") -> str:
+        return str(self.ok("POST", "/api/v1/folders", json={"parent_id": parent, "name": name})["id"])
+
+    def upload(self, name: str, data: bytes, parent: str = "root", **extra: Any) -> dict[str, Any]:
+        up = self.ok("POST", "/api/v1/uploads", json={"parent_id": parent, "name": name, "size": len(data), **extra})
+        if data:
+            self.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=data)
+        return self.finish(up["uploadId"])
+
+    def finish(self, upload_id: str) -> dict[str, Any]:
+        state = self.ok("POST", f"/api/v1/uploads/{upload_id}/finish", json={})
+        deadline = time.monotonic() + 60
+        while state["state"] == "UPLOAD_STATE_FINISHING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+            state = self.ok("GET", f"/api/v1/uploads/{upload_id}")
+        return dict(state)
+
+    def children(self, folder: str = "root", **params: Any) -> list[str]:
+        return [n["name"] for n in self.ok("GET", f"/api/v1/folders/{folder}/children", params=params)["nodes"]]
+
+    def content(self, file_id: str, **params: Any) -> bytes:
+        r = self.http.get(f"/api/v1/files/{file_id}/content", params=params)
+        assert r.status_code == 200, r.text
+        return r.content
+
+    def quota(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.ok("GET", "/api/v1/quota").items()}
+
+
+def test_listing_pages_sorts_and_breadcrumbs(store: Running) -> None:
+    c = Client(store)
+    top = c.folder("Top")
+    for i in range(12):
+        c.folder(f"dir {i:02d}", top)
+    for i, size in enumerate([5, 1, 3]):
+        c.upload(f"File {i}.txt", b"x" * size, top)
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = c.ok("GET", f"/api/v1/folders/{top}/children", params={"page_size": 5, "page_token": token})
+        seen += [n["name"] for n in page["nodes"]]
+        token = page["nextPageToken"]
+        if not token:
+            break
+    assert seen == [f"dir {i:02d}" for i in range(12)] + ["File 0.txt", "File 1.txt", "File 2.txt"]
+    by_size = c.children(top, order_by="ORDER_BY_SIZE", page_size=100)
+    assert by_size[12:] == ["File 1.txt", "File 2.txt", "File 0.txt"]  # folders first, then by size
+    desc = c.children(top, order_by="ORDER_BY_SIZE", descending=True, page_size=100)
+    assert desc[12:] == ["File 0.txt", "File 2.txt", "File 1.txt"]
+    deep = c.folder("Deeper", c.folder("dir 00x", top))
+    crumbs = c.ok("GET", f"/api/v1/nodes/{deep}/path")["nodes"]
+    assert [n["name"] for n in crumbs] == ["", "Top", "dir 00x", "Deeper"]
+    r = c.http.get(f"/api/v1/folders/{top}/children", params={"page_token": "garbage!"})
+    assert r.status_code == 400
+    assert r.json()["details"][0]["fieldViolations"][0]["field"] == "page_token"
+
+
+def test_rename_move_conflicts_and_cycles(store: Running) -> None:
+    c = Client(store)
+    a = c.folder("A")
+    b = c.folder("B", a)
+    c.folder("Taken")
+    f = c.upload("note.txt", b"hello")["node"]["id"]
+    renamed = c.ok("PATCH", f"/api/v1/nodes/{f}", json={"name": "Note renamed.txt"})
+    assert renamed["name"] == "Note renamed.txt"
+    moved = c.ok("PATCH", f"/api/v1/nodes/{f}", json={"parent_id": b})
+    assert moved["parentId"] == b
+    assert c.children(b) == ["Note renamed.txt"]
+    r = c.http.patch(f"/api/v1/nodes/{a}", json={"parent_id": b})
+    assert r.status_code == 400
+    assert "into itself" in r.json()["message"]
+    r = c.http.patch(f"/api/v1/nodes/{a}", json={"name": "taken"})  # case-insensitive clash
+    assert r.status_code == 409
+    renamed = c.ok("PATCH", f"/api/v1/nodes/{a}", json={"name": "taken", "on_conflict": "ON_CONFLICT_RENAME"})
+    assert renamed["name"] == "taken (1)"
+    r = c.http.patch(f"/api/v1/nodes/{f}", json={"name": "../x"})
+    assert r.status_code == 400
+    root = c.ok("GET", "/api/v1/nodes/root")
+    r = c.http.delete(f"/api/v1/nodes/{root['id']}")
+    assert r.status_code == 400
+
+
+def test_copy_file_and_tree_is_charged_and_byte_exact(store: Running) -> None:
+    c = Client(store)
+    src = c.folder("Src")
+    sub = c.folder("Sub", src)
+    one, two = os.urandom(3000), os.urandom(5000)
+    c.upload("one.bin", one, src)
+    c.upload("two.bin", two, sub)
+    used = c.quota()["usedBytes"]
+    dst = c.folder("Dst")
+    tree = c.ok("POST", f"/api/v1/nodes/{src}/copy", json={"parent_id": dst})
+    assert tree["name"] == "Src"
+    assert c.quota()["usedBytes"] == used + 8000
+    copied = {n["name"]: n for n in c.ok("GET", f"/api/v1/folders/{tree['id']}/children")["nodes"]}
+    assert set(copied) == {"Sub", "one.bin"}
+    assert c.content(copied["one.bin"]["id"]) == one
+    sub_copy = c.ok("GET", f"/api/v1/folders/{copied['Sub']['id']}/children")["nodes"]
+    assert c.content(sub_copy[0]["id"]) == two
+    beside = c.ok("POST", f"/api/v1/nodes/{copied['one.bin']['id']}/copy", json={})
+    assert beside["name"] == "one (1).bin"
+    r = c.http.post(f"/api/v1/nodes/{src}/copy", json={"parent_id": sub})
+    assert r.status_code == 400
+
+
+def test_trash_restore_purge_and_quota(store: Running) -> None:
+    c = Client(store)
+    docs = c.folder("Docs")
+    inner = c.folder("Inner", docs)
+    data = os.urandom(10_000)
+    fid = c.upload("a.bin", data, inner)["node"]["id"]
+    used = c.quota()["usedBytes"]
+    c.ok("DELETE", f"/api/v1/nodes/{docs}")
+    assert "Docs" not in c.children()
+    assert c.http.get(f"/api/v1/nodes/{fid}").status_code == 404  # below a trashed folder: gone from view
+    trash = c.ok("GET", "/api/v1/trash")["entries"]
+    assert [(e["node"]["name"], int(e["size"])) for e in trash] == [("Docs", 10_000)]
+    q = c.quota()
+    assert q["usedBytes"] == used
+    assert q["trashBytes"] == 10_000  # trashed bytes still count
+    assert c.ok("POST", f"/api/v1/trash/{docs}/restore", json={})["name"] == "Docs"
+    assert c.content(fid) == data
+    # Restore into a taken name, and restore when the original folder is itself trashed.
+    c.ok("DELETE", f"/api/v1/nodes/{inner}")
+    c.folder("Inner", docs)
+    assert c.ok("POST", f"/api/v1/trash/{inner}/restore", json={})["name"] == "Inner (1)"
+    c.ok("DELETE", f"/api/v1/nodes/{fid}")
+    c.ok("DELETE", f"/api/v1/nodes/{docs}")
+    restored = c.ok("POST", f"/api/v1/trash/{fid}/restore", json={})
+    assert restored["parentId"] == c.ok("GET", "/api/v1/nodes/root")["id"]
+    c.ok("DELETE", f"/api/v1/nodes/{fid}")
+    freed = c.ok("DELETE", f"/api/v1/trash/{fid}")
+    assert int(freed["freedBytes"]) == 10_000
+    assert c.quota()["usedBytes"] == used - 10_000
+    assert c.http.post(f"/api/v1/trash/{fid}/restore", json={}).status_code == 404
+    c.upload("b.bin", b"y" * 100)
+    c.ok("DELETE", f"/api/v1/nodes/{c.ok('GET', '/api/v1/folders/root/children')['nodes'][-1]['id']}")
+    c.ok("DELETE", "/api/v1/trash")
+    assert c.ok("GET", "/api/v1/trash") == {"entries": [], "nextPageToken": ""}
+    assert c.quota()["trashBytes"] == 0
+
+
+def test_versions_download_restore_and_retention(store: Running) -> None:
+    c = Client(store)
+    contents = [os.urandom(100 + i) for i in range(5)]
+    fid = c.upload("doc.txt", contents[0])["node"]["id"]
+    for data in contents[1:]:
+        again = c.upload("doc.txt", data, on_conflict="ON_CONFLICT_NEW_VERSION")
+        assert again["node"]["id"] == fid
+    versions = c.ok("GET", f"/api/v1/files/{fid}/versions")["versions"]
+    assert [int(v["number"]) for v in versions] == [5, 4, 3]  # 3 kept
+    assert versions[0]["current"] is True
+    assert c.content(fid) == contents[4]
+    assert c.content(fid, version=versions[2]["id"]) == contents[2]
+    q = c.quota()
+    assert q["versionBytes"] == len(contents[3]) + len(contents[2])
+    restored = c.ok("POST", f"/api/v1/files/{fid}/versions/{versions[2]['id']}/restore", json={})
+    assert restored["sha256"] == hashlib.sha256(contents[2]).hexdigest()
+    assert c.content(fid) == contents[2]
+    assert [int(v["number"]) for v in c.ok("GET", f"/api/v1/files/{fid}/versions")["versions"]] == [6, 5, 4]
+    r = c.http.post("/api/v1/uploads", json={"parent_id": "root", "name": "doc.txt", "size": 1})
+    assert r.status_code == 409
+
+
+def test_search_is_case_insensitive_filtered_paginated_and_live_only(store: Running) -> None:
+    c = Client(store)
+    reports = c.folder("Reports 2024")
+    c.upload("Quarterly REPORT.pdf", b"x" * 500, reports)
+    c.upload("report-final.docx", b"x" * 50)
+    c.upload("photo.jpg", b"x" * 10)
+    gone = c.upload("old report.txt", b"x")["node"]["id"]
+    c.ok("DELETE", f"/api/v1/nodes/{gone}")
+    found = c.ok("GET", "/api/v1/search", params={"query": "RePoRt"})["nodes"]
+    assert {n["name"] for n in found} == {"Quarterly REPORT.pdf", "report-final.docx", "Reports 2024"}
+    files = c.ok("GET", "/api/v1/search", params={"query": "report", "kind": "NODE_KIND_FILE", "min_size": 100})
+    assert [n["name"] for n in files["nodes"]] == ["Quarterly REPORT.pdf"]
+    assert [n["name"] for n in c.ok("GET", "/api/v1/search", params={"query": "ph"})["nodes"]] == ["photo.jpg"]
+    page = c.ok("GET", "/api/v1/search", params={"query": "report", "page_size": 2})
+    rest = c.ok(
+        "GET", "/api/v1/search", params={"query": "report", "page_size": 2, "page_token": page["nextPageToken"]}
+    )
+    assert len(page["nodes"]) == 2
+    assert len(rest["nodes"]) == 1
+    assert c.http.get("/api/v1/search", params={"query": "%"}).json()["nodes"] == []
+    other = Client(store)
+    assert other.ok("GET", "/api/v1/search", params={"query": "report"})["nodes"] == []
+    assert c.http.get("/api/v1/search?query=%20%20").status_code == 400
+    assert c.http.get("/api/v1/search").status_code == 400
+
+
+def test_folder_upload_keeps_structure(store: Running) -> None:
+    c = Client(store)
+    base = c.folder("Album")
+    for path in ["2024/summer/a.jpg", "2024/summer/b.jpg", "2024/c.jpg", "d.jpg"]:
+        up = c.ok("POST", "/api/v1/uploads", json={"parent_id": base, "relative_path": path, "size": 3})
+        c.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=b"abc")
+        assert c.finish(up["uploadId"])["state"] == "UPLOAD_STATE_COMPLETED"
+    assert c.children(base) == ["2024", "d.jpg"]
+    y2024 = c.ok("GET", f"/api/v1/folders/{base}/children")["nodes"][0]["id"]
+    assert c.children(y2024) == ["summer", "c.jpg"]
+    r = c.http.post("/api/v1/uploads", json={"parent_id": base, "relative_path": "../escape.txt", "size": 1})
+    assert r.status_code == 400
+
+
+def test_large_upload_finishes_in_the_background(store: Running) -> None:
+    c = Client(store)
+    data = os.urandom(3 * MiB + 5)
+    up = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "big.bin", "size": len(data)})
+    c.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=data)
+    first = c.ok("POST", f"/api/v1/uploads/{up['uploadId']}/finish", json={})
+    assert first["state"] in ("UPLOAD_STATE_FINISHING", "UPLOAD_STATE_COMPLETED")
+    assert first["state"] == "UPLOAD_STATE_FINISHING"  # over the 1 MiB inline limit of this fixture
+    done = c.finish(up["uploadId"])
+    assert done["state"] == "UPLOAD_STATE_COMPLETED"
+    assert c.content(done["node"]["id"]) == data
+    assert c.ok("POST", f"/api/v1/uploads/{up['uploadId']}/finish", json={})["node"]["id"] == done["node"]["id"]
+
+
+def test_checksum_mismatch_fails_and_releases_quota(store: Running) -> None:
+    c = Client(store)
+    for size in (100, 2 * MiB):  # inline and background
+        data = os.urandom(size)
+        before = c.quota()
+        up = c.ok(
+            "POST",
+            "/api/v1/uploads",
+            json={"parent_id": "root", "name": f"bad{size}", "size": size, "sha256": "0" * 64},
+        )
+        assert c.quota()["reservedBytes"] == before["reservedBytes"] + size
+        c.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=data)
+        done = c.finish(up["uploadId"])
+        assert done["state"] == "UPLOAD_STATE_FAILED"
+        assert "SHA-256" in done["failure"]
+        after = c.quota()
+        assert after["reservedBytes"] == before["reservedBytes"]
+        assert after["usedBytes"] == before["usedBytes"]
+        assert f"bad{size}" not in c.children()
+
+
+def test_quota_is_reserved_at_creation_and_races_cannot_overspend(store: Running) -> None:
+    c = Client(store)
+    limit = c.quota()["limitBytes"]
+    assert limit == 64 * MiB
+    r = c.http.post("/api/v1/uploads", json={"parent_id": "root", "name": "huge", "size": limit + 1})
+    assert r.status_code == 429
+    assert "storage_quota_bytes" in r.text
+    native = Native(native_channel(store.host_port))
+    md = [("authorization", f"Bearer {c.token}")]
+    size = 40 * MiB  # two of these cannot both fit in 64 MiB
+
+    async def race() -> list[grpc.StatusCode]:
+        async with grpc.aio.insecure_channel(store.host_port) as channel:
+            stub = storage_pb2_grpc.StorageServiceStub(channel)
+
+            async def one(i: int) -> grpc.StatusCode:
+                try:
+                    await stub.CreateUpload(
+                        S.CreateUploadRequest(parent_id="root", name=f"race{i}", size=size), metadata=md
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code()
+                return grpc.StatusCode.OK
+
+            return list(await asyncio.gather(*(one(i) for i in range(4))))
+
+    codes = asyncio.run(race())
+    assert sorted(c.name for c in codes) == ["OK", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"]
+    q = c.quota()
+    assert q["reservedBytes"] == size
+    listing = native.storage.ListChildren(S.ListChildrenRequest(folder_id="root"), metadata=md).nodes
+    assert list(listing) == []  # reservations are not files
+
+
+def test_abort_releases_the_reservation(store: Running) -> None:
+    c = Client(store)
+    up = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "tmp", "size": 5000})
+    assert c.quota()["reservedBytes"] == 5000
+    c.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=b"z" * 100)
+    c.ok("DELETE", f"/api/v1/uploads/{up['uploadId']}")
+    assert c.quota()["reservedBytes"] == 0
+    assert c.http.get(f"/api/v1/uploads/{up['uploadId']}").status_code == 404
+
+
+def test_another_users_ids_are_not_found_on_every_storage_route(store: Running) -> None:
+    owner, stranger = Client(store), Client(store)
+    folder = owner.folder("Mine")
+    fid = owner.upload("secret.txt", b"top secret", folder)["node"]["id"]
+    version = owner.ok("GET", f"/api/v1/files/{fid}/versions")["versions"][0]["id"]
+    up = owner.ok("POST", "/api/v1/uploads", json={"parent_id": folder, "name": "wip", "size": 10})["uploadId"]
+    gone = owner.folder("Gone")
+    owner.ok("DELETE", f"/api/v1/nodes/{gone}")
+    probes = [
+        ("GET", f"/api/v1/nodes/{folder}", None),
+        ("GET", f"/api/v1/nodes/{folder}/path", None),
+        ("GET", f"/api/v1/folders/{folder}/children", None),
+        ("PATCH", f"/api/v1/nodes/{fid}", {"name": "x"}),
+        ("DELETE", f"/api/v1/nodes/{fid}", None),
+        ("POST", f"/api/v1/nodes/{fid}/copy", {"parent_id": "root"}),
+        ("POST", "/api/v1/folders", {"parent_id": folder, "name": "intrude"}),
+        ("POST", "/api/v1/uploads", {"parent_id": folder, "name": "intrude", "size": 1}),
+        ("GET", f"/api/v1/files/{fid}/content", None),
+        ("GET", f"/api/v1/files/{fid}/versions", None),
+        ("POST", f"/api/v1/files/{fid}/versions/{version}/restore", {}),
+        ("GET", f"/api/v1/uploads/{up}", None),
+        ("PUT", f"/api/v1/uploads/{up}?offset=0", None),
+        ("POST", f"/api/v1/uploads/{up}/finish", {}),
+        ("DELETE", f"/api/v1/uploads/{up}", None),
+        ("POST", f"/api/v1/trash/{gone}/restore", {}),
+        ("DELETE", f"/api/v1/trash/{gone}", None),
+    ]
+    for method, path, body in probes:
+        kw: dict[str, Any] = {"json": body} if body is not None else {}
+        if method == "PUT":
+            kw = {"content": b"0123456789"}
+        r = stranger.http.request(method, path, **kw)
+        assert r.status_code == 404, (method, path, r.status_code, r.text)
+    assert owner.content(fid) == b"top secret"
+    assert owner.ok("GET", f"/api/v1/uploads/{up}")["committedSize"] == "0"
+
+
+def test_internal_admin_service_is_not_routed_and_checks_the_role(store: Running) -> None:
+    c = Client(store)
+    native = Native(native_channel(store.host_port))
+    with pytest.raises(grpc.RpcError) as exc:
+        storage_pb2_grpc.StorageAdminServiceStub(native.channel).GetUserQuota(
+            S.GetUserQuotaRequest(user_id="x"), metadata=[("authorization", f"Bearer {c.token}")]
+        )
+    assert exc.value.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND)
+    direct = grpc.insecure_channel(store.services["storage"].split(",")[0])
+    admin_stub = storage_pb2_grpc.StorageAdminServiceStub(direct)
+    with pytest.raises(grpc.RpcError) as exc:
+        admin_stub.GetUserQuota(S.GetUserQuotaRequest(user_id="x"), metadata=[("authorization", f"Bearer {c.token}")])
+    assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    me = c.ok("GET", "/api/v1/me")["id"]
+    admin = expired_token(store, role="admin", ttl=300)
+    quota = admin_stub.SetQuota(
+        S.SetQuotaRequest(user_id=me, limit_bytes=1000), metadata=[("authorization", f"Bearer {admin}")]
+    )
+    assert quota.limit_bytes == 1000
+    r = c.http.post("/api/v1/uploads", json={"parent_id": "root", "name": "x", "size": 1001})
+    assert r.status_code == 429
+    direct.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def janitor(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    env = {
+        "FLOWDOCK_STORAGE_UPLOAD_EXPIRY_HOURS": str(2 / 3600),
+        "FLOWDOCK_STORAGE_TRASH_DAYS": str(2 / 86400),
+        "FLOWDOCK_STORAGE_HOUSEKEEPING_SECONDS": "0.5",
+    }
+    yield from launch(request, tmp_path_factory.mktemp("janitor"), env)
+
+
+def test_abandoned_uploads_expire_and_old_trash_is_purged(janitor: Running) -> None:
+    c = Client(janitor)
+    up = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "abandoned", "size": 1000})
+    c.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=b"q" * 400)
+    fid = c.upload("old.txt", b"w" * 300)["node"]["id"]
+    c.ok("DELETE", f"/api/v1/nodes/{fid}")
+    assert c.quota()["reservedBytes"] == 1000
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        q = c.quota()
+        if q["reservedBytes"] == 0 and q["usedBytes"] == 0:
+            break
+        time.sleep(0.3)
+    assert c.quota() == {
+        "usedBytes": 0,
+        "reservedBytes": 0,
+        "limitBytes": c.quota()["limitBytes"],
+        "trashBytes": 0,
+        "versionBytes": 0,
+    }
+    assert c.http.get(f"/api/v1/uploads/{up['uploadId']}").status_code == 404
+    assert c.ok("GET", "/api/v1/trash")["entries"] == []
+    staging = janitor.data_dir / "storage" / "staging"
+    assert not (staging / up["uploadId"]).exists()
