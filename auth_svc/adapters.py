@@ -1,28 +1,41 @@
-"""auth_svc adapters: tables, the SQL unit of work, Argon2id hashing and Ed25519 token signing."""
+"""auth_svc adapters: tables, the SQL unit of work, Argon2id hashing, Ed25519 signing, TOTP, rate limits, audit."""
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
 import json
+import logging
+import os
+import smtplib
+import ssl
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import argon2
 import jwt
+import pyotp
+import segno
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from auth_svc.domain import Role, Session, User
+from auth_svc.domain import Event, OneTimeToken, Purpose, RefreshToken, Role, Session, User, mask_email
 from flowdock_kernel.errors import AlreadyExists
 from flowdock_kernel.tokens import ACCESS_TOKEN_TYPE, KeyMap
 
+log = logging.getLogger("flowdock.auth")
+
 metadata = sa.MetaData()
+_SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 users = sa.Table(
     "users",
@@ -34,6 +47,10 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("email_verified", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("totp_secret", sa.String(64), nullable=False, server_default=""),
+    sa.Column("totp_enabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("totp_last_step", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 sessions = sa.Table(
@@ -43,6 +60,12 @@ sessions = sa.Table(
     sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
     sa.Column("device_name", sa.String(100), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=False, server_default=""),
+    sa.Column("user_agent", sa.String(200), nullable=False, server_default=""),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoke_reason", sa.String(32), nullable=False, server_default=""),
 )
 
 signing_keys = sa.Table(
@@ -51,11 +74,75 @@ signing_keys = sa.Table(
     sa.Column("kid", sa.String(64), primary_key=True),
     sa.Column("private_pem", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("activate_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("retire_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "session_id", sa.String(36), sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+one_time_tokens = sa.Table(
+    "one_time_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("data", sa.String(512), nullable=False, server_default=""),
+)
+
+recovery_codes = sa.Table(
+    "recovery_codes",
+    metadata,
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+rate_events = sa.Table(
+    "rate_events",
+    metadata,
+    sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_rate_events_key_at", "key", "at"),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("seq", _SEQ, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("actor_id", sa.String(36), nullable=False, server_default=""),
+    sa.Column("subject_id", sa.String(36), nullable=False, server_default="", index=True),
+    sa.Column("ip", sa.String(64), nullable=False, server_default=""),
+    sa.Column("user_agent", sa.String(200), nullable=False, server_default=""),
+    sa.Column("service", sa.String(32), nullable=False, server_default="auth"),
+    sa.Column("details", sa.Text, nullable=False, server_default="{}"),
 )
 
 
-def _aware(value: datetime) -> datetime:
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _must(value: datetime | None) -> datetime:
+    out = _aware(value)
+    assert out is not None
+    return out
 
 
 def _user(row: Any) -> User:
@@ -65,9 +152,31 @@ def _user(row: Any) -> User:
         display_name=row.display_name,
         role=Role(row.role),
         password_hash=row.password_hash,
-        created_at=_aware(row.created_at),
+        created_at=_must(row.created_at),
         disabled=row.disabled,
+        email_verified=row.email_verified,
+        totp_secret=row.totp_secret,
+        totp_enabled=row.totp_enabled,
+        totp_last_step=int(row.totp_last_step),
     )
+
+
+def _session(row: Any) -> Session:
+    return Session(
+        id=row.id,
+        user_id=row.user_id,
+        device_name=row.device_name,
+        created_at=_must(row.created_at),
+        ip=row.ip,
+        user_agent=row.user_agent,
+        last_seen_at=_aware(row.last_seen_at),
+        expires_at=_aware(row.expires_at),
+        revoked_at=_aware(row.revoked_at),
+    )
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class SqlUsers:
@@ -82,21 +191,45 @@ class SqlUsers:
         row = (await self.s.execute(sa.select(users).where(users.c.id == user_id))).first()
         return _user(row) if row else None
 
+    def _values(self, user: User) -> dict[str, Any]:
+        return {
+            "email": user.email,
+            "display_name": user.display_name,
+            "role": user.role.value,
+            "password_hash": user.password_hash,
+            "disabled": user.disabled,
+            "email_verified": user.email_verified,
+            "totp_secret": user.totp_secret,
+            "totp_enabled": user.totp_enabled,
+            "totp_last_step": user.totp_last_step,
+        }
+
     async def add(self, user: User) -> None:
-        await self.s.execute(
-            users.insert().values(
-                id=user.id,
-                email=user.email,
-                display_name=user.display_name,
-                role=user.role.value,
-                password_hash=user.password_hash,
-                created_at=user.created_at,
-                disabled=user.disabled,
-            )
-        )
+        await self.s.execute(users.insert().values(id=user.id, created_at=user.created_at, **self._values(user)))
+
+    async def save(self, user: User) -> None:
+        await self.s.execute(users.update().where(users.c.id == user.id).values(**self._values(user)))
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         await self.s.execute(users.update().where(users.c.id == user_id).values(password_hash=password_hash))
+
+    async def search(self, query: str, after: str, limit: int) -> list[User]:
+        stmt = sa.select(users).order_by(users.c.email).limit(limit)
+        if query:
+            pattern = _like(query.lower())
+            stmt = stmt.where(
+                sa.or_(
+                    users.c.email.like(pattern, escape="\\"),
+                    sa.func.lower(users.c.display_name).like(pattern, escape="\\"),
+                )
+            )
+        if after:
+            stmt = stmt.where(users.c.email > after)
+        return [_user(r) for r in (await self.s.execute(stmt)).all()]
+
+    async def count_admins(self) -> int:
+        stmt = sa.select(sa.func.count()).select_from(users).where(users.c.role == "admin", users.c.disabled.is_(False))
+        return int((await self.s.execute(stmt)).scalar_one())
 
 
 class SqlSessions:
@@ -110,8 +243,134 @@ class SqlSessions:
                 user_id=session.user_id,
                 device_name=session.device_name,
                 created_at=session.created_at,
+                ip=session.ip,
+                user_agent=session.user_agent,
+                last_seen_at=session.last_seen_at,
+                expires_at=session.expires_at,
             )
         )
+
+    async def get(self, session_id: str) -> Session | None:
+        row = (await self.s.execute(sa.select(sessions).where(sessions.c.id == session_id))).first()
+        return _session(row) if row else None
+
+    async def for_user(self, user_id: str) -> list[Session]:
+        stmt = sa.select(sessions).where(sessions.c.user_id == user_id).order_by(sessions.c.created_at.desc())
+        return [_session(r) for r in (await self.s.execute(stmt)).all()]
+
+    async def touch(self, session_id: str, at: datetime) -> None:
+        await self.s.execute(sessions.update().where(sessions.c.id == session_id).values(last_seen_at=at))
+
+    async def revoke(self, session_id: str, at: datetime, reason: str) -> bool:
+        result = await self.s.execute(
+            sessions.update()
+            .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=at, revoke_reason=reason)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def revoke_all(self, user_id: str, at: datetime, reason: str, *, keep: str = "") -> int:
+        stmt = (
+            sessions.update()
+            .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=at, revoke_reason=reason)
+        )
+        if keep:
+            stmt = stmt.where(sessions.c.id != keep)
+        result = await self.s.execute(stmt)
+        return int(getattr(result, "rowcount", 0))
+
+
+class SqlRefreshTokens:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, token: RefreshToken) -> None:
+        await self.s.execute(
+            refresh_tokens.insert().values(
+                token_hash=token.token_hash, session_id=token.session_id, created_at=token.created_at
+            )
+        )
+
+    async def get(self, token_hash: str) -> RefreshToken | None:
+        row = (await self.s.execute(sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash))).first()
+        if row is None:
+            return None
+        return RefreshToken(row.token_hash, row.session_id, _must(row.created_at), _aware(row.used_at))
+
+    async def use(self, token_hash: str, at: datetime) -> bool:
+        result = await self.s.execute(
+            refresh_tokens.update()
+            .where(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.used_at.is_(None))
+            .values(used_at=at)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+
+class SqlOneTimeTokens:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, token: OneTimeToken) -> None:
+        await self.s.execute(
+            one_time_tokens.insert().values(
+                token_hash=token.token_hash,
+                purpose=token.purpose.value,
+                user_id=token.user_id,
+                expires_at=token.expires_at,
+                data=token.data,
+            )
+        )
+
+    async def get(self, token_hash: str) -> OneTimeToken | None:
+        row = (
+            await self.s.execute(sa.select(one_time_tokens).where(one_time_tokens.c.token_hash == token_hash))
+        ).first()
+        if row is None:
+            return None
+        return OneTimeToken(
+            row.token_hash, Purpose(row.purpose), row.user_id, _must(row.expires_at), _aware(row.used_at), row.data
+        )
+
+    async def use(self, token_hash: str, at: datetime) -> bool:
+        result = await self.s.execute(
+            one_time_tokens.update()
+            .where(one_time_tokens.c.token_hash == token_hash, one_time_tokens.c.used_at.is_(None))
+            .values(used_at=at)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def discard(self, user_id: str, purpose: Purpose) -> None:
+        await self.s.execute(
+            one_time_tokens.delete().where(
+                one_time_tokens.c.user_id == user_id, one_time_tokens.c.purpose == purpose.value
+            )
+        )
+
+
+class SqlRecoveryCodes:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def replace(self, user_id: str, code_hashes: list[str]) -> None:
+        await self.clear(user_id)
+        if code_hashes:
+            await self.s.execute(recovery_codes.insert(), [{"user_id": user_id, "code_hash": h} for h in code_hashes])
+
+    async def use(self, user_id: str, code_hash: str, at: datetime) -> bool:
+        result = await self.s.execute(
+            recovery_codes.update()
+            .where(
+                recovery_codes.c.user_id == user_id,
+                recovery_codes.c.code_hash == code_hash,
+                recovery_codes.c.used_at.is_(None),
+            )
+            .values(used_at=at)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def clear(self, user_id: str) -> None:
+        await self.s.execute(recovery_codes.delete().where(recovery_codes.c.user_id == user_id))
 
 
 class SqlUnitOfWork:
@@ -122,6 +381,9 @@ class SqlUnitOfWork:
         self._session = self._factory()
         self.users = SqlUsers(self._session)
         self.sessions = SqlSessions(self._session)
+        self.refresh_tokens = SqlRefreshTokens(self._session)
+        self.tokens = SqlOneTimeTokens(self._session)
+        self.recovery_codes = SqlRecoveryCodes(self._session)
         return self
 
     async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
@@ -155,36 +417,216 @@ class Argon2Hasher:
         return self._ph.check_needs_rehash(stored_hash)
 
 
-class SigningKeyring:
-    """Ed25519 keys in auth_svc's database: the newest signs, all are published in the JWKS."""
+class PyOtpTotp:
+    """RFC 6238 with pyotp: 30 s steps, 6 digits, SHA-1 (what authenticator apps support), server clock only."""
 
-    def __init__(self, engine: AsyncEngine, *, issuer: str, audience: str, ttl_seconds: int) -> None:
+    def __init__(self, issuer: str, clock: Any = time.time) -> None:
+        self.issuer = issuer
+        self._clock = clock
+
+    def new_secret(self) -> str:
+        return pyotp.random_base32(32)  # 160 bits from `secrets`
+
+    def uri(self, secret: str, account: str) -> str:
+        return pyotp.TOTP(secret).provisioning_uri(name=account, issuer_name=self.issuer)
+
+    def qr_svg(self, uri: str) -> str:
+        return str(segno.make(uri, error="m").svg_inline(scale=4))
+
+    def matching_step(self, secret: str, code: str) -> int | None:
+        totp = pyotp.TOTP(secret)
+        now = self._clock()
+        step = int(now // totp.interval)
+        for candidate in (step, step - 1, step + 1):
+            if pyotp.utils.strings_equal(totp.at(candidate * totp.interval), code):
+                return candidate
+        return None
+
+
+class SqlRateLimiter:
+    """Sliding-window log in the service's database: one row per attempt, counted over the last window."""
+
+    def __init__(self, engine: AsyncEngine, clock: Any = time.time) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._last_prune = 0.0
+
+    async def _count(self, conn: AsyncConnection, key: str, since: float) -> tuple[int, float | None]:
+        row = (
+            await conn.execute(
+                sa.select(sa.func.count(), sa.func.min(rate_events.c.at)).where(
+                    rate_events.c.key == key, rate_events.c.at > since
+                )
+            )
+        ).one()
+        return int(row[0]), (float(row[1]) if row[1] is not None else None)
+
+    async def hit(self, key: str, *, limit: int, window_seconds: float) -> float | None:
+        now = float(self._clock())
+        async with self._engine.begin() as conn:
+            count, oldest = await self._count(conn, key, now - window_seconds)
+            if count >= limit:
+                return max(1.0, (oldest or now) + window_seconds - now)
+            await conn.execute(rate_events.insert().values(key=key, at=now))
+            if now - self._last_prune > 300:
+                self._last_prune = now
+                await conn.execute(rate_events.delete().where(rate_events.c.at < now - 86400))
+        return None
+
+    async def count(self, key: str, *, window_seconds: float) -> int:
+        async with self._engine.connect() as conn:
+            count, _ = await self._count(conn, key, self._clock() - window_seconds)
+        return count
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        id=row.id,
+        at=_must(row.at),
+        kind=row.kind,
+        actor_id=row.actor_id,
+        subject_id=row.subject_id,
+        ip=row.ip,
+        user_agent=row.user_agent,
+        service=row.service,
+        details=json.loads(row.details or "{}"),
+        cursor=str(row.seq),
+    )
+
+
+class SqlAuditLog:
+    """The audit trail; its own short transactions, so failed attempts are recorded too."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @staticmethod
+    def _row(e: Event) -> dict[str, Any]:
+        return {
+            "id": e.id,
+            "at": e.at,
+            "kind": e.kind[:64],
+            "actor_id": e.actor_id[:36],
+            "subject_id": e.subject_id[:36],
+            "ip": e.ip[:64],
+            "user_agent": e.user_agent[:200],
+            "service": e.service[:32],
+            "details": json.dumps(e.details, ensure_ascii=False),
+        }
+
+    async def record(self, event: Event) -> None:
+        await self.record_many([event])
+
+    async def record_many(self, events: list[Event]) -> None:
+        """Idempotent by event id (senders retry): ids already stored are skipped."""
+        if not events:
+            return
+        async with self._engine.begin() as conn:
+            known = set(
+                (
+                    await conn.execute(
+                        sa.select(audit_events.c.id).where(audit_events.c.id.in_([e.id for e in events]))
+                    )
+                ).scalars()
+            )
+            fresh: dict[str, Event] = {e.id: e for e in events if e.id not in known}
+            if fresh:
+                await conn.execute(audit_events.insert(), [self._row(e) for e in fresh.values()])
+
+    async def list(
+        self, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = "", before: str = "", limit: int
+    ) -> list[Event]:
+        stmt = sa.select(audit_events).order_by(audit_events.c.seq.desc()).limit(limit)
+        if subject_id:
+            stmt = stmt.where(audit_events.c.subject_id == subject_id)
+        if actor_id:
+            stmt = stmt.where(audit_events.c.actor_id == actor_id)
+        if kind_prefix:
+            stmt = stmt.where(audit_events.c.kind.like(kind_prefix.replace("%", "").replace("_", "\\_") + "%", "\\"))
+        if before:
+            stmt = stmt.where(audit_events.c.seq < int(before))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_event(r) for r in rows]
+
+
+def _new_key_row(now: datetime, activate_at: datetime) -> dict[str, Any]:
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {"kid": uuid.uuid4().hex[:16], "private_pem": pem, "created_at": now, "activate_at": activate_at}
+
+
+def rotate_signing_key(conn: sa.Connection, *, publish_seconds: float, access_ttl_seconds: int) -> tuple[str, datetime]:
+    """Add a key that starts signing after `publish_seconds` (so every JWKS cache has it by then); the keys
+    signing until then are retired once the last token they signed has expired. Returns (kid, activate_at)."""
+    now = datetime.now(UTC)
+    activate = now + timedelta(seconds=publish_seconds)
+    row = _new_key_row(now, activate)
+    retire = activate + timedelta(seconds=access_ttl_seconds + 60)
+    conn.execute(signing_keys.update().where(signing_keys.c.retire_at.is_(None)).values(retire_at=retire))
+    conn.execute(signing_keys.insert().values(**row))
+    return str(row["kid"]), activate
+
+
+class SigningKeyring:
+    """Ed25519 keys in auth_svc's database: the newest active key signs, every unretired key is in the JWKS.
+
+    Rows are re-read every `reload_seconds`, so a rotation (`flowdock keys rotate-signing`) reaches every
+    replica without a restart."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, issuer: str, audience: str, ttl_seconds: int, reload_seconds: float = 5.0
+    ) -> None:
         self._engine = engine
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
-        self._keys: list[tuple[str, Ed25519PrivateKey]] = []
+        self.reload_seconds = reload_seconds
+        self._rows: list[tuple[str, Ed25519PrivateKey, datetime, datetime | None]] = []
+        self._loaded_at = 0.0
+        self._pems: dict[str, Ed25519PrivateKey] = {}
 
     async def load(self) -> None:
         async with self._engine.begin() as conn:
             rows = (await conn.execute(sa.select(signing_keys).order_by(signing_keys.c.created_at))).all()
             if not rows:
-                key = Ed25519PrivateKey.generate()
-                pem = key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-                ).decode()
-                kid = uuid.uuid4().hex[:16]
-                await conn.execute(signing_keys.insert().values(kid=kid, private_pem=pem, created_at=datetime.now(UTC)))
+                now = datetime.now(UTC)
+                await conn.execute(signing_keys.insert().values(**_new_key_row(now, now)))
                 rows = (await conn.execute(sa.select(signing_keys))).all()
         loaded = []
         for row in rows:
-            private = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
-            assert isinstance(private, Ed25519PrivateKey)
-            loaded.append((row.kid, private))
-        self._keys = loaded
+            private = self._pems.get(row.kid)
+            if private is None:
+                key = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
+                assert isinstance(key, Ed25519PrivateKey)
+                private = self._pems[row.kid] = key
+            activate = _aware(row.activate_at) or _must(row.created_at)
+            loaded.append((row.kid, private, activate, _aware(row.retire_at)))
+        self._rows = loaded
+        self._loaded_at = time.monotonic()
+
+    async def refresh(self) -> None:
+        """Re-read the keys if the copy is older than reload_seconds (cheap to call often)."""
+        if time.monotonic() - self._loaded_at > self.reload_seconds:
+            try:
+                await self.load()
+            except Exception:
+                log.warning("could not reload signing keys; keeping the loaded ones", exc_info=True)
+
+    def _published(self) -> list[tuple[str, Ed25519PrivateKey, datetime, datetime | None]]:
+        now = datetime.now(UTC)
+        return [r for r in self._rows if r[3] is None or r[3] > now]
+
+    def signing_key(self) -> tuple[str, Ed25519PrivateKey]:
+        now = datetime.now(UTC)
+        active = [r for r in self._published() if r[2] <= now] or self._published() or self._rows
+        kid, key, _, _ = max(active, key=lambda r: r[2])
+        return kid, key
 
     def issue_access(self, user: User, session_id: str) -> str:
-        kid, key = self._keys[-1]
+        kid, key = self.signing_key()
         now = int(time.time())
         claims = {
             "iss": self.issuer,
@@ -200,11 +642,115 @@ class SigningKeyring:
 
     def jwks(self) -> str:
         keys = []
-        for kid, key in self._keys:
+        for kid, key, _, _ in self._published():
             jwk = json.loads(OKPAlgorithm.to_jwk(key.public_key()))
             jwk.update({"kid": kid, "use": "sig", "alg": "EdDSA"})
             keys.append(jwk)
         return json.dumps({"keys": keys})
 
     def public_keys(self) -> KeyMap:
-        return {kid: key.public_key() for kid, key in self._keys}
+        return {kid: key.public_key() for kid, key, _, _ in self._published()}
+
+
+class ReloadLoop:
+    """Runs `step` every `interval` seconds until stopped (keyring reloads)."""
+
+    def __init__(self, step: Any, interval: float) -> None:
+        self._step = step
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._step()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+def _message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
+    msg["Message-ID"] = email.utils.make_msgid(domain=sender.rpartition("@")[2].strip("> ") or "flowdock")
+    msg.set_content(body)
+    return msg
+
+
+class SmtpMailer:
+    """SMTP with STARTTLS, implicit TLS or plain (local relays), optional login; runs smtplib in a thread."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        security: str,
+        username: str,
+        password: str,
+        sender: str,
+        timeout: float,
+    ) -> None:
+        self.host, self.port, self.security = host, port, security
+        self.username, self._password, self.sender, self.timeout = username, password, sender, timeout
+
+    def _send(self, msg: EmailMessage) -> None:
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if self.security == "tls":
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with smtp:
+            if self.security == "starttls":
+                smtp.starttls(context=context)
+            if self.username:
+                smtp.login(self.username, self._password)
+            smtp.send_message(msg)
+
+    async def send(self, to: str, subject: str, body: str) -> None:
+        await asyncio.to_thread(self._send, _message(self.sender, to, subject, body))
+        log.info("mail sent", extra={"to": mask_email(to), "subject": subject})
+
+
+class OutboxMailer:
+    """The embedded default: each mail becomes an .eml file in <data_dir>/outbox/ (no mail server needed).
+
+    The log line names the file, never the link inside it (links carry single-use secrets)."""
+
+    def __init__(self, folder: Path, sender: str) -> None:
+        self.folder = folder
+        self.sender = sender
+
+    def _write(self, msg: EmailMessage) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        path = self.folder / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(bytes(msg))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+        return path
+
+    async def send(self, to: str, subject: str, body: str) -> None:
+        path = await asyncio.to_thread(self._write, _message(self.sender, to, subject, body))
+        log.info(
+            "mail written to the outbox (no SMTP server configured); open the file for the link",
+            extra={"to": mask_email(to), "subject": subject, "file": str(path)},
+        )
+
+
+def common_passwords(count: int) -> frozenset[str]:
+    """The `count` most common passwords of zxcvbn's ranked list (30,000 from real leaks), lower-cased."""
+    if count <= 0:
+        return frozenset()
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(p.lower() for p in FREQUENCY_LISTS["passwords"][:count])

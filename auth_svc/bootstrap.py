@@ -2,27 +2,73 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 
-from auth_svc.adapters import Argon2Hasher, SigningKeyring, SqlUnitOfWork
+from auth_svc.adapters import (
+    Argon2Hasher,
+    OutboxMailer,
+    PyOtpTotp,
+    ReloadLoop,
+    SigningKeyring,
+    SmtpMailer,
+    SqlAuditLog,
+    SqlRateLimiter,
+    SqlUnitOfWork,
+    common_passwords,
+)
 from auth_svc.config import AuthConfig
-from auth_svc.servicer import AuthServicer
-from auth_svc.usecases import Accounts
+from auth_svc.ports import Mailer
+from auth_svc.servicer import AuthInternalServicer, AuthServicer
+from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
-from flowdock_kernel.tokens import KeyCache, KeyMap
+from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache
 
 NAME = "auth"
 MIGRATIONS = Path(__file__).parent / "migrations"
-SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
+SERVICES = [auth_pb2.DESCRIPTOR.services_by_name[n] for n in ("AuthService", "AuthInternalService")]
 
 
 def migrate(config: AuthConfig) -> None:
     db.migrate(db.service_url(config, NAME, driver_async=False), MIGRATIONS)
+
+
+def make_hasher(config: AuthConfig) -> Argon2Hasher:
+    return Argon2Hasher(
+        memory_kib=config.auth_argon2_memory_kib,
+        time_cost=config.auth_argon2_time_cost,
+        parallelism=config.auth_argon2_parallelism,
+    )
+
+
+def make_mailer(config: AuthConfig) -> Mailer:
+    if not config.auth_smtp_host:
+        return OutboxMailer(config.data_dir / "outbox", config.auth_mail_from)
+    return SmtpMailer(
+        host=config.auth_smtp_host,
+        port=config.auth_smtp_port,
+        security=config.auth_smtp_security,
+        username=config.auth_smtp_username,
+        password=config.auth_smtp_password,
+        sender=config.auth_mail_from,
+        timeout=config.auth_smtp_timeout_seconds,
+    )
+
+
+def make_limits(c: AuthConfig) -> Limits:
+    return Limits(
+        window_seconds=c.auth_rate_window_seconds,
+        login=Limit(c.auth_rate_login_per_account, c.auth_rate_login_per_ip),
+        register=Limit(0, c.auth_rate_register_per_ip),
+        recovery=Limit(c.auth_rate_recovery_per_account, c.auth_rate_recovery_per_ip),
+        totp=Limit(c.auth_rate_totp_per_account, c.auth_rate_totp_per_ip),
+        resend=Limit(c.auth_rate_resend_per_account, c.auth_rate_resend_per_ip),
+    )
 
 
 async def build(config: AuthConfig) -> Service:
@@ -32,31 +78,58 @@ async def build(config: AuthConfig) -> Service:
         issuer=config.jwt_issuer,
         audience=config.jwt_audience,
         ttl_seconds=config.auth_access_token_ttl_seconds,
+        reload_seconds=config.auth_signing_key_reload_seconds,
     )
     await keyring.load()
     sessions = db.sessionmaker(engine)
     accounts = Accounts(
         uow=lambda: SqlUnitOfWork(sessions),
-        hasher=Argon2Hasher(
-            memory_kib=config.auth_argon2_memory_kib,
-            time_cost=config.auth_argon2_time_cost,
-            parallelism=config.auth_argon2_parallelism,
-        ),
+        hasher=make_hasher(config),
         issuer=keyring,
+        mailer=make_mailer(config),
+        totp=PyOtpTotp(config.auth_totp_issuer),
+        limiter=SqlRateLimiter(engine),
+        audit=SqlAuditLog(engine),
+        policy=Policy(
+            session_max_age=timedelta(seconds=config.auth_session_max_age_seconds),
+            session_idle=timedelta(seconds=config.auth_session_idle_seconds),
+            require_verified_email=config.auth_require_verified_email,
+            verify_ttl=timedelta(hours=config.auth_verify_token_hours),
+            reset_ttl=timedelta(minutes=config.auth_reset_token_minutes),
+            mfa_ttl=timedelta(seconds=config.auth_mfa_token_seconds),
+            public_url=config.auth_public_url,
+        ),
+        limits=make_limits(config),
+        common_passwords=common_passwords(config.auth_common_passwords),
     )
     servicer = AuthServicer(accounts, keyring)
+    internal = AuthInternalServicer(accounts)
+    reload = ReloadLoop(keyring.refresh, config.auth_signing_key_reload_seconds)
+    reload.start()
 
     async def own_keys() -> KeyMap:
+        await keyring.refresh()
         return keyring.public_keys()
 
     def register(server: grpc.aio.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
+        auth_pb2_grpc.add_AuthInternalServiceServicer_to_server(internal, server)
+
+    async def close() -> None:
+        await reload.stop()
+        await accounts.drain()
+        await engine.dispose()
 
     return Service(
         name=NAME,
-        service_names=[SERVICE.full_name],
+        service_names=[s.full_name for s in SERVICES],
         register=register,
-        public_methods=public_methods(SERVICE),
-        keys=KeyCache(own_keys, ttl=config.jwks_refresh_seconds),
-        on_stop=[engine.dispose],
+        public_methods=public_methods(*SERVICES),
+        keys=KeyCache(
+            own_keys,
+            ttl=config.auth_signing_key_reload_seconds,
+            min_refetch=1.0,
+            sessions=SessionCache(accounts.session_active),
+        ),
+        on_stop=[close],
     )

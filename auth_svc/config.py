@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from flowdock_kernel.config import CommonConfig, positive, setting
+from flowdock_kernel.config import CommonConfig, non_negative, one_of, port, positive, setting
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -16,3 +16,58 @@ class AuthConfig(CommonConfig):
     auth_argon2_memory_kib: int = setting(19456, "Argon2id memory cost (OWASP minimum 19 MiB).", check=positive)
     auth_argon2_time_cost: int = setting(2, "Argon2id iterations.", check=positive)
     auth_argon2_parallelism: int = setting(1, "Argon2id lanes.", check=positive)
+    auth_session_max_age_seconds: int = setting(
+        30 * 86400, "Absolute lifetime of a session (refreshing does not extend it).", check=positive
+    )
+    auth_session_idle_seconds: int = setting(
+        7 * 86400, "A session unused (no call, no refresh) for this long ends.", check=positive
+    )
+    auth_require_verified_email: bool = setting(True, "Refuse login until the email address is verified.")
+    auth_public_url: str = setting(
+        "http://127.0.0.1:8080", "Base URL of the web app, used in the links of verification and reset mails."
+    )
+    auth_verify_token_hours: int = setting(24, "How long an email verification link works.", check=positive)
+    auth_reset_token_minutes: int = setting(30, "How long a password reset link works.", check=positive)
+    auth_mfa_token_seconds: int = setting(300, "How long the mfa_token of a 2FA login challenge works.", check=positive)
+    auth_common_passwords: int = setting(
+        10000,
+        "Refuse the N most common passwords (zxcvbn's ranked list of 30,000; 0 turns the check off).",
+        check=non_negative,
+    )
+    auth_totp_issuer: str = setting("FlowDock", "Issuer shown by authenticator apps.")
+    auth_smtp_host: str = setting("", "SMTP server. Empty: mails are written to <data_dir>/outbox/ as .eml files.")
+    auth_smtp_port: int = setting(587, "SMTP port.", check=port)
+    auth_smtp_security: str = setting(
+        "starttls",
+        "starttls, tls (implicit, port 465) or none (local relay only).",
+        check=one_of("starttls", "tls", "none"),
+    )
+    auth_smtp_username: str = setting("", "SMTP login (empty: no AUTH).")
+    auth_smtp_password: str = setting("", "SMTP password.")
+    auth_smtp_timeout_seconds: float = setting(10.0, "SMTP connection timeout.", check=positive)
+    auth_mail_from: str = setting("FlowDock <no-reply@flowdock.invalid>", "From: address of FlowDock's mails.")
+    auth_signing_key_publish_seconds: int = setting(
+        60,
+        "After `flowdock keys rotate-signing`, the new key is published this long before it signs (longer than "
+        "the gateway's and services' JWKS caches).",
+        check=non_negative,
+    )
+    auth_signing_key_reload_seconds: float = setting(
+        5.0, "How often auth_svc re-reads its signing keys (rotations reach every replica).", check=positive
+    )
+    auth_rate_window_seconds: int = setting(300, "Sliding window of every auth rate limit.", check=positive)
+    auth_rate_login_per_account: int = setting(
+        10, "Failed logins per account per window (0 = off).", check=non_negative
+    )
+    auth_rate_login_per_ip: int = setting(100, "Login attempts per client IP per window.", check=non_negative)
+    auth_rate_register_per_ip: int = setting(20, "Registrations per client IP per window.", check=non_negative)
+    auth_rate_recovery_per_account: int = setting(
+        3, "Password recovery requests per email per window.", check=non_negative
+    )
+    auth_rate_recovery_per_ip: int = setting(20, "Password recovery requests per IP per window.", check=non_negative)
+    auth_rate_totp_per_account: int = setting(5, "Wrong 2FA codes per account per window.", check=non_negative)
+    auth_rate_totp_per_ip: int = setting(50, "2FA code attempts per IP per window.", check=non_negative)
+    auth_rate_resend_per_account: int = setting(
+        3, "Verification mails (resend, email change) per account per window.", check=non_negative
+    )
+    auth_rate_resend_per_ip: int = setting(20, "Verification resends per IP per window.", check=non_negative)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from flowdock_kernel.errors import InvalidArgument
@@ -14,12 +15,25 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 128
 MAX_EMAIL = 254
 MAX_DISPLAY_NAME = 100
+MAX_DEVICE_NAME = 100
+MAX_USER_AGENT = 200
+RECOVERY_CODES = 10
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_TOTP_CODE = re.compile(r"^\d{6}$")
 
 
 class Role(StrEnum):
     USER = "user"
     ADMIN = "admin"
+
+
+class Purpose(StrEnum):
+    """What a single-use mailed (or handed-out) token is for."""
+
+    VERIFY_EMAIL = "verify_email"
+    CHANGE_EMAIL = "change_email"
+    RESET_PASSWORD = "reset_password"
+    MFA = "mfa"
 
 
 @dataclass
@@ -31,14 +45,78 @@ class User:
     password_hash: str
     created_at: datetime
     disabled: bool = False
+    email_verified: bool = False
+    totp_secret: str = ""
+    totp_enabled: bool = False
+    totp_last_step: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Session:
     id: str
     user_id: str
     device_name: str
     created_at: datetime
+    ip: str = ""
+    user_agent: str = ""
+    last_seen_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def is_active(self, now: datetime, idle: timedelta) -> bool:
+        if self.revoked_at is not None:
+            return False
+        if self.expires_at is not None and now >= self.expires_at:
+            return False
+        last = self.last_seen_at or self.created_at
+        return now - last < idle
+
+
+@dataclass(frozen=True)
+class OneTimeToken:
+    token_hash: str
+    purpose: Purpose
+    user_id: str
+    expires_at: datetime
+    used_at: datetime | None = None
+    data: str = ""
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    token_hash: str
+    session_id: str
+    created_at: datetime
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One audit-trail entry. `details` must never hold a secret (password, code, token, TOTP secret)."""
+
+    id: str
+    at: datetime
+    kind: str
+    actor_id: str = ""
+    subject_id: str = ""
+    ip: str = ""
+    user_agent: str = ""
+    service: str = "auth"
+    details: dict[str, str] = field(default_factory=dict)
+    # Position in the stored trail (set when read back; a page token).
+    cursor: str = ""
+
+
+@dataclass(frozen=True)
+class Client:
+    """Where a request came from (as the gateway saw it)."""
+
+    ip: str = ""
+    user_agent: str = ""
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(c)[0] == "C" for c in text)
 
 
 def normalise_email(raw: str) -> str:
@@ -46,23 +124,45 @@ def normalise_email(raw: str) -> str:
     email = unicodedata.normalize("NFC", raw.strip()).lower()
     if not email:
         raise InvalidArgument("email", "is required")
-    if len(email) > MAX_EMAIL or not _EMAIL.match(email) or any(unicodedata.category(c)[0] == "C" for c in email):
+    if len(email) > MAX_EMAIL or not _EMAIL.match(email) or _has_control(email):
         raise InvalidArgument("email", "is not a valid email address")
     return email
 
 
-def check_password(password: str) -> None:
-    """Length only (ASVS 6.2): no composition rules. Checked exactly as typed."""
+def check_password(password: str, common: Collection[str] = (), *, field_name: str = "password") -> None:
+    """Length only (ASVS 6.2): no composition rules, checked exactly as typed; the most common ones refused."""
     if len(password) < MIN_PASSWORD:
-        raise InvalidArgument("password", f"must be at least {MIN_PASSWORD} characters")
+        raise InvalidArgument(field_name, f"must be at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
-        raise InvalidArgument("password", f"must be at most {MAX_PASSWORD} characters")
+        raise InvalidArgument(field_name, f"must be at most {MAX_PASSWORD} characters")
+    if password.lower() in common:
+        raise InvalidArgument(field_name, "is one of the most commonly used passwords; choose another")
 
 
 def clean_display_name(raw: str, email: str) -> str:
     name = unicodedata.normalize("NFC", raw.strip())
     if len(name) > MAX_DISPLAY_NAME:
         raise InvalidArgument("display_name", f"must be at most {MAX_DISPLAY_NAME} characters")
-    if any(unicodedata.category(c)[0] == "C" for c in name):
+    if _has_control(name):
         raise InvalidArgument("display_name", "must not contain control characters")
     return name or email.split("@", 1)[0]
+
+
+def clean_device_name(requested: str, user_agent: str) -> str:
+    """The client's name for itself, else its user agent; control characters dropped, length capped."""
+    name = requested.strip() or user_agent.strip()
+    return "".join(c for c in name if not unicodedata.category(c).startswith("C"))[:MAX_DEVICE_NAME]
+
+
+def is_totp_code(code: str) -> bool:
+    return bool(_TOTP_CODE.match(code))
+
+
+def normalise_recovery_code(code: str) -> str:
+    return code.strip().replace("-", "").replace(" ", "").lower()
+
+
+def mask_email(email: str) -> str:
+    """For log lines: `a***@example.org`."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -10,22 +11,81 @@ from google.protobuf import timestamp_pb2
 
 from auth_svc import domain
 from auth_svc.adapters import SigningKeyring
-from auth_svc.usecases import Accounts
+from auth_svc.usecases import Accounts, Tokens
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
+from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import current_principal
 
 _ROLES = {domain.Role.USER: auth_pb2.ROLE_USER, domain.Role.ADMIN: auth_pb2.ROLE_ADMIN}
+_ROLES_IN = {auth_pb2.ROLE_USER: domain.Role.USER, auth_pb2.ROLE_ADMIN: domain.Role.ADMIN}
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-def _peer_device(context: Ctx, requested: str) -> str:
-    if requested:
-        return requested
-    for key, value in context.invocation_metadata() or ():
-        if key == "user-agent":
-            return str(value)[:100]
+def _metadata(context: Ctx, key: str) -> str:
+    for k, v in context.invocation_metadata() or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode("latin-1")
     return ""
+
+
+def client_of(context: Ctx) -> domain.Client:
+    """The caller's address as the gateway saw it: Envoy (use_remote_address) appends it to X-Forwarded-For, so
+    the last entry is trustworthy and anything a client put before it is not. Direct calls: the peer."""
+    forwarded = _metadata(context, "x-forwarded-for")
+    ip = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
+    if not ip:
+        peer = context.peer() or ""
+        if peer.startswith("ipv4:"):
+            ip = peer[5:].rsplit(":", 1)[0]
+        elif peer.startswith("ipv6:"):
+            ip = peer[5:].rsplit(":", 1)[0].strip("[]")
+    agent = _metadata(context, "x-user-agent") or _metadata(context, "user-agent")
+    return domain.Client(ip=ip[:64], user_agent=agent[: domain.MAX_USER_AGENT])
+
+
+def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value.astimezone(UTC))
+    return out
+
+
+def user_message(user: domain.User) -> auth_pb2.User:
+    return auth_pb2.User(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        role=_ROLES[user.role],
+        totp_enabled=user.totp_enabled,
+        create_time=_ts(user.created_at),
+        email_verified=user.email_verified,
+        disabled=user.disabled,
+    )
+
+
+def event_message(event: domain.Event) -> auth_pb2.ActivityEvent:
+    return auth_pb2.ActivityEvent(
+        id=event.id,
+        time=_ts(event.at),
+        kind=event.kind,
+        actor_id=event.actor_id,
+        subject_id=event.subject_id,
+        ip=event.ip,
+        user_agent=event.user_agent,
+        service=event.service,
+        details=event.details,
+    )
+
+
+def _tokens(tokens: Tokens) -> auth_pb2.LoginResponse:
+    return auth_pb2.LoginResponse(
+        access_token=tokens.access_token,
+        expires_in=tokens.expires_in,
+        token_type="Bearer",
+        refresh_token=tokens.refresh_token,
+    )
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
@@ -34,26 +94,193 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self.keyring = keyring
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Ctx) -> auth_pb2.RegisterResponse:
-        await self.accounts.register(request.email, request.password, request.display_name)
+        await self.accounts.register(request.email, request.password, request.display_name, client_of(context))
         return auth_pb2.RegisterResponse()
 
+    async def VerifyEmail(self, request: auth_pb2.VerifyEmailRequest, context: Ctx) -> auth_pb2.VerifyEmailResponse:
+        await self.accounts.verify_email(request.token, client_of(context))
+        return auth_pb2.VerifyEmailResponse()
+
+    async def ResendVerification(
+        self, request: auth_pb2.ResendVerificationRequest, context: Ctx
+    ) -> auth_pb2.ResendVerificationResponse:
+        await self.accounts.resend_verification(request.email, client_of(context))
+        return auth_pb2.ResendVerificationResponse()
+
     async def Login(self, request: auth_pb2.LoginRequest, context: Ctx) -> auth_pb2.LoginResponse:
-        tokens = await self.accounts.login(request.email, request.password, _peer_device(context, request.device_name))
-        return auth_pb2.LoginResponse(
-            access_token=tokens.access_token, expires_in=tokens.expires_in, token_type="Bearer"
-        )
+        result = await self.accounts.login(request.email, request.password, request.device_name, client_of(context))
+        if result.tokens is None:
+            return auth_pb2.LoginResponse(mfa_required=True, mfa_token=result.mfa_token)
+        return _tokens(result.tokens)
+
+    async def LoginTotp(self, request: auth_pb2.LoginTotpRequest, context: Ctx) -> auth_pb2.LoginResponse:
+        return _tokens(await self.accounts.login_totp(request.mfa_token, request.code, client_of(context)))
+
+    async def Refresh(self, request: auth_pb2.RefreshRequest, context: Ctx) -> auth_pb2.LoginResponse:
+        return _tokens(await self.accounts.refresh(request.refresh_token, client_of(context)))
+
+    async def Logout(self, request: auth_pb2.LogoutRequest, context: Ctx) -> auth_pb2.LogoutResponse:
+        me = current_principal()
+        await self.accounts.logout(me.user_id, me.session_id, client_of(context))
+        return auth_pb2.LogoutResponse()
+
+    async def RequestPasswordRecovery(
+        self, request: auth_pb2.RequestPasswordRecoveryRequest, context: Ctx
+    ) -> auth_pb2.RequestPasswordRecoveryResponse:
+        await self.accounts.request_recovery(request.email, client_of(context))
+        return auth_pb2.RequestPasswordRecoveryResponse()
+
+    async def ResetPassword(
+        self, request: auth_pb2.ResetPasswordRequest, context: Ctx
+    ) -> auth_pb2.ResetPasswordResponse:
+        await self.accounts.reset_password(request.token, request.new_password, client_of(context))
+        return auth_pb2.ResetPasswordResponse()
 
     async def GetJwks(self, request: auth_pb2.GetJwksRequest, context: Ctx) -> httpbody_pb2.HttpBody:
+        await self.keyring.refresh()
         return httpbody_pb2.HttpBody(content_type="application/json", data=self.keyring.jwks().encode())
 
     async def GetMe(self, request: auth_pb2.GetMeRequest, context: Ctx) -> auth_pb2.User:
-        user = await self.accounts.get(current_principal().user_id)
-        created = timestamp_pb2.Timestamp()
-        created.FromDatetime(user.created_at)
-        return auth_pb2.User(
-            id=user.id,
-            email=user.email,
-            display_name=user.display_name,
-            role=_ROLES[user.role],
-            create_time=created,
+        return user_message(await self.accounts.get(current_principal().user_id))
+
+    async def UpdateMe(self, request: auth_pb2.UpdateMeRequest, context: Ctx) -> auth_pb2.User:
+        user = await self.accounts.update_profile(current_principal().user_id, request.display_name, client_of(context))
+        return user_message(user)
+
+    async def ChangeEmail(self, request: auth_pb2.ChangeEmailRequest, context: Ctx) -> auth_pb2.ChangeEmailResponse:
+        await self.accounts.change_email(
+            current_principal().user_id, request.new_email, request.current_password, client_of(context)
         )
+        return auth_pb2.ChangeEmailResponse()
+
+    async def ChangePassword(
+        self, request: auth_pb2.ChangePasswordRequest, context: Ctx
+    ) -> auth_pb2.ChangePasswordResponse:
+        me = current_principal()
+        await self.accounts.change_password(
+            me.user_id,
+            me.session_id,
+            request.current_password,
+            request.new_password,
+            request.revoke_other_sessions,
+            client_of(context),
+        )
+        return auth_pb2.ChangePasswordResponse()
+
+    async def ListSessions(self, request: auth_pb2.ListSessionsRequest, context: Ctx) -> auth_pb2.ListSessionsResponse:
+        me = current_principal()
+        return auth_pb2.ListSessionsResponse(
+            sessions=[
+                auth_pb2.Session(
+                    id=s.id,
+                    device_name=s.device_name,
+                    ip=s.ip,
+                    create_time=_ts(s.created_at),
+                    last_seen_time=_ts(s.last_seen_at or s.created_at),
+                    current=s.id == me.session_id,
+                )
+                for s in await self.accounts.list_sessions(me.user_id)
+            ]
+        )
+
+    async def RevokeSession(
+        self, request: auth_pb2.RevokeSessionRequest, context: Ctx
+    ) -> auth_pb2.RevokeSessionResponse:
+        await self.accounts.revoke_session(current_principal().user_id, request.session_id, client_of(context))
+        return auth_pb2.RevokeSessionResponse()
+
+    async def RevokeOtherSessions(
+        self, request: auth_pb2.RevokeOtherSessionsRequest, context: Ctx
+    ) -> auth_pb2.RevokeOtherSessionsResponse:
+        me = current_principal()
+        count = await self.accounts.revoke_other_sessions(me.user_id, me.session_id, client_of(context))
+        return auth_pb2.RevokeOtherSessionsResponse(revoked=count)
+
+    async def StartTotpEnrollment(
+        self, request: auth_pb2.StartTotpEnrollmentRequest, context: Ctx
+    ) -> auth_pb2.StartTotpEnrollmentResponse:
+        started = await self.accounts.start_totp(current_principal().user_id, client_of(context))
+        return auth_pb2.StartTotpEnrollmentResponse(
+            secret=started.secret, otpauth_uri=started.uri, qr_svg=started.qr_svg
+        )
+
+    async def ConfirmTotp(self, request: auth_pb2.ConfirmTotpRequest, context: Ctx) -> auth_pb2.ConfirmTotpResponse:
+        codes = await self.accounts.confirm_totp(current_principal().user_id, request.code, client_of(context))
+        return auth_pb2.ConfirmTotpResponse(recovery_codes=codes)
+
+    async def DisableTotp(self, request: auth_pb2.DisableTotpRequest, context: Ctx) -> auth_pb2.DisableTotpResponse:
+        await self.accounts.disable_totp(
+            current_principal().user_id, request.password, request.code, client_of(context)
+        )
+        return auth_pb2.DisableTotpResponse()
+
+    async def ListMyActivity(
+        self, request: auth_pb2.ListMyActivityRequest, context: Ctx
+    ) -> auth_pb2.ListMyActivityResponse:
+        events, token = await self.accounts.my_activity(
+            current_principal().user_id, request.page_size, request.page_token
+        )
+        return auth_pb2.ListMyActivityResponse(events=[event_message(e) for e in events], next_page_token=token)
+
+    async def ListUsers(self, request: auth_pb2.ListUsersRequest, context: Ctx) -> auth_pb2.ListUsersResponse:
+        found, token = await self.accounts.list_users(
+            current_principal().user_id, request.query, request.page_size, request.page_token
+        )
+        return auth_pb2.ListUsersResponse(users=[user_message(u) for u in found], next_page_token=token)
+
+    async def GetUser(self, request: auth_pb2.GetUserRequest, context: Ctx) -> auth_pb2.User:
+        return user_message(await self.accounts.get_user(current_principal().user_id, request.user_id))
+
+    async def SetUserRole(self, request: auth_pb2.SetUserRoleRequest, context: Ctx) -> auth_pb2.User:
+        if request.role not in _ROLES_IN:
+            raise InvalidArgument("role", "must be ROLE_USER or ROLE_ADMIN")
+        user = await self.accounts.set_role(
+            current_principal().user_id, request.user_id, _ROLES_IN[request.role], client_of(context)
+        )
+        return user_message(user)
+
+    async def SetUserDisabled(self, request: auth_pb2.SetUserDisabledRequest, context: Ctx) -> auth_pb2.User:
+        user = await self.accounts.set_disabled(
+            current_principal().user_id, request.user_id, request.disabled, client_of(context)
+        )
+        return user_message(user)
+
+    async def ListActivity(self, request: auth_pb2.ListActivityRequest, context: Ctx) -> auth_pb2.ListActivityResponse:
+        events, token = await self.accounts.list_activity(
+            current_principal().user_id,
+            request.page_size,
+            request.page_token,
+            subject_id=request.subject_id,
+            actor_id=request.actor_id,
+            kind_prefix=request.kind_prefix,
+        )
+        return auth_pb2.ListActivityResponse(events=[event_message(e) for e in events], next_page_token=token)
+
+
+class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
+    """Internal (never routed by the gateway): the revocation check and the audit trail's intake."""
+
+    def __init__(self, accounts: Accounts) -> None:
+        self.accounts = accounts
+
+    async def CheckSession(self, request: auth_pb2.CheckSessionRequest, context: Ctx) -> auth_pb2.CheckSessionResponse:
+        return auth_pb2.CheckSessionResponse(active=await self.accounts.session_active(request.session_id))
+
+    async def RecordEvents(self, request: auth_pb2.RecordEventsRequest, context: Ctx) -> auth_pb2.RecordEventsResponse:
+        now = datetime.now(UTC)
+        events = [
+            domain.Event(
+                id=e.id,
+                at=e.time.ToDatetime(tzinfo=UTC) if e.HasField("time") else now,
+                kind=e.kind,
+                actor_id=e.actor_id,
+                subject_id=e.subject_id,
+                ip=e.ip,
+                user_agent=e.user_agent,
+                service=e.service or "unknown",
+                details=dict(e.details),
+            )
+            for e in request.events
+        ]
+        await self.accounts.record_external(events)
+        return auth_pb2.RecordEventsResponse()

@@ -2,23 +2,118 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import secrets
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from auth_svc import domain
-from auth_svc.ports import PasswordHasher, TokenIssuer, UnitOfWork
-from flowdock_kernel.errors import AlreadyExists, NotFound, Unauthenticated
+from auth_svc.ports import AuditLog, Mailer, PasswordHasher, RateLimiter, TokenIssuer, Totp, UnitOfWork
+from flowdock_kernel.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
+
+log = logging.getLogger("flowdock.auth")
 
 # The same message for unknown email and wrong password: login must not reveal which accounts exist.
 BAD_CREDENTIALS = "email or password is incorrect"
+BAD_TOKEN = "this link or token is not valid (it may have expired or been used already)"
+BAD_CODE = "the code is not valid"
+SESSION_ENDED = "this session has ended; log in again"
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+def new_secret_token() -> str:
+    """256 bits from the OS CSPRNG, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """Tokens are high-entropy randoms: a plain SHA-256 is enough to store them (no password hashing needed)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
 class Tokens:
     access_token: str
     expires_in: int
+    refresh_token: str
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    tokens: Tokens | None = None
+    mfa_token: str = ""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Attempts allowed per account and per client IP within the sliding window."""
+
+    per_account: int
+    per_ip: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    window_seconds: float = 300.0
+    login: Limit = Limit(10, 100)
+    register: Limit = Limit(0, 20)
+    recovery: Limit = Limit(3, 20)
+    totp: Limit = Limit(5, 50)
+    resend: Limit = Limit(3, 20)
+
+
+@dataclass(frozen=True)
+class Policy:
+    session_max_age: timedelta = timedelta(days=30)
+    session_idle: timedelta = timedelta(days=7)
+    require_verified_email: bool = True
+    verify_ttl: timedelta = timedelta(hours=24)
+    reset_ttl: timedelta = timedelta(minutes=30)
+    mfa_ttl: timedelta = timedelta(minutes=5)
+    public_url: str = "http://127.0.0.1:8080"
+    page_size: int = 50
+    max_page_size: int = 200
+
+
+@dataclass(frozen=True)
+class TotpEnrollment:
+    secret: str
+    uri: str
+    qr_svg: str
+
+
+def _page_size(requested: int, policy: Policy) -> int:
+    if requested < 0:
+        raise InvalidArgument("page_size", "must be 0 or more")
+    return min(requested or policy.page_size, policy.max_page_size)
+
+
+def _encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("page_token", "is not a token this service issued") from None
 
 
 @dataclass
@@ -26,20 +121,150 @@ class Accounts:
     uow: Callable[[], UnitOfWork]
     hasher: PasswordHasher
     issuer: TokenIssuer
+    mailer: Mailer
+    totp: Totp
+    limiter: RateLimiter
+    audit: AuditLog
+    policy: Policy = field(default_factory=Policy)
+    limits: Limits = field(default_factory=Limits)
+    common_passwords: Collection[str] = frozenset()
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # A real hash to verify against when the email is unknown, so both paths cost one Argon2 verification.
     dummy_hash: str = ""
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.dummy_hash = self.dummy_hash or self.hasher.hash(uuid.uuid4().hex)
 
-    async def register(self, email: str, password: str, display_name: str) -> None:
-        """Create an account. An existing email gives the same answer (the owner is told by mail, later)."""
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Mail is sent in the background: the answer does not wait for (or reveal) the mail server."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("sending mail failed")
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background mail (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def _mail(self, to: str, subject: str, body: str) -> None:
+        self._spawn(self.mailer.send(to, subject, body))
+
+    async def _event(
+        self, kind: str, client: domain.Client, *, actor: str = "", subject: str = "", **details: str
+    ) -> None:
+        await self.audit.record(
+            domain.Event(
+                id=str(uuid.uuid4()),
+                at=self.clock(),
+                kind=kind,
+                actor_id=actor,
+                subject_id=subject,
+                ip=client.ip,
+                user_agent=client.user_agent,
+                details=details,
+            )
+        )
+
+    async def _throttle(self, action: str, limit: int, key: str) -> None:
+        if limit <= 0 or not key:
+            return
+        wait = await self.limiter.hit(f"{action}:{key}", limit=limit, window_seconds=self.limits.window_seconds)
+        if wait is not None:
+            raise ResourceExhausted(
+                f"too many {action} attempts; try again in {int(wait) + 1} s",
+                limit=f"auth.{action}",
+                retry_after_seconds=wait,
+            )
+
+    async def _check_failures(self, action: str, limit: int, key: str) -> None:
+        """Per-account limits count failures only (so nobody locks an owner out by trying once)."""
+        k = f"{action}-failed:{key}"
+        if limit > 0 and await self.limiter.count(k, window_seconds=self.limits.window_seconds) >= limit:
+            raise ResourceExhausted(
+                f"too many failed {action} attempts; try again later",
+                limit=f"auth.{action}.account",
+                retry_after_seconds=self.limits.window_seconds,
+            )
+
+    async def _record_failure(self, action: str, key: str) -> None:
+        await self.limiter.hit(f"{action}-failed:{key}", limit=1 << 30, window_seconds=self.limits.window_seconds)
+
+    def _link(self, path: str, token: str) -> str:
+        return f"{self.policy.public_url.rstrip('/')}/{path}?token={token}"
+
+    async def _new_one_time(
+        self, uow: UnitOfWork, purpose: domain.Purpose, user_id: str, ttl: timedelta, data: str = ""
+    ) -> str:
+        token = new_secret_token()
+        await uow.tokens.add(domain.OneTimeToken(token_hash(token), purpose, user_id, self.clock() + ttl, data=data))
+        return token
+
+    async def _consume(self, uow: UnitOfWork, token: str, purposes: Collection[domain.Purpose]) -> domain.OneTimeToken:
+        if not token or len(token) > 200:
+            raise Unauthenticated(BAD_TOKEN)
+        found = await uow.tokens.get(token_hash(token))
+        now = self.clock()
+        if found is None or found.purpose not in purposes or found.used_at is not None or found.expires_at <= now:
+            raise Unauthenticated(BAD_TOKEN)
+        if not await uow.tokens.use(found.token_hash, now):
+            raise Unauthenticated(BAD_TOKEN)
+        return found
+
+    async def _start_session(
+        self, uow: UnitOfWork, user: domain.User, device_name: str, client: domain.Client
+    ) -> Tokens:
+        now = self.clock()
+        session = domain.Session(
+            id=str(uuid.uuid4()),
+            user_id=user.id,
+            device_name=domain.clean_device_name(device_name, client.user_agent),
+            created_at=now,
+            ip=client.ip,
+            user_agent=client.user_agent[: domain.MAX_USER_AGENT],
+            last_seen_at=now,
+            expires_at=now + self.policy.session_max_age,
+        )
+        await uow.sessions.add(session)
+        refresh = new_secret_token()
+        await uow.refresh_tokens.add(domain.RefreshToken(token_hash(refresh), session.id, now))
+        await uow.commit()
+        return Tokens(self.issuer.issue_access(user, session.id), self.issuer.ttl_seconds, refresh)
+
+    async def _user(self, uow: UnitOfWork, user_id: str) -> domain.User:
+        user = await uow.users.by_id(user_id)
+        if user is None or user.disabled:
+            raise Unauthenticated(SESSION_ENDED)
+        return user
+
+    # -- registration and email ------------------------------------------------------------------------------
+
+    async def register(self, email: str, password: str, display_name: str, client: domain.Client) -> None:
+        """Create an account. An existing email gives the same answer; its owner is told by mail instead."""
         email = domain.normalise_email(email)
-        domain.check_password(password)
+        domain.check_password(password, self.common_passwords)
         name = domain.clean_display_name(display_name, email)
+        await self._throttle("register", self.limits.register.per_ip, client.ip)
         password_hash = self.hasher.hash(password)
         async with self.uow() as uow:
-            if await uow.users.by_email(email) is not None:
+            existing = await uow.users.by_email(email)
+            if existing is not None:
+                self._mail(
+                    email,
+                    "Someone tried to sign up with your address",
+                    "Somebody (maybe you) tried to create a FlowDock account with this email address, which "
+                    "already has one. If it was you, log in or reset your password. Otherwise, ignore this mail.",
+                )
+                await self._event("register.existing", client, subject=existing.id)
                 return
             user = domain.User(
                 id=str(uuid.uuid4()),
@@ -47,38 +272,282 @@ class Accounts:
                 display_name=name,
                 role=domain.Role.USER,
                 password_hash=password_hash,
-                created_at=datetime.now(UTC),
+                created_at=self.clock(),
             )
             await uow.users.add(user)
+            token = await self._new_one_time(uow, domain.Purpose.VERIFY_EMAIL, user.id, self.policy.verify_ttl)
             try:
                 await uow.commit()
             except AlreadyExists:
                 return  # a concurrent registration of the same email won; same answer
+        self._mail(email, "Confirm your FlowDock email address", self._verify_body(token))
+        await self._event("register", client, actor=user.id, subject=user.id)
 
-    async def login(self, email: str, password: str, device_name: str) -> Tokens:
+    def _verify_body(self, token: str) -> str:
+        hours = int(self.policy.verify_ttl.total_seconds() // 3600)
+        return (
+            "Open this link to confirm your email address for FlowDock:\n\n"
+            f"{self._link('verify-email', token)}\n\nThe link works once and expires in {hours} hours."
+        )
+
+    async def verify_email(self, token: str, client: domain.Client) -> None:
+        async with self.uow() as uow:
+            found = await self._consume(uow, token, (domain.Purpose.VERIFY_EMAIL, domain.Purpose.CHANGE_EMAIL))
+            user = await uow.users.by_id(found.user_id)
+            if user is None:
+                raise Unauthenticated(BAD_TOKEN)
+            old = user.email
+            if found.purpose == domain.Purpose.CHANGE_EMAIL:
+                if await uow.users.by_email(found.data) is not None:
+                    raise AlreadyExists("that email address is already in use")
+                user.email = found.data
+            user.email_verified = True
+            await uow.users.save(user)
+            try:
+                await uow.commit()
+            except AlreadyExists:
+                raise AlreadyExists("that email address is already in use") from None
+        if found.purpose == domain.Purpose.CHANGE_EMAIL:
+            self._mail(old, "Your FlowDock email address changed", f"Your account now uses {user.email}.")
+            await self._event("email.changed", client, actor=user.id, subject=user.id)
+        else:
+            await self._event("email.verified", client, actor=user.id, subject=user.id)
+
+    async def resend_verification(self, email: str, client: domain.Client) -> None:
         try:
             email = domain.normalise_email(email)
-        except Exception:
+        except InvalidArgument:
+            return
+        await self._throttle("resend", self.limits.resend.per_ip, client.ip)
+        await self._throttle("resend", self.limits.resend.per_account, email)
+        async with self.uow() as uow:
+            user = await uow.users.by_email(email)
+            if user is None or user.email_verified or user.disabled:
+                return
+            await uow.tokens.discard(user.id, domain.Purpose.VERIFY_EMAIL)
+            token = await self._new_one_time(uow, domain.Purpose.VERIFY_EMAIL, user.id, self.policy.verify_ttl)
+            await uow.commit()
+        self._mail(email, "Confirm your FlowDock email address", self._verify_body(token))
+
+    # -- login, 2FA, tokens ------------------------------------------------------------------------------------
+
+    async def login(self, email: str, password: str, device_name: str, client: domain.Client) -> LoginResult:
+        await self._throttle("login", self.limits.login.per_ip, client.ip)
+        try:
+            email = domain.normalise_email(email)
+        except InvalidArgument:
             self.hasher.verify(self.dummy_hash, password)
             raise Unauthenticated(BAD_CREDENTIALS) from None
+        await self._check_failures("login", self.limits.login.per_account, email)
         async with self.uow() as uow:
             user = await uow.users.by_email(email)
             if user is None:
                 self.hasher.verify(self.dummy_hash, password)
+                ok = False
+            else:
+                ok = self.hasher.verify(user.password_hash, password) and not user.disabled
+            if user is None or not ok:
+                await self._record_failure("login", email)
+                await self._event("login.failed", client, subject=user.id if user else "")
                 raise Unauthenticated(BAD_CREDENTIALS)
-            if not self.hasher.verify(user.password_hash, password) or user.disabled:
-                raise Unauthenticated(BAD_CREDENTIALS)
+            if self.policy.require_verified_email and not user.email_verified:
+                raise FailedPrecondition(
+                    "this email address is not verified yet: open the link we mailed you (or ask for a new one)",
+                    reason="EMAIL_NOT_VERIFIED",
+                )
             if self.hasher.needs_rehash(user.password_hash):
-                await uow.users.set_password_hash(user.id, self.hasher.hash(password))
-            session = domain.Session(
-                id=str(uuid.uuid4()),
-                user_id=user.id,
-                device_name=device_name.strip()[:100],
-                created_at=datetime.now(UTC),
-            )
-            await uow.sessions.add(session)
+                user.password_hash = self.hasher.hash(password)
+                await uow.users.set_password_hash(user.id, user.password_hash)
+            if user.totp_enabled:
+                data = json.dumps({"device_name": device_name[: domain.MAX_DEVICE_NAME]})
+                mfa = await self._new_one_time(uow, domain.Purpose.MFA, user.id, self.policy.mfa_ttl, data)
+                await uow.commit()
+                await self._event("login.mfa_required", client, actor=user.id, subject=user.id)
+                return LoginResult(mfa_token=mfa)
+            tokens = await self._start_session(uow, user, device_name, client)
+        await self._event("login.ok", client, actor=user.id, subject=user.id)
+        return LoginResult(tokens=tokens)
+
+    async def _check_second_factor(self, uow: UnitOfWork, user: domain.User, code: str) -> str:
+        """Accept a TOTP code once (its step must be newer than the last accepted one) or a recovery code."""
+        code = code.strip()
+        if domain.is_totp_code(code):
+            step = self.totp.matching_step(user.totp_secret, code)
+            if step is None or step <= user.totp_last_step:
+                return ""
+            user.totp_last_step = step
+            await uow.users.save(user)
+            return "totp"
+        normalised = domain.normalise_recovery_code(code)
+        if (
+            normalised
+            and len(normalised) <= 64
+            and await uow.recovery_codes.use(user.id, token_hash(normalised), self.clock())
+        ):
+            return "recovery_code"
+        return ""
+
+    async def login_totp(self, mfa_token: str, code: str, client: domain.Client) -> Tokens:
+        await self._throttle("totp", self.limits.totp.per_ip, client.ip)
+        if not mfa_token or len(mfa_token) > 200:
+            raise Unauthenticated(BAD_TOKEN)
+        async with self.uow() as uow:
+            found = await uow.tokens.get(token_hash(mfa_token))
+            now = self.clock()
+            if found is None or found.purpose != domain.Purpose.MFA or found.used_at or found.expires_at <= now:
+                raise Unauthenticated(BAD_TOKEN)
+            await self._check_failures("totp", self.limits.totp.per_account, found.user_id)
+            user = await self._user(uow, found.user_id)
+            method = await self._check_second_factor(uow, user, code)
+            if not method:
+                await self._record_failure("totp", user.id)
+                await self._event("login.totp_failed", client, subject=user.id)
+                raise Unauthenticated(BAD_CODE)
+            if not await uow.tokens.use(found.token_hash, now):
+                raise Unauthenticated(BAD_TOKEN)
+            device = str(json.loads(found.data or "{}").get("device_name", ""))
+            tokens = await self._start_session(uow, user, device, client)
+        await self._event("login.ok", client, actor=user.id, subject=user.id, second_factor=method)
+        return tokens
+
+    async def refresh(self, refresh_token: str, client: domain.Client) -> Tokens:
+        if not refresh_token or len(refresh_token) > 200:
+            raise Unauthenticated("refresh token not valid")
+        async with self.uow() as uow:
+            now = self.clock()
+            found = await uow.refresh_tokens.get(token_hash(refresh_token))
+            if found is None:
+                raise Unauthenticated("refresh token not valid")
+            session = await uow.sessions.get(found.session_id)
+            if session is None:
+                raise Unauthenticated("refresh token not valid")
+            if found.used_at is not None or not await uow.refresh_tokens.use(found.token_hash, now):
+                # Replayed: whoever holds the newer token may be a thief, or the thief is replaying. Kill both.
+                revoked = await uow.sessions.revoke(session.id, now, "refresh_reuse")
+                await uow.commit()
+                if revoked:
+                    await self._event("session.refresh_reused", client, subject=session.user_id, session_id=session.id)
+                raise Unauthenticated("refresh token already used; the session has been ended")
+            if not session.is_active(now, self.policy.session_idle):
+                raise Unauthenticated(SESSION_ENDED)
+            user = await self._user(uow, session.user_id)
+            new = new_secret_token()
+            await uow.refresh_tokens.add(domain.RefreshToken(token_hash(new), session.id, now))
+            await uow.sessions.touch(session.id, now)
             await uow.commit()
-        return Tokens(self.issuer.issue_access(user, session.id), self.issuer.ttl_seconds)
+        return Tokens(self.issuer.issue_access(user, session.id), self.issuer.ttl_seconds, new)
+
+    async def session_active(self, session_id: str) -> bool:
+        """The revocation check every service makes (through a short cache) on every call."""
+        if not session_id or len(session_id) > 64:
+            return False
+        async with self.uow() as uow:
+            now = self.clock()
+            session = await uow.sessions.get(session_id)
+            if session is None or not session.is_active(now, self.policy.session_idle):
+                return False
+            user = await uow.users.by_id(session.user_id)
+            if user is None or user.disabled:
+                return False
+            if now - (session.last_seen_at or session.created_at) > TOUCH_EVERY:
+                await uow.sessions.touch(session.id, now)
+                await uow.commit()
+        return True
+
+    async def logout(self, user_id: str, session_id: str, client: domain.Client) -> None:
+        async with self.uow() as uow:
+            revoked = await uow.sessions.revoke(session_id, self.clock(), "logout")
+            await uow.commit()
+        if revoked:
+            await self._event("logout", client, actor=user_id, subject=user_id, session_id=session_id)
+
+    # -- sessions ----------------------------------------------------------------------------------------------
+
+    async def list_sessions(self, user_id: str) -> list[domain.Session]:
+        async with self.uow() as uow:
+            all_sessions = await uow.sessions.for_user(user_id)
+        now = self.clock()
+        return [s for s in all_sessions if s.is_active(now, self.policy.session_idle)]
+
+    async def revoke_session(self, user_id: str, session_id: str, client: domain.Client) -> None:
+        async with self.uow() as uow:
+            session = await uow.sessions.get(session_id) if len(session_id) <= 64 else None
+            if session is None or session.user_id != user_id:
+                raise NotFound("session not found")
+            revoked = await uow.sessions.revoke(session.id, self.clock(), "revoked")
+            await uow.commit()
+        if revoked:
+            await self._event("session.revoked", client, actor=user_id, subject=user_id, session_id=session_id)
+
+    async def revoke_other_sessions(self, user_id: str, current: str, client: domain.Client) -> int:
+        async with self.uow() as uow:
+            count = await uow.sessions.revoke_all(user_id, self.clock(), "revoked", keep=current)
+            await uow.commit()
+        await self._event("session.revoked_others", client, actor=user_id, subject=user_id, count=str(count))
+        return count
+
+    # -- passwords ---------------------------------------------------------------------------------------------
+
+    async def request_recovery(self, email: str, client: domain.Client) -> None:
+        """Always the same answer; a mail goes out only if the account exists."""
+        try:
+            email = domain.normalise_email(email)
+        except InvalidArgument:
+            return
+        await self._throttle("recovery", self.limits.recovery.per_ip, client.ip)
+        await self._throttle("recovery", self.limits.recovery.per_account, email)
+        async with self.uow() as uow:
+            user = await uow.users.by_email(email)
+            if user is None or user.disabled:
+                await self._event("recovery.requested_unknown", client)
+                return
+            await uow.tokens.discard(user.id, domain.Purpose.RESET_PASSWORD)
+            token = await self._new_one_time(uow, domain.Purpose.RESET_PASSWORD, user.id, self.policy.reset_ttl)
+            await uow.commit()
+        minutes = int(self.policy.reset_ttl.total_seconds() // 60)
+        self._mail(
+            email,
+            "Reset your FlowDock password",
+            "Open this link to choose a new password:\n\n"
+            f"{self._link('reset-password', token)}\n\nThe link works once and expires in {minutes} minutes. "
+            "If you did not ask for it, ignore this mail: your password stays as it is.",
+        )
+        await self._event("recovery.requested", client, subject=user.id)
+
+    async def reset_password(self, token: str, new_password: str, client: domain.Client) -> None:
+        """Sets the password and ends every session. It logs nobody in: 2FA still applies at the next login."""
+        domain.check_password(new_password, self.common_passwords, field_name="new_password")
+        password_hash = self.hasher.hash(new_password)
+        async with self.uow() as uow:
+            found = await self._consume(uow, token, (domain.Purpose.RESET_PASSWORD,))
+            user = await uow.users.by_id(found.user_id)
+            if user is None or user.disabled:
+                raise Unauthenticated(BAD_TOKEN)
+            user.password_hash = password_hash
+            user.email_verified = True  # the mailed link proves the address
+            await uow.users.save(user)
+            count = await uow.sessions.revoke_all(user.id, self.clock(), "password_reset")
+            await uow.commit()
+        await self._event("password.reset", client, subject=user.id, sessions_revoked=str(count))
+
+    async def change_password(
+        self, user_id: str, session_id: str, current: str, new: str, revoke_others: bool, client: domain.Client
+    ) -> None:
+        domain.check_password(new, self.common_passwords, field_name="new_password")
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+            if not self.hasher.verify(user.password_hash, current):
+                await self._event("password.change_failed", client, actor=user_id, subject=user_id)
+                raise PermissionDenied("the current password is not correct")
+            user.password_hash = self.hasher.hash(new)
+            await uow.users.save(user)
+            count = 0
+            if revoke_others:
+                count = await uow.sessions.revoke_all(user_id, self.clock(), "password_changed", keep=session_id)
+            await uow.commit()
+        await self._event("password.changed", client, actor=user_id, subject=user_id, sessions_revoked=str(count))
+
+    # -- profile -------------------------------------------------------------------------------------------------
 
     async def get(self, user_id: str) -> domain.User:
         async with self.uow() as uow:
@@ -86,3 +555,180 @@ class Accounts:
         if user is None:
             raise NotFound("account not found")
         return user
+
+    async def update_profile(self, user_id: str, display_name: str, client: domain.Client) -> domain.User:
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+            user.display_name = domain.clean_display_name(display_name, user.email)
+            await uow.users.save(user)
+            await uow.commit()
+        await self._event("profile.updated", client, actor=user_id, subject=user_id)
+        return user
+
+    async def change_email(self, user_id: str, new_email: str, current_password: str, client: domain.Client) -> None:
+        email = domain.normalise_email(new_email)
+        await self._throttle("resend", self.limits.resend.per_account, user_id)
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+            if not self.hasher.verify(user.password_hash, current_password):
+                raise PermissionDenied("the current password is not correct")
+            if email == user.email:
+                raise InvalidArgument("new_email", "is the current address")
+            if await uow.users.by_email(email) is not None:
+                return  # same answer: the address's owner does not need telling, the link is never sent
+            await uow.tokens.discard(user.id, domain.Purpose.CHANGE_EMAIL)
+            token = await self._new_one_time(
+                uow, domain.Purpose.CHANGE_EMAIL, user.id, self.policy.verify_ttl, data=email
+            )
+            await uow.commit()
+        self._mail(email, "Confirm your new FlowDock email address", self._verify_body(token))
+        await self._event("email.change_requested", client, actor=user_id, subject=user_id)
+
+    # -- TOTP ----------------------------------------------------------------------------------------------------
+
+    async def start_totp(self, user_id: str, client: domain.Client) -> TotpEnrollment:
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+            if user.totp_enabled:
+                raise FailedPrecondition("2FA is already on; disable it first", reason="TOTP_ALREADY_ENABLED")
+            user.totp_secret = self.totp.new_secret()
+            user.totp_last_step = 0
+            await uow.users.save(user)
+            await uow.commit()
+        uri = self.totp.uri(user.totp_secret, user.email)
+        return TotpEnrollment(user.totp_secret, uri, self.totp.qr_svg(uri))
+
+    async def confirm_totp(self, user_id: str, code: str, client: domain.Client) -> list[str]:
+        await self._check_failures("totp", self.limits.totp.per_account, user_id)
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+            if user.totp_enabled:
+                raise FailedPrecondition("2FA is already on", reason="TOTP_ALREADY_ENABLED")
+            if not user.totp_secret:
+                raise FailedPrecondition("start the enrolment first (POST /api/v1/me/totp)", reason="TOTP_NOT_STARTED")
+            step = self.totp.matching_step(user.totp_secret, code.strip()) if domain.is_totp_code(code) else None
+            if step is None:
+                await self._record_failure("totp", user_id)
+                raise InvalidArgument("code", "is not the current code of the authenticator")
+            codes = [secrets.token_hex(5) for _ in range(domain.RECOVERY_CODES)]
+            user.totp_enabled = True
+            user.totp_last_step = step
+            await uow.users.save(user)
+            await uow.recovery_codes.replace(user_id, [token_hash(c) for c in codes])
+            await uow.commit()
+        await self._event("totp.enabled", client, actor=user_id, subject=user_id)
+        return [f"{c[:5]}-{c[5:]}" for c in codes]
+
+    async def disable_totp(self, user_id: str, password: str, code: str, client: domain.Client) -> None:
+        await self._check_failures("totp", self.limits.totp.per_account, user_id)
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+            if not user.totp_enabled:
+                raise FailedPrecondition("2FA is not on", reason="TOTP_NOT_ENABLED")
+            if not self.hasher.verify(user.password_hash, password):
+                await self._record_failure("totp", user_id)
+                raise PermissionDenied("the password is not correct")
+            if not await self._check_second_factor(uow, user, code):
+                await self._record_failure("totp", user_id)
+                raise PermissionDenied(BAD_CODE)
+            user.totp_enabled = False
+            user.totp_secret = ""
+            await uow.users.save(user)
+            await uow.recovery_codes.clear(user_id)
+            await uow.commit()
+        await self._event("totp.disabled", client, actor=user_id, subject=user_id)
+
+    # -- activity ------------------------------------------------------------------------------------------------
+
+    async def my_activity(self, user_id: str, page_size: int, page_token: str) -> tuple[list[domain.Event], str]:
+        return await self._activity(page_size, page_token, subject_id=user_id)
+
+    async def _activity(
+        self, page_size: int, page_token: str, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = ""
+    ) -> tuple[list[domain.Event], str]:
+        size = _page_size(page_size, self.policy)
+        before = _decode_cursor(page_token)
+        if before and not before.isdigit():
+            raise InvalidArgument("page_token", "is not a token this service issued")
+        events = await self.audit.list(
+            subject_id=subject_id, actor_id=actor_id, kind_prefix=kind_prefix, before=before, limit=size + 1
+        )
+        more = len(events) > size
+        events = events[:size]
+        return events, (_encode_cursor(events[-1].cursor) if more and events else "")
+
+    async def record_external(self, events: list[domain.Event]) -> None:
+        for e in events:
+            if not e.id or len(e.id) > 64 or not e.kind:
+                raise InvalidArgument("events", "every event needs an id (at most 64 characters) and a kind")
+        await self.audit.record_many(events)
+
+    # -- admin ---------------------------------------------------------------------------------------------------
+
+    async def require_admin(self, user_id: str) -> domain.User:
+        """Checked against the database, not the token's `role` claim (which may be minutes old)."""
+        async with self.uow() as uow:
+            user = await uow.users.by_id(user_id)
+        if user is None or user.disabled or user.role != domain.Role.ADMIN:
+            raise PermissionDenied("this needs an administrator")
+        return user
+
+    async def list_users(
+        self, admin_id: str, query: str, page_size: int, page_token: str
+    ) -> tuple[list[domain.User], str]:
+        await self.require_admin(admin_id)
+        if len(query) > 254:
+            raise InvalidArgument("query", "must be at most 254 characters")
+        size = _page_size(page_size, self.policy)
+        async with self.uow() as uow:
+            found = await uow.users.search(query.strip(), _decode_cursor(page_token), size + 1)
+        more = len(found) > size
+        found = found[:size]
+        return found, (_encode_cursor(found[-1].email) if more and found else "")
+
+    async def get_user(self, admin_id: str, user_id: str) -> domain.User:
+        await self.require_admin(admin_id)
+        async with self.uow() as uow:
+            user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
+        if user is None:
+            raise NotFound("account not found")
+        return user
+
+    async def set_role(self, admin_id: str, user_id: str, role: domain.Role, client: domain.Client) -> domain.User:
+        await self.require_admin(admin_id)
+        async with self.uow() as uow:
+            user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
+            if user is None:
+                raise NotFound("account not found")
+            if user.role == domain.Role.ADMIN and role != domain.Role.ADMIN and await uow.users.count_admins() <= 1:
+                raise FailedPrecondition("this is the last administrator", reason="LAST_ADMIN")
+            user.role = role
+            await uow.users.save(user)
+            await uow.commit()
+        await self._event("admin.role_changed", client, actor=admin_id, subject=user_id, role=role.value)
+        return user
+
+    async def set_disabled(self, admin_id: str, user_id: str, disabled: bool, client: domain.Client) -> domain.User:
+        """Disabling ends every session of the account at once (the revocation check sees it)."""
+        await self.require_admin(admin_id)
+        if user_id == admin_id and disabled:
+            raise FailedPrecondition("administrators cannot disable themselves", reason="SELF_DISABLE")
+        async with self.uow() as uow:
+            user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
+            if user is None:
+                raise NotFound("account not found")
+            user.disabled = disabled
+            await uow.users.save(user)
+            count = await uow.sessions.revoke_all(user_id, self.clock(), "disabled") if disabled else 0
+            await uow.commit()
+        kind = "admin.user_disabled" if disabled else "admin.user_enabled"
+        await self._event(kind, client, actor=admin_id, subject=user_id, sessions_revoked=str(count))
+        return user
+
+    async def list_activity(
+        self, admin_id: str, page_size: int, page_token: str, *, subject_id: str, actor_id: str, kind_prefix: str
+    ) -> tuple[list[domain.Event], str]:
+        await self.require_admin(admin_id)
+        return await self._activity(
+            page_size, page_token, subject_id=subject_id[:64], actor_id=actor_id[:64], kind_prefix=kind_prefix[:64]
+        )

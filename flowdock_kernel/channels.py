@@ -9,7 +9,7 @@ import grpc
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import logs
-from flowdock_kernel.tokens import KeyCache, KeyMap, keys_from_jwks, principal_var
+from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache, keys_from_jwks, principal_var
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -66,11 +66,18 @@ def internal_channel(address: str, max_message_bytes: int) -> grpc.aio.Channel:
 
 
 def remote_signing_keys(auth: grpc.aio.Channel, ttl: float) -> KeyCache:
-    """auth_svc's public keys via AuthService.GetJwks, cached: how every other service verifies tokens."""
+    """auth_svc's public keys via AuthService.GetJwks, cached, and its session revocation check (CheckSession,
+    cached SESSION_CHECK_SECONDS): how every other service verifies tokens."""
     stub = auth_pb2_grpc.AuthServiceStub(auth)
 
     async def fetch() -> KeyMap:
         body = await stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=5)
         return keys_from_jwks(body.data)
 
-    return KeyCache(fetch, ttl=ttl)
+    internal = auth_pb2_grpc.AuthInternalServiceStub(auth)
+
+    async def session_active(sid: str) -> bool:
+        answer = await internal.CheckSession(auth_pb2.CheckSessionRequest(session_id=sid), timeout=2)
+        return bool(answer.active)
+
+    return KeyCache(fetch, ttl=ttl, sessions=SessionCache(session_active))

@@ -18,7 +18,7 @@ import grpc
 from grpc_interceptor.server import AsyncServerInterceptor
 
 from flowdock_kernel import errors, grpc_errors, logs, metrics
-from flowdock_kernel.tokens import KeyCache, principal_var, unverified_kid, verify_access_token
+from flowdock_kernel.tokens import KeyCache, SessionCache, principal_var, unverified_kid, verify_access_token
 
 log = logging.getLogger("flowdock.access")
 
@@ -129,11 +129,21 @@ class ErrorMappingInterceptor(AsyncServerInterceptor):
 class AuthenticationInterceptor(AsyncServerInterceptor):
     """Verifies the bearer token on every method not declared public in the contract."""
 
-    def __init__(self, public_methods: Collection[str], keys: KeyCache, *, issuer: str, audience: str) -> None:
+    def __init__(
+        self,
+        public_methods: Collection[str],
+        keys: KeyCache,
+        *,
+        issuer: str,
+        audience: str,
+        sessions: SessionCache | None = None,
+    ) -> None:
         self.public_methods = frozenset(public_methods)
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
+        # The revocation check (see tokens.SESSION_CHECK_SECONDS for its bound); services get it with their keys.
+        self.sessions = sessions if sessions is not None else keys.sessions
 
     async def intercept(
         self, method: Callable[..., Any], request: Any, context: grpc.aio.ServicerContext[Any, Any], name: str
@@ -145,7 +155,10 @@ class AuthenticationInterceptor(AsyncServerInterceptor):
             if scheme.lower() != "bearer" or not token:
                 raise errors.Unauthenticated("this call needs an access token (Authorization: Bearer ...)")
             keys = await self.keys.get(unverified_kid(token))
-            principal_var.set(verify_access_token(token, keys, issuer=self.issuer, audience=self.audience))
+            principal = verify_access_token(token, keys, issuer=self.issuer, audience=self.audience)
+            if self.sessions is not None and not await self.sessions.active(principal.session_id):
+                raise errors.Unauthenticated("this session has ended; log in again")
+            principal_var.set(principal)
         result = method(request, context)
         if _is_stream(result):
             return result

@@ -11,6 +11,7 @@ import contextvars
 import json
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -100,10 +101,72 @@ def verify_access_token(token: str, keys: KeyMap, *, issuer: str, audience: str,
     return Principal(user_id=sub, session_id=sid, role=role, token=token)
 
 
-class KeyCache:
-    """Signing keys fetched from auth_svc, cached; an unknown `kid` triggers one early refetch (rotation)."""
+# A revoked session (logout, revocation, disabled account, reused refresh token) is refused by every service
+# at most this long after auth_svc recorded it: the revocation check is cached per session id for this long.
+SESSION_CHECK_SECONDS = 2.0
 
-    def __init__(self, fetch: Callable[[], Awaitable[KeyMap]], *, ttl: float, min_refetch: float = 5.0) -> None:
+
+class SessionCache:
+    """Is session `sid` still alive? Asked of auth_svc (AuthInternalService.CheckSession), cached briefly.
+
+    Bound: an answer is reused for at most `ttl` seconds, so a revocation reaches every service within `ttl`
+    plus one round trip. Concurrent calls for one sid share one question. If auth_svc cannot answer, the call
+    fails closed (UNAVAILABLE) — a stale "alive" is never used past `ttl`."""
+
+    def __init__(
+        self, check: Callable[[str], Awaitable[bool]], *, ttl: float = SESSION_CHECK_SECONDS, max_entries: int = 50_000
+    ) -> None:
+        self._check = check
+        self.ttl = ttl
+        self._max = max_entries
+        self._answers: OrderedDict[str, tuple[bool, float]] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[bool]] = {}
+
+    async def active(self, sid: str) -> bool:
+        now = time.monotonic()
+        cached = self._answers.get(sid)
+        if cached is not None and now - cached[1] < self.ttl:
+            return cached[0]
+        pending = self._pending.get(sid)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending[sid] = future
+        try:
+            asked_at = time.monotonic()
+            answer = bool(await self._check(sid))
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(errors.Unavailable("cannot check the session now; try again"))
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise errors.Unavailable("cannot check the session now; try again") from exc
+        else:
+            future.set_result(answer)
+            self._answers[sid] = (answer, asked_at)
+            self._answers.move_to_end(sid)
+            while len(self._answers) > self._max:
+                self._answers.popitem(last=False)
+            return answer
+        finally:
+            del self._pending[sid]
+
+
+class KeyCache:
+    """Signing keys fetched from auth_svc, cached; an unknown `kid` triggers one early refetch (rotation).
+
+    `sessions`, when set, is the revocation check the authentication interceptor makes after the signature."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[KeyMap]],
+        *,
+        ttl: float,
+        min_refetch: float = 5.0,
+        sessions: SessionCache | None = None,
+    ) -> None:
+        self.sessions = sessions
         self._fetch = fetch
         self._ttl = ttl
         self._min_refetch = min_refetch

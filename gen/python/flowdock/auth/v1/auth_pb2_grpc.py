@@ -41,10 +41,45 @@ class AuthServiceStub:
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RegisterRequest.SerializeToString,
                 response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RegisterResponse.FromString,
                 _registered_method=True)
+        self.VerifyEmail = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/VerifyEmail',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailResponse.FromString,
+                _registered_method=True)
+        self.ResendVerification = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ResendVerification',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationResponse.FromString,
+                _registered_method=True)
         self.Login = channel.unary_unary(
                 '/flowdock.auth.v1.AuthService/Login',
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginRequest.SerializeToString,
                 response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.LoginTotp = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/LoginTotp',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginTotpRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.Refresh = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/Refresh',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RefreshRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/Logout',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.FromString,
+                _registered_method=True)
+        self.RequestPasswordRecovery = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/RequestPasswordRecovery',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordRecoveryRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordRecoveryResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ResetPassword',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
                 _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/flowdock.auth.v1.AuthService/GetJwks',
@@ -55,6 +90,81 @@ class AuthServiceStub:
                 '/flowdock.auth.v1.AuthService/GetMe',
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetMeRequest.SerializeToString,
                 response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
+        self.UpdateMe = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/UpdateMe',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.UpdateMeRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
+        self.ChangeEmail = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ChangeEmail',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ChangePassword',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ListSessions',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.RevokeSession = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/RevokeSession',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeSessionRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeSessionResponse.FromString,
+                _registered_method=True)
+        self.RevokeOtherSessions = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/RevokeOtherSessions',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeOtherSessionsRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeOtherSessionsResponse.FromString,
+                _registered_method=True)
+        self.StartTotpEnrollment = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/StartTotpEnrollment',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.StartTotpEnrollmentRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.StartTotpEnrollmentResponse.FromString,
+                _registered_method=True)
+        self.ConfirmTotp = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ConfirmTotp',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ConfirmTotpRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ConfirmTotpResponse.FromString,
+                _registered_method=True)
+        self.DisableTotp = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/DisableTotp',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.DisableTotpRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.DisableTotpResponse.FromString,
+                _registered_method=True)
+        self.ListMyActivity = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ListMyActivity',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListMyActivityRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListMyActivityResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ListUsers',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/GetUser',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
+        self.SetUserRole = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/SetUserRole',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserRoleRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
+        self.SetUserDisabled = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/SetUserDisabled',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserDisabledRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
+        self.ListActivity = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ListActivity',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListActivityRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListActivityResponse.FromString,
                 _registered_method=True)
 
 
@@ -69,8 +179,57 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyEmail(self, request, context):
+        """VerifyEmail consumes a single-use token from a verification (or email change) mail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResendVerification(self, request, context):
+        """ResendVerification mails a new verification link (throttled). Always answers the same.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Login(self, request, context):
-        """Login exchanges an email and password for a signed access token.
+        """Login exchanges an email and password for tokens, or for an mfa_token when 2FA is on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoginTotp(self, request, context):
+        """LoginTotp finishes a 2FA login with a TOTP code or a recovery code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Refresh(self, request, context):
+        """Refresh rotates a refresh token: the old one dies, a reused one kills the whole session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Logout ends the caller's session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPasswordRecovery(self, request, context):
+        """RequestPasswordRecovery mails a reset link if the account exists. Always answers the same.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """ResetPassword sets a new password with a mailed token and ends every session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,6 +249,111 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateMe(self, request, context):
+        """UpdateMe changes the caller's display name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeEmail(self, request, context):
+        """ChangeEmail mails a confirmation link to the new address (needs the current password).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """ChangePassword needs the current password; other sessions may be ended at the same time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """ListSessions lists the caller's live sessions (devices), marking the current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSession(self, request, context):
+        """RevokeSession ends one of the caller's sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeOtherSessions(self, request, context):
+        """RevokeOtherSessions ends every session of the caller but the current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartTotpEnrollment(self, request, context):
+        """StartTotpEnrollment creates a new TOTP secret (not active until confirmed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmTotp(self, request, context):
+        """ConfirmTotp turns 2FA on with a first code and returns 10 single-use recovery codes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableTotp(self, request, context):
+        """DisableTotp turns 2FA off (password and a current code required).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMyActivity(self, request, context):
+        """ListMyActivity lists the caller's audit trail, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """ListUsers lists or searches accounts (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """GetUser returns one account (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserRole(self, request, context):
+        """SetUserRole changes an account's role (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserDisabled(self, request, context):
+        """SetUserDisabled disables (ending all sessions at once) or enables an account (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListActivity(self, request, context):
+        """ListActivity filters everyone's audit trail (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,10 +362,45 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RegisterRequest.FromString,
                     response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RegisterResponse.SerializeToString,
             ),
+            'VerifyEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyEmail,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailResponse.SerializeToString,
+            ),
+            'ResendVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendVerification,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationResponse.SerializeToString,
+            ),
             'Login': grpc.unary_unary_rpc_method_handler(
                     servicer.Login,
                     request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginRequest.FromString,
                     response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
+            ),
+            'LoginTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoginTotp,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginTotpRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
+            ),
+            'Refresh': grpc.unary_unary_rpc_method_handler(
+                    servicer.Refresh,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RefreshRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.SerializeToString,
+            ),
+            'RequestPasswordRecovery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordRecovery,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordRecoveryRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordRecoveryResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
@@ -112,6 +411,81 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetMe,
                     request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetMeRequest.FromString,
                     response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'UpdateMe': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMe,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.UpdateMeRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'ChangeEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeEmail,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListSessionsRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'RevokeSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSession,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeSessionRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeSessionResponse.SerializeToString,
+            ),
+            'RevokeOtherSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeOtherSessions,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeOtherSessionsRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeOtherSessionsResponse.SerializeToString,
+            ),
+            'StartTotpEnrollment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTotpEnrollment,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.StartTotpEnrollmentRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.StartTotpEnrollmentResponse.SerializeToString,
+            ),
+            'ConfirmTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmTotp,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ConfirmTotpRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ConfirmTotpResponse.SerializeToString,
+            ),
+            'DisableTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableTotp,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.DisableTotpRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.DisableTotpResponse.SerializeToString,
+            ),
+            'ListMyActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyActivity,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListMyActivityRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListMyActivityResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetUserRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'SetUserRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserRole,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserRoleRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'SetUserDisabled': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserDisabled,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserDisabledRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'ListActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListActivity,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListActivityRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -153,6 +527,60 @@ class AuthService:
             _registered_method=True)
 
     @staticmethod
+    def VerifyEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/VerifyEmail',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ResendVerification',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Login(request,
             target,
             options=(),
@@ -169,6 +597,141 @@ class AuthService:
             '/flowdock.auth.v1.AuthService/Login',
             flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginRequest.SerializeToString,
             flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoginTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/LoginTotp',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginTotpRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Refresh(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/Refresh',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RefreshRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/Logout',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordRecovery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/RequestPasswordRecovery',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordRecoveryRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordRecoveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ResetPassword',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -223,6 +786,531 @@ class AuthService:
             '/flowdock.auth.v1.AuthService/GetMe',
             flowdock_dot_auth_dot_v1_dot_auth__pb2.GetMeRequest.SerializeToString,
             flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/UpdateMe',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.UpdateMeRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ChangeEmail',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ChangePassword',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ListSessions',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/RevokeSession',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeSessionRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeOtherSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/RevokeOtherSessions',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeOtherSessionsRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeOtherSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTotpEnrollment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/StartTotpEnrollment',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.StartTotpEnrollmentRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.StartTotpEnrollmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ConfirmTotp',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ConfirmTotpRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ConfirmTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/DisableTotp',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.DisableTotpRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.DisableTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ListMyActivity',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListMyActivityRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListMyActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ListUsers',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/GetUser',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.GetUserRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/SetUserRole',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserRoleRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserDisabled(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/SetUserDisabled',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserDisabledRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ListActivity',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListActivityRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AuthInternalServiceStub:
+    """AuthInternalService is called by the other services only; the gateway never routes it.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CheckSession = channel.unary_unary(
+                '/flowdock.auth.v1.AuthInternalService/CheckSession',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.CheckSessionRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.CheckSessionResponse.FromString,
+                _registered_method=True)
+        self.RecordEvents = channel.unary_unary(
+                '/flowdock.auth.v1.AuthInternalService/RecordEvents',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsResponse.FromString,
+                _registered_method=True)
+
+
+class AuthInternalServiceServicer:
+    """AuthInternalService is called by the other services only; the gateway never routes it.
+    """
+
+    def CheckSession(self, request, context):
+        """CheckSession says whether a session may still be used (the revocation check behind every API).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordEvents(self, request, context):
+        """RecordEvents appends audit events from other services; idempotent by event id (outbox retries).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AuthInternalServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CheckSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckSession,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.CheckSessionRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.CheckSessionResponse.SerializeToString,
+            ),
+            'RecordEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvents,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'flowdock.auth.v1.AuthInternalService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('flowdock.auth.v1.AuthInternalService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AuthInternalService:
+    """AuthInternalService is called by the other services only; the gateway never routes it.
+    """
+
+    @staticmethod
+    def CheckSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthInternalService/CheckSession',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.CheckSessionRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.CheckSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthInternalService/RecordEvents',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,12 +36,56 @@ class AuthServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
     Register: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RegisterRequest, _auth_pb2.RegisterResponse]
     """Register creates an account. The answer is the same whether or not the email is already taken."""
+    VerifyEmail: _grpc.UnaryUnaryMultiCallable[_auth_pb2.VerifyEmailRequest, _auth_pb2.VerifyEmailResponse]
+    """VerifyEmail consumes a single-use token from a verification (or email change) mail."""
+    ResendVerification: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ResendVerificationRequest, _auth_pb2.ResendVerificationResponse]
+    """ResendVerification mails a new verification link (throttled). Always answers the same."""
     Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]
-    """Login exchanges an email and password for a signed access token."""
+    """Login exchanges an email and password for tokens, or for an mfa_token when 2FA is on."""
+    LoginTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginTotpRequest, _auth_pb2.LoginResponse]
+    """LoginTotp finishes a 2FA login with a TOTP code or a recovery code."""
+    Refresh: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RefreshRequest, _auth_pb2.LoginResponse]
+    """Refresh rotates a refresh token: the old one dies, a reused one kills the whole session."""
+    Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]
+    """Logout ends the caller's session."""
+    RequestPasswordRecovery: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RequestPasswordRecoveryRequest, _auth_pb2.RequestPasswordRecoveryResponse]
+    """RequestPasswordRecovery mails a reset link if the account exists. Always answers the same."""
+    ResetPassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ResetPasswordRequest, _auth_pb2.ResetPasswordResponse]
+    """ResetPassword sets a new password with a mailed token and ends every session."""
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _httpbody_pb2.HttpBody]
     """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST."""
     GetMe: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetMeRequest, _auth_pb2.User]
     """GetMe returns the caller's profile."""
+    UpdateMe: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UpdateMeRequest, _auth_pb2.User]
+    """UpdateMe changes the caller's display name."""
+    ChangeEmail: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ChangeEmailRequest, _auth_pb2.ChangeEmailResponse]
+    """ChangeEmail mails a confirmation link to the new address (needs the current password)."""
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]
+    """ChangePassword needs the current password; other sessions may be ended at the same time."""
+    ListSessions: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListSessionsRequest, _auth_pb2.ListSessionsResponse]
+    """ListSessions lists the caller's live sessions (devices), marking the current one."""
+    RevokeSession: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeSessionRequest, _auth_pb2.RevokeSessionResponse]
+    """RevokeSession ends one of the caller's sessions."""
+    RevokeOtherSessions: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeOtherSessionsRequest, _auth_pb2.RevokeOtherSessionsResponse]
+    """RevokeOtherSessions ends every session of the caller but the current one."""
+    StartTotpEnrollment: _grpc.UnaryUnaryMultiCallable[_auth_pb2.StartTotpEnrollmentRequest, _auth_pb2.StartTotpEnrollmentResponse]
+    """StartTotpEnrollment creates a new TOTP secret (not active until confirmed)."""
+    ConfirmTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ConfirmTotpRequest, _auth_pb2.ConfirmTotpResponse]
+    """ConfirmTotp turns 2FA on with a first code and returns 10 single-use recovery codes."""
+    DisableTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DisableTotpRequest, _auth_pb2.DisableTotpResponse]
+    """DisableTotp turns 2FA off (password and a current code required)."""
+    ListMyActivity: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListMyActivityRequest, _auth_pb2.ListMyActivityResponse]
+    """ListMyActivity lists the caller's audit trail, newest first."""
+    ListUsers: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]
+    """ListUsers lists or searches accounts (admin only)."""
+    GetUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.User]
+    """GetUser returns one account (admin only)."""
+    SetUserRole: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserRoleRequest, _auth_pb2.User]
+    """SetUserRole changes an account's role (admin only)."""
+    SetUserDisabled: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserDisabledRequest, _auth_pb2.User]
+    """SetUserDisabled disables (ending all sessions at once) or enables an account (admin only)."""
+    ListActivity: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListActivityRequest, _auth_pb2.ListActivityResponse]
+    """ListActivity filters everyone's audit trail (admin only)."""
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -50,12 +94,56 @@ class AuthServiceAsyncStub(AuthServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Register: _aio.UnaryUnaryMultiCallable[_auth_pb2.RegisterRequest, _auth_pb2.RegisterResponse]  # type: ignore[assignment]
     """Register creates an account. The answer is the same whether or not the email is already taken."""
+    VerifyEmail: _aio.UnaryUnaryMultiCallable[_auth_pb2.VerifyEmailRequest, _auth_pb2.VerifyEmailResponse]  # type: ignore[assignment]
+    """VerifyEmail consumes a single-use token from a verification (or email change) mail."""
+    ResendVerification: _aio.UnaryUnaryMultiCallable[_auth_pb2.ResendVerificationRequest, _auth_pb2.ResendVerificationResponse]  # type: ignore[assignment]
+    """ResendVerification mails a new verification link (throttled). Always answers the same."""
     Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
-    """Login exchanges an email and password for a signed access token."""
+    """Login exchanges an email and password for tokens, or for an mfa_token when 2FA is on."""
+    LoginTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginTotpRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
+    """LoginTotp finishes a 2FA login with a TOTP code or a recovery code."""
+    Refresh: _aio.UnaryUnaryMultiCallable[_auth_pb2.RefreshRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
+    """Refresh rotates a refresh token: the old one dies, a reused one kills the whole session."""
+    Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]  # type: ignore[assignment]
+    """Logout ends the caller's session."""
+    RequestPasswordRecovery: _aio.UnaryUnaryMultiCallable[_auth_pb2.RequestPasswordRecoveryRequest, _auth_pb2.RequestPasswordRecoveryResponse]  # type: ignore[assignment]
+    """RequestPasswordRecovery mails a reset link if the account exists. Always answers the same."""
+    ResetPassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ResetPasswordRequest, _auth_pb2.ResetPasswordResponse]  # type: ignore[assignment]
+    """ResetPassword sets a new password with a mailed token and ends every session."""
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST."""
     GetMe: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetMeRequest, _auth_pb2.User]  # type: ignore[assignment]
     """GetMe returns the caller's profile."""
+    UpdateMe: _aio.UnaryUnaryMultiCallable[_auth_pb2.UpdateMeRequest, _auth_pb2.User]  # type: ignore[assignment]
+    """UpdateMe changes the caller's display name."""
+    ChangeEmail: _aio.UnaryUnaryMultiCallable[_auth_pb2.ChangeEmailRequest, _auth_pb2.ChangeEmailResponse]  # type: ignore[assignment]
+    """ChangeEmail mails a confirmation link to the new address (needs the current password)."""
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]  # type: ignore[assignment]
+    """ChangePassword needs the current password; other sessions may be ended at the same time."""
+    ListSessions: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListSessionsRequest, _auth_pb2.ListSessionsResponse]  # type: ignore[assignment]
+    """ListSessions lists the caller's live sessions (devices), marking the current one."""
+    RevokeSession: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeSessionRequest, _auth_pb2.RevokeSessionResponse]  # type: ignore[assignment]
+    """RevokeSession ends one of the caller's sessions."""
+    RevokeOtherSessions: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeOtherSessionsRequest, _auth_pb2.RevokeOtherSessionsResponse]  # type: ignore[assignment]
+    """RevokeOtherSessions ends every session of the caller but the current one."""
+    StartTotpEnrollment: _aio.UnaryUnaryMultiCallable[_auth_pb2.StartTotpEnrollmentRequest, _auth_pb2.StartTotpEnrollmentResponse]  # type: ignore[assignment]
+    """StartTotpEnrollment creates a new TOTP secret (not active until confirmed)."""
+    ConfirmTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.ConfirmTotpRequest, _auth_pb2.ConfirmTotpResponse]  # type: ignore[assignment]
+    """ConfirmTotp turns 2FA on with a first code and returns 10 single-use recovery codes."""
+    DisableTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.DisableTotpRequest, _auth_pb2.DisableTotpResponse]  # type: ignore[assignment]
+    """DisableTotp turns 2FA off (password and a current code required)."""
+    ListMyActivity: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListMyActivityRequest, _auth_pb2.ListMyActivityResponse]  # type: ignore[assignment]
+    """ListMyActivity lists the caller's audit trail, newest first."""
+    ListUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]  # type: ignore[assignment]
+    """ListUsers lists or searches accounts (admin only)."""
+    GetUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.User]  # type: ignore[assignment]
+    """GetUser returns one account (admin only)."""
+    SetUserRole: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserRoleRequest, _auth_pb2.User]  # type: ignore[assignment]
+    """SetUserRole changes an account's role (admin only)."""
+    SetUserDisabled: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserDisabledRequest, _auth_pb2.User]  # type: ignore[assignment]
+    """SetUserDisabled disables (ending all sessions at once) or enables an account (admin only)."""
+    ListActivity: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListActivityRequest, _auth_pb2.ListActivityResponse]  # type: ignore[assignment]
+    """ListActivity filters everyone's audit trail (admin only)."""
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthService owns accounts and issues the access tokens every other service verifies."""
@@ -69,12 +157,68 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Register creates an account. The answer is the same whether or not the email is already taken."""
 
     @_abc_1.abstractmethod
+    def VerifyEmail(
+        self,
+        request: _auth_pb2.VerifyEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.VerifyEmailResponse, _abc.Awaitable[_auth_pb2.VerifyEmailResponse]]:
+        """VerifyEmail consumes a single-use token from a verification (or email change) mail."""
+
+    @_abc_1.abstractmethod
+    def ResendVerification(
+        self,
+        request: _auth_pb2.ResendVerificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ResendVerificationResponse, _abc.Awaitable[_auth_pb2.ResendVerificationResponse]]:
+        """ResendVerification mails a new verification link (throttled). Always answers the same."""
+
+    @_abc_1.abstractmethod
     def Login(
         self,
         request: _auth_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.LoginResponse, _abc.Awaitable[_auth_pb2.LoginResponse]]:
-        """Login exchanges an email and password for a signed access token."""
+        """Login exchanges an email and password for tokens, or for an mfa_token when 2FA is on."""
+
+    @_abc_1.abstractmethod
+    def LoginTotp(
+        self,
+        request: _auth_pb2.LoginTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LoginResponse, _abc.Awaitable[_auth_pb2.LoginResponse]]:
+        """LoginTotp finishes a 2FA login with a TOTP code or a recovery code."""
+
+    @_abc_1.abstractmethod
+    def Refresh(
+        self,
+        request: _auth_pb2.RefreshRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LoginResponse, _abc.Awaitable[_auth_pb2.LoginResponse]]:
+        """Refresh rotates a refresh token: the old one dies, a reused one kills the whole session."""
+
+    @_abc_1.abstractmethod
+    def Logout(
+        self,
+        request: _auth_pb2.LogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LogoutResponse, _abc.Awaitable[_auth_pb2.LogoutResponse]]:
+        """Logout ends the caller's session."""
+
+    @_abc_1.abstractmethod
+    def RequestPasswordRecovery(
+        self,
+        request: _auth_pb2.RequestPasswordRecoveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RequestPasswordRecoveryResponse, _abc.Awaitable[_auth_pb2.RequestPasswordRecoveryResponse]]:
+        """RequestPasswordRecovery mails a reset link if the account exists. Always answers the same."""
+
+    @_abc_1.abstractmethod
+    def ResetPassword(
+        self,
+        request: _auth_pb2.ResetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ResetPasswordResponse, _abc.Awaitable[_auth_pb2.ResetPasswordResponse]]:
+        """ResetPassword sets a new password with a mailed token and ends every session."""
 
     @_abc_1.abstractmethod
     def GetJwks(
@@ -92,4 +236,167 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.User, _abc.Awaitable[_auth_pb2.User]]:
         """GetMe returns the caller's profile."""
 
+    @_abc_1.abstractmethod
+    def UpdateMe(
+        self,
+        request: _auth_pb2.UpdateMeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.User, _abc.Awaitable[_auth_pb2.User]]:
+        """UpdateMe changes the caller's display name."""
+
+    @_abc_1.abstractmethod
+    def ChangeEmail(
+        self,
+        request: _auth_pb2.ChangeEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ChangeEmailResponse, _abc.Awaitable[_auth_pb2.ChangeEmailResponse]]:
+        """ChangeEmail mails a confirmation link to the new address (needs the current password)."""
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _auth_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ChangePasswordResponse, _abc.Awaitable[_auth_pb2.ChangePasswordResponse]]:
+        """ChangePassword needs the current password; other sessions may be ended at the same time."""
+
+    @_abc_1.abstractmethod
+    def ListSessions(
+        self,
+        request: _auth_pb2.ListSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListSessionsResponse, _abc.Awaitable[_auth_pb2.ListSessionsResponse]]:
+        """ListSessions lists the caller's live sessions (devices), marking the current one."""
+
+    @_abc_1.abstractmethod
+    def RevokeSession(
+        self,
+        request: _auth_pb2.RevokeSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RevokeSessionResponse, _abc.Awaitable[_auth_pb2.RevokeSessionResponse]]:
+        """RevokeSession ends one of the caller's sessions."""
+
+    @_abc_1.abstractmethod
+    def RevokeOtherSessions(
+        self,
+        request: _auth_pb2.RevokeOtherSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RevokeOtherSessionsResponse, _abc.Awaitable[_auth_pb2.RevokeOtherSessionsResponse]]:
+        """RevokeOtherSessions ends every session of the caller but the current one."""
+
+    @_abc_1.abstractmethod
+    def StartTotpEnrollment(
+        self,
+        request: _auth_pb2.StartTotpEnrollmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.StartTotpEnrollmentResponse, _abc.Awaitable[_auth_pb2.StartTotpEnrollmentResponse]]:
+        """StartTotpEnrollment creates a new TOTP secret (not active until confirmed)."""
+
+    @_abc_1.abstractmethod
+    def ConfirmTotp(
+        self,
+        request: _auth_pb2.ConfirmTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ConfirmTotpResponse, _abc.Awaitable[_auth_pb2.ConfirmTotpResponse]]:
+        """ConfirmTotp turns 2FA on with a first code and returns 10 single-use recovery codes."""
+
+    @_abc_1.abstractmethod
+    def DisableTotp(
+        self,
+        request: _auth_pb2.DisableTotpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.DisableTotpResponse, _abc.Awaitable[_auth_pb2.DisableTotpResponse]]:
+        """DisableTotp turns 2FA off (password and a current code required)."""
+
+    @_abc_1.abstractmethod
+    def ListMyActivity(
+        self,
+        request: _auth_pb2.ListMyActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListMyActivityResponse, _abc.Awaitable[_auth_pb2.ListMyActivityResponse]]:
+        """ListMyActivity lists the caller's audit trail, newest first."""
+
+    @_abc_1.abstractmethod
+    def ListUsers(
+        self,
+        request: _auth_pb2.ListUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListUsersResponse, _abc.Awaitable[_auth_pb2.ListUsersResponse]]:
+        """ListUsers lists or searches accounts (admin only)."""
+
+    @_abc_1.abstractmethod
+    def GetUser(
+        self,
+        request: _auth_pb2.GetUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.User, _abc.Awaitable[_auth_pb2.User]]:
+        """GetUser returns one account (admin only)."""
+
+    @_abc_1.abstractmethod
+    def SetUserRole(
+        self,
+        request: _auth_pb2.SetUserRoleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.User, _abc.Awaitable[_auth_pb2.User]]:
+        """SetUserRole changes an account's role (admin only)."""
+
+    @_abc_1.abstractmethod
+    def SetUserDisabled(
+        self,
+        request: _auth_pb2.SetUserDisabledRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.User, _abc.Awaitable[_auth_pb2.User]]:
+        """SetUserDisabled disables (ending all sessions at once) or enables an account (admin only)."""
+
+    @_abc_1.abstractmethod
+    def ListActivity(
+        self,
+        request: _auth_pb2.ListActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListActivityResponse, _abc.Awaitable[_auth_pb2.ListActivityResponse]]:
+        """ListActivity filters everyone's audit trail (admin only)."""
+
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class AuthInternalServiceStub:
+    """AuthInternalService is called by the other services only; the gateway never routes it."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> AuthInternalServiceAsyncStub: ...
+    CheckSession: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CheckSessionRequest, _auth_pb2.CheckSessionResponse]
+    """CheckSession says whether a session may still be used (the revocation check behind every API)."""
+    RecordEvents: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RecordEventsRequest, _auth_pb2.RecordEventsResponse]
+    """RecordEvents appends audit events from other services; idempotent by event id (outbox retries)."""
+
+@_typing.type_check_only
+class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
+    """AuthInternalService is called by the other services only; the gateway never routes it."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    CheckSession: _aio.UnaryUnaryMultiCallable[_auth_pb2.CheckSessionRequest, _auth_pb2.CheckSessionResponse]  # type: ignore[assignment]
+    """CheckSession says whether a session may still be used (the revocation check behind every API)."""
+    RecordEvents: _aio.UnaryUnaryMultiCallable[_auth_pb2.RecordEventsRequest, _auth_pb2.RecordEventsResponse]  # type: ignore[assignment]
+    """RecordEvents appends audit events from other services; idempotent by event id (outbox retries)."""
+
+class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
+    """AuthInternalService is called by the other services only; the gateway never routes it."""
+
+    @_abc_1.abstractmethod
+    def CheckSession(
+        self,
+        request: _auth_pb2.CheckSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CheckSessionResponse, _abc.Awaitable[_auth_pb2.CheckSessionResponse]]:
+        """CheckSession says whether a session may still be used (the revocation check behind every API)."""
+
+    @_abc_1.abstractmethod
+    def RecordEvents(
+        self,
+        request: _auth_pb2.RecordEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RecordEventsResponse, _abc.Awaitable[_auth_pb2.RecordEventsResponse]]:
+        """RecordEvents appends audit events from other services; idempotent by event id (outbox retries)."""
+
+def add_AuthInternalServiceServicer_to_server(servicer: AuthInternalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

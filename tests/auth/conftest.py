@@ -1,0 +1,62 @@
+"""Fixtures of the auth suites: a real SMTP server and a `flowdock up` mesh configured to use it.
+
+The mesh is the shipped product with auth's production defaults (verification required, real limits), except
+what the tests must reach quickly: short windows and a few small per-IP limits (documented per setting below).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tests.auth.support import Mailbox
+from tests.conftest import PG_URL, Running, drop_databases, free_port, need_postgres, start_up, stop_up
+
+# Limits the suites exercise; everything else keeps its default.
+AUTH_TEST_ENV = {
+    "FLOWDOCK_AUTH_REQUIRE_VERIFIED_EMAIL": "true",
+    "FLOWDOCK_AUTH_SMTP_SECURITY": "none",
+    "FLOWDOCK_AUTH_RATE_WINDOW_SECONDS": "60",
+    "FLOWDOCK_AUTH_RATE_LOGIN_PER_ACCOUNT": "10",
+    "FLOWDOCK_AUTH_RATE_TOTP_PER_ACCOUNT": "5",
+    "FLOWDOCK_AUTH_RATE_RECOVERY_PER_ACCOUNT": "3",
+    "FLOWDOCK_AUTH_RATE_RESEND_PER_ACCOUNT": "2",
+    # Only test_limits sends resends from many addresses: it is the per-IP test.
+    "FLOWDOCK_AUTH_RATE_RESEND_PER_IP": "6",
+}
+
+
+@pytest.fixture(scope="session")
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox(port=free_port())
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def auth_mesh(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox
+) -> Iterator[Running]:
+    """`flowdock up` with auth_svc mailing through the test SMTP server, once per database backend."""
+    backend = request.param
+    db_url = prefix = ""
+    if backend == "postgres":
+        need_postgres()
+        prefix = f"fdauth_{uuid.uuid4().hex[:8]}"
+        db_url = f"{PG_URL}/{prefix}"
+    env = {**AUTH_TEST_ENV, "FLOWDOCK_AUTH_SMTP_HOST": "127.0.0.1", "FLOWDOCK_AUTH_SMTP_PORT": str(mailbox.port)}
+    running = start_up(tmp_path_factory.mktemp(f"auth-{backend}"), backend, db_url, extra_env=env)
+    try:
+        yield running
+    finally:
+        code, err = stop_up(running)
+        if prefix:
+            drop_databases(prefix)
+        assert code == 0, f"flowdock up exited with {code} on SIGTERM:\n{err}"
