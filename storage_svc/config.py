@@ -47,3 +47,13 @@ class StorageConfig(CommonConfig):
     storage_housekeeping_seconds: float = setting(
         300.0, "How often expired uploads, stalled finishes and old trash are cleaned up.", check=positive
     )
+    storage_keyring_path: str = setting(
+        "",
+        "JSON file of the key-encryption keys that wrap every file's data key (mode 0600). Empty: "
+        "<data_dir>/storage/keyring.json, created on first start. Keep a backup apart from the blobs.",
+    )
+    storage_segment_bytes: int = setting(
+        64 * 1024,
+        "Plaintext bytes per AES-256-GCM segment of new blobs (each blob records its own; 4 KiB..16 MiB).",
+        check=lambda v: None if 4096 <= v <= 16 * MiB else "must be between 4096 and 16777216",
+    )

@@ -1,0 +1,654 @@
+"""EncryptedBlobStore: the local-disk blob store with envelope encryption at rest (format: storage_svc.envelope).
+
+Layout under the root (paths come from ids the service generates, never from names):
+
+    staging/<upload id>         header + full segments of an upload in progress
+    staging/<upload id>.tail    journal of its last, partial segment (two slots, written alternately)
+    blobs/ab/cd/<blob id>       committed, immutable blobs: header + segments, the last one final
+
+Writes are sequential appends. Full segments go to their place in the staging file as soon as they are
+complete; the partial segment stays in memory until `sync_staging`, which fsyncs the staging file and then
+writes the partial segment to the journal slot not holding the previous record and fsyncs it. Nothing that was
+acknowledged is ever overwritten in place before another durable copy exists, so a crash at any moment (even
+one tearing a write) keeps every byte up to the committed size. `commit_staging` writes only the final
+segment (from the journal), fsyncs, drops the journal, renames into `blobs/` and fsyncs the directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from flowdock_kernel.errors import DataLoss, Unavailable
+from storage_svc import envelope as env
+from storage_svc.config import StorageConfig
+from storage_svc.envelope import HEADER_SIZE, OVERHEAD, Header
+from storage_svc.keyring import Keyring, MissingKek
+
+KiB = 1024
+DEFAULT_SEGMENT = 64 * KiB
+_IO_TARGET = 1024 * KiB  # bytes encrypted or decrypted per system call batch
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+_Stamp = tuple[int, int, int, int, int, int]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _check_id(value: str, min_length: int = 1) -> str:
+    if len(value) < min_length or not _ID.match(value):
+        raise ValueError(f"not a service-generated id: {value!r}")
+    return value
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pread_exact(fd: int, buf: memoryview, pos: int) -> int:
+    """Fill `buf` from `pos`; returns the bytes read (fewer only at end of file)."""
+    done = 0
+    while done < len(buf):
+        n = os.preadv(fd, [buf[done:]], pos + done)
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+def _pwrite_all(fd: int, data: memoryview | bytes, pos: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, pos)
+        view, pos = view[n:], pos + n
+
+
+class _Scratch(threading.local):
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def get(self, size: int) -> memoryview:
+        if len(self.buf) < size:
+            self.buf = bytearray(size)
+        return memoryview(self.buf)[:size]
+
+
+@dataclass(eq=False)
+class _Writer:
+    """In-memory state of an upload being written by this process (recovered from disk when absent)."""
+
+    header: Header
+    aead: AESGCM
+    next_offset: int
+    tail: bytearray
+    seq: int  # of the newest journal record
+    main_dirty: bool = False
+    tail_dirty: bool = False
+    stamp: _Stamp = (0, 0, 0, 0, 0, 0)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(eq=False)
+class _Source:
+    """An opened blob or staging file, ready for range reads."""
+
+    fd: int
+    header: Header
+    aead: AESGCM
+    size: int  # plaintext bytes
+    last: int  # index of the last segment
+    last_plain: bytes  # its plaintext, already authenticated
+    final: bool  # blobs: the last segment is sealed final; staging: segments are all non-final
+
+
+def keyring_path(config: StorageConfig) -> Path:
+    """Where the keyring is: storage_keyring_path, else <data_dir>/storage/keyring.json."""
+    return (
+        Path(config.storage_keyring_path)
+        if config.storage_keyring_path
+        else config.data_dir / "storage" / "keyring.json"
+    )
+
+
+class EncryptedBlobStore:
+    """BlobStore with every byte at rest under AES-256-GCM (a random data key per blob, wrapped by a KEK)."""
+
+    @classmethod
+    def from_config(cls, config: StorageConfig) -> EncryptedBlobStore:
+        """The store under <data_dir>/storage with the configured keyring (created on first use)."""
+        return cls(
+            config.data_dir / "storage", Keyring(keyring_path(config)), segment_size=config.storage_segment_bytes
+        )
+
+    def __init__(
+        self, root: Path, keyring: Keyring, *, segment_size: int = DEFAULT_SEGMENT, cached_uploads: int = 256
+    ) -> None:
+        self.root = root
+        self.keyring = keyring
+        self.segment_size = env.check_segment_size(segment_size)
+        self.staging = root / "staging"
+        self.blobs = root / "blobs"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self._cached = cached_uploads
+        self._writers: OrderedDict[str, _Writer] = OrderedDict()
+        self._writers_lock = threading.Lock()
+        self._scratch = _Scratch()
+
+    # -- paths and helpers ----------------------------------------------------------------------------------
+
+    def _staging(self, upload_id: str) -> Path:
+        return self.staging / _check_id(upload_id)
+
+    def _journal(self, upload_id: str) -> Path:
+        return self.staging / f"{_check_id(upload_id)}.tail"
+
+    def _blob(self, blob_id: str) -> Path:
+        _check_id(blob_id, 4)  # sharded by its first four characters
+        return self.blobs / blob_id[:2] / blob_id[2:4] / blob_id
+
+    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Blocking work in a thread; I/O trouble becomes Unavailable (retryable), never a raw OSError."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise Unavailable(f"storage I/O error ({exc.strerror or exc}); retry shortly") from exc
+
+    def _data_aead(self, header: Header) -> AESGCM:
+        return AESGCM(header.unwrap(self.keyring.aead(header.kek_id)))
+
+    def _stamp(self, upload_id: str) -> _Stamp:
+        a = os.stat(self._staging(upload_id))
+        try:
+            b = os.stat(self._journal(upload_id))
+            tail = (b.st_ino, b.st_size, b.st_mtime_ns)
+        except FileNotFoundError:
+            tail = (0, 0, 0)
+        return (a.st_ino, a.st_size, a.st_mtime_ns, *tail)
+
+    def _forget(self, upload_id: str) -> None:
+        with self._writers_lock:
+            self._writers.pop(upload_id, None)
+
+    def _remember(self, upload_id: str, writer: _Writer) -> None:
+        with self._writers_lock:
+            self._writers[upload_id] = writer
+            self._writers.move_to_end(upload_id)
+            excess = len(self._writers) - self._cached
+            for key in [k for k, w in self._writers.items() if not (w.main_dirty or w.tail_dirty)][: max(excess, 0)]:
+                del self._writers[key]
+
+    # -- staging: the journal of the partial segment -------------------------------------------------------
+
+    def _records(self, upload_id: str, header: Header, aead: AESGCM) -> list[tuple[int, int, bytes]]:
+        try:
+            with open(self._journal(upload_id), "rb") as f:
+                raw = f.read(2 * env.tail_stride(header.segment_size))
+        except FileNotFoundError:
+            return []
+        size = env.tail_stride(header.segment_size)
+        slots = (raw[:size], raw[size:])
+        return [rec for rec in (env.open_tail(aead, header.file_id, s) for s in slots) if rec is not None]
+
+    def _write_record(self, upload_id: str, w: _Writer) -> None:
+        """Journal the partial segment in the slot not holding the newest record, then fsync."""
+        seq = w.seq + 1
+        record = env.seal_tail(w.aead, w.header.file_id, seq, w.next_offset // w.header.segment_size, w.tail)
+        fd = os.open(self._journal(upload_id), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            _pwrite_all(fd, record, (seq % 2) * env.tail_stride(w.header.segment_size))
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        w.seq = seq
+
+    def _prefix(
+        self, fd: int, header: Header, aead: AESGCM, records: list[tuple[int, int, bytes]], index: int, length: int
+    ) -> tuple[bytes, bool]:
+        """The first `length` plaintext bytes of segment `index` of a staging file, and whether the journal had them.
+
+        Every durable copy agrees on bytes below the committed size, so any authentic one will do: the newest
+        journal record for that segment, else the segment in the staging file (full, or final after a commit
+        that was interrupted)."""
+        best = max((r for r in records if r[1] == index and len(r[2]) >= length), default=None, key=lambda r: r[0])
+        if best is not None:
+            return best[2][:length], True
+        seg = header.segment_size
+        stored = os.pread(fd, env.stride(seg), env.segment_offset(seg, index))
+        attempts = [(False, stored)] if len(stored) == env.stride(seg) else []
+        attempts.append((True, stored[: length + OVERHEAD]))
+        for final, candidate in attempts:
+            try:
+                plain = env.open_segment(aead, header.file_id, index, final, candidate)
+            except DataLoss:
+                continue
+            if len(plain) >= length:
+                return plain[:length], False
+        raise DataLoss(
+            f"the upload's staging data lost bytes it had acknowledged (segment {index}); abort and upload again"
+        )
+
+    def _recover(self, upload_id: str, offset: int) -> _Writer:
+        """Writer state at `offset` (the committed size) from what is durable on disk."""
+        try:
+            fd = os.open(self._staging(upload_id), os.O_RDWR)
+        except FileNotFoundError:
+            raise Unavailable("upload staging file is missing; abort and start the upload again") from None
+        try:
+            try:
+                header = env.parse_header(os.pread(fd, HEADER_SIZE, 0))
+                aead = self._data_aead(header)
+            except MissingKek:
+                raise
+            except DataLoss:
+                if offset != 0:
+                    raise
+                # Nothing was acknowledged yet and the header never became durable: start the upload afresh.
+                kek_id, kek = self.keyring.current()
+                header, key = env.new_header(kek_id, kek, self.segment_size)
+                os.ftruncate(fd, 0)
+                _pwrite_all(fd, header.pack(), 0)
+                os.fdatasync(fd)
+                self._journal(upload_id).unlink(missing_ok=True)
+                aead = AESGCM(key)
+            seg = header.segment_size
+            index, partial = divmod(offset, seg)
+            if os.fstat(fd).st_size < env.segment_offset(seg, index):
+                raise DataLoss("the upload's staging file is shorter than its committed size; abort and upload again")
+            records = self._records(upload_id, header, aead)
+            w = _Writer(header, aead, offset, bytearray(), max((r[0] for r in records), default=0))
+            if partial:
+                prefix, journaled = self._prefix(fd, header, aead, records, index, partial)
+                w.tail = bytearray(prefix)
+                if not journaled:
+                    # The only durable copy is the segment we are about to rewrite: journal it first.
+                    self._write_record(upload_id, w)
+        finally:
+            os.close(fd)
+        w.stamp = self._stamp(upload_id)
+        return w
+
+    def _writer(self, upload_id: str, offset: int) -> _Writer:
+        with self._writers_lock:
+            w = self._writers.get(upload_id)
+        if w is not None and w.next_offset == offset:
+            try:
+                if w.stamp == self._stamp(upload_id):
+                    return w
+            except FileNotFoundError:
+                raise Unavailable("upload staging file is missing; abort and start the upload again") from None
+        w = self._recover(upload_id, offset)
+        self._remember(upload_id, w)
+        return w
+
+    # -- staging: the BlobStore surface --------------------------------------------------------------------
+
+    async def create_staging(self, upload_id: str) -> None:
+        def create() -> None:
+            kek_id, kek = self.keyring.current()
+            header, key = env.new_header(kek_id, kek, self.segment_size)
+            fd = os.open(self._staging(upload_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            try:
+                _pwrite_all(fd, header.pack(), 0)
+            finally:
+                os.close(fd)
+            os.close(os.open(self._journal(upload_id), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+            _fsync_dir(self.staging)  # both names survive a crash; the header is fsynced with the first sync
+            w = _Writer(header, AESGCM(key), 0, bytearray(), 0, main_dirty=True)
+            w.stamp = self._stamp(upload_id)
+            self._remember(upload_id, w)
+
+        await self._run(create)
+
+    async def write_staging(self, upload_id: str, offset: int, data: bytes) -> None:
+        """Append `data` at `offset`: the committed size for a writer's first write, else where the last ended."""
+
+        def write() -> None:
+            w = self._writer(upload_id, offset)
+            try:
+                with w.lock:
+                    self._append(upload_id, w, data)
+            except BaseException:
+                self._forget(upload_id)  # state unknown: the next write recovers from disk
+                raise
+
+        try:
+            await self._run(write)
+        except FileNotFoundError:
+            self._forget(upload_id)
+            raise Unavailable("upload staging file is missing; abort and start the upload again") from None
+
+    def _append(self, upload_id: str, w: _Writer, data: bytes) -> None:
+        seg = w.header.segment_size
+        st = env.stride(seg)
+        index = w.next_offset // seg
+        pos = env.segment_offset(seg, index)
+        view = memoryview(data)
+        out = self._scratch.get(max(1, _IO_TARGET // seg) * st)
+        used = 0
+        fd = os.open(self._staging(upload_id), os.O_WRONLY)
+        try:
+            if w.tail:
+                take = view[: seg - len(w.tail)]
+                w.tail += take
+                view = view[len(take) :]
+                if len(w.tail) == seg:
+                    used += env.seal_into(w.aead, w.header.file_id, index, False, w.tail, out[used:])
+                    index += 1
+                    w.tail = bytearray()
+            while len(view) >= seg:
+                if used + st > len(out):
+                    _pwrite_all(fd, out[:used], pos)
+                    pos, used = pos + used, 0
+                used += env.seal_into(w.aead, w.header.file_id, index, False, view[:seg], out[used:])
+                view = view[seg:]
+                index += 1
+            if used:
+                _pwrite_all(fd, out[:used], pos)
+                w.main_dirty = True
+        finally:
+            os.close(fd)
+        if view:
+            w.tail += view
+        w.next_offset += len(data)
+        w.tail_dirty = True
+        w.stamp = self._stamp(upload_id)
+
+    async def sync_staging(self, upload_id: str) -> None:
+        """Everything written so far survives a crash once this returns."""
+        try:
+            await self._run(self._sync, upload_id)
+        except FileNotFoundError:
+            self._forget(upload_id)
+            raise Unavailable("upload staging file is missing; abort and start the upload again") from None
+
+    def _sync(self, upload_id: str) -> None:
+        with self._writers_lock:
+            w = self._writers.get(upload_id)
+        if w is None:
+            fd = os.open(self._staging(upload_id), os.O_WRONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            return
+        with w.lock:
+            try:
+                if w.main_dirty:
+                    fd = os.open(self._staging(upload_id), os.O_WRONLY)
+                    try:
+                        os.fdatasync(fd)  # full segments first: the journal may then move past them
+                    finally:
+                        os.close(fd)
+                    w.main_dirty = False
+                if w.tail_dirty:
+                    if w.tail:
+                        self._write_record(upload_id, w)
+                    w.tail_dirty = False
+                w.stamp = self._stamp(upload_id)
+            except BaseException:
+                self._forget(upload_id)
+                raise
+
+    def _open_staging(self, upload_id: str, size: int) -> _Source:
+        self._sync(upload_id)
+        fd = os.open(self._staging(upload_id), os.O_RDWR)
+        try:
+            header = env.parse_header(os.pread(fd, HEADER_SIZE, 0))
+            aead = self._data_aead(header)
+            seg = header.segment_size
+            last, partial = divmod(size, seg)
+            if os.fstat(fd).st_size < env.segment_offset(seg, last):
+                raise DataLoss("the upload's staging file is shorter than its committed size; abort and upload again")
+            plain = b""
+            if partial:
+                plain, _ = self._prefix(fd, header, aead, self._records(upload_id, header, aead), last, partial)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _Source(fd, header, aead, size, last, plain, final=False)
+
+    async def read_staging(self, upload_id: str, size: int, chunk: int) -> AsyncIterator[bytes]:
+        """The first `size` plaintext bytes of an upload (after sync), e.g. to hash and scan them in one pass."""
+        try:
+            src = await self._run(self._open_staging, upload_id, size)
+        except FileNotFoundError:
+            raise Unavailable("upload staging file is missing; abort and start the upload again") from None
+        try:
+            async for block in self._stream(src, 0, size, chunk):
+                yield block
+        finally:
+            os.close(src.fd)
+
+    async def digest_staging(self, upload_id: str, size: int) -> str:
+        """SHA-256 of the first `size` plaintext bytes (kept for use cases that only hash)."""
+        h = hashlib.sha256()
+        async for block in self.read_staging(upload_id, size, _IO_TARGET):
+            h.update(block)
+        return h.hexdigest()
+
+    async def commit_staging(self, upload_id: str, blob_id: str, size: int) -> None:
+        """Seal the final segment (the only one re-encrypted), fsync, and rename into an immutable blob."""
+
+        def commit() -> None:
+            src = self._open_staging(upload_id, size)
+            try:
+                seg = src.header.segment_size
+                final = env.seal(src.aead, src.header.file_id, src.last, True, src.last_plain)
+                at = env.segment_offset(seg, src.last)
+                _pwrite_all(src.fd, final, at)
+                os.ftruncate(src.fd, at + len(final))
+                os.fsync(src.fd)
+            finally:
+                os.close(src.fd)
+            self._journal(upload_id).unlink(missing_ok=True)  # a retry reads the final segment back instead
+            dst = self._blob(blob_id)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self._staging(upload_id), dst)
+            _fsync_dir(dst.parent)
+            self._forget(upload_id)
+
+        try:
+            await self._run(commit)
+        except FileNotFoundError:
+            raise Unavailable("upload staging file is missing; abort and start the upload again") from None
+
+    async def delete_staging(self, upload_id: str) -> None:
+        def delete() -> None:
+            self._forget(upload_id)
+            self._staging(upload_id).unlink(missing_ok=True)
+            self._journal(upload_id).unlink(missing_ok=True)
+
+        await self._run(delete)
+
+    # -- blobs ----------------------------------------------------------------------------------------------
+
+    def _open_blob(self, blob_id: str) -> _Source:
+        try:
+            fd = os.open(self._blob(blob_id), os.O_RDONLY)
+        except FileNotFoundError:
+            raise DataLoss("the file's stored content is missing") from None
+        try:
+            header = env.parse_header(os.pread(fd, HEADER_SIZE, 0))
+            aead = self._data_aead(header)
+            seg = header.segment_size
+            size = env.plaintext_size(seg, os.fstat(fd).st_size)
+            last = env.last_index(seg, size)
+            stored = os.pread(fd, OVERHEAD + size - last * seg, env.segment_offset(seg, last))
+            # Authenticating the final segment first detects truncation whatever range is asked for.
+            plain = env.open_segment(aead, header.file_id, last, True, stored)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _Source(fd, header, aead, size, last, plain, final=True)
+
+    def _decrypt(self, src: _Source, start: int, n: int) -> bytes:
+        """Plaintext [start, start + n) of an opened source; every segment touched is authenticated."""
+        seg = src.header.segment_size
+        st = env.stride(seg)
+        out = bytearray(n)
+        view = memoryview(out)
+        end = start + n
+        first, stop = start // seg, min((end - 1) // seg, src.last - 1) + 1  # stored segments (not the last)
+        if stop > first:
+            stored = self._scratch.get((stop - first) * st)
+            got = _pread_exact(src.fd, stored, env.segment_offset(seg, first))
+            if got < len(stored):
+                raise env.damaged("truncated")
+            for i in range(first, stop):
+                chunk = stored[(i - first) * st : (i - first + 1) * st]
+                lo, hi = max(start, i * seg), min(end, (i + 1) * seg)
+                if hi - lo == seg:
+                    env.open_into(src.aead, src.header.file_id, i, False, chunk, view[lo - start : hi - start])
+                else:
+                    plain = env.open_segment(src.aead, src.header.file_id, i, False, chunk)
+                    view[lo - start : hi - start] = plain[lo - i * seg : hi - i * seg]
+        if end > src.last * seg:
+            lo = max(start, src.last * seg)
+            base = src.last * seg
+            view[lo - start :] = src.last_plain[lo - base : end - base]
+        return bytes(out)
+
+    @staticmethod
+    def _units(seg: int, unit: int, offset: int, length: int) -> Iterator[tuple[int, int]]:
+        pos, end = offset, offset + length
+        while pos < end:
+            target = pos + unit
+            if target < end and target - target % seg > pos:
+                target -= target % seg  # later units start on segment boundaries: no segment decrypted twice
+            yield pos, min(target, end) - pos
+            pos = min(target, end)
+
+    async def _stream(self, src: _Source, offset: int, length: int, chunk: int) -> AsyncIterator[bytes]:
+        """Decrypt unit by unit, one unit ahead of the consumer (two units in memory at most, whatever the size)."""
+        units = self._units(src.header.segment_size, max(chunk, src.header.segment_size), offset, length)
+        current = next(units, None)
+        ahead: asyncio.Future[bytes] | None = None
+        try:
+            while current is not None:
+                block = await (ahead or self._run(self._decrypt, src, *current))
+                ahead = None
+                n = current[1]
+                current = next(units, None)
+                if current is not None:
+                    ahead = asyncio.ensure_future(self._run(self._decrypt, src, *current))
+                for j in range(0, n, chunk):
+                    yield block[j : j + chunk] if n > chunk else block
+        finally:
+            if ahead is not None:  # the caller closes the file next: let the thread finish with it first
+                with contextlib.suppress(BaseException):
+                    await ahead
+
+    async def read(self, blob_id: str, offset: int, length: int, chunk: int) -> AsyncIterator[bytes]:
+        """Plaintext [offset, offset + length) in chunks; DataLoss before any byte of a damaged segment."""
+        src = await self._run(self._open_blob, blob_id)
+        try:
+            if offset < 0 or length < 0 or offset + length > src.size:
+                raise DataLoss("the file's stored content is shorter than recorded")
+            async for block in self._stream(src, offset, length, chunk):
+                yield block
+        finally:
+            os.close(src.fd)
+
+    async def verify(self, blob_id: str) -> int:
+        """Authenticate every segment; returns the plaintext size, DataLoss if anything is damaged."""
+
+        def verify() -> int:
+            src = self._open_blob(blob_id)
+            try:
+                unit = max(1, _IO_TARGET // src.header.segment_size) * src.header.segment_size
+                for pos in range(0, src.size, unit):
+                    self._decrypt(src, pos, min(unit, src.size - pos))
+                return src.size
+            finally:
+                os.close(src.fd)
+
+        return await self._run(verify)
+
+    async def link(self, src_blob_id: str, dst_blob_id: str) -> None:
+        """dst shares src's immutable content (a hard link: same data key, rotated together)."""
+
+        def link() -> None:
+            dst = self._blob(dst_blob_id)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self._blob(src_blob_id), dst)
+            except FileNotFoundError:
+                raise DataLoss("the file's stored content is missing") from None
+            _fsync_dir(dst.parent)
+
+        await self._run(link)
+
+    async def delete(self, blob_id: str) -> None:
+        await self._run(self._blob(blob_id).unlink, True)
+
+    def list_blobs(self) -> Iterator[tuple[str, int]]:
+        """(blob id, plaintext size) of every blob; size -1 when the header or length is not a valid blob's."""
+        for path in sorted(self.blobs.glob("*/*/*")):
+            if _ID.match(path.name) and path.is_file():
+                yield path.name, blob_size(path)
+
+    # -- administration (key rotation, status) --------------------------------------------------------------
+
+    def files(self) -> Iterator[Path]:
+        """Every file holding a wrapped data key: uploads in progress, then committed blobs (in that order, so an
+        upload committed meanwhile is still seen, under its new name)."""
+        for path in sorted(self.staging.iterdir()):
+            if _ID.match(path.name):
+                yield path
+        for path in sorted(self.blobs.glob("*/*/*")):
+            if _ID.match(path.name):
+                yield path
+
+
+def blob_size(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            header = env.parse_header(f.read(HEADER_SIZE))
+            return env.plaintext_size(header.segment_size, os.fstat(f.fileno()).st_size)
+    except (DataLoss, OSError):
+        return -1
+
+
+def kek_of(path: Path) -> str | None:
+    """The KEK id in a file's header, None if it has no valid header."""
+    try:
+        with open(path, "rb") as f:
+            return env.parse_header(f.read(HEADER_SIZE)).kek_id
+    except (DataLoss, OSError):
+        return None
+
+
+def rewrap(path: Path, keyring: Keyring, kek_id: str) -> bool:
+    """Re-wrap a file's data key under `kek_id`, rewriting only its header (in place, fsynced).
+
+    False if it already was (resumed rotations skip it). The header is 256 bytes at offset 0, inside one
+    sector, and written with one pwrite: a kill leaves the old or the new header, each complete."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        header = env.parse_header(os.pread(fd, HEADER_SIZE, 0))
+        if header.kek_id == kek_id:
+            return False
+        new = header.rewrap(keyring.aead(header.kek_id), kek_id, keyring.aead(kek_id))
+        _pwrite_all(fd, new.pack(), 0)
+        os.fdatasync(fd)
+        return True
+    finally:
+        os.close(fd)
