@@ -399,14 +399,17 @@ class Accounts:
             await self._check_failures("totp", self.limits.totp.per_account, found.user_id)
             user = await self._user(uow, found.user_id)
             method = await self._check_second_factor(uow, user, code)
-            if not method:
-                await self._record_failure("totp", user.id)
-                await self._event("login.totp_failed", client, subject=user.id)
-                raise Unauthenticated(BAD_CODE)
-            if not await uow.tokens.use(found.token_hash, now):
-                raise Unauthenticated(BAD_TOKEN)
-            device = str(json.loads(found.data or "{}").get("device_name", ""))
-            tokens = await self._start_session(uow, user, device, client)
+            tokens = None
+            if method:
+                if not await uow.tokens.use(found.token_hash, now):
+                    raise Unauthenticated(BAD_TOKEN)
+                device = str(json.loads(found.data or "{}").get("device_name", ""))
+                tokens = await self._start_session(uow, user, device, client)
+        # Failures are recorded after the transaction is over (SQLite allows one writer at a time).
+        if tokens is None:
+            await self._record_failure("totp", user.id)
+            await self._event("login.totp_failed", client, subject=user.id)
+            raise Unauthenticated(BAD_CODE)
         await self._event("login.ok", client, actor=user.id, subject=user.id, second_factor=method)
         return tokens
 
@@ -625,17 +628,20 @@ class Accounts:
             user = await self._user(uow, user_id)
             if not user.totp_enabled:
                 raise FailedPrecondition("2FA is not on", reason="TOTP_NOT_ENABLED")
+            problem = ""
             if not self.hasher.verify(user.password_hash, password):
-                await self._record_failure("totp", user_id)
-                raise PermissionDenied("the password is not correct")
-            if not await self._check_second_factor(uow, user, code):
-                await self._record_failure("totp", user_id)
-                raise PermissionDenied(BAD_CODE)
-            user.totp_enabled = False
-            user.totp_secret = ""
-            await uow.users.save(user)
-            await uow.recovery_codes.clear(user_id)
-            await uow.commit()
+                problem = "the password is not correct"
+            elif not await self._check_second_factor(uow, user, code):
+                problem = BAD_CODE
+            else:
+                user.totp_enabled = False
+                user.totp_secret = ""
+                await uow.users.save(user)
+                await uow.recovery_codes.clear(user_id)
+                await uow.commit()
+        if problem:
+            await self._record_failure("totp", user_id)
+            raise PermissionDenied(problem)
         await self._event("totp.disabled", client, actor=user_id, subject=user_id)
 
     # -- activity ------------------------------------------------------------------------------------------------

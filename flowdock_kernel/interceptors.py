@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_interceptor.server import AsyncServerInterceptor
 
 from flowdock_kernel import errors, grpc_errors, logs, metrics
@@ -85,13 +86,44 @@ class CallContextInterceptor(AsyncServerInterceptor):
             log.info("call", extra={"method": name, "code": code, "ms": round(elapsed * 1000, 2)})
 
 
+class _Undecodable:
+    """Stands in for a request message that could not be parsed (e.g. a string field that is not UTF-8)."""
+
+
+UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return UNDECODABLE
+
+    return parse
+
+
 class ErrorMappingInterceptor(AsyncServerInterceptor):
-    """Domain errors → their status; anything else → a generic INTERNAL, logged with its traceback."""
+    """Domain errors → their status; anything else → a generic INTERNAL, logged with its traceback.
+
+    A request that does not parse (bad UTF-8 in a string field, truncated bytes) is INVALID_ARGUMENT here, rather
+    than grpc's UNKNOWN naming a Python exception class."""
+
+    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        handler = await super().intercept_service(continuation, handler_call_details)  # type: ignore[no-untyped-call]
+        if handler is None or handler.request_streaming:
+            return handler
+        return handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
 
     async def intercept(
         self, method: Callable[..., Any], request: Any, context: grpc.aio.ServicerContext[Any, Any], name: str
     ) -> Any:
         try:
+            if request is UNDECODABLE:
+                raise errors.InvalidArgument("request", "is not a valid message (is every string field UTF-8?)")
             result = method(request, context)
             if _is_stream(result):
                 return self._stream(result, context)

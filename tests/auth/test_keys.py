@@ -72,9 +72,11 @@ def direct_storage_ok(mesh: Running, token: str) -> bool:
                 S.ListChildrenRequest(folder_id="root"), metadata=[("authorization", f"Bearer {token}")]
             )
         except grpc.RpcError as exc:
-            assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
-            return False
-    return True
+            code = exc.code()
+        else:
+            return True
+    assert code == grpc.StatusCode.UNAUTHENTICATED, code
+    return False
 
 
 def test_rotate_signing_key_keeps_old_tokens_valid_and_retires_the_old_key(fresh_mesh: Running) -> None:
