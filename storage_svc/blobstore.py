@@ -448,6 +448,8 @@ class EncryptedBlobStore:
         """Seal the final segment (the only one re-encrypted), fsync, and rename into an immutable blob."""
 
         def commit() -> None:
+            if not self._staging(upload_id).exists() and self._blob(blob_id).exists():
+                return  # a repeated commit (the first one got as far as the rename): already done
             src = self._open_staging(upload_id, size)
             try:
                 seg = src.header.segment_size

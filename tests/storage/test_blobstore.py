@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import os
 import random
+import signal
+import sys
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -144,8 +148,6 @@ async def test_read_staging_and_digest(store: EncryptedBlobStore) -> None:
     await store.sync_staging("s")
     assert await collect(store.read_staging("s", len(data), 1000)) == data
     assert await collect(make_store(store.root.parent).read_staging("s", len(data), 1000)) == data  # another process
-    import hashlib
-
     assert await store.digest_staging("s", len(data)) == hashlib.sha256(data).hexdigest()
 
 
@@ -262,6 +264,8 @@ async def test_interrupted_commit_can_be_retried(tmp_path: Path, monkeypatch: py
     b = make_store(tmp_path)
     await b.commit_staging("c", "blob-c", len(data))
     assert await collect(b.read("blob-c", 0, len(data), 4096)) == data
+    await b.commit_staging("c", "blob-c", len(data))  # repeating a commit that completed is harmless
+    assert await b.verify("blob-c") == len(data)
 
 
 async def test_another_replica_wrote_meanwhile(tmp_path: Path) -> None:
@@ -451,3 +455,58 @@ async def test_reading_a_large_blob_keeps_memory_flat(tmp_path: Path) -> None:
     tracemalloc.stop()
     assert total == size
     assert peak < 8 * 1024 * 1024
+
+
+WRITER = """
+import asyncio, random, sys, time
+from pathlib import Path
+from storage_svc.blobstore import EncryptedBlobStore
+from storage_svc.keyring import Keyring
+
+async def main() -> None:
+    root, size = Path(sys.argv[1]), int(sys.argv[2])
+    data = random.Random(7).randbytes(size)
+    store = EncryptedBlobStore(root / "storage", Keyring(root / "keyring.json"), segment_size=1024)
+    await store.create_staging("killed")
+    rng, committed = random.Random(8), 0
+    while True:  # writer sessions, each starting at the committed size, like UploadWriter
+        pos = committed
+        for _ in range(rng.randint(1, 6)):
+            n = rng.randint(1, 5000)
+            await store.write_staging("killed", pos, data[pos : pos + n])
+            pos = min(pos + n, size)
+            if rng.random() < 0.5:
+                await store.sync_staging("killed")
+                committed = pos
+                (root / "committed.tmp").write_text(str(pos))
+                (root / "committed.tmp").replace(root / "committed")  # what the database would record
+        await store.write_staging("killed", pos, b"unacknowledged junk")  # a writer that goes away
+        if rng.random() < 0.3:
+            await store.sync_staging("killed")
+        time.sleep(0.001)
+
+asyncio.run(main())
+"""
+
+
+async def test_writer_killed_at_random_resumes_byte_exact(tmp_path: Path) -> None:
+    """SIGKILL a writing process at random points; resuming from the last recorded offset gives the exact bytes."""
+    size = 2_000_000
+    data = random.Random(7).randbytes(size)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, str(tmp_path), str(size))
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if (tmp_path / "committed").exists() and int((tmp_path / "committed").read_text()) > 50_000:
+            break
+    await asyncio.sleep(random.random() * 0.05)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    committed = int((tmp_path / "committed").read_text())
+    assert 0 < committed < size
+    store = make_store(tmp_path)
+    await store.write_staging("killed", committed, data[committed:])
+    await store.sync_staging("killed")
+    assert await collect(store.read_staging("killed", size, 1 << 20)) == data
+    await store.commit_staging("killed", "blob-killed", size)
+    assert await store.verify("blob-killed") == size
+    assert await collect(store.read("blob-killed", 0, size, 1 << 20)) == data
