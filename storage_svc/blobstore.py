@@ -17,12 +17,12 @@ segment (from the journal), fsyncs, drops the journal, renames into `blobs/` and
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import os
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,7 @@ from storage_svc.keyring import Keyring, MissingKek
 KiB = 1024
 DEFAULT_SEGMENT = 64 * KiB
 _IO_TARGET = 1024 * KiB  # bytes encrypted or decrypted per system call batch
+READ_AHEAD = 2  # units being decrypted ahead of a reader (two cores: two threads)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 _Stamp = tuple[int, int, int, int, int, int]
 
@@ -146,7 +147,7 @@ class EncryptedBlobStore:
         self.staging.mkdir(parents=True, exist_ok=True)
         self.blobs.mkdir(parents=True, exist_ok=True)
         self._cached = cached_uploads
-        self._writers: OrderedDict[str, _Writer] = OrderedDict()
+        self._writers: collections.OrderedDict[str, _Writer] = collections.OrderedDict()
         self._writers_lock = threading.Lock()
         self._scratch = _Scratch()
 
@@ -539,24 +540,30 @@ class EncryptedBlobStore:
             pos = min(target, end)
 
     async def _stream(self, src: _Source, offset: int, length: int, chunk: int) -> AsyncIterator[bytes]:
-        """Decrypt unit by unit, one unit ahead of the consumer (two units in memory at most, whatever the size)."""
+        """Decrypt unit by unit, READ_AHEAD units ahead of the consumer in worker threads (so in memory: a few
+        units, whatever the size); segments are authenticated before anything of them is yielded."""
         units = self._units(src.header.segment_size, max(chunk, src.header.segment_size), offset, length)
-        current = next(units, None)
-        ahead: asyncio.Future[bytes] | None = None
+        pending: collections.deque[tuple[int, asyncio.Future[bytes]]] = collections.deque()
+
+        def fill() -> None:
+            while len(pending) < READ_AHEAD:
+                unit = next(units, None)
+                if unit is None:
+                    return
+                pending.append((unit[1], asyncio.ensure_future(self._run(self._decrypt, src, *unit))))
+
         try:
-            while current is not None:
-                block = await (ahead or self._run(self._decrypt, src, *current))
-                ahead = None
-                n = current[1]
-                current = next(units, None)
-                if current is not None:
-                    ahead = asyncio.ensure_future(self._run(self._decrypt, src, *current))
+            fill()
+            while pending:
+                n, future = pending.popleft()
+                block = await future
+                fill()
                 for j in range(0, n, chunk):
                     yield block[j : j + chunk] if n > chunk else block
         finally:
-            if ahead is not None:  # the caller closes the file next: let the thread finish with it first
+            for _, future in pending:  # the caller closes the file next: let the threads finish with it first
                 with contextlib.suppress(BaseException):
-                    await ahead
+                    await future
 
     async def read(self, blob_id: str, offset: int, length: int, chunk: int) -> AsyncIterator[bytes]:
         """Plaintext [offset, offset + length) in chunks; DataLoss before any byte of a damaged segment."""
