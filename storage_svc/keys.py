@@ -22,9 +22,9 @@ from pathlib import Path
 
 from flowdock_kernel.config import ConfigError, load
 from flowdock_kernel.errors import DataLoss
-from storage_svc.blobstore import EncryptedBlobStore, kek_of, rewrap
+from storage_svc.blobstore import EncryptedBlobStore, kek_of, keyring_path, rewrap
 from storage_svc.config import StorageConfig
-from storage_svc.keyring import KeyringError, new_kek
+from storage_svc.keyring import Keyring, KeyringError, new_kek
 
 MAX_PASSES = 3
 
@@ -35,7 +35,9 @@ def _store(args: argparse.Namespace) -> EncryptedBlobStore:
         config = replace(config, data_dir=Path(args.data_dir))
     if args.keyring:
         config = replace(config, storage_keyring_path=args.keyring)
-    return EncryptedBlobStore.from_config(config)
+    # Never create a keyring here: a mistyped --data-dir must not look like an empty, healthy store.
+    keyring = Keyring(keyring_path(config), create=False)
+    return EncryptedBlobStore(config.data_dir / "storage", keyring, segment_size=config.storage_segment_bytes)
 
 
 def usage(store: EncryptedBlobStore) -> tuple[Counter[str], int]:

@@ -167,6 +167,9 @@ async def test_rotation_killed_midway_resumes(tmp_path: Path) -> None:
 
 
 def test_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data-dir", str(tmp_path / "typo"), "status"]) == 2
+    assert "no keyring" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()  # nothing created by looking
     (tmp_path / "keyring.json").write_text("{}")
     assert main(["--data-dir", str(tmp_path), "--keyring", str(tmp_path / "keyring.json"), "status"]) == 2
     assert "keyring" in capsys.readouterr().err
