@@ -113,6 +113,50 @@ async def enc_read(store: EncryptedBlobStore, total: int, chunk: int) -> int:
     return n
 
 
+async def plain_small(root: Path, data: bytes, i: int) -> None:
+    """One small upload through the plaintext store's system calls: create, write, fsync, hash-read, commit."""
+    staging, blob = root / f"s{i}", root / f"b{i}"
+
+    def create() -> None:
+        os.close(os.open(staging, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+    def write_sync() -> None:
+        fd = os.open(staging, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def commit() -> None:
+        fd = os.open(staging, os.O_WRONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(staging, blob)
+        fsync_dir(root)
+
+    await asyncio.to_thread(create)
+    await asyncio.to_thread(write_sync)
+    await asyncio.to_thread(staging.read_bytes)
+    await asyncio.to_thread(commit)
+
+
+async def enc_small(store: EncryptedBlobStore, data: bytes, i: int) -> None:
+    await store.create_staging(f"s{i}")
+    await store.write_staging(f"s{i}", 0, data)
+    await store.sync_staging(f"s{i}")
+    async for _ in store.read_staging(f"s{i}", len(data), 1 << 20):
+        pass
+    await store.commit_staging(f"s{i}", f"small{i}", len(data))
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
 async def timed(work: Awaitable[object]) -> float:
     t = time.perf_counter()
     await work
@@ -178,6 +222,26 @@ async def run(args: argparse.Namespace) -> None:
     ]
     for label, key, ref in rows:
         print(f"| {label:<52} | {med[key]:>8.3f} | {rate[key]:>8.0f} | {med[ref] / med[key]:>5.2f}x |")
+    if args.small:
+        base = Path(tempfile.mkdtemp(prefix="flowdock-bench-", dir=args.dir or None))
+        try:
+            store = EncryptedBlobStore(
+                base / "storage", Keyring(base / "keyring.json"), segment_size=args.segment_kb * 1024
+            )
+            data = os.urandom(1024)
+            lat: dict[str, list[float]] = {"plain": [], "enc": []}
+            for i in range(args.small):
+                lat["plain"].append(await timed(plain_small(base, data, i)))
+                lat["enc"].append(await timed(enc_small(store, data, i)))
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        print()
+        print(f"1 KiB upload in the blob store (create, write, fsync, read back, commit), {args.small} files:")
+        print(f"| {'what':<52} | {'p50 ms':>8} | {'p95 ms':>8} |")
+        print(f"|{'-' * 54}|{'-' * 10}|{'-' * 10}|")
+        for label, key in (("plain (reference)", "plain"), ("encrypted", "enc")):
+            p50, p95 = percentile(lat[key], 0.5) * 1000, percentile(lat[key], 0.95) * 1000
+            print(f"| {label:<52} | {p50:>8.2f} | {p95:>8.2f} |")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
     print(f"peak RSS of the benchmark process: {peak:.0f} MiB")
@@ -191,6 +255,7 @@ def main() -> None:
     parser.add_argument("--segment-kb", type=int, default=64, help="storage_segment_bytes")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", default="", help="where to write (default: the system temp dir)")
+    parser.add_argument("--small", type=int, default=200, help="1 KiB uploads to time (0: skip)")
     parser.add_argument("--drop-caches", action="store_true", help="drop the page cache before reads (root)")
     logging.disable(logging.WARNING)  # the keyring's first-use notice
     asyncio.run(run(parser.parse_args()))
