@@ -1,0 +1,191 @@
+"""Auth benchmark: login p50/p95 (Argon2id dominates), refresh p50, and the per-request cost of token
+verification in the authentication interceptor (µs), on this machine.
+
+    python bench/auth_bench.py [--logins 40] [--refreshes 200] [--verifications 20000] [--db postgresql://...]
+
+Login and refresh go through `flowdock up` (Envoy + auth_svc, REST, one client, sequential); the interceptor cost
+is measured in-process on the real AuthenticationInterceptor with warm key and session caches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def start(data: Path, db: str) -> tuple[subprocess.Popen[bytes], str]:
+    env = {
+        **os.environ,
+        "FLOWDOCK_AUTH_REQUIRE_VERIFIED_EMAIL": "false",
+        "FLOWDOCK_AUTH_RATE_LOGIN_PER_IP": "1000000",
+        "FLOWDOCK_AUTH_RATE_REGISTER_PER_IP": "1000000",
+        "FLOWDOCK_LOG_LEVEL": "warning",
+    }
+    argv = [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(data), "--port", "0"]
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv[-1] = str(port)
+    if db:
+        argv += ["--db", db]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    info = data / "run" / "up.json"
+    deadline = time.monotonic() + 120
+    while not info.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"flowdock up failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+        time.sleep(0.1)
+    return proc, json.loads(info.read_text())["url"]
+
+
+def http_bench(url: str, logins: int, refreshes: int) -> dict[str, float]:
+    email, password = f"bench{uuid.uuid4().hex[:8]}@example.org", "correct horse battery staple"
+    with httpx.Client(base_url=url, timeout=30) as c:
+        assert c.post("/api/v1/auth/register", json={"email": email, "password": password}).status_code == 200
+        for _ in range(3):  # warm-up
+            c.post("/api/v1/auth/login", json={"email": email, "password": password})
+        login_ms = []
+        for _ in range(logins):
+            t = time.perf_counter()
+            r = c.post("/api/v1/auth/login", json={"email": email, "password": password})
+            login_ms.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 200, r.text
+        refresh = r.json()["refreshToken"]
+        refresh_ms = []
+        for _ in range(refreshes):
+            t = time.perf_counter()
+            r = c.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
+            refresh_ms.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 200, r.text
+            refresh = r.json()["refreshToken"]
+        token = r.json()["accessToken"]
+        me_ms = []
+        for _ in range(refreshes):
+            t = time.perf_counter()
+            assert c.get("/api/v1/me", headers={"authorization": f"Bearer {token}"}).status_code == 200
+            me_ms.append((time.perf_counter() - t) * 1000)
+    return {
+        "login_p50_ms": pct(login_ms, 50),
+        "login_p95_ms": pct(login_ms, 95),
+        "refresh_p50_ms": pct(refresh_ms, 50),
+        "refresh_p95_ms": pct(refresh_ms, 95),
+        "get_me_p50_ms": pct(me_ms, 50),
+    }
+
+
+def argon2_ms(rounds: int = 10) -> float:
+    from auth_svc.adapters import Argon2Hasher
+
+    hasher = Argon2Hasher(memory_kib=19456, time_cost=2, parallelism=1)
+    stored = hasher.hash("correct horse battery staple")
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        hasher.verify(stored, "correct horse battery staple")
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+async def interceptor_us(n: int) -> dict[str, float]:
+    """The real AuthenticationInterceptor on a protected method, keys and session answer cached (the steady state)."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from flowdock_kernel.interceptors import AuthenticationInterceptor
+    from flowdock_kernel.tokens import KeyCache, SessionCache, verify_access_token
+
+    key = Ed25519PrivateKey.generate()
+    keys = {"k1": key.public_key()}
+    now = int(time.time())
+    claims = {"iss": "flowdock", "aud": "flowdock", "sub": "u", "sid": "s", "role": "user",
+              "iat": now, "nbf": now, "exp": now + 300}  # fmt: skip
+    token = jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "k1", "typ": "at+jwt"})
+
+    async def fetch() -> Any:
+        return keys
+
+    async def alive(_sid: str) -> bool:
+        return True
+
+    interceptor = AuthenticationInterceptor(
+        [], KeyCache(fetch, ttl=3600, sessions=SessionCache(alive, ttl=3600)), issuer="flowdock", audience="flowdock"
+    )
+
+    class Ctx:
+        def invocation_metadata(self) -> Any:
+            return (("authorization", f"Bearer {token}"),)
+
+    async def handler(_request: Any, _context: Any) -> None:
+        return None
+
+    ctx = Ctx()
+    for _ in range(200):
+        await interceptor.intercept(handler, None, ctx, "/x.Y/Z")  # type: ignore[arg-type]
+    t = time.perf_counter()
+    for _ in range(n):
+        await interceptor.intercept(handler, None, ctx, "/x.Y/Z")  # type: ignore[arg-type]
+    full = (time.perf_counter() - t) / n * 1e6
+    t = time.perf_counter()
+    for _ in range(n):
+        verify_access_token(token, keys, issuer="flowdock", audience="flowdock")
+    verify = (time.perf_counter() - t) / n * 1e6
+    t = time.perf_counter()
+    for _ in range(n):
+        await handler(None, ctx)
+    bare = (time.perf_counter() - t) / n * 1e6
+    return {"interceptor_us": full - bare, "verify_only_us": verify}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--logins", type=int, default=40)
+    parser.add_argument("--refreshes", type=int, default=200)
+    parser.add_argument("--verifications", type=int, default=20000)
+    parser.add_argument("--db", default="", help="PostgreSQL base URL (default: embedded SQLite)")
+    args = parser.parse_args()
+    results: dict[str, float] = {"argon2id_verify_ms": argon2_ms()}
+    results.update(asyncio.run(interceptor_us(args.verifications)))
+    with tempfile.TemporaryDirectory() as tmp:
+        db = f"{args.db.rstrip('/')}/fdbench_{uuid.uuid4().hex[:6]}" if args.db else ""
+        proc, url = start(Path(tmp), db)
+        try:
+            results.update(http_bench(url, args.logins, args.refreshes))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        if db:
+            import psycopg
+
+            with psycopg.connect(f"{args.db.rstrip('/')}/postgres", autocommit=True) as conn:
+                for svc in ("auth", "storage", "share"):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{db.rsplit("/", 1)[1]}_{svc}" WITH (FORCE)')
+    print(f"auth benchmark ({'PostgreSQL' if args.db else 'SQLite'}; {os.cpu_count()} CPUs)")
+    for name, value in results.items():
+        print(f"  {name:22s} {value:10.1f}")
+
+
+if __name__ == "__main__":
+    main()
