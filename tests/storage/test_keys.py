@@ -134,7 +134,7 @@ async def test_rotation_killed_midway_resumes(tmp_path: Path) -> None:
     blobs = [await put(store, f"k{i:03d}", d) for i, d in enumerate(datas)]
     old = store.keyring.current_id
     argv = [sys.executable, "-m", "storage_svc.keys", "--data-dir", str(tmp_path)]
-    proc = await asyncio.create_subprocess_exec(*argv, "rotate", "--pause-ms", "20", stdout=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(*argv, "rotate", "--pause-ms", "30", stdout=asyncio.subprocess.PIPE)
     deadline = time.monotonic() + 60
     moved = 0
     while time.monotonic() < deadline:
