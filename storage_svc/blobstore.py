@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +193,19 @@ class EncryptedBlobStore:
     def _data_aead(self, header: Header) -> AESGCM:
         return AESGCM(header.unwrap(self.keyring.aead(header.kek_id)))
 
+    def _header(self, fd: int) -> tuple[Header, AESGCM]:
+        """The header and the blob's cipher. A key rotation may be rewriting the header this very moment: a read
+        racing that write can see a mix, so a header that fails is read once more before it counts as damage."""
+        try:
+            header = env.parse_header(os.pread(fd, HEADER_SIZE, 0))
+            return header, self._data_aead(header)
+        except MissingKek:
+            raise
+        except DataLoss:
+            time.sleep(0.001)
+            header = env.parse_header(os.pread(fd, HEADER_SIZE, 0))
+            return header, self._data_aead(header)
+
     def _stamp(self, upload_id: str) -> _Stamp:
         a = os.stat(self._spath(upload_id))
         try:
@@ -271,8 +285,7 @@ class EncryptedBlobStore:
             raise Unavailable("upload staging file is missing; abort and start the upload again") from None
         try:
             try:
-                header = env.parse_header(os.pread(fd, HEADER_SIZE, 0))
-                aead = self._data_aead(header)
+                header, aead = self._header(fd)
             except MissingKek:
                 raise
             except DataLoss:
@@ -438,8 +451,7 @@ class EncryptedBlobStore:
         self._sync(upload_id)
         fd = os.open(self._spath(upload_id), os.O_RDWR)
         try:
-            header = env.parse_header(os.pread(fd, HEADER_SIZE, 0))
-            aead = self._data_aead(header)
+            header, aead = self._header(fd)
             seg = header.segment_size
             last, partial = divmod(size, seg)
             if os.fstat(fd).st_size < env.segment_offset(seg, last):
@@ -516,8 +528,7 @@ class EncryptedBlobStore:
         except FileNotFoundError:
             raise DataLoss("the file's stored content is missing") from None
         try:
-            header = env.parse_header(os.pread(fd, HEADER_SIZE, 0))
-            aead = self._data_aead(header)
+            header, aead = self._header(fd)
             seg = header.segment_size
             size = env.plaintext_size(seg, os.fstat(fd).st_size)
             last = env.last_index(seg, size)
