@@ -59,6 +59,19 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
+def _ensure_dir(path: str) -> None:
+    """mkdir -p whose new entries are durable: each directory created is fsynced into its parent."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    _ensure_dir(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    _fsync_dir(parent)
+
+
 def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -502,7 +515,7 @@ class EncryptedBlobStore:
             _unlink(self._jpath(upload_id))  # a retry reads the final segment back instead
             dst = self._bpath(blob_id)
             parent = os.path.dirname(dst)
-            os.makedirs(parent, exist_ok=True)
+            _ensure_dir(parent)
             os.rename(self._spath(upload_id), dst)
             _fsync_dir(parent)
             self._forget(upload_id)
@@ -633,13 +646,14 @@ class EncryptedBlobStore:
         """dst shares src's immutable content (a hard link: same data key, rotated together)."""
 
         def link() -> None:
-            dst = self._blob(dst_blob_id)
-            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst = self._bpath(dst_blob_id)
+            parent = os.path.dirname(dst)
+            _ensure_dir(parent)
             try:
-                os.link(self._blob(src_blob_id), dst)
+                os.link(self._bpath(src_blob_id), dst)
             except FileNotFoundError:
                 raise DataLoss("the file's stored content is missing") from None
-            _fsync_dir(dst.parent)
+            _fsync_dir(parent)
 
         await self._run(link)
 
