@@ -163,8 +163,8 @@ class EncryptedBlobStore:
         self.segment_size = env.check_segment_size(segment_size)
         self.staging = root / "staging"
         self.blobs = root / "blobs"
-        self.staging.mkdir(parents=True, exist_ok=True)
-        self.blobs.mkdir(parents=True, exist_ok=True)
+        _ensure_dir(str(self.staging))
+        _ensure_dir(str(self.blobs))
         self._sdir, self._bdir = str(self.staging), str(self.blobs)
         self._cached = cached_uploads
         self._writers: collections.OrderedDict[str, _Writer] = collections.OrderedDict()
