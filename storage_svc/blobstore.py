@@ -61,10 +61,11 @@ def _unlink(path: str) -> None:
 
 def _ensure_dir(path: str) -> None:
     """mkdir -p whose new entries are durable: each directory created is fsynced into its parent."""
-    if os.path.isdir(path):
+    if not path or os.path.isdir(path):
         return
-    parent = os.path.dirname(path)
-    _ensure_dir(parent)
+    parent = os.path.dirname(path.rstrip("/")) or "."
+    if parent != path:
+        _ensure_dir(parent)
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
