@@ -510,3 +510,11 @@ async def test_writer_killed_at_random_resumes_byte_exact(tmp_path: Path) -> Non
     await store.commit_staging("killed", "blob-killed", size)
     assert await store.verify("blob-killed") == size
     assert await collect(store.read("blob-killed", 0, size, 1 << 20)) == data
+
+
+async def test_relative_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = EncryptedBlobStore(Path("data") / "storage", Keyring(Path("data") / "keyring.json"), segment_size=SEG)
+    blob = await upload(store, "rel", b"relative")
+    assert await collect(store.read(blob, 0, 8, 8)) == b"relative"
+    assert (tmp_path / "data" / "storage" / "blobs").stat().st_mode & 0o077 == 0
