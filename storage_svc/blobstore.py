@@ -311,7 +311,8 @@ class EncryptedBlobStore:
                 os.ftruncate(fd, 0)
                 _pwrite_all(fd, header.pack(), 0)
                 os.fdatasync(fd)
-                _unlink(self._jpath(upload_id))
+                os.close(os.open(self._jpath(upload_id), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+                _fsync_dir(self._sdir)  # the journal's name must be durable before it holds anything
                 aead = AESGCM(key)
             seg = header.segment_size
             index, partial = divmod(offset, seg)
