@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import hmac
 import json
 import logging
 import os
 import smtplib
 import ssl
 import time
+import urllib.parse
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -18,6 +21,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import argon2
+import httpx
 import jwt
 import pyotp
 import segno
@@ -28,8 +32,20 @@ from jwt.algorithms import OKPAlgorithm
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from auth_svc.domain import Event, OneTimeToken, Purpose, RefreshToken, Role, Session, User, mask_email
-from flowdock_kernel.errors import AlreadyExists
+from auth_svc.domain import (
+    Event,
+    OidcClaims,
+    OidcProvider,
+    OidcState,
+    OneTimeToken,
+    Purpose,
+    RefreshToken,
+    Role,
+    Session,
+    User,
+    mask_email,
+)
+from flowdock_kernel.errors import AlreadyExists, Unauthenticated, Unavailable
 from flowdock_kernel.tokens import ACCESS_TOKEN_TYPE, KeyMap
 
 log = logging.getLogger("flowdock.auth")
@@ -130,6 +146,28 @@ audit_events = sa.Table(
     sa.Column("user_agent", sa.String(200), nullable=False, server_default=""),
     sa.Column("service", sa.String(32), nullable=False, server_default="auth"),
     sa.Column("details", sa.Text, nullable=False, server_default="{}"),
+)
+
+
+oidc_states = sa.Table(
+    "oidc_states",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("nonce", sa.String(128), nullable=False),
+    sa.Column("code_verifier", sa.String(128), nullable=False),
+    sa.Column("redirect_uri", sa.String(512), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+user_identities = sa.Table(
+    "user_identities",
+    metadata,
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 
@@ -373,6 +411,60 @@ class SqlRecoveryCodes:
         await self.s.execute(recovery_codes.delete().where(recovery_codes.c.user_id == user_id))
 
 
+class SqlOidcStates:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, state: OidcState) -> None:
+        await self.s.execute(
+            oidc_states.insert().values(
+                state_hash=state.state_hash,
+                provider=state.provider,
+                nonce=state.nonce,
+                code_verifier=state.code_verifier,
+                redirect_uri=state.redirect_uri,
+                expires_at=state.expires_at,
+            )
+        )
+
+    async def take(self, state_hash: str, at: datetime) -> OidcState | None:
+        result = await self.s.execute(
+            oidc_states.update()
+            .where(
+                oidc_states.c.state_hash == state_hash,
+                oidc_states.c.used_at.is_(None),
+                oidc_states.c.expires_at > at,
+            )
+            .values(used_at=at)
+        )
+        if not getattr(result, "rowcount", 0):
+            return None
+        row = (await self.s.execute(sa.select(oidc_states).where(oidc_states.c.state_hash == state_hash))).one()
+        return OidcState(
+            row.state_hash, row.provider, row.nonce, row.code_verifier, row.redirect_uri, _must(row.expires_at), at
+        )
+
+
+class SqlIdentities:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def user_for(self, provider: str, subject: str) -> str | None:
+        row = (
+            await self.s.execute(
+                sa.select(user_identities.c.user_id).where(
+                    user_identities.c.provider == provider, user_identities.c.subject == subject
+                )
+            )
+        ).first()
+        return str(row.user_id) if row else None
+
+    async def link(self, provider: str, subject: str, user_id: str, at: datetime) -> None:
+        await self.s.execute(
+            user_identities.insert().values(provider=provider, subject=subject, user_id=user_id, created_at=at)
+        )
+
+
 class SqlUnitOfWork:
     def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
         self._factory = factory
@@ -384,6 +476,8 @@ class SqlUnitOfWork:
         self.refresh_tokens = SqlRefreshTokens(self._session)
         self.tokens = SqlOneTimeTokens(self._session)
         self.recovery_codes = SqlRecoveryCodes(self._session)
+        self.oidc_states = SqlOidcStates(self._session)
+        self.identities = SqlIdentities(self._session)
         return self
 
     async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
@@ -754,3 +848,140 @@ def common_passwords(count: int) -> frozenset[str]:
     from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
     return frozenset(p.lower() for p in FREQUENCY_LISTS["passwords"][:count])
+
+
+ID_TOKEN_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+
+
+class HttpOidcClient:
+    """OpenID Connect relying party over httpx: discovery (cached), authorization URL, code exchange with PKCE
+    and client_secret_basic, ID token verification against the provider's JWKS (alg allowlist, iss, aud, exp,
+    nonce)."""
+
+    def __init__(self, providers: list[OidcProvider], *, timeout: float = 10.0, cache_seconds: float = 3600) -> None:
+        self._providers = providers
+        self._timeout = timeout
+        self._cache_seconds = cache_seconds
+        self._meta: dict[str, tuple[dict[str, Any], float]] = {}
+        self._keys: dict[str, tuple[dict[str, jwt.PyJWK], float]] = {}
+
+    def providers(self) -> list[OidcProvider]:
+        return list(self._providers)
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                resp = await client.get(url)
+                resp.raise_for_status()
+                data = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise Unavailable("the login provider cannot be reached; try again later") from exc
+        if not isinstance(data, dict):
+            raise Unavailable("the login provider answered something unexpected")
+        return data
+
+    async def _discover(self, p: OidcProvider) -> dict[str, Any]:
+        cached = self._meta.get(p.name)
+        if cached and time.monotonic() - cached[1] < self._cache_seconds:
+            return cached[0]
+        meta = await self._get_json(p.issuer.rstrip("/") + "/.well-known/openid-configuration")
+        if str(meta.get("issuer", "")).rstrip("/") != p.issuer.rstrip("/"):
+            raise Unavailable("the login provider's discovery document names another issuer")
+        self._meta[p.name] = (meta, time.monotonic())
+        return meta
+
+    async def _key(self, p: OidcProvider, meta: dict[str, Any], kid: str | None) -> jwt.PyJWK:
+        cached = self._keys.get(p.name)
+        for attempt in range(2):
+            if cached is None or attempt == 1 or time.monotonic() - cached[1] > self._cache_seconds:
+                document = await self._get_json(str(meta["jwks_uri"]))
+                keys = {}
+                for entry in document.get("keys", []):
+                    with contextlib.suppress(jwt.PyJWTError):
+                        keys[str(entry.get("kid", ""))] = jwt.PyJWK(entry)
+                cached = (keys, time.monotonic())
+                self._keys[p.name] = cached
+            found = cached[0].get(kid or "") or (next(iter(cached[0].values())) if len(cached[0]) == 1 else None)
+            if found is not None:
+                return found
+        raise Unauthenticated("the login provider's token is signed by an unknown key")
+
+    async def authorization_url(
+        self, provider: OidcProvider, *, redirect_uri: str, state: str, nonce: str, code_challenge: str
+    ) -> str:
+        meta = await self._discover(provider)
+        query = urllib.parse.urlencode(
+            {
+                "response_type": "code",
+                "client_id": provider.client_id,
+                "redirect_uri": redirect_uri,
+                "scope": provider.scopes,
+                "state": state,
+                "nonce": nonce,
+                "code_challenge": code_challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        endpoint = str(meta["authorization_endpoint"])
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+    async def exchange(
+        self, provider: OidcProvider, *, code: str, redirect_uri: str, code_verifier: str, nonce: str
+    ) -> OidcClaims:
+        meta = await self._discover(provider)
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                resp = await client.post(
+                    str(meta["token_endpoint"]),
+                    data={
+                        "grant_type": "authorization_code",
+                        "code": code,
+                        "redirect_uri": redirect_uri,
+                        "code_verifier": code_verifier,
+                    },
+                    auth=(provider.client_id, provider.client_secret),
+                )
+        except httpx.HTTPError as exc:
+            raise Unavailable("the login provider cannot be reached; try again later") from exc
+        if resp.status_code != 200:
+            raise Unauthenticated("the login provider did not confirm this login")
+        id_token = str(resp.json().get("id_token", ""))
+        try:
+            header = jwt.get_unverified_header(id_token)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("the login provider sent no valid ID token") from exc
+        alg = header.get("alg")
+        if alg not in ID_TOKEN_ALGORITHMS:
+            raise Unauthenticated("the login provider's ID token uses an algorithm that is not accepted")
+        key = await self._key(provider, meta, header.get("kid"))
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                id_token,
+                key=key.key,
+                algorithms=[alg],
+                audience=provider.client_id,
+                issuer=str(meta["issuer"]),
+                leeway=30,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("the login provider's ID token was rejected") from exc
+        if not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
+            raise Unauthenticated("the login provider's ID token does not answer this login (nonce)")
+        email = claims.get("email")
+        if not email and meta.get("userinfo_endpoint") and resp.json().get("access_token"):
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                async with httpx.AsyncClient(timeout=self._timeout) as client:
+                    info = await client.get(
+                        str(meta["userinfo_endpoint"]),
+                        headers={"authorization": f"Bearer {resp.json()['access_token']}"},
+                    )
+                    data = info.json()
+                    if data.get("sub") == claims["sub"]:
+                        claims = {**data, **claims}
+        return OidcClaims(
+            subject=str(claims["sub"]),
+            email=str(claims.get("email") or ""),
+            email_verified=claims.get("email_verified") is True,
+            name=str(claims.get("name") or ""),
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import grpc
 
 from auth_svc.adapters import (
     Argon2Hasher,
+    HttpOidcClient,
     OutboxMailer,
     PyOtpTotp,
     ReloadLoop,
@@ -20,11 +22,13 @@ from auth_svc.adapters import (
     common_passwords,
 )
 from auth_svc.config import AuthConfig
+from auth_svc.domain import OidcProvider
 from auth_svc.ports import Mailer
 from auth_svc.servicer import AuthInternalServicer, AuthServicer
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
+from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
 from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache
@@ -71,7 +75,39 @@ def make_limits(c: AuthConfig) -> Limits:
     )
 
 
+def oidc_providers(config: AuthConfig) -> list[OidcProvider]:
+    key = "FLOWDOCK_AUTH_OIDC_PROVIDERS"
+    if not config.auth_oidc_providers.strip():
+        return []
+    try:
+        entries = json.loads(config.auth_oidc_providers)
+        assert isinstance(entries, list)
+        providers = [
+            OidcProvider(
+                name=str(e["name"]),
+                issuer=str(e["issuer"]),
+                client_id=str(e["client_id"]),
+                client_secret=str(e.get("client_secret", "")),
+                scopes=str(e.get("scopes", "openid email profile")),
+                link_verified_email=e.get("link_verified_email", False) is True,
+            )
+            for e in entries
+        ]
+    except (ValueError, AssertionError, KeyError, TypeError, AttributeError):
+        raise ConfigError(key, "must be a JSON list of {name, issuer, client_id, client_secret, ...}") from None
+    names = [p.name for p in providers]
+    if len(set(names)) != len(names) or not all(n and n.replace("-", "").isalnum() for n in names):
+        raise ConfigError(key, "provider names must be unique and made of letters, digits and '-'")
+    return providers
+
+
+def redirect_uris(config: AuthConfig) -> tuple[str, ...]:
+    listed = tuple(u.strip() for u in config.auth_oidc_redirect_uris.split(",") if u.strip())
+    return listed or (config.auth_public_url.rstrip("/") + "/oauth/callback",)
+
+
 async def build(config: AuthConfig) -> Service:
+    providers = oidc_providers(config)
     engine = db.make_engine(db.service_url(config, NAME))
     keyring = SigningKeyring(
         engine,
@@ -98,9 +134,11 @@ async def build(config: AuthConfig) -> Service:
             reset_ttl=timedelta(minutes=config.auth_reset_token_minutes),
             mfa_ttl=timedelta(seconds=config.auth_mfa_token_seconds),
             public_url=config.auth_public_url,
+            oidc_redirect_uris=redirect_uris(config),
         ),
         limits=make_limits(config),
         common_passwords=common_passwords(config.auth_common_passwords),
+        oidc=HttpOidcClient(providers) if providers else None,
     )
     servicer = AuthServicer(accounts, keyring)
     internal = AuthInternalServicer(accounts)

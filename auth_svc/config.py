@@ -71,3 +71,15 @@ class AuthConfig(CommonConfig):
         3, "Verification mails (resend, email change) per account per window.", check=non_negative
     )
     auth_rate_resend_per_ip: int = setting(20, "Verification resends per IP per window.", check=non_negative)
+    auth_oidc_providers: str = setting(
+        "",
+        'OpenID Connect login providers, a JSON list: [{"name": "corp", "issuer": "https://id.example", '
+        '"client_id": "...", "client_secret": "...", "scopes": "openid email profile", "link_verified_email": '
+        "false}]. link_verified_email=true lets a provider-verified email log into the existing verified account "
+        "of that address; otherwise such a first login is refused.",
+    )
+    auth_oidc_redirect_uris: str = setting(
+        "",
+        "Comma-separated redirect URIs clients may ask providers to return to "
+        "(empty: <auth_public_url>/oauth/callback).",
+    )

@@ -166,3 +166,51 @@ def mask_email(email: str) -> str:
     """For log lines: `a***@example.org`."""
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}"
+
+
+@dataclass(frozen=True)
+class OidcProvider:
+    """One OpenID Connect provider from the configuration."""
+
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: str
+    scopes: str = "openid email profile"
+    # Explicit opt-in: a first login whose provider-verified email equals an existing, verified local account's
+    # email links to that account. Off: such a login is refused (no silent takeover through a lax provider).
+    link_verified_email: bool = False
+
+
+@dataclass(frozen=True)
+class OidcClaims:
+    """What a verified ID token (and userinfo) told us."""
+
+    subject: str
+    email: str
+    email_verified: bool
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class OidcState:
+    state_hash: str
+    provider: str
+    nonce: str
+    code_verifier: str
+    redirect_uri: str
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+def oidc_link_decision(provider: OidcProvider, claims: OidcClaims, existing: User | None) -> str:
+    """How a first OIDC login of (provider, subject) is resolved: "create", "link" or a refusal reason.
+
+    Rules: with no local account of that email, create one (verified if the provider says so). With one, link
+    only if the provider is configured to be trusted for emails (link_verified_email), the provider says the
+    email is verified, and the local account's email is verified too; anything else is refused."""
+    if existing is None:
+        return "create"
+    if provider.link_verified_email and claims.email_verified and existing.email_verified and not existing.disabled:
+        return "link"
+    return "refuse"

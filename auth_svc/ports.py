@@ -6,7 +6,17 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
-from auth_svc.domain import Event, OneTimeToken, Purpose, RefreshToken, Session, User
+from auth_svc.domain import (
+    Event,
+    OidcClaims,
+    OidcProvider,
+    OidcState,
+    OneTimeToken,
+    Purpose,
+    RefreshToken,
+    Session,
+    User,
+)
 
 
 class Users(Protocol):
@@ -49,8 +59,25 @@ class RecoveryCodes(Protocol):
     async def clear(self, user_id: str) -> None: ...
 
 
+class OidcStates(Protocol):
+    async def add(self, state: OidcState) -> None: ...
+    async def take(self, state_hash: str, at: datetime) -> OidcState | None:
+        """The unused, unexpired state, marked used; None otherwise (single use)."""
+        ...
+
+
+class Identities(Protocol):
+    async def user_for(self, provider: str, subject: str) -> str | None: ...
+    async def link(self, provider: str, subject: str, user_id: str, at: datetime) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """A transaction: rolled back unless `commit` is called."""
+
+    @property
+    def oidc_states(self) -> OidcStates: ...
+    @property
+    def identities(self) -> Identities: ...
 
     @property
     def users(self) -> Users: ...
@@ -109,3 +136,15 @@ class AuditLog(Protocol):
     async def list(
         self, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = "", before: str = "", limit: int
     ) -> list[Event]: ...
+
+
+class OidcClient(Protocol):
+    def providers(self) -> list[OidcProvider]: ...
+    async def authorization_url(
+        self, provider: OidcProvider, *, redirect_uri: str, state: str, nonce: str, code_challenge: str
+    ) -> str: ...
+    async def exchange(
+        self, provider: OidcProvider, *, code: str, redirect_uri: str, code_verifier: str, nonce: str
+    ) -> OidcClaims:
+        """Redeem the code and verify the ID token (signature, iss, aud, exp, nonce)."""
+        ...

@@ -136,6 +136,23 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         await self.accounts.reset_password(request.token, request.new_password, client_of(context))
         return auth_pb2.ResetPasswordResponse()
 
+    async def ListOidcProviders(
+        self, request: auth_pb2.ListOidcProvidersRequest, context: Ctx
+    ) -> auth_pb2.ListOidcProvidersResponse:
+        return auth_pb2.ListOidcProvidersResponse(providers=self.accounts.oidc_providers())
+
+    async def StartOidcLogin(
+        self, request: auth_pb2.StartOidcLoginRequest, context: Ctx
+    ) -> auth_pb2.StartOidcLoginResponse:
+        url, state = await self.accounts.oidc_start(request.provider, request.redirect_uri)
+        return auth_pb2.StartOidcLoginResponse(authorization_url=url, state=state)
+
+    async def FinishOidcLogin(self, request: auth_pb2.FinishOidcLoginRequest, context: Ctx) -> auth_pb2.LoginResponse:
+        result = await self.accounts.oidc_finish(request.state, request.code, request.device_name, client_of(context))
+        if result.tokens is None:
+            return auth_pb2.LoginResponse(mfa_required=True, mfa_token=result.mfa_token)
+        return _tokens(result.tokens)
+
     async def GetJwks(self, request: auth_pb2.GetJwksRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         await self.keyring.refresh()
         return httpbody_pb2.HttpBody(content_type="application/json", data=self.keyring.jwks().encode())

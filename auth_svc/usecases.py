@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auth_svc import domain
-from auth_svc.ports import AuditLog, Mailer, PasswordHasher, RateLimiter, TokenIssuer, Totp, UnitOfWork
+from auth_svc.ports import AuditLog, Mailer, OidcClient, PasswordHasher, RateLimiter, TokenIssuer, Totp, UnitOfWork
 from flowdock_kernel.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -28,6 +28,7 @@ from flowdock_kernel.errors import (
 
 log = logging.getLogger("flowdock.auth")
 
+NO_PASSWORD = "!no-password"  # stored for accounts made by an OpenID login: no password verifies against it
 # The same message for unknown email and wrong password: login must not reveal which accounts exist.
 BAD_CREDENTIALS = "email or password is incorrect"
 BAD_TOKEN = "this link or token is not valid (it may have expired or been used already)"
@@ -88,6 +89,8 @@ class Policy:
     public_url: str = "http://127.0.0.1:8080"
     page_size: int = 50
     max_page_size: int = 200
+    oidc_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/oauth/callback",)
+    oidc_state_ttl: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class Accounts:
     policy: Policy = field(default_factory=Policy)
     limits: Limits = field(default_factory=Limits)
     common_passwords: Collection[str] = frozenset()
+    oidc: OidcClient | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # A real hash to verify against when the email is unknown, so both paths cost one Argon2 verification.
     dummy_hash: str = ""
@@ -358,15 +362,121 @@ class Accounts:
             if self.hasher.needs_rehash(user.password_hash):
                 user.password_hash = self.hasher.hash(password)
                 await uow.users.set_password_hash(user.id, user.password_hash)
-            if user.totp_enabled:
-                data = json.dumps({"device_name": device_name[: domain.MAX_DEVICE_NAME]})
-                mfa = await self._new_one_time(uow, domain.Purpose.MFA, user.id, self.policy.mfa_ttl, data)
+            result = await self._finish_first_factor(uow, user, device_name, client)
+        if result.tokens is not None:
+            await self._event("login.ok", client, actor=user.id, subject=user.id)
+        return result
+
+    async def _finish_first_factor(
+        self, uow: UnitOfWork, user: domain.User, device_name: str, client: domain.Client
+    ) -> LoginResult:
+        """After a password or an OpenID login: a 2FA challenge if TOTP is on, else a new session."""
+        if user.totp_enabled:
+            data = json.dumps({"device_name": device_name[: domain.MAX_DEVICE_NAME]})
+            mfa = await self._new_one_time(uow, domain.Purpose.MFA, user.id, self.policy.mfa_ttl, data)
+            await uow.commit()
+            await self._event("login.mfa_required", client, actor=user.id, subject=user.id)
+            return LoginResult(mfa_token=mfa)
+        return LoginResult(tokens=await self._start_session(uow, user, device_name, client))
+
+    # -- OpenID Connect ------------------------------------------------------------------------------------------
+
+    def _provider(self, name: str) -> domain.OidcProvider:
+        for p in self.oidc.providers() if self.oidc else []:
+            if p.name == name:
+                return p
+        raise NotFound("no such login provider")
+
+    def oidc_providers(self) -> list[str]:
+        return [p.name for p in self.oidc.providers()] if self.oidc else []
+
+    async def oidc_start(self, provider_name: str, redirect_uri: str) -> tuple[str, str]:
+        provider = self._provider(provider_name)
+        assert self.oidc is not None
+        redirect_uri = redirect_uri or self.policy.oidc_redirect_uris[0]
+        if redirect_uri not in self.policy.oidc_redirect_uris:
+            raise InvalidArgument("redirect_uri", "is not one of this server's configured redirect URIs")
+        state, nonce = new_secret_token(), new_secret_token()
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+        async with self.uow() as uow:
+            await uow.oidc_states.add(
+                domain.OidcState(
+                    token_hash(state),
+                    provider.name,
+                    nonce,
+                    verifier,
+                    redirect_uri,
+                    self.clock() + self.policy.oidc_state_ttl,
+                )
+            )
+            await uow.commit()
+        url = await self.oidc.authorization_url(
+            provider, redirect_uri=redirect_uri, state=state, nonce=nonce, code_challenge=challenge
+        )
+        return url, state
+
+    async def oidc_finish(self, state: str, code: str, device_name: str, client: domain.Client) -> LoginResult:
+        await self._throttle("login", self.limits.login.per_ip, client.ip)
+        if not state or len(state) > 200 or not code or len(code) > 2048:
+            raise Unauthenticated(BAD_TOKEN)
+        async with self.uow() as uow:
+            taken = await uow.oidc_states.take(token_hash(state), self.clock())
+            await uow.commit()
+        if taken is None:
+            raise Unauthenticated(BAD_TOKEN)
+        provider = self._provider(taken.provider)
+        assert self.oidc is not None
+        claims = await self.oidc.exchange(
+            provider, code=code, redirect_uri=taken.redirect_uri, code_verifier=taken.code_verifier, nonce=taken.nonce
+        )
+        created = linked = False
+        async with self.uow() as uow:
+            user_id = await uow.identities.user_for(provider.name, claims.subject)
+            if user_id is None:
+                if not claims.email:
+                    raise FailedPrecondition("the provider did not share an email address", reason="OIDC_NO_EMAIL")
+                email = domain.normalise_email(claims.email)
+                existing = await uow.users.by_email(email)
+                decision = domain.oidc_link_decision(provider, claims, existing)
+                if decision == "refuse":
+                    await self._event("login.oidc_refused", client, subject=existing.id if existing else "")
+                    raise FailedPrecondition(
+                        "an account with this email address already exists: log in with its password",
+                        reason="OIDC_EMAIL_IN_USE",
+                    )
+                if existing is not None:
+                    user_id, linked = existing.id, True
+                else:
+                    user_id, created = str(uuid.uuid4()), True
+                    await uow.users.add(
+                        domain.User(
+                            id=user_id,
+                            email=email,
+                            display_name=domain.clean_display_name(claims.name[: domain.MAX_DISPLAY_NAME], email),
+                            role=domain.Role.USER,
+                            password_hash=NO_PASSWORD,
+                            created_at=self.clock(),
+                            email_verified=claims.email_verified,
+                        )
+                    )
+                await uow.identities.link(provider.name, claims.subject, user_id, self.clock())
                 await uow.commit()
-                await self._event("login.mfa_required", client, actor=user.id, subject=user.id)
-                return LoginResult(mfa_token=mfa)
-            tokens = await self._start_session(uow, user, device_name, client)
-        await self._event("login.ok", client, actor=user.id, subject=user.id)
-        return LoginResult(tokens=tokens)
+            user = await uow.users.by_id(user_id)
+            if user is None or user.disabled:
+                raise Unauthenticated(BAD_CREDENTIALS)
+            if self.policy.require_verified_email and not user.email_verified:
+                raise FailedPrecondition(
+                    "the provider has not verified this email address", reason="EMAIL_NOT_VERIFIED"
+                )
+            result = await self._finish_first_factor(uow, user, device_name, client)
+        if created:
+            await self._event("oidc.account_created", client, actor=user.id, subject=user.id, provider=provider.name)
+        if linked:
+            await self._event("oidc.linked", client, actor=user.id, subject=user.id, provider=provider.name)
+        if result.tokens is not None:
+            await self._event("login.ok", client, actor=user.id, subject=user.id, provider=provider.name)
+        return result
 
     async def _check_second_factor(self, uow: UnitOfWork, user: domain.User, code: str) -> str:
         """Accept a TOTP code once (its step must be newer than the last accepted one) or a recovery code."""

@@ -6,6 +6,8 @@ what the tests must reach quickly: short windows and a few small per-IP limits (
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -43,9 +45,34 @@ def mailbox() -> Iterator[Mailbox]:
         controller.stop()
 
 
+@pytest.fixture(scope="session")
+def oidc_issuer() -> Iterator[str]:
+    """A real OpenID Connect provider (PyPI oidc-provider-mock: Authlib's authorization server in Flask) on a free
+    local port. It accepts any client id/secret and redirect URI, and lets the test pick the user (`sub`)."""
+    os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")  # plain http on localhost
+    import oidc_provider_mock
+
+    with oidc_provider_mock.run_server_in_thread(port=free_port(), require_nonce=True) as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+def oidc_env(issuer: str) -> dict[str, str]:
+    providers = [
+        {"name": "mock", "issuer": issuer, "client_id": "flowdock-test", "client_secret": "s3cret-client"},
+        {
+            "name": "trusted",
+            "issuer": issuer,
+            "client_id": "flowdock-trusted",
+            "client_secret": "s3cret-client-2",
+            "link_verified_email": True,
+        },
+    ]
+    return {"FLOWDOCK_AUTH_OIDC_PROVIDERS": json.dumps(providers)}
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def auth_mesh(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox, oidc_issuer: str
 ) -> Iterator[Running]:
     """`flowdock up` with auth_svc mailing through the test SMTP server, once per database backend."""
     backend = request.param
@@ -54,7 +81,12 @@ def auth_mesh(
         need_postgres()
         prefix = f"fdauth_{uuid.uuid4().hex[:8]}"
         db_url = f"{PG_URL}/{prefix}"
-    env = {**AUTH_TEST_ENV, "FLOWDOCK_AUTH_SMTP_HOST": "127.0.0.1", "FLOWDOCK_AUTH_SMTP_PORT": str(mailbox.port)}
+    env = {
+        **AUTH_TEST_ENV,
+        **oidc_env(oidc_issuer),
+        "FLOWDOCK_AUTH_SMTP_HOST": "127.0.0.1",
+        "FLOWDOCK_AUTH_SMTP_PORT": str(mailbox.port),
+    }
     running = start_up(tmp_path_factory.mktemp(f"auth-{backend}"), backend, db_url, extra_env=env)
     try:
         yield running

@@ -81,6 +81,21 @@ class AuthServiceStub:
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
                 response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
                 _registered_method=True)
+        self.ListOidcProviders = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ListOidcProviders',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListOidcProvidersRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListOidcProvidersResponse.FromString,
+                _registered_method=True)
+        self.StartOidcLogin = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/StartOidcLogin',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginResponse.FromString,
+                _registered_method=True)
+        self.FinishOidcLogin = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/FinishOidcLogin',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.FinishOidcLoginRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+                _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/flowdock.auth.v1.AuthService/GetJwks',
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
@@ -230,6 +245,27 @@ class AuthServiceServicer:
 
     def ResetPassword(self, request, context):
         """ResetPassword sets a new password with a mailed token and ends every session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOidcProviders(self, request, context):
+        """ListOidcProviders names the OpenID Connect providers this server offers for login.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartOidcLogin(self, request, context):
+        """StartOidcLogin returns the provider's authorization URL (code flow, PKCE S256, state and nonce).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishOidcLogin(self, request, context):
+        """FinishOidcLogin exchanges the code the provider sent back (with its state) for tokens or a 2FA challenge.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -401,6 +437,21 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ResetPassword,
                     request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
                     response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'ListOidcProviders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOidcProviders,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListOidcProvidersRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListOidcProvidersResponse.SerializeToString,
+            ),
+            'StartOidcLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartOidcLogin,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginResponse.SerializeToString,
+            ),
+            'FinishOidcLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishOidcLogin,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.FinishOidcLoginRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
@@ -732,6 +783,87 @@ class AuthService:
             '/flowdock.auth.v1.AuthService/ResetPassword',
             flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
             flowdock_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOidcProviders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ListOidcProviders',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListOidcProvidersRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListOidcProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartOidcLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/StartOidcLogin',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.StartOidcLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishOidcLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/FinishOidcLogin',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.FinishOidcLoginRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,12 @@ class AuthServiceStub:
     """RequestPasswordRecovery mails a reset link if the account exists. Always answers the same."""
     ResetPassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ResetPasswordRequest, _auth_pb2.ResetPasswordResponse]
     """ResetPassword sets a new password with a mailed token and ends every session."""
+    ListOidcProviders: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListOidcProvidersRequest, _auth_pb2.ListOidcProvidersResponse]
+    """ListOidcProviders names the OpenID Connect providers this server offers for login."""
+    StartOidcLogin: _grpc.UnaryUnaryMultiCallable[_auth_pb2.StartOidcLoginRequest, _auth_pb2.StartOidcLoginResponse]
+    """StartOidcLogin returns the provider's authorization URL (code flow, PKCE S256, state and nonce)."""
+    FinishOidcLogin: _grpc.UnaryUnaryMultiCallable[_auth_pb2.FinishOidcLoginRequest, _auth_pb2.LoginResponse]
+    """FinishOidcLogin exchanges the code the provider sent back (with its state) for tokens or a 2FA challenge."""
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _httpbody_pb2.HttpBody]
     """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST."""
     GetMe: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetMeRequest, _auth_pb2.User]
@@ -110,6 +116,12 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """RequestPasswordRecovery mails a reset link if the account exists. Always answers the same."""
     ResetPassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ResetPasswordRequest, _auth_pb2.ResetPasswordResponse]  # type: ignore[assignment]
     """ResetPassword sets a new password with a mailed token and ends every session."""
+    ListOidcProviders: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListOidcProvidersRequest, _auth_pb2.ListOidcProvidersResponse]  # type: ignore[assignment]
+    """ListOidcProviders names the OpenID Connect providers this server offers for login."""
+    StartOidcLogin: _aio.UnaryUnaryMultiCallable[_auth_pb2.StartOidcLoginRequest, _auth_pb2.StartOidcLoginResponse]  # type: ignore[assignment]
+    """StartOidcLogin returns the provider's authorization URL (code flow, PKCE S256, state and nonce)."""
+    FinishOidcLogin: _aio.UnaryUnaryMultiCallable[_auth_pb2.FinishOidcLoginRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
+    """FinishOidcLogin exchanges the code the provider sent back (with its state) for tokens or a 2FA challenge."""
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """GetJwks returns the public signing keys as a JWKS document (RFC 7517), raw JSON over REST."""
     GetMe: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetMeRequest, _auth_pb2.User]  # type: ignore[assignment]
@@ -219,6 +231,30 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.ResetPasswordResponse, _abc.Awaitable[_auth_pb2.ResetPasswordResponse]]:
         """ResetPassword sets a new password with a mailed token and ends every session."""
+
+    @_abc_1.abstractmethod
+    def ListOidcProviders(
+        self,
+        request: _auth_pb2.ListOidcProvidersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListOidcProvidersResponse, _abc.Awaitable[_auth_pb2.ListOidcProvidersResponse]]:
+        """ListOidcProviders names the OpenID Connect providers this server offers for login."""
+
+    @_abc_1.abstractmethod
+    def StartOidcLogin(
+        self,
+        request: _auth_pb2.StartOidcLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.StartOidcLoginResponse, _abc.Awaitable[_auth_pb2.StartOidcLoginResponse]]:
+        """StartOidcLogin returns the provider's authorization URL (code flow, PKCE S256, state and nonce)."""
+
+    @_abc_1.abstractmethod
+    def FinishOidcLogin(
+        self,
+        request: _auth_pb2.FinishOidcLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LoginResponse, _abc.Awaitable[_auth_pb2.LoginResponse]]:
+        """FinishOidcLogin exchanges the code the provider sent back (with its state) for tokens or a 2FA challenge."""
 
     @_abc_1.abstractmethod
     def GetJwks(
