@@ -791,12 +791,15 @@ class SmtpMailer:
         password: str,
         sender: str,
         timeout: float,
+        ca_file: str = "",
     ) -> None:
         self.host, self.port, self.security = host, port, security
         self.username, self._password, self.sender, self.timeout = username, password, sender, timeout
+        self.ca_file = ca_file
 
     def _send(self, msg: EmailMessage) -> None:
-        context = ssl.create_default_context()
+        # Certificates and host names are always verified; ca_file only says which CA to trust.
+        context = ssl.create_default_context(cafile=self.ca_file or None)
         smtp: smtplib.SMTP
         if self.security == "tls":
             smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)

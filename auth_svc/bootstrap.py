@@ -61,6 +61,7 @@ def make_mailer(config: AuthConfig) -> Mailer:
         password=config.auth_smtp_password,
         sender=config.auth_mail_from,
         timeout=config.auth_smtp_timeout_seconds,
+        ca_file=config.auth_smtp_ca_file,
     )
 
 

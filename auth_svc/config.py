@@ -44,6 +44,9 @@ class AuthConfig(CommonConfig):
     )
     auth_smtp_username: str = setting("", "SMTP login (empty: no AUTH).")
     auth_smtp_password: str = setting("", "SMTP password.")
+    auth_smtp_ca_file: str = setting(
+        "", "PEM file of the CA that signed the SMTP server's certificate (empty: the system's trusted CAs)."
+    )
     auth_smtp_timeout_seconds: float = setting(10.0, "SMTP connection timeout.", check=positive)
     auth_mail_from: str = setting("FlowDock <no-reply@flowdock.invalid>", "From: address of FlowDock's mails.")
     auth_signing_key_publish_seconds: int = setting(
