@@ -85,6 +85,7 @@ from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
     RequirementRule,
 )
 from envoy_data_plane.envoy.extensions.filters.http.local_ratelimit.v3 import LocalRateLimit
+from envoy_data_plane.envoy.extensions.filters.http.lua.v3 import Lua
 from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpConnectionManager,
@@ -372,8 +373,26 @@ def _uri_host(host: str) -> str:
 # ----------------------------------------------------------------------------------------- HCM parts
 
 
+# REST downloads are transcoded streams (chunked on HTTP/1.1). storage_svc announces the body length in its initial
+# metadata as x-content-length; for non-gRPC responses this turns it into a real Content-Length, so clients (and
+# curl) detect a truncated body instead of mistaking it for a complete 200. It runs last on the response path.
+_CONTENT_LENGTH_LUA = """
+function envoy_on_response(handle)
+  local headers = handle:headers()
+  local length = headers:get("x-content-length")
+  if length == nil then return end
+  local ctype = headers:get("content-type") or ""
+  if string.sub(ctype, 1, 16) ~= "application/grpc" then
+    headers:replace("content-length", length)
+  end
+  headers:remove("x-content-length")
+end
+"""
+
+
 def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[HttpFilter]:
-    """cors -> grpc_web -> jwt_authn -> grpc_json_transcoder -> local_ratelimit -> router."""
+    """lua (response: Content-Length) -> cors -> grpc_web -> jwt_authn -> grpc_json_transcoder -> local_ratelimit
+    -> router."""
     transcoder = GrpcJsonTranscoder(
         proto_descriptor=str(Path(spec.descriptor_path).resolve()),
         services=[svc.full_name for svc in services],
@@ -398,6 +417,10 @@ def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[Http
         rate_limited_as_resource_exhausted=True,
     )
     return [
+        HttpFilter(
+            name="envoy.filters.http.lua",
+            typed_config=_any(Lua(default_source_code=DataSource(inline_string=_CONTENT_LENGTH_LUA))),
+        ),
         HttpFilter(name="envoy.filters.http.cors", typed_config=_any(Cors())),
         HttpFilter(name="envoy.filters.http.grpc_web", typed_config=_any(GrpcWeb())),
         HttpFilter(name="envoy.filters.http.jwt_authn", typed_config=_any(_jwt_filter(spec, services))),

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -16,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
-from flowdock_kernel.errors import AlreadyExists, DataLoss, Unavailable
+from flowdock_kernel.errors import AlreadyExists, Unavailable
 from storage_svc.domain import (
     Cursor,
     Kind,
@@ -31,7 +27,6 @@ from storage_svc.domain import (
     kind_rank,
     name_key,
 )
-from storage_svc.ports import ScanSession
 
 metadata = sa.MetaData()
 
@@ -622,129 +617,6 @@ class SqlUnitOfWork:
         except IntegrityError as exc:
             await self._session.rollback()
             raise AlreadyExists("already exists") from exc
-
-
-class LocalBlobStore:
-    """Blobs on local disk under ids we generate: `blobs/ab/cd/<id>`, staging in `staging/<upload id>`.
-
-    A blob appears only by atomic rename of an fsynced staging file, followed by an fsync of its directory,
-    so after a crash a blob is either whole or absent.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.staging = root / "staging"
-        self.blobs = root / "blobs"
-        self.staging.mkdir(parents=True, exist_ok=True)
-        self.blobs.mkdir(parents=True, exist_ok=True)
-
-    def _staging(self, upload_id: str) -> Path:
-        return self.staging / upload_id
-
-    def _blob(self, blob_id: str) -> Path:
-        return self.blobs / blob_id[:2] / blob_id[2:4] / blob_id
-
-    async def create_staging(self, upload_id: str) -> None:
-        def create() -> None:
-            fd = os.open(self._staging(upload_id), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
-            os.close(fd)
-
-        await asyncio.to_thread(create)
-
-    async def write_staging(self, upload_id: str, offset: int, data: bytes) -> None:
-        def write() -> None:
-            fd = os.open(self._staging(upload_id), os.O_WRONLY)
-            try:
-                view = memoryview(data)
-                pos = offset
-                while view:
-                    n = os.pwrite(fd, view, pos)
-                    view, pos = view[n:], pos + n
-            finally:
-                os.close(fd)
-
-        try:
-            await asyncio.to_thread(write)
-        except FileNotFoundError:
-            raise Unavailable("upload staging file is missing; abort and start the upload again") from None
-
-    async def sync_staging(self, upload_id: str) -> None:
-        def sync() -> None:
-            fd = os.open(self._staging(upload_id), os.O_WRONLY)
-            try:
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
-
-        await asyncio.to_thread(sync)
-
-    async def read_staging(self, upload_id: str, size: int, chunk: int) -> AsyncIterator[bytes]:
-        async for block in self._read_file(self._staging(upload_id), 0, size, chunk):
-            yield block
-
-    async def link(self, src_blob_id: str, dst_blob_id: str) -> None:
-        dst = self._blob(dst_blob_id)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(os.link, self._blob(src_blob_id), dst)
-
-    def list_blobs(self) -> Iterator[tuple[str, int]]:
-        for path in self.blobs.glob("*/*/*"):
-            yield path.name, path.stat().st_size
-
-    async def commit_staging(self, upload_id: str, blob_id: str, size: int) -> None:
-        def commit() -> None:
-            src, dst = self._staging(upload_id), self._blob(blob_id)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(src, os.O_WRONLY)
-            try:
-                os.ftruncate(fd, size)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(src, dst)
-            dfd = os.open(dst.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-        await asyncio.to_thread(commit)
-
-    async def delete_staging(self, upload_id: str) -> None:
-        await asyncio.to_thread(self._staging(upload_id).unlink, True)
-
-    async def delete(self, blob_id: str) -> None:
-        await asyncio.to_thread(self._blob(blob_id).unlink, True)
-
-    async def read(self, blob_id: str, offset: int, length: int, chunk: int) -> AsyncIterator[bytes]:
-        async for block in self._read_file(self._blob(blob_id), offset, length, chunk):
-            yield block
-
-    async def _read_file(self, path: Path, offset: int, length: int, chunk: int) -> AsyncIterator[bytes]:
-        try:
-            f = await asyncio.to_thread(open, path, "rb")
-        except FileNotFoundError:
-            raise DataLoss("the file's stored content is missing") from None
-        try:
-            await asyncio.to_thread(f.seek, offset)
-            remaining = length
-            while remaining > 0:
-                block = await asyncio.to_thread(f.read, min(chunk, remaining))
-                if not block:
-                    raise DataLoss("the file's stored content is shorter than recorded")
-                remaining -= len(block)
-                yield block
-        finally:
-            f.close()
-
-
-class DisabledScanner:
-    """Scanning switched off by configuration (storage_svc says so at start)."""
-
-    enabled = False
-
-    async def open(self, size: int) -> ScanSession:
-        raise AssertionError("a disabled scanner is never opened")
 
 
 class ShareAccessPolicy:

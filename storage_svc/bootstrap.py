@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,12 +14,15 @@ from flowdock_kernel.channels import internal_channel, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
-from storage_svc.adapters import DisabledScanner, LocalBlobStore, ShareAccessPolicy, SqlUnitOfWork
+from storage_svc.adapters import ShareAccessPolicy, SqlUnitOfWork
+from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
+from storage_svc.scanner import ClamdScanner, DisabledScanner
 from storage_svc.servicer import StorageAdminServicer, StorageServicer
 from storage_svc.usecases import Limits, Storage
 
 NAME = "storage"
+log = logging.getLogger("flowdock.storage")
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = storage_pb2.DESCRIPTOR.services_by_name["StorageService"]
 ADMIN_SERVICE = storage_pb2.DESCRIPTOR.services_by_name["StorageAdminService"]
@@ -40,9 +44,19 @@ async def build(config: StorageConfig) -> Service:
     auth = internal_channel(config.auth_address, config.max_message_bytes)
     share = internal_channel(config.share_address, config.max_message_bytes)
     sessions = db.sessionmaker(engine)
+    scanner: ClamdScanner | DisabledScanner
+    if config.storage_virus_scan == "off":
+        scanner = DisabledScanner()
+        log.warning("virus scanning is OFF (storage_virus_scan=off): uploads become visible unscanned")
+    else:
+        scanner = ClamdScanner(config.storage_clamd_address, stream_max_bytes=config.storage_clamd_stream_max_bytes)
+        if not await scanner.ping():
+            log.warning(
+                "clamd at %s does not answer yet; uploads cannot finish until it does", config.storage_clamd_address
+            )
     storage = Storage(
         uow=lambda: SqlUnitOfWork(sessions),
-        blobs=LocalBlobStore(config.data_dir / "storage"),
+        blobs=EncryptedBlobStore.from_config(config),
         access=ShareAccessPolicy(share),
         limits=Limits(
             chunk_bytes=config.storage_chunk_bytes,
@@ -56,8 +70,9 @@ async def build(config: StorageConfig) -> Service:
             inline_finish_bytes=config.storage_inline_finish_bytes,
             trash_retention=timedelta(days=config.storage_trash_days),
             versions_kept=config.storage_versions_kept,
+            scan_oversize=config.storage_scan_oversize,
         ),
-        scanner=DisabledScanner(),
+        scanner=scanner,
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from flowdock_kernel.config import CommonConfig, non_negative, positive, setting
+from flowdock_kernel.config import CommonConfig, non_negative, one_of, positive, setting
 
 MiB = 1024 * 1024
 
@@ -43,6 +43,23 @@ class StorageConfig(CommonConfig):
     )
     storage_versions_kept: int = setting(
         10, "How many versions of a file are kept (the current one included); older ones are deleted.", check=positive
+    )
+    storage_virus_scan: str = setting(
+        "clamd",
+        "clamd: every upload is scanned before it becomes visible (fail closed when clamd is down); off: no "
+        "scanning (logged loudly at start).",
+        check=one_of("clamd", "off"),
+    )
+    storage_clamd_address: str = setting("127.0.0.1:3310", "clamd address: host:port or a unix socket path.")
+    storage_clamd_stream_max_bytes: int = setting(
+        100 * MiB,
+        "Largest content sent to clamd; must equal clamd's StreamMaxLength (set its MaxScanSize/MaxFileSize ~4x).",
+        check=positive,
+    )
+    storage_scan_oversize: str = setting(
+        "refuse",
+        "Files larger than storage_clamd_stream_max_bytes: refuse, or allow-unscanned (stored without a scan).",
+        check=one_of("refuse", "allow-unscanned"),
     )
     storage_housekeeping_seconds: float = setting(
         300.0, "How often expired uploads, stalled finishes and old trash are cleaned up.", check=positive

@@ -8,6 +8,10 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from storage_svc.domain import Cursor, Kind, Node, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
+from storage_svc.scanner import VirusScanner
+
+# The scanner's port is declared next to its contract (storage_svc/scanner.py, pure asyncio).
+Scanner = VirusScanner
 
 
 class Nodes(Protocol):
@@ -138,21 +142,7 @@ class BlobStore(Protocol):
     async def link(self, src_blob_id: str, dst_blob_id: str) -> None: ...
     async def delete(self, blob_id: str) -> None: ...
     def list_blobs(self) -> Iterator[tuple[str, int]]: ...
-
-
-class ScanSession(Protocol):
-    async def feed(self, data: bytes) -> None: ...
-    async def finish(self) -> str | None:
-        """None when clean, else the signature name."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class Scanner(Protocol):
-    enabled: bool
-
-    async def open(self, size: int) -> ScanSession: ...
+    async def verify(self, blob_id: str) -> int: ...
 
 
 class AccessPolicy(Protocol):

@@ -290,6 +290,10 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             current_principal().user_id, request.file_id, request.offset, request.length, request.version
         )
         assert version is not None
+        # Read (and so authenticate) the first block before any header goes out: damage found here becomes a clean
+        # DATA_LOSS status (REST: a 500 with a JSON body), not a 200 whose body stops short.
+        blocks = aiter(self.storage.read(version, offset, length))
+        head = await anext(blocks, None)
         await context.send_initial_metadata(
             (
                 ("content-disposition", content_disposition(node.name)),
@@ -298,16 +302,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 ("x-file-size", str(version.size)),
             )
         )
-        first = True
-        async for block in self.storage.read(version, offset, length):
+        yield httpbody_pb2.HttpBody(content_type=version.content_type, data=head or b"")
+        _DOWNLOADED.inc(len(head or b""))
+        async for block in blocks:
             _DOWNLOADED.inc(len(block))
-            if first:
-                first = False
-                yield httpbody_pb2.HttpBody(content_type=version.content_type, data=block)
-            else:
-                yield httpbody_pb2.HttpBody(data=block)
-        if first:
-            yield httpbody_pb2.HttpBody(content_type=version.content_type)
+            yield httpbody_pb2.HttpBody(data=block)
 
 
 def _version_pb(version: Version, node: Node) -> storage_pb2.Version:

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from flowdock_kernel.errors import (
     AlreadyExists,
+    DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -29,6 +30,7 @@ from flowdock_kernel.errors import (
 from storage_svc import domain
 from storage_svc.domain import Cursor, Kind, Node, OnConflict, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
 from storage_svc.ports import AccessPolicy, BlobStore, Scanner, UnitOfWork
+from storage_svc.scanner import ScanLimitExceeded
 
 log = logging.getLogger("flowdock.storage")
 
@@ -84,6 +86,8 @@ class Storage:
     limits: Limits
     scanner: Scanner
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Infected uploads seen, for the audit trail (drained by the events publisher).
+    infected: list[tuple[Upload, str]] = field(default_factory=list)
 
     # -- access -------------------------------------------------------------------------------------------------
 
@@ -669,11 +673,27 @@ class Storage:
             log.exception("finishing upload failed", extra={"upload_id": upload.id})
 
     async def _verify(self, upload: Upload) -> str:
-        """One pass over the staged bytes: SHA-256 and the virus scan together. Returns the digest."""
+        """One pass over the staged bytes: SHA-256 and the virus scan together. Returns the digest.
+
+        Scanner unreachable → Unavailable (fail closed: never treated as clean). Content beyond the scanner's
+        limit follows `scan_oversize`: "refuse" (default) or "allow-unscanned" (logged)."""
         h = hashlib.sha256()
-        session = await self.scanner.open(upload.size) if self.scanner.enabled else None
+        session = None
+        if self.scanner.enabled:
+            try:
+                session = await self.scanner.open(upload.size)
+            except ScanLimitExceeded as exc:
+                if self.limits.scan_oversize != "allow-unscanned":
+                    raise ScanRefused(
+                        f"file of {upload.size} bytes is larger than the virus scanner's limit of {exc.limit_bytes} "
+                        "bytes (storage_clamd_stream_max_bytes); it was refused unscanned"
+                    ) from None
+                log.warning("stored unscanned: over the scanner's limit", extra={"upload_id": upload.id})
+        source = self.blobs.read_staging(upload.id, upload.size, self.limits.chunk_bytes)
+        if await self._committed_before(upload):
+            source = self.blobs.read(upload.id.replace("-", ""), 0, upload.size, self.limits.chunk_bytes)
         try:
-            async for block in self.blobs.read_staging(upload.id, upload.size, self.limits.chunk_bytes):
+            async for block in source:
                 h.update(block)
                 if session is not None:
                     await session.feed(block)
@@ -681,13 +701,23 @@ class Storage:
             if upload.sha256 and digest != upload.sha256:
                 raise ScanRefused(f"content SHA-256 is {digest}, not the declared {upload.sha256}; upload it again")
             if session is not None:
-                signature = await session.finish()
-                if signature:
-                    raise ScanRefused(f"virus found: {signature}; the content was destroyed")
+                verdict = await session.finish()
+                if not verdict.clean:
+                    self.infected.append((upload, verdict.signature or "unknown"))
+                    raise ScanRefused(f"virus found: {verdict.signature}; the content was destroyed")
+        except ScanLimitExceeded as exc:
+            raise ScanRefused(f"the virus scanner could not scan all of this file ({exc.message}); refused") from None
         finally:
             if session is not None:
                 await session.close()
         return digest
+
+    async def _committed_before(self, upload: Upload) -> bool:
+        """A previous finish renamed staging into the blob, then crashed before its database commit."""
+        try:
+            return await self.blobs.verify(upload.id.replace("-", "")) == upload.size
+        except DomainError:
+            return False
 
     async def _complete(self, upload: Upload, token: str, *, raise_unavailable: bool) -> tuple[Upload, Node | None]:
         try:
@@ -703,7 +733,8 @@ class Storage:
             if raise_unavailable:
                 raise
             return replace(upload, state=UploadState.OPEN, failure=exc.message), None
-        blob_id = uuid.uuid4().hex
+        # Derived from the upload: a finish retried after a crash between rename and commit finds the same blob.
+        blob_id = upload.id.replace("-", "")
         await self.blobs.commit_staging(upload.id, blob_id, upload.size)
         now = _now()
         pruned: list[Version] = []
@@ -882,6 +913,7 @@ class UploadWriter:
         self.upload_id = upload_id
         self.token = secrets.token_hex(16)
         self.upload: Upload | None = None
+        self.lease_until = _now()
         self.offset = 0  # next byte to write
         self.committed = 0  # durable and recorded
 
@@ -907,6 +939,7 @@ class UploadWriter:
             await uow.commit()
         self.upload = upload
         self.offset = self.committed = offset
+        self.lease_until = _now() + LEASE
         return offset
 
     async def write(self, data: bytes, offset: int | None = None) -> None:
@@ -914,6 +947,8 @@ class UploadWriter:
         if offset is not None and offset != self.offset:
             raise _wrong_offset(offset, self.offset)
         self.s._check_chunk(self.upload, self.offset, len(data))
+        if _now() > self.lease_until - LEASE / 4:
+            await self.flush(renew=True)  # renews the lease (or finds it lost) before touching the bytes
         await self.s.blobs.write_staging(self.upload_id, self.offset, data)
         self.offset += len(data)
 
@@ -921,9 +956,9 @@ class UploadWriter:
     def pending(self) -> int:
         return self.offset - self.committed
 
-    async def flush(self) -> int:
-        """Make written bytes durable and record them; returns the committed size."""
-        if self.pending == 0:
+    async def flush(self, *, renew: bool = False) -> int:
+        """Make written bytes durable and record them (renewing the lease); returns the committed size."""
+        if self.pending == 0 and not renew:
             return self.committed
         await self.s.blobs.sync_staging(self.upload_id)
         async with self.s.uow() as uow:
@@ -931,5 +966,6 @@ class UploadWriter:
             if not await uow.uploads.advance(self.upload_id, self.token, self.offset, _now() + LEASE, expires):
                 raise FailedPrecondition("this writer lost its hold on the upload (idle too long); resume it")
             await uow.commit()
+        self.lease_until = _now() + LEASE
         self.committed = self.offset
         return self.committed

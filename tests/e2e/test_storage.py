@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +21,6 @@ from flowdock.storage.v1 import storage_pb2 as S
 from flowdock.storage.v1 import storage_pb2_grpc
 from tests.conftest import PG_URL, Running, drop_databases, need_postgres, start_up, stop_up
 from tests.e2e.protocols import Native, native_channel
-from tests.e2e.test_bad_input import expired_token
 from tests.e2e.test_mesh import register_and_login
 
 MiB = 1024 * 1024
@@ -398,7 +399,7 @@ def test_internal_admin_service_is_not_routed_and_checks_the_role(store: Running
         admin_stub.GetUserQuota(S.GetUserQuotaRequest(user_id="x"), metadata=[("authorization", f"Bearer {c.token}")])
     assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
     me = c.ok("GET", "/api/v1/me")["id"]
-    admin = expired_token(store, role="admin", ttl=300)
+    admin = admin_token(store)
     quota = admin_stub.SetQuota(
         S.SetQuotaRequest(user_id=me, limit_bytes=1000), metadata=[("authorization", f"Bearer {admin}")]
     )
@@ -406,6 +407,24 @@ def test_internal_admin_service_is_not_routed_and_checks_the_role(store: Running
     r = c.http.post("/api/v1/uploads", json={"parent_id": "root", "name": "x", "size": 1001})
     assert r.status_code == 429
     direct.close()
+
+
+def admin_token(mesh: Running) -> str:
+    """An administrator made the way operators do (`flowdock admin create-user --admin`), logged in over REST."""
+    email, password = f"admin-{uuid.uuid4().hex[:8]}@example.org", "an admin passphrase 42"
+    db = ["--db", mesh.db_url] if mesh.db_url else []
+    argv = ["admin", "create-user", "--email", email, "--admin", "--password-stdin", "--data-dir", str(mesh.data_dir)]
+    made = subprocess.run(
+        [sys.executable, "-m", "flowdock_cli", *argv, *db],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    r = httpx.post(f"{mesh.url}/api/v1/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    return str(r.json()["accessToken"])
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

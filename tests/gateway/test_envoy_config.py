@@ -136,6 +136,7 @@ def test_template_to_regex() -> None:
 
 def test_filter_chain_order(bootstrap: dict[str, Any]) -> None:
     assert [f["name"] for f in hcm(bootstrap)["http_filters"]] == [
+        "envoy.filters.http.lua",
         "envoy.filters.http.cors",
         "envoy.filters.http.grpc_web",
         "envoy.filters.http.jwt_authn",

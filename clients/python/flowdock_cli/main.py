@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib import metadata
 
-from flowdock_cli import admin, up
+from flowdock_cli import admin, storage_ops, up
 
 
 def _version(_args: argparse.Namespace) -> int:
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up.add_commands(sub)
     admin.add_commands(sub)
+    storage_ops.add_commands(sub)
     version = sub.add_parser("version", help="print the version", description="Print the FlowDock version.")
     version.set_defaults(func=_version)
     return parser

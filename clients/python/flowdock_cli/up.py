@@ -37,6 +37,25 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def clamd_answers(address: str) -> bool:
+    """PING → PONG on clamd's TCP address or unix socket."""
+    try:
+        if address.startswith("/") or address.startswith("unix:"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target: Any = address.removeprefix("unix:")
+        else:
+            host, _, port = address.rpartition(":")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            target = (host.strip("[]") or "127.0.0.1", int(port))
+        with sock:
+            sock.settimeout(1.0)
+            sock.connect(target)
+            sock.sendall(b"zPING\0")
+            return sock.recv(16).startswith(b"PONG")
+    except (OSError, ValueError):
+        return False
+
+
 def replica_name(name: str, replica: int) -> str:
     return name if replica == 0 else f"{name}-{replica}"
 
@@ -112,6 +131,7 @@ class Plan:
     ports: dict[str, list[int]]
     log_format: str
     base_env: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
 
     def address(self, name: str) -> str:
         return ",".join(f"127.0.0.1:{p}" for p in self.ports[name])
@@ -180,6 +200,16 @@ def make_plan(args: argparse.Namespace) -> Plan:
     except ConfigError as exc:
         raise UpError(str(exc)) from None
     data_dir = common.data_dir.resolve()
+    warnings: list[str] = []
+    if "FLOWDOCK_STORAGE_VIRUS_SCAN" not in env:
+        address = env.get("FLOWDOCK_STORAGE_CLAMD_ADDRESS", "127.0.0.1:3310")
+        if not clamd_answers(address):
+            # The embedded default must run on a machine without clamd: scanning is switched off explicitly, and said.
+            env["FLOWDOCK_STORAGE_VIRUS_SCAN"] = "off"
+            warnings.append(
+                f"virus scanning is OFF: no clamd answers at {address}. Start clamd (Debian: clamav-daemon) "
+                "or set FLOWDOCK_STORAGE_CLAMD_ADDRESS, then restart."
+            )
     replicas = {name: 1 for name in SERVICES}
     for item in getattr(args, "replicas", None) or []:
         name, _, count = item.partition("=")
@@ -196,6 +226,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         ports=ports,
         log_format=common.log_format,
         base_env=env,
+        warnings=warnings,
     )
 
 
@@ -261,6 +292,8 @@ def run_up(args: argparse.Namespace) -> int:
     except UpError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     for folder in (plan.data_dir, plan.run_dir, plan.log_dir):
         folder.mkdir(parents=True, exist_ok=True)
     for stale in plan.run_dir.glob("*.json"):
