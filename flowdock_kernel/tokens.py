@@ -35,6 +35,8 @@ class Principal:
     session_id: str
     role: str
     token: str
+    kid: str = ""
+    expires_at: float = 0.0
 
     @property
     def is_admin(self) -> bool:
@@ -98,7 +100,9 @@ def verify_access_token(token: str, keys: KeyMap, *, issuer: str, audience: str,
     sub, sid, role = claims.get("sub"), claims.get("sid"), claims.get("role", "user")
     if not isinstance(sub, str) or not isinstance(sid, str) or role not in ("user", "admin"):
         raise errors.Unauthenticated("access token rejected")
-    return Principal(user_id=sub, session_id=sid, role=role, token=token)
+    return Principal(
+        user_id=sub, session_id=sid, role=role, token=token, kid=kid, expires_at=float(claims["exp"]) + leeway
+    )
 
 
 # A revoked session (logout, revocation, disabled account, reused refresh token) is refused by every service
