@@ -1,0 +1,69 @@
+"""auth_svc's use cases over its real adapters and migrations (SQLite file), without the network: things the
+gateway cannot show directly — the stored hash changing with the Argon2 parameters (rehash-on-login)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from auth_svc import bootstrap
+from auth_svc.adapters import (
+    Argon2Hasher,
+    OutboxMailer,
+    PyOtpTotp,
+    SigningKeyring,
+    SqlAuditLog,
+    SqlRateLimiter,
+    SqlUnitOfWork,
+    users,
+)
+from auth_svc.config import AuthConfig
+from auth_svc.domain import Client
+from auth_svc.usecases import Accounts, Policy
+from flowdock_kernel import db
+
+PASSWORD = "correct horse battery staple"
+
+
+async def test_login_rehashes_when_the_argon2_parameters_change(tmp_path: Path) -> None:
+    config = AuthConfig(data_dir=tmp_path)
+    bootstrap.migrate(config)
+    engine = db.make_engine(db.service_url(config, "auth"))
+    keyring = SigningKeyring(engine, issuer="flowdock", audience="flowdock", ttl_seconds=300)
+    await keyring.load()
+    factory = db.sessionmaker(engine)
+
+    def accounts(time_cost: int) -> Accounts:
+        return Accounts(
+            uow=lambda: SqlUnitOfWork(factory),
+            hasher=Argon2Hasher(memory_kib=19456, time_cost=time_cost, parallelism=1),
+            issuer=keyring,
+            mailer=OutboxMailer(tmp_path / "outbox", "test <t@example.org>"),
+            totp=PyOtpTotp("FlowDock"),
+            limiter=SqlRateLimiter(engine),
+            audit=SqlAuditLog(engine),
+            policy=Policy(require_verified_email=False),
+        )
+
+    async def stored() -> str:
+        async with engine.connect() as conn:
+            return str((await conn.execute(sa.select(users.c.password_hash))).scalar_one())
+
+    old = accounts(2)
+    client = Client("203.0.113.7", "pytest")
+    await old.register("ada@example.org", PASSWORD, "Ada", client)
+    await old.drain()
+    assert "$argon2id$" in await stored() and ",t=2," in await stored()
+    new = accounts(3)
+    failed = None
+    try:
+        await new.login("ada@example.org", "wrong password here", "", client)
+    except Exception as exc:
+        failed = exc
+    assert failed is not None and ",t=2," in await stored()  # a failed login changes nothing
+    result = await new.login("ada@example.org", PASSWORD, "", client)
+    assert result.tokens is not None
+    assert ",t=3," in await stored() and "m=19456" in await stored()
+    assert (await new.login("ada@example.org", PASSWORD, "", client)).tokens is not None
+    await engine.dispose()
