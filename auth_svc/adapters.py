@@ -988,3 +988,42 @@ class HttpOidcClient:
             email_verified=claims.get("email_verified") is True,
             name=str(claims.get("name") or ""),
         )
+
+
+class SqlHousekeeping:
+    """Deletes rows that can never be used again: one-time tokens and OpenID states expired for a day, sessions
+    ended (expired or revoked) for `keep_ended` (their refresh tokens go with them). The audit trail is kept."""
+
+    def __init__(self, engine: AsyncEngine, *, keep_ended: timedelta = timedelta(days=30)) -> None:
+        self._engine = engine
+        self._keep_ended = keep_ended
+
+    async def run(self) -> dict[str, int]:
+        now = datetime.now(UTC)
+        day_ago, ended_before = now - timedelta(days=1), now - self._keep_ended
+        counts: dict[str, int] = {}
+        async with self._engine.begin() as conn:
+            for name, stmt in (
+                ("one_time_tokens", one_time_tokens.delete().where(one_time_tokens.c.expires_at < day_ago)),
+                ("oidc_states", oidc_states.delete().where(oidc_states.c.expires_at < day_ago)),
+                (
+                    "refresh_tokens",
+                    refresh_tokens.delete().where(
+                        refresh_tokens.c.session_id.in_(
+                            sa.select(sessions.c.id).where(
+                                sa.or_(sessions.c.expires_at < ended_before, sessions.c.revoked_at < ended_before)
+                            )
+                        )
+                    ),
+                ),
+                (
+                    "sessions",
+                    sessions.delete().where(
+                        sa.or_(sessions.c.expires_at < ended_before, sessions.c.revoked_at < ended_before)
+                    ),
+                ),
+            ):
+                counts[name] = int(getattr(await conn.execute(stmt), "rowcount", 0))
+        if any(counts.values()):
+            log.info("housekeeping", extra={"deleted": counts})
+        return counts

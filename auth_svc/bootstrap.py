@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from auth_svc.adapters import (
     SigningKeyring,
     SmtpMailer,
     SqlAuditLog,
+    SqlHousekeeping,
     SqlRateLimiter,
     SqlUnitOfWork,
     common_passwords,
@@ -145,6 +147,16 @@ async def build(config: AuthConfig) -> Service:
     internal = AuthInternalServicer(accounts)
     reload = ReloadLoop(keyring.refresh, config.auth_signing_key_reload_seconds)
     reload.start()
+    housekeeping = SqlHousekeeping(engine)
+
+    async def tidy() -> None:
+        try:
+            await housekeeping.run()
+        except Exception:
+            logging.getLogger("flowdock.auth").warning("housekeeping failed; will retry", exc_info=True)
+
+    cleaner = ReloadLoop(tidy, 3600)
+    cleaner.start()
 
     async def own_keys() -> KeyMap:
         await keyring.refresh()
@@ -156,6 +168,7 @@ async def build(config: AuthConfig) -> Service:
 
     async def close() -> None:
         await reload.stop()
+        await cleaner.stop()
         await accounts.drain()
         await engine.dispose()
 

@@ -67,3 +67,46 @@ async def test_login_rehashes_when_the_argon2_parameters_change(tmp_path: Path) 
     assert ",t=3," in await stored() and "m=19456" in await stored()
     assert (await new.login("ada@example.org", PASSWORD, "", client)).tokens is not None
     await engine.dispose()
+
+
+async def test_housekeeping_deletes_only_what_can_never_be_used(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from auth_svc.adapters import SqlHousekeeping, one_time_tokens, refresh_tokens, sessions
+
+    config = AuthConfig(data_dir=tmp_path)
+    bootstrap.migrate(config)
+    engine = db.make_engine(db.service_url(config, "auth"))
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            users.insert().values(
+                id="u1", email="a@example.org", display_name="a", role="user", password_hash="x", created_at=now
+            )
+        )
+        for sid, expires, revoked in (
+            ("live", now + timedelta(days=1), None),
+            ("old", now - timedelta(days=40), None),
+            ("revoked-long-ago", now + timedelta(days=1), now - timedelta(days=31)),
+            ("revoked-recently", now + timedelta(days=1), now - timedelta(days=1)),
+        ):
+            await conn.execute(
+                sessions.insert().values(
+                    id=sid, user_id="u1", device_name="d", created_at=now, expires_at=expires, revoked_at=revoked
+                )
+            )
+            await conn.execute(refresh_tokens.insert().values(token_hash=f"h-{sid}", session_id=sid, created_at=now))
+        for name, expires in (("fresh", now + timedelta(hours=1)), ("stale", now - timedelta(days=2))):
+            await conn.execute(
+                one_time_tokens.insert().values(
+                    token_hash=name, purpose="verify_email", user_id="u1", expires_at=expires
+                )
+            )
+    counts = await SqlHousekeeping(engine).run()
+    assert counts["sessions"] == 2 and counts["refresh_tokens"] == 2 and counts["one_time_tokens"] == 1
+    async with engine.connect() as conn:
+        left = set((await conn.execute(sa.select(sessions.c.id))).scalars())
+        tokens = set((await conn.execute(sa.select(refresh_tokens.c.session_id))).scalars())
+        otts = set((await conn.execute(sa.select(one_time_tokens.c.token_hash))).scalars())
+    assert left == tokens == {"live", "revoked-recently"} and otts == {"fresh"}
+    await engine.dispose()
