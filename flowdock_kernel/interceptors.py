@@ -65,6 +65,7 @@ class CallContextInterceptor(AsyncServerInterceptor):
     ) -> Any:
         rid = _metadata(context, "x-request-id") or uuid.uuid4().hex
         logs.request_id_var.set(rid)
+        logs.client_var.set(logs.client_from(context.invocation_metadata() or (), context.peer() or ""))
         state = _CallState()
         _state_var.set(state)
         start = time.perf_counter()

@@ -11,9 +11,35 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+@dataclass(frozen=True)
+class Client:
+    """Where a call came from, for the audit trail."""
+
+    ip: str = ""
+    user_agent: str = ""
+
+
+client_var: contextvars.ContextVar[Client] = contextvars.ContextVar("client", default=Client())  # noqa: B039 (frozen)
+
+
+def client_from(metadata: Iterable[tuple[str, str | bytes]], peer: str) -> Client:
+    """Envoy (use_remote_address) appends the client's address to X-Forwarded-For: only the last entry is
+    trustworthy. Direct calls: the peer address."""
+    values = {k: v if isinstance(v, str) else v.decode("latin-1") for k, v in metadata}
+    forwarded = values.get("x-forwarded-for", "")
+    ip = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
+    if not ip and peer.startswith(("ipv4:", "ipv6:")):
+        ip = peer[5:].rsplit(":", 1)[0].strip("[]")
+    agent = values.get("x-user-agent") or values.get("user-agent", "")
+    return Client(ip=ip[:64], user_agent=agent[:256])
+
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

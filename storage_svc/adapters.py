@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
+from flowdock_kernel import logs
+from flowdock_kernel.audit import AuditOutbox
 from flowdock_kernel.errors import AlreadyExists, Unavailable
 from storage_svc.domain import (
     Cursor,
@@ -617,6 +619,20 @@ class SqlUnitOfWork:
         except IntegrityError as exc:
             await self._session.rollback()
             raise AlreadyExists("already exists") from exc
+
+
+class AuditEvents:
+    """Events go to the kernel's durable outbox (delivered to auth_svc in the background), with the caller's
+    address and user agent as the gateway saw them."""
+
+    def __init__(self, outbox: AuditOutbox) -> None:
+        self.outbox = outbox
+
+    def record(self, kind: str, *, actor: str, subject: str = "", details: dict[str, str] | None = None) -> None:
+        client = logs.client_var.get()
+        self.outbox.record(
+            kind, actor_id=actor, subject_id=subject, ip=client.ip, user_agent=client.user_agent, details=details
+        )
 
 
 class ShareAccessPolicy:

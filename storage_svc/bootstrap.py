@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -10,11 +11,12 @@ import grpc
 
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import db
+from flowdock_kernel.audit import AuditOutbox, remote_audit_sender
 from flowdock_kernel.channels import internal_channel, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
-from storage_svc.adapters import ShareAccessPolicy, SqlUnitOfWork
+from storage_svc.adapters import AuditEvents, ShareAccessPolicy, SqlUnitOfWork
 from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
 from storage_svc.scanner import ClamdScanner, DisabledScanner
@@ -54,6 +56,7 @@ async def build(config: StorageConfig) -> Service:
             log.warning(
                 "clamd at %s does not answer yet; uploads cannot finish until it does", config.storage_clamd_address
             )
+    outbox = AuditOutbox(config.data_dir / "outbox" / "audit-storage.db", service=NAME, send=remote_audit_sender(auth))
     storage = Storage(
         uow=lambda: SqlUnitOfWork(sessions),
         blobs=EncryptedBlobStore.from_config(config),
@@ -73,6 +76,7 @@ async def build(config: StorageConfig) -> Service:
             scan_oversize=config.storage_scan_oversize,
         ),
         scanner=scanner,
+        events=AuditEvents(outbox),
     )
 
     def register(server: grpc.aio.Server) -> None:
@@ -82,7 +86,12 @@ async def build(config: StorageConfig) -> Service:
     async def housekeeping() -> None:
         await storage.run_housekeeping(config.storage_housekeeping_seconds)
 
+    async def deliver_audit_events() -> None:
+        outbox.start()
+        await asyncio.Event().wait()  # runs until cancelled at shutdown; outbox.stop() flushes in on_stop
+
     async def close() -> None:
+        await outbox.stop()
         await auth.close()
         await share.close()
         await engine.dispose()
@@ -94,5 +103,5 @@ async def build(config: StorageConfig) -> Service:
         public_methods=public_methods(SERVICE, ADMIN_SERVICE),
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
-        background=[housekeeping],
+        background=[housekeeping, deliver_audit_events],
     )

@@ -145,6 +145,13 @@ class BlobStore(Protocol):
     async def verify(self, blob_id: str) -> int: ...
 
 
+class Events(Protocol):
+    """The audit trail (auth_svc's activity log), fed through a durable local outbox. `subject` is the account the
+    event concerns (it shows in that user's activity); node ids go in `details`."""
+
+    def record(self, kind: str, *, actor: str, subject: str = "", details: dict[str, str] | None = None) -> None: ...
+
+
 class AccessPolicy(Protocol):
     """Decides for non-owners (share_svc); owners never ask."""
 

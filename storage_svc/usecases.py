@@ -29,7 +29,7 @@ from flowdock_kernel.errors import (
 )
 from storage_svc import domain
 from storage_svc.domain import Cursor, Kind, Node, OnConflict, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
-from storage_svc.ports import AccessPolicy, BlobStore, Scanner, UnitOfWork
+from storage_svc.ports import AccessPolicy, BlobStore, Events, Scanner, UnitOfWork
 from storage_svc.scanner import ScanLimitExceeded
 
 log = logging.getLogger("flowdock.storage")
@@ -85,9 +85,8 @@ class Storage:
     access: AccessPolicy
     limits: Limits
     scanner: Scanner
+    events: Events
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    # Infected uploads seen, for the audit trail (drained by the events publisher).
-    infected: list[tuple[Upload, str]] = field(default_factory=list)
 
     # -- access -------------------------------------------------------------------------------------------------
 
@@ -249,6 +248,20 @@ class Storage:
                 await uow.commit()
             except AlreadyExists:
                 raise AlreadyExists(f"an entry named {new_name!r} already exists in the target folder") from None
+        if updated.name != node.name:
+            self.events.record(
+                "storage.rename",
+                actor=caller,
+                subject=node.owner_id,
+                details={"node_id": node.id, "from": node.name, "to": new_name},
+            )
+        if updated.parent_id != node.parent_id:
+            self.events.record(
+                "storage.move",
+                actor=caller,
+                subject=node.owner_id,
+                details={"node_id": node.id, "from": node.parent_id or "", "to": parent.id},
+            )
         return updated
 
     async def copy_node(self, caller: str, node_id: str, parent_id: str, name: str, policy: OnConflict) -> Node:
@@ -313,6 +326,12 @@ class Storage:
                 for version in versions:
                     await self.blobs.delete(version.blob_id)
                 raise
+        self.events.record(
+            "storage.copy",
+            actor=caller,
+            subject=caller,
+            details={"node_id": copies[0].id, "from": source.id, "nodes": str(len(copies))},
+        )
         return copies[0]
 
     # -- trash --------------------------------------------------------------------------------------------------
@@ -325,6 +344,9 @@ class Storage:
             now = _now()
             await uow.nodes.trash_tree(node.id, now)
             await uow.commit()
+        self.events.record(
+            "storage.delete", actor=caller, subject=node.owner_id, details={"node_id": node.id, "name": node.name}
+        )
         return replace(node, trashed_at=now, trash_root_id=node.id)
 
     async def list_trash(self, caller: str, page_size: int, page_token: str) -> tuple[list[TrashEntry], str]:
@@ -355,6 +377,12 @@ class Storage:
             await uow.nodes.update(replace(node, parent_id=parent.id, name=name))
             await uow.nodes.restore_tree(node.id)
             await uow.commit()
+        self.events.record(
+            "storage.restore",
+            actor=caller,
+            subject=node.owner_id,
+            details={"node_id": node.id, "name": name, "to": parent.id},
+        )
         return replace(node, parent_id=parent.id, name=name, trashed_at=None, trash_root_id="")
 
     async def _purge(self, uow: UnitOfWork, root: Node) -> int:
@@ -371,7 +399,11 @@ class Storage:
 
     async def purge_trash(self, caller: str, node_id: str) -> int:
         async with self.uow() as uow:
-            return await self._purge(uow, await self._trash_root(uow, caller, node_id))
+            freed = await self._purge(uow, await self._trash_root(uow, caller, node_id))
+        self.events.record(
+            "storage.purge", actor=caller, subject=caller, details={"node_id": node_id, "freed_bytes": str(freed)}
+        )
+        return freed
 
     async def empty_trash(self, caller: str) -> int:
         freed = 0
@@ -383,6 +415,12 @@ class Storage:
             for entry in roots:
                 async with self.uow() as uow:
                     freed += await self._purge(uow, entry.node)
+                self.events.record(
+                    "storage.purge",
+                    actor=caller,
+                    subject=caller,
+                    details={"node_id": entry.node.id, "name": entry.node.name},
+                )
 
     # -- versions -----------------------------------------------------------------------------------------------
 
@@ -414,6 +452,12 @@ class Storage:
             )
             await uow.commit()
         await self._delete_blobs(pruned)
+        self.events.record(
+            "storage.version_restore",
+            actor=caller,
+            subject=node.owner_id,
+            details={"node_id": node.id, "version": str(old.number)},
+        )
         return updated
 
     async def _add_version(
@@ -703,7 +747,17 @@ class Storage:
             if session is not None:
                 verdict = await session.finish()
                 if not verdict.clean:
-                    self.infected.append((upload, verdict.signature or "unknown"))
+                    self.events.record(
+                        "storage.infected",
+                        actor=upload.owner_id,
+                        subject=upload.owner_id,
+                        details={
+                            "upload_id": upload.id,
+                            "name": upload.name,
+                            "signature": verdict.signature or "unknown",
+                            "size": str(upload.size),
+                        },
+                    )
                     raise ScanRefused(f"virus found: {verdict.signature}; the content was destroyed")
         except ScanLimitExceeded as exc:
             raise ScanRefused(f"the virus scanner could not scan all of this file ({exc.message}); refused") from None
@@ -800,6 +854,12 @@ class Storage:
             await self.blobs.delete(blob_id)
             raise
         await self._delete_blobs(pruned)
+        self.events.record(
+            "storage.upload",
+            actor=upload.owner_id,
+            subject=upload.owner_id,
+            details={"node_id": node.id, "name": node.name, "size": str(upload.size), "sha256": digest},
+        )
         return replace(upload, state=UploadState.COMPLETED, node_id=node.id), node
 
     async def _fail(self, upload: Upload, why: str, *, staged: bool = True) -> None:
@@ -857,6 +917,12 @@ class Storage:
         for root in old:
             async with self.uow() as uow:
                 await self._purge(uow, root)
+            self.events.record(
+                "storage.purge",
+                actor="",
+                subject=root.owner_id,
+                details={"node_id": root.id, "reason": "trash retention"},
+            )
             done["purged_trash"] += 1
         return done
 
@@ -888,6 +954,18 @@ class Storage:
         if length < 0:
             raise InvalidArgument("length", "must not be negative")
         length = version.size - offset if length == 0 else min(length, version.size - offset)
+        self.events.record(
+            "storage.download",
+            actor=caller,
+            subject=node.owner_id,
+            details={
+                "node_id": node.id,
+                "name": node.name,
+                "version": str(version.number),
+                "offset": str(offset),
+                "length": str(length),
+            },
+        )
         return node, version, offset, length
 
     def read(self, version: Version, offset: int, length: int) -> AsyncIterator[bytes]:

@@ -461,3 +461,45 @@ def test_abandoned_uploads_expire_and_old_trash_is_purged(janitor: Running) -> N
     assert c.ok("GET", "/api/v1/trash")["entries"] == []
     staging = janitor.data_dir / "storage" / "staging"
     assert not (staging / up["uploadId"]).exists()
+
+
+def test_storage_events_reach_the_owners_activity_log(store: Running) -> None:
+    c = Client(store)
+    folder = c.folder("Evented")
+    fid = c.upload("e.txt", b"one")["node"]["id"]
+    c.upload("e.txt", b"two", on_conflict="ON_CONFLICT_NEW_VERSION")
+    c.content(fid)
+    c.ok("PATCH", f"/api/v1/nodes/{fid}", json={"name": "f.txt"})
+    c.ok("PATCH", f"/api/v1/nodes/{fid}", json={"parent_id": folder})
+    c.ok("POST", f"/api/v1/nodes/{fid}/copy", json={})
+    old = c.ok("GET", f"/api/v1/files/{fid}/versions")["versions"][-1]["id"]
+    c.ok("POST", f"/api/v1/files/{fid}/versions/{old}/restore", json={})
+    c.ok("DELETE", f"/api/v1/nodes/{folder}")
+    c.ok("POST", f"/api/v1/trash/{folder}/restore", json={})
+    c.ok("DELETE", f"/api/v1/nodes/{folder}")
+    c.ok("DELETE", f"/api/v1/trash/{folder}")
+    wanted = {
+        "storage.upload",
+        "storage.download",
+        "storage.rename",
+        "storage.move",
+        "storage.copy",
+        "storage.version_restore",
+        "storage.delete",
+        "storage.restore",
+        "storage.purge",
+    }
+    deadline = time.monotonic() + 20
+    kinds: set[str] = set()
+    events: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not wanted <= kinds:
+        events = c.ok("GET", "/api/v1/me/activity", params={"page_size": 100})["events"]
+        kinds = {e["kind"] for e in events}
+        time.sleep(0.3)
+    assert wanted <= kinds, wanted - kinds
+    download = next(e for e in events if e["kind"] == "storage.download")
+    login = next(e for e in events if e["kind"].startswith("login"))
+    assert download["ip"]
+    assert download["ip"] == login["ip"]  # the address the gateway reported, as auth_svc saw it too
+    assert download["service"] == "storage"
+    assert download["details"]["node_id"] == fid

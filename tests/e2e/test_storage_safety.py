@@ -6,10 +6,12 @@ import io
 import os
 import subprocess
 import sys
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -64,6 +66,14 @@ def test_infected_uploads_are_refused_with_the_signature(scanned: Running, clamd
         assert c.quota()["reservedBytes"] == before["reservedBytes"] - 0  # released again
         assert not (scanned.data_dir / "storage" / "staging" / str(done["uploadId"])).exists()
     assert c.quota()["reservedBytes"] == 0
+    deadline = time.monotonic() + 20
+    infected: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and len(infected) < 3:
+        events = c.ok("GET", "/api/v1/me/activity", params={"page_size": 100})["events"]
+        infected = [e for e in events if e["kind"] == "storage.infected"]
+        time.sleep(0.3)
+    assert sorted(e["details"]["name"] for e in infected) == ["big.zip", "eicar.com", "eicar.zip"]
+    assert all(e["details"]["signature"].startswith(EICAR_SIGNATURE) for e in infected)
 
 
 def test_scanner_down_fails_closed_and_finishing_can_be_retried(scanned: Running, clamd: ClamdServer) -> None:  # noqa: F811
