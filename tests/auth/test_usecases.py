@@ -4,6 +4,7 @@ gateway cannot show directly — the stored hash changing with the Argon2 parame
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -109,4 +110,123 @@ async def test_housekeeping_deletes_only_what_can_never_be_used(tmp_path: Path) 
         tokens = set((await conn.execute(sa.select(refresh_tokens.c.session_id))).scalars())
         otts = set((await conn.execute(sa.select(one_time_tokens.c.token_hash))).scalars())
     assert left == tokens == {"live", "revoked-recently"} and otts == {"fresh"}
+    await engine.dispose()
+
+
+class Clock:
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(**delta)
+
+
+async def _accounts_with_clock(tmp_path: Path, clock: Clock, policy: Policy) -> tuple[Accounts, Any]:
+    config = AuthConfig(data_dir=tmp_path)
+    bootstrap.migrate(config)
+    engine = db.make_engine(db.service_url(config, "auth"))
+    keyring = SigningKeyring(engine, issuer="flowdock", audience="flowdock", ttl_seconds=300)
+    await keyring.load()
+    factory = db.sessionmaker(engine)
+    accounts = Accounts(
+        uow=lambda: SqlUnitOfWork(factory),
+        hasher=Argon2Hasher(memory_kib=19456, time_cost=2, parallelism=1),
+        issuer=keyring,
+        mailer=OutboxMailer(tmp_path / "outbox", "test <t@example.org>"),
+        totp=PyOtpTotp("FlowDock"),
+        limiter=SqlRateLimiter(engine),
+        audit=SqlAuditLog(engine),
+        policy=policy,
+        clock=clock,
+    )
+    return accounts, engine
+
+
+def _outbox_token(tmp_path: Path, subject: str) -> str:
+    import email
+    import email.policy
+    import re
+
+    for path in sorted((tmp_path / "outbox").glob("*.eml"), reverse=True):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if subject in str(msg["Subject"]):
+            found = re.search(r"token=([A-Za-z0-9_-]+)", msg.get_body().get_content())  # type: ignore[union-attr]
+            assert found
+            return found.group(1)
+    raise AssertionError(f"no mail about {subject}")
+
+
+async def test_sessions_end_after_idle_time_and_absolute_lifetime(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    import jwt as pyjwt
+
+    from flowdock_kernel.errors import Unauthenticated
+
+    clock = Clock()
+    policy = Policy(require_verified_email=False, session_idle=timedelta(hours=1), session_max_age=timedelta(hours=3))
+    accounts, engine = await _accounts_with_clock(tmp_path, clock, policy)
+    client = Client("203.0.113.7", "pytest")
+    await accounts.register("ada@example.org", PASSWORD, "Ada", client)
+    first = (await accounts.login("ada@example.org", PASSWORD, "", client)).tokens
+    assert first is not None
+    sid = pyjwt.decode(first.access_token, options={"verify_signature": False})["sid"]
+    # Idle: 59 minutes without use is fine, and a refresh counts as use.
+    clock.advance(minutes=59)
+    assert await accounts.session_active(sid)
+    second = await accounts.refresh(first.refresh_token, client)
+    clock.advance(minutes=59)
+    third = await accounts.refresh(second.refresh_token, client)
+    clock.advance(minutes=61)  # idle for longer than an hour
+    assert not await accounts.session_active(sid)
+    try:
+        await accounts.refresh(third.refresh_token, client)
+        raise AssertionError("an idle session refreshed")
+    except Unauthenticated:
+        pass
+    # Absolute: kept busy, it still ends 3 hours after login.
+    fresh = (await accounts.login("ada@example.org", PASSWORD, "", client)).tokens
+    assert fresh is not None
+    sid = pyjwt.decode(fresh.access_token, options={"verify_signature": False})["sid"]
+    token = fresh.refresh_token
+    for _ in range(5):
+        clock.advance(minutes=35)
+        token = (await accounts.refresh(token, client)).refresh_token
+    assert await accounts.session_active(sid)
+    clock.advance(minutes=10)  # 3 h 5 min after login
+    assert not await accounts.session_active(sid)
+    await engine.dispose()
+
+
+async def test_mailed_tokens_expire(tmp_path: Path) -> None:
+    from flowdock_kernel.errors import Unauthenticated
+
+    clock = Clock()
+    accounts, engine = await _accounts_with_clock(tmp_path, clock, Policy())
+    client = Client("203.0.113.7", "pytest")
+    await accounts.register("bob@example.org", PASSWORD, "", client)
+    await accounts.drain()
+    verify = _outbox_token(tmp_path, "Confirm")
+    clock.advance(hours=24, seconds=1)
+    try:
+        await accounts.verify_email(verify, client)
+        raise AssertionError("a 24 h verification link worked after 24 h")
+    except Unauthenticated:
+        pass
+    await accounts.request_recovery("bob@example.org", client)
+    await accounts.drain()
+    reset = _outbox_token(tmp_path, "Reset")
+    clock.advance(minutes=30, seconds=1)
+    try:
+        await accounts.reset_password(reset, "a brand new passphrase", client)
+        raise AssertionError("a 30 min reset link worked after 30 min")
+    except Unauthenticated:
+        pass
     await engine.dispose()
