@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -619,6 +626,41 @@ class SqlUnitOfWork:
         except IntegrityError as exc:
             await self._session.rollback()
             raise AlreadyExists("already exists") from exc
+
+
+class HmacUrlSigner:
+    """HMAC-SHA256 over a compact JSON payload; the key is 256 random bits in a 0600 file shared by replicas."""
+
+    def __init__(self, key_path: Path) -> None:
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(key_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+                f.flush()
+                os.fsync(f.fileno())
+        self._key = key_path.read_bytes()
+        if len(self._key) != 32:
+            raise ValueError(f"{key_path} must hold 32 random bytes")
+
+    def sign(self, claims: dict[str, str | int]) -> str:
+        body = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).rstrip(b"=")
+        mac = base64.urlsafe_b64encode(hmac.new(self._key, body, hashlib.sha256).digest()).rstrip(b"=")
+        return (body + b"." + mac).decode()
+
+    def verify(self, token: str) -> dict[str, str | int] | None:
+        body, _, mac = token.encode(errors="replace").partition(b".")
+        expected = base64.urlsafe_b64encode(hmac.new(self._key, body, hashlib.sha256).digest()).rstrip(b"=")
+        if not body or not hmac.compare_digest(mac, expected):
+            return None
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4)))
+        except ValueError:
+            return None
+        return claims if isinstance(claims, dict) else None
 
 
 class AuditEvents:

@@ -16,7 +16,7 @@ from flowdock_kernel.channels import internal_channel, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
-from storage_svc.adapters import AuditEvents, ShareAccessPolicy, SqlUnitOfWork
+from storage_svc.adapters import AuditEvents, HmacUrlSigner, ShareAccessPolicy, SqlUnitOfWork
 from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
 from storage_svc.scanner import ClamdScanner, DisabledScanner
@@ -74,9 +74,12 @@ async def build(config: StorageConfig) -> Service:
             trash_retention=timedelta(days=config.storage_trash_days),
             versions_kept=config.storage_versions_kept,
             scan_oversize=config.storage_scan_oversize,
+            inline_upload_bytes=config.storage_inline_upload_bytes,
+            download_url_lifetime=timedelta(seconds=config.storage_download_url_seconds),
         ),
         scanner=scanner,
         events=AuditEvents(outbox),
+        urls=HmacUrlSigner(config.data_dir / "storage" / "url.key"),
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -38,6 +38,16 @@ class StorageConfig(CommonConfig):
         "background (state FINISHING, poll GetUpload) so no request waits on a multi-GB re-read.",
         check=non_negative,
     )
+    storage_inline_upload_bytes: int = setting(
+        4 * MiB,
+        "Largest file CreateUpload accepts with its content inline (one call instead of create, write, finish).",
+        check=non_negative,
+    )
+    storage_download_url_seconds: int = setting(
+        60,
+        "Lifetime of a download URL made by CreateDownloadUrl (at most 60 s).",
+        check=lambda v: None if 1 <= v <= 60 else "must be between 1 and 60",
+    )
     storage_trash_days: float = setting(
         30.0, "Trashed entries older than this are purged automatically.", check=positive
     )

@@ -145,6 +145,15 @@ class BlobStore(Protocol):
     async def verify(self, blob_id: str) -> int: ...
 
 
+class UrlSigner(Protocol):
+    """Makes and checks the tokens inside short-lived download URLs."""
+
+    def sign(self, claims: dict[str, str | int]) -> str: ...
+    def verify(self, token: str) -> dict[str, str | int] | None:
+        """The claims if the token is authentic, else None (expiry is the caller's check)."""
+        ...
+
+
 class Events(Protocol):
     """The audit trail (auth_svc's activity log), fed through a durable local outbox. `subject` is the account the
     event concerns (it shows in that user's activity); node ids go in `details`."""

@@ -74,6 +74,7 @@ def node_pb(node: Node) -> storage_pb2.Node:
         modify_time=_ts(node.modified_at),
         content_type=node.content_type,
         sha256=node.sha256,
+        owner_id=node.owner_id,
     )
 
 
@@ -203,6 +204,20 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         return storage_pb2.SearchResponse(nodes=[node_pb(n) for n in rows], next_page_token=token)
 
     async def CreateUpload(self, request: storage_pb2.CreateUploadRequest, context: Ctx) -> storage_pb2.Upload:
+        if request.content:
+            done, node = await self.storage.upload_inline(
+                current_principal().user_id,
+                request.parent_id,
+                request.name,
+                request.content,
+                request.size,
+                request.sha256,
+                request.content_type,
+                relative_path=request.relative_path,
+                on_conflict=_enum(_CONFLICTS, request.on_conflict, "on_conflict"),
+            )
+            _UPLOADED.inc(len(request.content))
+            return self.upload_pb(done, node)
         upload = await self.storage.create_upload(
             current_principal().user_id,
             request.parent_id,
@@ -283,6 +298,21 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         await self.storage.abort_upload(current_principal().user_id, request.upload_id)
         return storage_pb2.AbortUploadResponse()
 
+    async def CreateDownloadUrl(
+        self, request: storage_pb2.CreateDownloadUrlRequest, context: Ctx
+    ) -> storage_pb2.CreateDownloadUrlResponse:
+        token, expires = await self.storage.create_download_url(
+            current_principal().user_id, request.file_id, request.version
+        )
+        return storage_pb2.CreateDownloadUrlResponse(url=f"/api/v1/download/{token}", expire_time=_ts(expires))
+
+    async def DownloadByUrl(
+        self, request: storage_pb2.DownloadByUrlRequest, context: Ctx
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        node, version, length = await self.storage.open_download_url(request.token)
+        async for message in self._stream(context, node, version, 0, length):
+            yield message
+
     async def DownloadFile(
         self, request: storage_pb2.DownloadFileRequest, context: Ctx
     ) -> AsyncIterator[httpbody_pb2.HttpBody]:
@@ -290,6 +320,12 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             current_principal().user_id, request.file_id, request.offset, request.length, request.version
         )
         assert version is not None
+        async for message in self._stream(context, node, version, offset, length):
+            yield message
+
+    async def _stream(
+        self, context: Ctx, node: Node, version: Version, offset: int, length: int
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
         # Read (and so authenticate) the first block before any header goes out: damage found here becomes a clean
         # DATA_LOSS status (REST: a 500 with a JSON body), not a 200 whose body stops short.
         blocks = aiter(self.storage.read(version, offset, length))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import subprocess
@@ -48,6 +49,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "FLOWDOCK_STORAGE_INLINE_FINISH_BYTES": str(MiB),
         "FLOWDOCK_STORAGE_VERSIONS_KEPT": "3",
         "FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(64 * MiB),
+        "FLOWDOCK_STORAGE_DOWNLOAD_URL_SECONDS": "2",
     }
     yield from launch(request, tmp_path_factory.mktemp("store"), env)
 
@@ -503,3 +505,54 @@ def test_storage_events_reach_the_owners_activity_log(store: Running) -> None:
     assert download["ip"] == login["ip"]  # the address the gateway reported, as auth_svc saw it too
     assert download["service"] == "storage"
     assert download["details"]["node_id"] == fid
+
+
+def test_small_files_upload_in_one_call(store: Running) -> None:
+    c = Client(store)
+    data = os.urandom(1024)
+    done = c.ok(
+        "POST",
+        "/api/v1/uploads",
+        json={"parent_id": "root", "name": "tiny.bin", "size": len(data), "content": base64.b64encode(data).decode()},
+    )
+    assert done["state"] == "UPLOAD_STATE_COMPLETED"
+    assert c.content(done["node"]["id"]) == data
+    native = Native(native_channel(store.host_port))
+    md = [("authorization", f"Bearer {c.token}")]
+    up = native.storage.CreateUpload(
+        S.CreateUploadRequest(parent_id="root", name="tiny2.bin", size=3, content=b"abc"), metadata=md
+    )
+    assert up.state == S.UPLOAD_STATE_COMPLETED
+    assert up.node.size == 3
+    with pytest.raises(grpc.RpcError) as exc:
+        native.storage.CreateUpload(
+            S.CreateUploadRequest(parent_id="root", name="t3", size=5, content=b"abc"), metadata=md
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as exc:
+        native.storage.CreateUpload(
+            S.CreateUploadRequest(parent_id="root", name="t4", size=5 * MiB, content=b"x" * 5 * MiB), metadata=md
+        )
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "storage_inline_upload_bytes" in (exc.value.details() or "")
+    assert c.quota()["reservedBytes"] == 0
+
+
+def test_download_urls_work_without_headers_and_expire(store: Running) -> None:
+    c = Client(store)
+    data = os.urandom(5000)
+    fid = c.upload("share me.bin", data)["node"]["id"]
+    made = c.ok("POST", f"/api/v1/files/{fid}/download-url", json={})
+    assert made["url"].startswith("/api/v1/download/")
+    r = httpx.get(store.url + made["url"])  # no Authorization header: the URL is the credential
+    assert r.status_code == 200
+    assert r.content == data
+    assert "filename*=UTF-8''share%20me.bin" in r.headers["content-disposition"]
+    forged = made["url"][:-3] + ("AAA" if not made["url"].endswith("AAA") else "BBB")
+    assert httpx.get(store.url + forged).status_code == 404
+    stranger = Client(store)
+    assert stranger.http.post(f"/api/v1/files/{fid}/download-url", json={}).status_code == 404
+    time.sleep(3.2)
+    expired = httpx.get(store.url + made["url"])
+    assert expired.status_code == 404
+    assert expired.json()["code"] == 5

@@ -126,6 +126,7 @@ class Node(_message.Message):
     MODIFY_TIME_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     parent_id: _builtins.str
     """Empty for a root folder."""
@@ -136,6 +137,8 @@ class Node(_message.Message):
     content_type: _builtins.str
     sha256: _builtins.str
     """Hex SHA-256 of the current content; empty for folders."""
+    owner_id: _builtins.str
+    """The account whose tree (and quota) the node belongs to."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -152,10 +155,11 @@ class Node(_message.Message):
         modify_time: _timestamp_pb2.Timestamp | None = ...,
         content_type: _builtins.str = ...,
         sha256: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "modify_time", b"modify_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "id", b"id", "kind", b"kind", "modify_time", b"modify_time", "name", b"name", "parent_id", b"parent_id", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "id", b"id", "kind", b"kind", "modify_time", b"modify_time", "name", b"name", "owner_id", b"owner_id", "parent_id", b"parent_id", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -323,6 +327,7 @@ class CreateUploadRequest(_message.Message):
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     RELATIVE_PATH_FIELD_NUMBER: _builtins.int
     ON_CONFLICT_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
     parent_id: _builtins.str
     name: _builtins.str
     size: _builtins.int
@@ -334,6 +339,10 @@ class CreateUploadRequest(_message.Message):
     (folder uploads keep their structure).
     """
     on_conflict: Global___OnConflict.ValueType
+    content: _builtins.bytes
+    """The whole content of a small file (at most storage_inline_upload_bytes; size must equal its length): the
+    upload is written, verified, scanned and finished in this one call, and answers COMPLETED (or FAILED).
+    """
     def __init__(
         self,
         *,
@@ -344,10 +353,11 @@ class CreateUploadRequest(_message.Message):
         content_type: _builtins.str = ...,
         relative_path: _builtins.str = ...,
         on_conflict: Global___OnConflict.ValueType = ...,
+        content: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "name", b"name", "on_conflict", b"on_conflict", "parent_id", b"parent_id", "relative_path", b"relative_path", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "name", b"name", "on_conflict", b"on_conflict", "parent_id", b"parent_id", "relative_path", b"relative_path", "sha256", b"sha256", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -589,6 +599,72 @@ class DownloadFileRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DownloadFileRequest: _TypeAlias = DownloadFileRequest  # noqa: Y015
+
+@_typing.final
+class CreateDownloadUrlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    file_id: _builtins.str
+    version: _builtins.str
+    """A version id from ListVersions; empty for the current content."""
+    def __init__(
+        self,
+        *,
+        file_id: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_id", b"file_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDownloadUrlRequest: _TypeAlias = CreateDownloadUrlRequest  # noqa: Y015
+
+@_typing.final
+class CreateDownloadUrlResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """Path and query to open on the gateway, e.g. /api/v1/download/<token>."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDownloadUrlResponse: _TypeAlias = CreateDownloadUrlResponse  # noqa: Y015
+
+@_typing.final
+class DownloadByUrlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadByUrlRequest: _TypeAlias = DownloadByUrlRequest  # noqa: Y015
 
 @_typing.final
 class UpdateNodeRequest(_message.Message):

@@ -91,6 +91,16 @@ class StorageServiceStub:
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadFileRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.CreateDownloadUrl = channel.unary_unary(
+                '/flowdock.storage.v1.StorageService/CreateDownloadUrl',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateDownloadUrlRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateDownloadUrlResponse.FromString,
+                _registered_method=True)
+        self.DownloadByUrl = channel.unary_stream(
+                '/flowdock.storage.v1.StorageService/DownloadByUrl',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadByUrlRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.UpdateNode = channel.unary_unary(
                 '/flowdock.storage.v1.StorageService/UpdateNode',
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UpdateNodeRequest.SerializeToString,
@@ -232,6 +242,20 @@ class StorageServiceServicer:
 
     def DownloadFile(self, request, context):
         """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDownloadUrl(self, request, context):
+        """CreateDownloadUrl makes a short-lived URL (at most 60 s) a browser can open without headers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadByUrl(self, request, context):
+        """DownloadByUrl serves a URL made by CreateDownloadUrl (no token: the URL is the credential).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -379,6 +403,16 @@ def add_StorageServiceServicer_to_server(servicer, server):
             'DownloadFile': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadFile,
                     request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadFileRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'CreateDownloadUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDownloadUrl,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateDownloadUrlRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateDownloadUrlResponse.SerializeToString,
+            ),
+            'DownloadByUrl': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadByUrl,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadByUrlRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'UpdateNode': grpc.unary_unary_rpc_method_handler(
@@ -739,6 +773,60 @@ class StorageService:
             target,
             '/flowdock.storage.v1.StorageService/DownloadFile',
             flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadFileRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDownloadUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/CreateDownloadUrl',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateDownloadUrlRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateDownloadUrlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadByUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flowdock.storage.v1.StorageService/DownloadByUrl',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadByUrlRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,

@@ -61,6 +61,10 @@ class StorageServiceStub:
     """AbortUpload drops an upload and its stored bytes."""
     DownloadFile: _grpc.UnaryStreamMultiCallable[_storage_pb2.DownloadFileRequest, _httpbody_pb2.HttpBody]
     """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition)."""
+    CreateDownloadUrl: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CreateDownloadUrlRequest, _storage_pb2.CreateDownloadUrlResponse]
+    """CreateDownloadUrl makes a short-lived URL (at most 60 s) a browser can open without headers."""
+    DownloadByUrl: _grpc.UnaryStreamMultiCallable[_storage_pb2.DownloadByUrlRequest, _httpbody_pb2.HttpBody]
+    """DownloadByUrl serves a URL made by CreateDownloadUrl (no token: the URL is the credential)."""
     UpdateNode: _grpc.UnaryUnaryMultiCallable[_storage_pb2.UpdateNodeRequest, _storage_pb2.Node]
     """UpdateNode renames and/or moves a node (no cycles; name conflicts per on_conflict)."""
     DeleteNode: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeleteNodeRequest, _storage_pb2.Node]
@@ -122,6 +126,10 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """AbortUpload drops an upload and its stored bytes."""
     DownloadFile: _aio.UnaryStreamMultiCallable[_storage_pb2.DownloadFileRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition)."""
+    CreateDownloadUrl: _aio.UnaryUnaryMultiCallable[_storage_pb2.CreateDownloadUrlRequest, _storage_pb2.CreateDownloadUrlResponse]  # type: ignore[assignment]
+    """CreateDownloadUrl makes a short-lived URL (at most 60 s) a browser can open without headers."""
+    DownloadByUrl: _aio.UnaryStreamMultiCallable[_storage_pb2.DownloadByUrlRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """DownloadByUrl serves a URL made by CreateDownloadUrl (no token: the URL is the credential)."""
     UpdateNode: _aio.UnaryUnaryMultiCallable[_storage_pb2.UpdateNodeRequest, _storage_pb2.Node]  # type: ignore[assignment]
     """UpdateNode renames and/or moves a node (no cycles; name conflicts per on_conflict)."""
     DeleteNode: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteNodeRequest, _storage_pb2.Node]  # type: ignore[assignment]
@@ -246,6 +254,22 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
         """DownloadFile streams a file's bytes (REST: raw body with Content-Type and Content-Disposition)."""
+
+    @_abc_1.abstractmethod
+    def CreateDownloadUrl(
+        self,
+        request: _storage_pb2.CreateDownloadUrlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.CreateDownloadUrlResponse, _abc.Awaitable[_storage_pb2.CreateDownloadUrlResponse]]:
+        """CreateDownloadUrl makes a short-lived URL (at most 60 s) a browser can open without headers."""
+
+    @_abc_1.abstractmethod
+    def DownloadByUrl(
+        self,
+        request: _storage_pb2.DownloadByUrlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """DownloadByUrl serves a URL made by CreateDownloadUrl (no token: the URL is the credential)."""
 
     @_abc_1.abstractmethod
     def UpdateNode(
