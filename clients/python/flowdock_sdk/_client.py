@@ -1,0 +1,659 @@
+"""`AsyncClient`: logs in, keeps its tokens fresh, and exposes FlowDock in Python terms over native gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import unicodedata
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
+from flowdock.share.v1 import share_pb2, share_pb2_grpc
+from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
+from flowdock_sdk import _transfer
+from flowdock_sdk._errors import AlreadyExists, AuthenticationError, FlowDockError, NotFound, TotpRequired
+from flowdock_sdk._errors import from_rpc_error as _map
+from flowdock_sdk._models import (
+    Node,
+    Quota,
+    Session,
+    Share,
+    TotpEnrollment,
+    TransferProgress,
+    TrashEntry,
+    User,
+    Version,
+)
+
+Resp = TypeVar("Resp", bound=Message)
+NodeRef = Node | str
+"""A node, an absolute path ("/Docs/a.txt") or a node id ("root" is your root folder)."""
+ProgressCallback = Callable[[TransferProgress], None]
+
+BIG_MESSAGE = 64 * 1024 * 1024
+REFRESH_MARGIN = 60.0  # refresh this long before the access token expires
+
+
+Resp_co = TypeVar("Resp_co", bound=Message, covariant=True)
+
+
+class _Unary(Protocol[Resp_co]):
+    def __call__(self, request: Any, *, metadata: Any = ..., timeout: float | None = ...) -> Awaitable[Resp_co]: ...
+
+
+def _name_key(name: str) -> str:
+    return unicodedata.normalize("NFC", name.casefold())
+
+
+def split_path(path: str) -> list[str]:
+    """'/a//b/' -> ['a', 'b'] (remote paths are absolute; '.' and '..' are refused)."""
+    parts = [p for p in PurePosixPath("/" + path.strip()).parts[1:] if p not in ("", ".")]
+    if ".." in parts:
+        raise FlowDockError(f"remote path {path!r}: '..' is not supported", code="INVALID_ARGUMENT")
+    return parts
+
+
+def target_of(base_url: str) -> tuple[str, bool]:
+    """'http://host:8080' -> ('host:8080', False); https means TLS."""
+    if "://" not in base_url:
+        base_url = "http://" + base_url
+    url = urllib.parse.urlsplit(base_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise FlowDockError(f"not a gateway URL: {base_url!r} (expected http://host:port)", code="INVALID_ARGUMENT")
+    secure = url.scheme == "https"
+    port = url.port or (443 if secure else 80)
+    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+    return f"{host}:{port}", secure
+
+
+class AsyncClient:
+    """A FlowDock account over native gRPC (grpc.aio), through the gateway.
+
+    ```python
+    async with AsyncClient("http://127.0.0.1:8080", email="ada@example.org", password="…") as fd:
+        await fd.upload("photos", "/Backup")
+        for node in await fd.list("/Backup/photos"):
+            print(node.name, node.size)
+    ```
+
+    Credentials: `email` + `password` (and `totp`, a callable returning the current 2FA code, when the account has
+    2FA on), or a `refresh_token` from an earlier login. Refresh tokens rotate on every use: `on_refresh_token` is
+    called with each new one so it can be stored. Access tokens are refreshed shortly before they expire and once
+    more when a call answers UNAUTHENTICATED.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        email: str = "",
+        password: str = "",
+        totp: Callable[[], str] | None = None,
+        refresh_token: str = "",
+        on_refresh_token: Callable[[str], None] | None = None,
+        device_name: str = "flowdock-sdk",
+        timeout: float = 60.0,
+        max_parallel: int = 4,
+        retries: int = 3,
+        state_file: str | Path | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self._target, secure = target_of(base_url)
+        options = [
+            ("grpc.max_send_message_length", BIG_MESSAGE),
+            ("grpc.max_receive_message_length", BIG_MESSAGE),
+            ("grpc.primary_user_agent", "flowdock-sdk"),
+        ]
+        self._channel = (
+            grpc.aio.secure_channel(self._target, grpc.ssl_channel_credentials(), options=options)
+            if secure
+            else grpc.aio.insecure_channel(self._target, options=options)
+        )
+        self._auth = auth_pb2_grpc.AuthServiceStub(self._channel)
+        self._storage = storage_pb2_grpc.StorageServiceStub(self._channel)
+        self._share = share_pb2_grpc.ShareServiceStub(self._channel)
+        self._email = email
+        self._password = password
+        self._totp = totp
+        self._refresh_token = refresh_token
+        self._on_refresh_token = on_refresh_token
+        self._device = device_name
+        self._timeout = timeout
+        self._access = ""
+        self._access_until = 0.0
+        self._token_lock = asyncio.Lock()
+        self._children: dict[str, list[Node]] = {}
+        self._root: Node | None = None
+        self.max_parallel = max_parallel
+        self.retries = retries
+        self.state = _transfer.UploadState(Path(state_file) if state_file else None)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel (the session stays alive; `logout()` ends it)."""
+        await self._channel.close()
+
+    # -- tokens ---------------------------------------------------------------------------------------------------
+
+    @property
+    def refresh_token(self) -> str:
+        """The newest refresh token (they rotate: an older one is dead, and presenting it ends the session)."""
+        return self._refresh_token
+
+    def _took(self, resp: auth_pb2.LoginResponse) -> None:
+        self._access = resp.access_token
+        self._access_until = time.monotonic() + max(resp.expires_in, 1)
+        self._refresh_token = resp.refresh_token
+        if self._on_refresh_token is not None:
+            self._on_refresh_token(resp.refresh_token)
+
+    async def _plain(self, method: _Unary[Resp], request: Message) -> Resp:
+        try:
+            return await method(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _map(exc) from None
+
+    async def register(self, email: str, password: str, *, display_name: str = "") -> None:
+        """Create an account (the server may require a verified email before the first login)."""
+        await self._plain(
+            self._auth.Register, auth_pb2.RegisterRequest(email=email, password=password, display_name=display_name)
+        )
+
+    async def login(self, *, totp_code: str = "") -> None:
+        """Log in with the email and password given at construction (2FA: `totp_code` or the `totp` callable)."""
+        async with self._token_lock:
+            await self._login(totp_code)
+
+    async def _login(self, totp_code: str = "") -> None:
+        if not (self._email and self._password):
+            raise AuthenticationError("not logged in: no refresh token, email or password")
+        resp = await self._plain(
+            self._auth.Login,
+            auth_pb2.LoginRequest(email=self._email, password=self._password, device_name=self._device),
+        )
+        if resp.mfa_required:
+            code = totp_code or (self._totp() if self._totp else "")
+            if not code:
+                raise TotpRequired("this account has two-factor authentication on: a TOTP code is needed")
+            resp = await self._plain(
+                self._auth.LoginTotp, auth_pb2.LoginTotpRequest(mfa_token=resp.mfa_token, code=code)
+            )
+        self._took(resp)
+
+    async def _refresh(self) -> None:
+        try:
+            resp = await self._plain(self._auth.Refresh, auth_pb2.RefreshRequest(refresh_token=self._refresh_token))
+        except AuthenticationError:
+            self._refresh_token = ""
+            if self._email and self._password:
+                await self._login()
+                return
+            raise AuthenticationError("the session expired or was revoked: log in again") from None
+        self._took(resp)
+
+    async def _token(self, *, stale: str = "") -> str:
+        """A valid access token; `stale` is one the server just refused (refresh unless someone already did)."""
+        async with self._token_lock:
+            fresh = self._access and self._access != stale and time.monotonic() < self._access_until - REFRESH_MARGIN
+            if not fresh:
+                if self._refresh_token:
+                    await self._refresh()
+                else:
+                    await self._login()
+            return self._access
+
+    async def _metadata(self, stale: str = "") -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {await self._token(stale=stale)}"),)
+
+    async def _call(self, method: _Unary[Resp], request: Message) -> Resp:
+        """One authenticated unary call; on UNAUTHENTICATED the token is refreshed and the call made once more."""
+        md = await self._metadata()
+        try:
+            return await method(request, metadata=md, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
+                raise _map(exc) from None
+        md = await self._metadata(stale=md[0][1].removeprefix("Bearer "))
+        try:
+            return await method(request, metadata=md, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _map(exc) from None
+
+    # -- account --------------------------------------------------------------------------------------------------
+
+    async def me(self) -> User:
+        """Your profile."""
+        return User.from_pb(await self._call(self._auth.GetMe, auth_pb2.GetMeRequest()))
+
+    async def logout(self) -> None:
+        """End this session on the server (its refresh token dies with it)."""
+        await self._call(self._auth.Logout, auth_pb2.LogoutRequest())
+        self._access = self._refresh_token = ""
+
+    async def sessions(self) -> list[Session]:
+        """Your live sessions (devices); `current` marks this one."""
+        resp = await self._call(self._auth.ListSessions, auth_pb2.ListSessionsRequest())
+        return [Session.from_pb(s) for s in resp.sessions]
+
+    async def revoke_session(self, session_id: str) -> None:
+        """End one of your sessions."""
+        await self._call(self._auth.RevokeSession, auth_pb2.RevokeSessionRequest(session_id=session_id))
+
+    async def revoke_other_sessions(self) -> int:
+        """End every session but this one; returns how many ended."""
+        resp = await self._call(self._auth.RevokeOtherSessions, auth_pb2.RevokeOtherSessionsRequest())
+        return resp.revoked
+
+    async def start_2fa(self) -> TotpEnrollment:
+        """Create a TOTP secret (inactive until `confirm_2fa`)."""
+        resp = await self._call(self._auth.StartTotpEnrollment, auth_pb2.StartTotpEnrollmentRequest())
+        return TotpEnrollment(resp.secret, resp.otpauth_uri, resp.qr_svg)
+
+    async def confirm_2fa(self, code: str) -> list[str]:
+        """Turn 2FA on with a first code; returns the 10 single-use recovery codes."""
+        resp = await self._call(self._auth.ConfirmTotp, auth_pb2.ConfirmTotpRequest(code=code))
+        return list(resp.recovery_codes)
+
+    async def disable_2fa(self, *, password: str, code: str) -> None:
+        """Turn 2FA off (your password and a current code)."""
+        await self._call(self._auth.DisableTotp, auth_pb2.DisableTotpRequest(password=password, code=code))
+
+    # -- admin ----------------------------------------------------------------------------------------------------
+
+    async def admin_users(self, query: str = "") -> list[User]:
+        """Every account, or those whose email or name contains `query` (admin only)."""
+        users: list[User] = []
+        token = ""
+        while True:
+            resp = await self._call(
+                self._auth.ListUsers, auth_pb2.ListUsersRequest(query=query, page_size=500, page_token=token)
+            )
+            users += [User.from_pb(u) for u in resp.users]
+            token = resp.next_page_token
+            if not token:
+                return users
+
+    async def admin_user(self, user_id: str) -> User:
+        """One account (admin only)."""
+        return User.from_pb(await self._call(self._auth.GetUser, auth_pb2.GetUserRequest(user_id=user_id)))
+
+    async def admin_set_role(self, user_id: str, role: Literal["user", "admin"]) -> User:
+        """Make an account a user or an admin (admin only)."""
+        value = auth_pb2.ROLE_ADMIN if role == "admin" else auth_pb2.ROLE_USER
+        return User.from_pb(
+            await self._call(self._auth.SetUserRole, auth_pb2.SetUserRoleRequest(user_id=user_id, role=value))
+        )
+
+    async def admin_set_disabled(self, user_id: str, disabled: bool) -> User:
+        """Disable (ending its sessions) or enable an account (admin only)."""
+        return User.from_pb(
+            await self._call(
+                self._auth.SetUserDisabled, auth_pb2.SetUserDisabledRequest(user_id=user_id, disabled=disabled)
+            )
+        )
+
+    # -- tree -----------------------------------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._children.clear()
+
+    async def root(self) -> Node:
+        """Your root folder."""
+        if self._root is None:
+            self._root = Node.from_pb(
+                await self._call(self._storage.GetNode, storage_pb2.GetNodeRequest(node_id="root"))
+            )
+        return self._root
+
+    async def listdir(self, folder: NodeRef = "/") -> list[Node]:
+        """A folder's entries, folders first, by name (all pages)."""
+        node = await self.stat(folder)
+        if not node.is_folder:
+            raise FlowDockError(f"{node.name!r} is a file, not a folder", code="INVALID_ARGUMENT")
+        return await self._list_id(node.id)
+
+    async def _list_id(self, folder_id: str) -> list[Node]:
+        cached = self._children.get(folder_id)
+        if cached is not None:
+            return cached
+        nodes: list[Node] = []
+        token = ""
+        while True:
+            resp = await self._call(
+                self._storage.ListChildren,
+                storage_pb2.ListChildrenRequest(folder_id=folder_id, page_size=1000, page_token=token),
+            )
+            nodes += [Node.from_pb(n) for n in resp.nodes]
+            token = resp.next_page_token
+            if not token:
+                break
+        self._children[folder_id] = nodes
+        return nodes
+
+    async def _child(self, folder_id: str, name: str) -> Node | None:
+        children = await self._list_id(folder_id)
+        exact = next((n for n in children if n.name == name), None)
+        return exact or next((n for n in children if _name_key(n.name) == _name_key(name)), None)
+
+    async def stat(self, ref: NodeRef) -> Node:
+        """The node at a path ("/a/b", resolved by listing from the root, cached) or with an id."""
+        if isinstance(ref, Node):
+            return ref
+        if not ref.startswith("/"):
+            return Node.from_pb(await self._call(self._storage.GetNode, storage_pb2.GetNodeRequest(node_id=ref)))
+        node = await self.root()
+        walked: list[str] = []
+        for part in split_path(ref):
+            walked.append(part)
+            child = await self._child(node.id, part) if node.is_folder else None
+            if child is None:
+                raise NotFound(f"/{'/'.join(walked)}: no such file or folder")
+            node = child
+        return node
+
+    async def exists(self, ref: NodeRef) -> bool:
+        """Whether a path or id names a live node."""
+        try:
+            await self.stat(ref)
+        except NotFound:
+            return False
+        return True
+
+    async def path_of(self, ref: NodeRef) -> str:
+        """The absolute path of a node."""
+        node = await self.stat(ref)
+        resp = await self._call(self._storage.GetNodePath, storage_pb2.GetNodePathRequest(node_id=node.id))
+        return "/" + "/".join(n.name for n in resp.nodes[1:])
+
+    async def walk(self, folder: NodeRef = "/") -> list[tuple[str, Node]]:
+        """Every node below a folder with its path relative to it ("a/b.txt"), parents before children."""
+        top = await self.stat(folder)
+        found: list[tuple[str, Node]] = []
+
+        async def visit(node: Node, prefix: str) -> None:
+            for child in await self._list_id(node.id):
+                rel = f"{prefix}{child.name}"
+                found.append((rel, child))
+                if child.is_folder:
+                    await visit(child, rel + "/")
+
+        await visit(top, "")
+        return found
+
+    async def create_folder(self, parent: NodeRef, name: str) -> Node:
+        """A new folder called `name` in `parent` (ALREADY_EXISTS if the name is taken)."""
+        parent_node = await self.stat(parent)
+        self._changed()
+        return Node.from_pb(
+            await self._call(
+                self._storage.CreateFolder, storage_pb2.CreateFolderRequest(parent_id=parent_node.id, name=name)
+            )
+        )
+
+    async def mkdir(self, path: str, *, parents: bool = False) -> Node:
+        """Create the folder at `path`; with `parents`, missing ones above it too (and no error if it exists)."""
+        parts = split_path(path)
+        if not parts:
+            return await self.root()
+        node = await self.root()
+        for i, part in enumerate(parts):
+            child = await self._child(node.id, part)
+            last = i == len(parts) - 1
+            if child is not None:
+                if not child.is_folder:
+                    raise AlreadyExists(f"/{'/'.join(parts[: i + 1])} is a file")
+                if last and not parents:
+                    raise AlreadyExists(f"{path} already exists")
+                node = child
+                continue
+            if not (last or parents):
+                raise NotFound(f"/{'/'.join(parts[: i + 1])}: no such folder (use parents=True)")
+            try:
+                node = await self.create_folder(node, part)
+            except AlreadyExists:  # someone else made it meanwhile
+                self._changed()
+                again = await self._child(node.id, part)
+                if again is None or not again.is_folder or (last and not parents):
+                    raise
+                node = again
+        return node
+
+    async def move(self, ref: NodeRef, folder: NodeRef, *, name: str = "", rename_on_conflict: bool = False) -> Node:
+        """Move a node into `folder` (optionally renaming it)."""
+        node, target = await self.stat(ref), await self.stat(folder)
+        return await self._update(node.id, name=name, parent_id=target.id, rename_on_conflict=rename_on_conflict)
+
+    async def rename(self, ref: NodeRef, name: str, *, rename_on_conflict: bool = False) -> Node:
+        """Give a node a new name in the same folder."""
+        node = await self.stat(ref)
+        return await self._update(node.id, name=name, parent_id="", rename_on_conflict=rename_on_conflict)
+
+    async def _update(self, node_id: str, *, name: str, parent_id: str, rename_on_conflict: bool) -> Node:
+        self._changed()
+        on_conflict = storage_pb2.ON_CONFLICT_RENAME if rename_on_conflict else storage_pb2.ON_CONFLICT_FAIL
+        req = storage_pb2.UpdateNodeRequest(node_id=node_id, name=name, parent_id=parent_id, on_conflict=on_conflict)
+        return Node.from_pb(await self._call(self._storage.UpdateNode, req))
+
+    async def copy(self, ref: NodeRef, folder: NodeRef, *, name: str = "", rename_on_conflict: bool = False) -> Node:
+        """Copy a file or a whole folder tree into `folder`, server-side."""
+        node, target = await self.stat(ref), await self.stat(folder)
+        self._changed()
+        on_conflict = storage_pb2.ON_CONFLICT_RENAME if rename_on_conflict else storage_pb2.ON_CONFLICT_FAIL
+        req = storage_pb2.CopyNodeRequest(node_id=node.id, parent_id=target.id, name=name, on_conflict=on_conflict)
+        return Node.from_pb(await self._call(self._storage.CopyNode, req))
+
+    async def delete(self, ref: NodeRef) -> Node:
+        """Move a node (and everything below it) to the trash."""
+        node = await self.stat(ref)
+        self._changed()
+        return Node.from_pb(await self._call(self._storage.DeleteNode, storage_pb2.DeleteNodeRequest(node_id=node.id)))
+
+    # -- trash, versions, search, quota ---------------------------------------------------------------------------
+
+    async def trash(self) -> list[TrashEntry]:
+        """What you deleted (the top of each deleted tree), newest first."""
+        entries: list[TrashEntry] = []
+        token = ""
+        while True:
+            resp = await self._call(
+                self._storage.ListTrash, storage_pb2.ListTrashRequest(page_size=500, page_token=token)
+            )
+            entries += [TrashEntry.from_pb(e) for e in resp.entries]
+            token = resp.next_page_token
+            if not token:
+                return entries
+
+    async def restore(self, node_id: str) -> Node:
+        """Put a trashed node back where it was."""
+        self._changed()
+        return Node.from_pb(
+            await self._call(self._storage.RestoreTrash, storage_pb2.RestoreTrashRequest(node_id=node_id))
+        )
+
+    async def purge(self, node_id: str) -> int:
+        """Delete one trashed tree for good; returns the bytes freed."""
+        resp = await self._call(self._storage.PurgeTrash, storage_pb2.PurgeTrashRequest(node_id=node_id))
+        return resp.freed_bytes
+
+    async def empty_trash(self) -> int:
+        """Delete everything in the trash for good; returns the bytes freed."""
+        return (await self._call(self._storage.EmptyTrash, storage_pb2.EmptyTrashRequest())).freed_bytes
+
+    async def versions(self, ref: NodeRef) -> list[Version]:
+        """A file's versions, newest (current) first."""
+        node = await self.stat(ref)
+        resp = await self._call(self._storage.ListVersions, storage_pb2.ListVersionsRequest(file_id=node.id))
+        return [Version.from_pb(v) for v in resp.versions]
+
+    async def restore_version(self, ref: NodeRef, version_id: str) -> Node:
+        """Make an older version current again (as a new version)."""
+        node = await self.stat(ref)
+        req = storage_pb2.RestoreVersionRequest(file_id=node.id, version_id=version_id)
+        return Node.from_pb(await self._call(self._storage.RestoreVersion, req))
+
+    async def search(
+        self, query: str, *, kind: Literal["file", "folder"] | None = None, limit: int = 1000
+    ) -> list[Node]:
+        """Your live files and folders whose name contains `query` (case-insensitive)."""
+        kinds = {
+            "file": storage_pb2.NODE_KIND_FILE,
+            "folder": storage_pb2.NODE_KIND_FOLDER,
+            None: storage_pb2.NODE_KIND_UNSPECIFIED,
+        }
+        found: list[Node] = []
+        token = ""
+        while len(found) < limit:
+            req = storage_pb2.SearchRequest(
+                query=query, kind=kinds[kind], page_size=min(limit - len(found), 500), page_token=token
+            )
+            resp = await self._call(self._storage.Search, req)
+            found += [Node.from_pb(n) for n in resp.nodes]
+            token = resp.next_page_token
+            if not token:
+                break
+        return found[:limit]
+
+    async def quota(self) -> Quota:
+        """Your storage use and limit."""
+        return Quota.from_pb(await self._call(self._storage.GetQuota, storage_pb2.GetQuotaRequest()))
+
+    # -- shares ---------------------------------------------------------------------------------------------------
+
+    async def shares(self, *, direction: Literal["outgoing", "incoming"] = "outgoing") -> list[Share]:
+        """What you share with others (outgoing) or others share with you (incoming)."""
+        found: list[Share] = []
+        token = ""
+        while True:
+            if direction == "incoming":
+                resp: Any = await self._call(
+                    self._share.ListIncomingShares,
+                    share_pb2.ListIncomingSharesRequest(page_size=500, page_token=token),
+                )
+            else:
+                resp = await self._call(
+                    self._share.ListOutgoingShares,
+                    share_pb2.ListOutgoingSharesRequest(page_size=500, page_token=token),
+                )
+            found += [Share.from_pb(s) for s in resp.shares]
+            token = resp.next_page_token
+            if not token:
+                return found
+
+    # -- transfers ------------------------------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        local: str | Path,
+        folder: NodeRef = "/",
+        *,
+        overwrite: bool = False,
+        resume: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> list[Node]:
+        """Upload a file, or a directory tree keeping its structure, into the remote `folder` (created if missing).
+
+        `overwrite` adds a new version to files that exist; without it an existing name is ALREADY_EXISTS.
+        `resume` continues uploads a previous run left open (from the state file and the server's committed offset).
+        Files go `max_parallel` at a time, SHA-256 checked by the server. Returns the uploaded files.
+        """
+        source = Path(local)
+        jobs = await asyncio.to_thread(_transfer.plan_upload, source)
+        if isinstance(folder, str) and folder.startswith("/"):
+            target = await self.mkdir(folder, parents=True)
+        else:
+            target = await self.stat(folder)
+        if not overwrite and not resume and await self._child(target.id, source.name) is not None:
+            raise AlreadyExists(f"{source.name} already exists in the destination (use overwrite)")
+        for rel in jobs.empty_dirs:
+            await self.mkdir(await self.path_of(target) + "/" + rel, parents=True)
+        uploader = _transfer.Uploader(self, target.id, overwrite=overwrite, resume=resume, progress=progress)
+        nodes = await self._bounded([partial(uploader.one, f.path, f.relative) for f in jobs.files])
+        self._changed()
+        return nodes
+
+    async def download(
+        self,
+        ref: NodeRef,
+        local: str | Path,
+        *,
+        overwrite: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> list[Path]:
+        """Download a file or a folder tree to `local` (into it, if it is an existing directory).
+
+        Each file is written beside its destination as `.<name>.flowdock-part`, checked against its SHA-256 and
+        renamed into place: an interrupted download leaves no partial file. Existing files are refused unless
+        `overwrite`. Returns the local paths written.
+        """
+        node = await self.stat(ref)
+        dest = Path(local)
+        if await asyncio.to_thread(dest.is_dir):
+            dest = dest / (node.name or "root")
+        if not node.is_folder:
+            pairs = [(node, dest)]
+        else:
+            tree = await self.walk(node)
+            for rel, child in tree:
+                if child.is_folder and (dest / rel).exists() and not (dest / rel).is_dir():
+                    raise AlreadyExists(f"{dest / rel} exists and is not a directory")
+            pairs = [(child, dest / rel) for rel, child in tree if not child.is_folder]
+            dest.mkdir(parents=True, exist_ok=True)
+            for rel, child in tree:
+                if child.is_folder:
+                    (dest / rel).mkdir(parents=True, exist_ok=True)
+        if not overwrite:
+            taken = [str(p) for _, p in pairs if p.exists() or p.is_symlink()]
+            if taken:
+                more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+                raise AlreadyExists(f"{taken[0]} already exists{more} (use overwrite)")
+        return await self._bounded([partial(_transfer.download_file, self, n, p, progress=progress) for n, p in pairs])
+
+    async def download_bytes(self, ref: NodeRef, *, offset: int = 0, length: int = 0, version: str = "") -> bytes:
+        """A file's content (or a range of it) in memory."""
+        node = await self.stat(ref)
+        parts = [chunk async for chunk in _transfer.stream_download(self, node.id, offset, length, version)]
+        return b"".join(parts)
+
+    async def _bounded(self, thunks: Sequence[Callable[[], Awaitable[_transfer.T]]]) -> list[_transfer.T]:
+        gate = asyncio.Semaphore(max(1, self.max_parallel))
+
+        async def run(thunk: Callable[[], Awaitable[_transfer.T]]) -> _transfer.T:
+            async with gate:
+                return await thunk()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(run(t)) for t in thunks]
+        except BaseExceptionGroup as eg:
+            raise _first(eg) from None
+        return [t.result() for t in tasks]
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a failed parallel transfer: a FlowDockError if any, else the first."""
+    flat: list[BaseException] = []
+
+    def collect(g: BaseExceptionGroup[BaseException]) -> None:
+        for e in g.exceptions:
+            if isinstance(e, BaseExceptionGroup):
+                collect(e)
+            else:
+                flat.append(e)
+
+    collect(group)
+    return next((e for e in flat if isinstance(e, FlowDockError)), flat[0])

@@ -1,0 +1,180 @@
+"""One exception hierarchy, and the one function mapping gRPC statuses onto it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of an INVALID_ARGUMENT answer (google.rpc.BadRequest)."""
+
+    field: str
+    description: str
+
+
+class FlowDockError(Exception):
+    """Base of every error the SDK raises; `code` is the gRPC status name (or a local reason)."""
+
+    code: str = "UNKNOWN"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class AuthenticationError(FlowDockError):
+    """Not logged in, wrong credentials, or the session expired or was revoked: log in again."""
+
+    code = "UNAUTHENTICATED"
+
+
+class TotpRequired(AuthenticationError):
+    """The account has 2FA on and no TOTP code (or callback) was given."""
+
+
+class PermissionDenied(FlowDockError):
+    """Logged in, but not allowed to do this."""
+
+    code = "PERMISSION_DENIED"
+
+
+class NotFound(FlowDockError):
+    """The file, folder, upload or account does not exist (or is not visible to you)."""
+
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(FlowDockError):
+    """The name is taken."""
+
+    code = "ALREADY_EXISTS"
+
+
+class QuotaExceeded(FlowDockError):
+    """A limit was hit (storage quota, chunk or file size, rate limit); `limit` names it."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, limit: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class InvalidArgument(FlowDockError):
+    """The request was refused as malformed; `violations` names the fields."""
+
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, message: str, *, violations: tuple[FieldViolation, ...] = ()) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+
+class FailedPrecondition(FlowDockError):
+    """The request does not fit the current state (e.g. email not verified); `reason` is machine-readable."""
+
+    code = "FAILED_PRECONDITION"
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Unavailable(FlowDockError):
+    """The server could not be reached or is shutting down; retrying later may work."""
+
+    code = "UNAVAILABLE"
+
+
+class IntegrityError(FlowDockError):
+    """Bytes did not match their checksum, or the server refused the upload at finish (`failure` says why)."""
+
+    code = "DATA_LOSS"
+
+
+class TransferInterrupted(FlowDockError):
+    """A transfer stopped part way; resume it (its state is saved)."""
+
+    code = "ABORTED"
+
+
+class LocalFileError(FlowDockError):
+    """A local file or directory is missing, unreadable, or in the way."""
+
+    code = "LOCAL"
+
+
+_BY_CODE: dict[grpc.StatusCode, type[FlowDockError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: QuotaExceeded,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
+    grpc.StatusCode.DATA_LOSS: IntegrityError,
+    grpc.StatusCode.ABORTED: TransferInterrupted,
+}
+
+
+def _details(error: grpc.RpcError) -> list[object]:
+    trailers: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            found: list[object] = []
+            for packed in status.details:
+                for kind in (
+                    error_details_pb2.BadRequest,
+                    error_details_pb2.QuotaFailure,
+                    error_details_pb2.RetryInfo,
+                    error_details_pb2.ErrorInfo,
+                ):
+                    if packed.Is(kind.DESCRIPTOR):
+                        msg = kind()
+                        packed.Unpack(msg)
+                        found.append(msg)
+            return found
+    return []
+
+
+def from_rpc_error(error: grpc.RpcError) -> FlowDockError:
+    """The SDK exception for a failed call: the only place statuses become exceptions."""
+    code: grpc.StatusCode = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    message = (error.details() if hasattr(error, "details") else "") or code.name.lower().replace("_", " ")
+    details = _details(error)
+    cls = _BY_CODE.get(code, FlowDockError)
+    if cls is InvalidArgument:
+        violations = tuple(
+            FieldViolation(v.field, v.description)
+            for d in details
+            if isinstance(d, error_details_pb2.BadRequest)
+            for v in d.field_violations
+        )
+        return InvalidArgument(message, violations=violations)
+    if cls is QuotaExceeded:
+        limit = next(
+            (v.subject for d in details if isinstance(d, error_details_pb2.QuotaFailure) for v in d.violations), ""
+        )
+        retry = next(
+            (d.retry_delay.ToNanoseconds() / 1e9 for d in details if isinstance(d, error_details_pb2.RetryInfo)),
+            None,
+        )
+        return QuotaExceeded(message, limit=limit, retry_after=retry)
+    if cls is FailedPrecondition:
+        reason = next((d.reason for d in details if isinstance(d, error_details_pb2.ErrorInfo)), "")
+        return FailedPrecondition(message, reason=reason)
+    if cls is FlowDockError:
+        return FlowDockError(message, code=code.name)
+    return cls(message)
