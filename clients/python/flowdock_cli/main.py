@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib import metadata
 
-from flowdock_cli import admin, storage_ops, up
+from flowdock_cli import account, admin, files, storage_ops, up
 
 
 def _version(_args: argparse.Namespace) -> int:
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_commands(sub)
     admin.add_commands(sub)
     storage_ops.add_commands(sub)
+    account.add_commands(sub)
+    files.add_commands(sub)
     version = sub.add_parser("version", help="print the version", description="Print the FlowDock version.")
     version.set_defaults(func=_version)
     return parser

@@ -179,6 +179,10 @@ class AsyncClient:
         async with self._token_lock:
             await self._login(totp_code)
 
+    async def authenticate(self) -> None:
+        """Get an access token now (refreshing, or logging in); calls otherwise do this by themselves."""
+        await self._token()
+
     async def _login(self, totp_code: str = "") -> None:
         if not (self._email and self._password):
             raise AuthenticationError("not logged in: no refresh token, email or password")
@@ -578,7 +582,7 @@ class AsyncClient:
         else:
             target = await self.stat(folder)
         if not overwrite and not resume and await self._child(target.id, source.name) is not None:
-            raise AlreadyExists(f"{source.name} already exists in the destination (use overwrite)")
+            raise AlreadyExists(f"{source.name} already exists in the destination (use overwrite=True)")
         for rel in jobs.empty_dirs:
             await self.mkdir(await self.path_of(target) + "/" + rel, parents=True)
         uploader = _transfer.Uploader(self, target.id, overwrite=overwrite, resume=resume, progress=progress)
@@ -620,7 +624,7 @@ class AsyncClient:
             taken = [str(p) for _, p in pairs if p.exists() or p.is_symlink()]
             if taken:
                 more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
-                raise AlreadyExists(f"{taken[0]} already exists{more} (use overwrite)")
+                raise AlreadyExists(f"{taken[0]} already exists{more} (use overwrite=True)")
         return await self._bounded([partial(_transfer.download_file, self, n, p, progress=progress) for n, p in pairs])
 
     async def download_bytes(self, ref: NodeRef, *, offset: int = 0, length: int = 0, version: str = "") -> bytes:

@@ -98,6 +98,7 @@ class Client:
 
     register = _blocking(AsyncClient.register)
     login = _blocking(AsyncClient.login)
+    authenticate = _blocking(AsyncClient.authenticate)
     me = _blocking(AsyncClient.me)
     logout = _blocking(AsyncClient.logout)
     sessions = _blocking(AsyncClient.sessions)

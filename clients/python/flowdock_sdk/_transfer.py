@@ -321,7 +321,7 @@ async def download_file(
 ) -> Path:
     """Write one file beside `dest`, check size and SHA-256, rename into place; nothing partial stays behind."""
     report = progress or (lambda _p: None)
-    display = dest.name
+    display = str(dest)
     tmp = part_path(dest)
     digest = hashlib.sha256()
     written = 0
