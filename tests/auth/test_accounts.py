@@ -118,19 +118,23 @@ def test_non_utf8_input_is_refused_cleanly_on_every_protocol(auth_mesh: Running)
 def test_unknown_and_known_email_get_the_same_login_and_recovery_answers(auth_mesh: Running, mailbox: Mailbox) -> None:
     known = register_verified(auth_mesh, mailbox)
     with rest(auth_mesh) as c:
-        timings = {}
+        timings: dict[str, list[float]] = {"known": [], "unknown": []}
         answers = {}
-        for label, email in (("known", known.email), ("unknown", new_email())):
-            started = time.perf_counter()
-            r = c.post("/api/v1/auth/login", json={"email": email, "password": "wrong password here"})
-            timings[label] = time.perf_counter() - started
-            answers[label] = (r.status_code, r.json()["message"])
+        unknown = new_email()
+        for _ in range(3):
+            for label, email in (("known", known.email), ("unknown", unknown)):
+                started = time.perf_counter()
+                r = c.post("/api/v1/auth/login", json={"email": email, "password": "wrong password here"})
+                timings[label].append(time.perf_counter() - started)
+                answers[label] = (r.status_code, r.json()["message"])
+        for label, email in (("known", known.email), ("unknown", unknown)):
             rec = c.post("/api/v1/auth/password-recovery", json={"email": email})
             answers[label + "-recovery"] = (rec.status_code, rec.text)
     assert answers["known"] == answers["unknown"] == (401, "email or password is incorrect")
     assert answers["known-recovery"] == answers["unknown-recovery"] == (200, "{}")
     # Both paths verify one Argon2 hash: similar timing (generous bound for a busy 2-core machine).
-    assert abs(timings["known"] - timings["unknown"]) < 0.25, timings
+    known_s, unknown_s = sorted(timings["known"])[1], sorted(timings["unknown"])[1]  # medians of 3
+    assert abs(known_s - unknown_s) < 0.25, timings
     native = Native(native_channel(auth_mesh.host_port))
     with pytest.raises(grpc.RpcError) as a:
         native.auth.Login(auth_pb2.LoginRequest(email=known.email, password="wrong password here"))
