@@ -79,6 +79,12 @@ def event_message(event: domain.Event) -> auth_pb2.ActivityEvent:
     )
 
 
+def _quota(quota: domain.Quota) -> auth_pb2.UserQuota:
+    return auth_pb2.UserQuota(
+        used_bytes=quota.used_bytes, reserved_bytes=quota.reserved_bytes, limit_bytes=quota.limit_bytes
+    )
+
+
 def _tokens(tokens: Tokens) -> auth_pb2.LoginResponse:
     return auth_pb2.LoginResponse(
         access_token=tokens.access_token,
@@ -262,6 +268,19 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
         return user_message(user)
 
+    async def GetUserQuota(self, request: auth_pb2.GetUserQuotaRequest, context: Ctx) -> auth_pb2.UserQuota:
+        return _quota(await self.accounts.user_quota(current_principal().user_id, request.user_id))
+
+    async def SetUserQuota(self, request: auth_pb2.SetUserQuotaRequest, context: Ctx) -> auth_pb2.UserQuota:
+        quota = await self.accounts.set_user_quota(
+            current_principal().user_id, request.user_id, request.limit_bytes, client_of(context)
+        )
+        return _quota(quota)
+
+    async def DeleteUser(self, request: auth_pb2.DeleteUserRequest, context: Ctx) -> auth_pb2.DeleteUserResponse:
+        freed = await self.accounts.delete_user(current_principal().user_id, request.user_id, client_of(context))
+        return auth_pb2.DeleteUserResponse(freed_bytes=freed)
+
     async def ListActivity(self, request: auth_pb2.ListActivityRequest, context: Ctx) -> auth_pb2.ListActivityResponse:
         events, token = await self.accounts.list_activity(
             current_principal().user_id,
@@ -301,3 +320,11 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
         ]
         await self.accounts.record_external(events)
         return auth_pb2.RecordEventsResponse()
+
+    async def LookupUser(self, request: auth_pb2.LookupUserRequest, context: Ctx) -> auth_pb2.LookupUserResponse:
+        user = await self.accounts.lookup_user(request.email)
+        return auth_pb2.LookupUserResponse(user_id=user.id, email=user.email, display_name=user.display_name)
+
+    async def NotifyUser(self, request: auth_pb2.NotifyUserRequest, context: Ctx) -> auth_pb2.NotifyUserResponse:
+        await self.accounts.notify_user(request.user_id, request.subject, request.body)
+        return auth_pb2.NotifyUserResponse()

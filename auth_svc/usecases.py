@@ -15,7 +15,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auth_svc import domain
-from auth_svc.ports import AuditLog, Mailer, OidcClient, PasswordHasher, RateLimiter, TokenIssuer, Totp, UnitOfWork
+from auth_svc.ports import (
+    AuditLog,
+    Mailer,
+    OidcClient,
+    PasswordHasher,
+    RateLimiter,
+    TokenIssuer,
+    Totp,
+    UnitOfWork,
+    UserData,
+)
 from flowdock_kernel.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -132,6 +142,7 @@ class Accounts:
     limits: Limits = field(default_factory=Limits)
     common_passwords: Collection[str] = frozenset()
     oidc: OidcClient | None = None
+    user_data: UserData | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # A real hash to verify against when the email is unknown, so both paths cost one Argon2 verification.
     dummy_hash: str = ""
@@ -773,6 +784,27 @@ class Accounts:
         events = events[:size]
         return events, (_encode_cursor(events[-1].cursor) if more and events else "")
 
+    async def lookup_user(self, email: str) -> domain.User:
+        """An active account by email, for other services (share_svc resolving a grantee); NotFound otherwise."""
+        email = domain.normalise_email(email)
+        async with self.uow() as uow:
+            user = await uow.users.by_email(email)
+        if user is None or user.disabled:
+            raise NotFound(f"no FlowDock account uses {email}; ask them to sign up first")
+        return user
+
+    async def notify_user(self, user_id: str, subject: str, body: str) -> None:
+        """Mail an account on another service's behalf (in the background; the address never leaves auth_svc)."""
+        if not subject.strip() or len(subject) > 200 or any(c in subject for c in "\r\n"):
+            raise InvalidArgument("subject", "must be one line of 1-200 characters")
+        if len(body) > 10_000:
+            raise InvalidArgument("body", "must be at most 10000 characters")
+        async with self.uow() as uow:
+            user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
+        if user is None or user.disabled:
+            raise NotFound("account not found")
+        self._mail(user.email, subject, body)
+
     async def record_external(self, events: list[domain.Event]) -> None:
         for e in events:
             if not e.id or len(e.id) > 64 or not e.kind:
@@ -840,6 +872,60 @@ class Accounts:
         kind = "admin.user_disabled" if disabled else "admin.user_enabled"
         await self._event(kind, client, actor=admin_id, subject=user_id, sessions_revoked=str(count))
         return user
+
+    def _storage(self) -> UserData:
+        if self.user_data is None:
+            raise FailedPrecondition("storage_svc is not configured (FLOWDOCK_STORAGE_ADDRESS)", reason="NO_STORAGE")
+        return self.user_data
+
+    async def _existing(self, user_id: str) -> domain.User:
+        async with self.uow() as uow:
+            user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
+        if user is None:
+            raise NotFound("account not found")
+        return user
+
+    async def user_quota(self, admin_id: str, user_id: str) -> domain.Quota:
+        await self.require_admin(admin_id)
+        await self._existing(user_id)
+        return await self._storage().quota(user_id)
+
+    async def set_user_quota(
+        self, admin_id: str, user_id: str, limit_bytes: int, client: domain.Client
+    ) -> domain.Quota:
+        await self.require_admin(admin_id)
+        if limit_bytes < 0:
+            raise InvalidArgument("limit_bytes", "must be 0 (the default limit) or more")
+        await self._existing(user_id)
+        quota = await self._storage().set_quota(user_id, limit_bytes)
+        await self._event(
+            "admin.quota_set", client, actor=admin_id, subject=user_id, limit_bytes=str(quota.limit_bytes)
+        )
+        return quota
+
+    async def delete_user(self, admin_id: str, user_id: str, client: domain.Client) -> int:
+        """Disable and end every session first (nothing new gets written), then storage_svc deletes the files,
+        then the account goes. A failure part-way leaves the account disabled; repeating the call finishes."""
+        await self.require_admin(admin_id)
+        if user_id == admin_id:
+            raise FailedPrecondition("administrators cannot delete themselves", reason="SELF_DELETE")
+        storage = self._storage()
+        async with self.uow() as uow:
+            user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
+            if user is None:
+                raise NotFound("account not found")
+            if user.role == domain.Role.ADMIN and not user.disabled and await uow.users.count_admins() <= 1:
+                raise FailedPrecondition("this is the last administrator", reason="LAST_ADMIN")
+            user.disabled = True
+            await uow.users.save(user)
+            await uow.sessions.revoke_all(user_id, self.clock(), "deleted")
+            await uow.commit()
+        freed = await storage.delete(user_id)
+        async with self.uow() as uow:
+            await uow.users.delete(user_id)
+            await uow.commit()
+        await self._event("admin.user_deleted", client, actor=admin_id, subject=user_id, freed_bytes=str(freed))
+        return freed
 
     async def list_activity(
         self, admin_id: str, page_size: int, page_token: str, *, subject_id: str, actor_id: str, kind_prefix: str

@@ -176,6 +176,21 @@ class AuthServiceStub:
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserDisabledRequest.SerializeToString,
                 response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
                 _registered_method=True)
+        self.GetUserQuota = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/GetUserQuota',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetUserQuotaRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.UserQuota.FromString,
+                _registered_method=True)
+        self.SetUserQuota = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/SetUserQuota',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserQuotaRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.UserQuota.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/DeleteUser',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
         self.ListActivity = channel.unary_unary(
                 '/flowdock.auth.v1.AuthService/ListActivity',
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListActivityRequest.SerializeToString,
@@ -383,6 +398,28 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUserQuota(self, request, context):
+        """GetUserQuota reports an account's storage use and limit (admin only; asks storage_svc).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserQuota(self, request, context):
+        """SetUserQuota sets an account's storage limit (admin only; storage_svc enforces it; 0 = the default).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """DeleteUser deletes an account and its files (admin only): sessions end at once, storage_svc removes the
+        files, then the account goes. Safe to retry after a failure.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListActivity(self, request, context):
         """ListActivity filters everyone's audit trail (admin only).
         """
@@ -532,6 +569,21 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.SetUserDisabled,
                     request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserDisabledRequest.FromString,
                     response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.User.SerializeToString,
+            ),
+            'GetUserQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserQuota,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.GetUserQuotaRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.UserQuota.SerializeToString,
+            ),
+            'SetUserQuota': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserQuota,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserQuotaRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.UserQuota.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.DeleteUserRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.DeleteUserResponse.SerializeToString,
             ),
             'ListActivity': grpc.unary_unary_rpc_method_handler(
                     servicer.ListActivity,
@@ -1307,6 +1359,87 @@ class AuthService:
             _registered_method=True)
 
     @staticmethod
+    def GetUserQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/GetUserQuota',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.GetUserQuotaRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.UserQuota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserQuota(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/SetUserQuota',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.SetUserQuotaRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.UserQuota.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/DeleteUser',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.DeleteUserRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListActivity(request,
             target,
             options=(),
@@ -1354,6 +1487,16 @@ class AuthInternalServiceStub:
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsRequest.SerializeToString,
                 response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsResponse.FromString,
                 _registered_method=True)
+        self.LookupUser = channel.unary_unary(
+                '/flowdock.auth.v1.AuthInternalService/LookupUser',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LookupUserRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LookupUserResponse.FromString,
+                _registered_method=True)
+        self.NotifyUser = channel.unary_unary(
+                '/flowdock.auth.v1.AuthInternalService/NotifyUser',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserResponse.FromString,
+                _registered_method=True)
 
 
 class AuthInternalServiceServicer:
@@ -1374,6 +1517,20 @@ class AuthInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupUser(self, request, context):
+        """LookupUser resolves an email to an active account (share_svc, with the sharer's token); NOT_FOUND if none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NotifyUser(self, request, context):
+        """NotifyUser mails an account (share_svc's "shared with you", with the sharer's token); sent in the background.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1386,6 +1543,16 @@ def add_AuthInternalServiceServicer_to_server(servicer, server):
                     servicer.RecordEvents,
                     request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsRequest.FromString,
                     response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsResponse.SerializeToString,
+            ),
+            'LookupUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupUser,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LookupUserRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.LookupUserResponse.SerializeToString,
+            ),
+            'NotifyUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.NotifyUser,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1443,6 +1610,60 @@ class AuthInternalService:
             '/flowdock.auth.v1.AuthInternalService/RecordEvents',
             flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsRequest.SerializeToString,
             flowdock_dot_auth_dot_v1_dot_auth__pb2.RecordEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthInternalService/LookupUser',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.LookupUserRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.LookupUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NotifyUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthInternalService/NotifyUser',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

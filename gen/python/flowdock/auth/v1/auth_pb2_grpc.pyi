@@ -90,6 +90,14 @@ class AuthServiceStub:
     """SetUserRole changes an account's role (admin only)."""
     SetUserDisabled: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserDisabledRequest, _auth_pb2.User]
     """SetUserDisabled disables (ending all sessions at once) or enables an account (admin only)."""
+    GetUserQuota: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserQuotaRequest, _auth_pb2.UserQuota]
+    """GetUserQuota reports an account's storage use and limit (admin only; asks storage_svc)."""
+    SetUserQuota: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserQuotaRequest, _auth_pb2.UserQuota]
+    """SetUserQuota sets an account's storage limit (admin only; storage_svc enforces it; 0 = the default)."""
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DeleteUserRequest, _auth_pb2.DeleteUserResponse]
+    """DeleteUser deletes an account and its files (admin only): sessions end at once, storage_svc removes the
+    files, then the account goes. Safe to retry after a failure.
+    """
     ListActivity: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListActivityRequest, _auth_pb2.ListActivityResponse]
     """ListActivity filters everyone's audit trail (admin only)."""
 
@@ -154,6 +162,14 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """SetUserRole changes an account's role (admin only)."""
     SetUserDisabled: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserDisabledRequest, _auth_pb2.User]  # type: ignore[assignment]
     """SetUserDisabled disables (ending all sessions at once) or enables an account (admin only)."""
+    GetUserQuota: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserQuotaRequest, _auth_pb2.UserQuota]  # type: ignore[assignment]
+    """GetUserQuota reports an account's storage use and limit (admin only; asks storage_svc)."""
+    SetUserQuota: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserQuotaRequest, _auth_pb2.UserQuota]  # type: ignore[assignment]
+    """SetUserQuota sets an account's storage limit (admin only; storage_svc enforces it; 0 = the default)."""
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteUserRequest, _auth_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    """DeleteUser deletes an account and its files (admin only): sessions end at once, storage_svc removes the
+    files, then the account goes. Safe to retry after a failure.
+    """
     ListActivity: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListActivityRequest, _auth_pb2.ListActivityResponse]  # type: ignore[assignment]
     """ListActivity filters everyone's audit trail (admin only)."""
 
@@ -385,6 +401,32 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """SetUserDisabled disables (ending all sessions at once) or enables an account (admin only)."""
 
     @_abc_1.abstractmethod
+    def GetUserQuota(
+        self,
+        request: _auth_pb2.GetUserQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.UserQuota, _abc.Awaitable[_auth_pb2.UserQuota]]:
+        """GetUserQuota reports an account's storage use and limit (admin only; asks storage_svc)."""
+
+    @_abc_1.abstractmethod
+    def SetUserQuota(
+        self,
+        request: _auth_pb2.SetUserQuotaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.UserQuota, _abc.Awaitable[_auth_pb2.UserQuota]]:
+        """SetUserQuota sets an account's storage limit (admin only; storage_svc enforces it; 0 = the default)."""
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _auth_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.DeleteUserResponse, _abc.Awaitable[_auth_pb2.DeleteUserResponse]]:
+        """DeleteUser deletes an account and its files (admin only): sessions end at once, storage_svc removes the
+        files, then the account goes. Safe to retry after a failure.
+        """
+
+    @_abc_1.abstractmethod
     def ListActivity(
         self,
         request: _auth_pb2.ListActivityRequest,
@@ -405,6 +447,10 @@ class AuthInternalServiceStub:
     """CheckSession says whether a session may still be used (the revocation check behind every API)."""
     RecordEvents: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RecordEventsRequest, _auth_pb2.RecordEventsResponse]
     """RecordEvents appends audit events from other services; idempotent by event id (outbox retries)."""
+    LookupUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LookupUserRequest, _auth_pb2.LookupUserResponse]
+    """LookupUser resolves an email to an active account (share_svc, with the sharer's token); NOT_FOUND if none."""
+    NotifyUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.NotifyUserRequest, _auth_pb2.NotifyUserResponse]
+    """NotifyUser mails an account (share_svc's "shared with you", with the sharer's token); sent in the background."""
 
 @_typing.type_check_only
 class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
@@ -415,6 +461,10 @@ class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
     """CheckSession says whether a session may still be used (the revocation check behind every API)."""
     RecordEvents: _aio.UnaryUnaryMultiCallable[_auth_pb2.RecordEventsRequest, _auth_pb2.RecordEventsResponse]  # type: ignore[assignment]
     """RecordEvents appends audit events from other services; idempotent by event id (outbox retries)."""
+    LookupUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.LookupUserRequest, _auth_pb2.LookupUserResponse]  # type: ignore[assignment]
+    """LookupUser resolves an email to an active account (share_svc, with the sharer's token); NOT_FOUND if none."""
+    NotifyUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.NotifyUserRequest, _auth_pb2.NotifyUserResponse]  # type: ignore[assignment]
+    """NotifyUser mails an account (share_svc's "shared with you", with the sharer's token); sent in the background."""
 
 class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthInternalService is called by the other services only; the gateway never routes it."""
@@ -434,5 +484,21 @@ class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.RecordEventsResponse, _abc.Awaitable[_auth_pb2.RecordEventsResponse]]:
         """RecordEvents appends audit events from other services; idempotent by event id (outbox retries)."""
+
+    @_abc_1.abstractmethod
+    def LookupUser(
+        self,
+        request: _auth_pb2.LookupUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LookupUserResponse, _abc.Awaitable[_auth_pb2.LookupUserResponse]]:
+        """LookupUser resolves an email to an active account (share_svc, with the sharer's token); NOT_FOUND if none."""
+
+    @_abc_1.abstractmethod
+    def NotifyUser(
+        self,
+        request: _auth_pb2.NotifyUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.NotifyUserResponse, _abc.Awaitable[_auth_pb2.NotifyUserResponse]]:
+        """NotifyUser mails an account (share_svc's "shared with you", with the sharer's token); sent in the background."""
 
 def add_AuthInternalServiceServicer_to_server(servicer: AuthInternalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,43 +23,98 @@ _sym_db = _symbol_database.Default()
 
 
 from flowdock.api.v1 import options_pb2 as flowdock_dot_api_dot_v1_dot_options__pb2
+from flowdock.storage.v1 import storage_pb2 as flowdock_dot_storage_dot_v1_dot_storage__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66lowdock/share/v1/share.proto\x12\x11\x66lowdock.share.v1\x1a\x1d\x66lowdock/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x01\n\x05Share\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\x12\x12\n\ngrantee_id\x18\x04 \x01(\t\x12*\n\x04role\x18\x05 \x01(\x0e\x32\x1c.flowdock.share.v1.ShareRole\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x19ListOutgoingSharesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x1aListOutgoingSharesResponse\x12(\n\x06shares\x18\x01 \x03(\x0b\x32\x18.flowdock.share.v1.Share\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x19ListIncomingSharesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x1aListIncomingSharesResponse\x12(\n\x06shares\x18\x01 \x03(\x0b\x32\x18.flowdock.share.v1.Share\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x12\x43heckAccessRequest\x12\x11\n\tnode_path\x18\x01 \x03(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12)\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x19.flowdock.share.v1.Action\"&\n\x13\x43heckAccessResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08*p\n\tShareRole\x12\x1a\n\x16SHARE_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11SHARE_ROLE_VIEWER\x10\x01\x12\x19\n\x15SHARE_ROLE_DOWNLOADER\x10\x02\x12\x15\n\x11SHARE_ROLE_EDITOR\x10\x03*X\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41\x43TION_LIST\x10\x01\x12\x13\n\x0f\x41\x43TION_DOWNLOAD\x10\x02\x12\x10\n\x0c\x41\x43TION_WRITE\x10\x03\x32\xb8\x02\n\x0cShareService\x12\x92\x01\n\x12ListOutgoingShares\x12,.flowdock.share.v1.ListOutgoingSharesRequest\x1a-.flowdock.share.v1.ListOutgoingSharesResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/shares/outgoing\x12\x92\x01\n\x12ListIncomingShares\x12,.flowdock.share.v1.ListIncomingSharesRequest\x1a-.flowdock.share.v1.ListIncomingSharesResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/shares/incoming2s\n\rAccessService\x12\\\n\x0b\x43heckAccess\x12%.flowdock.share.v1.CheckAccessRequest\x1a&.flowdock.share.v1.CheckAccessResponse\x1a\x04\x90\xb5\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66lowdock/share/v1/share.proto\x12\x11\x66lowdock.share.v1\x1a\x1d\x66lowdock/api/v1/options.proto\x1a!flowdock/storage/v1/storage.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x02\n\x05Share\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\x12\x12\n\ngrantee_id\x18\x04 \x01(\t\x12*\n\x04role\x18\x05 \x01(\x0e\x32\x1c.flowdock.share.v1.ShareRole\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rgrantee_email\x18\x07 \x01(\t\x12\'\n\x04node\x18\x08 \x01(\x0b\x32\x19.flowdock.storage.v1.Node\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x12\x43reateShareRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rgrantee_email\x18\x02 \x01(\t\x12*\n\x04role\x18\x03 \x01(\x0e\x32\x1c.flowdock.share.v1.ShareRole\"R\n\x12UpdateShareRequest\x12\x10\n\x08share_id\x18\x01 \x01(\t\x12*\n\x04role\x18\x02 \x01(\x0e\x32\x1c.flowdock.share.v1.ShareRole\"&\n\x12\x44\x65leteShareRequest\x12\x10\n\x08share_id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteShareResponse\"\xaf\x02\n\x04Link\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12\x35\n\npermission\x18\x06 \x01(\x0e\x32!.flowdock.share.v1.LinkPermission\x12\x14\n\x0chas_password\x18\x07 \x01(\x08\x12/\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmax_downloads\x18\t \x01(\x05\x12\x16\n\x0e\x64ownload_count\x18\n \x01(\x05\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb5\x01\n\x11\x43reateLinkRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmax_downloads\x18\x04 \x01(\x05\x12\x35\n\npermission\x18\x05 \x01(\x0e\x32!.flowdock.share.v1.LinkPermission\"9\n\x10ListLinksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x11ListLinksResponse\x12&\n\x05links\x18\x01 \x03(\x0b\x32\x17.flowdock.share.v1.Link\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xf9\x01\n\x11UpdateLinkRequest\x12\x0f\n\x07link_id\x18\x01 \x01(\t\x12\x15\n\x08password\x18\x02 \x01(\tH\x00\x88\x01\x01\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63lear_expire_time\x18\x04 \x01(\x08\x12\x1a\n\rmax_downloads\x18\x05 \x01(\x05H\x01\x88\x01\x01\x12\x35\n\npermission\x18\x06 \x01(\x0e\x32!.flowdock.share.v1.LinkPermissionB\x0b\n\t_passwordB\x10\n\x0e_max_downloads\"$\n\x11\x44\x65leteLinkRequest\x12\x0f\n\x07link_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteLinkResponse\"2\n\x0fOpenLinkRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\xb9\x01\n\x10OpenLinkResponse\x12\x14\n\x0clink_session\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\npermission\x18\x03 \x01(\x0e\x32!.flowdock.share.v1.LinkPermission\x12\'\n\x04root\x18\x04 \x01(\x0b\x32\x19.flowdock.storage.v1.Node\"B\n\x19ListOutgoingSharesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x1aListOutgoingSharesResponse\x12(\n\x06shares\x18\x01 \x03(\x0b\x32\x18.flowdock.share.v1.Share\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"B\n\x19ListIncomingSharesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x1aListIncomingSharesResponse\x12(\n\x06shares\x18\x01 \x03(\x0b\x32\x18.flowdock.share.v1.Share\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x12\x43heckAccessRequest\x12\x11\n\tnode_path\x18\x01 \x03(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12)\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x19.flowdock.share.v1.Action\"N\n\x13\x43heckAccessResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0f\n\x07visible\x18\x02 \x01(\x08\x12\x15\n\rgrant_node_id\x18\x03 \x01(\t\"\x8d\x01\n\x16\x43heckLinkAccessRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0clink_session\x18\x02 \x01(\t\x12\x11\n\tnode_path\x18\x03 \x03(\t\x12\x10\n\x08owner_id\x18\x04 \x01(\t\x12)\n\x06\x61\x63tion\x18\x05 \x01(\x0e\x32\x19.flowdock.share.v1.Action\"\x9a\x01\n\x17\x43heckLinkAccessResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0f\n\x07link_id\x18\x02 \x01(\t\x12\x14\n\x0croot_node_id\x18\x03 \x01(\t\x12\x10\n\x08owner_id\x18\x04 \x01(\t\x12\x35\n\npermission\x18\x05 \x01(\x0e\x32!.flowdock.share.v1.LinkPermission\"J\n\x11\x44ropSharesRequest\x12\x10\n\x08owner_id\x18\x01 \x01(\t\x12\x11\n\tnode_path\x18\x02 \x03(\t\x12\x10\n\x08node_ids\x18\x03 \x03(\t\"%\n\x12\x44ropSharesResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x05*p\n\tShareRole\x12\x1a\n\x16SHARE_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11SHARE_ROLE_VIEWER\x10\x01\x12\x19\n\x15SHARE_ROLE_DOWNLOADER\x10\x02\x12\x15\n\x11SHARE_ROLE_EDITOR\x10\x03*k\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41\x43TION_LIST\x10\x01\x12\x13\n\x0f\x41\x43TION_DOWNLOAD\x10\x02\x12\x10\n\x0c\x41\x43TION_WRITE\x10\x03\x12\x11\n\rACTION_UPLOAD\x10\x04*\x85\x01\n\x0eLinkPermission\x12\x1f\n\x1bLINK_PERMISSION_UNSPECIFIED\x10\x00\x12\x18\n\x14LINK_PERMISSION_VIEW\x10\x01\x12\x1c\n\x18LINK_PERMISSION_DOWNLOAD\x10\x02\x12\x1a\n\x16LINK_PERMISSION_UPLOAD\x10\x03\x32\xe5\t\n\x0cShareService\x12i\n\x0b\x43reateShare\x12%.flowdock.share.v1.CreateShareRequest\x1a\x18.flowdock.share.v1.Share\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/api/v1/shares:\x01*\x12t\n\x0bUpdateShare\x12%.flowdock.share.v1.UpdateShareRequest\x1a\x18.flowdock.share.v1.Share\"$\x82\xd3\xe4\x93\x02\x1e\x32\x19/api/v1/shares/{share_id}:\x01*\x12\x7f\n\x0b\x44\x65leteShare\x12%.flowdock.share.v1.DeleteShareRequest\x1a&.flowdock.share.v1.DeleteShareResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/api/v1/shares/{share_id}\x12\x92\x01\n\x12ListOutgoingShares\x12,.flowdock.share.v1.ListOutgoingSharesRequest\x1a-.flowdock.share.v1.ListOutgoingSharesResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/shares/outgoing\x12\x92\x01\n\x12ListIncomingShares\x12,.flowdock.share.v1.ListIncomingSharesRequest\x1a-.flowdock.share.v1.ListIncomingSharesResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/shares/incoming\x12\x65\n\nCreateLink\x12$.flowdock.share.v1.CreateLinkRequest\x1a\x17.flowdock.share.v1.Link\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/api/v1/links:\x01*\x12m\n\tListLinks\x12#.flowdock.share.v1.ListLinksRequest\x1a$.flowdock.share.v1.ListLinksResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/links\x12o\n\nUpdateLink\x12$.flowdock.share.v1.UpdateLinkRequest\x1a\x17.flowdock.share.v1.Link\"\"\x82\xd3\xe4\x93\x02\x1c\x32\x17/api/v1/links/{link_id}:\x01*\x12z\n\nDeleteLink\x12$.flowdock.share.v1.DeleteLinkRequest\x1a%.flowdock.share.v1.DeleteLinkResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/api/v1/links/{link_id}\x12\x85\x01\n\x08OpenLink\x12\".flowdock.share.v1.OpenLinkRequest\x1a#.flowdock.share.v1.OpenLinkResponse\"0\x88\xb5\x18\x01\x82\xd3\xe4\x93\x02&\"!/api/v1/public/links/{token}/open:\x01*2\xbe\x02\n\rAccessService\x12\\\n\x0b\x43heckAccess\x12%.flowdock.share.v1.CheckAccessRequest\x1a&.flowdock.share.v1.CheckAccessResponse\x12n\n\x0f\x43heckLinkAccess\x12).flowdock.share.v1.CheckLinkAccessRequest\x1a*.flowdock.share.v1.CheckLinkAccessResponse\"\x04\x88\xb5\x18\x01\x12Y\n\nDropShares\x12$.flowdock.share.v1.DropSharesRequest\x1a%.flowdock.share.v1.DropSharesResponse\x1a\x04\x90\xb5\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flowdock.share.v1.share_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SHARESERVICE'].methods_by_name['CreateShare']._loaded_options = None
+  _globals['_SHARESERVICE'].methods_by_name['CreateShare']._serialized_options = b'\202\323\344\223\002\023\"\016/api/v1/shares:\001*'
+  _globals['_SHARESERVICE'].methods_by_name['UpdateShare']._loaded_options = None
+  _globals['_SHARESERVICE'].methods_by_name['UpdateShare']._serialized_options = b'\202\323\344\223\002\0362\031/api/v1/shares/{share_id}:\001*'
+  _globals['_SHARESERVICE'].methods_by_name['DeleteShare']._loaded_options = None
+  _globals['_SHARESERVICE'].methods_by_name['DeleteShare']._serialized_options = b'\202\323\344\223\002\033*\031/api/v1/shares/{share_id}'
   _globals['_SHARESERVICE'].methods_by_name['ListOutgoingShares']._loaded_options = None
   _globals['_SHARESERVICE'].methods_by_name['ListOutgoingShares']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/shares/outgoing'
   _globals['_SHARESERVICE'].methods_by_name['ListIncomingShares']._loaded_options = None
   _globals['_SHARESERVICE'].methods_by_name['ListIncomingShares']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/shares/incoming'
+  _globals['_SHARESERVICE'].methods_by_name['CreateLink']._loaded_options = None
+  _globals['_SHARESERVICE'].methods_by_name['CreateLink']._serialized_options = b'\202\323\344\223\002\022\"\r/api/v1/links:\001*'
+  _globals['_SHARESERVICE'].methods_by_name['ListLinks']._loaded_options = None
+  _globals['_SHARESERVICE'].methods_by_name['ListLinks']._serialized_options = b'\202\323\344\223\002\017\022\r/api/v1/links'
+  _globals['_SHARESERVICE'].methods_by_name['UpdateLink']._loaded_options = None
+  _globals['_SHARESERVICE'].methods_by_name['UpdateLink']._serialized_options = b'\202\323\344\223\002\0342\027/api/v1/links/{link_id}:\001*'
+  _globals['_SHARESERVICE'].methods_by_name['DeleteLink']._loaded_options = None
+  _globals['_SHARESERVICE'].methods_by_name['DeleteLink']._serialized_options = b'\202\323\344\223\002\031*\027/api/v1/links/{link_id}'
+  _globals['_SHARESERVICE'].methods_by_name['OpenLink']._loaded_options = None
+  _globals['_SHARESERVICE'].methods_by_name['OpenLink']._serialized_options = b'\210\265\030\001\202\323\344\223\002&\"!/api/v1/public/links/{token}/open:\001*'
   _globals['_ACCESSSERVICE']._loaded_options = None
   _globals['_ACCESSSERVICE']._serialized_options = b'\220\265\030\001'
-  _globals['_SHAREROLE']._serialized_start=788
-  _globals['_SHAREROLE']._serialized_end=900
-  _globals['_ACTION']._serialized_start=902
-  _globals['_ACTION']._serialized_end=990
-  _globals['_SHARE']._serialized_start=147
-  _globals['_SHARE']._serialized_end=314
-  _globals['_LISTOUTGOINGSHARESREQUEST']._serialized_start=316
-  _globals['_LISTOUTGOINGSHARESREQUEST']._serialized_end=382
-  _globals['_LISTOUTGOINGSHARESRESPONSE']._serialized_start=384
-  _globals['_LISTOUTGOINGSHARESRESPONSE']._serialized_end=479
-  _globals['_LISTINCOMINGSHARESREQUEST']._serialized_start=481
-  _globals['_LISTINCOMINGSHARESREQUEST']._serialized_end=547
-  _globals['_LISTINCOMINGSHARESRESPONSE']._serialized_start=549
-  _globals['_LISTINCOMINGSHARESRESPONSE']._serialized_end=644
-  _globals['_CHECKACCESSREQUEST']._serialized_start=646
-  _globals['_CHECKACCESSREQUEST']._serialized_end=746
-  _globals['_CHECKACCESSRESPONSE']._serialized_start=748
-  _globals['_CHECKACCESSRESPONSE']._serialized_end=786
-  _globals['_SHARESERVICE']._serialized_start=993
-  _globals['_SHARESERVICE']._serialized_end=1305
-  _globals['_ACCESSSERVICE']._serialized_start=1307
-  _globals['_ACCESSSERVICE']._serialized_end=1422
+  _globals['_ACCESSSERVICE'].methods_by_name['CheckLinkAccess']._loaded_options = None
+  _globals['_ACCESSSERVICE'].methods_by_name['CheckLinkAccess']._serialized_options = b'\210\265\030\001'
+  _globals['_SHAREROLE']._serialized_start=2832
+  _globals['_SHAREROLE']._serialized_end=2944
+  _globals['_ACTION']._serialized_start=2946
+  _globals['_ACTION']._serialized_end=3053
+  _globals['_LINKPERMISSION']._serialized_start=3056
+  _globals['_LINKPERMISSION']._serialized_end=3189
+  _globals['_SHARE']._serialized_start=182
+  _globals['_SHARE']._serialized_end=462
+  _globals['_CREATESHAREREQUEST']._serialized_start=464
+  _globals['_CREATESHAREREQUEST']._serialized_end=568
+  _globals['_UPDATESHAREREQUEST']._serialized_start=570
+  _globals['_UPDATESHAREREQUEST']._serialized_end=652
+  _globals['_DELETESHAREREQUEST']._serialized_start=654
+  _globals['_DELETESHAREREQUEST']._serialized_end=692
+  _globals['_DELETESHARERESPONSE']._serialized_start=694
+  _globals['_DELETESHARERESPONSE']._serialized_end=715
+  _globals['_LINK']._serialized_start=718
+  _globals['_LINK']._serialized_end=1021
+  _globals['_CREATELINKREQUEST']._serialized_start=1024
+  _globals['_CREATELINKREQUEST']._serialized_end=1205
+  _globals['_LISTLINKSREQUEST']._serialized_start=1207
+  _globals['_LISTLINKSREQUEST']._serialized_end=1264
+  _globals['_LISTLINKSRESPONSE']._serialized_start=1266
+  _globals['_LISTLINKSRESPONSE']._serialized_end=1350
+  _globals['_UPDATELINKREQUEST']._serialized_start=1353
+  _globals['_UPDATELINKREQUEST']._serialized_end=1602
+  _globals['_DELETELINKREQUEST']._serialized_start=1604
+  _globals['_DELETELINKREQUEST']._serialized_end=1640
+  _globals['_DELETELINKRESPONSE']._serialized_start=1642
+  _globals['_DELETELINKRESPONSE']._serialized_end=1662
+  _globals['_OPENLINKREQUEST']._serialized_start=1664
+  _globals['_OPENLINKREQUEST']._serialized_end=1714
+  _globals['_OPENLINKRESPONSE']._serialized_start=1717
+  _globals['_OPENLINKRESPONSE']._serialized_end=1902
+  _globals['_LISTOUTGOINGSHARESREQUEST']._serialized_start=1904
+  _globals['_LISTOUTGOINGSHARESREQUEST']._serialized_end=1970
+  _globals['_LISTOUTGOINGSHARESRESPONSE']._serialized_start=1972
+  _globals['_LISTOUTGOINGSHARESRESPONSE']._serialized_end=2067
+  _globals['_LISTINCOMINGSHARESREQUEST']._serialized_start=2069
+  _globals['_LISTINCOMINGSHARESREQUEST']._serialized_end=2135
+  _globals['_LISTINCOMINGSHARESRESPONSE']._serialized_start=2137
+  _globals['_LISTINCOMINGSHARESRESPONSE']._serialized_end=2232
+  _globals['_CHECKACCESSREQUEST']._serialized_start=2234
+  _globals['_CHECKACCESSREQUEST']._serialized_end=2334
+  _globals['_CHECKACCESSRESPONSE']._serialized_start=2336
+  _globals['_CHECKACCESSRESPONSE']._serialized_end=2414
+  _globals['_CHECKLINKACCESSREQUEST']._serialized_start=2417
+  _globals['_CHECKLINKACCESSREQUEST']._serialized_end=2558
+  _globals['_CHECKLINKACCESSRESPONSE']._serialized_start=2561
+  _globals['_CHECKLINKACCESSRESPONSE']._serialized_end=2715
+  _globals['_DROPSHARESREQUEST']._serialized_start=2717
+  _globals['_DROPSHARESREQUEST']._serialized_end=2791
+  _globals['_DROPSHARESRESPONSE']._serialized_start=2793
+  _globals['_DROPSHARESRESPONSE']._serialized_end=2830
+  _globals['_SHARESERVICE']._serialized_start=3192
+  _globals['_SHARESERVICE']._serialized_end=4445
+  _globals['_ACCESSSERVICE']._serialized_start=4448
+  _globals['_ACCESSSERVICE']._serialized_end=4766
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from flowdock.storage.v1 import storage_pb2 as _storage_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -50,6 +51,8 @@ class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Action.ValueTy
     ACTION_LIST: _Action.ValueType  # 1
     ACTION_DOWNLOAD: _Action.ValueType  # 2
     ACTION_WRITE: _Action.ValueType  # 3
+    ACTION_UPLOAD: _Action.ValueType  # 4
+    """Upload into a file-drop link's folder (links only)."""
 
 class Action(_Action, metaclass=_ActionEnumTypeWrapper):
     """Action is what a caller wants to do with a node."""
@@ -58,7 +61,35 @@ ACTION_UNSPECIFIED: Action.ValueType  # 0
 ACTION_LIST: Action.ValueType  # 1
 ACTION_DOWNLOAD: Action.ValueType  # 2
 ACTION_WRITE: Action.ValueType  # 3
+ACTION_UPLOAD: Action.ValueType  # 4
+"""Upload into a file-drop link's folder (links only)."""
 Global___Action: _TypeAlias = Action  # noqa: Y015
+
+class _LinkPermission:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LinkPermissionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LinkPermission.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LINK_PERMISSION_UNSPECIFIED: _LinkPermission.ValueType  # 0
+    LINK_PERMISSION_VIEW: _LinkPermission.ValueType  # 1
+    """Browse names and sizes."""
+    LINK_PERMISSION_DOWNLOAD: _LinkPermission.ValueType  # 2
+    """Browse and download."""
+    LINK_PERMISSION_UPLOAD: _LinkPermission.ValueType  # 3
+    """File drop: upload into the folder, see nothing in it."""
+
+class LinkPermission(_LinkPermission, metaclass=_LinkPermissionEnumTypeWrapper):
+    """LinkPermission is what visitors of a public link may do."""
+
+LINK_PERMISSION_UNSPECIFIED: LinkPermission.ValueType  # 0
+LINK_PERMISSION_VIEW: LinkPermission.ValueType  # 1
+"""Browse names and sizes."""
+LINK_PERMISSION_DOWNLOAD: LinkPermission.ValueType  # 2
+"""Browse and download."""
+LINK_PERMISSION_UPLOAD: LinkPermission.ValueType  # 3
+"""File drop: upload into the folder, see nothing in it."""
+Global___LinkPermission: _TypeAlias = LinkPermission  # noqa: Y015
 
 @_typing.final
 class Share(_message.Message):
@@ -70,13 +101,24 @@ class Share(_message.Message):
     GRANTEE_ID_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    GRANTEE_EMAIL_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     node_id: _builtins.str
     owner_id: _builtins.str
     grantee_id: _builtins.str
     role: Global___ShareRole.ValueType
+    grantee_email: _builtins.str
+    """The grantee's email, as the owner typed it (normalised)."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def node(self) -> _storage_pb2.Node:
+        """The shared node as the caller sees it now (incoming listings: what to open)."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -86,14 +128,370 @@ class Share(_message.Message):
         grantee_id: _builtins.str = ...,
         role: Global___ShareRole.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        grantee_email: _builtins.str = ...,
+        node: _storage_pb2.Node | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "node", b"node", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "grantee_id", b"grantee_id", "id", b"id", "node_id", b"node_id", "owner_id", b"owner_id", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "grantee_email", b"grantee_email", "grantee_id", b"grantee_id", "id", b"id", "node", b"node", "node_id", b"node_id", "owner_id", b"owner_id", "role", b"role", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Share: _TypeAlias = Share  # noqa: Y015
+
+@_typing.final
+class CreateShareRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    GRANTEE_EMAIL_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    grantee_email: _builtins.str
+    role: Global___ShareRole.ValueType
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        grantee_email: _builtins.str = ...,
+        role: Global___ShareRole.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grantee_email", b"grantee_email", "node_id", b"node_id", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateShareRequest: _TypeAlias = CreateShareRequest  # noqa: Y015
+
+@_typing.final
+class UpdateShareRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARE_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    share_id: _builtins.str
+    role: Global___ShareRole.ValueType
+    def __init__(
+        self,
+        *,
+        share_id: _builtins.str = ...,
+        role: Global___ShareRole.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["role", b"role", "share_id", b"share_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateShareRequest: _TypeAlias = UpdateShareRequest  # noqa: Y015
+
+@_typing.final
+class DeleteShareRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARE_ID_FIELD_NUMBER: _builtins.int
+    share_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        share_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["share_id", b"share_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteShareRequest: _TypeAlias = DeleteShareRequest  # noqa: Y015
+
+@_typing.final
+class DeleteShareResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteShareResponse: _TypeAlias = DeleteShareResponse  # noqa: Y015
+
+@_typing.final
+class Link(_message.Message):
+    """Link is a public link as its owner sees it (the token is shown too: the owner may copy the URL again)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
+    HAS_PASSWORD_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    MAX_DOWNLOADS_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_COUNT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    node_id: _builtins.str
+    owner_id: _builtins.str
+    token: _builtins.str
+    url: _builtins.str
+    """Path on the gateway: /api/v1/public/links/<token>."""
+    permission: Global___LinkPermission.ValueType
+    has_password: _builtins.bool
+    max_downloads: _builtins.int
+    """0: unlimited."""
+    download_count: _builtins.int
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Unset: never expires."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+        token: _builtins.str = ...,
+        url: _builtins.str = ...,
+        permission: Global___LinkPermission.ValueType = ...,
+        has_password: _builtins.bool = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        max_downloads: _builtins.int = ...,
+        download_count: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "download_count", b"download_count", "expire_time", b"expire_time", "has_password", b"has_password", "id", b"id", "max_downloads", b"max_downloads", "node_id", b"node_id", "owner_id", b"owner_id", "permission", b"permission", "token", b"token", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Link: _TypeAlias = Link  # noqa: Y015
+
+@_typing.final
+class CreateLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    MAX_DOWNLOADS_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    password: _builtins.str
+    """Optional; 8-128 characters. Sent in the body, never in a URL."""
+    max_downloads: _builtins.int
+    permission: Global___LinkPermission.ValueType
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        password: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        max_downloads: _builtins.int = ...,
+        permission: Global___LinkPermission.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "max_downloads", b"max_downloads", "node_id", b"node_id", "password", b"password", "permission", b"permission"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateLinkRequest: _TypeAlias = CreateLinkRequest  # noqa: Y015
+
+@_typing.final
+class ListLinksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLinksRequest: _TypeAlias = ListLinksRequest  # noqa: Y015
+
+@_typing.final
+class ListLinksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINKS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def links(self) -> _containers.RepeatedCompositeFieldContainer[Global___Link]: ...
+    def __init__(
+        self,
+        *,
+        links: _abc.Iterable[Global___Link] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["links", b"links", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLinksResponse: _TypeAlias = ListLinksResponse  # noqa: Y015
+
+@_typing.final
+class UpdateLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINK_ID_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    CLEAR_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    MAX_DOWNLOADS_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
+    link_id: _builtins.str
+    password: _builtins.str
+    """Set: the new password ("" removes it). Changing it ends open link sessions."""
+    clear_expire_time: _builtins.bool
+    """True: remove the expiry."""
+    max_downloads: _builtins.int
+    """Set: the new download limit (0 = unlimited)."""
+    permission: Global___LinkPermission.ValueType
+    """UNSPECIFIED keeps the permission."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """Set: the new expiry."""
+
+    def __init__(
+        self,
+        *,
+        link_id: _builtins.str = ...,
+        password: _builtins.str | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        clear_expire_time: _builtins.bool = ...,
+        max_downloads: _builtins.int | None = ...,
+        permission: Global___LinkPermission.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_downloads", b"_max_downloads", "_password", b"_password", "expire_time", b"expire_time", "max_downloads", b"max_downloads", "password", b"password"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_downloads", b"_max_downloads", "_password", b"_password", "clear_expire_time", b"clear_expire_time", "expire_time", b"expire_time", "link_id", b"link_id", "max_downloads", b"max_downloads", "password", b"password", "permission", b"permission"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_downloads: _TypeAlias = _typing.Literal["max_downloads"]  # noqa: Y015
+    _WhichOneofArgType__max_downloads: _TypeAlias = _typing.Literal["_max_downloads", b"_max_downloads"]  # noqa: Y015
+    _WhichOneofReturnType__password: _TypeAlias = _typing.Literal["password"]  # noqa: Y015
+    _WhichOneofArgType__password: _TypeAlias = _typing.Literal["_password", b"_password"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_downloads) -> _WhichOneofReturnType__max_downloads | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__password) -> _WhichOneofReturnType__password | None: ...
+
+Global___UpdateLinkRequest: _TypeAlias = UpdateLinkRequest  # noqa: Y015
+
+@_typing.final
+class DeleteLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINK_ID_FIELD_NUMBER: _builtins.int
+    link_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        link_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["link_id", b"link_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLinkRequest: _TypeAlias = DeleteLinkRequest  # noqa: Y015
+
+@_typing.final
+class DeleteLinkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLinkResponse: _TypeAlias = DeleteLinkResponse  # noqa: Y015
+
+@_typing.final
+class OpenLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    password: _builtins.str
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["password", b"password", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenLinkRequest: _TypeAlias = OpenLinkRequest  # noqa: Y015
+
+@_typing.final
+class OpenLinkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINK_SESSION_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
+    ROOT_FIELD_NUMBER: _builtins.int
+    link_session: _builtins.str
+    """Send it as the X-Link-Session header (or ?session= on a download URL)."""
+    permission: Global___LinkPermission.ValueType
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def root(self) -> _storage_pb2.Node:
+        """The shared node (folder or file) at the top of what the link shows."""
+
+    def __init__(
+        self,
+        *,
+        link_session: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        permission: Global___LinkPermission.ValueType = ...,
+        root: _storage_pb2.Node | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "root", b"root"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "link_session", b"link_session", "permission", b"permission", "root", b"root"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenLinkResponse: _TypeAlias = OpenLinkResponse  # noqa: Y015
 
 @_typing.final
 class ListOutgoingSharesRequest(_message.Message):
@@ -218,16 +616,141 @@ class CheckAccessResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ALLOWED_FIELD_NUMBER: _builtins.int
+    VISIBLE_FIELD_NUMBER: _builtins.int
+    GRANT_NODE_ID_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
+    visible: _builtins.bool
+    """The caller holds some grant covering the node (so a refusal is "not allowed", not "not found")."""
+    grant_node_id: _builtins.str
+    """The top of the caller's grant that allows the action (breadcrumbs start there; it cannot be renamed, moved
+    or deleted by the grantee).
+    """
     def __init__(
         self,
         *,
         allowed: _builtins.bool = ...,
+        visible: _builtins.bool = ...,
+        grant_node_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "grant_node_id", b"grant_node_id", "visible", b"visible"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckAccessResponse: _TypeAlias = CheckAccessResponse  # noqa: Y015
+
+@_typing.final
+class CheckLinkAccessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    LINK_SESSION_FIELD_NUMBER: _builtins.int
+    NODE_PATH_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    link_session: _builtins.str
+    owner_id: _builtins.str
+    action: Global___Action.ValueType
+    @_builtins.property
+    def node_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The node acted on, followed by its ancestors (nearest first); empty: just resolve the link."""
+
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        link_session: _builtins.str = ...,
+        node_path: _abc.Iterable[_builtins.str] | None = ...,
+        owner_id: _builtins.str = ...,
+        action: Global___Action.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "link_session", b"link_session", "node_path", b"node_path", "owner_id", b"owner_id", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckLinkAccessRequest: _TypeAlias = CheckLinkAccessRequest  # noqa: Y015
+
+@_typing.final
+class CheckLinkAccessResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    LINK_ID_FIELD_NUMBER: _builtins.int
+    ROOT_NODE_ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
+    allowed: _builtins.bool
+    link_id: _builtins.str
+    root_node_id: _builtins.str
+    owner_id: _builtins.str
+    permission: Global___LinkPermission.ValueType
+    def __init__(
+        self,
+        *,
+        allowed: _builtins.bool = ...,
+        link_id: _builtins.str = ...,
+        root_node_id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+        permission: Global___LinkPermission.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "link_id", b"link_id", "owner_id", b"owner_id", "permission", b"permission", "root_node_id", b"root_node_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckLinkAccessResponse: _TypeAlias = CheckLinkAccessResponse  # noqa: Y015
+
+@_typing.final
+class DropSharesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    NODE_PATH_FIELD_NUMBER: _builtins.int
+    NODE_IDS_FIELD_NUMBER: _builtins.int
+    owner_id: _builtins.str
+    @_builtins.property
+    def node_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ancestors of the deleted tree's top (nearest first, top included): the caller must own or edit it."""
+
+    @_builtins.property
+    def node_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every node of the deleted tree."""
+
+    def __init__(
+        self,
+        *,
+        owner_id: _builtins.str = ...,
+        node_path: _abc.Iterable[_builtins.str] | None = ...,
+        node_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_ids", b"node_ids", "node_path", b"node_path", "owner_id", b"owner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropSharesRequest: _TypeAlias = DropSharesRequest  # noqa: Y015
+
+@_typing.final
+class DropSharesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DROPPED_FIELD_NUMBER: _builtins.int
+    dropped: _builtins.int
+    def __init__(
+        self,
+        *,
+        dropped: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropSharesResponse: _TypeAlias = DropSharesResponse  # noqa: Y015

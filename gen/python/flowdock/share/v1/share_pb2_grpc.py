@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class ShareServiceStub:
-    """ShareService is the public face of sharing: user shares and, later, public links.
+    """ShareService is the public face of sharing: user shares and public links.
     """
 
     def __init__(self, channel):
@@ -35,6 +35,21 @@ class ShareServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateShare = channel.unary_unary(
+                '/flowdock.share.v1.ShareService/CreateShare',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.CreateShareRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.Share.FromString,
+                _registered_method=True)
+        self.UpdateShare = channel.unary_unary(
+                '/flowdock.share.v1.ShareService/UpdateShare',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.UpdateShareRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.Share.FromString,
+                _registered_method=True)
+        self.DeleteShare = channel.unary_unary(
+                '/flowdock.share.v1.ShareService/DeleteShare',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteShareRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteShareResponse.FromString,
+                _registered_method=True)
         self.ListOutgoingShares = channel.unary_unary(
                 '/flowdock.share.v1.ShareService/ListOutgoingShares',
                 request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.ListOutgoingSharesRequest.SerializeToString,
@@ -45,11 +60,58 @@ class ShareServiceStub:
                 request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.ListIncomingSharesRequest.SerializeToString,
                 response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.ListIncomingSharesResponse.FromString,
                 _registered_method=True)
+        self.CreateLink = channel.unary_unary(
+                '/flowdock.share.v1.ShareService/CreateLink',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.CreateLinkRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.Link.FromString,
+                _registered_method=True)
+        self.ListLinks = channel.unary_unary(
+                '/flowdock.share.v1.ShareService/ListLinks',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.ListLinksRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.ListLinksResponse.FromString,
+                _registered_method=True)
+        self.UpdateLink = channel.unary_unary(
+                '/flowdock.share.v1.ShareService/UpdateLink',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.UpdateLinkRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.Link.FromString,
+                _registered_method=True)
+        self.DeleteLink = channel.unary_unary(
+                '/flowdock.share.v1.ShareService/DeleteLink',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteLinkRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteLinkResponse.FromString,
+                _registered_method=True)
+        self.OpenLink = channel.unary_unary(
+                '/flowdock.share.v1.ShareService/OpenLink',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.OpenLinkRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.OpenLinkResponse.FromString,
+                _registered_method=True)
 
 
 class ShareServiceServicer:
-    """ShareService is the public face of sharing: user shares and, later, public links.
+    """ShareService is the public face of sharing: user shares and public links.
     """
+
+    def CreateShare(self, request, context):
+        """CreateShare shares a node the caller owns with another account (by email) with a role. Only owners share:
+        no role allows re-sharing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateShare(self, request, context):
+        """UpdateShare changes the role of one of the caller's shares.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteShare(self, request, context):
+        """DeleteShare revokes one of the caller's shares (effective at once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def ListOutgoingShares(self, request, context):
         """ListOutgoingShares lists what the caller has shared with others.
@@ -65,9 +127,59 @@ class ShareServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateLink(self, request, context):
+        """CreateLink makes a public link to a node the caller owns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLinks(self, request, context):
+        """ListLinks lists the caller's live links.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateLink(self, request, context):
+        """UpdateLink changes a link's password, expiry, download limit or permission.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLink(self, request, context):
+        """DeleteLink revokes a link: its URL answers 404 from then on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenLink(self, request, context):
+        """OpenLink starts a short-lived link session (the password, if the link has one, goes in the body).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShareServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateShare,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.CreateShareRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.Share.SerializeToString,
+            ),
+            'UpdateShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateShare,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.UpdateShareRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.Share.SerializeToString,
+            ),
+            'DeleteShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteShare,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteShareRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteShareResponse.SerializeToString,
+            ),
             'ListOutgoingShares': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOutgoingShares,
                     request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.ListOutgoingSharesRequest.FromString,
@@ -78,6 +190,31 @@ def add_ShareServiceServicer_to_server(servicer, server):
                     request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.ListIncomingSharesRequest.FromString,
                     response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.ListIncomingSharesResponse.SerializeToString,
             ),
+            'CreateLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLink,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.CreateLinkRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.Link.SerializeToString,
+            ),
+            'ListLinks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLinks,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.ListLinksRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.ListLinksResponse.SerializeToString,
+            ),
+            'UpdateLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateLink,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.UpdateLinkRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.Link.SerializeToString,
+            ),
+            'DeleteLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLink,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteLinkRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteLinkResponse.SerializeToString,
+            ),
+            'OpenLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenLink,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.OpenLinkRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.OpenLinkResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'flowdock.share.v1.ShareService', rpc_method_handlers)
@@ -87,8 +224,89 @@ def add_ShareServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ShareService:
-    """ShareService is the public face of sharing: user shares and, later, public links.
+    """ShareService is the public face of sharing: user shares and public links.
     """
+
+    @staticmethod
+    def CreateShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.ShareService/CreateShare',
+            flowdock_dot_share_dot_v1_dot_share__pb2.CreateShareRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.Share.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.ShareService/UpdateShare',
+            flowdock_dot_share_dot_v1_dot_share__pb2.UpdateShareRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.Share.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.ShareService/DeleteShare',
+            flowdock_dot_share_dot_v1_dot_share__pb2.DeleteShareRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.DeleteShareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def ListOutgoingShares(request,
@@ -144,6 +362,141 @@ class ShareService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def CreateLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.ShareService/CreateLink',
+            flowdock_dot_share_dot_v1_dot_share__pb2.CreateLinkRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.Link.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLinks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.ShareService/ListLinks',
+            flowdock_dot_share_dot_v1_dot_share__pb2.ListLinksRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.ListLinksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.ShareService/UpdateLink',
+            flowdock_dot_share_dot_v1_dot_share__pb2.UpdateLinkRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.Link.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.ShareService/DeleteLink',
+            flowdock_dot_share_dot_v1_dot_share__pb2.DeleteLinkRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.DeleteLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.ShareService/OpenLink',
+            flowdock_dot_share_dot_v1_dot_share__pb2.OpenLinkRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.OpenLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AccessServiceStub:
     """AccessService is internal: storage_svc asks it whether a non-owner may act on a node.
@@ -161,6 +514,16 @@ class AccessServiceStub:
                 request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.CheckAccessRequest.SerializeToString,
                 response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.CheckAccessResponse.FromString,
                 _registered_method=True)
+        self.CheckLinkAccess = channel.unary_unary(
+                '/flowdock.share.v1.AccessService/CheckLinkAccess',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.CheckLinkAccessRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.CheckLinkAccessResponse.FromString,
+                _registered_method=True)
+        self.DropShares = channel.unary_unary(
+                '/flowdock.share.v1.AccessService/DropShares',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
@@ -175,6 +538,22 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckLinkAccess(self, request, context):
+        """CheckLinkAccess decides for an anonymous visitor of a public link: the link token and link session are the
+        credential (there is no user token). A DOWNLOAD that is allowed counts one download of the link, atomically.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropShares(self, request, context):
+        """DropShares removes the shares and links of nodes being deleted (storage_svc calls it, with the deleting
+        user's token, before it moves a tree to the trash).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +561,16 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.CheckAccess,
                     request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.CheckAccessRequest.FromString,
                     response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.CheckAccessResponse.SerializeToString,
+            ),
+            'CheckLinkAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckLinkAccess,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.CheckLinkAccessRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.CheckLinkAccessResponse.SerializeToString,
+            ),
+            'DropShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropShares,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -213,6 +602,60 @@ class AccessService:
             '/flowdock.share.v1.AccessService/CheckAccess',
             flowdock_dot_share_dot_v1_dot_share__pb2.CheckAccessRequest.SerializeToString,
             flowdock_dot_share_dot_v1_dot_share__pb2.CheckAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckLinkAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.AccessService/CheckLinkAccess',
+            flowdock_dot_share_dot_v1_dot_share__pb2.CheckLinkAccessRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.CheckLinkAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.AccessService/DropShares',
+            flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesResponse.FromString,
             options,
             channel_credentials,
             insecure,

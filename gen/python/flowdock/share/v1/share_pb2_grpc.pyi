@@ -27,29 +27,91 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ShareServiceStub:
-    """ShareService is the public face of sharing: user shares and, later, public links."""
+    """ShareService is the public face of sharing: user shares and public links."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ShareServiceAsyncStub: ...
+    CreateShare: _grpc.UnaryUnaryMultiCallable[_share_pb2.CreateShareRequest, _share_pb2.Share]
+    """CreateShare shares a node the caller owns with another account (by email) with a role. Only owners share:
+    no role allows re-sharing.
+    """
+    UpdateShare: _grpc.UnaryUnaryMultiCallable[_share_pb2.UpdateShareRequest, _share_pb2.Share]
+    """UpdateShare changes the role of one of the caller's shares."""
+    DeleteShare: _grpc.UnaryUnaryMultiCallable[_share_pb2.DeleteShareRequest, _share_pb2.DeleteShareResponse]
+    """DeleteShare revokes one of the caller's shares (effective at once)."""
     ListOutgoingShares: _grpc.UnaryUnaryMultiCallable[_share_pb2.ListOutgoingSharesRequest, _share_pb2.ListOutgoingSharesResponse]
     """ListOutgoingShares lists what the caller has shared with others."""
     ListIncomingShares: _grpc.UnaryUnaryMultiCallable[_share_pb2.ListIncomingSharesRequest, _share_pb2.ListIncomingSharesResponse]
     """ListIncomingShares lists what others have shared with the caller."""
+    CreateLink: _grpc.UnaryUnaryMultiCallable[_share_pb2.CreateLinkRequest, _share_pb2.Link]
+    """CreateLink makes a public link to a node the caller owns."""
+    ListLinks: _grpc.UnaryUnaryMultiCallable[_share_pb2.ListLinksRequest, _share_pb2.ListLinksResponse]
+    """ListLinks lists the caller's live links."""
+    UpdateLink: _grpc.UnaryUnaryMultiCallable[_share_pb2.UpdateLinkRequest, _share_pb2.Link]
+    """UpdateLink changes a link's password, expiry, download limit or permission."""
+    DeleteLink: _grpc.UnaryUnaryMultiCallable[_share_pb2.DeleteLinkRequest, _share_pb2.DeleteLinkResponse]
+    """DeleteLink revokes a link: its URL answers 404 from then on."""
+    OpenLink: _grpc.UnaryUnaryMultiCallable[_share_pb2.OpenLinkRequest, _share_pb2.OpenLinkResponse]
+    """OpenLink starts a short-lived link session (the password, if the link has one, goes in the body)."""
 
 @_typing.type_check_only
 class ShareServiceAsyncStub(ShareServiceStub):
-    """ShareService is the public face of sharing: user shares and, later, public links."""
+    """ShareService is the public face of sharing: user shares and public links."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateShare: _aio.UnaryUnaryMultiCallable[_share_pb2.CreateShareRequest, _share_pb2.Share]  # type: ignore[assignment]
+    """CreateShare shares a node the caller owns with another account (by email) with a role. Only owners share:
+    no role allows re-sharing.
+    """
+    UpdateShare: _aio.UnaryUnaryMultiCallable[_share_pb2.UpdateShareRequest, _share_pb2.Share]  # type: ignore[assignment]
+    """UpdateShare changes the role of one of the caller's shares."""
+    DeleteShare: _aio.UnaryUnaryMultiCallable[_share_pb2.DeleteShareRequest, _share_pb2.DeleteShareResponse]  # type: ignore[assignment]
+    """DeleteShare revokes one of the caller's shares (effective at once)."""
     ListOutgoingShares: _aio.UnaryUnaryMultiCallable[_share_pb2.ListOutgoingSharesRequest, _share_pb2.ListOutgoingSharesResponse]  # type: ignore[assignment]
     """ListOutgoingShares lists what the caller has shared with others."""
     ListIncomingShares: _aio.UnaryUnaryMultiCallable[_share_pb2.ListIncomingSharesRequest, _share_pb2.ListIncomingSharesResponse]  # type: ignore[assignment]
     """ListIncomingShares lists what others have shared with the caller."""
+    CreateLink: _aio.UnaryUnaryMultiCallable[_share_pb2.CreateLinkRequest, _share_pb2.Link]  # type: ignore[assignment]
+    """CreateLink makes a public link to a node the caller owns."""
+    ListLinks: _aio.UnaryUnaryMultiCallable[_share_pb2.ListLinksRequest, _share_pb2.ListLinksResponse]  # type: ignore[assignment]
+    """ListLinks lists the caller's live links."""
+    UpdateLink: _aio.UnaryUnaryMultiCallable[_share_pb2.UpdateLinkRequest, _share_pb2.Link]  # type: ignore[assignment]
+    """UpdateLink changes a link's password, expiry, download limit or permission."""
+    DeleteLink: _aio.UnaryUnaryMultiCallable[_share_pb2.DeleteLinkRequest, _share_pb2.DeleteLinkResponse]  # type: ignore[assignment]
+    """DeleteLink revokes a link: its URL answers 404 from then on."""
+    OpenLink: _aio.UnaryUnaryMultiCallable[_share_pb2.OpenLinkRequest, _share_pb2.OpenLinkResponse]  # type: ignore[assignment]
+    """OpenLink starts a short-lived link session (the password, if the link has one, goes in the body)."""
 
 class ShareServiceServicer(metaclass=_abc_1.ABCMeta):
-    """ShareService is the public face of sharing: user shares and, later, public links."""
+    """ShareService is the public face of sharing: user shares and public links."""
+
+    @_abc_1.abstractmethod
+    def CreateShare(
+        self,
+        request: _share_pb2.CreateShareRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.Share, _abc.Awaitable[_share_pb2.Share]]:
+        """CreateShare shares a node the caller owns with another account (by email) with a role. Only owners share:
+        no role allows re-sharing.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateShare(
+        self,
+        request: _share_pb2.UpdateShareRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.Share, _abc.Awaitable[_share_pb2.Share]]:
+        """UpdateShare changes the role of one of the caller's shares."""
+
+    @_abc_1.abstractmethod
+    def DeleteShare(
+        self,
+        request: _share_pb2.DeleteShareRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.DeleteShareResponse, _abc.Awaitable[_share_pb2.DeleteShareResponse]]:
+        """DeleteShare revokes one of the caller's shares (effective at once)."""
 
     @_abc_1.abstractmethod
     def ListOutgoingShares(
@@ -67,6 +129,46 @@ class ShareServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_share_pb2.ListIncomingSharesResponse, _abc.Awaitable[_share_pb2.ListIncomingSharesResponse]]:
         """ListIncomingShares lists what others have shared with the caller."""
 
+    @_abc_1.abstractmethod
+    def CreateLink(
+        self,
+        request: _share_pb2.CreateLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.Link, _abc.Awaitable[_share_pb2.Link]]:
+        """CreateLink makes a public link to a node the caller owns."""
+
+    @_abc_1.abstractmethod
+    def ListLinks(
+        self,
+        request: _share_pb2.ListLinksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.ListLinksResponse, _abc.Awaitable[_share_pb2.ListLinksResponse]]:
+        """ListLinks lists the caller's live links."""
+
+    @_abc_1.abstractmethod
+    def UpdateLink(
+        self,
+        request: _share_pb2.UpdateLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.Link, _abc.Awaitable[_share_pb2.Link]]:
+        """UpdateLink changes a link's password, expiry, download limit or permission."""
+
+    @_abc_1.abstractmethod
+    def DeleteLink(
+        self,
+        request: _share_pb2.DeleteLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.DeleteLinkResponse, _abc.Awaitable[_share_pb2.DeleteLinkResponse]]:
+        """DeleteLink revokes a link: its URL answers 404 from then on."""
+
+    @_abc_1.abstractmethod
+    def OpenLink(
+        self,
+        request: _share_pb2.OpenLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.OpenLinkResponse, _abc.Awaitable[_share_pb2.OpenLinkResponse]]:
+        """OpenLink starts a short-lived link session (the password, if the link has one, goes in the body)."""
+
 def add_ShareServiceServicer_to_server(servicer: ShareServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class AccessServiceStub:
@@ -80,6 +182,14 @@ class AccessServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AccessServiceAsyncStub: ...
     CheckAccess: _grpc.UnaryUnaryMultiCallable[_share_pb2.CheckAccessRequest, _share_pb2.CheckAccessResponse]
     """CheckAccess decides whether the caller (taken from the forwarded token) may perform action on a node."""
+    CheckLinkAccess: _grpc.UnaryUnaryMultiCallable[_share_pb2.CheckLinkAccessRequest, _share_pb2.CheckLinkAccessResponse]
+    """CheckLinkAccess decides for an anonymous visitor of a public link: the link token and link session are the
+    credential (there is no user token). A DOWNLOAD that is allowed counts one download of the link, atomically.
+    """
+    DropShares: _grpc.UnaryUnaryMultiCallable[_share_pb2.DropSharesRequest, _share_pb2.DropSharesResponse]
+    """DropShares removes the shares and links of nodes being deleted (storage_svc calls it, with the deleting
+    user's token, before it moves a tree to the trash).
+    """
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
@@ -90,6 +200,14 @@ class AccessServiceAsyncStub(AccessServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CheckAccess: _aio.UnaryUnaryMultiCallable[_share_pb2.CheckAccessRequest, _share_pb2.CheckAccessResponse]  # type: ignore[assignment]
     """CheckAccess decides whether the caller (taken from the forwarded token) may perform action on a node."""
+    CheckLinkAccess: _aio.UnaryUnaryMultiCallable[_share_pb2.CheckLinkAccessRequest, _share_pb2.CheckLinkAccessResponse]  # type: ignore[assignment]
+    """CheckLinkAccess decides for an anonymous visitor of a public link: the link token and link session are the
+    credential (there is no user token). A DOWNLOAD that is allowed counts one download of the link, atomically.
+    """
+    DropShares: _aio.UnaryUnaryMultiCallable[_share_pb2.DropSharesRequest, _share_pb2.DropSharesResponse]  # type: ignore[assignment]
+    """DropShares removes the shares and links of nodes being deleted (storage_svc calls it, with the deleting
+    user's token, before it moves a tree to the trash).
+    """
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
     """AccessService is internal: storage_svc asks it whether a non-owner may act on a node.
@@ -103,5 +221,25 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_share_pb2.CheckAccessResponse, _abc.Awaitable[_share_pb2.CheckAccessResponse]]:
         """CheckAccess decides whether the caller (taken from the forwarded token) may perform action on a node."""
+
+    @_abc_1.abstractmethod
+    def CheckLinkAccess(
+        self,
+        request: _share_pb2.CheckLinkAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.CheckLinkAccessResponse, _abc.Awaitable[_share_pb2.CheckLinkAccessResponse]]:
+        """CheckLinkAccess decides for an anonymous visitor of a public link: the link token and link session are the
+        credential (there is no user token). A DOWNLOAD that is allowed counts one download of the link, atomically.
+        """
+
+    @_abc_1.abstractmethod
+    def DropShares(
+        self,
+        request: _share_pb2.DropSharesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.DropSharesResponse, _abc.Awaitable[_share_pb2.DropSharesResponse]]:
+        """DropShares removes the shares and links of nodes being deleted (storage_svc calls it, with the deleting
+        user's token, before it moves a tree to the trash).
+        """
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

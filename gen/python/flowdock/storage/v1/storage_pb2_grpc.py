@@ -1163,6 +1163,265 @@ class StorageService:
             _registered_method=True)
 
 
+class PublicLinkServiceStub:
+    """PublicLinkService serves anonymous visitors of public links (no account, no token). The link token and the
+    link session (X-Link-Session header, or ?session= on downloads) are the credential; share_svc decides every call
+    (AccessService.CheckLinkAccess), so a revoked or expired link stops at once.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListLinkChildren = channel.unary_unary(
+                '/flowdock.storage.v1.PublicLinkService/ListLinkChildren',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenResponse.FromString,
+                _registered_method=True)
+        self.DownloadLinkFile = channel.unary_stream(
+                '/flowdock.storage.v1.PublicLinkService/DownloadLinkFile',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadLinkFileRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.CreateLinkUpload = channel.unary_unary(
+                '/flowdock.storage.v1.PublicLinkService/CreateLinkUpload',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateLinkUploadRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.FromString,
+                _registered_method=True)
+        self.UploadLinkContent = channel.stream_unary(
+                '/flowdock.storage.v1.PublicLinkService/UploadLinkContent',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadLinkContentRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadContentResponse.FromString,
+                _registered_method=True)
+        self.FinishLinkUpload = channel.unary_unary(
+                '/flowdock.storage.v1.PublicLinkService/FinishLinkUpload',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishLinkUploadRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.FromString,
+                _registered_method=True)
+
+
+class PublicLinkServiceServicer:
+    """PublicLinkService serves anonymous visitors of public links (no account, no token). The link token and the
+    link session (X-Link-Session header, or ?session= on downloads) are the credential; share_svc decides every call
+    (AccessService.CheckLinkAccess), so a revoked or expired link stops at once.
+    """
+
+    def ListLinkChildren(self, request, context):
+        """ListLinkChildren pages through a folder under the link's root (folder_id empty: the root itself).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadLinkFile(self, request, context):
+        """DownloadLinkFile streams a file under the link's root (a plain GET a browser or curl can open).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateLinkUpload(self, request, context):
+        """CreateLinkUpload starts a file-drop upload into the link's folder (small files: content inline, done in
+        one call). Names that clash are renamed: a visitor learns nothing about what the folder holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadLinkContent(self, request_iterator, context):
+        """UploadLinkContent takes raw bytes at ?offset= for a file-drop upload (REST: PUT with any body).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishLinkUpload(self, request, context):
+        """FinishLinkUpload verifies and commits a file-drop upload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PublicLinkServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListLinkChildren': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLinkChildren,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenResponse.SerializeToString,
+            ),
+            'DownloadLinkFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadLinkFile,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadLinkFileRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'CreateLinkUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateLinkUpload,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateLinkUploadRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.SerializeToString,
+            ),
+            'UploadLinkContent': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadLinkContent,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadLinkContentRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadContentResponse.SerializeToString,
+            ),
+            'FinishLinkUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishLinkUpload,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishLinkUploadRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'flowdock.storage.v1.PublicLinkService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('flowdock.storage.v1.PublicLinkService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class PublicLinkService:
+    """PublicLinkService serves anonymous visitors of public links (no account, no token). The link token and the
+    link session (X-Link-Session header, or ?session= on downloads) are the credential; share_svc decides every call
+    (AccessService.CheckLinkAccess), so a revoked or expired link stops at once.
+    """
+
+    @staticmethod
+    def ListLinkChildren(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.PublicLinkService/ListLinkChildren',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadLinkFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flowdock.storage.v1.PublicLinkService/DownloadLinkFile',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadLinkFileRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateLinkUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.PublicLinkService/CreateLinkUpload',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.CreateLinkUploadRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadLinkContent(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/flowdock.storage.v1.PublicLinkService/UploadLinkContent',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadLinkContentRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadContentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishLinkUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.PublicLinkService/FinishLinkUpload',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishLinkUploadRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Upload.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class StorageAdminServiceStub:
     """StorageAdminService is internal: auth_svc's admin API calls it with the admin's forwarded token.
     """

@@ -373,6 +373,100 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
+class PublicLinkServiceStub:
+    """PublicLinkService serves anonymous visitors of public links (no account, no token). The link token and the
+    link session (X-Link-Session header, or ?session= on downloads) are the credential; share_svc decides every call
+    (AccessService.CheckLinkAccess), so a revoked or expired link stops at once.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> PublicLinkServiceAsyncStub: ...
+    ListLinkChildren: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListLinkChildrenRequest, _storage_pb2.ListLinkChildrenResponse]
+    """ListLinkChildren pages through a folder under the link's root (folder_id empty: the root itself)."""
+    DownloadLinkFile: _grpc.UnaryStreamMultiCallable[_storage_pb2.DownloadLinkFileRequest, _httpbody_pb2.HttpBody]
+    """DownloadLinkFile streams a file under the link's root (a plain GET a browser or curl can open)."""
+    CreateLinkUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CreateLinkUploadRequest, _storage_pb2.Upload]
+    """CreateLinkUpload starts a file-drop upload into the link's folder (small files: content inline, done in
+    one call). Names that clash are renamed: a visitor learns nothing about what the folder holds.
+    """
+    UploadLinkContent: _grpc.StreamUnaryMultiCallable[_storage_pb2.UploadLinkContentRequest, _storage_pb2.UploadContentResponse]
+    """UploadLinkContent takes raw bytes at ?offset= for a file-drop upload (REST: PUT with any body)."""
+    FinishLinkUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FinishLinkUploadRequest, _storage_pb2.Upload]
+    """FinishLinkUpload verifies and commits a file-drop upload."""
+
+@_typing.type_check_only
+class PublicLinkServiceAsyncStub(PublicLinkServiceStub):
+    """PublicLinkService serves anonymous visitors of public links (no account, no token). The link token and the
+    link session (X-Link-Session header, or ?session= on downloads) are the credential; share_svc decides every call
+    (AccessService.CheckLinkAccess), so a revoked or expired link stops at once.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    ListLinkChildren: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListLinkChildrenRequest, _storage_pb2.ListLinkChildrenResponse]  # type: ignore[assignment]
+    """ListLinkChildren pages through a folder under the link's root (folder_id empty: the root itself)."""
+    DownloadLinkFile: _aio.UnaryStreamMultiCallable[_storage_pb2.DownloadLinkFileRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """DownloadLinkFile streams a file under the link's root (a plain GET a browser or curl can open)."""
+    CreateLinkUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.CreateLinkUploadRequest, _storage_pb2.Upload]  # type: ignore[assignment]
+    """CreateLinkUpload starts a file-drop upload into the link's folder (small files: content inline, done in
+    one call). Names that clash are renamed: a visitor learns nothing about what the folder holds.
+    """
+    UploadLinkContent: _aio.StreamUnaryMultiCallable[_storage_pb2.UploadLinkContentRequest, _storage_pb2.UploadContentResponse]  # type: ignore[assignment]
+    """UploadLinkContent takes raw bytes at ?offset= for a file-drop upload (REST: PUT with any body)."""
+    FinishLinkUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.FinishLinkUploadRequest, _storage_pb2.Upload]  # type: ignore[assignment]
+    """FinishLinkUpload verifies and commits a file-drop upload."""
+
+class PublicLinkServiceServicer(metaclass=_abc_1.ABCMeta):
+    """PublicLinkService serves anonymous visitors of public links (no account, no token). The link token and the
+    link session (X-Link-Session header, or ?session= on downloads) are the credential; share_svc decides every call
+    (AccessService.CheckLinkAccess), so a revoked or expired link stops at once.
+    """
+
+    @_abc_1.abstractmethod
+    def ListLinkChildren(
+        self,
+        request: _storage_pb2.ListLinkChildrenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.ListLinkChildrenResponse, _abc.Awaitable[_storage_pb2.ListLinkChildrenResponse]]:
+        """ListLinkChildren pages through a folder under the link's root (folder_id empty: the root itself)."""
+
+    @_abc_1.abstractmethod
+    def DownloadLinkFile(
+        self,
+        request: _storage_pb2.DownloadLinkFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """DownloadLinkFile streams a file under the link's root (a plain GET a browser or curl can open)."""
+
+    @_abc_1.abstractmethod
+    def CreateLinkUpload(
+        self,
+        request: _storage_pb2.CreateLinkUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Upload, _abc.Awaitable[_storage_pb2.Upload]]:
+        """CreateLinkUpload starts a file-drop upload into the link's folder (small files: content inline, done in
+        one call). Names that clash are renamed: a visitor learns nothing about what the folder holds.
+        """
+
+    @_abc_1.abstractmethod
+    def UploadLinkContent(
+        self,
+        request_iterator: _MaybeAsyncIterator[_storage_pb2.UploadLinkContentRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.UploadContentResponse, _abc.Awaitable[_storage_pb2.UploadContentResponse]]:
+        """UploadLinkContent takes raw bytes at ?offset= for a file-drop upload (REST: PUT with any body)."""
+
+    @_abc_1.abstractmethod
+    def FinishLinkUpload(
+        self,
+        request: _storage_pb2.FinishLinkUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Upload, _abc.Awaitable[_storage_pb2.Upload]]:
+        """FinishLinkUpload verifies and commits a file-drop upload."""
+
+def add_PublicLinkServiceServicer_to_server(servicer: PublicLinkServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
 class StorageAdminServiceStub:
     """StorageAdminService is internal: auth_svc's admin API calls it with the admin's forwarded token."""
 
