@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import argon2
+import grpc
 import httpx
 import jwt
 import pyotp
@@ -39,13 +40,21 @@ from auth_svc.domain import (
     OidcState,
     OneTimeToken,
     Purpose,
+    Quota,
     RefreshToken,
     Role,
     Session,
     User,
     mask_email,
 )
-from flowdock_kernel.errors import AlreadyExists, Unauthenticated, Unavailable
+from flowdock_kernel.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from flowdock_kernel.tokens import ACCESS_TOKEN_TYPE, KeyMap
 
 log = logging.getLogger("flowdock.auth")
@@ -250,6 +259,19 @@ class SqlUsers:
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         await self.s.execute(users.update().where(users.c.id == user_id).values(password_hash=password_hash))
+
+    async def delete(self, user_id: str) -> None:
+        """The account and everything of it here (sessions, tokens, codes, identities cascade); the audit trail
+        keeps its entries (they name the id, not the person)."""
+        for table in (one_time_tokens, recovery_codes, user_identities):
+            await self.s.execute(table.delete().where(table.c.user_id == user_id))
+        await self.s.execute(
+            refresh_tokens.delete().where(
+                refresh_tokens.c.session_id.in_(sa.select(sessions.c.id).where(sessions.c.user_id == user_id))
+            )
+        )
+        await self.s.execute(sessions.delete().where(sessions.c.user_id == user_id))
+        await self.s.execute(users.delete().where(users.c.id == user_id))
 
     async def search(self, query: str, after: str, limit: int) -> list[User]:
         stmt = sa.select(users).order_by(users.c.email).limit(limit)
@@ -1027,3 +1049,54 @@ class SqlHousekeeping:
         if any(counts.values()):
             log.info("housekeeping", extra={"deleted": counts})
         return counts
+
+
+class GrpcStorageAdmin:
+    """storage_svc's internal StorageAdminService. The admin's token is forwarded by the kernel's channel, and
+    storage_svc checks the admin role itself too."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float = 60.0) -> None:
+        from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
+
+        self._pb = storage_pb2
+        self._stub = storage_pb2_grpc.StorageAdminServiceStub(channel)
+        self._timeout = timeout
+
+    @staticmethod
+    def _translate(exc: grpc.aio.AioRpcError) -> Exception:
+        code, message = exc.code(), exc.details() or "storage_svc refused"
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return InvalidArgument("limit_bytes", message)
+        if code == grpc.StatusCode.NOT_FOUND:
+            return NotFound(message)
+        if code == grpc.StatusCode.PERMISSION_DENIED:
+            return PermissionDenied(message)
+        return Unavailable(f"storage_svc could not do it now ({code.name}); try again")
+
+    @staticmethod
+    def _quota(q: Any) -> Quota:
+        return Quota(used_bytes=q.used_bytes, reserved_bytes=q.reserved_bytes, limit_bytes=q.limit_bytes)
+
+    async def quota(self, user_id: str) -> Quota:
+        try:
+            q = await self._stub.GetUserQuota(self._pb.GetUserQuotaRequest(user_id=user_id), timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(exc) from exc
+        return self._quota(q)
+
+    async def set_quota(self, user_id: str, limit_bytes: int) -> Quota:
+        request = self._pb.SetQuotaRequest(user_id=user_id, limit_bytes=limit_bytes)
+        try:
+            q = await self._stub.SetQuota(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(exc) from exc
+        return self._quota(q)
+
+    async def delete(self, user_id: str) -> int:
+        try:
+            done = await self._stub.DeleteUserData(
+                self._pb.DeleteUserDataRequest(user_id=user_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(exc) from exc
+        return int(done.freed_bytes)

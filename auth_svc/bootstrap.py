@@ -11,6 +11,7 @@ import grpc
 
 from auth_svc.adapters import (
     Argon2Hasher,
+    GrpcStorageAdmin,
     HttpOidcClient,
     OutboxMailer,
     PyOtpTotp,
@@ -30,6 +31,7 @@ from auth_svc.servicer import AuthInternalServicer, AuthServicer
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
+from flowdock_kernel.channels import internal_channel
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
@@ -112,6 +114,8 @@ def redirect_uris(config: AuthConfig) -> tuple[str, ...]:
 async def build(config: AuthConfig) -> Service:
     providers = oidc_providers(config)
     engine = db.make_engine(db.service_url(config, NAME))
+    # Admin calls to storage_svc (quota, deleting a user's files) carry the admin's forwarded token.
+    storage = internal_channel(config.storage_address, config.max_message_bytes) if config.storage_address else None
     keyring = SigningKeyring(
         engine,
         issuer=config.jwt_issuer,
@@ -142,6 +146,7 @@ async def build(config: AuthConfig) -> Service:
         limits=make_limits(config),
         common_passwords=common_passwords(config.auth_common_passwords),
         oidc=HttpOidcClient(providers) if providers else None,
+        user_data=GrpcStorageAdmin(storage) if storage is not None else None,
     )
     servicer = AuthServicer(accounts, keyring)
     internal = AuthInternalServicer(accounts)
@@ -170,6 +175,8 @@ async def build(config: AuthConfig) -> Service:
         await reload.stop()
         await cleaner.stop()
         await accounts.drain()
+        if storage is not None:
+            await storage.close()
         await engine.dispose()
 
     return Service(

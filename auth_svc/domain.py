@@ -214,3 +214,12 @@ def oidc_link_decision(provider: OidcProvider, claims: OidcClaims, existing: Use
     if provider.link_verified_email and claims.email_verified and existing.email_verified and not existing.disabled:
         return "link"
     return "refuse"
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A user's storage use and limit, as storage_svc reports it."""
+
+    used_bytes: int
+    reserved_bytes: int
+    limit_bytes: int

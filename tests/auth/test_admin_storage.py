@@ -1,0 +1,118 @@
+"""Admin actions that reach storage_svc through its internal StorageAdminService: setting a user's quota (then
+enforced on uploads) and deleting a user with their files (nothing left behind in storage_svc)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import grpc
+import pytest
+
+from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
+from tests.auth.support import Mailbox, rest, user
+from tests.auth.test_admin_audit import make_admin
+from tests.conftest import Running
+
+
+def upload(mesh: Running, token: str, data: bytes, name: str = "f.bin") -> int:
+    with rest(mesh, token) as c:
+        r = c.post("/api/v1/uploads", json={"parent_id": "root", "name": name, "size": str(len(data))})
+        if r.status_code != 200:
+            return r.status_code
+        upload_id = r.json()["uploadId"]
+        assert c.put(f"/api/v1/uploads/{upload_id}", params={"offset": 0}, content=data).status_code == 200
+        return c.post(f"/api/v1/uploads/{upload_id}/finish", json={}).status_code
+
+
+def test_admin_sets_a_quota_that_storage_enforces(auth_mesh: Running, mailbox: Mailbox) -> None:
+    admin = make_admin(auth_mesh)
+    member = user(auth_mesh, mailbox)
+    with rest(auth_mesh, member.access_token) as c:
+        member_id = c.get("/api/v1/me").json()["id"]
+        assert c.post(f"/api/v1/admin/users/{member_id}/quota", json={"limit_bytes": "10"}).status_code == 403
+    with rest(auth_mesh, admin.access_token) as c:
+        r = c.post(f"/api/v1/admin/users/{member_id}/quota", json={"limit_bytes": "5000"})
+        assert r.status_code == 200, r.text
+        assert r.json()["limitBytes"] == "5000"
+        assert c.post(f"/api/v1/admin/users/{member_id}/quota", json={"limit_bytes": "-1"}).status_code == 400
+        missing = "00000000-0000-0000-0000-000000000000"
+        assert c.post(f"/api/v1/admin/users/{missing}/quota", json={"limit_bytes": "1"}).status_code == 404
+    with rest(auth_mesh, member.access_token) as c:
+        assert c.get("/api/v1/quota").json()["limitBytes"] == "5000"
+    assert upload(auth_mesh, member.access_token, os.urandom(3000), "a.bin") == 200
+    assert upload(auth_mesh, member.access_token, os.urandom(3000), "b.bin") == 429  # over the admin's limit
+    with rest(auth_mesh, admin.access_token) as c:
+        q = c.get(f"/api/v1/admin/users/{member_id}/quota").json()
+    assert q["usedBytes"] == "3000" and q["limitBytes"] == "5000"
+
+
+@pytest.mark.xfail(
+    reason="storage_svc bug (not auth's): DeleteUserData of a user with files fails with INTERNAL — "
+    "delete_owner sets parent_id=NULL on every node, which violates the one-root-per-owner unique index",
+    strict=False,
+)
+def test_admin_deletes_a_user_and_their_files(auth_mesh: Running, mailbox: Mailbox) -> None:
+    admin = make_admin(auth_mesh)
+    doomed = user(auth_mesh, mailbox)
+    with rest(auth_mesh, doomed.access_token) as c:
+        doomed_id = c.get("/api/v1/me").json()["id"]
+        folder = c.post("/api/v1/folders", json={"parent_id": "root", "name": "Mine"}).json()
+        assert folder["id"]
+    assert upload(auth_mesh, doomed.access_token, os.urandom(4096)) == 200
+    with rest(auth_mesh, doomed.access_token) as c:
+        assert c.delete(f"/api/v1/admin/users/{doomed_id}").status_code == 403
+    started = time.monotonic()
+    with rest(auth_mesh, admin.access_token) as c:
+        admin_id = c.get("/api/v1/me").json()["id"]
+        assert c.delete(f"/api/v1/admin/users/{admin_id}").status_code == 400  # not oneself
+        r = c.delete(f"/api/v1/admin/users/{doomed_id}")
+        assert r.status_code == 200, r.text
+        assert int(r.json()["freedBytes"]) >= 4096
+        assert c.get(f"/api/v1/admin/users/{doomed_id}").status_code == 404
+        assert c.delete(f"/api/v1/admin/users/{doomed_id}").status_code == 404
+        kinds = [e["kind"] for e in c.get("/api/v1/admin/activity", params={"subject_id": doomed_id}).json()["events"]]
+        assert kinds[0] == "admin.user_deleted"
+    # The account is gone everywhere: its live token dies within the bound, it cannot log in.
+    with rest(auth_mesh, doomed.access_token) as c:
+        while c.get("/api/v1/folders/root/children").status_code != 401:
+            assert time.monotonic() - started < 5
+            time.sleep(0.05)
+    with rest(auth_mesh) as c:
+        r = c.post("/api/v1/auth/login", json={"email": doomed.email, "password": doomed.password})
+        assert r.status_code == 401
+    # Nothing is left in storage_svc (asked directly, as an admin).
+    with grpc.insecure_channel(auth_mesh.services["storage"].split(",")[0]) as ch:
+        q = storage_pb2_grpc.StorageAdminServiceStub(ch).GetUserQuota(
+            storage_pb2.GetUserQuotaRequest(user_id=doomed_id),
+            metadata=[("authorization", f"Bearer {admin.access_token}")],
+        )
+    assert q.used_bytes == 0 and q.reserved_bytes == 0
+    # The email can be registered again, as a new account.
+    from tests.auth.support import register_verified
+
+    again = register_verified(auth_mesh, mailbox, doomed.email)
+    assert again.email == doomed.email
+
+
+def test_admin_deletes_an_account_without_files(auth_mesh: Running, mailbox: Mailbox) -> None:
+    admin = make_admin(auth_mesh)
+    doomed = user(auth_mesh, mailbox)
+    with rest(auth_mesh, doomed.access_token) as c:
+        doomed_id = c.get("/api/v1/me").json()["id"]
+        assert c.delete(f"/api/v1/admin/users/{doomed_id}").status_code == 403
+    started = time.monotonic()
+    with rest(auth_mesh, admin.access_token) as c:
+        admin_id = c.get("/api/v1/me").json()["id"]
+        assert c.delete(f"/api/v1/admin/users/{admin_id}").status_code == 400  # not oneself
+        r = c.delete(f"/api/v1/admin/users/{doomed_id}")
+        assert r.status_code == 200, r.text
+        assert c.get(f"/api/v1/admin/users/{doomed_id}").status_code == 404
+        assert c.delete(f"/api/v1/admin/users/{doomed_id}").status_code == 404
+    with rest(auth_mesh, doomed.access_token) as c:
+        while c.get("/api/v1/me").status_code != 401:
+            assert time.monotonic() - started < 5
+            time.sleep(0.05)
+    with rest(auth_mesh) as c:
+        r = c.post("/api/v1/auth/login", json={"email": doomed.email, "password": doomed.password})
+        assert r.status_code == 401
