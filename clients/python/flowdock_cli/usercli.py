@@ -143,9 +143,9 @@ def error_line(exc: FlowDockError, server: str) -> tuple[str, int]:
     code = next((c for cls, c in EXIT_CODES if isinstance(exc, cls)), 1)
     message = exc.message.replace("overwrite=True", "--overwrite")
     if isinstance(exc, AuthenticationError) and "incorrect" not in message and "code" not in message.lower():
-        message = f"{message.rstrip('.')}: run `flowdock login`"
+        message = f"{message.rstrip('.')} (run `flowdock login`)"
     if isinstance(exc, Unavailable):
-        message = f"cannot reach FlowDock at {server} ({message})"
+        message = f"FlowDock at {server} is unavailable: {message}"
     if isinstance(exc, InvalidArgument) and exc.violations:
         message += " (" + "; ".join(f"{v.field}: {v.description}" for v in exc.violations) + ")"
     return f"error: {message}", code

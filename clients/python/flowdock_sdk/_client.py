@@ -207,7 +207,7 @@ class AsyncClient:
             if self._email and self._password:
                 await self._login()
                 return
-            raise AuthenticationError("the session expired or was revoked: log in again") from None
+            raise AuthenticationError("the session expired or was revoked; log in again") from None
         self._took(resp)
 
     async def _token(self, *, stale: str = "") -> str:
@@ -437,6 +437,23 @@ class AsyncClient:
                 node = again
         return node
 
+    async def _makedirs(self, top: Node, rel: str) -> Node:
+        node = top
+        for part in rel.split("/"):
+            child = await self._child(node.id, part)
+            if child is None:
+                try:
+                    child = await self.create_folder(node, part)
+                except AlreadyExists:
+                    self._changed()
+                    child = await self._child(node.id, part)
+                    if child is None:
+                        raise
+            if not child.is_folder:
+                raise AlreadyExists(f"{rel}: {part!r} exists and is a file, not a folder")
+            node = child
+        return node
+
     async def move(self, ref: NodeRef, folder: NodeRef, *, name: str = "", rename_on_conflict: bool = False) -> Node:
         """Move a node into `folder` (optionally renaming it)."""
         node, target = await self.stat(ref), await self.stat(folder)
@@ -583,8 +600,11 @@ class AsyncClient:
             target = await self.stat(folder)
         if not overwrite and not resume and await self._child(target.id, source.name) is not None:
             raise AlreadyExists(f"{source.name} already exists in the destination (use overwrite=True)")
-        for rel in jobs.empty_dirs:
-            await self.mkdir(await self.path_of(target) + "/" + rel, parents=True)
+        # Folders first, one at a time (parallel uploads then find them); files still name their place by
+        # relative_path, so a folder removed meanwhile is recreated by the server.
+        folders = {rel.rpartition("/")[0] for rel in (f.relative for f in jobs.files)} | set(jobs.empty_dirs)
+        for rel in sorted(f for f in folders if f):
+            await self._makedirs(target, rel)
         uploader = _transfer.Uploader(self, target.id, overwrite=overwrite, resume=resume, progress=progress)
         nodes = await self._bounded([partial(uploader.one, f.path, f.relative) for f in jobs.files])
         self._changed()

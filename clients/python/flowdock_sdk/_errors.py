@@ -155,6 +155,8 @@ def from_rpc_error(error: grpc.RpcError) -> FlowDockError:
     message = (error.details() if hasattr(error, "details") else "") or code.name.lower().replace("_", " ")
     details = _details(error)
     cls = _BY_CODE.get(code, FlowDockError)
+    if code == grpc.StatusCode.INTERNAL and ("RST_STREAM" in message or "Stream removed" in message):
+        cls = Unavailable  # the transport broke (the peer vanished mid-call): a dropped connection, not a bug
     if cls is InvalidArgument:
         violations = tuple(
             FieldViolation(v.field, v.description)
