@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import grpc
 
@@ -312,6 +312,11 @@ async def stream_download(
         raise _map(exc) from None
 
 
+def _write_hashed(f: BinaryIO, digest: Any, data: bytes) -> None:
+    f.write(data)
+    digest.update(data)  # hashlib lets go of the GIL for large buffers: this overlaps with receiving
+
+
 def part_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.flowdock-part")
 
@@ -334,8 +339,7 @@ async def download_file(
             while True:
                 try:
                     async for data in stream_download(client, node.id, offset=written):
-                        await asyncio.to_thread(f.write, data)
-                        digest.update(data)
+                        await asyncio.to_thread(_write_hashed, f, digest, data)
                         written += len(data)
                         report(TransferProgress(display, written, node.size))
                     break
