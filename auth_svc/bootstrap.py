@@ -142,6 +142,7 @@ async def build(config: AuthConfig) -> Service:
             mfa_ttl=timedelta(seconds=config.auth_mfa_token_seconds),
             public_url=config.auth_public_url,
             oidc_redirect_uris=redirect_uris(config),
+            reauth_window=timedelta(seconds=config.auth_reauth_seconds),
         ),
         limits=make_limits(config),
         common_passwords=common_passwords(config.auth_common_passwords),

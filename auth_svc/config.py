@@ -28,6 +28,9 @@ class AuthConfig(CommonConfig):
     )
     auth_verify_token_hours: int = setting(24, "How long an email verification link works.", check=positive)
     auth_reset_token_minutes: int = setting(30, "How long a password reset link works.", check=positive)
+    auth_reauth_seconds: int = setting(
+        900, "Turning 2FA on needs a session that logged in at most this long ago.", check=positive
+    )
     auth_mfa_token_seconds: int = setting(300, "How long the mfa_token of a 2FA login challenge works.", check=positive)
     auth_common_passwords: int = setting(
         10000,

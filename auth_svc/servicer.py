@@ -222,13 +222,15 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def StartTotpEnrollment(
         self, request: auth_pb2.StartTotpEnrollmentRequest, context: Ctx
     ) -> auth_pb2.StartTotpEnrollmentResponse:
-        started = await self.accounts.start_totp(current_principal().user_id, client_of(context))
+        me = current_principal()
+        started = await self.accounts.start_totp(me.user_id, client_of(context), me.session_id)
         return auth_pb2.StartTotpEnrollmentResponse(
             secret=started.secret, otpauth_uri=started.uri, qr_svg=started.qr_svg
         )
 
     async def ConfirmTotp(self, request: auth_pb2.ConfirmTotpRequest, context: Ctx) -> auth_pb2.ConfirmTotpResponse:
-        codes = await self.accounts.confirm_totp(current_principal().user_id, request.code, client_of(context))
+        me = current_principal()
+        codes = await self.accounts.confirm_totp(me.user_id, request.code, client_of(context), me.session_id)
         return auth_pb2.ConfirmTotpResponse(recovery_codes=codes)
 
     async def DisableTotp(self, request: auth_pb2.DisableTotpRequest, context: Ctx) -> auth_pb2.DisableTotpResponse:

@@ -101,6 +101,7 @@ class Policy:
     max_page_size: int = 200
     oidc_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/oauth/callback",)
     oidc_state_ttl: timedelta = timedelta(minutes=10)
+    reauth_window: timedelta = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -710,9 +711,21 @@ class Accounts:
 
     # -- TOTP ----------------------------------------------------------------------------------------------------
 
-    async def start_totp(self, user_id: str, client: domain.Client) -> TotpEnrollment:
+    async def _require_recent_login(self, uow: UnitOfWork, session_id: str) -> None:
+        """Changing 2FA needs a session whose password (or OpenID) login is recent: a stolen, long-lived session
+        cannot turn 2FA on and lock the owner out."""
+        session = await uow.sessions.get(session_id) if session_id else None
+        if session is None or self.clock() - session.created_at > self.policy.reauth_window:
+            minutes = int(self.policy.reauth_window.total_seconds() // 60)
+            raise FailedPrecondition(
+                f"log in again first: changing 2FA needs a login from the last {minutes} minutes",
+                reason="REAUTHENTICATION_REQUIRED",
+            )
+
+    async def start_totp(self, user_id: str, client: domain.Client, session_id: str = "") -> TotpEnrollment:
         async with self.uow() as uow:
             user = await self._user(uow, user_id)
+            await self._require_recent_login(uow, session_id)
             if user.totp_enabled:
                 raise FailedPrecondition("2FA is already on; disable it first", reason="TOTP_ALREADY_ENABLED")
             user.totp_secret = self.totp.new_secret()
@@ -722,10 +735,11 @@ class Accounts:
         uri = self.totp.uri(user.totp_secret, user.email)
         return TotpEnrollment(user.totp_secret, uri, self.totp.qr_svg(uri))
 
-    async def confirm_totp(self, user_id: str, code: str, client: domain.Client) -> list[str]:
+    async def confirm_totp(self, user_id: str, code: str, client: domain.Client, session_id: str = "") -> list[str]:
         await self._check_failures("totp", self.limits.totp.per_account, user_id)
         async with self.uow() as uow:
             user = await self._user(uow, user_id)
+            await self._require_recent_login(uow, session_id)
             if user.totp_enabled:
                 raise FailedPrecondition("2FA is already on", reason="TOTP_ALREADY_ENABLED")
             if not user.totp_secret:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from auth_svc import bootstrap
@@ -230,3 +231,33 @@ async def test_mailed_tokens_expire(tmp_path: Path) -> None:
     except Unauthenticated:
         pass
     await engine.dispose()
+
+
+async def test_turning_2fa_on_needs_a_recent_login(tmp_path: Path) -> None:
+    import jwt as pyjwt
+
+    from flowdock_kernel.errors import FailedPrecondition
+
+    clock = Clock()
+    accounts, engine = await _accounts_with_clock(tmp_path, clock, Policy(require_verified_email=False))
+    client = Client("203.0.113.7", "pytest")
+    await accounts.register("cy@example.org", PASSWORD, "", client)
+    old = (await accounts.login("cy@example.org", PASSWORD, "", client)).tokens
+    assert old is not None
+    old_sid = pyjwt.decode(old.access_token, options={"verify_signature": False})["sid"]
+    clock.advance(minutes=16)
+    await accounts.refresh(old.refresh_token, client)  # refreshing keeps the session, not the login time
+    with pytest.raises(FailedPrecondition) as refused:
+        await accounts.start_totp(await _uid(engine), client, old_sid)
+    assert refused.value.reason == "REAUTHENTICATION_REQUIRED"
+    fresh = (await accounts.login("cy@example.org", PASSWORD, "", client)).tokens
+    assert fresh is not None
+    sid = pyjwt.decode(fresh.access_token, options={"verify_signature": False})["sid"]
+    started = await accounts.start_totp(await _uid(engine), client, sid)
+    assert started.secret and started.qr_svg.startswith("<svg")
+    await engine.dispose()
+
+
+async def _uid(engine: Any) -> str:
+    async with engine.connect() as conn:
+        return str((await conn.execute(sa.select(users.c.id))).scalar_one())
