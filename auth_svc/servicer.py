@@ -249,12 +249,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def ListUsers(self, request: auth_pb2.ListUsersRequest, context: Ctx) -> auth_pb2.ListUsersResponse:
         found, token = await self.accounts.list_users(
-            current_principal().user_id, request.query, request.page_size, request.page_token
+            current_principal().user_id, request.query, request.page_size, request.page_token, client_of(context)
         )
         return auth_pb2.ListUsersResponse(users=[user_message(u) for u in found], next_page_token=token)
 
     async def GetUser(self, request: auth_pb2.GetUserRequest, context: Ctx) -> auth_pb2.User:
-        return user_message(await self.accounts.get_user(current_principal().user_id, request.user_id))
+        return user_message(
+            await self.accounts.get_user(current_principal().user_id, request.user_id, client_of(context))
+        )
 
     async def SetUserRole(self, request: auth_pb2.SetUserRoleRequest, context: Ctx) -> auth_pb2.User:
         if request.role not in _ROLES_IN:
@@ -271,7 +273,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return user_message(user)
 
     async def GetUserQuota(self, request: auth_pb2.GetUserQuotaRequest, context: Ctx) -> auth_pb2.UserQuota:
-        return _quota(await self.accounts.user_quota(current_principal().user_id, request.user_id))
+        return _quota(await self.accounts.user_quota(current_principal().user_id, request.user_id, client_of(context)))
 
     async def SetUserQuota(self, request: auth_pb2.SetUserQuotaRequest, context: Ctx) -> auth_pb2.UserQuota:
         quota = await self.accounts.set_user_quota(
@@ -291,6 +293,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             subject_id=request.subject_id,
             actor_id=request.actor_id,
             kind_prefix=request.kind_prefix,
+            client=client_of(context),
         )
         return auth_pb2.ListActivityResponse(events=[event_message(e) for e in events], next_page_token=token)
 

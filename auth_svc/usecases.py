@@ -45,6 +45,7 @@ BAD_TOKEN = "this link or token is not valid (it may have expired or been used a
 BAD_CODE = "the code is not valid"
 SESSION_ENDED = "this session has ended; log in again"
 TOUCH_EVERY = timedelta(seconds=60)
+NO_CLIENT = domain.Client()
 
 
 def new_secret_token() -> str:
@@ -827,18 +828,22 @@ class Accounts:
 
     # -- admin ---------------------------------------------------------------------------------------------------
 
-    async def require_admin(self, user_id: str) -> domain.User:
-        """Checked against the database, not the token's `role` claim (which may be minutes old)."""
+    async def require_admin(
+        self, user_id: str, action: str = "admin", client: domain.Client = NO_CLIENT
+    ) -> domain.User:
+        """Checked against the database, not the token's `role` claim (which may be minutes old). A refusal is
+        recorded in the audit trail (denied authorisations are logged)."""
         async with self.uow() as uow:
             user = await uow.users.by_id(user_id)
         if user is None or user.disabled or user.role != domain.Role.ADMIN:
+            await self._event("authz.denied", client, actor=user_id, subject=user_id, action=action)
             raise PermissionDenied("this needs an administrator")
         return user
 
     async def list_users(
-        self, admin_id: str, query: str, page_size: int, page_token: str
+        self, admin_id: str, query: str, page_size: int, page_token: str, client: domain.Client = NO_CLIENT
     ) -> tuple[list[domain.User], str]:
-        await self.require_admin(admin_id)
+        await self.require_admin(admin_id, "list_users", client)
         if len(query) > 254:
             raise InvalidArgument("query", "must be at most 254 characters")
         size = _page_size(page_size, self.policy)
@@ -848,8 +853,8 @@ class Accounts:
         found = found[:size]
         return found, (_encode_cursor(found[-1].email) if more and found else "")
 
-    async def get_user(self, admin_id: str, user_id: str) -> domain.User:
-        await self.require_admin(admin_id)
+    async def get_user(self, admin_id: str, user_id: str, client: domain.Client = NO_CLIENT) -> domain.User:
+        await self.require_admin(admin_id, "get_user", client)
         async with self.uow() as uow:
             user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
         if user is None:
@@ -857,7 +862,7 @@ class Accounts:
         return user
 
     async def set_role(self, admin_id: str, user_id: str, role: domain.Role, client: domain.Client) -> domain.User:
-        await self.require_admin(admin_id)
+        await self.require_admin(admin_id, "set_role", client)
         async with self.uow() as uow:
             user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
             if user is None:
@@ -872,7 +877,7 @@ class Accounts:
 
     async def set_disabled(self, admin_id: str, user_id: str, disabled: bool, client: domain.Client) -> domain.User:
         """Disabling ends every session of the account at once (the revocation check sees it)."""
-        await self.require_admin(admin_id)
+        await self.require_admin(admin_id, "set_disabled", client)
         if user_id == admin_id and disabled:
             raise FailedPrecondition("administrators cannot disable themselves", reason="SELF_DISABLE")
         async with self.uow() as uow:
@@ -899,15 +904,15 @@ class Accounts:
             raise NotFound("account not found")
         return user
 
-    async def user_quota(self, admin_id: str, user_id: str) -> domain.Quota:
-        await self.require_admin(admin_id)
+    async def user_quota(self, admin_id: str, user_id: str, client: domain.Client = NO_CLIENT) -> domain.Quota:
+        await self.require_admin(admin_id, "get_quota", client)
         await self._existing(user_id)
         return await self._storage().quota(user_id)
 
     async def set_user_quota(
         self, admin_id: str, user_id: str, limit_bytes: int, client: domain.Client
     ) -> domain.Quota:
-        await self.require_admin(admin_id)
+        await self.require_admin(admin_id, "set_quota", client)
         if limit_bytes < 0:
             raise InvalidArgument("limit_bytes", "must be 0 (the default limit) or more")
         await self._existing(user_id)
@@ -920,7 +925,7 @@ class Accounts:
     async def delete_user(self, admin_id: str, user_id: str, client: domain.Client) -> int:
         """Disable and end every session first (nothing new gets written), then storage_svc deletes the files,
         then the account goes. A failure part-way leaves the account disabled; repeating the call finishes."""
-        await self.require_admin(admin_id)
+        await self.require_admin(admin_id, "delete_user", client)
         if user_id == admin_id:
             raise FailedPrecondition("administrators cannot delete themselves", reason="SELF_DELETE")
         storage = self._storage()
@@ -942,9 +947,17 @@ class Accounts:
         return freed
 
     async def list_activity(
-        self, admin_id: str, page_size: int, page_token: str, *, subject_id: str, actor_id: str, kind_prefix: str
+        self,
+        admin_id: str,
+        page_size: int,
+        page_token: str,
+        *,
+        subject_id: str,
+        actor_id: str,
+        kind_prefix: str,
+        client: domain.Client = NO_CLIENT,
     ) -> tuple[list[domain.Event], str]:
-        await self.require_admin(admin_id)
+        await self.require_admin(admin_id, "list_activity", client)
         return await self._activity(
             page_size, page_token, subject_id=subject_id[:64], actor_id=actor_id[:64], kind_prefix=kind_prefix[:64]
         )

@@ -79,6 +79,11 @@ def test_admin_rpcs_are_refused_to_users_on_every_protocol(auth_mesh: Running, m
     assert web_exc.value.status == grpc.StatusCode.PERMISSION_DENIED.value[0]
     with rest(auth_mesh) as c:
         assert c.get("/api/v1/admin/users").status_code == 401
+    # Denied authorisations are in the trail, with actor and address.
+    with rest(auth_mesh, plain.access_token) as c:
+        denied = [e for e in c.get("/api/v1/me/activity").json()["events"] if e["kind"] == "authz.denied"]
+    assert {e["details"]["action"] for e in denied} >= {"list_users", "get_user", "set_role", "list_activity"}
+    assert all(e["ip"] and e["actorId"] == e["subjectId"] for e in denied)
 
 
 def test_admin_lists_views_promotes_and_a_demoted_admins_token_no_longer_works(
