@@ -509,3 +509,33 @@ def test_sessions_and_logout(server: Running, tmp_path: Path) -> None:
     user.run("logout")
     assert not user.credentials.exists()
     shutil.rmtree(tmp_path / "second")
+
+
+def test_shares_and_links(server: Running, tmp_path: Path) -> None:
+    owner = new_user(server, tmp_path / "owner")
+    friend = new_user(server, tmp_path / "friend")
+    doc = write(tmp_path / "plan.txt", 321)
+    owner.run("put", str(doc), "/Team")
+    [made] = owner.json("share", "add", "/Team", friend.email, "--role", "downloader")
+    assert made["grantee_email"] == friend.email and made["role"] == "downloader"
+    assert "already" in owner.run("share", "add", "/Team", friend.email, code=5).stderr
+    assert "no such" in owner.run("share", "add", "/Nope", friend.email, code=4).stderr
+    assert [s["id"] for s in owner.json("share", "ls")] == [made["id"]]
+
+    [incoming] = friend.json("share", "ls", "--incoming")
+    assert incoming["id"] == made["id"] and incoming["node"]["name"] == "Team"
+    assert [n["name"] for n in friend.json("ls", f"id:{incoming['node_id']}")] == ["plan.txt"]
+    friend.run("get", f"id:{incoming['node_id']}", str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "plan.txt").read_bytes() == doc.read_bytes()
+
+    owner.run("share", "rm", made["id"])
+    assert friend.json("share", "ls", "--incoming") == []
+    assert friend.run("ls", f"id:{incoming['node_id']}", code=4).returncode == 4
+
+    url = owner.run("link", "create", "/Team/plan.txt", "--expires", "7d", "--max-downloads", "2").stdout.strip()
+    assert url.startswith(f"{server.url}/api/v1/public/links/")
+    [link] = owner.json("link", "ls")
+    assert link["permission"] == "download" and link["max_downloads"] == 2 and link["expires"]
+    owner.run("link", "rm", link["id"])
+    assert owner.json("link", "ls") == []
+    assert "--expires" in owner.run("link", "create", "/Team", "--expires", "soon", code=1).stderr

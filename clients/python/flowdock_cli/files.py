@@ -1,7 +1,7 @@
 """`flowdock ls|tree|mkdir|put|get|mv|cp|rm|trash|versions|search|quota|share`: your files, over the SDK.
 
 Remote paths are absolute ("/Docs/a.txt"; a missing leading slash is added), resolved by listing from the root
-(cached for the command)."""
+(cached for the command); "id:<node id>" names a node by id (what others shared with you)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from flowdock_sdk import AsyncClient, FlowDockError, Node, NotFound, TransferPro
 
 
 def remote(path: str) -> str:
+    """An absolute remote path; "id:<node id>" names a node by id (e.g. one shared with you)."""
+    if path.startswith("id:"):
+        return path[3:]
     return path if path.startswith("/") else "/" + path
 
 
@@ -240,12 +244,88 @@ async def _share_ls(args: argparse.Namespace, client: AsyncClient) -> int:
         return 0
     rows = []
     for s in shares:
-        try:
-            where = await client.path_of(s.node_id)
-        except FlowDockError:
-            where = s.node_id
-        rows.append([where, s.owner_id if args.incoming else s.grantee_id, s.role, when(s.created), s.id])
+        if args.incoming:
+            where = f"{s.node.name} (id:{s.node_id})" if s.node else f"id:{s.node_id}"
+        else:
+            try:
+                where = await client.path_of(s.node_id)
+            except FlowDockError:
+                where = s.node_id
+        rows.append([where, s.owner_id if args.incoming else s.grantee_email, s.role, when(s.created), s.id])
     table(["node", "owner" if args.incoming else "shared with", "role", "created", "id"], rows)
+    return 0
+
+
+async def _share_add(args: argparse.Namespace, client: AsyncClient) -> int:
+    node = await client.stat(remote(args.path))
+    made = [await client.share(node, email, role=args.role) for email in args.emails]
+    if args.json:
+        print_json(made)
+    else:
+        for s in made:
+            say(f"shared {remote(args.path)} with {s.grantee_email} as {s.role} (share {s.id})")
+    return 0
+
+
+async def _share_rm(args: argparse.Namespace, client: AsyncClient) -> int:
+    for share_id in args.ids:
+        await client.unshare(share_id)
+        say(f"share {share_id} revoked")
+    return 0
+
+
+def _expiry(text: str) -> datetime:
+    """'7d', '12h', '30m' from now, or an ISO 8601 time."""
+    units = {"d": 86400, "h": 3600, "m": 60}
+    if text[:-1].isdigit() and text[-1:] in units:
+        return datetime.now(UTC) + timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise FlowDockError(f"--expires {text!r}: use 7d, 12h, 30m or an ISO 8601 time", code="USAGE") from None
+    return when if when.tzinfo else when.astimezone()
+
+
+async def _link_create(args: argparse.Namespace, client: AsyncClient) -> int:
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else ""
+    link = await client.create_link(
+        remote(args.path),
+        permission=args.permission,
+        password=password,
+        expires=_expiry(args.expires) if args.expires else None,
+        max_downloads=args.max_downloads,
+    )
+    if args.json:
+        print_json(link)
+    else:
+        print(link.url)
+        say(f"{args.permission} link to {remote(args.path)} (id {link.id})")
+    return 0
+
+
+async def _link_ls(args: argparse.Namespace, client: AsyncClient) -> int:
+    links = await client.links()
+    if args.json:
+        print_json(links)
+        return 0
+    rows = []
+    for link in links:
+        try:
+            where = await client.path_of(link.node_id)
+        except FlowDockError:
+            where = link.node_id
+        limit = f"{link.download_count}/{link.max_downloads}" if link.max_downloads else str(link.download_count)
+        rows.append(
+            [where, link.permission, "yes" if link.has_password else "", when(link.expires), limit, link.url, link.id]
+        )
+    table(["node", "permission", "password", "expires", "downloads", "url", "id"], rows)
+    return 0
+
+
+async def _link_rm(args: argparse.Namespace, client: AsyncClient) -> int:
+    for link_id in args.ids:
+        await client.delete_link(link_id)
+        say(f"link {link_id} revoked")
     return 0
 
 
@@ -451,3 +531,33 @@ def add_commands(sub: Any) -> None:
     s_sub = share.add_subparsers(dest="share_command", required=True, metavar="COMMAND")
     sls = add(s_sub, "ls", _share_ls, "list what you share (or, with --incoming, what is shared with you)")
     sls.add_argument("--incoming", action="store_true")
+    sadd = add(s_sub, "add", _share_add, "share a file or folder you own with other accounts (by email)")
+    sadd.add_argument("path")
+    sadd.add_argument("emails", nargs="+", metavar="EMAIL")
+    sadd.add_argument(
+        "--role",
+        choices=["viewer", "downloader", "editor"],
+        default="viewer",
+        help="viewer: list; downloader: also download; editor: also change (default viewer)",
+    )
+    srm = add(s_sub, "rm", _share_rm, "revoke shares (ids from `flowdock share ls`)")
+    srm.add_argument("ids", nargs="+", metavar="SHARE_ID")
+
+    link = sub.add_parser("link", help="public links", description="Public links to your files and folders.")
+    l_sub = link.add_subparsers(dest="link_command", required=True, metavar="COMMAND")
+    lcreate = add(
+        l_sub,
+        "create",
+        _link_create,
+        "make a public link (prints its URL)",
+        epilog="examples:\n  flowdock link create /Docs/report.pdf --expires 7d --max-downloads 10\n"
+        "  flowdock link create /Inbox --permission upload        # a file drop",
+    )
+    lcreate.add_argument("path")
+    lcreate.add_argument("--permission", choices=["view", "download", "upload"], default="download")
+    lcreate.add_argument("--password-stdin", action="store_true", help="protect it with a password read from stdin")
+    lcreate.add_argument("--expires", metavar="WHEN", help="7d, 12h, 30m or an ISO 8601 time")
+    lcreate.add_argument("--max-downloads", type=int, default=0, metavar="N", help="0: unlimited")
+    add(l_sub, "ls", _link_ls, "list your live links")
+    lrm = add(l_sub, "rm", _link_rm, "revoke links (their URLs answer 404 from then on)")
+    lrm.add_argument("ids", nargs="+", metavar="LINK_ID")

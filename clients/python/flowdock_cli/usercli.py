@@ -23,6 +23,7 @@ from flowdock_sdk import (
     AlreadyExists,
     AsyncClient,
     AuthenticationError,
+    FailedPrecondition,
     FlowDockError,
     InvalidArgument,
     LocalFileError,
@@ -146,6 +147,8 @@ def error_line(exc: FlowDockError, server: str) -> tuple[str, int]:
         message = f"{message.rstrip('.')} (run `flowdock login`)"
     if isinstance(exc, Unavailable):
         message = f"FlowDock at {server} is unavailable: {message}"
+    if isinstance(exc, FailedPrecondition) and exc.reason == "REAUTHENTICATION_REQUIRED":
+        message = f"{message.rstrip('.')} (run `flowdock login`, then try again)"
     if isinstance(exc, InvalidArgument) and exc.violations:
         message += " (" + "; ".join(f"{v.field}: {v.description}" for v in exc.violations) + ")"
     return f"error: {message}", code

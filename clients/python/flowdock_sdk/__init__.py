@@ -53,6 +53,7 @@ __all__ = [
     "FlowDockError",
     "IntegrityError",
     "InvalidArgument",
+    "Link",
     "LocalFileError",
     "Node",
     "NodeRef",

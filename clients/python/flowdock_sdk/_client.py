@@ -7,6 +7,7 @@ import time
 import unicodedata
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -22,6 +23,7 @@ from flowdock_sdk import _transfer
 from flowdock_sdk._errors import AlreadyExists, AuthenticationError, FlowDockError, NotFound, TotpRequired
 from flowdock_sdk._errors import from_rpc_error as _map
 from flowdock_sdk._models import (
+    Link,
     Node,
     Quota,
     Session,
@@ -39,6 +41,16 @@ NodeRef = Node | str
 ProgressCallback = Callable[[TransferProgress], None]
 
 BIG_MESSAGE = 64 * 1024 * 1024
+_SHARE_ROLES = {
+    "viewer": share_pb2.SHARE_ROLE_VIEWER,
+    "downloader": share_pb2.SHARE_ROLE_DOWNLOADER,
+    "editor": share_pb2.SHARE_ROLE_EDITOR,
+}
+_LINK_PERMISSIONS = {
+    "view": share_pb2.LINK_PERMISSION_VIEW,
+    "download": share_pb2.LINK_PERMISSION_DOWNLOAD,
+    "upload": share_pb2.LINK_PERMISSION_UPLOAD,
+}
 REFRESH_MARGIN = 60.0  # refresh this long before the access token expires
 
 
@@ -574,6 +586,58 @@ class AsyncClient:
             token = resp.next_page_token
             if not token:
                 return found
+
+    async def share(
+        self, ref: NodeRef, email: str, *, role: Literal["viewer", "downloader", "editor"] = "viewer"
+    ) -> Share:
+        """Share a node you own with another account (by email): viewer lists, downloader also downloads,
+        editor also writes."""
+        node = await self.stat(ref)
+        req = share_pb2.CreateShareRequest(node_id=node.id, grantee_email=email, role=_SHARE_ROLES[role])
+        return Share.from_pb(await self._call(self._share.CreateShare, req))
+
+    async def update_share(self, share_id: str, *, role: Literal["viewer", "downloader", "editor"]) -> Share:
+        """Change the role of one of your shares."""
+        req = share_pb2.UpdateShareRequest(share_id=share_id, role=_SHARE_ROLES[role])
+        return Share.from_pb(await self._call(self._share.UpdateShare, req))
+
+    async def unshare(self, share_id: str) -> None:
+        """Revoke one of your shares (effective at once)."""
+        await self._call(self._share.DeleteShare, share_pb2.DeleteShareRequest(share_id=share_id))
+
+    async def create_link(
+        self,
+        ref: NodeRef,
+        *,
+        permission: Literal["view", "download", "upload"] = "download",
+        password: str = "",
+        expires: datetime | None = None,
+        max_downloads: int = 0,
+    ) -> Link:
+        """A public link to a node you own (upload: a file drop into a folder); optional password, expiry and
+        download limit."""
+        node = await self.stat(ref)
+        req = share_pb2.CreateLinkRequest(
+            node_id=node.id, password=password, max_downloads=max_downloads, permission=_LINK_PERMISSIONS[permission]
+        )
+        if expires is not None:
+            req.expire_time.FromDatetime(expires.astimezone(UTC))
+        return Link.from_pb(await self._call(self._share.CreateLink, req), self.base_url)
+
+    async def links(self) -> list[Link]:
+        """Your live public links."""
+        found: list[Link] = []
+        token = ""
+        while True:
+            resp = await self._call(self._share.ListLinks, share_pb2.ListLinksRequest(page_size=500, page_token=token))
+            found += [Link.from_pb(link, self.base_url) for link in resp.links]
+            token = resp.next_page_token
+            if not token:
+                return found
+
+    async def delete_link(self, link_id: str) -> None:
+        """Revoke a public link: its URL answers 404 from then on."""
+        await self._call(self._share.DeleteLink, share_pb2.DeleteLinkRequest(link_id=link_id))
 
     # -- transfers ------------------------------------------------------------------------------------------------
 

@@ -145,19 +145,57 @@ class TotpEnrollment:
 
 @dataclass(frozen=True)
 class Share:
-    """A node shared by its owner with another user."""
+    """A node shared by its owner with another account, with a role (viewer, downloader, editor)."""
 
     id: str
     node_id: str
     owner_id: str
     grantee_id: str
+    grantee_email: str
     role: str
     created: datetime | None
+    node: Node | None
 
     @classmethod
     def from_pb(cls, s: share_pb2.Share) -> Share:
         role = share_pb2.ShareRole.Name(s.role).removeprefix("SHARE_ROLE_").lower()
-        return cls(s.id, s.node_id, s.owner_id, s.grantee_id, role, _time(s.create_time))
+        node = Node.from_pb(s.node) if s.HasField("node") else None
+        return cls(s.id, s.node_id, s.owner_id, s.grantee_id, s.grantee_email, role, _time(s.create_time), node)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A public link (`url` is absolute: the gateway's address + the link path); permission is view, download
+    or upload (a file drop)."""
+
+    id: str
+    node_id: str
+    token: str
+    url: str
+    permission: str
+    has_password: bool
+    expires: datetime | None
+    max_downloads: int
+    download_count: int
+    created: datetime | None
+
+    @classmethod
+    def from_pb(cls, link: share_pb2.Link, base_url: str = "") -> Link:
+        permission = share_pb2.LinkPermission.Name(link.permission).removeprefix("LINK_PERMISSION_").lower()
+        path = link.url or (f"/api/v1/public/links/{link.token}" if link.token else "")
+        url = path if "://" in path or not path else base_url.rstrip("/") + path
+        return cls(
+            link.id,
+            link.node_id,
+            link.token,
+            url,
+            permission,
+            link.has_password,
+            _time(link.expire_time),
+            link.max_downloads,
+            link.download_count,
+            _time(link.create_time),
+        )
 
 
 @dataclass(frozen=True)
