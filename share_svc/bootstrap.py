@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
+from flowdock_kernel.audit import AuditOutbox, remote_audit_sender
 from flowdock_kernel.channels import internal_channel, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
-from share_svc.adapters import SqlUnitOfWork
+from share_svc.adapters import (
+    Argon2Hasher,
+    AuditEvents,
+    AuthAccounts,
+    HmacSessionSigner,
+    SqlUnitOfWork,
+    StorageNodes,
+    session_key,
+)
 from share_svc.config import ShareConfig
 from share_svc.servicer import AccessServicer, ShareServicer
-from share_svc.usecases import Sharing
+from share_svc.usecases import LinkPolicy, Sharing
 
 NAME = "share"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -27,19 +38,45 @@ def migrate(config: ShareConfig) -> None:
 
 
 async def build(config: ShareConfig) -> Service:
-    if not config.auth_address:
-        raise ConfigError("FLOWDOCK_AUTH_ADDRESS", "is required by share_svc (host:port)")
+    for key in ("auth_address", "storage_address"):
+        if not getattr(config, key):
+            raise ConfigError(f"FLOWDOCK_{key.upper()}", "is required by share_svc (host:port)")
     engine = db.make_engine(db.service_url(config, NAME))
     sessions = db.sessionmaker(engine)
     auth = internal_channel(config.auth_address, config.max_message_bytes)
-    sharing = Sharing(uow=lambda: SqlUnitOfWork(sessions), page_size=config.share_list_page_size)
+    # Used lazily (share_svc starts before storage_svc): only when a user creates shares or lists them.
+    storage = internal_channel(config.storage_address, config.max_message_bytes)
+    outbox = AuditOutbox(config.data_dir / "outbox" / "audit-share.db", service=NAME, send=remote_audit_sender(auth))
+    nodes = StorageNodes(storage)
+    sharing = Sharing(
+        uow=lambda: SqlUnitOfWork(sessions),
+        page_size=config.share_list_page_size,
+        nodes=nodes,
+        accounts=AuthAccounts(auth),
+        events=AuditEvents(outbox),
+        hasher=Argon2Hasher(),
+        sessions=HmacSessionSigner(await session_key(sessions)),
+        policy=LinkPolicy(
+            session_seconds=config.share_link_session_seconds,
+            failure_window=timedelta(seconds=config.share_link_password_window_seconds),
+            failures_per_link=config.share_link_password_failures_per_link,
+            failures_per_ip=config.share_link_password_failures_per_ip,
+        ),
+        public_url=config.share_public_url.rstrip("/"),
+    )
 
     def register(server: grpc.aio.Server) -> None:
-        share_pb2_grpc.add_ShareServiceServicer_to_server(ShareServicer(sharing), server)
+        share_pb2_grpc.add_ShareServiceServicer_to_server(ShareServicer(sharing, nodes.full), server)
         share_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(sharing), server)
 
+    async def deliver_audit_events() -> None:
+        outbox.start()
+        await asyncio.Event().wait()  # runs until cancelled at shutdown; outbox.stop() flushes in on_stop
+
     async def close() -> None:
+        await outbox.stop()
         await auth.close()
+        await storage.close()
         await engine.dispose()
 
     return Service(
@@ -49,4 +86,5 @@ async def build(config: ShareConfig) -> Service:
         public_methods=public_methods(*SERVICES),
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
+        background=[deliver_audit_events],
     )

@@ -13,3 +13,20 @@ class ShareConfig(CommonConfig):
     key_prefix: ClassVar[str] = "share_"
 
     share_list_page_size: int = setting(100, "Default page size of share listings.", check=positive)
+    share_link_session_seconds: int = setting(
+        3600,
+        "Lifetime of a link session (after opening a public link; never beyond the link's expiry).",
+        check=positive,
+    )
+    share_link_password_window_seconds: int = setting(
+        300, "Window over which wrong public-link passwords are counted.", check=positive
+    )
+    share_link_password_failures_per_link: int = setting(
+        10, "Wrong passwords per link within the window before the link refuses attempts.", check=positive
+    )
+    share_link_password_failures_per_ip: int = setting(
+        20, "Wrong link passwords per client IP within the window before that IP is refused.", check=positive
+    )
+    share_public_url: str = setting(
+        "http://127.0.0.1:8080", 'Base URL of the gateway, used in the "shared with you" email.'
+    )

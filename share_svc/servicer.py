@@ -2,59 +2,170 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
+from flowdock.storage.v1 import storage_pb2
+from flowdock_kernel import logs
 from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import current_principal
-from share_svc.domain import Action, Role, Share
-from share_svc.usecases import Sharing
+from share_svc.domain import Action, Link, LinkPermission, Role, Share
+from share_svc.usecases import LinkChanges, Sharing
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+Describe = Callable[[str], Awaitable[storage_pb2.Node | None]]
 
 _ROLES = {
     Role.VIEWER: share_pb2.SHARE_ROLE_VIEWER,
     Role.DOWNLOADER: share_pb2.SHARE_ROLE_DOWNLOADER,
     Role.EDITOR: share_pb2.SHARE_ROLE_EDITOR,
 }
+_ROLES_IN = {v: k for k, v in _ROLES.items()}
 _ACTIONS = {
     share_pb2.ACTION_LIST: Action.LIST,
     share_pb2.ACTION_DOWNLOAD: Action.DOWNLOAD,
     share_pb2.ACTION_WRITE: Action.WRITE,
+    share_pb2.ACTION_UPLOAD: Action.UPLOAD,
 }
+_PERMISSIONS = {
+    LinkPermission.VIEW: share_pb2.LINK_PERMISSION_VIEW,
+    LinkPermission.DOWNLOAD: share_pb2.LINK_PERMISSION_DOWNLOAD,
+    LinkPermission.UPLOAD: share_pb2.LINK_PERMISSION_UPLOAD,
+}
+_PERMISSIONS_IN: dict[int, LinkPermission] = {int(v): k for k, v in _PERMISSIONS.items()}
 
 
-def share_pb(share: Share) -> share_pb2.Share:
-    created = timestamp_pb2.Timestamp()
-    created.FromDatetime(share.created_at)
+def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def share_pb(share: Share, node: storage_pb2.Node | None = None) -> share_pb2.Share:
     return share_pb2.Share(
         id=share.id,
         node_id=share.node_id,
         owner_id=share.owner_id,
         grantee_id=share.grantee_id,
         role=_ROLES[share.role],
-        create_time=created,
+        create_time=_ts(share.created_at),
+        grantee_email=share.grantee_email,
+        node=node,
+        update_time=_ts(share.updated_at or share.created_at),
     )
 
 
+def link_pb(link: Link, token: str = "", url: str = "") -> share_pb2.Link:
+    return share_pb2.Link(
+        id=link.id,
+        node_id=link.node_id,
+        owner_id=link.owner_id,
+        token=token,
+        url=url,
+        permission=_PERMISSIONS[link.permission],
+        has_password=bool(link.password_hash),
+        expire_time=_ts(link.expires_at),
+        max_downloads=link.max_downloads,
+        download_count=link.downloads,
+        create_time=_ts(link.created_at),
+    )
+
+
+def _expiry(request: Any) -> datetime | None:
+    return request.expire_time.ToDatetime(tzinfo=UTC) if request.HasField("expire_time") else None
+
+
+def _permission(value: int, *, required: bool) -> LinkPermission | None:
+    if value == share_pb2.LINK_PERMISSION_UNSPECIFIED and not required:
+        return None
+    perm = _PERMISSIONS_IN.get(value)
+    if perm is None:
+        raise InvalidArgument("permission", "must be view, download or upload")
+    return perm
+
+
 class ShareServicer(share_pb2_grpc.ShareServiceServicer):
-    def __init__(self, sharing: Sharing) -> None:
+    def __init__(self, sharing: Sharing, describe: Describe) -> None:
         self.sharing = sharing
+        self.describe = describe
+
+    async def _with_nodes(self, rows: list[Share]) -> list[share_pb2.Share]:
+        nodes = await asyncio.gather(*(self.describe(s.node_id) for s in rows))
+        return [share_pb(s, n) for s, n in zip(rows, nodes, strict=True)]
+
+    async def CreateShare(self, request: share_pb2.CreateShareRequest, context: Ctx) -> share_pb2.Share:
+        share = await self.sharing.create_share(
+            current_principal().user_id, request.node_id, request.grantee_email, _ROLES_IN.get(request.role)
+        )
+        return share_pb(share)
+
+    async def UpdateShare(self, request: share_pb2.UpdateShareRequest, context: Ctx) -> share_pb2.Share:
+        share = await self.sharing.update_share(
+            current_principal().user_id, request.share_id, _ROLES_IN.get(request.role)
+        )
+        return share_pb(share)
+
+    async def DeleteShare(self, request: share_pb2.DeleteShareRequest, context: Ctx) -> share_pb2.DeleteShareResponse:
+        await self.sharing.delete_share(current_principal().user_id, request.share_id)
+        return share_pb2.DeleteShareResponse()
 
     async def ListOutgoingShares(
         self, request: share_pb2.ListOutgoingSharesRequest, context: Ctx
     ) -> share_pb2.ListOutgoingSharesResponse:
         rows, token = await self.sharing.outgoing(current_principal().user_id, request.page_size, request.page_token)
-        return share_pb2.ListOutgoingSharesResponse(shares=[share_pb(s) for s in rows], next_page_token=token)
+        return share_pb2.ListOutgoingSharesResponse(shares=await self._with_nodes(rows), next_page_token=token)
 
     async def ListIncomingShares(
         self, request: share_pb2.ListIncomingSharesRequest, context: Ctx
     ) -> share_pb2.ListIncomingSharesResponse:
         rows, token = await self.sharing.incoming(current_principal().user_id, request.page_size, request.page_token)
-        return share_pb2.ListIncomingSharesResponse(shares=[share_pb(s) for s in rows], next_page_token=token)
+        return share_pb2.ListIncomingSharesResponse(shares=await self._with_nodes(rows), next_page_token=token)
+
+    async def CreateLink(self, request: share_pb2.CreateLinkRequest, context: Ctx) -> share_pb2.Link:
+        link, token = await self.sharing.create_link(
+            current_principal().user_id,
+            request.node_id,
+            _permission(request.permission, required=True),
+            request.password,
+            _expiry(request),
+            request.max_downloads,
+        )
+        return link_pb(link, token, self.sharing.url(token))
+
+    async def ListLinks(self, request: share_pb2.ListLinksRequest, context: Ctx) -> share_pb2.ListLinksResponse:
+        rows, token = await self.sharing.list_links(current_principal().user_id, request.page_size, request.page_token)
+        return share_pb2.ListLinksResponse(links=[link_pb(link) for link in rows], next_page_token=token)
+
+    async def UpdateLink(self, request: share_pb2.UpdateLinkRequest, context: Ctx) -> share_pb2.Link:
+        changes = LinkChanges(
+            password=request.password if request.HasField("password") else None,
+            expires_at=_expiry(request),
+            clear_expiry=request.clear_expire_time,
+            max_downloads=request.max_downloads if request.HasField("max_downloads") else None,
+            permission=_permission(request.permission, required=False),
+        )
+        return link_pb(await self.sharing.update_link(current_principal().user_id, request.link_id, changes))
+
+    async def DeleteLink(self, request: share_pb2.DeleteLinkRequest, context: Ctx) -> share_pb2.DeleteLinkResponse:
+        await self.sharing.delete_link(current_principal().user_id, request.link_id)
+        return share_pb2.DeleteLinkResponse()
+
+    async def OpenLink(self, request: share_pb2.OpenLinkRequest, context: Ctx) -> share_pb2.OpenLinkResponse:
+        link, session, expires = await self.sharing.open_link(request.token, request.password, logs.client_var.get().ip)
+        return share_pb2.OpenLinkResponse(
+            link_session=session,
+            expire_time=_ts(expires),
+            permission=_PERMISSIONS[link.permission],
+            root=storage_pb2.Node(id=link.node_id, owner_id=link.owner_id),
+        )
 
 
 class AccessServicer(share_pb2_grpc.AccessServiceServicer):
@@ -63,9 +174,34 @@ class AccessServicer(share_pb2_grpc.AccessServiceServicer):
 
     async def CheckAccess(self, request: share_pb2.CheckAccessRequest, context: Ctx) -> share_pb2.CheckAccessResponse:
         action = _ACTIONS.get(request.action)
-        if action is None:
+        if action is None or action == Action.UPLOAD:
             raise InvalidArgument("action", "must be LIST, DOWNLOAD or WRITE")
-        allowed = await self.sharing.check_access(
+        decision = await self.sharing.check_access(
             current_principal().user_id, list(request.node_path), request.owner_id, action
         )
-        return share_pb2.CheckAccessResponse(allowed=allowed)
+        return share_pb2.CheckAccessResponse(
+            allowed=decision.allowed, visible=decision.visible, grant_node_id=decision.grant_node_id
+        )
+
+    async def CheckLinkAccess(
+        self, request: share_pb2.CheckLinkAccessRequest, context: Ctx
+    ) -> share_pb2.CheckLinkAccessResponse:
+        action = _ACTIONS.get(request.action)
+        if action is None and request.node_path:
+            raise InvalidArgument("action", "must be LIST, DOWNLOAD or UPLOAD")
+        grant = await self.sharing.check_link_access(
+            request.token, request.link_session, list(request.node_path), request.owner_id, action or Action.LIST
+        )
+        return share_pb2.CheckLinkAccessResponse(
+            allowed=grant.allowed,
+            link_id=grant.link.id,
+            root_node_id=grant.link.node_id,
+            owner_id=grant.link.owner_id,
+            permission=_PERMISSIONS[grant.link.permission],
+        )
+
+    async def DropShares(self, request: share_pb2.DropSharesRequest, context: Ctx) -> share_pb2.DropSharesResponse:
+        dropped = await self.sharing.drop_shares(
+            current_principal().user_id, request.owner_id, list(request.node_path), list(request.node_ids)
+        )
+        return share_pb2.DropSharesResponse(dropped=dropped)

@@ -1,34 +1,238 @@
-"""Share use cases: listings and access decisions."""
+"""Share use cases: user shares, public links, link sessions and the access decisions storage_svc asks for."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import secrets
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
-from flowdock_kernel.errors import InvalidArgument
+from flowdock_kernel.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from share_svc import domain
-from share_svc.domain import Action, Share
-from share_svc.ports import UnitOfWork
+from share_svc.domain import Action, Decision, Link, LinkPermission, Role, Share
+from share_svc.ports import Accounts, Events, Nodes, PasswordHasher, SessionSigner, UnitOfWork
+
+log = logging.getLogger("flowdock.share")
 
 MAX_PATH = 512
 MAX_PAGE = 1000
+MAX_DROP = 100_000
+LINK_GONE = "this link does not exist, was revoked or has expired"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode(errors="replace")).hexdigest()
+
+
+@dataclass(frozen=True)
+class LinkPolicy:
+    session_seconds: int = 3600
+    failure_window: timedelta = timedelta(minutes=5)
+    failures_per_link: int = 10
+    failures_per_ip: int = 20
+
+
+@dataclass(frozen=True)
+class LinkGrant:
+    """A CheckLinkAccess answer."""
+
+    link: Link
+    allowed: bool
+
+
+@dataclass(frozen=True)
+class LinkChanges:
+    password: str | None = None
+    expires_at: datetime | None = None
+    clear_expiry: bool = False
+    max_downloads: int | None = None
+    permission: LinkPermission | None = None
+
+
+def _path(node_path: list[str]) -> list[str]:
+    if len(node_path) > MAX_PATH:
+        raise InvalidArgument("node_path", f"must have at most {MAX_PATH} entries")
+    return node_path
 
 
 @dataclass
 class Sharing:
     uow: Callable[[], UnitOfWork]
     page_size: int
+    nodes: Nodes
+    accounts: Accounts
+    events: Events
+    hasher: PasswordHasher
+    sessions: SessionSigner
+    policy: LinkPolicy = field(default_factory=LinkPolicy)
+    public_url: str = ""
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    async def check_access(self, caller: str, node_path: list[str], owner_id: str, action: Action) -> bool:
+    # -- access decisions -------------------------------------------------------------------------------------
+
+    async def check_access(self, caller: str, node_path: list[str], owner_id: str, action: Action) -> Decision:
+        """Answered from the database on every call (no cache): a revoked share stops at the next call."""
         if not node_path:
             raise InvalidArgument("node_path", "must name the node and its ancestors")
-        if len(node_path) > MAX_PATH:
-            raise InvalidArgument("node_path", f"must have at most {MAX_PATH} entries")
+        _path(node_path)
         if caller == owner_id:
-            return True
+            return Decision(True, True, node_path[-1])
         async with self.uow() as uow:
             grants = await uow.shares.for_grantee_on(caller, owner_id, node_path)
-        return domain.permits(grants, action)
+        return domain.decide(grants, node_path, action)
+
+    async def _live_link(self, uow: UnitOfWork, token: str) -> Link:
+        link = await uow.links.by_token_hash(token_hash(token)) if 16 <= len(token) <= 128 else None
+        if link is None or not link.alive(self.clock()):
+            raise NotFound(LINK_GONE)  # unknown, revoked and expired alike
+        return link
+
+    def _session_ok(self, link: Link, session: str) -> bool:
+        claims = self.sessions.verify(session) if session else None
+        if claims is None:
+            return False
+        link_id, epoch, expires = claims
+        return link_id == link.id and epoch == link.epoch and expires > int(self.clock().timestamp())
+
+    async def check_link_access(
+        self, token: str, session: str, node_path: list[str], owner_id: str, action: Action
+    ) -> LinkGrant:
+        _path(node_path)
+        async with self.uow() as uow:
+            link = await self._live_link(uow, token)
+            if link.password_hash and not self._session_ok(link, session):
+                raise Unauthenticated("this link needs its password: open it again (POST .../open)")
+            if not node_path:
+                return LinkGrant(link, False)
+            allowed = domain.link_allows(link, node_path, owner_id, action)
+            if allowed and action == Action.DOWNLOAD:
+                # One conditional UPDATE: two visitors racing for the last download cannot both get it.
+                if not await uow.links.count_download(link.id):
+                    if await uow.links.get(link.id) is None:
+                        raise NotFound(LINK_GONE)
+                    raise ResourceExhausted(
+                        f"this link has reached its limit of {link.max_downloads} downloads",
+                        limit="link_max_downloads",
+                    )
+                await uow.commit()
+        return LinkGrant(link, allowed)
+
+    async def drop_shares(self, caller: str, owner_id: str, node_path: list[str], node_ids: list[str]) -> int:
+        """Storage is deleting a tree: its shares and links go (the caller must own or edit it)."""
+        if not node_path:
+            raise InvalidArgument("node_path", "must name the deleted node and its ancestors")
+        if len(node_ids) > MAX_DROP:
+            raise InvalidArgument("node_ids", f"must have at most {MAX_DROP} entries")
+        decision = await self.check_access(caller, node_path, owner_id, Action.WRITE)
+        if not decision.allowed:
+            raise PermissionDenied("only the owner or an editor can delete this")
+        ids = list(dict.fromkeys([node_path[0], *node_ids]))
+        async with self.uow() as uow:
+            dropped = await uow.shares.delete_on_nodes(owner_id, ids)
+            dropped += await uow.links.delete_on_nodes(owner_id, ids)
+            await uow.commit()
+        if dropped:
+            self.events.record(
+                "share.dropped",
+                actor=caller,
+                subject=owner_id,
+                details={"node_id": node_path[0], "count": str(dropped), "reason": "node deleted"},
+            )
+        return dropped
+
+    # -- user shares ------------------------------------------------------------------------------------------
+
+    async def _own_node(self, caller: str, node_id: str) -> domain.NodeInfo:
+        if not node_id or len(node_id) > 64:
+            raise InvalidArgument("node_id", "is required")
+        node = await self.nodes.get(node_id)  # NotFound if the caller cannot see it
+        if node.owner_id != caller:
+            raise PermissionDenied("only the owner can share this (re-sharing is not allowed)")
+        if not node.parent_id:
+            raise InvalidArgument("node_id", "your root folder cannot be shared; share a folder or file in it")
+        return node
+
+    async def create_share(self, caller: str, node_id: str, email: str, role: Role | None) -> Share:
+        if role is None:
+            raise InvalidArgument("role", "must be viewer, downloader or editor")
+        if not email.strip():
+            raise InvalidArgument("grantee_email", "is required")
+        node = await self._own_node(caller, node_id)
+        account = await self.accounts.lookup(email)
+        if account is None:
+            raise InvalidArgument(
+                "grantee_email", "no FlowDock account uses this email; ask them to sign up, then share again"
+            )
+        if account.id == caller:
+            raise InvalidArgument("grantee_email", "you cannot share with yourself")
+        now = self.clock()
+        share = Share(str(uuid.uuid4()), node.id, caller, account.id, role, now, account.email, now)
+        async with self.uow() as uow:
+            try:
+                await uow.shares.add(share)
+                await uow.commit()
+            except AlreadyExists:
+                raise AlreadyExists(f"this is already shared with {account.email}; change its role instead") from None
+        self.events.record(
+            "share.created",
+            actor=caller,
+            subject=caller,
+            details={"share_id": share.id, "node_id": node.id, "grantee_id": account.id, "role": role.value},
+        )
+        try:
+            await self.accounts.notify(
+                account.id,
+                "Something was shared with you on FlowDock",
+                f"A FlowDock user shared a {'folder' if node.is_folder else 'file'} with you as {role.value}.\n"
+                f'Find it under "Shared with me" ({self.public_url}/api/v1/shares/incoming).\n',
+            )
+        except Exception:
+            log.exception("share notification failed", extra={"share_id": share.id})
+        return share
+
+    async def _my_share(self, uow: UnitOfWork, caller: str, share_id: str) -> Share:
+        share = await uow.shares.get(share_id) if share_id and len(share_id) <= 64 else None
+        if share is None or share.owner_id != caller:
+            raise NotFound(f"share {share_id} not found")  # someone else's share: the same answer
+        return share
+
+    async def update_share(self, caller: str, share_id: str, role: Role | None) -> Share:
+        if role is None:
+            raise InvalidArgument("role", "must be viewer, downloader or editor")
+        now = self.clock()
+        async with self.uow() as uow:
+            share = await self._my_share(uow, caller, share_id)
+            await uow.shares.set_role(share.id, role, now)
+            await uow.commit()
+        self.events.record(
+            "share.changed",
+            actor=caller,
+            subject=caller,
+            details={"share_id": share.id, "node_id": share.node_id, "from": share.role.value, "to": role.value},
+        )
+        return replace(share, role=role, updated_at=now)
+
+    async def delete_share(self, caller: str, share_id: str) -> None:
+        async with self.uow() as uow:
+            share = await self._my_share(uow, caller, share_id)
+            await uow.shares.delete(share.id)
+            await uow.commit()
+        self.events.record(
+            "share.revoked",
+            actor=caller,
+            subject=caller,
+            details={"share_id": share.id, "node_id": share.node_id, "grantee_id": share.grantee_id},
+        )
 
     def _limit(self, page_size: int) -> int:
         if page_size < 0 or page_size > MAX_PAGE:
@@ -46,3 +250,157 @@ class Sharing:
         async with self.uow() as uow:
             rows = await uow.shares.incoming(caller, page_token, limit + 1)
         return rows[:limit], rows[limit - 1].id if len(rows) > limit else ""
+
+    # -- public links -----------------------------------------------------------------------------------------
+
+    def url(self, token: str) -> str:
+        return f"/api/v1/public/links/{token}"
+
+    async def create_link(
+        self,
+        caller: str,
+        node_id: str,
+        permission: LinkPermission | None,
+        password: str = "",
+        expires_at: datetime | None = None,
+        max_downloads: int = 0,
+    ) -> tuple[Link, str]:
+        """The link and its token (shown once: only its SHA-256 is stored)."""
+        if permission is None:
+            raise InvalidArgument("permission", "must be view, download or upload")
+        node = await self._own_node(caller, node_id)
+        if permission == LinkPermission.UPLOAD and not node.is_folder:
+            raise InvalidArgument("permission", "upload (file drop) links need a folder")
+        now = self.clock()
+        if expires_at is not None and expires_at <= now:
+            raise InvalidArgument("expire_time", "must be in the future")
+        domain.validate_max_downloads(max_downloads)
+        pw_hash = await self.hasher.hash(domain.validate_link_password(password)) if password else ""
+        token = secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
+        link = Link(
+            id=str(uuid.uuid4()),
+            token_hash=token_hash(token),
+            node_id=node.id,
+            owner_id=caller,
+            permission=permission,
+            password_hash=pw_hash,
+            expires_at=expires_at,
+            max_downloads=max_downloads,
+            downloads=0,
+            epoch=0,
+            created_at=now,
+        )
+        async with self.uow() as uow:
+            await uow.links.add(link)
+            await uow.commit()
+        self.events.record(
+            "link.created",
+            actor=caller,
+            subject=caller,
+            details={
+                "link_id": link.id,
+                "node_id": node.id,
+                "permission": permission.value,
+                "password": "yes" if pw_hash else "no",
+                "expires": expires_at.isoformat() if expires_at else "",
+                "max_downloads": str(max_downloads),
+            },
+        )
+        return link, token
+
+    async def _my_link(self, uow: UnitOfWork, caller: str, link_id: str) -> Link:
+        link = await uow.links.get(link_id) if link_id and len(link_id) <= 64 else None
+        if link is None or link.owner_id != caller:
+            raise NotFound(f"link {link_id} not found")
+        return link
+
+    async def list_links(self, caller: str, page_size: int, page_token: str) -> tuple[list[Link], str]:
+        limit = self._limit(page_size)
+        async with self.uow() as uow:
+            rows = await uow.links.of_owner(caller, page_token, limit + 1)
+        return rows[:limit], rows[limit - 1].id if len(rows) > limit else ""
+
+    async def update_link(self, caller: str, link_id: str, changes: LinkChanges) -> Link:
+        now = self.clock()
+        if changes.expires_at is not None and changes.expires_at <= now:
+            raise InvalidArgument("expire_time", "must be in the future")
+        if changes.max_downloads is not None:
+            domain.validate_max_downloads(changes.max_downloads)
+        new_hash: str | None = None
+        if changes.password is not None:
+            new_hash = (
+                await self.hasher.hash(domain.validate_link_password(changes.password)) if changes.password else ""
+            )
+        async with self.uow() as uow:
+            link = await self._my_link(uow, caller, link_id)
+            if changes.permission == LinkPermission.UPLOAD and link.permission != LinkPermission.UPLOAD:
+                node = await self.nodes.get(link.node_id)
+                if not node.is_folder:
+                    raise InvalidArgument("permission", "upload (file drop) links need a folder")
+            updated = link
+            if new_hash is not None:
+                updated = replace(updated, password_hash=new_hash, epoch=link.epoch + 1)  # open sessions end
+            if changes.clear_expiry:
+                updated = replace(updated, expires_at=None)
+            elif changes.expires_at is not None:
+                updated = replace(updated, expires_at=changes.expires_at)
+            if changes.max_downloads is not None:
+                updated = replace(updated, max_downloads=changes.max_downloads)
+            if changes.permission is not None:
+                updated = replace(updated, permission=changes.permission)
+            await uow.links.update(updated)
+            await uow.commit()
+        self.events.record(
+            "link.changed",
+            actor=caller,
+            subject=caller,
+            details={
+                "link_id": link.id,
+                "permission": updated.permission.value,
+                "password": "changed" if new_hash is not None else "kept",
+                "expires": updated.expires_at.isoformat() if updated.expires_at else "",
+                "max_downloads": str(updated.max_downloads),
+            },
+        )
+        return updated
+
+    async def delete_link(self, caller: str, link_id: str) -> None:
+        async with self.uow() as uow:
+            link = await self._my_link(uow, caller, link_id)
+            await uow.links.delete(link.id)
+            await uow.commit()
+        self.events.record("link.revoked", actor=caller, subject=caller, details={"link_id": link.id})
+
+    async def open_link(self, token: str, password: str, ip: str) -> tuple[Link, str, datetime]:
+        """A link session: (link, session credential, expiry). Wrong passwords are throttled per link and per IP."""
+        now = self.clock()
+        async with self.uow() as uow:
+            link = await self._live_link(uow, token)
+            if link.password_hash:
+                since = now - self.policy.failure_window
+                keys = [(f"link:{link.id}", self.policy.failures_per_link)]
+                if ip:
+                    keys.append((f"ip:{ip}", self.policy.failures_per_ip))
+                for key, limit in keys:
+                    if await uow.failures.count(key, since) >= limit:
+                        raise ResourceExhausted(
+                            "too many wrong passwords for this link; try again in a few minutes",
+                            limit="share_link_password_failures_per_" + key.split(":")[0],
+                            retry_after_seconds=self.policy.failure_window.total_seconds(),
+                        )
+                if len(password) > domain.MAX_LINK_PASSWORD or not await self.hasher.verify(
+                    link.password_hash, password
+                ):
+                    await uow.failures.add([k for k, _ in keys], now)
+                    await uow.failures.prune(now - self.policy.failure_window * 2)
+                    await uow.commit()
+                    self.events.record(
+                        "link.password_failed", actor="", subject=link.owner_id, details={"link_id": link.id}
+                    )
+                    raise PermissionDenied("wrong password for this link")
+        expires = now + timedelta(seconds=self.policy.session_seconds)
+        if link.expires_at is not None:
+            expires = min(expires, link.expires_at)
+        session = self.sessions.sign(link.id, link.epoch, int(expires.timestamp()))
+        self.events.record("link.opened", actor="", subject=link.owner_id, details={"link_id": link.id})
+        return link, session, expires

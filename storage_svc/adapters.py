@@ -21,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import logs
 from flowdock_kernel.audit import AuditOutbox
-from flowdock_kernel.errors import AlreadyExists, Unavailable
+from flowdock_kernel.errors import AlreadyExists, NotFound, ResourceExhausted, Unauthenticated, Unavailable
 from storage_svc.domain import (
     Cursor,
+    Decision,
     Kind,
+    LinkScope,
     Node,
     OnConflict,
     OrderBy,
@@ -103,6 +105,7 @@ uploads = sa.Table(
     sa.Column("on_conflict", sa.String(16), nullable=False, server_default="fail"),
     sa.Column("target_node_id", sa.String(36), nullable=False, server_default=""),
     sa.Column("failure", sa.String(1024), nullable=False, server_default=""),
+    sa.Column("creator_id", sa.String(80), nullable=False, server_default=""),
 )
 
 LIVE = nodes.c.trashed_at.is_(None)
@@ -183,6 +186,7 @@ def _upload(row: Any) -> Upload:
         on_conflict=OnConflict(row.on_conflict),
         target_node_id=row.target_node_id,
         failure=row.failure,
+        creator_id=row.creator_id,
     )
 
 
@@ -542,6 +546,7 @@ class SqlUploads:
                 on_conflict=upload.on_conflict.value,
                 target_node_id=upload.target_node_id,
                 failure=upload.failure,
+                creator_id=upload.creator_id,
             )
         )
 
@@ -678,18 +683,20 @@ class AuditEvents:
 
 
 class ShareAccessPolicy:
-    """Asks share_svc (AccessService.CheckAccess) on behalf of the caller, whose token the channel forwards."""
+    """Asks share_svc (AccessService) on behalf of the caller, whose token the channel forwards; link visitors have
+    no token: their link token and link session go in the request and share_svc checks them."""
 
     _ACTIONS = {
         "list": share_pb2.ACTION_LIST,
         "download": share_pb2.ACTION_DOWNLOAD,
         "write": share_pb2.ACTION_WRITE,
+        "upload": share_pb2.ACTION_UPLOAD,
     }
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.stub = share_pb2_grpc.AccessServiceStub(channel)
 
-    async def allowed(self, node_path: list[str], owner_id: str, action: str) -> bool:
+    async def decide(self, node_path: list[str], owner_id: str, action: str) -> Decision:
         try:
             reply = await self.stub.CheckAccess(
                 share_pb2.CheckAccessRequest(node_path=node_path, owner_id=owner_id, action=self._ACTIONS[action]),
@@ -698,4 +705,37 @@ class ShareAccessPolicy:
         except grpc.aio.AioRpcError as exc:
             # Fail closed: no decision means no access, and the caller can retry.
             raise Unavailable("access decisions are unavailable (share_svc); retry shortly") from exc
-        return bool(reply.allowed)
+        return Decision(bool(reply.allowed), bool(reply.visible), reply.grant_node_id)
+
+    async def drop_shares(self, owner_id: str, node_path: list[str], node_ids: list[str]) -> None:
+        try:
+            await self.stub.DropShares(
+                share_pb2.DropSharesRequest(owner_id=owner_id, node_path=node_path, node_ids=node_ids), timeout=30
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise Unavailable("sharing is unavailable (share_svc), so nothing was deleted; retry shortly") from exc
+
+    async def link(self, token: str, session: str, node_path: list[str], owner_id: str, action: str) -> LinkScope:
+        try:
+            reply = await self.stub.CheckLinkAccess(
+                share_pb2.CheckLinkAccessRequest(
+                    token=token,
+                    link_session=session,
+                    node_path=node_path,
+                    owner_id=owner_id,
+                    action=self._ACTIONS[action],
+                ),
+                timeout=5,
+            )
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise NotFound("this link does not exist, was revoked or has expired") from None
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                raise Unauthenticated(exc.details() or "open the link first") from None
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise ResourceExhausted(
+                    exc.details() or "this link has reached its download limit", limit="link_max_downloads"
+                ) from None
+            raise Unavailable("link decisions are unavailable (share_svc); retry shortly") from exc
+        return LinkScope(reply.link_id, reply.root_node_id, reply.owner_id, bool(reply.allowed))

@@ -20,7 +20,7 @@ from storage_svc.adapters import AuditEvents, HmacUrlSigner, ShareAccessPolicy, 
 from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
 from storage_svc.scanner import ClamdScanner, DisabledScanner
-from storage_svc.servicer import StorageAdminServicer, StorageServicer
+from storage_svc.servicer import PublicLinkServicer, StorageAdminServicer, StorageServicer
 from storage_svc.usecases import Limits, Storage
 
 NAME = "storage"
@@ -28,6 +28,7 @@ log = logging.getLogger("flowdock.storage")
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = storage_pb2.DESCRIPTOR.services_by_name["StorageService"]
 ADMIN_SERVICE = storage_pb2.DESCRIPTOR.services_by_name["StorageAdminService"]
+PUBLIC_SERVICE = storage_pb2.DESCRIPTOR.services_by_name["PublicLinkService"]
 
 
 def migrate(config: StorageConfig) -> None:
@@ -83,7 +84,9 @@ async def build(config: StorageConfig) -> Service:
     )
 
     def register(server: grpc.aio.Server) -> None:
-        storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageServicer(storage), server)
+        servicer = StorageServicer(storage)
+        storage_pb2_grpc.add_StorageServiceServicer_to_server(servicer, server)
+        storage_pb2_grpc.add_PublicLinkServiceServicer_to_server(PublicLinkServicer(storage, servicer), server)
         storage_pb2_grpc.add_StorageAdminServiceServicer_to_server(StorageAdminServicer(storage), server)
 
     async def housekeeping() -> None:
@@ -101,9 +104,9 @@ async def build(config: StorageConfig) -> Service:
 
     return Service(
         name=NAME,
-        service_names=[SERVICE.full_name, ADMIN_SERVICE.full_name],
+        service_names=[SERVICE.full_name, ADMIN_SERVICE.full_name, PUBLIC_SERVICE.full_name],
         register=register,
-        public_methods=public_methods(SERVICE, ADMIN_SERVICE),
+        public_methods=public_methods(SERVICE, ADMIN_SERVICE, PUBLIC_SERVICE),
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
         background=[housekeeping, deliver_audit_events],

@@ -106,6 +106,32 @@ class Upload:
     on_conflict: OnConflict = OnConflict.FAIL
     target_node_id: str = ""
     failure: str = ""
+    # Who writes it: the owner, a grantee with the editor role, or "link:<link id>" (a file drop). The owner's
+    # quota is charged either way; only the creator may write to, finish or abort it.
+    creator_id: str = ""
+
+    @property
+    def creator(self) -> str:
+        return self.creator_id or self.owner_id
+
+
+@dataclass(frozen=True)
+class Decision:
+    """share_svc's answer for a non-owner: allowed; visible (some grant covers the node); the top of the grant."""
+
+    allowed: bool
+    visible: bool = False
+    grant_node_id: str = ""
+
+
+@dataclass(frozen=True)
+class LinkScope:
+    """A public link as share_svc vouches for it: its id, root node, the owner of that tree."""
+
+    link_id: str
+    root_node_id: str
+    owner_id: str
+    allowed: bool
 
 
 def validate_name(raw: str, field: str = "name") -> str:

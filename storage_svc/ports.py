@@ -7,7 +7,19 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
-from storage_svc.domain import Cursor, Kind, Node, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
+from storage_svc.domain import (
+    Cursor,
+    Decision,
+    Kind,
+    LinkScope,
+    Node,
+    OrderBy,
+    TrashEntry,
+    Upload,
+    UploadState,
+    Usage,
+    Version,
+)
 from storage_svc.scanner import VirusScanner
 
 # The scanner's port is declared next to its contract (storage_svc/scanner.py, pure asyncio).
@@ -162,6 +174,14 @@ class Events(Protocol):
 
 
 class AccessPolicy(Protocol):
-    """Decides for non-owners (share_svc); owners never ask."""
+    """Decides for non-owners (share_svc); owners never ask. `node_path` is nearest first."""
 
-    async def allowed(self, node_path: list[str], owner_id: str, action: str) -> bool: ...
+    async def decide(self, node_path: list[str], owner_id: str, action: str) -> Decision: ...
+    async def drop_shares(self, owner_id: str, node_path: list[str], node_ids: list[str]) -> None:
+        """A tree is being deleted: share_svc forgets its shares and links (Unavailable if it cannot)."""
+        ...
+
+    async def link(self, token: str, session: str, node_path: list[str], owner_id: str, action: str) -> LinkScope:
+        """An anonymous visitor of a public link: NotFound for an unknown, revoked or expired link; with an empty
+        path, just the link's scope. An allowed download is counted (ResourceExhausted at the limit)."""
+        ...

@@ -391,3 +391,106 @@ class StorageAdminServicer(storage_pb2_grpc.StorageAdminServiceServicer):
     ) -> storage_pb2.DeleteUserDataResponse:
         self._admin(request.user_id)
         return storage_pb2.DeleteUserDataResponse(freed_bytes=await self.storage.delete_user_data(request.user_id))
+
+
+def _link_session(context: Ctx, given: str) -> str:
+    """The link session from the request (?session=) or the X-Link-Session header."""
+    if given:
+        return given
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-link-session":
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return ""
+
+
+class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
+    """Anonymous visitors of public links: no token; share_svc decides every call from the link and its session."""
+
+    def __init__(self, storage: Storage, uploads: StorageServicer) -> None:
+        self.storage = storage
+        self.uploads = uploads
+
+    def _upload_pb(self, upload: Upload) -> storage_pb2.Upload:
+        # A visitor gets the state of their upload, not the node (nor the name it finally got in the folder).
+        pb = self.uploads.upload_pb(upload)
+        pb.ClearField("parent_id")
+        return pb
+
+    async def ListLinkChildren(
+        self, request: storage_pb2.ListLinkChildrenRequest, context: Ctx
+    ) -> storage_pb2.ListLinkChildrenResponse:
+        rows, token, path = await self.storage.link_children(
+            request.token,
+            _link_session(context, request.session),
+            request.folder_id,
+            request.page_size,
+            request.page_token,
+        )
+        return storage_pb2.ListLinkChildrenResponse(
+            nodes=[node_pb(n) for n in rows], next_page_token=token, path=[node_pb(n) for n in path]
+        )
+
+    async def DownloadLinkFile(
+        self, request: storage_pb2.DownloadLinkFileRequest, context: Ctx
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        node, version, length = await self.storage.open_link_download(
+            request.token, _link_session(context, request.session), request.file_id
+        )
+        async for message in self.uploads._stream(context, node, version, 0, length):
+            yield message
+
+    async def CreateLinkUpload(self, request: storage_pb2.CreateLinkUploadRequest, context: Ctx) -> storage_pb2.Upload:
+        creator, folder = await self.storage.link_uploader(request.token, _link_session(context, request.session))
+        if request.content:
+            done, _ = await self.storage.upload_inline(
+                creator,
+                folder.id,
+                request.name,
+                request.content,
+                request.size,
+                request.sha256,
+                request.content_type,
+                on_conflict=OnConflict.RENAME,
+                link_parent=folder,
+            )
+            _UPLOADED.inc(len(request.content))
+            return self._upload_pb(done)
+        upload = await self.storage.create_upload(
+            creator,
+            folder.id,
+            request.name,
+            request.size,
+            request.sha256,
+            request.content_type,
+            on_conflict=OnConflict.RENAME,
+            link_parent=folder,
+        )
+        return self._upload_pb(upload)
+
+    async def UploadLinkContent(
+        self, request_iterator: AsyncIterator[storage_pb2.UploadLinkContentRequest], context: Ctx
+    ) -> storage_pb2.UploadContentResponse:
+        writer = None
+        try:
+            async for msg in request_iterator:
+                if writer is None:
+                    if not msg.upload_id:
+                        raise InvalidArgument("upload_id", "is required")
+                    creator, _ = await self.storage.link_uploader(msg.token, _link_session(context, msg.session))
+                    writer = self.storage.writer(creator, msg.upload_id)
+                    await writer.start(msg.offset)
+                await writer.write(msg.body.data)
+                _UPLOADED.inc(len(msg.body.data))
+                if writer.pending >= self.storage.limits.sync_bytes:
+                    await writer.flush()
+            if writer is None:
+                raise InvalidArgument("upload_id", "is required")
+            return storage_pb2.UploadContentResponse(committed_size=await writer.flush())
+        finally:
+            if writer is not None:
+                await writer.__aexit__(None, None, None)
+
+    async def FinishLinkUpload(self, request: storage_pb2.FinishLinkUploadRequest, context: Ctx) -> storage_pb2.Upload:
+        creator, _ = await self.storage.link_uploader(request.token, _link_session(context, request.session))
+        upload, _ = await self.storage.finish_upload(creator, request.upload_id)
+        return self._upload_pb(upload)

@@ -28,7 +28,20 @@ from flowdock_kernel.errors import (
     Unavailable,
 )
 from storage_svc import domain
-from storage_svc.domain import Cursor, Kind, Node, OnConflict, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
+from storage_svc.domain import (
+    Cursor,
+    Decision,
+    Kind,
+    LinkScope,
+    Node,
+    OnConflict,
+    OrderBy,
+    TrashEntry,
+    Upload,
+    UploadState,
+    Usage,
+    Version,
+)
 from storage_svc.ports import AccessPolicy, BlobStore, Events, Scanner, UnitOfWork, UrlSigner
 from storage_svc.scanner import ScanLimitExceeded
 
@@ -36,6 +49,8 @@ log = logging.getLogger("flowdock.storage")
 
 ROOT = "root"
 LEASE = timedelta(seconds=60)
+LINK_CREATOR = "link:"
+_DOING = {"list": "seeing this", "download": "downloading", "write": "changing this", "upload": "uploading"}
 
 
 @dataclass(frozen=True)
@@ -93,19 +108,27 @@ class Storage:
 
     # -- access -------------------------------------------------------------------------------------------------
 
-    async def _resolve(self, uow: UnitOfWork, caller: str, node_id: str, action: str) -> Node:
-        """The live node if the caller may act on it; otherwise the same NotFound as for a missing node."""
+    async def _access(self, uow: UnitOfWork, caller: str, node_id: str, action: str) -> tuple[Node, Decision]:
+        """The live node and share_svc's decision if the caller may act on it. A node the caller cannot see at all
+        answers the same NotFound as a missing node; one they see through a share whose role does not allow the
+        action answers PermissionDenied."""
         if node_id in (ROOT, ""):
-            return await self._root(uow, caller)
+            return await self._root(uow, caller), Decision(True, True)
         node = await uow.nodes.get(node_id)
         if node is None:
             raise NotFound(f"node {node_id} not found")
         if node.owner_id == caller:
-            return node
+            return node, Decision(True, True)
         path = [n.id for n in reversed(await self._ancestors(uow, node))]
-        if not await self.access.allowed(path, node.owner_id, action):
+        decision = await self.access.decide(path, node.owner_id, action)
+        if not decision.allowed:
+            if decision.visible:
+                raise PermissionDenied(f"your role on this share does not allow {_DOING[action]}")
             raise NotFound(f"node {node_id} not found")
-        return node
+        return node, decision
+
+    async def _resolve(self, uow: UnitOfWork, caller: str, node_id: str, action: str) -> Node:
+        return (await self._access(uow, caller, node_id, action))[0]
 
     async def _ancestors(self, uow: UnitOfWork, node: Node) -> list[Node]:
         """Root first, the node last."""
@@ -141,11 +164,11 @@ class Storage:
             raise FailedPrecondition(f"{folder_id} is a file, not a folder")
         return folder
 
-    async def _owned(self, uow: UnitOfWork, caller: str, node_id: str) -> Node:
-        """Changing the tree is the owner's business until shares with write roles land."""
-        node = await self._resolve(uow, caller, node_id, "write")
-        if node.owner_id != caller:
-            raise PermissionDenied("only the owner can change this")
+    async def _writable(self, uow: UnitOfWork, caller: str, node_id: str) -> Node:
+        """The owner, or an editor below the top of their share (the shared item itself stays the owner's)."""
+        node, decision = await self._access(uow, caller, node_id, "write")
+        if node.owner_id != caller and decision.grant_node_id == node.id:
+            raise PermissionDenied("the shared item itself can only be renamed, moved or deleted by its owner")
         return node
 
     async def _place(self, uow: UnitOfWork, parent: Node, name: str, policy: OnConflict, *, own_id: str = "") -> str:
@@ -218,16 +241,17 @@ class Storage:
 
     async def node_path(self, caller: str, node_id: str) -> list[Node]:
         async with self.uow() as uow:
-            node = await self._resolve(uow, caller, node_id, "list")
+            node, decision = await self._access(uow, caller, node_id, "list")
             chain = await self._ancestors(uow, node)
         if node.owner_id != caller:
-            # A grantee sees breadcrumbs only from the shared node down; share_svc's rules decide (later).
-            chain = chain[-1:]
+            # A grantee sees breadcrumbs only from the top of their share down.
+            ids = [n.id for n in chain]
+            chain = chain[ids.index(decision.grant_node_id) :] if decision.grant_node_id in ids else chain[-1:]
         return chain
 
     async def update_node(self, caller: str, node_id: str, name: str, parent_id: str, policy: OnConflict) -> Node:
         async with self.uow() as uow:
-            node = await self._owned(uow, caller, node_id)
+            node = await self._writable(uow, caller, node_id)
             if node.parent_id is None:
                 raise FailedPrecondition("the root folder cannot be renamed or moved")
             new_name = domain.validate_name(name) if name else node.name
@@ -341,9 +365,16 @@ class Storage:
 
     async def delete_node(self, caller: str, node_id: str) -> Node:
         async with self.uow() as uow:
-            node = await self._owned(uow, caller, node_id)
+            node = await self._writable(uow, caller, node_id)
             if node.parent_id is None:
                 raise FailedPrecondition("the root folder cannot be deleted")
+            path = [n.id for n in reversed(await self._ancestors(uow, node))]
+            tree = [n.id for n in await uow.nodes.subtree(node.id, live=True)]
+        # Shares and links of the tree go first (fail closed: if share_svc cannot, nothing is deleted), so a
+        # restore from the trash never brings old grants back.
+        await self.access.drop_shares(node.owner_id, path, tree)
+        async with self.uow() as uow:
+            node = await self._writable(uow, caller, node_id)
             now = _now()
             await uow.nodes.trash_tree(node.id, now)
             await uow.commit()
@@ -440,7 +471,7 @@ class Storage:
 
     async def restore_version(self, caller: str, file_id: str, version_id: str) -> Node:
         async with self.uow() as uow:
-            node = await self._owned(uow, caller, file_id)
+            node = await self._writable(uow, caller, file_id)
             old = await uow.versions.get(version_id)
             if old is None or old.node_id != node.id:
                 raise NotFound(f"version {version_id} not found")
@@ -592,7 +623,12 @@ class Storage:
         content_type: str,
         relative_path: str = "",
         on_conflict: OnConflict = OnConflict.FAIL,
+        *,
+        link_parent: Node | None = None,
     ) -> Upload:
+        """`link_parent`: a file drop into that folder, already authorised by the link (caller "link:<id>")."""
+        if relative_path and link_parent is not None:
+            raise InvalidArgument("relative_path", "file drops take a name, not a path")
         if relative_path:
             parts = domain.split_relative_path(relative_path)
             name = parts[-1]
@@ -612,7 +648,13 @@ class Storage:
         if parts[:-1]:
             parent_id = await self._ensure_folders(caller, parent_id, parts[:-1])
         async with self.uow() as uow:
-            parent = await self._folder(uow, caller, parent_id, "write")
+            if link_parent is not None:
+                found = await uow.nodes.get(link_parent.id)
+                if found is None:
+                    raise NotFound(f"node {link_parent.id} not found")
+                parent = found
+            else:
+                parent = await self._folder(uow, caller, parent_id, "write")
             target = ""
             clash = await uow.nodes.child_named(parent.id, domain.name_key(name))
             if clash is not None:
@@ -639,6 +681,7 @@ class Storage:
                 expires_at=now + self.limits.upload_expiry,
                 on_conflict=on_conflict,
                 target_node_id=target,
+                creator_id=caller,
             )
             await self.blobs.create_staging(upload.id)
             await uow.uploads.add(upload)
@@ -656,6 +699,8 @@ class Storage:
         content_type: str,
         relative_path: str = "",
         on_conflict: OnConflict = OnConflict.FAIL,
+        *,
+        link_parent: Node | None = None,
     ) -> tuple[Upload, Node | None]:
         """A small file in one call: create, write, finish (the path that brings a 1 KiB upload to ~1 round trip)."""
         if len(content) > self.limits.inline_upload_bytes:
@@ -667,17 +712,31 @@ class Storage:
         if size != len(content):
             raise InvalidArgument("size", f"must equal the inline content's length ({len(content)})")
         upload = await self.create_upload(
-            caller, parent_id, name, size, sha256, content_type, relative_path=relative_path, on_conflict=on_conflict
+            caller,
+            parent_id,
+            name,
+            size,
+            sha256,
+            content_type,
+            relative_path=relative_path,
+            on_conflict=on_conflict,
+            link_parent=link_parent,
         )
         if content:
             await self.write_chunk(caller, upload.id, 0, content)
         return await self.finish_upload(caller, upload.id)
 
     async def _open_upload(self, uow: UnitOfWork, caller: str, upload_id: str) -> Upload:
-        upload = await uow.uploads.get(upload_id)
+        upload = await uow.uploads.get(upload_id) if len(upload_id) <= 64 else None
         # Uploads are private to their creator; another caller sees the same NotFound as for a missing id.
-        if upload is None or upload.owner_id != caller:
+        if upload is None or upload.creator != caller:
             raise NotFound(f"upload {upload_id} not found")
+        if caller != upload.owner_id and not caller.startswith(LINK_CREATOR):
+            # An editor writing into someone's tree: still allowed there? (A revoked share stops the upload.)
+            parent = await uow.nodes.get(upload.parent_id)
+            path = [n.id for n in reversed(await self._ancestors(uow, parent))] if parent else []
+            if not path or not (await self.access.decide(path, upload.owner_id, "write")).allowed:
+                raise NotFound(f"upload {upload_id} not found")
         return upload
 
     async def get_upload(self, caller: str, upload_id: str) -> tuple[Upload, Node | None]:
@@ -780,7 +839,7 @@ class Storage:
                 if not verdict.clean:
                     self.events.record(
                         "storage.infected",
-                        actor=upload.owner_id,
+                        actor=upload.creator,
                         subject=upload.owner_id,
                         details={
                             "upload_id": upload.id,
@@ -887,7 +946,7 @@ class Storage:
         await self._delete_blobs(pruned)
         self.events.record(
             "storage.upload",
-            actor=upload.owner_id,
+            actor=upload.creator,
             subject=upload.owner_id,
             details={"node_id": node.id, "name": node.name, "size": str(upload.size), "sha256": digest},
         )
@@ -1033,6 +1092,71 @@ class Storage:
 
     def read(self, version: Version, offset: int, length: int) -> AsyncIterator[bytes]:
         return self.blobs.read(version.blob_id, offset, length, self.limits.chunk_bytes)
+
+    # -- public links (anonymous visitors; share_svc vouches for the link on every call) ---------------------------
+
+    async def _link_node(
+        self, uow: UnitOfWork, token: str, session: str, node_id: str, action: str
+    ) -> tuple[Node, LinkScope, list[Node]]:
+        """The node (empty id: the link's root) if the link allows `action` on it, with the breadcrumbs from the
+        link's root down. Anything outside the root answers like a missing node."""
+        if not node_id:
+            node_id = (await self.access.link(token, session, [], "", action)).root_node_id
+        node = await uow.nodes.get(node_id) if len(node_id) <= 64 else None
+        if node is None:
+            await self.access.link(token, session, [], "", action)  # a dead link is a 404 like any other
+            raise NotFound(f"node {node_id} not found")
+        chain = await self._ancestors(uow, node)
+        path = [n.id for n in reversed(chain)]
+        scope = await self.access.link(token, session, path, node.owner_id, action)
+        if scope.root_node_id not in path or node.owner_id != scope.owner_id:
+            raise NotFound(f"node {node_id} not found")
+        if not scope.allowed:
+            raise PermissionDenied(f"this link does not allow {_DOING[action]}")
+        ids = [n.id for n in chain]
+        return node, scope, chain[ids.index(scope.root_node_id) :]
+
+    async def link_children(
+        self, token: str, session: str, folder_id: str, page_size: int, page_token: str
+    ) -> tuple[list[Node], str, list[Node]]:
+        limit = _page_size(page_size, self.limits)
+        after = Cursor.decode(page_token) if page_token else None
+        async with self.uow() as uow:
+            folder, _, chain = await self._link_node(uow, token, session, folder_id, "list")
+            if folder.kind == Kind.FILE:
+                if len(chain) == 1:
+                    return [folder], "", chain  # a link to one file lists that file
+                raise FailedPrecondition(f"{folder_id} is a file, not a folder")
+            rows = await uow.nodes.children(folder.id, OrderBy.NAME, False, after, limit + 1)
+        nodes, token_out = _page(
+            rows, limit, lambda n: Cursor(domain.kind_rank(n.kind), domain.sort_key(n, OrderBy.NAME), n.id)
+        )
+        return nodes, token_out, chain
+
+    async def open_link_download(self, token: str, session: str, file_id: str) -> tuple[Node, Version, int]:
+        """Checks the link (and counts the download in share_svc, atomically against its limit)."""
+        async with self.uow() as uow:
+            node, scope, _ = await self._link_node(uow, token, session, file_id, "download")
+            if node.kind != Kind.FILE:
+                raise FailedPrecondition(f"{file_id} is a folder; only files can be downloaded")
+            version = await uow.versions.get(node.version_id)
+        if version is None:
+            raise NotFound(f"node {file_id} not found")
+        self.events.record(
+            "link.downloaded",
+            actor=LINK_CREATOR + scope.link_id,
+            subject=node.owner_id,
+            details={"link_id": scope.link_id, "node_id": node.id, "name": node.name, "size": str(version.size)},
+        )
+        return node, version, version.size
+
+    async def link_uploader(self, token: str, session: str) -> tuple[str, Node]:
+        """For a file-drop link: the creator id its uploads carry, and the folder they go into."""
+        async with self.uow() as uow:
+            folder, scope, _ = await self._link_node(uow, token, session, "", "upload")
+        if folder.kind != Kind.FOLDER:
+            raise FailedPrecondition("file drops need a folder link")
+        return LINK_CREATOR + scope.link_id, folder
 
 
 T = TypeVar("T")

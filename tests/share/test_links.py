@@ -1,0 +1,255 @@
+"""Public links through the gateway: anonymous browse and download, file drop, passwords, expiry, limits,
+tampering, scope, management."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import os
+import random
+import subprocess
+import time
+import uuid
+
+from tests.conftest import Running
+from tests.share.support import LINKS, User, Visitor
+
+
+def iso(seconds: float) -> str:
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def tree(mesh: Running) -> tuple[User, str, str, str, str]:
+    """A with Pub/{sub/deep.txt, top.txt} and Private/secret.txt: (A, Pub, sub, top.txt, secret.txt)."""
+    a = User(mesh, "a")
+    pub = a.folder("Pub")
+    sub = a.folder("sub", pub)
+    a.upload("deep.txt", b"deep", sub)
+    top = a.upload("top.txt", b"top file", pub)["node"]["id"]
+    secret = a.upload("secret.txt", b"secret", a.folder("Private"))["node"]["id"]
+    return a, pub, sub, top, secret
+
+
+def changed(token: str, at: int) -> str:
+    c = token[at]
+    return token[:at] + ("A" if c != "A" else "B") + token[at + 1 :]
+
+
+def test_link_without_password_plain_get_and_scope(share_mesh: Running) -> None:
+    a, pub, _, top, secret = tree(share_mesh)
+    link = a.link(pub, "download")
+    token = link["token"]
+    v = Visitor(share_mesh)
+    # No password: no session needed; plain GETs work.
+    r = v.children(token)
+    assert r.status_code == 200, r.text
+    assert [n["name"] for n in r.json()["nodes"]] == ["sub", "top.txt"]
+    assert [n["name"] for n in r.json()["path"]] == ["Pub"]
+    got = subprocess.run(
+        ["curl", "-sS", "-f", f"{share_mesh.url}{LINKS}/{token}/files/{top}/content"], capture_output=True
+    )
+    assert got.returncode == 0 and got.stdout == b"top file"
+    # Nothing above or beside the shared root: the owner's root, another folder, a file elsewhere.
+    root = a.ok("GET", f"/api/v1/nodes/{pub}")["parentId"]
+    private = a.ok("GET", f"/api/v1/nodes/{secret}")["parentId"]
+    for folder in (root, private, secret, str(uuid.uuid4()), "root", "../..", "%2e%2e"):
+        assert v.children(token, folder).status_code == 404, folder
+    for file_id in (secret, str(uuid.uuid4()), pub):
+        assert v.content(token, file_id).status_code in (404, 400), file_id
+    assert v.content(token, secret).status_code == 404
+    other = User(share_mesh, "o")
+    their = other.upload("theirs.txt", b"theirs")["node"]["id"]
+    assert v.content(token, their).status_code == 404
+    # A token with one character changed (anywhere) is unknown: 404 like a revoked or expired one.
+    for at in (0, len(token) // 2, len(token) - 1):
+        assert v.children(changed(token, at)).status_code == 404
+        assert v.open(changed(token, at)).status_code == 404
+        assert v.content(changed(token, at), top).status_code == 404
+    assert v.children("short").status_code == 404
+
+
+def test_view_link_lists_but_does_not_download_and_file_links(share_mesh: Running) -> None:
+    a, pub, sub, top, _ = tree(share_mesh)
+    view = a.link(pub, "view")["token"]
+    v = Visitor(share_mesh)
+    assert v.children(view, sub).status_code == 200
+    assert v.content(view, top).status_code == 403
+    one = a.link(top, "download")["token"]
+    listing = v.children(one).json()
+    assert [n["id"] for n in listing["nodes"]] == [top]
+    assert v.content(one, top).content == b"top file"
+    assert v.children(one, pub).status_code == 404  # the file's parent is above the link's root
+    r = a.http.post("/api/v1/links", json={"node_id": top, "permission": "LINK_PERMISSION_UPLOAD"})
+    assert r.status_code == 400  # a file drop needs a folder
+
+
+def test_password_sessions_cannot_be_forged_or_reused_elsewhere(share_mesh: Running) -> None:
+    a, pub, _, top, _ = tree(share_mesh)
+    one = a.link(pub, "download", password="first pass 1")
+    two = a.link(pub, "download", password="second pass 2")
+    v = Visitor(share_mesh)
+    r = v.http.post(f"{LINKS}/{one['token']}/open", json={})
+    assert r.status_code == 403  # password missing
+    assert v.open(one["token"], "first pass 1").status_code == 200
+    good = v.session
+    assert v.children(one["token"]).status_code == 200
+    # The session of link one does not open link two; a session with one character changed is refused.
+    assert v.children(two["token"]).status_code == 401
+    for at in (0, len(good) // 2, len(good) - 1):
+        v.session = changed(good, at)
+        assert v.children(one["token"]).status_code == 401
+        assert v.content(one["token"], top).status_code == 401
+    v.session = good
+    # Changing the password ends the sessions opened with the old one.
+    a.ok("PATCH", f"/api/v1/links/{one['id']}", json={"password": "third pass 3"})
+    assert v.children(one["token"]).status_code == 401
+    assert v.open(one["token"], "first pass 1").status_code == 403
+    assert v.open(one["token"], "third pass 3").status_code == 200
+    # The password travels in the body: a query string password is ignored (and never needed).
+    r = v.http.post(f"{LINKS}/{one['token']}/open?password=third+pass+3", json={})
+    assert r.status_code == 403
+
+
+def test_twenty_wrong_passwords_are_throttled_per_link_and_per_ip(share_mesh: Running) -> None:
+    """The test mesh allows 5 wrong passwords per link and 12 per IP within the window."""
+    a, pub, _, _, _ = tree(share_mesh)
+    link = a.link(pub, "view", password="right password")
+    # Its own loopback address, so wrong passwords of other tests (from 127.0.0.1) do not count here.
+    attacker = Visitor(share_mesh, local_address=f"127.0.{random.randint(1, 250)}.{random.randint(2, 250)}")
+    statuses = [attacker.open(link["token"], f"guess {i:04d}").status_code for i in range(20)]
+    assert statuses == [403] * 5 + [429] * 15, statuses
+    # The right password is refused too while the link is throttled: guessing on teaches nothing.
+    assert attacker.open(link["token"], "right password").status_code == 429
+    r = attacker.open(link["token"], "guess")
+    assert any(d["@type"].endswith("QuotaFailure") for d in r.json()["details"])
+    # Per IP: the same client spreading guesses over other links hits the IP limit (12) after 7 more.
+    others = [a.link(pub, "view", password="other password")["token"] for _ in range(3)]
+    more = [attacker.open(t, "wrong wrong").status_code for t in others for _ in range(4)]
+    assert more[:7] == [403] * 7 and set(more[7:]) == {429}, more
+    # No 5xx anywhere.
+    assert all(s < 500 for s in statuses + more)
+
+
+def test_expired_links_answer_404_like_unknown_ones(share_mesh: Running) -> None:
+    a, pub, _, top, _ = tree(share_mesh)
+    link = a.link(pub, "download", expire_time=iso(1.5))
+    v = Visitor(share_mesh)
+    assert v.open(link["token"]).status_code == 200
+    time.sleep(2)
+    unknown = Visitor(share_mesh)
+    for visitor in (v, unknown):
+        assert visitor.open(link["token"]).status_code == 404
+        assert visitor.children(link["token"]).status_code == 404
+        assert visitor.content(link["token"], top).status_code == 404
+    bodies = {v.children(t).text for t in (link["token"], changed(link["token"], 3))}
+    assert len(bodies) == 1  # expired and unknown: the same answer
+    # An expiry in the past is refused; clearing it brings the link back.
+    assert (
+        a.http.post(
+            "/api/v1/links", json={"node_id": pub, "permission": "LINK_PERMISSION_VIEW", "expire_time": iso(-60)}
+        ).status_code
+        == 400
+    )
+    assert a.http.patch(f"/api/v1/links/{link['id']}", json={"expire_time": iso(-60)}).status_code == 400
+    a.ok("PATCH", f"/api/v1/links/{link['id']}", json={"clear_expire_time": True})
+    assert v.children(link["token"]).status_code == 200
+
+
+def test_download_limit_holds_against_two_clients_at_once(share_mesh: Running) -> None:
+    a, pub, _, top, _ = tree(share_mesh)
+    for _ in range(3):
+        link = a.link(pub, "download", max_downloads=1)
+        url = f"{share_mesh.url}{LINKS}/{link['token']}/files/{top}/content"
+
+        def fetch(_: int, url: str = url) -> str:
+            return subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url], capture_output=True, text=True
+            ).stdout
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            codes = sorted(pool.map(fetch, range(2)))
+        assert codes == ["200", "429"], codes
+        listed = {x["id"]: x for x in a.ok("GET", "/api/v1/links")["links"]}
+        assert listed[link["id"]]["downloadCount"] == 1
+    # Raising the limit lets the next one through.
+    a.ok("PATCH", f"/api/v1/links/{link['id']}", json={"max_downloads": 2})
+    assert Visitor(share_mesh).content(link["token"], top).status_code == 200
+    assert Visitor(share_mesh).content(link["token"], top).status_code == 429
+
+
+def test_file_drop_uploads_but_sees_nothing(share_mesh: Running) -> None:
+    a, pub, sub, top, _ = tree(share_mesh)
+    drop = a.link(pub, "upload", password="drop it here")
+    v = Visitor(share_mesh)
+    assert v.open(drop["token"], "drop it here").status_code == 200
+    assert v.children(drop["token"]).status_code == 403
+    assert v.children(drop["token"], sub).status_code == 403
+    assert v.content(drop["token"], top).status_code == 403
+    used = a.quota()["usedBytes"]
+    # Small file in one call; its name clashes with an existing file: renamed, the visitor learns nothing.
+    r = v.http.post(
+        f"{LINKS}/{drop['token']}/uploads",
+        json={"name": "top.txt", "size": 5, "content": "aGVsbG8="},
+        headers=v.headers(),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "UPLOAD_STATE_COMPLETED" and "node" not in r.json()
+    # Larger file through the chunk API (create, PUT at offset, finish).
+    data = os.urandom(150_000)
+    r = v.http.post(
+        f"{LINKS}/{drop['token']}/uploads", json={"name": "big.bin", "size": len(data)}, headers=v.headers()
+    )
+    assert r.status_code == 200, r.text
+    upload_id = r.json()["uploadId"]
+    assert a.http.get(f"/api/v1/uploads/{upload_id}").status_code == 404  # not the owner's upload to write
+    url = f"{LINKS}/{drop['token']}/uploads/{upload_id}"
+    r = v.http.put(url, params={"offset": 0}, content=data, headers=v.headers())
+    assert r.status_code == 200, r.text
+    r = v.http.post(f"{url}/finish", json={}, headers=v.headers())
+    assert r.status_code == 200 and r.json()["state"] == "UPLOAD_STATE_COMPLETED", r.text
+    names = a.children(pub)
+    assert "big.bin" in names and "top (1).txt" in names
+    assert a.quota()["usedBytes"] == used + 5 + len(data)
+    # Without the session nothing goes in; a download link cannot drop files.
+    assert (
+        v.http.post(f"{LINKS}/{drop['token']}/uploads", json={"name": "x", "size": 1, "content": "eA=="}).status_code
+        == 401
+    )
+    dl = a.link(pub, "download")["token"]
+    assert v.http.post(f"{LINKS}/{dl}/uploads", json={"name": "x", "size": 1, "content": "eA=="}).status_code == 403
+    # Revoked: the upload URL is gone too.
+    a.ok("DELETE", f"/api/v1/links/{drop['id']}")
+    assert (
+        v.http.post(
+            f"{LINKS}/{drop['token']}/uploads", json={"name": "y", "size": 1, "content": "eA=="}, headers=v.headers()
+        ).status_code
+        == 404
+    )
+
+
+def test_link_management_and_other_users_ids(share_mesh: Running) -> None:
+    a, pub, _, top, _ = tree(share_mesh)
+    link = a.link(pub, "view", max_downloads=3)
+    listed = a.ok("GET", "/api/v1/links")["links"]
+    assert [(x["id"], x["permission"], x["maxDownloads"]) for x in listed] == [(link["id"], "LINK_PERMISSION_VIEW", 3)]
+    assert not listed[0].get("token")  # only its hash is stored; shown once at creation
+    changed_link = a.ok("PATCH", f"/api/v1/links/{link['id']}", json={"permission": "LINK_PERMISSION_DOWNLOAD"})
+    assert changed_link["permission"] == "LINK_PERMISSION_DOWNLOAD"
+    assert Visitor(share_mesh).content(link["token"], top).status_code == 200
+    c = User(share_mesh, "c")
+    for user, lid in ((c, link["id"]), (a, str(uuid.uuid4()))):
+        assert user.http.patch(f"/api/v1/links/{lid}", json={"max_downloads": 9}).status_code == 404
+        assert user.http.delete(f"/api/v1/links/{lid}").status_code == 404
+    assert c.ok("GET", "/api/v1/links").get("links", []) == []
+    assert c.http.post("/api/v1/links", json={"node_id": pub, "permission": "LINK_PERMISSION_VIEW"}).status_code == 404
+    bad = [
+        {"node_id": pub},
+        {"node_id": pub, "permission": "LINK_PERMISSION_VIEW", "password": "short"},
+        {"node_id": pub, "permission": "LINK_PERMISSION_VIEW", "max_downloads": -1},
+        {"node_id": "root", "permission": "LINK_PERMISSION_VIEW"},
+    ]
+    for body in bad:
+        assert a.http.post("/api/v1/links", json=body).status_code == 400, body
+    a.ok("DELETE", f"/api/v1/links/{link['id']}")
+    assert a.http.delete(f"/api/v1/links/{link['id']}").status_code == 404
+    a.wait_activity("link.changed", link_id=link["id"])
