@@ -1175,7 +1175,7 @@ def test_broken_dockerfile_is_reported(real: Deployment, old: str, new: str, exp
 
 def _complete_tree(root: Path, real: Deployment) -> None:
     """A repo skeleton holding exactly what the deployment files reference."""
-    for name in (COMPOSE_NAME, PROMETHEUS_NAME, "Dockerfile", ".dockerignore", "pyproject.toml"):
+    for name in (COMPOSE_NAME, PROMETHEUS_NAME, "deploy/clamd.conf", "Dockerfile", ".dockerignore", "pyproject.toml"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text((real.repo / name).read_text())
     for _, sources in copy_sources(real.dockerfile):
