@@ -26,21 +26,10 @@ import pyotp
 import pytest
 
 from flowdock_cli.main import build_parser
+from tests.cli.conftest import ENV, PASSWORD
 from tests.conftest import Running, start_up, stop_up
 
 MiB = 1024 * 1024
-PASSWORD = "correct horse battery staple"
-ENV = {"FLOWDOCK_STORAGE_VIRUS_SCAN": "off"}  # 256 MiB is beyond clamd's stream limit; scanning is tested elsewhere
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    running = start_up(tmp_path_factory.mktemp("cli-up"), "sqlite", extra_env=ENV)
-    try:
-        yield running
-    finally:
-        code, err = stop_up(running)
-        assert code == 0, err
 
 
 @dataclass

@@ -1,0 +1,90 @@
+"""flowdock_sdk in-process: the sync client, token refresh (before expiry, on UNAUTHENTICATED, one rotation at a
+time under parallel transfers), progress, and errors with their details."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flowdock_sdk import (
+    AlreadyExists,
+    AsyncClient,
+    AuthenticationError,
+    Client,
+    InvalidArgument,
+    NotFound,
+    TransferProgress,
+)
+from tests.cli.conftest import PASSWORD
+from tests.conftest import Running
+
+
+def register(server: Running) -> str:
+    email = f"sdk{uuid.uuid4().hex[:10]}@example.org"
+    with Client(server.url) as anonymous:
+        anonymous.register(email, PASSWORD)
+    return email
+
+
+def test_sync_client_round_trip_refresh_and_errors(server: Running, tmp_path: Path) -> None:
+    email = register(server)
+    rotated: list[str] = []
+    with Client(server.url, email=email, password=PASSWORD, on_refresh_token=rotated.append) as fd:
+        assert fd.me().email == email
+        assert len(rotated) == 1 and fd.refresh_token == rotated[-1]
+
+        data = os.urandom(3 * 1024 * 1024 + 5)
+        (tmp_path / "a.bin").write_bytes(data)
+        events: list[TransferProgress] = []
+        [node] = fd.upload(tmp_path / "a.bin", "/In", progress=events.append)
+        assert node.size == len(data) and fd.download_bytes("/In/a.bin") == data
+        assert fd.download_bytes(node, offset=10, length=20) == data[10:30]
+        done = [e.done for e in events]
+        assert done == sorted(done) and done[-1] == len(data) and events[-1].total == len(data)
+
+        # Before expiry: a token about to expire is refreshed first (and the new refresh token handed over).
+        fd._async._access_until = time.monotonic()
+        assert fd.me().email == email
+        assert len(rotated) == 2
+        # A token the server refuses: refreshed once, the call made again.
+        fd._async._access = fd._async._access[:-4] + "AAAA"
+        assert fd.quota().used == len(data)
+        assert len(rotated) == 3
+
+        with pytest.raises(InvalidArgument) as bad:
+            fd.create_folder("/", "a\x00b")
+        assert bad.value.violations and bad.value.violations[0].field == "name"
+        with pytest.raises(AlreadyExists):
+            fd.mkdir("/In")
+        with pytest.raises(NotFound):
+            fd.stat("/In/missing")
+        fd.logout()
+    with Client(server.url, refresh_token=rotated[-1]) as dead, pytest.raises(AuthenticationError, match="log in"):
+        dead.me()
+
+
+async def test_parallel_uploads_share_one_refresh(server: Running, tmp_path: Path) -> None:
+    email = register(server)
+    rotated: list[str] = []
+    src = tmp_path / "many"
+    for i in range(8):
+        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 3}" / f"f{i}.bin").write_bytes(os.urandom(1000 * i))
+    async with AsyncClient(server.url, email=email, password=PASSWORD, on_refresh_token=rotated.append) as fd:
+        fd.max_parallel = 3
+        await fd.authenticate()
+        fd._access_until = time.monotonic()  # every upload will want a fresh token at once
+        nodes = await fd.upload(src, "/")
+        assert len(nodes) == 8 and len(rotated) == 2  # one login, then exactly one rotation
+        walked = {rel: n.size for rel, n in await fd.walk("/many") if not n.is_folder}
+        assert walked == {f"d{i % 3}/f{i}.bin": 1000 * i for i in range(8)}
+        out = tmp_path / "out"
+        paths = await asyncio.wait_for(fd.download("/many", out), 60)
+        assert len(paths) == 8
+        for i in range(8):
+            assert (out / f"d{i % 3}" / f"f{i}.bin").read_bytes() == (src / f"d{i % 3}" / f"f{i}.bin").read_bytes()
