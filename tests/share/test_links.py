@@ -11,6 +11,8 @@ import subprocess
 import time
 import uuid
 
+import pytest
+
 from tests.conftest import Running
 from tests.share.support import LINKS, User, Visitor
 
@@ -253,3 +255,62 @@ def test_link_management_and_other_users_ids(share_mesh: Running) -> None:
     a.ok("DELETE", f"/api/v1/links/{link['id']}")
     assert a.http.delete(f"/api/v1/links/{link['id']}").status_code == 404
     a.wait_activity("link.changed", link_id=link["id"])
+
+
+def test_link_routes_on_native_grpc_and_grpc_web_and_paging(share_mesh: Running) -> None:
+    import grpc
+    from google.api import httpbody_pb2
+
+    from flowdock.share.v1 import share_pb2, share_pb2_grpc
+    from flowdock.storage.v1 import storage_pb2 as S
+    from flowdock.storage.v1 import storage_pb2_grpc
+    from tests.e2e.protocols import GrpcWeb, GrpcWebError, native_channel
+
+    a, pub, sub, top, _ = tree(share_mesh)
+    for i in range(5):
+        a.folder(f"page {i}", pub)
+    link = a.link(pub, "view", password="native pass")
+    channel = native_channel(share_mesh.host_port)
+    opened = share_pb2_grpc.ShareServiceStub(channel).OpenLink(
+        share_pb2.OpenLinkRequest(token=link["token"], password="native pass")
+    )
+    public = storage_pb2_grpc.PublicLinkServiceStub(channel)
+    md = (("x-link-session", opened.link_session),)
+    seen: list[str] = []
+    page_token = ""
+    while True:
+        page = public.ListLinkChildren(
+            S.ListLinkChildrenRequest(token=link["token"], page_size=3, page_token=page_token), metadata=md
+        )
+        seen += [n.name for n in page.nodes]
+        page_token = page.next_page_token
+        if not page_token:
+            break
+    assert seen == [f"page {i}" for i in range(5)] + ["sub", "top.txt"]
+    with pytest.raises(grpc.RpcError) as denied:
+        list(public.DownloadLinkFile(S.DownloadLinkFileRequest(token=link["token"], file_id=top), metadata=md))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # a view link
+    web = GrpcWeb(share_mesh.url)
+    svc = "flowdock.storage.v1.PublicLinkService"
+    listing = web.call(
+        f"{svc}/ListLinkChildren",
+        S.ListLinkChildrenRequest(token=link["token"], folder_id=sub, session=opened.link_session),
+        S.ListLinkChildrenResponse,
+    )
+    assert [n.name for n in listing.path] == ["Pub", "sub"]
+    with pytest.raises(GrpcWebError) as web_denied:
+        web.call(
+            f"{svc}/DownloadLinkFile",
+            S.DownloadLinkFileRequest(token=link["token"], file_id=top, session=opened.link_session),
+            httpbody_pb2.HttpBody,
+            stream=True,
+        )
+    assert web_denied.value.status == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    # CheckLinkAccess and the rest of AccessService are internal: the gateway does not route them.
+    with pytest.raises(GrpcWebError) as unrouted:
+        web.call(
+            "flowdock.share.v1.AccessService/CheckLinkAccess",
+            share_pb2.CheckLinkAccessRequest(token=link["token"], link_session=opened.link_session),
+            share_pb2.CheckLinkAccessResponse,
+        )
+    assert unrouted.value.status in (grpc.StatusCode.UNIMPLEMENTED.value[0], grpc.StatusCode.NOT_FOUND.value[0])

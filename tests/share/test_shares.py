@@ -172,6 +172,7 @@ def test_revocation_takes_effect_at_once_for_an_open_listing(share_mesh: Running
     assert b.http.patch(f"/api/v1/nodes/{f}", json={"name": "x.txt"}).status_code == 404
     assert b.http.put(f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=b"late").status_code == 404
     assert b.ok("GET", "/api/v1/shares/incoming").get("shares", []) == []
+    a.wait_activity("share.revoked", share_id=share["id"])
 
 
 def test_moving_out_of_the_shared_folder_removes_access(share_mesh: Running) -> None:
