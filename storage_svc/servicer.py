@@ -490,6 +490,14 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
             if writer is not None:
                 await writer.__aexit__(None, None, None)
 
+    async def WriteLinkUploadChunk(
+        self, request: storage_pb2.WriteLinkUploadChunkRequest, context: Ctx
+    ) -> storage_pb2.WriteUploadChunkResponse:
+        creator, _ = await self.storage.link_uploader(request.token, _link_session(context, request.session))
+        committed = await self.storage.write_chunk(creator, request.upload_id, request.offset, request.data)
+        _UPLOADED.inc(len(request.data))
+        return storage_pb2.WriteUploadChunkResponse(committed_size=committed)
+
     async def FinishLinkUpload(self, request: storage_pb2.FinishLinkUploadRequest, context: Ctx) -> storage_pb2.Upload:
         creator, _ = await self.storage.link_uploader(request.token, _link_session(context, request.session))
         upload, _ = await self.storage.finish_upload(creator, request.upload_id)

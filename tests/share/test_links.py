@@ -314,3 +314,46 @@ def test_link_routes_on_native_grpc_and_grpc_web_and_paging(share_mesh: Running)
             share_pb2.CheckLinkAccessResponse,
         )
     assert unrouted.value.status in (grpc.StatusCode.UNIMPLEMENTED.value[0], grpc.StatusCode.NOT_FOUND.value[0])
+
+
+def test_file_drop_over_grpc_web_in_chunks(share_mesh: Running) -> None:
+    from flowdock.share.v1 import share_pb2
+    from flowdock.storage.v1 import storage_pb2 as S
+    from tests.e2e.protocols import GrpcWeb
+
+    a, pub, _, _, _ = tree(share_mesh)
+    drop = a.link(pub, "upload", password="browser drop")
+    web = GrpcWeb(share_mesh.url)
+    opened = web.call(
+        "flowdock.share.v1.ShareService/OpenLink",
+        share_pb2.OpenLinkRequest(token=drop["token"], password="browser drop"),
+        share_pb2.OpenLinkResponse,
+    )
+    svc = "flowdock.storage.v1.PublicLinkService"
+    data = os.urandom(250_000)
+    up = web.call(
+        f"{svc}/CreateLinkUpload",
+        S.CreateLinkUploadRequest(token=drop["token"], session=opened.link_session, name="web.bin", size=len(data)),
+        S.Upload,
+    )
+    for offset in range(0, len(data), 100_000):
+        web.call(
+            f"{svc}/WriteLinkUploadChunk",
+            S.WriteLinkUploadChunkRequest(
+                token=drop["token"],
+                session=opened.link_session,
+                upload_id=up.upload_id,
+                offset=offset,
+                data=data[offset : offset + 100_000],
+            ),
+            S.WriteUploadChunkResponse,
+        )
+    done = web.call(
+        f"{svc}/FinishLinkUpload",
+        S.FinishLinkUploadRequest(token=drop["token"], session=opened.link_session, upload_id=up.upload_id),
+        S.Upload,
+    )
+    assert done.state == S.UPLOAD_STATE_COMPLETED
+    node = next(n for n in a.ok("GET", f"/api/v1/folders/{pub}/children")["nodes"] if n["name"] == "web.bin")
+    assert a.content(node["id"]) == data
+    a.wait_activity("storage.upload", node_id=node["id"])

@@ -1411,6 +1411,37 @@ class UploadLinkContentRequest(_message.Message):
 Global___UploadLinkContentRequest: _TypeAlias = UploadLinkContentRequest  # noqa: Y015
 
 @_typing.final
+class WriteLinkUploadChunkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    session: _builtins.str
+    upload_id: _builtins.str
+    offset: _builtins.int
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        session: _builtins.str = ...,
+        upload_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "offset", b"offset", "session", b"session", "token", b"token", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteLinkUploadChunkRequest: _TypeAlias = WriteLinkUploadChunkRequest  # noqa: Y015
+
+@_typing.final
 class FinishLinkUploadRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

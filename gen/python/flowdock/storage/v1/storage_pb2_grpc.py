@@ -1195,6 +1195,11 @@ class PublicLinkServiceStub:
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadLinkContentRequest.SerializeToString,
                 response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadContentResponse.FromString,
                 _registered_method=True)
+        self.WriteLinkUploadChunk = channel.unary_unary(
+                '/flowdock.storage.v1.PublicLinkService/WriteLinkUploadChunk',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.WriteLinkUploadChunkRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.WriteUploadChunkResponse.FromString,
+                _registered_method=True)
         self.FinishLinkUpload = channel.unary_unary(
                 '/flowdock.storage.v1.PublicLinkService/FinishLinkUpload',
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.FinishLinkUploadRequest.SerializeToString,
@@ -1237,6 +1242,14 @@ class PublicLinkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WriteLinkUploadChunk(self, request, context):
+        """WriteLinkUploadChunk appends one chunk at offset to a file-drop upload: for grpc-web clients, which cannot
+        client-stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def FinishLinkUpload(self, request, context):
         """FinishLinkUpload verifies and commits a file-drop upload.
         """
@@ -1266,6 +1279,11 @@ def add_PublicLinkServiceServicer_to_server(servicer, server):
                     servicer.UploadLinkContent,
                     request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadLinkContentRequest.FromString,
                     response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadContentResponse.SerializeToString,
+            ),
+            'WriteLinkUploadChunk': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteLinkUploadChunk,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.WriteLinkUploadChunkRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.WriteUploadChunkResponse.SerializeToString,
             ),
             'FinishLinkUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.FinishLinkUpload,
@@ -1384,6 +1402,33 @@ class PublicLinkService:
             '/flowdock.storage.v1.PublicLinkService/UploadLinkContent',
             flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadLinkContentRequest.SerializeToString,
             flowdock_dot_storage_dot_v1_dot_storage__pb2.UploadContentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteLinkUploadChunk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.PublicLinkService/WriteLinkUploadChunk',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.WriteLinkUploadChunkRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.WriteUploadChunkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -393,6 +393,10 @@ class PublicLinkServiceStub:
     """
     UploadLinkContent: _grpc.StreamUnaryMultiCallable[_storage_pb2.UploadLinkContentRequest, _storage_pb2.UploadContentResponse]
     """UploadLinkContent takes raw bytes at ?offset= for a file-drop upload (REST: PUT with any body)."""
+    WriteLinkUploadChunk: _grpc.UnaryUnaryMultiCallable[_storage_pb2.WriteLinkUploadChunkRequest, _storage_pb2.WriteUploadChunkResponse]
+    """WriteLinkUploadChunk appends one chunk at offset to a file-drop upload: for grpc-web clients, which cannot
+    client-stream.
+    """
     FinishLinkUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.FinishLinkUploadRequest, _storage_pb2.Upload]
     """FinishLinkUpload verifies and commits a file-drop upload."""
 
@@ -414,6 +418,10 @@ class PublicLinkServiceAsyncStub(PublicLinkServiceStub):
     """
     UploadLinkContent: _aio.StreamUnaryMultiCallable[_storage_pb2.UploadLinkContentRequest, _storage_pb2.UploadContentResponse]  # type: ignore[assignment]
     """UploadLinkContent takes raw bytes at ?offset= for a file-drop upload (REST: PUT with any body)."""
+    WriteLinkUploadChunk: _aio.UnaryUnaryMultiCallable[_storage_pb2.WriteLinkUploadChunkRequest, _storage_pb2.WriteUploadChunkResponse]  # type: ignore[assignment]
+    """WriteLinkUploadChunk appends one chunk at offset to a file-drop upload: for grpc-web clients, which cannot
+    client-stream.
+    """
     FinishLinkUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.FinishLinkUploadRequest, _storage_pb2.Upload]  # type: ignore[assignment]
     """FinishLinkUpload verifies and commits a file-drop upload."""
 
@@ -456,6 +464,16 @@ class PublicLinkServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.UploadContentResponse, _abc.Awaitable[_storage_pb2.UploadContentResponse]]:
         """UploadLinkContent takes raw bytes at ?offset= for a file-drop upload (REST: PUT with any body)."""
+
+    @_abc_1.abstractmethod
+    def WriteLinkUploadChunk(
+        self,
+        request: _storage_pb2.WriteLinkUploadChunkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.WriteUploadChunkResponse, _abc.Awaitable[_storage_pb2.WriteUploadChunkResponse]]:
+        """WriteLinkUploadChunk appends one chunk at offset to a file-drop upload: for grpc-web clients, which cannot
+        client-stream.
+        """
 
     @_abc_1.abstractmethod
     def FinishLinkUpload(
