@@ -128,6 +128,10 @@ _BY_CODE: dict[grpc.StatusCode, type[FlowDockError]] = {
 }
 
 
+# What grpc-core (not the server) says when a connection dies under a call.
+_TRANSPORT_BROKE = ("RST_STREAM", "Stream removed", "Internal error from Core", "Socket closed", "Connection reset")
+
+
 def _details(error: grpc.RpcError) -> list[object]:
     trailers: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
     for key, value in trailers or ():
@@ -155,7 +159,7 @@ def from_rpc_error(error: grpc.RpcError) -> FlowDockError:
     message = (error.details() if hasattr(error, "details") else "") or code.name.lower().replace("_", " ")
     details = _details(error)
     cls = _BY_CODE.get(code, FlowDockError)
-    if code == grpc.StatusCode.INTERNAL and ("RST_STREAM" in message or "Stream removed" in message):
+    if code == grpc.StatusCode.INTERNAL and any(m in message for m in _TRANSPORT_BROKE):
         cls = Unavailable  # the transport broke (the peer vanished mid-call): a dropped connection, not a bug
     if cls is InvalidArgument:
         violations = tuple(
