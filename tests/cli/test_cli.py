@@ -144,15 +144,8 @@ def tree_of(root: Path) -> dict[str, str]:
     return found
 
 
-# -- login, 2FA, round trip -----------------------------------------------------------------------------------
-
-
-def test_login_with_2fa_then_tree_round_trip_is_byte_exact(server: Running, tmp_path: Path) -> None:
-    user = new_user(server, tmp_path)
-    assert stat.S_IMODE(user.credentials.stat().st_mode) == 0o600
-    assert json.loads(user.credentials.read_text())["refresh_token"]
-
-    # Turn 2FA on through the CLI, typing the code computed from the secret it shows.
+def enable_2fa(user: User) -> str:
+    """`flowdock 2fa enable` as a person does it: read the secret it shows, type the app's code; the secret."""
     enable = user.popen("2fa", "enable")
     assert enable.stdout is not None and enable.stdin is not None
     secret = ""
@@ -166,6 +159,19 @@ def test_login_with_2fa_then_tree_round_trip_is_byte_exact(server: Running, tmp_
     out, err = enable.communicate(timeout=60)
     assert enable.returncode == 0, err
     assert "Two-factor authentication is ON" in out and len(re.findall(r"^  \S+$", out, re.M)) == 10
+    return secret
+
+
+# -- login, 2FA, round trip -----------------------------------------------------------------------------------
+
+
+def test_login_with_2fa_then_tree_round_trip_is_byte_exact(server: Running, tmp_path: Path) -> None:
+    user = new_user(server, tmp_path)
+    assert stat.S_IMODE(user.credentials.stat().st_mode) == 0o600
+    assert json.loads(user.credentials.read_text())["refresh_token"]
+
+    # Turn 2FA on through the CLI, typing the code computed from the secret it shows.
+    secret = enable_2fa(user)
 
     # A fresh machine: without a code the login is refused, with one it works.
     user.credentials.unlink()
@@ -495,6 +501,12 @@ def test_sessions_and_logout(server: Running, tmp_path: Path) -> None:
     assert len(sessions) == 2 and sum(s["current"] for s in sessions) == 1
     assert "1 other" in user.run("sessions", "revoke", "--others").stderr
     assert second.run("ls", code=3).returncode == 3
+    secret = enable_2fa(user)
+    wrong = user.run("2fa", "disable", "--password-stdin", "--code", "000000", stdin=PASSWORD + "\n", code=6)
+    assert wrong.stderr == "error: the code is not valid\n"
+    code = pyotp.TOTP(secret).at(time.time() + 30)  # the enabling step is spent
+    user.run("2fa", "disable", "--password-stdin", "--code", code, stdin=PASSWORD + "\n")
+    assert user.json("whoami")["user"]["totp_enabled"] is False
     user.run("logout")
     assert not user.credentials.exists()
     shutil.rmtree(tmp_path / "second")
