@@ -467,6 +467,13 @@ def test_admin_users_over_the_api(server: Running, tmp_path: Path) -> None:
     assert admin.json("admin", "users", "show", someone.email)["disabled"] is True
     assert someone.run("whoami", code=3).returncode == 3
     admin.run("admin", "users", "enable", someone.email)
+    someone.login()  # disabling ended its sessions
+    assert admin.json("admin", "users", "quota", someone.email, "--set", "1MiB")["limit"] == 1024 * 1024
+    big = write(tmp_path / "2mib.bin", 2 * 1024 * 1024)
+    over = someone.run("put", str(big), "/", code=8)
+    assert "quota" in over.stderr.lower(), over.stderr
+    admin.run("admin", "users", "quota", someone.email, "--set", "0")
+    someone.run("put", str(big), "/")
     admin.run("admin", "users", "role", someone.email, "admin")
     assert admin.json("admin", "users", "show", someone.email)["role"] == "admin"
 

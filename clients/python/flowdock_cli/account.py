@@ -15,6 +15,8 @@ from flowdock_cli.usercli import (
     credentials_lock,
     credentials_path,
     device,
+    human_size,
+    parse_size,
     print_json,
     read_credentials,
     say,
@@ -205,6 +207,31 @@ def _disabler(disabled: bool) -> Any:
     return handler
 
 
+async def _users_quota(args: argparse.Namespace, client: AsyncClient) -> int:
+    user = await _find_user(client, args.user)
+    if args.set is not None:
+        q = await client.admin_set_quota(user.id, parse_size(args.set))
+    else:
+        q = await client.admin_quota(user.id)
+    if args.json:
+        print_json({"user": user.email, "used": q.used, "reserved": q.reserved, "limit": q.limit})
+    else:
+        table(
+            ["user", "used", "reserved", "limit"],
+            [[user.email, *(human_size(v) for v in (q.used, q.reserved, q.limit))]],
+        )
+    return 0
+
+
+async def _users_delete(args: argparse.Namespace, client: AsyncClient) -> int:
+    user = await _find_user(client, args.user)
+    if not args.yes:
+        raise FlowDockError(f"this deletes {user.email} and all their files for good: add --yes", code="USAGE")
+    freed = await client.admin_delete_user(user.id)
+    say(f"deleted {user.email} ({human_size(freed)} freed)")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     login = add(
         sub,
@@ -253,6 +280,12 @@ def add_commands(sub: Any) -> None:
     role = add(u_sub, "role", _users_role, "make an account a user or an admin")
     role.add_argument("user", help="user id or email")
     role.add_argument("role", choices=["user", "admin"])
+    quota = add(u_sub, "quota", _users_quota, "show or set an account's storage limit")
+    quota.add_argument("user", help="user id or email")
+    quota.add_argument("--set", metavar="SIZE", help="new limit: bytes, 500MB, 10GiB; 0 = the server default")
+    delete = add(u_sub, "delete", _users_delete, "delete an account and all its files for good")
+    delete.add_argument("user", help="user id or email")
+    delete.add_argument("--yes", action="store_true", help="yes, really")
     for name, flag in (("disable", True), ("enable", False)):
         p = add(u_sub, name, _disabler(flag), f"{name} an account" + (" (ends its sessions)" if flag else ""))
         p.add_argument("user", help="user id or email")

@@ -29,6 +29,7 @@ from flowdock_sdk import (
     LocalFileError,
     NotFound,
     PermissionDenied,
+    QuotaExceeded,
     TransferInterrupted,
     Unavailable,
 )
@@ -36,7 +37,7 @@ from flowdock_sdk import (
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 
 # Exit codes (docs/cli.md): 0 ok, 1 other error, 2 usage, 3 log in again, 4 not found, 5 already exists,
-# 6 permission denied, 7 server unreachable / transfer interrupted, 130 Ctrl-C.
+# 6 permission denied, 7 server unreachable / transfer interrupted, 8 quota or limit exceeded, 130 Ctrl-C.
 EXIT_CODES: list[tuple[type[FlowDockError], int]] = [
     (AuthenticationError, 3),
     (NotFound, 4),
@@ -45,6 +46,7 @@ EXIT_CODES: list[tuple[type[FlowDockError], int]] = [
     (PermissionDenied, 6),
     (Unavailable, 7),
     (TransferInterrupted, 7),
+    (QuotaExceeded, 8),
 ]
 
 Handler = Callable[[argparse.Namespace, AsyncClient], Awaitable[int]]
@@ -244,6 +246,18 @@ def human_size(n: int) -> str:
             return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def parse_size(text: str) -> int:
+    """'1048576', '500MB', '10GiB', '1.5 TiB' -> bytes."""
+    units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+    units |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    number = text.strip().rstrip("bBiIkKmMgGtT ")
+    unit = text.strip()[len(number) :].strip().lower()
+    try:
+        return int(float(number) * units[unit])
+    except (KeyError, ValueError):
+        raise FlowDockError(f"not a size: {text!r} (e.g. 500MB, 10GiB, or bytes)", code="USAGE") from None
 
 
 def say(message: str) -> None:

@@ -323,6 +323,22 @@ class AsyncClient:
             )
         )
 
+    async def admin_quota(self, user_id: str) -> Quota:
+        """An account's storage use and limit (admin only; trash and versions are not broken out here)."""
+        q = await self._call(self._auth.GetUserQuota, auth_pb2.GetUserQuotaRequest(user_id=user_id))
+        return Quota(q.used_bytes, q.reserved_bytes, q.limit_bytes, 0, 0)
+
+    async def admin_set_quota(self, user_id: str, limit_bytes: int) -> Quota:
+        """Set an account's storage limit in bytes (0: the server's default) (admin only)."""
+        req = auth_pb2.SetUserQuotaRequest(user_id=user_id, limit_bytes=limit_bytes)
+        q = await self._call(self._auth.SetUserQuota, req)
+        return Quota(q.used_bytes, q.reserved_bytes, q.limit_bytes, 0, 0)
+
+    async def admin_delete_user(self, user_id: str) -> int:
+        """Delete an account and all its files for good; returns the bytes freed (admin only)."""
+        resp = await self._call(self._auth.DeleteUser, auth_pb2.DeleteUserRequest(user_id=user_id))
+        return resp.freed_bytes
+
     # -- tree -----------------------------------------------------------------------------------------------------
 
     def _changed(self) -> None:
