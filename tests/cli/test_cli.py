@@ -286,6 +286,21 @@ def test_ctrl_c_during_download_leaves_no_partial_file(server: Running, tmp_path
     assert proc.returncode == 130, err
     assert "no partial file" in err
     assert list(out.iterdir()) == []
+
+    # With --resume the part file stays, and the next run continues it.
+    proc = user.popen("get", "/big.bin", str(out / "copy.bin"), "--resume")
+    while not (part.exists() and part.stat().st_size > 0):
+        assert proc.poll() is None and time.monotonic() < deadline + 60, "download ended before the interrupt"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "--resume" in err, err
+    kept = part.stat().st_size
+    assert 0 < kept < 192 * MiB
+    again = user.run("get", "/big.bin", str(out / "copy.bin"), "--resume")
+    m = re.search(r"resuming \S*copy\.bin from byte (\d+) of (\d+)", again.stderr)
+    assert m and int(m.group(1)) == kept, again.stderr
+    assert digest(out / "copy.bin") == digest(big) and not part.exists()
     user.run("rm", "/big.bin")
     user.run("trash", "empty")
 

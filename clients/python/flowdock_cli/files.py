@@ -431,6 +431,8 @@ async def _put(args: argparse.Namespace, client: AsyncClient) -> int:
 
 
 async def _get(args: argparse.Namespace, client: AsyncClient) -> int:
+    if args.resume:
+        args.interrupted = "interrupted: partial downloads kept; run the same command with --resume to continue"
     paths = list(args.paths)
     dest = Path(paths.pop()) if len(paths) > 1 else Path(".")
     if len(paths) > 1 and not dest.is_dir():
@@ -443,7 +445,7 @@ async def _get(args: argparse.Namespace, client: AsyncClient) -> int:
         total += sum(n.size for _, n in await client.walk(node)) if node.is_folder else node.size
     with Bars(total, enabled=_show_bars(args)) as bars:
         for node in nodes:
-            written += await client.download(node, dest, overwrite=args.overwrite, progress=bars)
+            written += await client.download(node, dest, overwrite=args.overwrite, resume=args.resume, progress=bars)
     if args.json:
         print_json([str(p) for p in written])
     else:
@@ -486,10 +488,12 @@ def add_commands(sub: Any) -> None:
         _get,
         "download remote files or folder trees",
         epilog="examples:\n  flowdock get /Docs/report.pdf\n  flowdock get /Backup/photos ~/restored\n"
-        "Each file is written beside its destination as .NAME.flowdock-part and renamed when complete and checked.",
+        "Each file is written beside its destination as .NAME.flowdock-part and renamed when complete and checked;\n"
+        "without --resume an interrupted download leaves nothing behind.",
     )
     get.add_argument("paths", nargs="+", metavar="PATH", help="remote paths, then the local destination (default .)")
     get.add_argument("--overwrite", action="store_true", help="replace existing local files")
+    get.add_argument("--resume", action="store_true", help="keep partial downloads when interrupted, and continue them")
     get.add_argument("--parallel", type=int, default=4, metavar="N", help="files in flight at once (default 4)")
     get.add_argument("--no-progress", action="store_true", help="no progress bars")
     get.set_defaults(interrupted="interrupted: no partial file was left behind")

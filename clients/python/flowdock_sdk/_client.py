@@ -696,13 +696,15 @@ class AsyncClient:
         local: str | Path,
         *,
         overwrite: bool = False,
+        resume: bool = False,
         progress: ProgressCallback | None = None,
     ) -> list[Path]:
         """Download a file or a folder tree to `local` (into it, if it is an existing directory).
 
         Each file is written beside its destination as `.<name>.flowdock-part`, checked against its SHA-256 and
-        renamed into place: an interrupted download leaves no partial file. Existing files are refused unless
-        `overwrite`. Returns the local paths written.
+        renamed into place: an interrupted download leaves no partial file — unless `resume`, which keeps part
+        files and continues them next time. Existing files are refused unless `overwrite`. Returns the local
+        paths written.
         """
         node = await self.stat(ref)
         dest = Path(local)
@@ -725,7 +727,9 @@ class AsyncClient:
             if taken:
                 more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
                 raise AlreadyExists(f"{taken[0]} already exists{more} (use overwrite=True)")
-        return await self._bounded([partial(_transfer.download_file, self, n, p, progress=progress) for n, p in pairs])
+        return await self._bounded(
+            [partial(_transfer.download_file, self, n, p, progress=progress, resume=resume) for n, p in pairs]
+        )
 
     async def download_bytes(self, ref: NodeRef, *, offset: int = 0, length: int = 0, version: str = "") -> bytes:
         """A file's content (or a range of it) in memory."""

@@ -322,9 +322,17 @@ def part_path(dest: Path) -> Path:
 
 
 async def download_file(
-    client: AsyncClient, node: Node, dest: Path, *, progress: Callable[[TransferProgress], None] | None = None
+    client: AsyncClient,
+    node: Node,
+    dest: Path,
+    *,
+    progress: Callable[[TransferProgress], None] | None = None,
+    resume: bool = False,
 ) -> Path:
-    """Write one file beside `dest`, check size and SHA-256, rename into place; nothing partial stays behind."""
+    """Write one file beside `dest` (`.NAME.flowdock-part`), check size and SHA-256, rename into place.
+
+    Without `resume` nothing partial stays behind; with it, an interrupted part file is kept and a later call
+    continues it (a part whose bytes turn out wrong is dropped)."""
     report = progress or (lambda _p: None)
     display = str(dest)
     tmp = part_path(dest)
@@ -332,10 +340,14 @@ async def download_file(
     written = 0
     attempt = 0
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+        if resume:
+            written = await asyncio.to_thread(_hash_part, tmp, digest, node.size)
+        flags = os.O_WRONLY | os.O_CREAT | (0 if written else os.O_TRUNC)
+        fd = os.open(tmp, flags, 0o600)
         with os.fdopen(fd, "wb") as f:
-            report(TransferProgress(display, 0, node.size))
+            f.seek(written)
+            report(TransferProgress(display, written, node.size, resumed_from=written))
             while True:
                 try:
                     async for data in stream_download(client, node.id, offset=written):
@@ -357,11 +369,27 @@ async def download_file(
             stamp = node.modified.timestamp()
             os.utime(tmp, (stamp, stamp))
         os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    except BaseException as exc:
+        if not resume or isinstance(exc, IntegrityError):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise
     return dest
+
+
+def _hash_part(tmp: Path, digest: Any, size: int) -> int:
+    """Feed an earlier part file into `digest`; its length (0 if there is none or it is longer than the file)."""
+    try:
+        if tmp.stat().st_size > size:
+            return 0
+        with open(tmp, "rb") as f:
+            done = 0
+            while block := f.read(4 * READ):
+                digest.update(block)
+                done += len(block)
+            return done
+    except FileNotFoundError:
+        return 0
 
 
 def _umask() -> int:
