@@ -189,6 +189,10 @@ def run(handler: Handler, *, authenticate: bool = True) -> Callable[[argparse.Na
         except KeyboardInterrupt:
             print(getattr(args, "interrupted", "interrupted"), file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `flowdock tree | head`: the reader is gone, nothing to say
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         except OSError as exc:
             print(f"error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
             return 1

@@ -672,8 +672,8 @@ class AsyncClient:
         `resume` continues uploads a previous run left open (from the state file and the server's committed offset).
         Files go `max_parallel` at a time, SHA-256 checked by the server. Returns the uploaded files.
         """
-        source = Path(local)
-        jobs = await asyncio.to_thread(_transfer.plan_upload, source)
+        jobs = await asyncio.to_thread(_transfer.plan_upload, Path(local))
+        source = jobs.source
         if isinstance(folder, str) and folder.startswith("/"):
             target = await self.mkdir(folder, parents=True)
         else:

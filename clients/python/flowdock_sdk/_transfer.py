@@ -110,13 +110,15 @@ class LocalFile:
 
 @dataclass
 class UploadPlan:
+    source: Path
     files: list[LocalFile] = field(default_factory=list)
     empty_dirs: list[str] = field(default_factory=list)
 
 
 def plan_upload(source: Path) -> UploadPlan:
     """The files (and empty directories) to upload for a local file or tree; unreadable ones are errors now."""
-    plan = UploadPlan()
+    source = Path(os.path.abspath(source))  # "." and "dir/.." still get a name; symlinks are kept
+    plan = UploadPlan(source)
 
     def add(path: Path, rel: str) -> None:
         if not os.access(path, os.R_OK):
