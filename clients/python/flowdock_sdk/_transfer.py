@@ -190,12 +190,13 @@ class Uploader:
         same = entry is not None and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
         upload: storage_pb2.Upload | None = None
         resumed = 0
-        if entry is not None and same and self.resume:
-            if entry.get("node_id"):
-                with contextlib.suppress(NotFound):
-                    node = await self.c.stat(str(entry["node_id"]))
-                    self.progress(TransferProgress(relative, st.st_size, st.st_size, resumed_from=st.st_size))
-                    return node
+        if entry is not None and same and self.resume and entry.get("node_id"):
+            # Uploaded by the interrupted run already: done, unless the file was deleted since (then anew).
+            with contextlib.suppress(NotFound):
+                node = await self.c.stat(str(entry["node_id"]))
+                self.progress(TransferProgress(relative, st.st_size, st.st_size, resumed_from=st.st_size))
+                return node
+        elif entry is not None and same and self.resume:
             with contextlib.suppress(NotFound):
                 found = await self.get_upload(str(entry["upload_id"]))
                 if found.state != storage_pb2.UPLOAD_STATE_FAILED:
