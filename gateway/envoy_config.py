@@ -127,6 +127,7 @@ IDENTITY_HEADERS: tuple[str, ...] = (
 PUBLIC_PREFIX = "/api/v1/public/"
 JWT_PROVIDER = "flowdock"
 SELF_CLUSTER = "gateway_self"
+JWKS_SERVICE = "flowdock.auth.v1.AuthService"
 PREFLIGHT_CLUSTER = "gateway_preflight"
 JWKS_PATH = "/.well-known/jwks.json"
 
@@ -447,7 +448,32 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
     The final route also gives REST paths a route, which the CORS filter needs to answer a
     preflight; gRPC requests that match nothing get the router's gRPC-shaped UNIMPLEMENTED instead.
     """
-    routes = [
+    # The JWKS is what jwt_authn itself fetches (through this listener): it must never be starved by the rate
+    # limit, or every token check fails once the cached keys expire. A cheap public document, so it is exempt.
+    auth = next((svc for svc in services if svc.full_name == JWKS_SERVICE), None)
+    exempt = (
+        [
+            Route(
+                name="jwks",
+                match=RouteMatch(path=f"/{JWKS_SERVICE}/GetJwks"),
+                route=RouteAction(cluster=auth.cluster, timeout=timedelta(seconds=10)),
+                typed_per_filter_config={
+                    # Envoy wants a bucket even here; filter_enabled left at 0 % switches the limit off.
+                    "envoy.filters.http.local_ratelimit": _any(
+                        LocalRateLimit(
+                            stat_prefix="gateway_rate_limit_jwks",
+                            token_bucket=TokenBucket(
+                                max_tokens=1, tokens_per_fill=1, fill_interval=timedelta(seconds=1)
+                            ),
+                        )
+                    )
+                },
+            )
+        ]
+        if auth is not None
+        else []
+    )
+    routes = exempt + [
         Route(
             name=svc.full_name,
             match=RouteMatch(prefix=f"/{svc.full_name}/"),

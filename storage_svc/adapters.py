@@ -368,8 +368,8 @@ class SqlNodes:
         return [_node(r) for r in (await self.s.execute(q)).all()]
 
     async def delete_owner(self, owner_id: str) -> None:
-        # Children before parents: clear parent links first, then delete every row of the owner.
-        await self.s.execute(nodes.update().where(nodes.c.owner_id == owner_id).values(parent_id=None))
+        # One statement: the self-referencing foreign key is checked at its end (SQLite and PostgreSQL), when no
+        # row of the owner's tree is left to point at another (trees never cross owners).
         await self.s.execute(nodes.delete().where(nodes.c.owner_id == owner_id))
 
 

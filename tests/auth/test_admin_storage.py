@@ -7,7 +7,6 @@ import os
 import time
 
 import grpc
-import pytest
 
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.auth.support import Mailbox, rest, user
@@ -47,11 +46,6 @@ def test_admin_sets_a_quota_that_storage_enforces(auth_mesh: Running, mailbox: M
     assert q["usedBytes"] == "3000" and q["limitBytes"] == "5000"
 
 
-@pytest.mark.xfail(
-    reason="storage_svc bug (not auth's): DeleteUserData of a user with files fails with INTERNAL — "
-    "delete_owner sets parent_id=NULL on every node, which violates the one-root-per-owner unique index",
-    strict=False,
-)
 def test_admin_deletes_a_user_and_their_files(auth_mesh: Running, mailbox: Mailbox) -> None:
     admin = make_admin(auth_mesh)
     doomed = user(auth_mesh, mailbox)

@@ -373,3 +373,36 @@ def test_live_cors_preflight_from_localhost(live_gateway: GatewaySpec) -> None:
         {"origin": "https://evil.example", "access-control-request-method": "POST"},
     )
     assert "access-control-allow-origin" not in headers
+
+
+def test_live_rate_limit_never_starves_the_jwks_route(tmp_path: Path) -> None:
+    """jwt_authn fetches the keys through this listener: if the limiter could refuse that fetch, a burst of
+    traffic would lock every user out once the cached keys expire."""
+    spec = make_spec(access_log=False, rate_limit_per_second=1, rate_limit_burst=2)
+    config = render(spec, tmp_path / "envoy.json")
+    with (tmp_path / "envoy.log").open("w") as log:
+        proc = subprocess.Popen(envoy_command(config, "warn"), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if request(spec.admin_port, "GET", "/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, (tmp_path / "envoy.log").read_text()
+            assert time.monotonic() < deadline, "envoy did not become ready"
+            time.sleep(0.1)
+        login = [request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")[0]]
+        login += [request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")[0]]
+        login += [request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")[0]]
+        assert 429 in login  # the bucket (2) is empty
+        jwks = [request(spec.port, "GET", "/.well-known/jwks.json")[0] for _ in range(5)]
+        assert 429 not in jwks  # 503 here: no auth_svc behind this Envoy, but never rate limited
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
