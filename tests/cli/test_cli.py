@@ -7,7 +7,9 @@ import contextlib
 import hashlib
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import socket
@@ -562,3 +564,41 @@ def test_shares_and_links(server: Running, tmp_path: Path) -> None:
     owner.run("link", "rm", link["id"])
     assert owner.json("link", "ls") == []
     assert "--expires" in owner.run("link", "create", "/Team", "--expires", "soon", code=1).stderr
+
+
+def test_interactive_login_prompts_for_email_password_and_2fa_code(server: Running, tmp_path: Path) -> None:
+    """On a terminal (a pty here), `flowdock login` asks for what it lacks, the 2FA code only when needed."""
+    user = new_user(server, tmp_path)
+    secret = enable_2fa(user)
+    user.credentials.unlink()
+    pid, master = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.execvpe(sys.executable, user.argv("login"), user.env())  # noqa: S606 (no shell wanted)
+    seen = b""
+
+    def expect(prompt: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while prompt not in seen:
+            assert time.monotonic() < deadline, seen
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:  # the child is gone
+                    break
+        assert prompt in seen, seen
+
+    try:
+        expect(b"Email: ")
+        os.write(master, user.email.encode() + b"\n")
+        expect(b"Password: ")
+        os.write(master, PASSWORD.encode() + b"\n")
+        expect(b"Two-factor code")
+        os.write(master, pyotp.TOTP(secret).at(time.time() + 30).encode() + b"\n")
+        expect(b"Logged in to")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert PASSWORD.encode() not in seen  # not echoed
+    assert user.json("whoami")["user"]["email"] == user.email
