@@ -362,14 +362,15 @@ class Bars:
                     say(message)
                 else:
                     self.progress.console.print(message)
-            task = self.progress.add_task(p.path, total=p.total, completed=p.done)
+            label = f"{p.path} (hashing)" if p.hashing else p.path
+            task = self.progress.add_task(label, total=p.total, completed=p.done)
             self.files[p.path] = (task, p.done)
             self.progress.advance(self.total, p.done)
             self.bytes += p.done
         else:
             task, before = self.files[p.path]
             self.files[p.path] = (task, p.done)
-            self.progress.update(task, completed=p.done)
+            self.progress.update(task, completed=p.done, description=p.path)
             self.progress.advance(self.total, p.done - before)
             self.bytes += p.done - before
         if p.done >= p.total:

@@ -200,9 +200,11 @@ class Link:
 
 @dataclass(frozen=True)
 class TransferProgress:
-    """Reported while a file moves: `done` of `total` bytes; `resumed_from` > 0 when it continued an earlier run."""
+    """Reported while a file moves: `done` of `total` bytes; `resumed_from` > 0 when it continued an earlier run;
+    `hashing` while an upload computes the file's SHA-256 before sending it."""
 
     path: str
     done: int
     total: int
     resumed_from: int = 0
+    hashing: bool = False

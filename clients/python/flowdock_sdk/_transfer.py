@@ -207,7 +207,11 @@ class Uploader:
                     self.c._storage.AbortUpload, storage_pb2.AbortUploadRequest(upload_id=str(entry["upload_id"]))
                 )
         if upload is None:
-            digest = entry["sha256"] if entry is not None and same else await asyncio.to_thread(sha256_file, path)
+            if entry is not None and same:
+                digest = entry["sha256"]
+            else:
+                self.progress(TransferProgress(relative, 0, st.st_size, hashing=True))
+                digest = await asyncio.to_thread(sha256_file, path)
             content_type = mimetypes.guess_type(path.name)[0] or ""
             upload = await self.c._call(
                 self.c._storage.CreateUpload,
