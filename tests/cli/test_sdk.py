@@ -17,6 +17,7 @@ from flowdock_sdk import (
     AuthenticationError,
     Client,
     InvalidArgument,
+    LocalFileError,
     NotFound,
     TransferProgress,
 )
@@ -88,3 +89,25 @@ async def test_parallel_uploads_share_one_refresh(server: Running, tmp_path: Pat
         assert len(paths) == 8
         for i in range(8):
             assert (out / f"d{i % 3}" / f"f{i}.bin").read_bytes() == (src / f"d{i % 3}" / f"f{i}.bin").read_bytes()
+
+
+def test_unreadable_local_paths_are_refused_before_anything_is_sent(
+    server: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root reads everything, so "unreadable" is simulated where the SDK asks the OS (os.access); the CLI tests
+    chmod 000 for real when not run as root."""
+    email = register(server)
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "ok.bin").write_bytes(b"ok")
+    blocked = tmp_path / "tree" / "sub" / "secret.bin"
+    blocked.write_bytes(b"secret")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != blocked and real_access(p, mode))
+    with Client(server.url, email=email, password=PASSWORD) as fd:
+        with pytest.raises(LocalFileError, match="secret.bin: permission denied"):
+            fd.upload(tmp_path / "tree", "/")
+        with pytest.raises(LocalFileError, match="permission denied"):
+            fd.upload(blocked, "/")
+        assert fd.listdir("/") == []  # nothing was created
+        with pytest.raises(LocalFileError, match="no such"):
+            fd.upload(tmp_path / "missing", "/")

@@ -125,6 +125,8 @@ def plan_upload(source: Path) -> UploadPlan:
             raise LocalFileError(f"{path}: permission denied (not readable)")
         plan.files.append(LocalFile(path, rel, path.stat().st_size))
 
+    if not source.exists():
+        raise LocalFileError(f"{source}: no such local file or directory")
     if source.is_file():
         add(source, source.name)
         return plan
