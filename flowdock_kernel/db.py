@@ -53,10 +53,27 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: URL) -> AsyncEngine:
+def _sqlite_manual_transactions(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # the driver's own deferred BEGIN is replaced by ours (below)
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # A deferred transaction that reads, then writes, fails at once with "database is locked" when another
+    # connection wrote in between (busy_timeout does not cover that upgrade). Taking the write lock up front makes
+    # concurrent writers queue (up to busy_timeout) instead of failing.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: URL, *, sqlite_immediate: bool = False) -> AsyncEngine:
+    """`sqlite_immediate`: every transaction takes SQLite's write lock at BEGIN, so concurrent read-then-write
+    transactions queue instead of failing. Only for a service that never holds two transactions at once in one
+    call (each would wait for the other)."""
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, pool_pre_ping=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if sqlite_immediate:
+            event.listen(engine.sync_engine, "connect", _sqlite_manual_transactions)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 

@@ -86,6 +86,8 @@ def check_ports_free(*addresses: tuple[str, int]) -> None:
     for host, port in addresses:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as sock:
+            # Like Envoy's own bind: connections of a stopped gateway lingering in TIME_WAIT do not block a restart.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
             except OSError as exc:

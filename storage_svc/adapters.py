@@ -226,7 +226,12 @@ class SqlNodes:
         return _node(row) if row else None
 
     async def add(self, node: Node) -> None:
-        await self.s.execute(nodes.insert().values(**_node_values(node)))
+        try:
+            async with self.s.begin_nested():
+                await self.s.execute(nodes.insert().values(**_node_values(node)))
+        except IntegrityError as exc:
+            # A concurrent creator took the name (or the root) first: the same AlreadyExists as a commit clash.
+            raise AlreadyExists("an entry with this name already exists") from exc
 
     async def add_many(self, many: list[Node]) -> None:
         # Parents before children (the list comes in tree order), in batches.

@@ -43,7 +43,7 @@ async def build(config: StorageConfig) -> Service:
         raise ConfigError(
             "FLOWDOCK_STORAGE_MAX_CHUNK_BYTES", "must be at least 64 KiB below FLOWDOCK_MAX_MESSAGE_BYTES"
         )
-    engine = db.make_engine(db.service_url(config, NAME))
+    engine = db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
     auth = internal_channel(config.auth_address, config.max_message_bytes)
     share = internal_channel(config.share_address, config.max_message_bytes)
     sessions = db.sessionmaker(engine)

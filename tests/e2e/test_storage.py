@@ -556,3 +556,30 @@ def test_download_urls_work_without_headers_and_expire(store: Running) -> None:
     expired = httpx.get(store.url + made["url"])
     assert expired.status_code == 404
     assert expired.json()["code"] == 5
+
+
+def test_concurrent_folder_uploads_create_shared_parents_once(store: Running) -> None:
+    c = Client(store)
+    md = [("authorization", f"Bearer {c.token}")]
+
+    async def race() -> list[str]:
+        async with grpc.aio.insecure_channel(store.host_port) as channel:
+            stub = storage_pb2_grpc.StorageServiceStub(channel)
+            done = await asyncio.gather(
+                *(
+                    stub.CreateUpload(
+                        S.CreateUploadRequest(
+                            parent_id="root", relative_path=f"race/deep/f{i}.txt", size=1, content=b"x"
+                        ),
+                        metadata=md,
+                    )
+                    for i in range(8)
+                )
+            )
+            return [d.node.name for d in done]
+
+    names = asyncio.run(race())
+    assert sorted(names) == [f"f{i}.txt" for i in range(8)]
+    assert c.children() == ["race"]
+    race_id = c.ok("GET", "/api/v1/folders/root/children")["nodes"][0]["id"]
+    assert c.children(race_id) == ["deep"]
