@@ -120,6 +120,11 @@ class SqlShares:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
 
+    async def delete_of_user(self, user_id: str) -> int:
+        query = shares.delete().where(sa.or_(shares.c.owner_id == user_id, shares.c.grantee_id == user_id))
+        result = await self.s.execute(query)
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
     async def for_grantee_on(self, grantee_id: str, owner_id: str, node_ids: list[str]) -> list[Share]:
         q = sa.select(shares).where(
             shares.c.grantee_id == grantee_id, shares.c.owner_id == owner_id, shares.c.node_id.in_(node_ids)
@@ -177,6 +182,10 @@ class SqlShares:
 class SqlLinks:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
+
+    async def delete_of_owner(self, owner_id: str) -> int:
+        result = await self.s.execute(links.delete().where(links.c.owner_id == owner_id))
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def by_token_hash(self, token_hash: str) -> Link | None:
         row = (await self.s.execute(sa.select(links).where(links.c.token_hash == token_hash))).first()

@@ -205,3 +205,10 @@ class AccessServicer(share_pb2_grpc.AccessServiceServicer):
             current_principal().user_id, request.owner_id, list(request.node_path), list(request.node_ids)
         )
         return share_pb2.DropSharesResponse(dropped=dropped)
+
+    async def DeleteUserShares(
+        self, request: share_pb2.DeleteUserSharesRequest, context: Ctx
+    ) -> share_pb2.DeleteUserSharesResponse:
+        principal = current_principal()
+        dropped = await self.sharing.delete_user(principal.user_id, principal.is_admin, request.user_id)
+        return share_pb2.DeleteUserSharesResponse(dropped=dropped)

@@ -150,6 +150,21 @@ class Sharing:
             )
         return dropped
 
+    async def delete_user(self, caller: str, caller_is_admin: bool, user_id: str) -> int:
+        """An account is being deleted (auth_svc's admin API): every share by or to it, and its links, go."""
+        if not caller_is_admin:
+            raise PermissionDenied("admins only")
+        if not user_id or len(user_id) > 64:
+            raise InvalidArgument("user_id", "is required")
+        async with self.uow() as uow:
+            dropped = await uow.shares.delete_of_user(user_id)
+            dropped += await uow.links.delete_of_owner(user_id)
+            await uow.commit()
+        self.events.record(
+            "share.dropped", actor=caller, subject=user_id, details={"count": str(dropped), "reason": "user deleted"}
+        )
+        return dropped
+
     # -- user shares ------------------------------------------------------------------------------------------
 
     async def _own_node(self, caller: str, node_id: str) -> domain.NodeInfo:

@@ -203,3 +203,30 @@ def test_deleting_a_shared_node_removes_its_shares_and_links(share_mesh: Running
     a.ok("POST", f"/api/v1/trash/{top}/restore", json={})
     assert b.http.get(f"/api/v1/folders/{top}/children").status_code == 404
     a.wait_activity("share.dropped", node_id=top)
+
+
+def test_deleting_an_account_drops_its_shares_and_links_admins_only(share_mesh: Running) -> None:
+    """AccessService.DeleteUserShares is internal (auth_svc's admin "delete user" calls it with the admin's token):
+    the test calls share_svc directly, as auth_svc would."""
+    from tests.auth.support import Account
+    from tests.auth.test_admin_audit import make_admin
+
+    a, top, inner, _ = shared_tree(share_mesh)
+    b, c = User(share_mesh, "b"), User(share_mesh, "c")
+    a.share(top, b, "viewer")
+    c_folder = c.folder("c's")
+    c.share(c_folder, a, "viewer")
+    a.link(inner, "view")
+    admin = make_admin(share_mesh)
+    assert isinstance(admin, Account)
+    stub = share_pb2_grpc.AccessServiceStub(grpc.insecure_channel(share_mesh.services["share"]))
+    request = share_pb2.DeleteUserSharesRequest(user_id=a.ok("GET", "/api/v1/me")["id"])
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.DeleteUserShares(request, metadata=(("authorization", f"Bearer {a.token}"),))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    reply = stub.DeleteUserShares(request, metadata=(("authorization", f"Bearer {admin.access_token}"),))
+    assert reply.dropped == 3  # A's share to B, C's share to A, A's link
+    assert a.ok("GET", "/api/v1/shares/outgoing").get("shares", []) == []
+    assert a.ok("GET", "/api/v1/links").get("links", []) == []
+    assert c.ok("GET", "/api/v1/shares/outgoing").get("shares", []) == []
+    assert b.http.get(f"/api/v1/folders/{top}/children").status_code == 404

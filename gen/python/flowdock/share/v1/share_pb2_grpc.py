@@ -524,6 +524,11 @@ class AccessServiceStub:
                 request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesRequest.SerializeToString,
                 response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesResponse.FromString,
                 _registered_method=True)
+        self.DeleteUserShares = channel.unary_unary(
+                '/flowdock.share.v1.AccessService/DeleteUserShares',
+                request_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteUserSharesRequest.SerializeToString,
+                response_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteUserSharesResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
@@ -554,6 +559,14 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteUserShares(self, request, context):
+        """DeleteUserShares removes every share by or to an account and every link of theirs (auth_svc's admin
+        "delete user", with the admin's forwarded token; admins only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -571,6 +584,11 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.DropShares,
                     request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesRequest.FromString,
                     response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesResponse.SerializeToString,
+            ),
+            'DeleteUserShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUserShares,
+                    request_deserializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteUserSharesRequest.FromString,
+                    response_serializer=flowdock_dot_share_dot_v1_dot_share__pb2.DeleteUserSharesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -656,6 +674,33 @@ class AccessService:
             '/flowdock.share.v1.AccessService/DropShares',
             flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesRequest.SerializeToString,
             flowdock_dot_share_dot_v1_dot_share__pb2.DropSharesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUserShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.share.v1.AccessService/DeleteUserShares',
+            flowdock_dot_share_dot_v1_dot_share__pb2.DeleteUserSharesRequest.SerializeToString,
+            flowdock_dot_share_dot_v1_dot_share__pb2.DeleteUserSharesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -190,6 +190,10 @@ class AccessServiceStub:
     """DropShares removes the shares and links of nodes being deleted (storage_svc calls it, with the deleting
     user's token, before it moves a tree to the trash).
     """
+    DeleteUserShares: _grpc.UnaryUnaryMultiCallable[_share_pb2.DeleteUserSharesRequest, _share_pb2.DeleteUserSharesResponse]
+    """DeleteUserShares removes every share by or to an account and every link of theirs (auth_svc's admin
+    "delete user", with the admin's forwarded token; admins only).
+    """
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
@@ -207,6 +211,10 @@ class AccessServiceAsyncStub(AccessServiceStub):
     DropShares: _aio.UnaryUnaryMultiCallable[_share_pb2.DropSharesRequest, _share_pb2.DropSharesResponse]  # type: ignore[assignment]
     """DropShares removes the shares and links of nodes being deleted (storage_svc calls it, with the deleting
     user's token, before it moves a tree to the trash).
+    """
+    DeleteUserShares: _aio.UnaryUnaryMultiCallable[_share_pb2.DeleteUserSharesRequest, _share_pb2.DeleteUserSharesResponse]  # type: ignore[assignment]
+    """DeleteUserShares removes every share by or to an account and every link of theirs (auth_svc's admin
+    "delete user", with the admin's forwarded token; admins only).
     """
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -240,6 +248,16 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_share_pb2.DropSharesResponse, _abc.Awaitable[_share_pb2.DropSharesResponse]]:
         """DropShares removes the shares and links of nodes being deleted (storage_svc calls it, with the deleting
         user's token, before it moves a tree to the trash).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteUserShares(
+        self,
+        request: _share_pb2.DeleteUserSharesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_share_pb2.DeleteUserSharesResponse, _abc.Awaitable[_share_pb2.DeleteUserSharesResponse]]:
+        """DeleteUserShares removes every share by or to an account and every link of theirs (auth_svc's admin
+        "delete user", with the admin's forwarded token; admins only).
         """
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
