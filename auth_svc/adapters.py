@@ -1051,6 +1051,26 @@ class SqlHousekeeping:
         return counts
 
 
+class GrpcShareAdmin:
+    """share_svc's internal AccessService.DeleteUserShares, with the admin's token forwarded by the channel."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout: float = 30.0) -> None:
+        from flowdock.share.v1 import share_pb2, share_pb2_grpc
+
+        self._pb = share_pb2
+        self._stub = share_pb2_grpc.AccessServiceStub(channel)
+        self._timeout = timeout
+
+    async def delete(self, user_id: str) -> int:
+        try:
+            done = await self._stub.DeleteUserShares(
+                self._pb.DeleteUserSharesRequest(user_id=user_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise GrpcStorageAdmin._translate(exc) from exc
+        return int(done.dropped)
+
+
 class GrpcStorageAdmin:
     """storage_svc's internal StorageAdminService. The admin's token is forwarded by the kernel's channel, and
     storage_svc checks the admin role itself too."""

@@ -11,6 +11,7 @@ import grpc
 
 from auth_svc.adapters import (
     Argon2Hasher,
+    GrpcShareAdmin,
     GrpcStorageAdmin,
     HttpOidcClient,
     OutboxMailer,
@@ -116,6 +117,7 @@ async def build(config: AuthConfig) -> Service:
     engine = db.make_engine(db.service_url(config, NAME))
     # Admin calls to storage_svc (quota, deleting a user's files) carry the admin's forwarded token.
     storage = internal_channel(config.storage_address, config.max_message_bytes) if config.storage_address else None
+    share = internal_channel(config.share_address, config.max_message_bytes) if config.share_address else None
     keyring = SigningKeyring(
         engine,
         issuer=config.jwt_issuer,
@@ -148,6 +150,7 @@ async def build(config: AuthConfig) -> Service:
         common_passwords=common_passwords(config.auth_common_passwords),
         oidc=HttpOidcClient(providers) if providers else None,
         user_data=GrpcStorageAdmin(storage) if storage is not None else None,
+        user_shares=GrpcShareAdmin(share) if share is not None else None,
     )
     servicer = AuthServicer(accounts, keyring)
     internal = AuthInternalServicer(accounts)
@@ -176,8 +179,9 @@ async def build(config: AuthConfig) -> Service:
         await reload.stop()
         await cleaner.stop()
         await accounts.drain()
-        if storage is not None:
-            await storage.close()
+        for channel in (storage, share):
+            if channel is not None:
+                await channel.close()
         await engine.dispose()
 
     return Service(

@@ -152,6 +152,14 @@ class OidcClient(Protocol):
         ...
 
 
+class UserShares(Protocol):
+    """What share_svc keeps for an account (shares by and to it, its links), reached on the admin's behalf."""
+
+    async def delete(self, user_id: str) -> int:
+        """Drop every share by or to the user and every link of theirs; returns how many went. Idempotent."""
+        ...
+
+
 class UserData(Protocol):
     """What other services keep for an account (storage_svc's StorageAdminService), reached on the admin's behalf."""
 

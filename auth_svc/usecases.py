@@ -25,6 +25,7 @@ from auth_svc.ports import (
     Totp,
     UnitOfWork,
     UserData,
+    UserShares,
 )
 from flowdock_kernel.errors import (
     AlreadyExists,
@@ -145,6 +146,7 @@ class Accounts:
     common_passwords: Collection[str] = frozenset()
     oidc: OidcClient | None = None
     user_data: UserData | None = None
+    user_shares: UserShares | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # A real hash to verify against when the email is unknown, so both paths cost one Argon2 verification.
     dummy_hash: str = ""
@@ -939,6 +941,10 @@ class Accounts:
             await uow.users.save(user)
             await uow.sessions.revoke_all(user_id, self.clock(), "deleted")
             await uow.commit()
+        if self.user_shares is None:
+            raise FailedPrecondition("share_svc is not configured (FLOWDOCK_SHARE_ADDRESS)", reason="NO_SHARE")
+        # Shares and links first (nobody reaches the files through them any more), then the files, then the account.
+        await self.user_shares.delete(user_id)
         freed = await storage.delete(user_id)
         async with self.uow() as uow:
             await uow.users.delete(user_id)

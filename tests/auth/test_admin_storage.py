@@ -49,10 +49,20 @@ def test_admin_sets_a_quota_that_storage_enforces(auth_mesh: Running, mailbox: M
 def test_admin_deletes_a_user_and_their_files(auth_mesh: Running, mailbox: Mailbox) -> None:
     admin = make_admin(auth_mesh)
     doomed = user(auth_mesh, mailbox)
+    friend = user(auth_mesh, mailbox)
     with rest(auth_mesh, doomed.access_token) as c:
         doomed_id = c.get("/api/v1/me").json()["id"]
         folder = c.post("/api/v1/folders", json={"parent_id": "root", "name": "Mine"}).json()
         assert folder["id"]
+        shared = c.post(
+            "/api/v1/shares", json={"node_id": folder["id"], "grantee_email": friend.email, "role": "SHARE_ROLE_VIEWER"}
+        )
+        assert shared.status_code == 200, shared.text
+        link = c.post("/api/v1/links", json={"node_id": folder["id"], "permission": "LINK_PERMISSION_VIEW"})
+        assert link.status_code == 200, link.text
+        token = link.json()["token"]
+    with rest(auth_mesh, friend.access_token) as c:
+        assert len(c.get("/api/v1/shares/incoming").json()["shares"]) == 1
     assert upload(auth_mesh, doomed.access_token, os.urandom(4096)) == 200
     with rest(auth_mesh, doomed.access_token) as c:
         assert c.delete(f"/api/v1/admin/users/{doomed_id}").status_code == 403
@@ -82,6 +92,11 @@ def test_admin_deletes_a_user_and_their_files(auth_mesh: Running, mailbox: Mailb
             metadata=[("authorization", f"Bearer {admin.access_token}")],
         )
     assert q.used_bytes == 0 and q.reserved_bytes == 0
+    # Their shares and links went with them: nothing orphaned in share_svc.
+    with rest(auth_mesh, friend.access_token) as c:
+        assert c.get("/api/v1/shares/incoming").json()["shares"] == []
+    with rest(auth_mesh) as c:
+        assert c.post(f"/api/v1/public/links/{token}/open", json={}).status_code == 404
     # The email can be registered again, as a new account.
     from tests.auth.support import register_verified
 

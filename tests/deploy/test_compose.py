@@ -40,7 +40,7 @@ GRPC_SERVICES: dict[str, tuple[str, int, int]] = {
 REQUIRED_SERVICES = {"postgres", "clamav", *GRPC_SERVICES, "gateway", "prometheus"}
 # Which FLOWDOCK_*_ADDRESS each service must be given.
 REQUIRED_ADDRESSES = {
-    "auth": {"FLOWDOCK_STORAGE_ADDRESS"},
+    "auth": {"FLOWDOCK_STORAGE_ADDRESS", "FLOWDOCK_SHARE_ADDRESS"},
     "storage": {"FLOWDOCK_AUTH_ADDRESS", "FLOWDOCK_SHARE_ADDRESS", "FLOWDOCK_STORAGE_CLAMD_ADDRESS"},
     "share": {"FLOWDOCK_AUTH_ADDRESS", "FLOWDOCK_STORAGE_ADDRESS"},
 }
