@@ -559,6 +559,50 @@ class PyOtpTotp:
         return None
 
 
+class RedisRateLimiter:
+    """The same sliding-window log in Redis: one sorted set per key (score = time), trimmed and checked by one Lua
+    script, so concurrent attempts on several auth replicas are counted exactly."""
+
+    _HIT = """
+local key, now, window, limit, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) >= limit then
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', key, now, member)
+redis.call('PEXPIRE', key, math.ceil(window * 1000) + 1000)
+return false
+"""
+
+    def __init__(self, url: str, clock: Any = time.time, *, prefix: str = "flowdock:auth:rate:") -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._clock = clock
+        self._prefix = prefix
+        self._script = self._redis.register_script(self._HIT)
+
+    async def hit(self, key: str, *, limit: int, window_seconds: float) -> float | None:
+        now = float(self._clock())
+        try:
+            wait = await self._script(
+                keys=[self._prefix + key], args=[now, window_seconds, limit, f"{now}:{uuid.uuid4().hex}"]
+            )
+        except Exception as exc:  # redis.RedisError and connection failures alike: fail closed, retryable
+            raise Unavailable("rate-limit store (Redis) unreachable; retry shortly") from exc
+        return None if wait is None else max(1.0, float(wait))
+
+    async def count(self, key: str, *, window_seconds: float) -> int:
+        try:
+            return int(await self._redis.zcount(self._prefix + key, float(self._clock()) - window_seconds, "+inf"))
+        except Exception as exc:
+            raise Unavailable("rate-limit store (Redis) unreachable; retry shortly") from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
 class SqlRateLimiter:
     """Sliding-window log in the service's database: one row per attempt, counted over the last window."""
 

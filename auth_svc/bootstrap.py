@@ -16,6 +16,7 @@ from auth_svc.adapters import (
     HttpOidcClient,
     OutboxMailer,
     PyOtpTotp,
+    RedisRateLimiter,
     ReloadLoop,
     SigningKeyring,
     SmtpMailer,
@@ -127,13 +128,16 @@ async def build(config: AuthConfig) -> Service:
     )
     await keyring.load()
     sessions = db.sessionmaker(engine)
+    limiter: RedisRateLimiter | SqlRateLimiter = (
+        RedisRateLimiter(config.auth_redis_url) if config.auth_redis_url else SqlRateLimiter(engine)
+    )
     accounts = Accounts(
         uow=lambda: SqlUnitOfWork(sessions),
         hasher=make_hasher(config),
         issuer=keyring,
         mailer=make_mailer(config),
         totp=PyOtpTotp(config.auth_totp_issuer),
-        limiter=SqlRateLimiter(engine),
+        limiter=limiter,
         audit=SqlAuditLog(engine),
         policy=Policy(
             session_max_age=timedelta(seconds=config.auth_session_max_age_seconds),
@@ -182,6 +186,8 @@ async def build(config: AuthConfig) -> Service:
         for channel in (storage, share):
             if channel is not None:
                 await channel.close()
+        if isinstance(limiter, RedisRateLimiter):
+            await limiter.close()
         await engine.dispose()
 
     return Service(

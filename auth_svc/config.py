@@ -62,6 +62,14 @@ class AuthConfig(CommonConfig):
         5.0, "How often auth_svc re-reads its signing keys (rotations reach every replica).", check=positive
     )
     auth_rate_window_seconds: int = setting(300, "Sliding window of every auth rate limit.", check=positive)
+    auth_redis_url: str = setting(
+        "",
+        "Where rate-limit windows live. Empty: auth_svc's own database. redis://host:port/db: Redis (shared by "
+        "every auth replica, nothing written to the database per attempt).",
+        check=lambda v: (
+            None if v == "" or v.startswith(("redis://", "rediss://", "unix://")) else "must be empty or a redis:// URL"
+        ),
+    )
     auth_rate_login_per_account: int = setting(
         10, "Failed logins per account per window (0 = off).", check=non_negative
     )
