@@ -148,8 +148,8 @@ class Storage:
             return root
         now = _now()
         root = Node(str(uuid.uuid4()), caller, None, "", Kind.FOLDER, 0, now, now)
-        await uow.nodes.add(root)
         try:
+            await uow.nodes.add(root)
             await uow.commit()
         except AlreadyExists:
             existing = await uow.nodes.root(caller)  # created concurrently
