@@ -17,8 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import argon2
 import grpc
@@ -30,8 +29,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from auth_svc.domain import (
     Event,
@@ -47,8 +45,8 @@ from auth_svc.domain import (
     User,
     mask_email,
 )
+from flowdock_kernel import db
 from flowdock_kernel.errors import (
-    AlreadyExists,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -487,31 +485,15 @@ class SqlIdentities:
         )
 
 
-class SqlUnitOfWork:
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
-        self._factory = factory
-
-    async def __aenter__(self) -> Self:
-        self._session = self._factory()
-        self.users = SqlUsers(self._session)
-        self.sessions = SqlSessions(self._session)
-        self.refresh_tokens = SqlRefreshTokens(self._session)
-        self.tokens = SqlOneTimeTokens(self._session)
-        self.recovery_codes = SqlRecoveryCodes(self._session)
-        self.oidc_states = SqlOidcStates(self._session)
-        self.identities = SqlIdentities(self._session)
-        return self
-
-    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        await self._session.rollback()
-        await self._session.close()
-
-    async def commit(self) -> None:
-        try:
-            await self._session.commit()
-        except IntegrityError as exc:
-            await self._session.rollback()
-            raise AlreadyExists("already exists") from exc
+class SqlUnitOfWork(db.SqlUnitOfWork):
+    def _bind(self, session: AsyncSession) -> None:
+        self.users = SqlUsers(session)
+        self.sessions = SqlSessions(session)
+        self.refresh_tokens = SqlRefreshTokens(session)
+        self.tokens = SqlOneTimeTokens(session)
+        self.recovery_codes = SqlRecoveryCodes(session)
+        self.oidc_states = SqlOidcStates(session)
+        self.identities = SqlIdentities(session)
 
 
 class Argon2Hasher:

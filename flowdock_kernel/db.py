@@ -7,16 +7,19 @@ service uses `<base>_<service>` and creates it when missing, so one URL configur
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from flowdock_kernel.config import CommonConfig
+from flowdock_kernel.errors import AlreadyExists
 
 
 def service_url(config: CommonConfig, service: str, *, driver_async: bool = True) -> URL:
@@ -107,3 +110,30 @@ def run_migrations_online(target_metadata: sa.MetaData) -> None:
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
+
+
+class SqlUnitOfWork:
+    """A transaction over one session, rolled back unless `commit` is called; a unique-constraint clash at commit
+    is AlreadyExists. Each service's subclass attaches its repositories in `_bind`."""
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+
+    def _bind(self, session: AsyncSession) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._session = self._factory()
+        self._bind(self._session)
+        return self
+
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        await self._session.rollback()
+        await self._session.close()
+
+    async def commit(self) -> None:
+        try:
+            await self._session.commit()
+        except IntegrityError as exc:
+            await self._session.rollback()
+            raise AlreadyExists("already exists") from exc

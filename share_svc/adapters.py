@@ -9,8 +9,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import argon2
 import grpc
@@ -20,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
-from flowdock_kernel import logs
+from flowdock_kernel import db, logs
 from flowdock_kernel.audit import AuditOutbox
 from flowdock_kernel.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from share_svc.domain import Link, LinkPermission, NodeInfo, Role, Share
@@ -262,27 +261,11 @@ class SqlFailures:
         await self.s.execute(link_failures.delete().where(link_failures.c.at < before))
 
 
-class SqlUnitOfWork:
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
-        self._factory = factory
-
-    async def __aenter__(self) -> Self:
-        self._session = self._factory()
-        self.shares = SqlShares(self._session)
-        self.links = SqlLinks(self._session)
-        self.failures = SqlFailures(self._session)
-        return self
-
-    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        await self._session.rollback()
-        await self._session.close()
-
-    async def commit(self) -> None:
-        try:
-            await self._session.commit()
-        except IntegrityError as exc:
-            await self._session.rollback()
-            raise AlreadyExists("already exists") from exc
+class SqlUnitOfWork(db.SqlUnitOfWork):
+    def _bind(self, session: AsyncSession) -> None:
+        self.shares = SqlShares(session)
+        self.links = SqlLinks(session)
+        self.failures = SqlFailures(session)
 
 
 async def session_key(factory: async_sessionmaker[AsyncSession]) -> bytes:

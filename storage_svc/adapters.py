@@ -10,16 +10,15 @@ import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
-from flowdock_kernel import logs
+from flowdock_kernel import db, logs
 from flowdock_kernel.audit import AuditOutbox
 from flowdock_kernel.errors import AlreadyExists, NotFound, ResourceExhausted, Unauthenticated, Unavailable
 from storage_svc.domain import (
@@ -614,28 +613,12 @@ class SqlUploads:
         return [_upload(r) for r in (await self.s.execute(q)).all()]
 
 
-class SqlUnitOfWork:
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
-        self._factory = factory
-
-    async def __aenter__(self) -> Self:
-        self._session = self._factory()
-        self.nodes = SqlNodes(self._session)
-        self.versions = SqlVersions(self._session)
-        self.quotas = SqlQuotas(self._session)
-        self.uploads = SqlUploads(self._session)
-        return self
-
-    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        await self._session.rollback()
-        await self._session.close()
-
-    async def commit(self) -> None:
-        try:
-            await self._session.commit()
-        except IntegrityError as exc:
-            await self._session.rollback()
-            raise AlreadyExists("already exists") from exc
+class SqlUnitOfWork(db.SqlUnitOfWork):
+    def _bind(self, session: AsyncSession) -> None:
+        self.nodes = SqlNodes(session)
+        self.versions = SqlVersions(session)
+        self.quotas = SqlQuotas(session)
+        self.uploads = SqlUploads(session)
 
 
 class HmacUrlSigner:
