@@ -168,6 +168,20 @@ def _version(row: Any) -> Version:
     )
 
 
+def _version_values(version: Version) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "node_id": version.node_id,
+        "owner_id": version.owner_id,
+        "number": version.number,
+        "blob_id": version.blob_id,
+        "size": version.size,
+        "sha256": version.sha256,
+        "content_type": version.content_type,
+        "created_at": version.created_at,
+    }
+
+
 def _upload(row: Any) -> Upload:
     return Upload(
         id=row.id,
@@ -231,6 +245,13 @@ class SqlNodes:
         except IntegrityError as exc:
             # A concurrent creator took the name (or the root) first: the same AlreadyExists as a commit clash.
             raise AlreadyExists("an entry with this name already exists") from exc
+
+    async def add_file(self, node: Node, version: Version) -> None:
+        try:
+            await self.s.execute(nodes.insert().values(**_node_values(node)))
+        except IntegrityError as exc:
+            raise AlreadyExists("an entry with this name already exists") from exc
+        await self.s.execute(versions.insert().values(**_version_values(version)))
 
     async def add_many(self, many: list[Node]) -> None:
         # Parents before children (the list comes in tree order), in batches.
@@ -396,19 +417,7 @@ class SqlVersions:
         self.s = s
 
     async def add(self, version: Version) -> None:
-        await self.s.execute(
-            versions.insert().values(
-                id=version.id,
-                node_id=version.node_id,
-                owner_id=version.owner_id,
-                number=version.number,
-                blob_id=version.blob_id,
-                size=version.size,
-                sha256=version.sha256,
-                content_type=version.content_type,
-                created_at=version.created_at,
-            )
-        )
+        await self.s.execute(versions.insert().values(**_version_values(version)))
 
     async def get(self, version_id: str) -> Version | None:
         row = (await self.s.execute(sa.select(versions).where(versions.c.id == version_id))).first()
@@ -464,14 +473,27 @@ class SqlQuotas:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
 
-    async def _ensure(self, owner_id: str) -> None:
+    async def _ensure(self, owner_id: str) -> bool:
+        """Create the owner's row if missing; True if it was missing (then the caller's UPDATE is worth a retry)."""
         exists = (await self.s.execute(sa.select(quotas.c.owner_id).where(quotas.c.owner_id == owner_id))).first()
-        if exists is None:
-            try:
-                async with self.s.begin_nested():
-                    await self.s.execute(quotas.insert().values(owner_id=owner_id, used_bytes=0, reserved_bytes=0))
-            except IntegrityError:
-                pass  # created concurrently
+        if exists is not None:
+            return False
+        try:
+            async with self.s.begin_nested():
+                await self.s.execute(quotas.insert().values(owner_id=owner_id, used_bytes=0, reserved_bytes=0))
+        except IntegrityError:
+            pass  # created concurrently
+        return True
+
+    async def _update(self, owner_id: str, statement: Any) -> bool:
+        """Run a conditional UPDATE of the owner's row; the row is created on first use (one statement when the
+        row exists, which is every time but the first)."""
+        result = await self.s.execute(statement)
+        if result.rowcount:  # type: ignore[attr-defined]
+            return True
+        if not await self._ensure(owner_id):
+            return False  # the row exists: the condition failed
+        return bool((await self.s.execute(statement)).rowcount)  # type: ignore[attr-defined]
 
     async def get(self, owner_id: str, default_limit: int) -> Usage:
         row = (await self.s.execute(sa.select(quotas).where(quotas.c.owner_id == owner_id))).first()
@@ -486,26 +508,24 @@ class SqlQuotas:
         return quotas.c.used_bytes + quotas.c.reserved_bytes + size <= limit
 
     async def reserve(self, owner_id: str, size: int, default_limit: int) -> bool:
-        await self._ensure(owner_id)
-        result = await self.s.execute(
+        return await self._update(
+            owner_id,
             quotas.update()
             .where(quotas.c.owner_id == owner_id, self._fits(size, default_limit))
-            .values(reserved_bytes=quotas.c.reserved_bytes + size)
+            .values(reserved_bytes=quotas.c.reserved_bytes + size),
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def consume(self, owner_id: str, size: int, default_limit: int) -> bool:
-        await self._ensure(owner_id)
-        result = await self.s.execute(
+        return await self._update(
+            owner_id,
             quotas.update()
             .where(quotas.c.owner_id == owner_id, self._fits(size, default_limit))
-            .values(used_bytes=quotas.c.used_bytes + size)
+            .values(used_bytes=quotas.c.used_bytes + size),
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def settle(self, owner_id: str, reserved: int, used: int) -> None:
-        await self._ensure(owner_id)
-        await self.s.execute(
+        await self._update(
+            owner_id,
             quotas.update()
             .where(quotas.c.owner_id == owner_id)
             .values(
@@ -513,7 +533,7 @@ class SqlQuotas:
                     (quotas.c.reserved_bytes + reserved < 0, 0), else_=quotas.c.reserved_bytes + reserved
                 ),
                 used_bytes=sa.case((quotas.c.used_bytes + used < 0, 0), else_=quotas.c.used_bytes + used),
-            )
+            ),
         )
 
     async def reset(self, owner_id: str) -> None:

@@ -702,7 +702,10 @@ class Storage:
         *,
         link_parent: Node | None = None,
     ) -> tuple[Upload, Node | None]:
-        """A small file in one call: create, write, finish (the path that brings a 1 KiB upload to ~1 round trip)."""
+        """A small file in one call: checked, scanned, written as a whole blob and committed in one transaction
+        (quota, node, version) — no upload row, no lease, nothing resumable, since nothing is left to resume.
+        Content that is refused (checksum, virus) or cannot be scanned here takes the resumable path, so refusals
+        look the same whichever way a file came (a FAILED upload with its reason, the event recorded)."""
         if len(content) > self.limits.inline_upload_bytes:
             raise ResourceExhausted(
                 f"inline content of {len(content)} bytes exceeds storage_inline_upload_bytes "
@@ -711,6 +714,156 @@ class Storage:
             )
         if size != len(content):
             raise InvalidArgument("size", f"must equal the inline content's length ({len(content)})")
+        args = (caller, parent_id, name, content, size, sha256, content_type, relative_path, on_conflict, link_parent)
+        if relative_path and link_parent is not None:
+            raise InvalidArgument("relative_path", "file drops take a name, not a path")
+        if relative_path:
+            parts = domain.split_relative_path(relative_path)
+            name = parts[-1]
+        else:
+            parts = []
+            name = domain.validate_name(name)
+        declared = domain.validate_sha256(sha256)
+        content_type = domain.validate_content_type(content_type)
+        digest = await _sha256(content)
+        if (declared and digest != declared) or not await self._clean(content):
+            return await self._upload_resumably(*args)
+        if parts[:-1]:
+            parent_id = await self._ensure_folders(caller, parent_id, parts[:-1])
+        upload_id = str(uuid.uuid4())
+        blob_id = upload_id.replace("-", "")
+        await self.blobs.put(upload_id, blob_id, content)
+        try:
+            for attempt in range(3):
+                try:
+                    node, pruned = await self._commit_inline(
+                        caller, parent_id, name, size, digest, content_type, on_conflict, blob_id, link_parent
+                    )
+                    break
+                except AlreadyExists:
+                    # FAIL: the answer. RENAME / NEW_VERSION: someone took the name meanwhile; look again.
+                    if on_conflict == OnConflict.FAIL or attempt == 2:
+                        raise
+        except BaseException:
+            await self.blobs.delete(blob_id)
+            raise
+        await self._delete_blobs(pruned)
+        self.events.record(
+            "storage.upload",
+            actor=caller,
+            subject=node.owner_id,
+            details={"node_id": node.id, "name": node.name, "size": str(size), "sha256": digest},
+        )
+        now = _now()
+        upload = Upload(
+            id=upload_id,
+            owner_id=node.owner_id,
+            parent_id=node.parent_id or "",
+            name=node.name,
+            size=size,
+            sha256=digest,
+            content_type=content_type,
+            committed_size=size,
+            state=UploadState.COMPLETED,
+            created_at=now,
+            expires_at=now,
+            node_id=node.id,
+            on_conflict=on_conflict,
+            creator_id=caller,
+        )
+        return upload, node
+
+    async def _clean(self, content: bytes) -> bool:
+        """Scanned in memory before anything is written; False: take the resumable path, which records the
+        refusal (infected, or over the scanner's limit under the configured policy). Scanner down → Unavailable."""
+        if not self.scanner.enabled:
+            return True
+        try:
+            session = await self.scanner.open(len(content))
+        except ScanLimitExceeded:
+            return False
+        try:
+            await session.feed(content)
+            verdict = await session.finish()
+        except ScanLimitExceeded:
+            return False
+        finally:
+            await session.close()
+        return verdict.clean
+
+    async def _commit_inline(
+        self,
+        caller: str,
+        parent_id: str,
+        name: str,
+        size: int,
+        digest: str,
+        content_type: str,
+        on_conflict: OnConflict,
+        blob_id: str,
+        link_parent: Node | None,
+    ) -> tuple[Node, list[Version]]:
+        """One transaction: place the name, charge the quota, add the file (or a version of it)."""
+        async with self.uow() as uow:
+            if link_parent is not None:
+                parent = await uow.nodes.get(link_parent.id)
+                if parent is None:
+                    raise NotFound(f"node {link_parent.id} not found")
+            else:
+                parent = await self._folder(uow, caller, parent_id, "write")
+            owner = parent.owner_id
+            target: Node | None = None
+            if on_conflict != OnConflict.FAIL:  # FAIL: the unique index answers, without a query first
+                clash = await uow.nodes.child_named(parent.id, domain.name_key(name))
+                if clash is not None and on_conflict == OnConflict.NEW_VERSION:
+                    if clash.kind != Kind.FILE:
+                        raise AlreadyExists(f"{name!r} is a folder; a new version needs a file")
+                    target = clash
+                elif clash is not None:
+                    name = await self._place(uow, parent, name, on_conflict)
+            if not await uow.quotas.consume(owner, size, self.limits.default_quota_bytes):
+                raise self._quota_error(await uow.quotas.get(owner, self.limits.default_quota_bytes), size)
+            now = _now()
+            pruned: list[Version] = []
+            if target is not None:
+                node, pruned = await self._add_version(uow, target, blob_id, size, digest, content_type, now)
+            else:
+                node = Node(
+                    id=str(uuid.uuid4()),
+                    owner_id=owner,
+                    parent_id=parent.id,
+                    name=name,
+                    kind=Kind.FILE,
+                    size=size,
+                    created_at=now,
+                    modified_at=now,
+                    content_type=content_type,
+                    sha256=digest,
+                    blob_id=blob_id,
+                )
+                version = Version(str(uuid.uuid4()), node.id, owner, 1, blob_id, size, digest, content_type, now)
+                node.version_id = version.id
+                try:
+                    await uow.nodes.add_file(node, version)
+                except AlreadyExists:
+                    raise AlreadyExists(f"an entry named {name!r} already exists in this folder") from None
+            await uow.commit()
+        return node, pruned
+
+    async def _upload_resumably(
+        self,
+        caller: str,
+        parent_id: str,
+        name: str,
+        content: bytes,
+        size: int,
+        sha256: str,
+        content_type: str,
+        relative_path: str,
+        on_conflict: OnConflict,
+        link_parent: Node | None,
+    ) -> tuple[Upload, Node | None]:
+        """Create, write, finish: the three-call path in one (content that is refused ends as a FAILED upload)."""
         upload = await self.create_upload(
             caller,
             parent_id,
@@ -1160,6 +1313,13 @@ class Storage:
 
 
 T = TypeVar("T")
+
+
+async def _sha256(data: bytes) -> str:
+    """Small content on the loop (a thread hop costs more than hashing 64 KiB), larger in a thread."""
+    if len(data) <= 64 * 1024:
+        return hashlib.sha256(data).hexdigest()
+    return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
 
 
 def _page(rows: list[T], limit: int, cursor: Callable[[T], Cursor]) -> tuple[list[T], str]:

@@ -538,6 +538,79 @@ def test_small_files_upload_in_one_call(store: Running) -> None:
     assert c.quota()["reservedBytes"] == 0
 
 
+def _blob_files(mesh: Running) -> set[str]:
+    return {p.name for p in (mesh.data_dir / "storage" / "blobs").glob("*/*/*")}
+
+
+def test_small_files_in_one_call_keep_every_rule_of_the_three_call_path(store: Running) -> None:
+    """The single-call path commits in one transaction without an upload row: conflicts, versions, checksum,
+    quota (concurrently too) must still answer exactly as the resumable path does, and nothing is left behind."""
+    c = Client(store)
+    md = [("authorization", f"Bearer {c.token}")]
+    native = Native(native_channel(store.host_port))
+
+    def inline(name: str, data: bytes, **extra: Any) -> S.Upload:
+        return native.storage.CreateUpload(
+            S.CreateUploadRequest(parent_id="root", name=name, size=len(data), content=data, **extra), metadata=md
+        )
+
+    first = inline("note.txt", b"one")
+    assert first.state == S.UPLOAD_STATE_COMPLETED and first.node.sha256 == hashlib.sha256(b"one").hexdigest()
+    blobs = _blob_files(store)
+    with pytest.raises(grpc.RpcError) as exc:
+        inline("NOTE.TXT", b"clash")  # names are unique case-insensitively
+    assert exc.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert _blob_files(store) == blobs  # the blob written before the refused commit is gone again
+    renamed = inline("note.txt", b"two", on_conflict=S.ON_CONFLICT_RENAME)
+    assert renamed.node.name == "note (1).txt"
+    replaced = inline("note.txt", b"three!", on_conflict=S.ON_CONFLICT_NEW_VERSION)
+    assert replaced.node.id == first.node.id and replaced.node.size == 6
+    versions = c.ok("GET", f"/api/v1/files/{first.node.id}/versions")["versions"]
+    assert [int(v["size"]) for v in versions] == [6, 3]
+    assert c.content(first.node.id) == b"three!"
+    c.folder("docs")
+    with pytest.raises(grpc.RpcError) as exc:
+        inline("docs", b"x", on_conflict=S.ON_CONFLICT_NEW_VERSION)
+    assert exc.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    bad = inline("bad.txt", b"abc", sha256="0" * 64)  # refused content: a FAILED upload, as in three calls
+    assert bad.state == S.UPLOAD_STATE_FAILED and "SHA-256" in bad.failure
+    assert "bad.txt" not in c.children()
+    assert sorted(c.children()) == ["docs", "note (1).txt", "note.txt"]
+    q = c.quota()
+    assert q["usedBytes"] == 3 + 3 + 6 and q["reservedBytes"] == 0  # versions count
+
+    # Quota: hold all but 4 MiB with an open upload, then race four 3 MiB single calls for the rest.
+    free = q["limitBytes"] - q["usedBytes"]
+    held = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "held", "size": free - 4 * MiB})
+    data = os.urandom(3 * MiB)
+
+    async def race_inline() -> list[tuple[str, str]]:
+        async with grpc.aio.insecure_channel(store.host_port) as channel:
+            stub = storage_pb2_grpc.StorageServiceStub(channel)
+
+            async def one(i: int) -> tuple[str, str]:
+                try:
+                    await stub.CreateUpload(
+                        S.CreateUploadRequest(parent_id="root", name=f"r{i}", size=len(data), content=data),
+                        metadata=md,
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code().name, exc.details() or ""
+                return "OK", ""
+
+            return list(await asyncio.gather(*(one(i) for i in range(4))))
+
+    outcomes = sorted(asyncio.run(race_inline()))
+    assert [code for code, _ in outcomes] == ["OK"] + ["RESOURCE_EXHAUSTED"] * 3
+    assert all("storage quota of" in details for _, details in outcomes[1:])
+    q = c.quota()
+    assert q["usedBytes"] == 12 + 3 * MiB and q["reservedBytes"] == free - 4 * MiB
+    c.ok("DELETE", f"/api/v1/uploads/{held['uploadId']}")
+    assert len(_blob_files(store)) == len(blobs) + 3  # rename, new version, the race's winner
+    staging = store.data_dir / "storage" / "staging"
+    assert not [u for u in (first, renamed, replaced) if (staging / u.upload_id).exists()]
+
+
 def test_download_urls_work_without_headers_and_expire(store: Running) -> None:
     c = Client(store)
     data = os.urandom(5000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
 from flowdock.storage.v1 import storage_pb2 as S
@@ -92,6 +94,40 @@ def test_scanner_down_fails_closed_and_finishing_can_be_retried(scanned: Running
         clamd.start()
     done = c.finish(up["uploadId"])
     assert done["state"] == "UPLOAD_STATE_COMPLETED"
+
+
+def test_small_files_in_one_call_are_scanned_before_anything_is_written(
+    scanned: Running,
+    clamd: ClamdServer,  # noqa: F811
+) -> None:
+    c = Client(scanned)
+
+    def inline(name: str, data: bytes) -> httpx.Response:
+        body = {"parent_id": "root", "name": name, "size": len(data), "content": base64.b64encode(data).decode()}
+        return c.http.post("/api/v1/uploads", json=body)
+
+    assert inline("fine.txt", b"fine").json()["state"] == "UPLOAD_STATE_COMPLETED"
+    done = inline("eicar.txt", EICAR).json()
+    assert done["state"] == "UPLOAD_STATE_FAILED"
+    assert f"virus found: {EICAR_SIGNATURE}" in done["failure"]
+    assert c.children() == ["fine.txt"]
+    clamd.stop()
+    try:
+        r = inline("while-down.txt", b"hello")
+        assert r.status_code == 503 and r.json()["code"] == 14  # fail closed, retryable
+    finally:
+        clamd.start()
+    assert c.children() == ["fine.txt"]
+    q = c.quota()
+    assert q["usedBytes"] == 4 and q["reservedBytes"] == 0
+    assert inline("while-down.txt", b"hello").json()["state"] == "UPLOAD_STATE_COMPLETED"
+    deadline = time.monotonic() + 20
+    infected: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not infected:
+        events = c.ok("GET", "/api/v1/me/activity", params={"page_size": 100})["events"]
+        infected = [e for e in events if e["kind"] == "storage.infected"]
+        time.sleep(0.3)
+    assert [e["details"]["name"] for e in infected] == ["eicar.txt"]
 
 
 def test_files_over_the_scanner_limit_are_refused_by_default(scanned: Running, clamd: ClamdServer) -> None:  # noqa: F811
