@@ -82,6 +82,7 @@ class AuditOutbox:
         batch_size: int = 100,
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
+        linger: float = 0.05,
     ) -> None:
         self.path = path
         self.service = service
@@ -89,6 +90,7 @@ class AuditOutbox:
         self._batch = batch_size
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
+        self._linger = linger
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -146,9 +148,10 @@ class AuditOutbox:
     async def flush_once(self) -> int:
         """Send what is pending now; returns how many were delivered. Raises if auth_svc did not take them."""
         sent = 0
-        while batch := self._next_batch():
+        # Reading and deleting fsync the outbox: in a thread, so the service's event loop never waits on them.
+        while batch := await asyncio.to_thread(self._next_batch):
             await self._send([e for _, e in batch])
-            self._forget(batch[-1][0])
+            await asyncio.to_thread(self._forget, batch[-1][0])
             sent += len(batch)
             self.delivered += len(batch)
         return sent
@@ -157,6 +160,8 @@ class AuditOutbox:
         backoff = self._min_backoff
         while True:
             try:
+                # A short wait after a wake-up gathers a busy moment's events into one call (and one delete).
+                await asyncio.sleep(self._linger)
                 await self.flush_once()
                 backoff = self._min_backoff
                 self._wake.clear()

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -732,12 +732,14 @@ class Storage:
             parent_id = await self._ensure_folders(caller, parent_id, parts[:-1])
         upload_id = str(uuid.uuid4())
         blob_id = upload_id.replace("-", "")
-        await self.blobs.put(upload_id, blob_id, content)
+        # The blob is written (and fsynced) while the transaction does its reads and writes; the commit waits for
+        # it, so no row ever names a blob that is not durable.
+        written = asyncio.ensure_future(self.blobs.put(upload_id, blob_id, content))
         try:
             for attempt in range(3):
                 try:
                     node, pruned = await self._commit_inline(
-                        caller, parent_id, name, size, digest, content_type, on_conflict, blob_id, link_parent
+                        caller, parent_id, name, size, digest, content_type, on_conflict, blob_id, link_parent, written
                     )
                     break
                 except AlreadyExists:
@@ -745,6 +747,8 @@ class Storage:
                     if on_conflict == OnConflict.FAIL or attempt == 2:
                         raise
         except BaseException:
+            with contextlib.suppress(BaseException):
+                await written  # let the write finish before its file goes (a half-written one is no one's)
             await self.blobs.delete(blob_id)
             raise
         await self._delete_blobs(pruned)
@@ -802,8 +806,10 @@ class Storage:
         on_conflict: OnConflict,
         blob_id: str,
         link_parent: Node | None,
+        written: Awaitable[None],
     ) -> tuple[Node, list[Version]]:
-        """One transaction: place the name, charge the quota, add the file (or a version of it)."""
+        """One transaction: place the name, charge the quota, add the file (or a version of it); it commits once
+        `written` (the blob) is done."""
         async with self.uow() as uow:
             if link_parent is not None:
                 parent = await uow.nodes.get(link_parent.id)
@@ -847,6 +853,7 @@ class Storage:
                     await uow.nodes.add_file(node, version)
                 except AlreadyExists:
                     raise AlreadyExists(f"an entry named {name!r} already exists in this folder") from None
+            await written
             await uow.commit()
         return node, pruned
 

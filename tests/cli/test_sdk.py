@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from flowdock_sdk import (
     LocalFileError,
     NotFound,
     TransferProgress,
+    _transfer,
 )
 from tests.cli.conftest import PASSWORD
 from tests.conftest import Running
@@ -111,3 +113,35 @@ def test_unreadable_local_paths_are_refused_before_anything_is_sent(
         assert fd.listdir("/") == []  # nothing was created
         with pytest.raises(LocalFileError, match="no such"):
             fd.upload(tmp_path / "missing", "/")
+
+
+async def test_small_files_go_in_one_call_and_fall_back_when_the_server_takes_less(
+    server: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    email = register(server)
+    sizes = {"empty": 0, "one": 1, "edge": _transfer.INLINE, "over": _transfer.INLINE + 1, "five": 5 * 1024 * 1024}
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    files = {name: os.urandom(n) for name, n in sizes.items()}
+    for name, data in files.items():
+        (tree / "sub" / name).write_bytes(data)
+    sent: list[tuple[str, int]] = []
+    original = AsyncClient._call
+
+    async def recording(self: AsyncClient, method: Any, request: Any) -> Any:
+        sent.append((type(request).__name__, len(getattr(request, "content", b"") or b"")))
+        return await original(self, method, request)
+
+    monkeypatch.setattr(AsyncClient, "_call", recording)
+    # Claim a client limit above the server's 4 MiB: the 5 MiB file is refused inline and goes in chunks instead.
+    monkeypatch.setattr(_transfer, "INLINE", 8 * 1024 * 1024)
+    async with AsyncClient(server.url, email=email, password=PASSWORD) as fd:
+        nodes = await fd.upload(tree, "/small")
+        assert sorted(n.name for n in nodes if n.kind == "file") == sorted(files)
+        for name, data in files.items():
+            assert await fd.download_bytes(f"/small/tree/sub/{name}") == data
+        creates = [n for kind, n in sent if kind == "CreateUploadRequest"]
+        # Every non-empty file went inline first (the 5 MiB one was refused and created again without content);
+        # only the empty one and the refused one needed FinishUpload.
+        assert sorted(creates) == sorted([*sizes.values(), 0]), creates
+        assert sum(1 for kind, _ in sent if kind == "FinishUploadRequest") == 2
