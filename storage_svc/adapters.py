@@ -315,8 +315,8 @@ class SqlNodes:
 
     async def subtree(self, node_id: str, *, live: bool) -> list[Node]:
         cte = _subtree_cte(node_id, live=live)
-        q = sa.select(nodes).where(nodes.c.id.in_(sa.select(cte.c.id)))
-        found = {r.id: _node(r) for r in (await self.s.execute(q)).all()}
+        q = sa.select(*NODE_COLUMNS).where(nodes.c.id.in_(sa.select(cte.c.id)))
+        found = {n.id: n for n in _nodes((await self.s.execute(q)).all())}
         if not live:
             found = {k: n for k, n in found.items() if n.trash_root_id == node_id}
         # Tree order: parents before children.
@@ -349,12 +349,12 @@ class SqlNodes:
         )
 
     async def trash_roots(self, owner_id: str, after: Cursor | None, limit: int) -> list[TrashEntry]:
-        q = sa.select(nodes).where(nodes.c.owner_id == owner_id, nodes.c.trash_root_id == nodes.c.id)
+        q = sa.select(*NODE_COLUMNS).where(nodes.c.owner_id == owner_id, nodes.c.trash_root_id == nodes.c.id)
         if after is not None:
             at = datetime.fromtimestamp(int(after.key) / 1_000_000, UTC)
             q = q.where(sa.tuple_(nodes.c.trashed_at, nodes.c.id) < sa.tuple_(sa.literal(at), sa.literal(after.id)))
         q = q.order_by(nodes.c.trashed_at.desc(), nodes.c.id.desc()).limit(limit)
-        roots = [_node(r) for r in (await self.s.execute(q)).all()]
+        roots = _nodes((await self.s.execute(q)).all())
         if not roots:
             return []
         sizes_q = (
@@ -385,7 +385,7 @@ class SqlNodes:
         after: Cursor | None,
         limit: int,
     ) -> list[Node]:
-        q = sa.select(nodes).where(
+        q = sa.select(*NODE_COLUMNS).where(
             nodes.c.owner_id == owner_id, LIVE, nodes.c.parent_id.is_not(None), _name_contains(self.s, query)
         )
         if kind is not None:
@@ -403,7 +403,7 @@ class SqlNodes:
                 sa.tuple_(nodes.c.name_key, nodes.c.id) > sa.tuple_(sa.literal(after.key), sa.literal(after.id))
             )
         q = q.order_by(nodes.c.name_key, nodes.c.id).limit(limit)
-        return [_node(r) for r in (await self.s.execute(q)).all()]
+        return _nodes((await self.s.execute(q)).all())
 
     async def delete_owner(self, owner_id: str) -> None:
         # One statement: the self-referencing foreign key is checked at its end (SQLite and PostgreSQL), when no
