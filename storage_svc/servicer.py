@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -56,26 +56,51 @@ _UPLOADED = metrics.BYTES_STREAMED.labels("storage", "upload")
 _DOWNLOADED = metrics.BYTES_STREAMED.labels("storage", "download")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _set_ts(ts: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """Fill a Timestamp in place from a datetime (naive means UTC), exactly as `Timestamp.FromDatetime` but with
+    integer timedelta arithmetic in C instead of a time tuple and `calendar.timegm` in Python (4x cheaper)."""
+    since = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)) - _EPOCH
+    ts.seconds = since.days * 86_400 + since.seconds
+    ts.nanos = since.microseconds * 1_000
+
+
 def _ts(value: datetime) -> timestamp_pb2.Timestamp:
-    """Timestamp from an aware datetime."""
+    """Timestamp from a datetime (naive means UTC)."""
     ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
+    _set_ts(ts, value)
     return ts
 
 
-def node_pb(node: Node) -> storage_pb2.Node:
-    return storage_pb2.Node(
+def _put_node(make: Callable[..., storage_pb2.Node], node: Node) -> storage_pb2.Node:
+    """A Node message made by `make`: the message class, or a repeated field's `add` (which builds the element in
+    place; listing 1,000 entries this way avoids 1,000 intermediate messages and 2,000 Timestamp copies)."""
+    msg = make(
         id=node.id,
         parent_id=node.parent_id or "",
         name=node.name,
         kind=_KINDS[node.kind],
         size=node.size,
-        create_time=_ts(node.created_at),
-        modify_time=_ts(node.modified_at),
         content_type=node.content_type,
         sha256=node.sha256,
         owner_id=node.owner_id,
     )
+    _set_ts(msg.create_time, node.created_at)
+    _set_ts(msg.modify_time, node.modified_at)
+    return msg
+
+
+def node_pb(node: Node) -> storage_pb2.Node:
+    return _put_node(storage_pb2.Node, node)
+
+
+def add_nodes(field: Any, nodes: Iterable[Node]) -> None:
+    """Append Nodes to a repeated `Node` field of a response."""
+    add = field.add
+    for node in nodes:
+        _put_node(add, node)
 
 
 def content_disposition(name: str) -> str:
@@ -117,7 +142,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             _enum(_ORDERS, request.order_by, "order_by"),
             request.descending,
         )
-        return storage_pb2.ListChildrenResponse(nodes=[node_pb(n) for n in rows], next_page_token=token)
+        response = storage_pb2.ListChildrenResponse(next_page_token=token)
+        add_nodes(response.nodes, rows)
+        return response
 
     async def GetNode(self, request: storage_pb2.GetNodeRequest, context: Ctx) -> storage_pb2.Node:
         return node_pb(await self.storage.get_node(current_principal().user_id, request.node_id))
@@ -126,7 +153,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         self, request: storage_pb2.GetNodePathRequest, context: Ctx
     ) -> storage_pb2.GetNodePathResponse:
         chain = await self.storage.node_path(current_principal().user_id, request.node_id)
-        return storage_pb2.GetNodePathResponse(nodes=[node_pb(n) for n in chain])
+        response = storage_pb2.GetNodePathResponse()
+        add_nodes(response.nodes, chain)
+        return response
 
     async def UpdateNode(self, request: storage_pb2.UpdateNodeRequest, context: Ctx) -> storage_pb2.Node:
         node = await self.storage.update_node(
@@ -151,19 +180,22 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         )
         return node_pb(node)
 
-    def _trash_pb(self, entry: TrashEntry) -> storage_pb2.TrashEntry:
+    def _trash_pb(
+        self, entry: TrashEntry, make: Callable[..., storage_pb2.TrashEntry] = storage_pb2.TrashEntry
+    ) -> storage_pb2.TrashEntry:
         deleted = entry.node.trashed_at or entry.node.modified_at
-        return storage_pb2.TrashEntry(
-            node=node_pb(entry.node),
-            delete_time=_ts(deleted),
-            original_parent_id=entry.node.parent_id or "",
-            size=entry.size,
-            purge_time=_ts(deleted + self.storage.limits.trash_retention),
-        )
+        msg = make(node=node_pb(entry.node), original_parent_id=entry.node.parent_id or "", size=entry.size)
+        _set_ts(msg.delete_time, deleted)
+        _set_ts(msg.purge_time, deleted + self.storage.limits.trash_retention)
+        return msg
 
     async def ListTrash(self, request: storage_pb2.ListTrashRequest, context: Ctx) -> storage_pb2.ListTrashResponse:
         rows, token = await self.storage.list_trash(current_principal().user_id, request.page_size, request.page_token)
-        return storage_pb2.ListTrashResponse(entries=[self._trash_pb(e) for e in rows], next_page_token=token)
+        response = storage_pb2.ListTrashResponse(next_page_token=token)
+        add = response.entries.add
+        for entry in rows:
+            self._trash_pb(entry, add)
+        return response
 
     async def RestoreTrash(self, request: storage_pb2.RestoreTrashRequest, context: Ctx) -> storage_pb2.Node:
         return node_pb(await self.storage.restore_trash(current_principal().user_id, request.node_id))
@@ -201,7 +233,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             min_size=request.min_size,
             max_size=request.max_size,
         )
-        return storage_pb2.SearchResponse(nodes=[node_pb(n) for n in rows], next_page_token=token)
+        response = storage_pb2.SearchResponse(next_page_token=token)
+        add_nodes(response.nodes, rows)
+        return response
 
     async def CreateUpload(self, request: storage_pb2.CreateUploadRequest, context: Ctx) -> storage_pb2.Upload:
         if request.content:
@@ -426,9 +460,10 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
             request.page_size,
             request.page_token,
         )
-        return storage_pb2.ListLinkChildrenResponse(
-            nodes=[node_pb(n) for n in rows], next_page_token=token, path=[node_pb(n) for n in path]
-        )
+        response = storage_pb2.ListLinkChildrenResponse(next_page_token=token)
+        add_nodes(response.nodes, rows)
+        add_nodes(response.path, path)
+        return response
 
     async def DownloadLinkFile(
         self, request: storage_pb2.DownloadLinkFileRequest, context: Ctx

@@ -1,0 +1,129 @@
+"""The listing fast paths give exactly what the general conversions give: rows → Nodes (SQLite and PostgreSQL) and
+datetimes → protobuf Timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from google.protobuf import timestamp_pb2
+from sqlalchemy.engine import make_url
+
+from flowdock.storage.v1 import storage_pb2
+from flowdock_kernel import db
+from storage_svc.adapters import SqlUnitOfWork, _node, nodes
+from storage_svc.bootstrap import MIGRATIONS
+from storage_svc.domain import Kind, Node, OrderBy
+from storage_svc.servicer import _ts, add_nodes, node_pb
+from tests.conftest import PG_URL, drop_databases, need_postgres
+
+MOMENTS = [
+    datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC),
+    datetime(1, 1, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2030, 6, 1, 12, 0, 0, 5, tzinfo=timezone(timedelta(hours=-7, minutes=-30))),
+    datetime(2026, 3, 29, 1, 30, 0, 250000),  # naive: UTC, as Timestamp.FromDatetime reads it
+]
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=str)
+def test_timestamps_as_from_datetime(moment: datetime) -> None:
+    expected = timestamp_pb2.Timestamp()
+    expected.FromDatetime(moment)
+    assert _ts(moment) == expected
+
+
+def reference_pb(node: Node) -> storage_pb2.Node:
+    """node_pb as it was written before the fast path: the specification of the wire format."""
+    created, modified = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
+    created.FromDatetime(node.created_at)
+    modified.FromDatetime(node.modified_at)
+    kinds = {Kind.FOLDER: storage_pb2.NODE_KIND_FOLDER, Kind.FILE: storage_pb2.NODE_KIND_FILE}
+    return storage_pb2.Node(
+        id=node.id,
+        parent_id=node.parent_id or "",
+        name=node.name,
+        kind=kinds[node.kind],
+        size=node.size,
+        create_time=created,
+        modify_time=modified,
+        content_type=node.content_type,
+        sha256=node.sha256,
+        owner_id=node.owner_id,
+    )
+
+
+def sample_tree(owner: str) -> list[Node]:
+    base = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    root = Node(str(uuid.uuid4()), owner, None, "", Kind.FOLDER, 0, base, base)
+    many = [root]
+    for i, moment in enumerate(MOMENTS[:6] * 3):
+        is_file = i % 2 == 0
+        digest = hashlib.sha256(str(i).encode()).hexdigest()
+        many.append(
+            Node(
+                str(uuid.uuid4()),
+                owner,
+                root.id,
+                f"Éntry {i:02d}.txt" if is_file else f"folder {i:02d}",
+                Kind.FILE if is_file else Kind.FOLDER,
+                i * 1_234_567 if is_file else 0,
+                moment,
+                moment + timedelta(days=1, microseconds=i) if moment.year < 9999 else moment,
+                content_type="text/plain" if is_file else "",
+                sha256=digest if is_file else "",
+                blob_id=digest if is_file else "",
+                version_id=str(uuid.uuid4()) if is_file else "",
+            )
+        )
+    return many
+
+
+async def compare(url: str) -> None:
+    sync_url = make_url(url).set(drivername="sqlite" if url.startswith("sqlite") else "postgresql+psycopg")
+    db.ensure_database(sync_url)
+    db.migrate(sync_url, MIGRATIONS)
+    engine = db.make_engine(make_url(url))
+    sessions = db.sessionmaker(engine)
+    owner = str(uuid.uuid4())
+    tree = sample_tree(owner)
+    try:
+        async with SqlUnitOfWork(sessions) as uow:
+            await uow.nodes.add_many(tree)
+            await uow.commit()
+        async with SqlUnitOfWork(sessions) as uow:
+            listed = await uow.nodes.children(tree[0].id, OrderBy.NAME, False, None, 1000)
+        q = sa.select(nodes).where(nodes.c.parent_id == tree[0].id).order_by(nodes.c.kind_rank, nodes.c.name_key)
+        async with engine.connect() as conn:
+            general = [_node(r) for r in (await conn.execute(q)).all()]
+        assert listed == general and len(listed) == len(tree) - 1
+        for fast, slow in zip(listed, general, strict=True):
+            assert (fast.created_at.utcoffset(), fast.modified_at.utcoffset()) == (timedelta(0), timedelta(0))
+            assert node_pb(fast) == reference_pb(slow)
+        response = storage_pb2.ListChildrenResponse(next_page_token="t")
+        add_nodes(response.nodes, listed)
+        expected = storage_pb2.ListChildrenResponse(nodes=[reference_pb(n) for n in general], next_page_token="t")
+        assert response.SerializeToString() == expected.SerializeToString()
+    finally:
+        await engine.dispose()
+
+
+def test_listing_rows_sqlite(tmp_path: Path) -> None:
+    asyncio.run(compare(f"sqlite+aiosqlite:///{tmp_path / 'storage.db'}"))
+
+
+def test_listing_rows_postgres() -> None:
+    need_postgres()
+    prefix = f"fdconv_{uuid.uuid4().hex[:8]}"
+    try:
+        asyncio.run(compare(f"{PG_URL.replace('postgresql://', 'postgresql+psycopg://', 1)}/{prefix}_storage"))
+    finally:
+        drop_databases(prefix)
