@@ -507,26 +507,24 @@ class SqlQuotas:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
 
-    async def _ensure(self, owner_id: str) -> bool:
-        """Create the owner's row if missing; True if it was missing (then the caller's UPDATE is worth a retry)."""
+    async def _ensure(self, owner_id: str) -> None:
         exists = (await self.s.execute(sa.select(quotas.c.owner_id).where(quotas.c.owner_id == owner_id))).first()
-        if exists is not None:
-            return False
-        try:
-            async with self.s.begin_nested():
-                await self.s.execute(quotas.insert().values(owner_id=owner_id, used_bytes=0, reserved_bytes=0))
-        except IntegrityError:
-            pass  # created concurrently
-        return True
+        if exists is None:
+            try:
+                async with self.s.begin_nested():
+                    await self.s.execute(quotas.insert().values(owner_id=owner_id, used_bytes=0, reserved_bytes=0))
+            except IntegrityError:
+                pass  # created concurrently
 
     async def _update(self, owner_id: str, statement: Any) -> bool:
         """Run a conditional UPDATE of the owner's row; the row is created on first use (one statement when the
-        row exists, which is every time but the first)."""
+        row exists and the condition holds, which is nearly always). Otherwise the UPDATE runs once more after
+        making sure the row exists: on PostgreSQL the first one may have missed a row another transaction
+        committed meanwhile (read committed: the second statement sees it)."""
         result = await self.s.execute(statement)
         if result.rowcount:  # type: ignore[attr-defined]
             return True
-        if not await self._ensure(owner_id):
-            return False  # the row exists: the condition failed
+        await self._ensure(owner_id)
         return bool((await self.s.execute(statement)).rowcount)  # type: ignore[attr-defined]
 
     async def get(self, owner_id: str, default_limit: int) -> Usage:
