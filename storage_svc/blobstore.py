@@ -43,6 +43,7 @@ _IO_TARGET = 1024 * KiB  # bytes encrypted or decrypted per system call batch
 READ_AHEAD = 2  # units being decrypted ahead of a reader (two cores: two threads)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 _Stamp = tuple[int, int, int, int, int, int]
+Frame = Callable[[int], bytes]  # the bytes put before a chunk of n bytes (e.g. a message header)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -555,13 +556,12 @@ class EncryptedBlobStore:
             raise
         return _Source(fd, header, aead, size, last, plain, final=True)
 
-    def _decrypt(self, src: _Source, start: int, n: int) -> bytes:
-        """Plaintext [start, start + n) of an opened source; every segment touched is authenticated."""
+    def _open_range(self, src: _Source, start: int, view: memoryview) -> None:
+        """Plaintext [start, start + len(view)) of an opened source into `view`; every segment touched is
+        authenticated (DataLoss, and `view` must be discarded, if one is damaged)."""
         seg = src.header.segment_size
         st = env.stride(seg)
-        out = bytearray(n)
-        view = memoryview(out)
-        end = start + n
+        end = start + len(view)
         first, stop = start // seg, min((end - 1) // seg, src.last - 1) + 1  # stored segments (not the last)
         if stop > first:
             stored = self._scratch.get((stop - first) * st)
@@ -580,7 +580,17 @@ class EncryptedBlobStore:
             lo = max(start, src.last * seg)
             base = src.last * seg
             view[lo - start :] = src.last_plain[lo - base : end - base]
-        return bytes(out)
+
+    def _decrypt(
+        self, src: _Source, start: int, n: int, buf: bytearray, chunk: int, frame: Frame | None
+    ) -> list[bytes]:
+        """Plaintext [start, start + n) as blocks of at most `chunk` bytes, each `frame(len(block)) + block` when
+        a frame is given: decrypted into `buf` (the caller's, reused), then copied once into the blocks."""
+        plain = memoryview(buf)[:n]
+        self._open_range(src, start, plain)
+        if frame is None:
+            return [bytes(plain[j : j + chunk]) for j in range(0, n, chunk)]
+        return [b"".join((frame(len(part)), part)) for part in (plain[j : j + chunk] for j in range(0, n, chunk))]
 
     @staticmethod
     def _units(seg: int, unit: int, offset: int, length: int) -> Iterator[tuple[int, int]]:
@@ -592,39 +602,50 @@ class EncryptedBlobStore:
             yield pos, min(target, end) - pos
             pos = min(target, end)
 
-    async def _stream(self, src: _Source, offset: int, length: int, chunk: int) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, src: _Source, offset: int, length: int, chunk: int, frame: Frame | None = None
+    ) -> AsyncIterator[bytes]:
         """Decrypt unit by unit, READ_AHEAD units ahead of the consumer in worker threads (so in memory: a few
         units, whatever the size); segments are authenticated before anything of them is yielded."""
-        units = self._units(src.header.segment_size, max(chunk, src.header.segment_size), offset, length)
-        pending: collections.deque[tuple[int, asyncio.Future[bytes]]] = collections.deque()
+        size = max(chunk, src.header.segment_size)
+        units = self._units(src.header.segment_size, size, offset, length)
+        pending: collections.deque[tuple[bytearray, asyncio.Future[list[bytes]]]] = collections.deque()
+        spare: list[bytearray] = []  # plaintext buffers of units already copied out: reused, not zero-filled again
 
         def fill() -> None:
             while len(pending) < READ_AHEAD:
                 unit = next(units, None)
                 if unit is None:
                     return
-                pending.append((unit[1], asyncio.ensure_future(self._run(self._decrypt, src, *unit))))
+                buf = spare.pop() if spare else bytearray(size)
+                pending.append((buf, asyncio.ensure_future(self._run(self._decrypt, src, *unit, buf, chunk, frame))))
 
         try:
             fill()
             while pending:
-                n, future = pending.popleft()
-                block = await future
+                buf, future = pending.popleft()
+                blocks = await future
+                spare.append(buf)
                 fill()
-                for j in range(0, n, chunk):
-                    yield block[j : j + chunk] if n > chunk else block
+                for block in blocks:
+                    yield block
         finally:
             for _, future in pending:  # the caller closes the file next: let the threads finish with it first
                 with contextlib.suppress(BaseException):
                     await future
 
-    async def read(self, blob_id: str, offset: int, length: int, chunk: int) -> AsyncIterator[bytes]:
-        """Plaintext [offset, offset + length) in chunks; DataLoss before any byte of a damaged segment."""
+    async def read(
+        self, blob_id: str, offset: int, length: int, chunk: int, frame: Frame | None = None
+    ) -> AsyncIterator[bytes]:
+        """Plaintext [offset, offset + length) in chunks; DataLoss before any byte of a damaged segment.
+
+        With `frame`, every chunk comes as `frame(len(chunk)) + chunk`, put together in the worker thread that
+        decrypted it: a caller sending chunks as ready-made messages needs no copy of its own."""
         src = await self._run(self._open_blob, blob_id)
         try:
             if offset < 0 or length < 0 or offset + length > src.size:
                 raise DataLoss("the file's stored content is shorter than recorded")
-            async for block in self._stream(src, offset, length, chunk):
+            async for block in self._stream(src, offset, length, chunk, frame):
                 yield block
         finally:
             os.close(src.fd)
@@ -636,8 +657,9 @@ class EncryptedBlobStore:
             src = self._open_blob(blob_id)
             try:
                 unit = max(1, _IO_TARGET // src.header.segment_size) * src.header.segment_size
+                plain = memoryview(bytearray(min(unit, src.size)))
                 for pos in range(0, src.size, unit):
-                    self._decrypt(src, pos, min(unit, src.size - pos))
+                    self._open_range(src, pos, plain[: min(unit, src.size - pos)])
                 return src.size
             finally:
                 os.close(src.fd)
