@@ -90,6 +90,34 @@ async def test_chunks_larger_than_the_io_batch(tmp_path: Path) -> None:
     assert await collect(store.read(blob, 4095, 2 * 1024 * 1024, 1 << 20)) == data[4095 : 4095 + 2 * 1024 * 1024]
 
 
+async def test_what_the_page_cache_lacks_is_read_in_a_worker_thread(
+    store: EncryptedBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads are served from the page cache in the event loop's thread; the rest waits for the disk in a thread."""
+    data = content(40_000)
+    blob = await upload(store, "cold", data)
+    cached, waited = store._read_cached, store._read_waiting
+    calls = {"cached": 0, "waited": 0}
+
+    def half_cached(fd: int, buf: memoryview, pos: int) -> int:  # as if only half of every read were in memory
+        calls["cached"] += 1
+        return cached(fd, buf[: len(buf) // 2], pos)
+
+    def waiting(fd: int, buf: memoryview, pos: int, ahead: int) -> int:
+        calls["waited"] += 1
+        return waited(fd, buf, pos, ahead)
+
+    monkeypatch.setattr(store, "_read_cached", half_cached)
+    monkeypatch.setattr(store, "_read_waiting", waiting)
+    rng = random.Random(3)
+    for _ in range(20):
+        a = rng.randint(0, len(data))
+        b = rng.randint(a, len(data))
+        chunk = rng.choice([100, SEG, 3000, 1 << 20])
+        assert await collect(store.read(blob, a, b - a, chunk)) == data[a:b]
+    assert calls["cached"] and calls["waited"]
+
+
 async def test_nothing_plain_at_rest(store: EncryptedBlobStore) -> None:
     marker = b"FLOWDOCK-PLAINTEXT-MARKER-"
     data = marker * 500
