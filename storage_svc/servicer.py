@@ -327,8 +327,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def _stream(
         self, context: Ctx, node: Node, version: Version, offset: int, length: int
     ) -> AsyncIterator[bytes]:
-        """The content as serialised google.api.HttpBody messages, one per chunk: the blob store's worker threads
-        put each decrypted chunk right behind its message header (body_frame), so this loop copies nothing."""
+        """The content as serialised google.api.HttpBody messages, one per chunk: the blob store copies each
+        decrypted chunk right behind its message header (body_frame), so nothing here copies it again."""
         # Read (and so authenticate) the first block before any header goes out: damage found here becomes a clean
         # DATA_LOSS status (REST: a 500 with a JSON body), not a 200 whose body stops short.
         blocks = aiter(self.storage.read(version, offset, length, body_frame))
