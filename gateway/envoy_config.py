@@ -193,6 +193,10 @@ class GatewaySpec:
     rate_limit_burst: int = 400
     #: Per message, for the transcoder (Envoy's 1 MiB default broke 5 MB calls).
     max_body_bytes: int = 64 * MiB
+    #: Per downstream connection, the watermark above which Envoy stops reading the upstream. Envoy's 1 MiB default
+    #: is less than one download message (storage_chunk_bytes, 1 MiB, plus framing) that the transcoder holds whole:
+    #: it paused storage_svc's stream about once per message (~1,300 pauses per GiB); 2 MiB: ~30.
+    connection_buffer_bytes: int = 2 * MiB
     access_log: bool = True
     health_check_interval: timedelta = field(default=timedelta(seconds=2))
 
@@ -621,6 +625,7 @@ def _listener(spec: GatewaySpec, services: list[RoutedService]) -> Listener:
     )
     return Listener(
         name="flowdock_gateway",
+        per_connection_buffer_limit_bytes=spec.connection_buffer_bytes,
         address=_address(spec.listen_host, spec.port),
         filter_chains=[
             FilterChain(filters=[Filter(name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))])

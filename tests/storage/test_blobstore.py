@@ -90,6 +90,34 @@ async def test_chunks_larger_than_the_io_batch(tmp_path: Path) -> None:
     assert await collect(store.read(blob, 4095, 2 * 1024 * 1024, 1 << 20)) == data[4095 : 4095 + 2 * 1024 * 1024]
 
 
+async def test_what_the_page_cache_lacks_is_read_in_a_worker_thread(
+    store: EncryptedBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads are served from the page cache in the event loop's thread; the rest waits for the disk in a thread."""
+    data = content(40_000)
+    blob = await upload(store, "cold", data)
+    cached, waited = store._read_cached, store._read_waiting
+    calls = {"cached": 0, "waited": 0}
+
+    def half_cached(fd: int, buf: memoryview, pos: int) -> int:  # as if only half of every read were in memory
+        calls["cached"] += 1
+        return cached(fd, buf[: len(buf) // 2], pos)
+
+    def waiting(fd: int, buf: memoryview, pos: int, ahead: int) -> int:
+        calls["waited"] += 1
+        return waited(fd, buf, pos, ahead)
+
+    monkeypatch.setattr(store, "_read_cached", half_cached)
+    monkeypatch.setattr(store, "_read_waiting", waiting)
+    rng = random.Random(3)
+    for _ in range(20):
+        a = rng.randint(0, len(data))
+        b = rng.randint(a, len(data))
+        chunk = rng.choice([100, SEG, 3000, 1 << 20])
+        assert await collect(store.read(blob, a, b - a, chunk)) == data[a:b]
+    assert calls["cached"] and calls["waited"]
+
+
 async def test_nothing_plain_at_rest(store: EncryptedBlobStore) -> None:
     marker = b"FLOWDOCK-PLAINTEXT-MARKER-"
     data = marker * 500
@@ -518,3 +546,41 @@ async def test_relative_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     blob = await upload(store, "rel", b"relative")
     assert await collect(store.read(blob, 0, 8, 8)) == b"relative"
     assert (tmp_path / "data" / "storage" / "blobs").stat().st_mode & 0o077 == 0
+
+
+async def test_put_writes_a_whole_blob_readable_and_checked(store: EncryptedBlobStore) -> None:
+    for n in (0, 1, SEG - 1, SEG, 3 * SEG + 17):
+        data = content(n, seed=n)
+        blob = f"put{n}"
+        await store.put(f"up{n}", blob, data)
+        assert await collect(store.read(blob, 0, n, 1 << 20)) == data
+        assert await store.verify(blob) == n
+        assert not (store.staging / f"up{n}").exists()  # renamed away, nothing left to clean up
+
+
+async def test_reading_from_memory_gives_the_event_loop_a_turn_per_unit(store: EncryptedBlobStore) -> None:
+    """A consumer that never suspends (a hashing pass) must not freeze the service for a whole big file."""
+    data = content(8 << 20)
+    await store.put("upbig", "bigblob", data)
+    await collect(store.read("bigblob", 0, len(data), 1 << 20))  # now in the page cache
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    h = hashlib.sha256()
+    at_first: int | None = None
+    async for block in store.read("bigblob", 0, len(data), 1 << 20):
+        at_first = ticks if at_first is None else at_first  # (opening the blob hops to a thread: not counted)
+        h.update(block)  # no await here
+    during = ticks - (at_first or 0)
+    done = True
+    await task
+    assert h.digest() == hashlib.sha256(data).digest()
+    assert during >= 7  # a turn per MiB unit after the first
