@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth_svc.domain import (
     Event,
@@ -225,7 +225,7 @@ def _like(text: str) -> str:
 
 
 class SqlUsers:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
     async def by_email(self, email: str) -> User | None:
@@ -291,7 +291,7 @@ class SqlUsers:
 
 
 class SqlSessions:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
     async def add(self, session: Session) -> None:
@@ -340,7 +340,7 @@ class SqlSessions:
 
 
 class SqlRefreshTokens:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
     async def add(self, token: RefreshToken) -> None:
@@ -366,7 +366,7 @@ class SqlRefreshTokens:
 
 
 class SqlOneTimeTokens:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
     async def add(self, token: OneTimeToken) -> None:
@@ -407,7 +407,7 @@ class SqlOneTimeTokens:
 
 
 class SqlRecoveryCodes:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
     async def replace(self, user_id: str, code_hashes: list[str]) -> None:
@@ -432,7 +432,7 @@ class SqlRecoveryCodes:
 
 
 class SqlOidcStates:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
     async def add(self, state: OidcState) -> None:
@@ -466,7 +466,7 @@ class SqlOidcStates:
 
 
 class SqlIdentities:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
     async def user_for(self, provider: str, subject: str) -> str | None:
@@ -486,7 +486,7 @@ class SqlIdentities:
 
 
 class SqlUnitOfWork(db.SqlUnitOfWork):
-    def _bind(self, session: AsyncSession) -> None:
+    def _bind(self, session: AsyncConnection) -> None:
         self.users = SqlUsers(session)
         self.sessions = SqlSessions(session)
         self.refresh_tokens = SqlRefreshTokens(session)

@@ -127,7 +127,7 @@ async def build(config: AuthConfig) -> Service:
         reload_seconds=config.auth_signing_key_reload_seconds,
     )
     await keyring.load()
-    sessions = db.sessionmaker(engine)
+    sessions = db.connections(engine)
     limiter: RedisRateLimiter | SqlRateLimiter = (
         RedisRateLimiter(config.auth_redis_url) if config.auth_redis_url else SqlRateLimiter(engine)
     )

@@ -15,7 +15,7 @@ import argon2
 import grpc
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
@@ -116,13 +116,13 @@ def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
 
 
 class SqlShares:
-    def __init__(self, s: AsyncSession) -> None:
+    def __init__(self, s: AsyncConnection) -> None:
         self.s = s
 
     async def delete_of_user(self, user_id: str) -> int:
         query = shares.delete().where(sa.or_(shares.c.owner_id == user_id, shares.c.grantee_id == user_id))
         result = await self.s.execute(query)
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return int(result.rowcount)
 
     async def for_grantee_on(self, grantee_id: str, owner_id: str, node_ids: list[str]) -> list[Share]:
         q = sa.select(shares).where(
@@ -174,17 +174,17 @@ class SqlShares:
             result = await self.s.execute(
                 shares.delete().where(shares.c.owner_id == owner_id, shares.c.node_id.in_(chunk))
             )
-            n += int(result.rowcount)  # type: ignore[attr-defined]
+            n += int(result.rowcount)
         return n
 
 
 class SqlLinks:
-    def __init__(self, s: AsyncSession) -> None:
+    def __init__(self, s: AsyncConnection) -> None:
         self.s = s
 
     async def delete_of_owner(self, owner_id: str) -> int:
         result = await self.s.execute(links.delete().where(links.c.owner_id == owner_id))
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return int(result.rowcount)
 
     async def by_token_hash(self, token_hash: str) -> Link | None:
         row = (await self.s.execute(sa.select(links).where(links.c.token_hash == token_hash))).first()
@@ -218,7 +218,7 @@ class SqlLinks:
             )
             .values(downloads=links.c.downloads + 1)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(result.rowcount)
 
     async def delete_on_nodes(self, owner_id: str, node_ids: list[str]) -> int:
         n = 0
@@ -226,7 +226,7 @@ class SqlLinks:
             result = await self.s.execute(
                 links.delete().where(links.c.owner_id == owner_id, links.c.node_id.in_(chunk))
             )
-            n += int(result.rowcount)  # type: ignore[attr-defined]
+            n += int(result.rowcount)
         return n
 
 
@@ -247,7 +247,7 @@ def _link_values(link: Link) -> dict[str, Any]:
 
 
 class SqlFailures:
-    def __init__(self, s: AsyncSession) -> None:
+    def __init__(self, s: AsyncConnection) -> None:
         self.s = s
 
     async def count(self, key: str, since: datetime) -> int:
@@ -262,13 +262,13 @@ class SqlFailures:
 
 
 class SqlUnitOfWork(db.SqlUnitOfWork):
-    def _bind(self, session: AsyncSession) -> None:
+    def _bind(self, session: AsyncConnection) -> None:
         self.shares = SqlShares(session)
         self.links = SqlLinks(session)
         self.failures = SqlFailures(session)
 
 
-async def session_key(factory: async_sessionmaker[AsyncSession]) -> bytes:
+async def session_key(factory: db.Connections) -> bytes:
     """The HMAC key of link sessions: 256 random bits kept in share_svc's database, so every replica shares it."""
     async with factory() as s:
         row = (await s.execute(sa.select(secrets_table.c.value).where(secrets_table.c.name == "link_session"))).first()

@@ -42,7 +42,7 @@ async def build(config: ShareConfig) -> Service:
         if not getattr(config, key):
             raise ConfigError(f"FLOWDOCK_{key.upper()}", "is required by share_svc (host:port)")
     engine = db.make_engine(db.service_url(config, NAME))
-    sessions = db.sessionmaker(engine)
+    sessions = db.connections(engine)
     auth = internal_channel(config.auth_address, config.max_message_bytes)
     # Used lazily (share_svc starts before storage_svc): only when a user creates shares or lists them.
     storage = internal_channel(config.storage_address, config.max_message_bytes)

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db, logs
@@ -256,7 +256,7 @@ def _subtree_cte(root_id: str, *, live: bool) -> Any:
 
 
 class SqlNodes:
-    def __init__(self, s: AsyncSession) -> None:
+    def __init__(self, s: AsyncConnection) -> None:
         self.s = s
 
     async def get(self, node_id: str) -> Node | None:
@@ -275,17 +275,17 @@ class SqlNodes:
     async def add(self, node: Node) -> None:
         try:
             async with self.s.begin_nested():
-                await self.s.execute(nodes.insert().values(**_node_values(node)))
+                await self.s.execute(nodes.insert(), _node_values(node))
         except IntegrityError as exc:
             # A concurrent creator took the name (or the root) first: the same AlreadyExists as a commit clash.
             raise AlreadyExists("an entry with this name already exists") from exc
 
     async def add_file(self, node: Node, version: Version) -> None:
         try:
-            await self.s.execute(nodes.insert().values(**_node_values(node)))
+            await self.s.execute(nodes.insert(), _node_values(node))
         except IntegrityError as exc:
             raise AlreadyExists("an entry with this name already exists") from exc
-        await self.s.execute(versions.insert().values(**_version_values(version)))
+        await self.s.execute(versions.insert(), _version_values(version))
 
     async def add_many(self, many: list[Node]) -> None:
         # Parents before children (the list comes in tree order), in batches.
@@ -432,12 +432,12 @@ class SqlNodes:
         await self.s.execute(nodes.delete().where(nodes.c.owner_id == owner_id))
 
 
-def _name_contains(s: AsyncSession, key: str) -> Any:
+def _name_contains(s: AsyncConnection, key: str) -> Any:
     """Case-insensitive substring on name_key, answered by an index: PostgreSQL pg_trgm (GIN), SQLite FTS5 trigram.
 
     Both trigram indexes need 3 characters; shorter queries fall back to a scan of the owner's rows.
     """
-    dialect = s.bind.dialect.name if s.bind is not None else ""
+    dialect = s.dialect.name
     if dialect == "sqlite" and len(key) >= 3 and not any(c in key for c in "%_\\"):
         # FTS5's trigram index answers LIKE only without an ESCAPE clause.
         fts = sa.table("nodes_fts", sa.column("rowid"), sa.column("name_key"))
@@ -447,11 +447,11 @@ def _name_contains(s: AsyncSession, key: str) -> Any:
 
 
 class SqlVersions:
-    def __init__(self, s: AsyncSession) -> None:
+    def __init__(self, s: AsyncConnection) -> None:
         self.s = s
 
     async def add(self, version: Version) -> None:
-        await self.s.execute(versions.insert().values(**_version_values(version)))
+        await self.s.execute(versions.insert(), _version_values(version))
 
     async def get(self, version_id: str) -> Version | None:
         row = (await self.s.execute(sa.select(versions).where(versions.c.id == version_id))).first()
@@ -504,7 +504,7 @@ class SqlVersions:
 class SqlQuotas:
     """Usage counters per owner, changed only by conditional UPDATEs so concurrent uploads cannot overspend."""
 
-    def __init__(self, s: AsyncSession) -> None:
+    def __init__(self, s: AsyncConnection) -> None:
         self.s = s
 
     async def _ensure(self, owner_id: str) -> None:
@@ -522,10 +522,10 @@ class SqlQuotas:
         making sure the row exists: on PostgreSQL the first one may have missed a row another transaction
         committed meanwhile (read committed: the second statement sees it)."""
         result = await self.s.execute(statement)
-        if result.rowcount:  # type: ignore[attr-defined]
+        if result.rowcount:
             return True
         await self._ensure(owner_id)
-        return bool((await self.s.execute(statement)).rowcount)  # type: ignore[attr-defined]
+        return bool((await self.s.execute(statement)).rowcount)
 
     async def get(self, owner_id: str, default_limit: int) -> Usage:
         row = (await self.s.execute(sa.select(quotas).where(quotas.c.owner_id == owner_id))).first()
@@ -577,7 +577,7 @@ class SqlQuotas:
 
 
 class SqlUploads:
-    def __init__(self, s: AsyncSession) -> None:
+    def __init__(self, s: AsyncConnection) -> None:
         self.s = s
 
     async def get(self, upload_id: str) -> Upload | None:
@@ -619,7 +619,7 @@ class SqlUploads:
             .where(uploads.c.id == upload_id, uploads.c.state.in_(allowed), free)
             .values(writer=token, writer_until=until, state=state.value)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(result.rowcount)
 
     async def advance(self, upload_id: str, token: str, committed: int, until: datetime, expires_at: datetime) -> bool:
         result = await self.s.execute(
@@ -627,7 +627,7 @@ class SqlUploads:
             .where(uploads.c.id == upload_id, uploads.c.writer == token)
             .values(committed_size=committed, writer_until=until, expires_at=expires_at)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(result.rowcount)
 
     async def release(self, upload_id: str, token: str) -> None:
         await self.s.execute(
@@ -666,7 +666,7 @@ class SqlUploads:
 
 
 class SqlUnitOfWork(db.SqlUnitOfWork):
-    def _bind(self, session: AsyncSession) -> None:
+    def _bind(self, session: AsyncConnection) -> None:
         self.nodes = SqlNodes(session)
         self.versions = SqlVersions(session)
         self.quotas = SqlQuotas(session)

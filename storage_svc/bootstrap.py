@@ -51,7 +51,7 @@ async def build(config: StorageConfig) -> Service:
     engine = db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
     auth = internal_channel(config.auth_address, config.max_message_bytes)
     share = internal_channel(config.share_address, config.max_message_bytes)
-    sessions = db.sessionmaker(engine)
+    sessions = db.connections(engine)
     scanner: ClamdScanner | DisabledScanner
     if config.storage_virus_scan == "off":
         scanner = DisabledScanner()

@@ -34,7 +34,7 @@ async def test_login_rehashes_when_the_argon2_parameters_change(tmp_path: Path) 
     engine = db.make_engine(db.service_url(config, "auth"))
     keyring = SigningKeyring(engine, issuer="flowdock", audience="flowdock", ttl_seconds=300)
     await keyring.load()
-    factory = db.sessionmaker(engine)
+    factory = db.connections(engine)
 
     def accounts(time_cost: int) -> Accounts:
         return Accounts(
@@ -135,7 +135,7 @@ async def _accounts_with_clock(tmp_path: Path, clock: Clock, policy: Policy) -> 
     engine = db.make_engine(db.service_url(config, "auth"))
     keyring = SigningKeyring(engine, issuer="flowdock", audience="flowdock", ttl_seconds=300)
     await keyring.load()
-    factory = db.sessionmaker(engine)
+    factory = db.connections(engine)
     accounts = Accounts(
         uow=lambda: SqlUnitOfWork(factory),
         hasher=Argon2Hasher(memory_kib=19456, time_cost=2, parallelism=1),

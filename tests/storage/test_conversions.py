@@ -92,7 +92,7 @@ async def compare(url: str) -> None:
     db.ensure_database(sync_url)
     db.migrate(sync_url, MIGRATIONS)
     engine = db.make_engine(make_url(url))
-    sessions = db.sessionmaker(engine)
+    sessions = db.connections(engine)
     owner = str(uuid.uuid4())
     tree = sample_tree(owner)
     try:

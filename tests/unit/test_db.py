@@ -33,7 +33,7 @@ def test_each_statement_is_one_trip_and_results_are_intact(tmp_path: Path, monke
         )
         async with engine.begin() as conn:
             await conn.run_sync(things.metadata.create_all)
-        sessions = db.sessionmaker(engine)
+        sessions = db.connections(engine)
         async with sessions() as s:
             await s.execute(things.insert(), [{"id": i, "name": f"n{i}"} for i in range(1, 301)])
             await s.commit()
