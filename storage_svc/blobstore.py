@@ -366,7 +366,7 @@ class EncryptedBlobStore:
 
         await self._run(create)
 
-    async def write_staging(self, upload_id: str, offset: int, data: bytes) -> None:
+    async def write_staging(self, upload_id: str, offset: int, data: bytes | bytearray) -> None:
         """Append `data` at `offset`: the committed size for a writer's first write, else where the last ended."""
 
         def write() -> None:
@@ -384,7 +384,7 @@ class EncryptedBlobStore:
             self._forget(upload_id)
             raise Unavailable("upload staging file is missing; abort and start the upload again") from None
 
-    def _append(self, upload_id: str, w: _Writer, data: bytes) -> None:
+    def _append(self, upload_id: str, w: _Writer, data: bytes | bytearray) -> None:
         seg = w.header.segment_size
         st = env.stride(seg)
         index = w.next_offset // seg
