@@ -628,14 +628,7 @@ class Storage:
         link_parent: Node | None = None,
     ) -> Upload:
         """`link_parent`: a file drop into that folder, already authorised by the link (caller "link:<id>")."""
-        if relative_path and link_parent is not None:
-            raise InvalidArgument("relative_path", "file drops take a name, not a path")
-        if relative_path:
-            parts = domain.split_relative_path(relative_path)
-            name = parts[-1]
-        else:
-            parts = []
-            name = domain.validate_name(name)
+        name, folders = _target(name, relative_path, link_parent)
         sha256 = domain.validate_sha256(sha256)
         content_type = domain.validate_content_type(content_type)
         if size < 0:
@@ -646,8 +639,8 @@ class Storage:
                 "(storage_max_file_bytes)",
                 limit="storage_max_file_bytes",
             )
-        if parts[:-1]:
-            parent_id = await self._ensure_folders(caller, parent_id, parts[:-1])
+        if folders:
+            parent_id = await self._ensure_folders(caller, parent_id, folders)
         async with self.uow() as uow:
             if link_parent is not None:
                 found = await uow.nodes.get(link_parent.id)
@@ -716,21 +709,14 @@ class Storage:
         if size != len(content):
             raise InvalidArgument("size", f"must equal the inline content's length ({len(content)})")
         args = (caller, parent_id, name, content, size, sha256, content_type, relative_path, on_conflict, link_parent)
-        if relative_path and link_parent is not None:
-            raise InvalidArgument("relative_path", "file drops take a name, not a path")
-        if relative_path:
-            parts = domain.split_relative_path(relative_path)
-            name = parts[-1]
-        else:
-            parts = []
-            name = domain.validate_name(name)
+        name, folders = _target(name, relative_path, link_parent)
         declared = domain.validate_sha256(sha256)
         content_type = domain.validate_content_type(content_type)
         digest = await _sha256(content)
         if (declared and digest != declared) or not await self._clean(content):
             return await self._upload_resumably(*args)
-        if parts[:-1]:
-            parent_id = await self._ensure_folders(caller, parent_id, parts[:-1])
+        if folders:
+            parent_id = await self._ensure_folders(caller, parent_id, folders)
         upload_id = str(uuid.uuid4())
         blob_id = upload_id.replace("-", "")
         # The blob is written (and fsynced) while the transaction does its reads and writes; the commit waits for
@@ -835,21 +821,7 @@ class Storage:
             if target is not None:
                 node, pruned = await self._add_version(uow, target, blob_id, size, digest, content_type, now)
             else:
-                node = Node(
-                    id=str(uuid.uuid4()),
-                    owner_id=owner,
-                    parent_id=parent.id,
-                    name=name,
-                    kind=Kind.FILE,
-                    size=size,
-                    created_at=now,
-                    modified_at=now,
-                    content_type=content_type,
-                    sha256=digest,
-                    blob_id=blob_id,
-                )
-                version = Version(str(uuid.uuid4()), node.id, owner, 1, blob_id, size, digest, content_type, now)
-                node.version_id = version.id
+                node, version = _new_file(owner, parent.id, name, size, digest, content_type, blob_id, now)
                 try:
                     await uow.nodes.add_file(node, version)
                 except AlreadyExists:
@@ -1066,31 +1038,9 @@ class Storage:
                             uow, clash, blob_id, upload.size, digest, upload.content_type, now
                         )
                     else:
-                        node = Node(
-                            id=str(uuid.uuid4()),
-                            owner_id=upload.owner_id,
-                            parent_id=parent.id,
-                            name=name,
-                            kind=Kind.FILE,
-                            size=upload.size,
-                            created_at=now,
-                            modified_at=now,
-                            content_type=upload.content_type,
-                            sha256=digest,
-                            blob_id=blob_id,
+                        node, version = _new_file(
+                            upload.owner_id, parent.id, name, upload.size, digest, upload.content_type, blob_id, now
                         )
-                        version = Version(
-                            str(uuid.uuid4()),
-                            node.id,
-                            node.owner_id,
-                            1,
-                            blob_id,
-                            node.size,
-                            digest,
-                            node.content_type,
-                            now,
-                        )
-                        node.version_id = version.id
                         await uow.nodes.add(node)
                         await uow.versions.add(version)
                 await uow.quotas.settle(upload.owner_id, reserved=-upload.size, used=upload.size)
@@ -1324,6 +1274,38 @@ class Storage:
 
 
 T = TypeVar("T")
+
+
+def _target(name: str, relative_path: str, link_parent: Node | None) -> tuple[str, list[str]]:
+    """An upload's validated file name and the folders to create first (a folder upload's relative path)."""
+    if relative_path and link_parent is not None:
+        raise InvalidArgument("relative_path", "file drops take a name, not a path")
+    if relative_path:
+        parts = domain.split_relative_path(relative_path)
+        return parts[-1], parts[:-1]
+    return domain.validate_name(name), []
+
+
+def _new_file(
+    owner_id: str, parent_id: str, name: str, size: int, digest: str, content_type: str, blob_id: str, now: datetime
+) -> tuple[Node, Version]:
+    """A new file node and its first version."""
+    node = Node(
+        id=str(uuid.uuid4()),
+        owner_id=owner_id,
+        parent_id=parent_id,
+        name=name,
+        kind=Kind.FILE,
+        size=size,
+        created_at=now,
+        modified_at=now,
+        content_type=content_type,
+        sha256=digest,
+        blob_id=blob_id,
+    )
+    version = Version(str(uuid.uuid4()), node.id, owner_id, 1, blob_id, size, digest, content_type, now)
+    node.version_id = version.id
+    return node, version
 
 
 async def _sha256(data: bytes) -> str:
