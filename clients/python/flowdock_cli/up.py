@@ -61,10 +61,24 @@ def replica_name(name: str, replica: int) -> str:
     return name if replica == 0 else f"{name}-{replica}"
 
 
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def free_ports(host: str, count: int, avoid: set[int]) -> list[int]:
+    """`count` distinct free ports, none in `avoid` (the gateway's). All are held open until all are chosen: ports
+    picked one at a time could repeat, and a service binding port 0 could take the gateway's port before Envoy
+    starts (seen once in CI)."""
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+            if port not in avoid:
+                ports.append(port)
+        return ports
+    finally:
+        for s in held:
+            s.close()
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -130,6 +144,7 @@ class Plan:
     db_url: str
     admin_port: int
     ports: dict[str, list[int]]
+    metrics_ports: dict[str, list[int]]
     log_format: str
     base_env: dict[str, str]
     warnings: list[str] = field(default_factory=list)
@@ -145,7 +160,7 @@ class Plan:
                 "FLOWDOCK_DB_URL": self.db_url,
                 "FLOWDOCK_LISTEN_HOST": "127.0.0.1",
                 "FLOWDOCK_GRPC_PORT": str(self.ports[name][replica]),
-                "FLOWDOCK_METRICS_PORT": "0",
+                "FLOWDOCK_METRICS_PORT": str(self.metrics_ports[name][replica]),
                 "FLOWDOCK_READY_FILE": str(self.run_dir / f"{replica_name(name, replica)}.json"),
                 "FLOWDOCK_LOG_FORMAT": self.log_format,
                 "FLOWDOCK_AUTH_ADDRESS": self.address("auth"),
@@ -217,14 +232,18 @@ def make_plan(args: argparse.Namespace) -> Plan:
         if name not in replicas or not count.isdigit() or not 1 <= int(count) <= 16:
             raise UpError(f"--replicas {item!r}: expected NAME=N with NAME one of {', '.join(SERVICES)} and N in 1..16")
         replicas[name] = int(count)
-    ports = {name: [free_port("127.0.0.1") for _ in range(n)] for name, n in replicas.items()}
+    gateway_port, admin_port = getattr(args, "port", 0), getattr(args, "admin_port", 0)
+    picked = iter(free_ports("127.0.0.1", 2 * sum(replicas.values()) + 1, {gateway_port, admin_port}))
+    ports = {name: [next(picked) for _ in range(n)] for name, n in replicas.items()}
+    metrics_ports = {name: [next(picked) for _ in range(n)] for name, n in replicas.items()}
     return Plan(
         data_dir=data_dir,
         host=getattr(args, "host", "127.0.0.1"),
-        port=getattr(args, "port", 0),
+        port=gateway_port,
         db_url=common.db_url,
-        admin_port=getattr(args, "admin_port", 0) or free_port("127.0.0.1"),
+        admin_port=admin_port or next(picked),
         ports=ports,
+        metrics_ports=metrics_ports,
         log_format=common.log_format,
         base_env=env,
         warnings=warnings,
