@@ -642,22 +642,9 @@ class Storage:
         if folders:
             parent_id = await self._ensure_folders(caller, parent_id, folders)
         async with self.uow() as uow:
-            if link_parent is not None:
-                found = await uow.nodes.get(link_parent.id)
-                if found is None:
-                    raise NotFound(f"node {link_parent.id} not found")
-                parent = found
-            else:
-                parent = await self._folder(uow, caller, parent_id, "write")
-            target = ""
-            clash = await uow.nodes.child_named(parent.id, domain.name_key(name))
-            if clash is not None:
-                if on_conflict == OnConflict.NEW_VERSION and clash.kind == Kind.FILE:
-                    target = clash.id
-                elif on_conflict == OnConflict.NEW_VERSION:
-                    raise AlreadyExists(f"{name!r} is a folder; a new version needs a file")
-                else:
-                    name = await self._place(uow, parent, name, on_conflict)
+            parent = await self._upload_parent(uow, caller, parent_id, link_parent)
+            name, clash = await self._upload_name(uow, parent, name, on_conflict)
+            target = clash.id if clash is not None else ""
             if not await uow.quotas.reserve(parent.owner_id, size, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(parent.owner_id, self.limits.default_quota_bytes), size)
             now = _now()
@@ -681,6 +668,28 @@ class Storage:
             await uow.uploads.add(upload)
             await uow.commit()
         return upload
+
+    async def _upload_parent(self, uow: UnitOfWork, caller: str, parent_id: str, link_parent: Node | None) -> Node:
+        """The folder an upload goes to: a file drop's (authorised by its link), else one the caller may write."""
+        if link_parent is None:
+            return await self._folder(uow, caller, parent_id, "write")
+        parent = await uow.nodes.get(link_parent.id)
+        if parent is None:
+            raise NotFound(f"node {link_parent.id} not found")
+        return parent
+
+    async def _upload_name(
+        self, uow: UnitOfWork, parent: Node, name: str, on_conflict: OnConflict
+    ) -> tuple[str, Node | None]:
+        """The name to use under the conflict policy, and the file that gets a new version (NEW_VERSION)."""
+        clash = await uow.nodes.child_named(parent.id, domain.name_key(name))
+        if clash is None:
+            return name, None
+        if on_conflict == OnConflict.NEW_VERSION:
+            if clash.kind != Kind.FILE:
+                raise AlreadyExists(f"{name!r} is a folder; a new version needs a file")
+            return name, clash
+        return await self._place(uow, parent, name, on_conflict), None
 
     async def upload_inline(
         self,
@@ -767,20 +776,14 @@ class Storage:
     async def _clean(self, content: bytes) -> bool:
         """Scanned in memory before anything is written; False: take the resumable path, which records the
         refusal (infected, or over the scanner's limit under the configured policy). Scanner down → Unavailable."""
-        if not self.scanner.enabled:
-            return True
+
+        async def whole() -> AsyncIterator[bytes]:
+            yield content
+
         try:
-            session = await self.scanner.open(len(content))
+            return (await self.scanner.scan(whole(), len(content))).clean
         except ScanLimitExceeded:
             return False
-        try:
-            await session.feed(content)
-            verdict = await session.finish()
-        except ScanLimitExceeded:
-            return False
-        finally:
-            await session.close()
-        return verdict.clean
 
     async def _commit_inline(
         self,
@@ -798,22 +801,11 @@ class Storage:
         """One transaction: place the name, charge the quota, add the file (or a version of it); it commits once
         `written` (the blob) is done."""
         async with self.uow() as uow:
-            if link_parent is not None:
-                parent = await uow.nodes.get(link_parent.id)
-                if parent is None:
-                    raise NotFound(f"node {link_parent.id} not found")
-            else:
-                parent = await self._folder(uow, caller, parent_id, "write")
+            parent = await self._upload_parent(uow, caller, parent_id, link_parent)
             owner = parent.owner_id
             target: Node | None = None
             if on_conflict != OnConflict.FAIL:  # FAIL: the unique index answers, without a query first
-                clash = await uow.nodes.child_named(parent.id, domain.name_key(name))
-                if clash is not None and on_conflict == OnConflict.NEW_VERSION:
-                    if clash.kind != Kind.FILE:
-                        raise AlreadyExists(f"{name!r} is a folder; a new version needs a file")
-                    target = clash
-                elif clash is not None:
-                    name = await self._place(uow, parent, name, on_conflict)
+                name, target = await self._upload_name(uow, parent, name, on_conflict)
             if not await uow.quotas.consume(owner, size, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(owner, self.limits.default_quota_bytes), size)
             now = _now()
