@@ -1,21 +1,21 @@
-"""Recording audit events in auth_svc's trail from any service, without losing them while auth_svc is down.
+"""Audit events: written in the recording service's own database, in the same transaction as the change they
+describe (a transactional outbox), and delivered to auth_svc's trail in the background.
 
-How: `AuditOutbox.record()` first writes the event to a local SQLite file (`<data_dir>/outbox/audit-<service>.db`,
-WAL, synchronous=FULL) and returns; a background task sends pending events in batches to
-`AuthInternalService.RecordEvents` and deletes them only after auth_svc acknowledged them. If auth_svc is down,
-unreachable or failing, the events stay on disk and are retried with backoff (0.5 s doubling to 30 s), also
-across a restart of the recording service. Every event carries an id chosen when it was recorded, and auth_svc
-stores each id once, so a batch re-sent after a lost acknowledgement (or sent by two replicas sharing a data
-dir) is not duplicated. Order within the trail is by arrival; each event keeps the time it happened.
+Why in the same transaction: an event then exists exactly when its change does. A crash between commit and
+record cannot lose it, a rolled-back change cannot leave one behind, and recording costs one more INSERT in a
+commit the service makes anyway (no fsync of a separate file on the event loop).
 
-Use in a service's composition root:
+How: a unit of work collects events (`uow.events.record(...)`) and inserts them into `audit_outbox` just before
+its COMMIT. What changes nothing (a download, a refused upload) is recorded with `await outbox.record(...)`, in a
+short transaction of its own. A background task (`Outbox.start()`) reads pending rows in batches, sends them to
+`AuthInternalService.RecordEvents` and deletes them only after auth_svc acknowledged them. While auth_svc is down,
+unreachable or failing, they stay in the table and are retried with backoff (0.5 s doubling to 30 s), also across
+restarts. Every event carries an id chosen when it was recorded and auth_svc stores each id once, so a batch re-sent
+after a lost acknowledgement, or sent by two replicas sharing a database, is not duplicated. Order within the trail
+is by arrival; each event keeps the time it happened.
 
-    outbox = AuditOutbox(config.data_dir / "outbox" / "audit-storage.db", service="storage",
-                         send=remote_audit_sender(auth_channel))
-    outbox.start()                       # and `await outbox.stop()` on shutdown
-    outbox.record("storage.file.deleted", actor_id=p.user_id, subject_id=p.user_id, details={"node_id": n})
-
-Never put a secret (password, code, token, link password) in `details`.
+Each service's migrations create `audit_outbox` (columns as `audit_outbox` below). Never put a secret (password,
+code, token, link password) in `details`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import contextlib
 import json
 import logging
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,13 +33,26 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
+from flowdock_kernel import logs
+from flowdock_kernel.db import read_only
 
 log = logging.getLogger("flowdock.audit")
 
 Sender = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+metadata = sa.MetaData()
+audit_outbox = sa.Table(
+    "audit_outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(36), nullable=False, unique=True),
+    sa.Column("event", sa.Text, nullable=False),
+)
 
 
 def remote_audit_sender(auth: grpc.aio.Channel, *, timeout: float = 5.0) -> Sender:
@@ -70,12 +82,38 @@ def remote_audit_sender(auth: grpc.aio.Channel, *, timeout: float = 5.0) -> Send
     return send
 
 
-class AuditOutbox:
-    """A durable local queue of audit events, drained to auth_svc in the background (see the module doc)."""
+class EventBuffer:
+    """The events of one unit of work, written with its commit (and dropped with its rollback). The caller's
+    address and user agent are taken as the gateway saw them, when the event is recorded."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.rows: list[dict[str, str]] = []
+
+    def record(self, kind: str, *, actor: str, subject: str = "", details: Mapping[str, str] | None = None) -> str:
+        client = logs.client_var.get()
+        event_id = str(uuid.uuid4())
+        event = {
+            "id": event_id,
+            "time": datetime.now(UTC).isoformat(),
+            "kind": kind,
+            "actor_id": actor,
+            "subject_id": subject,
+            "ip": client.ip,
+            "user_agent": client.user_agent,
+            "service": self.service,
+            "details": {str(k): str(v) for k, v in (details or {}).items()},
+        }
+        self.rows.append({"id": event_id, "event": json.dumps(event)})
+        return event_id
+
+
+class Outbox:
+    """The `audit_outbox` table of one service's database and its delivery to auth_svc (see the module doc)."""
 
     def __init__(
         self,
-        path: Path,
+        engine: AsyncEngine,
         *,
         service: str,
         send: Sender,
@@ -83,78 +121,104 @@ class AuditOutbox:
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
         linger: float = 0.05,
+        poll: float = 5.0,
     ) -> None:
-        self.path = path
+        self.engine = engine
         self.service = service
         self._send = send
         self._batch = batch_size
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._linger = linger
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, event TEXT)"
-        )
+        self._poll = poll  # other replicas' events, and a wake-up this one missed
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
 
-    def record(
-        self,
-        kind: str,
-        *,
-        actor_id: str = "",
-        subject_id: str = "",
-        ip: str = "",
-        user_agent: str = "",
-        details: Mapping[str, str] | None = None,
+    def buffer(self) -> EventBuffer:
+        return EventBuffer(self.service)
+
+    async def write(self, conn: AsyncConnection, events: EventBuffer) -> None:
+        """Inside the caller's transaction (a unit of work's commit)."""
+        if events.rows:
+            await conn.execute(audit_outbox.insert(), events.rows)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def record(
+        self, kind: str, *, actor: str, subject: str = "", details: Mapping[str, str] | None = None
     ) -> str:
-        """Persist one event (durable when this returns) and return its id."""
-        event_id = str(uuid.uuid4())
-        event = {
-            "id": event_id,
-            "time": datetime.now(UTC).isoformat(),
-            "kind": kind,
-            "actor_id": actor_id,
-            "subject_id": subject_id,
-            "ip": ip,
-            "user_agent": user_agent,
-            "service": self.service,
-            "details": {str(k): str(v) for k, v in (details or {}).items()},
-        }
-        with self._lock:
-            self._db.execute("INSERT INTO pending (id, event) VALUES (?, ?)", (event_id, json.dumps(event)))
-        with contextlib.suppress(RuntimeError):  # no running loop: the next start() picks it up
-            asyncio.get_running_loop().call_soon_threadsafe(self._wake.set)
+        """An event that goes with no change of this service's data: durable in its own transaction on return."""
+        events = self.buffer()
+        event_id = events.record(kind, actor=actor, subject=subject, details=details)
+        async with self.engine.begin() as conn:
+            await self.write(conn, events)
+        self.wake()
         return event_id
 
-    def pending(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
-
-    def _next_batch(self) -> list[tuple[int, dict[str, Any]]]:
-        with self._lock:
-            rows = self._db.execute("SELECT seq, event FROM pending ORDER BY seq LIMIT ?", (self._batch,)).fetchall()
-        return [(int(seq), json.loads(text)) for seq, text in rows]
-
-    def _forget(self, last_seq: int) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM pending WHERE seq <= ?", (last_seq,))
+    async def pending(self) -> int:
+        async with self.engine.connect() as conn:
+            await read_only(conn)
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(audit_outbox))).scalar_one())
 
     async def flush_once(self) -> int:
         """Send what is pending now; returns how many were delivered. Raises if auth_svc did not take them."""
         sent = 0
-        # Reading and deleting fsync the outbox: in a thread, so the service's event loop never waits on them.
-        while batch := await asyncio.to_thread(self._next_batch):
-            await self._send([e for _, e in batch])
-            await asyncio.to_thread(self._forget, batch[-1][0])
-            sent += len(batch)
-            self.delivered += len(batch)
-        return sent
+        while True:
+            async with self.engine.connect() as conn:
+                await read_only(conn)
+                rows = (
+                    await conn.execute(
+                        sa.select(audit_outbox.c.seq, audit_outbox.c.event)
+                        .order_by(audit_outbox.c.seq)
+                        .limit(self._batch)
+                    )
+                ).all()
+            if not rows:
+                return sent
+            await self._send([json.loads(text) for _, text in rows])
+            # By the rows sent, never by "seq <= last": on PostgreSQL a transaction that took a lower seq can commit
+            # after this read, and its event must stay.
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.delete(audit_outbox).where(audit_outbox.c.seq.in_([seq for seq, _ in rows])))
+            sent += len(rows)
+            self.delivered += len(rows)
+
+    async def adopt(self, path: Path) -> int:
+        """Move events left undelivered in an earlier version's local outbox file
+        (`<data_dir>/outbox/audit-<service>.db`) into the table, then remove the file."""
+
+        def read() -> list[tuple[str, str]] | None:
+            if not path.exists():
+                return None
+            db = sqlite3.connect(path)
+            try:
+                return [(str(i), str(e)) for i, e in db.execute("SELECT id, event FROM pending ORDER BY seq")]
+            except sqlite3.OperationalError:  # no table: nothing was ever queued
+                return []
+            finally:
+                db.close()
+
+        rows = await asyncio.to_thread(read)
+        if rows is None:
+            return 0
+        if rows:
+            async with self.engine.begin() as conn:
+                known = set(
+                    (
+                        await conn.execute(
+                            sa.select(audit_outbox.c.id).where(audit_outbox.c.id.in_([i for i, _ in rows]))
+                        )
+                    ).scalars()
+                )
+                fresh = [{"id": i, "event": e} for i, e in rows if i not in known]
+                if fresh:
+                    await conn.execute(audit_outbox.insert(), fresh)
+        for suffix in ("", "-wal", "-shm"):
+            await asyncio.to_thread(path.with_name(path.name + suffix).unlink, missing_ok=True)
+        log.info("adopted undelivered audit events from %s", path, extra={"events": len(rows)})
+        return len(rows)
 
     async def _run(self) -> None:
         backoff = self._min_backoff
@@ -162,17 +226,20 @@ class AuditOutbox:
             try:
                 # A short wait after a wake-up gathers a busy moment's events into one call (and one delete).
                 await asyncio.sleep(self._linger)
+                self._wake.clear()
                 await self.flush_once()
                 backoff = self._min_backoff
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                pending = -1
+                with contextlib.suppress(Exception):
+                    pending = await self.pending()
                 log.warning(
                     "audit events not delivered yet; will retry",
-                    extra={"pending": self.pending(), "retry_seconds": backoff, "error": type(exc).__name__},
+                    extra={"pending": pending, "retry_seconds": backoff, "error": type(exc).__name__},
                 )
                 started = time.monotonic()
                 self._wake.clear()
@@ -186,7 +253,7 @@ class AuditOutbox:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self, *, final_flush_timeout: float = 2.0) -> None:
-        """Stop the background task after one last delivery attempt (what fails stays on disk for next time)."""
+        """Stop the background task after one last delivery attempt (what fails stays in the table for next time)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -194,5 +261,3 @@ class AuditOutbox:
             self._task = None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush_once(), timeout=final_flush_timeout)
-        with self._lock:
-            self._db.close()

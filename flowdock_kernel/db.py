@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import aiosqlite
 import aiosqlite.context as aiosqlite_context
@@ -25,6 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from flowdock_kernel.config import CommonConfig
 from flowdock_kernel.errors import AlreadyExists
+
+if TYPE_CHECKING:  # audit builds on this module
+    from flowdock_kernel.audit import EventBuffer, Outbox
 
 
 def service_url(config: CommonConfig, service: str, *, driver_async: bool = True) -> URL:
@@ -65,11 +68,20 @@ def _sqlite_manual_transactions(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # the driver's own deferred BEGIN is replaced by ours (below)
 
 
+READ_ONLY = "flowdock_read_only"
+
+
 def _sqlite_begin_immediate(conn: Any) -> None:
     # A deferred transaction that reads, then writes, fails at once with "database is locked" when another
     # connection wrote in between (busy_timeout does not cover that upgrade). Taking the write lock up front makes
-    # concurrent writers queue (up to busy_timeout) instead of failing.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # concurrent writers queue (up to busy_timeout) instead of failing. A read-only transaction (`read_only`) takes
+    # no lock: in WAL mode it reads its snapshot while a writer goes on, so listings never queue behind uploads.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+async def read_only(conn: AsyncConnection) -> AsyncConnection:
+    """Mark a connection's transactions read-only (before its first statement): on SQLite they begin deferred."""
+    return await conn.execution_options(**{READ_ONLY: True})
 
 
 class _OneTripCursor(aiosqlite.Cursor):
@@ -181,16 +193,30 @@ def run_migrations_online(target_metadata: sa.MetaData) -> None:
 
 class SqlUnitOfWork:
     """A transaction over one connection, rolled back unless `commit` is called; a unique-constraint clash at commit
-    is AlreadyExists. Each service's subclass attaches its repositories in `_bind`."""
+    is AlreadyExists. Each service's subclass attaches its repositories in `_bind`.
 
-    def __init__(self, factory: Connections) -> None:
+    `events` (with an `outbox`): audit events recorded here are written by `commit`, in the same transaction.
+    `read_only`: for use cases that only read; it cannot commit, and on SQLite it takes no write lock."""
+
+    def __init__(self, factory: Connections, outbox: Outbox | None = None, *, read_only: bool = False) -> None:
         self._factory = factory
+        self._outbox = outbox
+        self.read_only = read_only
+        self._events = outbox.buffer() if outbox is not None else None
 
     def _bind(self, conn: AsyncConnection) -> None:
         raise NotImplementedError
 
+    @property
+    def events(self) -> EventBuffer:
+        if self._events is None:
+            raise RuntimeError("this unit of work has no outbox for audit events")
+        return self._events
+
     async def __aenter__(self) -> Self:
         self._conn = await self._factory().start()
+        if self.read_only:
+            await read_only(self._conn)
         self._bind(self._conn)
         return self
 
@@ -201,8 +227,20 @@ class SqlUnitOfWork:
             await self._conn.close()
 
     async def commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot commit")
+        outbox, events = self._outbox, self._events
+        if outbox is not None and events is not None and events.rows:
+            await outbox.write(self._conn, events)
+        else:
+            outbox = None
         try:
             await self._conn.commit()
         except IntegrityError as exc:
             await self._conn.rollback()
             raise AlreadyExists("already exists") from exc
+        finally:
+            if events is not None:
+                events.rows.clear()
+        if outbox is not None:
+            outbox.wake()

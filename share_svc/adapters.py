@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
-from flowdock_kernel import db, logs
-from flowdock_kernel.audit import AuditOutbox
+from flowdock_kernel import db
 from flowdock_kernel.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from share_svc.domain import Link, LinkPermission, NodeInfo, Role, Share
 from share_svc.ports import Account
@@ -376,20 +375,6 @@ class StorageNodes:
             return await self.stub.GetNode(storage_pb2.GetNodeRequest(node_id=node_id), timeout=5)
         except grpc.aio.AioRpcError:
             return None
-
-
-class AuditEvents:
-    """Events go to the kernel's durable outbox with the caller's address and user agent (as the gateway saw
-    them)."""
-
-    def __init__(self, outbox: AuditOutbox) -> None:
-        self.outbox = outbox
-
-    def record(self, kind: str, *, actor: str, subject: str = "", details: dict[str, str] | None = None) -> None:
-        client = logs.client_var.get()
-        self.outbox.record(
-            kind, actor_id=actor, subject_id=subject, ip=client.ip, user_agent=client.user_agent, details=details
-        )
 
 
 def now() -> datetime:

@@ -10,14 +10,13 @@ import grpc
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
-from flowdock_kernel.audit import AuditOutbox, remote_audit_sender
+from flowdock_kernel.audit import Outbox, remote_audit_sender
 from flowdock_kernel.channels import internal_channel, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
 from share_svc.adapters import (
     Argon2Hasher,
-    AuditEvents,
     AuthAccounts,
     HmacSessionSigner,
     SqlUnitOfWork,
@@ -46,14 +45,14 @@ async def build(config: ShareConfig) -> Service:
     auth = internal_channel(config.auth_address, config.max_message_bytes)
     # Used lazily (share_svc starts before storage_svc): only when a user creates shares or lists them.
     storage = internal_channel(config.storage_address, config.max_message_bytes)
-    outbox = AuditOutbox(config.data_dir / "outbox" / "audit-share.db", service=NAME, send=remote_audit_sender(auth))
+    outbox = Outbox(engine, service=NAME, send=remote_audit_sender(auth))
     nodes = StorageNodes(storage)
     sharing = Sharing(
-        uow=lambda: SqlUnitOfWork(sessions),
+        uow=lambda: SqlUnitOfWork(sessions, outbox),
         page_size=config.share_list_page_size,
         nodes=nodes,
         accounts=AuthAccounts(auth),
-        events=AuditEvents(outbox),
+        events=outbox,
         hasher=Argon2Hasher(),
         sessions=HmacSessionSigner(await session_key(sessions)),
         policy=LinkPolicy(
@@ -70,6 +69,7 @@ async def build(config: ShareConfig) -> Service:
         share_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(sharing), server)
 
     async def deliver_audit_events() -> None:
+        await outbox.adopt(config.data_dir / "outbox" / "audit-share.db")  # events queued by an earlier version
         outbox.start()
         await asyncio.Event().wait()  # runs until cancelled at shutdown; outbox.stop() flushes in on_stop
 

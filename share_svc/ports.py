@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -50,6 +51,12 @@ class Failures(Protocol):
     async def prune(self, before: datetime) -> None: ...
 
 
+class EventLog(Protocol):
+    """The audit events of a unit of work: written by its commit, in the same transaction; dropped with a rollback."""
+
+    def record(self, kind: str, *, actor: str, subject: str = "", details: Mapping[str, str] | None = None) -> str: ...
+
+
 class UnitOfWork(Protocol):
     @property
     def shares(self) -> Shares: ...
@@ -57,6 +64,8 @@ class UnitOfWork(Protocol):
     def links(self) -> Links: ...
     @property
     def failures(self) -> Failures: ...
+    @property
+    def events(self) -> EventLog: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
@@ -86,9 +95,12 @@ class Nodes(Protocol):
 
 
 class Events(Protocol):
-    """The audit trail (through the kernel's durable outbox)."""
+    """The audit trail, for what changes nothing here (a link opened): durable when `record` returns, in a
+    transaction of its own. Events of a change go on its unit of work (`uow.events`)."""
 
-    def record(self, kind: str, *, actor: str, subject: str = "", details: dict[str, str] | None = None) -> None: ...
+    async def record(
+        self, kind: str, *, actor: str, subject: str = "", details: Mapping[str, str] | None = None
+    ) -> str: ...
 
 
 class PasswordHasher(Protocol):

@@ -140,14 +140,14 @@ class Sharing:
         async with self.uow() as uow:
             dropped = await uow.shares.delete_on_nodes(owner_id, ids)
             dropped += await uow.links.delete_on_nodes(owner_id, ids)
+            if dropped:
+                uow.events.record(
+                    "share.dropped",
+                    actor=caller,
+                    subject=owner_id,
+                    details={"node_id": node_path[0], "count": str(dropped), "reason": "node deleted"},
+                )
             await uow.commit()
-        if dropped:
-            self.events.record(
-                "share.dropped",
-                actor=caller,
-                subject=owner_id,
-                details={"node_id": node_path[0], "count": str(dropped), "reason": "node deleted"},
-            )
         return dropped
 
     async def delete_user(self, caller: str, caller_is_admin: bool, user_id: str) -> int:
@@ -159,10 +159,13 @@ class Sharing:
         async with self.uow() as uow:
             dropped = await uow.shares.delete_of_user(user_id)
             dropped += await uow.links.delete_of_owner(user_id)
+            uow.events.record(
+                "share.dropped",
+                actor=caller,
+                subject=user_id,
+                details={"count": str(dropped), "reason": "user deleted"},
+            )
             await uow.commit()
-        self.events.record(
-            "share.dropped", actor=caller, subject=user_id, details={"count": str(dropped), "reason": "user deleted"}
-        )
         return dropped
 
     # -- user shares ------------------------------------------------------------------------------------------
@@ -195,15 +198,15 @@ class Sharing:
         async with self.uow() as uow:
             try:
                 await uow.shares.add(share)
+                uow.events.record(
+                    "share.created",
+                    actor=caller,
+                    subject=caller,
+                    details={"share_id": share.id, "node_id": node.id, "grantee_id": account.id, "role": role.value},
+                )
                 await uow.commit()
             except AlreadyExists:
                 raise AlreadyExists(f"this is already shared with {account.email}; change its role instead") from None
-        self.events.record(
-            "share.created",
-            actor=caller,
-            subject=caller,
-            details={"share_id": share.id, "node_id": node.id, "grantee_id": account.id, "role": role.value},
-        )
         try:
             await self.accounts.notify(
                 account.id,
@@ -228,26 +231,26 @@ class Sharing:
         async with self.uow() as uow:
             share = await self._my_share(uow, caller, share_id)
             await uow.shares.set_role(share.id, role, now)
+            uow.events.record(
+                "share.changed",
+                actor=caller,
+                subject=caller,
+                details={"share_id": share.id, "node_id": share.node_id, "from": share.role.value, "to": role.value},
+            )
             await uow.commit()
-        self.events.record(
-            "share.changed",
-            actor=caller,
-            subject=caller,
-            details={"share_id": share.id, "node_id": share.node_id, "from": share.role.value, "to": role.value},
-        )
         return replace(share, role=role, updated_at=now)
 
     async def delete_share(self, caller: str, share_id: str) -> None:
         async with self.uow() as uow:
             share = await self._my_share(uow, caller, share_id)
             await uow.shares.delete(share.id)
+            uow.events.record(
+                "share.revoked",
+                actor=caller,
+                subject=caller,
+                details={"share_id": share.id, "node_id": share.node_id, "grantee_id": share.grantee_id},
+            )
             await uow.commit()
-        self.events.record(
-            "share.revoked",
-            actor=caller,
-            subject=caller,
-            details={"share_id": share.id, "node_id": share.node_id, "grantee_id": share.grantee_id},
-        )
 
     def _limit(self, page_size: int) -> int:
         if page_size < 0 or page_size > MAX_PAGE:
@@ -307,20 +310,20 @@ class Sharing:
         )
         async with self.uow() as uow:
             await uow.links.add(link)
+            uow.events.record(
+                "link.created",
+                actor=caller,
+                subject=caller,
+                details={
+                    "link_id": link.id,
+                    "node_id": node.id,
+                    "permission": permission.value,
+                    "password": "yes" if pw_hash else "no",
+                    "expires": expires_at.isoformat() if expires_at else "",
+                    "max_downloads": str(max_downloads),
+                },
+            )
             await uow.commit()
-        self.events.record(
-            "link.created",
-            actor=caller,
-            subject=caller,
-            details={
-                "link_id": link.id,
-                "node_id": node.id,
-                "permission": permission.value,
-                "password": "yes" if pw_hash else "no",
-                "expires": expires_at.isoformat() if expires_at else "",
-                "max_downloads": str(max_downloads),
-            },
-        )
         return link, token
 
     async def _my_link(self, uow: UnitOfWork, caller: str, link_id: str) -> Link:
@@ -364,27 +367,27 @@ class Sharing:
             if changes.permission is not None:
                 updated = replace(updated, permission=changes.permission)
             await uow.links.update(updated)
+            uow.events.record(
+                "link.changed",
+                actor=caller,
+                subject=caller,
+                details={
+                    "link_id": link.id,
+                    "permission": updated.permission.value,
+                    "password": "changed" if new_hash is not None else "kept",
+                    "expires": updated.expires_at.isoformat() if updated.expires_at else "",
+                    "max_downloads": str(updated.max_downloads),
+                },
+            )
             await uow.commit()
-        self.events.record(
-            "link.changed",
-            actor=caller,
-            subject=caller,
-            details={
-                "link_id": link.id,
-                "permission": updated.permission.value,
-                "password": "changed" if new_hash is not None else "kept",
-                "expires": updated.expires_at.isoformat() if updated.expires_at else "",
-                "max_downloads": str(updated.max_downloads),
-            },
-        )
         return updated
 
     async def delete_link(self, caller: str, link_id: str) -> None:
         async with self.uow() as uow:
             link = await self._my_link(uow, caller, link_id)
             await uow.links.delete(link.id)
+            uow.events.record("link.revoked", actor=caller, subject=caller, details={"link_id": link.id})
             await uow.commit()
-        self.events.record("link.revoked", actor=caller, subject=caller, details={"link_id": link.id})
 
     async def open_link(self, token: str, password: str, ip: str) -> tuple[Link, str, datetime]:
         """A link session: (link, session credential, expiry). Wrong passwords are throttled per link and per IP."""
@@ -408,14 +411,14 @@ class Sharing:
                 ):
                     await uow.failures.add([k for k, _ in keys], now)
                     await uow.failures.prune(now - self.policy.failure_window * 2)
-                    await uow.commit()
-                    self.events.record(
+                    uow.events.record(
                         "link.password_failed", actor="", subject=link.owner_id, details={"link_id": link.id}
                     )
+                    await uow.commit()
                     raise PermissionDenied("wrong password for this link")
         expires = now + timedelta(seconds=self.policy.session_seconds)
         if link.expires_at is not None:
             expires = min(expires, link.expires_at)
         session = self.sessions.sign(link.id, link.epoch, int(expires.timestamp()))
-        self.events.record("link.opened", actor="", subject=link.owner_id, details={"link_id": link.id})
+        await self.events.record("link.opened", actor="", subject=link.owner_id, details={"link_id": link.id})
         return link, session, expires

@@ -18,8 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
-from flowdock_kernel import db, logs
-from flowdock_kernel.audit import AuditOutbox
+from flowdock_kernel import db
 from flowdock_kernel.errors import AlreadyExists, NotFound, ResourceExhausted, Unauthenticated, Unavailable
 from storage_svc.domain import (
     Cursor,
@@ -706,20 +705,6 @@ class HmacUrlSigner:
         except ValueError:
             return None
         return claims if isinstance(claims, dict) else None
-
-
-class AuditEvents:
-    """Events go to the kernel's durable outbox (delivered to auth_svc in the background), with the caller's
-    address and user agent as the gateway saw them."""
-
-    def __init__(self, outbox: AuditOutbox) -> None:
-        self.outbox = outbox
-
-    def record(self, kind: str, *, actor: str, subject: str = "", details: dict[str, str] | None = None) -> None:
-        client = logs.client_var.get()
-        self.outbox.record(
-            kind, actor_id=actor, subject_id=subject, ip=client.ip, user_agent=client.user_agent, details=details
-        )
 
 
 class ShareAccessPolicy:

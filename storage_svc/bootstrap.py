@@ -11,12 +11,12 @@ import grpc
 
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import db
-from flowdock_kernel.audit import AuditOutbox, remote_audit_sender
+from flowdock_kernel.audit import Outbox, remote_audit_sender
 from flowdock_kernel.channels import internal_channel, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
-from storage_svc.adapters import AuditEvents, HmacUrlSigner, ShareAccessPolicy, SqlUnitOfWork
+from storage_svc.adapters import HmacUrlSigner, ShareAccessPolicy, SqlUnitOfWork
 from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
 from storage_svc.scanner import ClamdScanner, DisabledScanner
@@ -62,9 +62,9 @@ async def build(config: StorageConfig) -> Service:
             log.warning(
                 "clamd at %s does not answer yet; uploads cannot finish until it does", config.storage_clamd_address
             )
-    outbox = AuditOutbox(config.data_dir / "outbox" / "audit-storage.db", service=NAME, send=remote_audit_sender(auth))
+    outbox = Outbox(engine, service=NAME, send=remote_audit_sender(auth))
     storage = Storage(
-        uow=lambda: SqlUnitOfWork(sessions),
+        uow=lambda read_only=False: SqlUnitOfWork(sessions, outbox, read_only=read_only),
         blobs=EncryptedBlobStore.from_config(config),
         access=ShareAccessPolicy(share),
         limits=Limits(
@@ -84,7 +84,7 @@ async def build(config: StorageConfig) -> Service:
             download_url_lifetime=timedelta(seconds=config.storage_download_url_seconds),
         ),
         scanner=scanner,
-        events=AuditEvents(outbox),
+        events=outbox,
         urls=HmacUrlSigner(config.data_dir / "storage" / "url.key"),
     )
 
@@ -99,6 +99,7 @@ async def build(config: StorageConfig) -> Service:
         await storage.run_housekeeping(config.storage_housekeeping_seconds)
 
     async def deliver_audit_events() -> None:
+        await outbox.adopt(config.data_dir / "outbox" / "audit-storage.db")  # events queued by an earlier version
         outbox.start()
         await asyncio.Event().wait()  # runs until cancelled at shutdown; outbox.stop() flushes in on_stop
 

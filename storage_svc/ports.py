@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -127,6 +127,13 @@ class Uploads(Protocol):
     async def of_owner(self, owner_id: str) -> list[Upload]: ...
 
 
+class EventLog(Protocol):
+    """The audit events of a unit of work: written by its commit, in the same transaction; dropped if it is rolled
+    back. So an event exists exactly when the change it describes does."""
+
+    def record(self, kind: str, *, actor: str, subject: str = "", details: Mapping[str, str] | None = None) -> str: ...
+
+
 class UnitOfWork(Protocol):
     """A transaction: rolled back unless `commit` is called."""
 
@@ -138,12 +145,22 @@ class UnitOfWork(Protocol):
     def quotas(self) -> Quotas: ...
     @property
     def uploads(self) -> Uploads: ...
+    @property
+    def events(self) -> EventLog: ...
+    @property
+    def read_only(self) -> bool: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None: ...
     async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
+        """`read_only`: the use case only reads (it cannot commit), so it never waits for a writer."""
+        ...
 
 
 class BlobStore(Protocol):
@@ -181,10 +198,14 @@ class UrlSigner(Protocol):
 
 
 class Events(Protocol):
-    """The audit trail (auth_svc's activity log), fed through a durable local outbox. `subject` is the account the
-    event concerns (it shows in that user's activity); node ids go in `details`."""
+    """The audit trail (auth_svc's activity log) for what changes nothing here (a download, a refused upload):
+    durable when `record` returns, in a transaction of its own. Events of a change go on its unit of work
+    (`uow.events`). `subject` is the account the event concerns (it shows in that user's activity); node ids go
+    in `details`."""
 
-    def record(self, kind: str, *, actor: str, subject: str = "", details: dict[str, str] | None = None) -> None: ...
+    async def record(
+        self, kind: str, *, actor: str, subject: str = "", details: Mapping[str, str] | None = None
+    ) -> str: ...
 
 
 class AccessPolicy(Protocol):

@@ -42,7 +42,7 @@ from storage_svc.domain import (
     Usage,
     Version,
 )
-from storage_svc.ports import AccessPolicy, BlobStore, Events, Scanner, UnitOfWork, UrlSigner
+from storage_svc.ports import AccessPolicy, BlobStore, Events, Scanner, UnitOfWork, UnitOfWorkFactory, UrlSigner
 from storage_svc.scanner import ScanLimitExceeded
 
 log = logging.getLogger("flowdock.storage")
@@ -98,7 +98,7 @@ class ScanRefused(Exception):
 
 @dataclass
 class Storage:
-    uow: Callable[[], UnitOfWork]
+    uow: UnitOfWorkFactory
     blobs: BlobStore
     access: AccessPolicy
     limits: Limits
@@ -147,6 +147,9 @@ class Storage:
         root = await uow.nodes.root(caller)
         if root is not None:
             return root
+        if uow.read_only:  # a user's first call: their root is made once, in a transaction of its own
+            async with self.uow() as writer:
+                return await self._root(writer, caller)
         now = _now()
         root = Node(str(uuid.uuid4()), caller, None, "", Kind.FOLDER, 0, now, now)
         try:
@@ -202,7 +205,7 @@ class Storage:
         """Create missing folders along `parts` below `parent_id` (concurrent creators are fine)."""
         current = parent_id or ROOT
         for part in parts:
-            async with self.uow() as uow:
+            async with self.uow(read_only=True) as uow:
                 parent = await self._folder(uow, caller, current, "write")
                 existing = await uow.nodes.child_named(parent.id, domain.name_key(part))
                 if existing is not None:
@@ -213,7 +216,7 @@ class Storage:
             try:
                 current = (await self.create_folder(caller, parent.id, part)).id
             except AlreadyExists:
-                async with self.uow() as uow:
+                async with self.uow(read_only=True) as uow:
                     again = await uow.nodes.child_named(parent.id, domain.name_key(part))
                 if again is None or again.kind != Kind.FOLDER:
                     raise
@@ -231,17 +234,17 @@ class Storage:
     ) -> tuple[list[Node], str]:
         limit = _page_size(page_size, self.limits)
         after = Cursor.decode(page_token) if page_token else None
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             folder = await self._folder(uow, caller, folder_id, "list")
             rows = await uow.nodes.children(folder.id, order, descending, after, limit + 1)
         return _page(rows, limit, lambda n: Cursor(domain.kind_rank(n.kind), domain.sort_key(n, order), n.id))
 
     async def get_node(self, caller: str, node_id: str) -> Node:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await self._resolve(uow, caller, node_id, "list")
 
     async def node_path(self, caller: str, node_id: str) -> list[Node]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             node, decision = await self._access(uow, caller, node_id, "list")
             chain = await self._ancestors(uow, node)
         if node.owner_id != caller:
@@ -272,24 +275,24 @@ class Storage:
             new_name = await self._place(uow, parent, new_name, policy, own_id=node.id)
             updated = replace(node, name=new_name, parent_id=parent.id, modified_at=_now())
             await uow.nodes.update(updated)
+            if updated.name != node.name:
+                uow.events.record(
+                    "storage.rename",
+                    actor=caller,
+                    subject=node.owner_id,
+                    details={"node_id": node.id, "from": node.name, "to": new_name},
+                )
+            if updated.parent_id != node.parent_id:
+                uow.events.record(
+                    "storage.move",
+                    actor=caller,
+                    subject=node.owner_id,
+                    details={"node_id": node.id, "from": node.parent_id or "", "to": parent.id},
+                )
             try:
                 await uow.commit()
             except AlreadyExists:
                 raise AlreadyExists(f"an entry named {new_name!r} already exists in the target folder") from None
-        if updated.name != node.name:
-            self.events.record(
-                "storage.rename",
-                actor=caller,
-                subject=node.owner_id,
-                details={"node_id": node.id, "from": node.name, "to": new_name},
-            )
-        if updated.parent_id != node.parent_id:
-            self.events.record(
-                "storage.move",
-                actor=caller,
-                subject=node.owner_id,
-                details={"node_id": node.id, "from": node.parent_id or "", "to": parent.id},
-            )
         return updated
 
     async def copy_node(self, caller: str, node_id: str, parent_id: str, name: str, policy: OnConflict) -> Node:
@@ -348,24 +351,24 @@ class Storage:
             await uow.nodes.add_many(copies)
             for version in versions:
                 await uow.versions.add(version)
+            uow.events.record(
+                "storage.copy",
+                actor=caller,
+                subject=caller,
+                details={"node_id": copies[0].id, "from": source.id, "nodes": str(len(copies))},
+            )
             try:
                 await uow.commit()
             except Exception:
                 for version in versions:
                     await self.blobs.delete(version.blob_id)
                 raise
-        self.events.record(
-            "storage.copy",
-            actor=caller,
-            subject=caller,
-            details={"node_id": copies[0].id, "from": source.id, "nodes": str(len(copies))},
-        )
         return copies[0]
 
     # -- trash --------------------------------------------------------------------------------------------------
 
     async def delete_node(self, caller: str, node_id: str) -> Node:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             node = await self._writable(uow, caller, node_id)
             if node.parent_id is None:
                 raise FailedPrecondition("the root folder cannot be deleted")
@@ -378,16 +381,16 @@ class Storage:
             node = await self._writable(uow, caller, node_id)
             now = _now()
             await uow.nodes.trash_tree(node.id, now)
+            uow.events.record(
+                "storage.delete", actor=caller, subject=node.owner_id, details={"node_id": node.id, "name": node.name}
+            )
             await uow.commit()
-        self.events.record(
-            "storage.delete", actor=caller, subject=node.owner_id, details={"node_id": node.id, "name": node.name}
-        )
         return replace(node, trashed_at=now, trash_root_id=node.id)
 
     async def list_trash(self, caller: str, page_size: int, page_token: str) -> tuple[list[TrashEntry], str]:
         limit = _page_size(page_size, self.limits)
         after = Cursor.decode(page_token) if page_token else None
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             rows = await uow.nodes.trash_roots(caller, after, limit + 1)
         return _page(rows, limit, lambda e: Cursor(0, int((e.node.trashed_at or _now()).timestamp() * 1e6), e.node.id))
 
@@ -411,22 +414,28 @@ class Storage:
             # Rename and re-parent while still trashed, then bring the tree back: the live-name index never clashes.
             await uow.nodes.update(replace(node, parent_id=parent.id, name=name))
             await uow.nodes.restore_tree(node.id)
+            uow.events.record(
+                "storage.restore",
+                actor=caller,
+                subject=node.owner_id,
+                details={"node_id": node.id, "name": name, "to": parent.id},
+            )
             await uow.commit()
-        self.events.record(
-            "storage.restore",
-            actor=caller,
-            subject=node.owner_id,
-            details={"node_id": node.id, "name": name, "to": parent.id},
-        )
         return replace(node, parent_id=parent.id, name=name, trashed_at=None, trash_root_id="")
 
-    async def _purge(self, uow: UnitOfWork, root: Node) -> int:
+    async def _purge(self, uow: UnitOfWork, root: Node, actor: str, **details: str) -> int:
         tree = await uow.nodes.subtree(root.id, live=False)
         versions = await uow.versions.of_nodes([n.id for n in tree if n.kind == Kind.FILE], all_versions=True)
         freed = sum(v.size for v in versions)
         await uow.versions.delete([v.id for v in versions])
         await uow.nodes.delete_tree(root.id)
         await uow.quotas.settle(root.owner_id, reserved=0, used=-freed)
+        uow.events.record(
+            "storage.purge",
+            actor=actor,
+            subject=root.owner_id,
+            details={"node_id": root.id, "name": root.name, "freed_bytes": str(freed), **details},
+        )
         await uow.commit()
         for version in versions:
             await self.blobs.delete(version.blob_id)
@@ -434,28 +443,18 @@ class Storage:
 
     async def purge_trash(self, caller: str, node_id: str) -> int:
         async with self.uow() as uow:
-            freed = await self._purge(uow, await self._trash_root(uow, caller, node_id))
-        self.events.record(
-            "storage.purge", actor=caller, subject=caller, details={"node_id": node_id, "freed_bytes": str(freed)}
-        )
-        return freed
+            return await self._purge(uow, await self._trash_root(uow, caller, node_id), caller)
 
     async def empty_trash(self, caller: str) -> int:
         freed = 0
         while True:
-            async with self.uow() as uow:
+            async with self.uow(read_only=True) as uow:
                 roots = await uow.nodes.trash_roots(caller, None, 100)
             if not roots:
                 return freed
             for entry in roots:
                 async with self.uow() as uow:
-                    freed += await self._purge(uow, entry.node)
-                self.events.record(
-                    "storage.purge",
-                    actor=caller,
-                    subject=caller,
-                    details={"node_id": entry.node.id, "name": entry.node.name},
-                )
+                    freed += await self._purge(uow, entry.node, caller)
 
     # -- versions -----------------------------------------------------------------------------------------------
 
@@ -466,7 +465,7 @@ class Storage:
         return node
 
     async def list_versions(self, caller: str, file_id: str) -> tuple[Node, list[Version]]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             node = await self._file(uow, caller, file_id, "list")
             return node, await uow.versions.of_node(node.id)
 
@@ -485,14 +484,14 @@ class Storage:
             updated, pruned = await self._add_version(
                 uow, node, blob_id, old.size, old.sha256, old.content_type, _now()
             )
+            uow.events.record(
+                "storage.version_restore",
+                actor=caller,
+                subject=node.owner_id,
+                details={"node_id": node.id, "version": str(old.number)},
+            )
             await uow.commit()
         await self._delete_blobs(pruned)
-        self.events.record(
-            "storage.version_restore",
-            actor=caller,
-            subject=node.owner_id,
-            details={"node_id": node.id, "version": str(old.number)},
-        )
         return updated
 
     async def _add_version(
@@ -543,7 +542,7 @@ class Storage:
         )
 
     async def quota(self, caller: str) -> tuple[Usage, int, int]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             usage = await uow.quotas.get(caller, self.limits.default_quota_bytes)
             return usage, await uow.versions.bytes_in_trash(caller), await uow.versions.bytes_not_current(caller)
 
@@ -556,7 +555,7 @@ class Storage:
             return await uow.quotas.get(user_id, self.limits.default_quota_bytes)
 
     async def user_quota(self, user_id: str) -> Usage:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             return await uow.quotas.get(user_id, self.limits.default_quota_bytes)
 
     async def delete_user_data(self, user_id: str) -> int:
@@ -598,7 +597,7 @@ class Storage:
             raise InvalidArgument("min_size" if min_size < 0 else "max_size", "must not be negative")
         limit = _page_size(page_size, self.limits)
         after = Cursor.decode(page_token) if page_token else None
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             rows = await uow.nodes.search(
                 caller,
                 domain.name_key(query),
@@ -748,12 +747,6 @@ class Storage:
             await self.blobs.delete(blob_id)
             raise
         await self._delete_blobs(pruned)
-        self.events.record(
-            "storage.upload",
-            actor=caller,
-            subject=node.owner_id,
-            details={"node_id": node.id, "name": node.name, "size": str(size), "sha256": digest},
-        )
         now = _now()
         upload = Upload(
             id=upload_id,
@@ -818,6 +811,7 @@ class Storage:
                     await uow.nodes.add_file(node, version)
                 except AlreadyExists:
                     raise AlreadyExists(f"an entry named {name!r} already exists in this folder") from None
+            _uploaded(uow, caller, node, size, digest)
             await written
             await uow.commit()
         return node, pruned
@@ -865,7 +859,7 @@ class Storage:
         return upload
 
     async def get_upload(self, caller: str, upload_id: str) -> tuple[Upload, Node | None]:
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             upload = await self._open_upload(uow, caller, upload_id)
             node = await uow.nodes.get(upload.node_id) if upload.node_id else None
         return upload, node
@@ -962,7 +956,7 @@ class Storage:
             if session is not None:
                 verdict = await session.finish()
                 if not verdict.clean:
-                    self.events.record(
+                    await self.events.record(
                         "storage.infected",
                         actor=upload.creator,
                         subject=upload.owner_id,
@@ -1038,6 +1032,7 @@ class Storage:
                 await uow.quotas.settle(upload.owner_id, reserved=-upload.size, used=upload.size)
                 await uow.uploads.set_state(upload.id, UploadState.COMPLETED, node_id=node.id)
                 await uow.uploads.release(upload.id, token)
+                _uploaded(uow, upload.creator, node, upload.size, digest)
                 await uow.commit()
         except ScanRefused as refused:
             await self.blobs.delete(blob_id)
@@ -1047,12 +1042,6 @@ class Storage:
             await self.blobs.delete(blob_id)
             raise
         await self._delete_blobs(pruned)
-        self.events.record(
-            "storage.upload",
-            actor=upload.creator,
-            subject=upload.owner_id,
-            details={"node_id": node.id, "name": node.name, "size": str(upload.size), "sha256": digest},
-        )
         return replace(upload, state=UploadState.COMPLETED, node_id=node.id), node
 
     async def _fail(self, upload: Upload, why: str, *, staged: bool = True) -> None:
@@ -1084,7 +1073,7 @@ class Storage:
         """Expire stale uploads (releasing their quota), resume stalled finishes, purge old trash."""
         done = {"expired_uploads": 0, "resumed_finishes": 0, "purged_trash": 0}
         now = _now()
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             expired = await uow.uploads.expired(now, 100)
         for upload in expired:
             async with self.uow() as uow:
@@ -1095,7 +1084,7 @@ class Storage:
             with contextlib.suppress(Exception):
                 await self.blobs.delete_staging(upload.id)
             done["expired_uploads"] += 1
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             stalled = await uow.uploads.stalled_finishing(now, 20)
         for upload in stalled:
             token = secrets.token_hex(16)
@@ -1105,17 +1094,11 @@ class Storage:
                 await uow.commit()
             self._spawn(upload, token)
             done["resumed_finishes"] += 1
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             old = await uow.nodes.trash_roots_older_than(now - self.limits.trash_retention, 100)
         for root in old:
             async with self.uow() as uow:
-                await self._purge(uow, root)
-            self.events.record(
-                "storage.purge",
-                actor="",
-                subject=root.owner_id,
-                details={"node_id": root.id, "reason": "trash retention"},
-            )
+                await self._purge(uow, root, "", reason="trash retention")
             done["purged_trash"] += 1
         return done
 
@@ -1135,7 +1118,7 @@ class Storage:
         self, caller: str, file_id: str, offset: int, length: int, version_id: str = ""
     ) -> tuple[Node, Version | None, int, int]:
         """Check access and the range; returns the node, the version, and the (offset, length) to stream."""
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             node = await self._resolve(uow, caller, file_id, "download")
             if node.kind != Kind.FILE:
                 raise FailedPrecondition(f"{file_id} is a folder; only files can be downloaded")
@@ -1147,7 +1130,7 @@ class Storage:
         if length < 0:
             raise InvalidArgument("length", "must not be negative")
         length = version.size - offset if length == 0 else min(length, version.size - offset)
-        self.events.record(
+        await self.events.record(
             "storage.download",
             actor=caller,
             subject=node.owner_id,
@@ -1164,7 +1147,7 @@ class Storage:
     async def create_download_url(self, caller: str, file_id: str, version_id: str) -> tuple[str, datetime]:
         """A URL-safe token naming one file version for the caller, valid for at most 60 s. Access is checked now;
         redeeming it re-checks that the file still exists (a revoked share is honoured within that minute)."""
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             node = await self._resolve(uow, caller, file_id, "download")
             if node.kind != Kind.FILE:
                 raise FailedPrecondition(f"{file_id} is a folder; only files can be downloaded")
@@ -1180,12 +1163,12 @@ class Storage:
         # Unknown, forged and expired URLs all answer the same NotFound.
         if claims is None or int(claims.get("e", 0)) < int(_now().timestamp()):
             raise NotFound("this download link is invalid or has expired; ask for a new one")
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             node = await uow.nodes.get(str(claims["f"]))
             version = await uow.versions.get(str(claims["v"]))
         if node is None or version is None or version.node_id != node.id:
             raise NotFound("this download link is invalid or has expired; ask for a new one")
-        self.events.record(
+        await self.events.record(
             "storage.download",
             actor=str(claims["u"]),
             subject=node.owner_id,
@@ -1227,7 +1210,7 @@ class Storage:
     ) -> tuple[list[Node], str, list[Node]]:
         limit = _page_size(page_size, self.limits)
         after = Cursor.decode(page_token) if page_token else None
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             folder, _, chain = await self._link_node(uow, token, session, folder_id, "list")
             if folder.kind == Kind.FILE:
                 if len(chain) == 1:
@@ -1241,14 +1224,14 @@ class Storage:
 
     async def open_link_download(self, token: str, session: str, file_id: str) -> tuple[Node, Version, int]:
         """Checks the link (and counts the download in share_svc, atomically against its limit)."""
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             node, scope, _ = await self._link_node(uow, token, session, file_id, "download")
             if node.kind != Kind.FILE:
                 raise FailedPrecondition(f"{file_id} is a folder; only files can be downloaded")
             version = await uow.versions.get(node.version_id)
         if version is None:
             raise NotFound(f"node {file_id} not found")
-        self.events.record(
+        await self.events.record(
             "link.downloaded",
             actor=LINK_CREATOR + scope.link_id,
             subject=node.owner_id,
@@ -1258,7 +1241,7 @@ class Storage:
 
     async def link_uploader(self, token: str, session: str) -> tuple[str, Node]:
         """For a file-drop link: the creator id its uploads carry, and the folder they go into."""
-        async with self.uow() as uow:
+        async with self.uow(read_only=True) as uow:
             folder, scope, _ = await self._link_node(uow, token, session, "", "upload")
         if folder.kind != Kind.FOLDER:
             raise FailedPrecondition("file drops need a folder link")
@@ -1276,6 +1259,15 @@ def _target(name: str, relative_path: str, link_parent: Node | None) -> tuple[st
         parts = domain.split_relative_path(relative_path)
         return parts[-1], parts[:-1]
     return domain.validate_name(name), []
+
+
+def _uploaded(uow: UnitOfWork, actor: str, node: Node, size: int, digest: str) -> None:
+    uow.events.record(
+        "storage.upload",
+        actor=actor,
+        subject=node.owner_id,
+        details={"node_id": node.id, "name": node.name, "size": str(size), "sha256": digest},
+    )
 
 
 def _new_file(

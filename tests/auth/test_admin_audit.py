@@ -7,19 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowdock.auth.v1 import auth_pb2
-from flowdock_kernel.audit import AuditOutbox, remote_audit_sender
+from flowdock_kernel import audit, db
+from flowdock_kernel.audit import remote_audit_sender
 from tests.auth.support import PASSWORD, Account, Mailbox, link_token, login, new_email, rest, user
-from tests.conftest import Running, free_port
+from tests.conftest import PG_URL, Running, drop_databases, free_port, need_postgres
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
 
 
@@ -204,40 +212,115 @@ class Gate:
             self.server = None
 
 
-async def test_outbox_loses_no_event_while_auth_is_unreachable(auth_mesh: Running, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def outbox_engine(backend: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A service database holding only `audit_outbox`, on SQLite (as storage_svc opens it) or PostgreSQL."""
+    if backend == "postgres":
+        need_postgres()
+        name = f"fdtest_{uuid.uuid4().hex[:8]}_outbox"
+        url = make_url(f"{PG_URL}/{name}").set(drivername="postgresql+psycopg")
+    else:
+        url = make_url(f"sqlite+aiosqlite:///{tmp_path / 'storage.db'}")
+    db.ensure_database(url)
+    engine = db.make_engine(url, sqlite_immediate=True)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(audit.metadata.create_all)
+        yield engine
+    finally:
+        await engine.dispose()
+        if backend == "postgres":
+            drop_databases(name)
+
+
+def _trail(mesh: Running, subject: str) -> list[dict[str, Any]]:
+    admin = make_admin(mesh)
+    with rest(mesh, admin.access_token) as c:
+        return list(c.get("/api/v1/admin/activity", params={"subject_id": subject}).json()["events"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_outbox_loses_no_event_while_auth_is_unreachable(
+    auth_mesh: Running, tmp_path: Path, backend: str
+) -> None:
     gate = Gate(auth_mesh.services["auth"])
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{gate.port}")
-    path = tmp_path / "outbox" / "audit-storage.db"
-    first = AuditOutbox(path, service="storage", send=remote_audit_sender(channel, timeout=1), min_backoff=0.1)
-    subject = "11111111-2222-3333-4444-555555555555"
-    ids = [first.record("storage.file.deleted", subject_id=subject, details={"node_id": f"n{i}"}) for i in range(3)]
-    first.start()
-    await asyncio.sleep(0.5)  # auth unreachable: retries fail, nothing lost
-    assert first.pending() == 3
-    await first.stop(final_flush_timeout=0.5)  # the "storage" process stops with events undelivered
-    await gate.open()  # auth is back
-    second = AuditOutbox(path, service="storage", send=remote_audit_sender(channel, timeout=5), min_backoff=0.1)
-    second.start()
-    ids.append(second.record("storage.file.restored", subject_id=subject))
-    for _ in range(200):
-        if not second.pending():
-            break
-        await asyncio.sleep(0.05)
-    assert second.pending() == 0
-    # A re-sent batch (acknowledgement lost) is stored once: ids are idempotent.
-    await remote_audit_sender(channel)(
-        [{"id": ids[0], "time": "2026-01-01T00:00:00+00:00", "kind": "storage.file.deleted", "actor_id": "",
-          "subject_id": subject, "ip": "", "user_agent": "", "service": "storage", "details": {}}]
-    )  # fmt: skip
-    await second.stop()
+    subject = str(uuid.uuid4())
+    async with outbox_engine(backend, tmp_path) as engine:
+        first = audit.Outbox(engine, service="storage", send=remote_audit_sender(channel, timeout=1), min_backoff=0.1)
+        # With a change: written by the change's own commit. Alone: its own transaction.
+        events = first.buffer()
+        ids = [events.record("storage.delete", actor="", subject=subject, details={"node_id": f"n{i}"}) for i in (0, 1)]
+        async with engine.begin() as conn:
+            await first.write(conn, events)
+        ids.append(await first.record("storage.download", actor="", subject=subject, details={"node_id": "n2"}))
+        # A change rolled back takes its events with it.
+        undone = first.buffer()
+        undone.record("storage.delete", actor="", subject=subject, details={"node_id": "never"})
+        async with engine.connect() as conn:
+            await first.write(conn, undone)
+            await conn.rollback()
+        first.start()
+        await asyncio.sleep(0.5)  # auth unreachable: retries fail, nothing lost
+        assert await first.pending() == 3
+        await first.stop(final_flush_timeout=0.5)  # the "storage" process stops with events undelivered
+        await gate.open()  # auth is back
+        second = audit.Outbox(engine, service="storage", send=remote_audit_sender(channel, timeout=5), min_backoff=0.1)
+        second.start()
+        ids.append(await second.record("storage.restore", actor="", subject=subject))
+        for _ in range(200):
+            if not await second.pending():
+                break
+            await asyncio.sleep(0.05)
+        assert await second.pending() == 0
+        # A re-sent batch (acknowledgement lost) is stored once: ids are idempotent.
+        await remote_audit_sender(channel)(
+            [{"id": ids[0], "time": "2026-01-01T00:00:00+00:00", "kind": "storage.delete", "actor_id": "",
+              "subject_id": subject, "ip": "", "user_agent": "", "service": "storage", "details": {}}]
+        )  # fmt: skip
+        await second.stop()
     await channel.close()
     await gate.close()
-    admin = await asyncio.to_thread(make_admin, auth_mesh)
-    with rest(auth_mesh, admin.access_token) as c:
-        events = c.get("/api/v1/admin/activity", params={"subject_id": subject}).json()["events"]
-    assert sorted(e["id"] for e in events) == sorted(ids)
-    assert {e["service"] for e in events} == {"storage"}
-    assert {e["details"].get("node_id") for e in events} == {"n0", "n1", "n2", None}
+    trail = await asyncio.to_thread(_trail, auth_mesh, subject)
+    assert sorted(e["id"] for e in trail) == sorted(ids)
+    assert {e["service"] for e in trail} == {"storage"}
+    assert {e["details"].get("node_id") for e in trail} == {"n0", "n1", "n2", None}
+
+
+async def test_outbox_adopts_events_an_earlier_version_left_in_its_file(auth_mesh: Running, tmp_path: Path) -> None:
+    """Before the transactional outbox, each service queued events in <data_dir>/outbox/audit-<service>.db: what
+    was left there on upgrade is delivered, once, and the file goes."""
+    subject = str(uuid.uuid4())
+    legacy = tmp_path / "outbox" / "audit-storage.db"
+    legacy.parent.mkdir()
+    old = sqlite3.connect(legacy)
+    old.execute("CREATE TABLE pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, event TEXT)")
+    ids = [str(uuid.uuid4()) for _ in range(2)]
+    for i, event_id in enumerate(ids):
+        event = {
+            "id": event_id,
+            "time": "2026-11-01T10:00:00+00:00",
+            "kind": "storage.delete",
+            "actor_id": "",
+            "subject_id": subject,
+            "ip": "",
+            "user_agent": "",
+            "service": "storage",
+            "details": {"n": str(i)},
+        }
+        old.execute("INSERT INTO pending (id, event) VALUES (?, ?)", (event_id, json.dumps(event)))
+    old.commit()
+    old.close()
+    channel = grpc.aio.insecure_channel(auth_mesh.services["auth"])
+    async with outbox_engine("sqlite", tmp_path) as engine:
+        outbox = audit.Outbox(engine, service="storage", send=remote_audit_sender(channel))
+        assert await outbox.adopt(legacy) == 2
+        assert not legacy.exists()
+        assert await outbox.adopt(legacy) == 0
+        assert await outbox.flush_once() == 2
+    await channel.close()
+    trail = await asyncio.to_thread(_trail, auth_mesh, subject)
+    assert sorted(e["id"] for e in trail) == sorted(ids)
 
 
 def test_no_secret_reaches_any_log_or_the_audit_trail(auth_mesh: Running, mailbox: Mailbox) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,88 @@ def test_each_statement_is_one_trip_and_results_are_intact(tmp_path: Path, monke
                 await s.execute(things.insert().values(id=999, name="n1"))
             await s.rollback()
             assert (await s.execute(sa.select(sa.func.count()).select_from(things))).scalar_one() == 300
+        await engine.dispose()
+
+    asyncio.run(main())
+
+
+class _Things(db.SqlUnitOfWork):
+    def _bind(self, conn: Any) -> None:
+        self.conn = conn
+
+
+def _outbox(engine: Any) -> Any:
+    from flowdock_kernel.audit import Outbox
+
+    async def never(events: list[dict[str, Any]]) -> None:
+        raise AssertionError("not delivering in this test")
+
+    return Outbox(engine, service="test", send=never)
+
+
+def test_read_only_units_of_work_do_not_wait_for_a_writer_and_cannot_commit(tmp_path: Path) -> None:
+    """On SQLite every writing transaction takes the write lock at BEGIN (IMMEDIATE); a read-only one begins
+    deferred and reads its snapshot while a writer holds the lock, instead of queueing behind it."""
+
+    async def main() -> None:
+        engine = db.make_engine(
+            sa.URL.create("sqlite+aiosqlite", database=str(tmp_path / "t.db")), sqlite_immediate=True
+        )
+        async with engine.begin() as conn:
+            await conn.run_sync(things.metadata.create_all)
+            await conn.execute(things.insert().values(id=1, name="before"))
+        sessions = db.connections(engine)
+        async with _Things(sessions) as writer:
+            await writer.conn.execute(things.update().values(name="uncommitted"))  # holds the write lock
+            async with _Things(sessions, read_only=True) as reader:
+                names = await asyncio.wait_for(reader.conn.execute(sa.select(things.c.name)), timeout=2)
+                assert names.scalars().all() == ["before"]
+                with pytest.raises(RuntimeError, match="read-only"):
+                    await reader.commit()
+            async with _Things(sessions) as second:  # a second writer waits for the lock, as it should
+                waiting = asyncio.ensure_future(second.conn.execute(sa.select(things.c.name)))
+                await asyncio.sleep(0.5)
+                assert not waiting.done()
+                await writer.commit()
+                assert (await asyncio.wait_for(waiting, timeout=5)).scalars().all() == ["uncommitted"]
+        await engine.dispose()
+
+    asyncio.run(main())
+
+
+def test_audit_events_commit_with_their_change_and_never_without_it(tmp_path: Path) -> None:
+    from flowdock_kernel.audit import audit_outbox
+    from flowdock_kernel.audit import metadata as outbox_metadata
+
+    async def main() -> None:
+        engine = db.make_engine(
+            sa.URL.create("sqlite+aiosqlite", database=str(tmp_path / "t.db")), sqlite_immediate=True
+        )
+        async with engine.begin() as conn:
+            await conn.run_sync(things.metadata.create_all)
+            await conn.run_sync(outbox_metadata.create_all)
+        sessions, outbox = db.connections(engine), _outbox(engine)
+
+        async def kinds() -> list[str]:
+            async with engine.connect() as conn:
+                rows = (await conn.execute(sa.select(audit_outbox.c.event).order_by(audit_outbox.c.seq))).scalars()
+                return [json.loads(r)["kind"] for r in rows]
+
+        async with _Things(sessions, outbox) as uow:  # committed: the row and its event
+            await uow.conn.execute(things.insert().values(id=1, name="a"))
+            uow.events.record("thing.added", actor="u1", details={"id": "1"})
+            await uow.commit()
+        async with _Things(sessions, outbox) as uow:  # not committed: neither
+            await uow.conn.execute(things.insert().values(id=2, name="b"))
+            uow.events.record("thing.added", actor="u1", details={"id": "2"})
+        async with _Things(sessions, outbox) as uow:  # refused: the error leaves the unit of work uncommitted
+            uow.events.record("thing.added", actor="u1", details={"id": "3"})
+            with pytest.raises(IntegrityError):
+                await uow.conn.execute(things.insert().values(id=3, name="a"))
+        assert await kinds() == ["thing.added"]
+        assert await outbox.pending() == 1
+        with pytest.raises(RuntimeError, match="no outbox"):
+            _Things(sessions).events.record("x", actor="")
         await engine.dispose()
 
     asyncio.run(main())
