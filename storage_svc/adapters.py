@@ -33,6 +33,7 @@ from storage_svc.domain import (
     UploadState,
     Usage,
     Version,
+    from_micros,
     kind_rank,
     name_key,
 )
@@ -241,7 +242,7 @@ _ORDER_COLUMNS = {OrderBy.NAME: nodes.c.name_key, OrderBy.SIZE: nodes.c.size, Or
 
 def _cursor_value(order: OrderBy, key: str | int) -> Any:
     if order == OrderBy.MODIFIED:
-        return datetime.fromtimestamp(int(key) / 1_000_000, UTC)
+        return from_micros(int(key))
     return key
 
 
@@ -371,7 +372,7 @@ class SqlNodes:
     async def trash_roots(self, owner_id: str, after: Cursor | None, limit: int) -> list[TrashEntry]:
         q = sa.select(*NODE_COLUMNS).where(nodes.c.owner_id == owner_id, nodes.c.trash_root_id == nodes.c.id)
         if after is not None:
-            at = datetime.fromtimestamp(int(after.key) / 1_000_000, UTC)
+            at = from_micros(int(after.key))
             q = q.where(sa.tuple_(nodes.c.trashed_at, nodes.c.id) < sa.tuple_(sa.literal(at), sa.literal(after.id)))
         q = q.order_by(nodes.c.trashed_at.desc(), nodes.c.id.desc()).limit(limit)
         roots = _nodes((await self.s.execute(q)).all())

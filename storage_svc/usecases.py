@@ -392,7 +392,7 @@ class Storage:
         after = Cursor.decode(page_token) if page_token else None
         async with self.uow(read_only=True) as uow:
             rows = await uow.nodes.trash_roots(caller, after, limit + 1)
-        return _page(rows, limit, lambda e: Cursor(0, int((e.node.trashed_at or _now()).timestamp() * 1e6), e.node.id))
+        return _page(rows, limit, lambda e: Cursor(0, domain.micros(e.node.trashed_at or _now()), e.node.id))
 
     async def _trash_root(self, uow: UnitOfWork, caller: str, node_id: str) -> Node:
         node = await uow.nodes.get_any(node_id)

@@ -18,7 +18,7 @@ from flowdock.storage.v1 import storage_pb2
 from flowdock_kernel import db
 from storage_svc.adapters import SqlUnitOfWork, _node, nodes
 from storage_svc.bootstrap import MIGRATIONS
-from storage_svc.domain import Kind, Node, OrderBy
+from storage_svc.domain import Kind, Node, OrderBy, from_micros, micros
 from storage_svc.servicer import _ts, add_nodes, node_pb
 from tests.conftest import PG_URL, drop_databases, need_postgres
 
@@ -39,6 +39,16 @@ def test_timestamps_as_from_datetime(moment: datetime) -> None:
     expected = timestamp_pb2.Timestamp()
     expected.FromDatetime(moment)
     assert _ts(moment) == expected
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=str)
+def test_cursor_times_exact(moment: datetime) -> None:
+    """A listing cursor's modification time (µs since 1970) is exact from year 1 to 9999 and back (a float
+    timestamp rounded year 9999 into year 10000, which no cursor could then be decoded from)."""
+    us = micros(moment)
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    assert from_micros(us) == aware and from_micros(us).utcoffset() == timedelta(0)
+    assert us == (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def reference_pb(node: Node) -> storage_pb2.Node:
