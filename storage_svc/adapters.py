@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.errors import AlreadyExists, NotFound, ResourceExhausted, Unauthenticated, Unavailable
+from storage_svc import readmodel
 from storage_svc.domain import (
     Cursor,
     Decision,
@@ -246,6 +247,31 @@ def _cursor_value(order: OrderBy, key: str | int) -> Any:
     return key
 
 
+def _children_query(
+    columns: tuple[Any, ...], parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
+) -> Any:
+    """A page of a folder's live children after `after`: one keyset query on the listing index of `order`
+    (parent_id, kind_rank, sort column, id). Folders come first either way; `descending` reverses the rest."""
+    column = _ORDER_COLUMNS[order]
+    q = sa.select(*columns).where(nodes.c.parent_id == parent_id, LIVE)
+    if after is not None:
+        here = sa.tuple_(sa.literal(after.kind_rank), sa.literal(_cursor_value(order, after.key)), sa.literal(after.id))
+        if descending:
+            q = q.where(
+                sa.or_(
+                    nodes.c.kind_rank > after.kind_rank,
+                    sa.and_(
+                        nodes.c.kind_rank == after.kind_rank,
+                        sa.tuple_(column, nodes.c.id) < sa.tuple_(here.clauses[1], here.clauses[2]),
+                    ),
+                )
+            )
+        else:
+            q = q.where(sa.tuple_(nodes.c.kind_rank, column, nodes.c.id) > here)
+    ordering = [column.desc(), nodes.c.id.desc()] if descending else [column, nodes.c.id]
+    return q.order_by(nodes.c.kind_rank, *ordering).limit(limit)
+
+
 def _subtree_cte(root_id: str, *, live: bool) -> Any:
     """Recursive CTE of a node and its descendants: one query, however deep the tree."""
     base = sa.select(nodes.c.id).where(nodes.c.id == root_id).cte("subtree", recursive=True)
@@ -312,26 +338,7 @@ class SqlNodes:
         self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
     ) -> list[Node]:
         """One indexed keyset query per page, never a query per entry. Folders come first either way."""
-        column = _ORDER_COLUMNS[order]
-        q = sa.select(*NODE_COLUMNS).where(nodes.c.parent_id == parent_id, LIVE)
-        if after is not None:
-            here = sa.tuple_(
-                sa.literal(after.kind_rank), sa.literal(_cursor_value(order, after.key)), sa.literal(after.id)
-            )
-            if descending:
-                q = q.where(
-                    sa.or_(
-                        nodes.c.kind_rank > after.kind_rank,
-                        sa.and_(
-                            nodes.c.kind_rank == after.kind_rank,
-                            sa.tuple_(column, nodes.c.id) < sa.tuple_(here.clauses[1], here.clauses[2]),
-                        ),
-                    )
-                )
-            else:
-                q = q.where(sa.tuple_(nodes.c.kind_rank, column, nodes.c.id) > here)
-        ordering = [column.desc(), nodes.c.id.desc()] if descending else [column, nodes.c.id]
-        q = q.order_by(nodes.c.kind_rank, *ordering).limit(limit)
+        q = _children_query(NODE_COLUMNS, parent_id, order, descending, after, limit)
         return _nodes((await self.s.execute(q)).all())
 
     async def subtree(self, node_id: str, *, live: bool) -> list[Node]:
@@ -665,9 +672,52 @@ class SqlUploads:
         return [_upload(r) for r in (await self.s.execute(q)).all()]
 
 
+# The listing read model's columns (readmodel.ROW_FIELDS, in that order): only what a listed entry shows.
+LISTING_COLUMNS = tuple(
+    sa.type_coerce(nodes.c[name], sa.String).label(name) if name in _TEXT_TIMES else nodes.c[name]
+    for name in readmodel.ROW_FIELDS
+)
+_LISTED = {name: i for i, name in enumerate(readmodel.ROW_FIELDS)}
+
+
+class SqlListings:
+    """The listing read model's queries: the same keyset query as SqlNodes.children, rows straight to wire form."""
+
+    def __init__(self, s: AsyncConnection) -> None:
+        self.s = s
+
+    async def children(
+        self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
+    ) -> readmodel.WirePage:
+        q = _children_query(LISTING_COLUMNS, parent_id, order, descending, after, limit + 1)
+        rows = (await self.s.execute(q)).all()
+        more = len(rows) > limit
+        if more:
+            rows = rows[:limit]
+        return readmodel.WirePage(readmodel.encode(rows), len(rows), more, _listed_node(rows[-1]) if rows else None)
+
+
+def _listed_node(row: Any) -> Node:
+    """A listing row as a Node (the fields a listing shows; no blob or version id), for the next page's cursor."""
+    f = _LISTED
+    return Node(
+        row[f["id"]],
+        row[f["owner_id"]],
+        row[f["parent_id"]],
+        row[f["name"]],
+        _KINDS[row[f["kind"]]],
+        row[f["size"]],
+        _when(row[f["created_at"]]),
+        _when(row[f["modified_at"]]),
+        content_type=row[f["content_type"]],
+        sha256=row[f["sha256"]],
+    )
+
+
 class SqlUnitOfWork(db.SqlUnitOfWork):
     def _bind(self, session: AsyncConnection) -> None:
         self.nodes = SqlNodes(session)
+        self.listings = SqlListings(session)
         self.versions = SqlVersions(session)
         self.quotas = SqlQuotas(session)
         self.uploads = SqlUploads(session)
