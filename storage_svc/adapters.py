@@ -247,29 +247,59 @@ def _cursor_value(order: OrderBy, key: str | int) -> Any:
     return key
 
 
-def _children_query(
-    columns: tuple[Any, ...], parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
-) -> Any:
-    """A page of a folder's live children after `after`: one keyset query on the listing index of `order`
-    (parent_id, kind_rank, sort column, id). Folders come first either way; `descending` reverses the rest."""
+_KIND_RANKS = sorted({kind_rank(k) for k in Kind})  # folders (0) before files (1)
+
+
+def _children_parts(
+    columns: tuple[Any, ...], parent_id: str, order: OrderBy, descending: bool, after: Cursor | None
+) -> list[Any]:
+    """The statements whose results, concatenated, are a folder's live children after `after` in listing order
+    (folders first; `descending` reverses the rest), each a bounded walk of the listing index of `order`
+    (parent_id, kind_rank, sort column, id) once limited.
+
+    Ascending is one statement (a row-value comparison the index answers). Descending cannot be: its order
+    (kind_rank up, the rest down) has mixed directions, which no single index walk gives, so one statement sorted
+    every remaining entry of the folder per page (SQLite: a temp B-tree; PostgreSQL: a bitmap scan and a sort).
+    Instead there is one statement per kind from the cursor's kind on, each walking its part of the index
+    backwards; the second runs only when the first does not fill the page."""
     column = _ORDER_COLUMNS[order]
-    q = sa.select(*columns).where(nodes.c.parent_id == parent_id, LIVE)
-    if after is not None:
-        here = sa.tuple_(sa.literal(after.kind_rank), sa.literal(_cursor_value(order, after.key)), sa.literal(after.id))
-        if descending:
+    live = (nodes.c.parent_id == parent_id, LIVE)
+    key = sa.literal(_cursor_value(order, after.key)) if after is not None else None
+    if not descending:
+        q = sa.select(*columns).where(*live)
+        if after is not None:
             q = q.where(
-                sa.or_(
-                    nodes.c.kind_rank > after.kind_rank,
-                    sa.and_(
-                        nodes.c.kind_rank == after.kind_rank,
-                        sa.tuple_(column, nodes.c.id) < sa.tuple_(here.clauses[1], here.clauses[2]),
-                    ),
-                )
+                sa.tuple_(nodes.c.kind_rank, column, nodes.c.id)
+                > sa.tuple_(sa.literal(after.kind_rank), key, sa.literal(after.id))
             )
-        else:
-            q = q.where(sa.tuple_(nodes.c.kind_rank, column, nodes.c.id) > here)
-    ordering = [column.desc(), nodes.c.id.desc()] if descending else [column, nodes.c.id]
-    return q.order_by(nodes.c.kind_rank, *ordering).limit(limit)
+        return [q.order_by(nodes.c.kind_rank, column, nodes.c.id)]
+    parts = []
+    for rank in _KIND_RANKS:
+        if after is not None and rank < after.kind_rank:
+            continue
+        q = sa.select(*columns).where(*live, nodes.c.kind_rank == rank)
+        if after is not None and rank == after.kind_rank:
+            q = q.where(sa.tuple_(column, nodes.c.id) < sa.tuple_(key, sa.literal(after.id)))
+        parts.append(q.order_by(column.desc(), nodes.c.id.desc()))
+    return parts
+
+
+async def _children_rows(
+    s: AsyncConnection,
+    columns: tuple[Any, ...],
+    parent_id: str,
+    order: OrderBy,
+    descending: bool,
+    after: Cursor | None,
+    limit: int,
+) -> list[Any]:
+    """Up to `limit` rows of `columns`: the parts of _children_parts in turn until the page is full."""
+    rows: list[Any] = []
+    for part in _children_parts(columns, parent_id, order, descending, after):
+        rows += (await s.execute(part.limit(limit - len(rows)))).all()
+        if len(rows) >= limit:
+            break
+    return rows
 
 
 def _subtree_cte(root_id: str, *, live: bool) -> Any:
@@ -337,9 +367,9 @@ class SqlNodes:
     async def children(
         self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
     ) -> list[Node]:
-        """One indexed keyset query per page, never a query per entry. Folders come first either way."""
-        q = _children_query(NODE_COLUMNS, parent_id, order, descending, after, limit)
-        return _nodes((await self.s.execute(q)).all())
+        """Bounded index walks, never a query per entry (one per page; a descending page that spans folders and
+        files takes two). Folders come first either way."""
+        return _nodes(await _children_rows(self.s, NODE_COLUMNS, parent_id, order, descending, after, limit))
 
     async def subtree(self, node_id: str, *, live: bool) -> list[Node]:
         cte = _subtree_cte(node_id, live=live)
@@ -689,8 +719,7 @@ class SqlListings:
     async def children(
         self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
     ) -> readmodel.WirePage:
-        q = _children_query(LISTING_COLUMNS, parent_id, order, descending, after, limit + 1)
-        rows = (await self.s.execute(q)).all()
+        rows = await _children_rows(self.s, LISTING_COLUMNS, parent_id, order, descending, after, limit + 1)
         more = len(rows) > limit
         if more:
             rows = rows[:limit]
