@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.errors import AlreadyExists, NotFound, ResourceExhausted, Unauthenticated, Unavailable
+from storage_svc import readmodel
 from storage_svc.domain import (
     Cursor,
     Decision,
@@ -33,6 +35,7 @@ from storage_svc.domain import (
     UploadState,
     Usage,
     Version,
+    from_micros,
     kind_rank,
     name_key,
 )
@@ -241,8 +244,77 @@ _ORDER_COLUMNS = {OrderBy.NAME: nodes.c.name_key, OrderBy.SIZE: nodes.c.size, Or
 
 def _cursor_value(order: OrderBy, key: str | int) -> Any:
     if order == OrderBy.MODIFIED:
-        return datetime.fromtimestamp(int(key) / 1_000_000, UTC)
+        return from_micros(int(key))
     return key
+
+
+_KIND_RANKS = sorted({kind_rank(k) for k in Kind})  # folders (0) before files (1)
+
+
+_COLUMN_SETS = {"nodes": NODE_COLUMNS}  # the listing read model adds its own (below)
+
+
+@functools.cache
+def _children_parts(columns: str, order: OrderBy, descending: bool, after_rank: int | None) -> tuple[Any, ...]:
+    """The statements whose results, concatenated, are a folder's live children in listing order (folders first;
+    `descending` reverses the rest) after a cursor of kind `after_rank` (None: from the start), each a bounded walk
+    of the listing index of `order` (parent_id, kind_rank, sort column, id). Bound by name: parent_id, after_rank,
+    after_key, after_id, limit. Built once per shape.
+
+    Ascending is one statement (a row-value comparison the index answers). Descending cannot be: its order
+    (kind_rank up, the rest down) has mixed directions, which no single index walk gives, so one statement sorted
+    every remaining entry of the folder per page (SQLite: a temp B-tree; PostgreSQL: a bitmap scan and a sort).
+    Instead there is one statement per kind from the cursor's kind on, each walking its part of the index
+    backwards; the second runs only when the first does not fill the page."""
+    column = _ORDER_COLUMNS[order]
+    key, after_id = sa.bindparam("after_key", type_=column.type), sa.bindparam("after_id", type_=nodes.c.id.type)
+    limit = sa.bindparam("limit", type_=sa.Integer)
+    base = sa.select(*_COLUMN_SETS[columns]).where(nodes.c.parent_id == sa.bindparam("parent_id"), LIVE)
+    if not descending:
+        q = base
+        if after_rank is not None:
+            here = sa.tuple_(sa.bindparam("after_rank", type_=nodes.c.kind_rank.type), key, after_id)
+            q = q.where(sa.tuple_(nodes.c.kind_rank, column, nodes.c.id) > here)
+        return (q.order_by(nodes.c.kind_rank, column, nodes.c.id).limit(limit),)
+    parts = []
+    for rank in _KIND_RANKS:
+        if after_rank is not None and rank < after_rank:
+            continue
+        q = base.where(nodes.c.kind_rank == rank)
+        if rank == after_rank:
+            q = q.where(sa.tuple_(column, nodes.c.id) < sa.tuple_(key, after_id))
+        parts.append(q.order_by(column.desc(), nodes.c.id.desc()).limit(limit))
+    return tuple(parts)
+
+
+def _children_params(parent_id: str, order: OrderBy, after: Cursor | None) -> dict[str, Any]:
+    if after is None:
+        return {"parent_id": parent_id}
+    return {
+        "parent_id": parent_id,
+        "after_rank": after.kind_rank,
+        "after_key": _cursor_value(order, after.key),
+        "after_id": after.id,
+    }
+
+
+async def _children_rows(
+    s: AsyncConnection,
+    columns: str,
+    parent_id: str,
+    order: OrderBy,
+    descending: bool,
+    after: Cursor | None,
+    limit: int,
+) -> list[Any]:
+    """Up to `limit` rows of a column set: the parts of _children_parts in turn until the page is full."""
+    rows: list[Any] = []
+    params = _children_params(parent_id, order, after)
+    for part in _children_parts(columns, order, descending, after.kind_rank if after is not None else None):
+        rows += (await s.execute(part, {**params, "limit": limit - len(rows)})).all()
+        if len(rows) >= limit:
+            break
+    return rows
 
 
 def _subtree_cte(root_id: str, *, live: bool) -> Any:
@@ -310,28 +382,9 @@ class SqlNodes:
     async def children(
         self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
     ) -> list[Node]:
-        """One indexed keyset query per page, never a query per entry. Folders come first either way."""
-        column = _ORDER_COLUMNS[order]
-        q = sa.select(*NODE_COLUMNS).where(nodes.c.parent_id == parent_id, LIVE)
-        if after is not None:
-            here = sa.tuple_(
-                sa.literal(after.kind_rank), sa.literal(_cursor_value(order, after.key)), sa.literal(after.id)
-            )
-            if descending:
-                q = q.where(
-                    sa.or_(
-                        nodes.c.kind_rank > after.kind_rank,
-                        sa.and_(
-                            nodes.c.kind_rank == after.kind_rank,
-                            sa.tuple_(column, nodes.c.id) < sa.tuple_(here.clauses[1], here.clauses[2]),
-                        ),
-                    )
-                )
-            else:
-                q = q.where(sa.tuple_(nodes.c.kind_rank, column, nodes.c.id) > here)
-        ordering = [column.desc(), nodes.c.id.desc()] if descending else [column, nodes.c.id]
-        q = q.order_by(nodes.c.kind_rank, *ordering).limit(limit)
-        return _nodes((await self.s.execute(q)).all())
+        """Bounded index walks, never a query per entry (one per page; a descending page that spans folders and
+        files takes two). Folders come first either way."""
+        return _nodes(await _children_rows(self.s, "nodes", parent_id, order, descending, after, limit))
 
     async def subtree(self, node_id: str, *, live: bool) -> list[Node]:
         cte = _subtree_cte(node_id, live=live)
@@ -371,7 +424,7 @@ class SqlNodes:
     async def trash_roots(self, owner_id: str, after: Cursor | None, limit: int) -> list[TrashEntry]:
         q = sa.select(*NODE_COLUMNS).where(nodes.c.owner_id == owner_id, nodes.c.trash_root_id == nodes.c.id)
         if after is not None:
-            at = datetime.fromtimestamp(int(after.key) / 1_000_000, UTC)
+            at = from_micros(int(after.key))
             q = q.where(sa.tuple_(nodes.c.trashed_at, nodes.c.id) < sa.tuple_(sa.literal(at), sa.literal(after.id)))
         q = q.order_by(nodes.c.trashed_at.desc(), nodes.c.id.desc()).limit(limit)
         roots = _nodes((await self.s.execute(q)).all())
@@ -664,9 +717,88 @@ class SqlUploads:
         return [_upload(r) for r in (await self.s.execute(q)).all()]
 
 
+# The listing read model's columns (readmodel.ROW_FIELDS, in that order): only what a listed entry shows.
+LISTING_COLUMNS = tuple(
+    sa.type_coerce(nodes.c[name], sa.String).label(name) if name in _TEXT_TIMES else nodes.c[name]
+    for name in readmodel.ROW_FIELDS
+)
+_LISTED = {name: i for i, name in enumerate(readmodel.ROW_FIELDS)}
+
+
+_COLUMN_SETS["listing"] = LISTING_COLUMNS
+
+
+@functools.cache
+def _driver_parts(dialect: Any, order: OrderBy, descending: bool, after_rank: int | None) -> tuple[Any, ...]:
+    """_children_parts of the listing columns compiled once for `dialect`, as (compiled, bind processors)."""
+    parts = []
+    for part in _children_parts("listing", order, descending, after_rank):
+        compiled = part.compile(dialect=dialect)
+        processors = {
+            name: proc
+            for name, bind in compiled.binds.items()
+            if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        parts.append((compiled, processors))
+    return tuple(parts)
+
+
+class SqlListings:
+    """The listing read model's queries: the statements of SqlNodes.children (same order, same cursors), with the
+    listing's columns, run on the driver's own connection (inside the unit of work's transaction) so rows come back
+    as the driver's tuples; readmodel.encode turns them into the wire form. SQLAlchemy's execution path (its
+    statement cache lookup, result and Row objects) cost ~0.9 ms of the ~2.4 ms a 1,000-row page took on SQLite."""
+
+    def __init__(self, s: AsyncConnection) -> None:
+        self.s = s
+
+    async def children(
+        self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
+    ) -> readmodel.WirePage:
+        rows: list[Any] = []
+        params = _children_params(parent_id, order, after)
+        parts = _driver_parts(self.s.dialect, order, descending, after.kind_rank if after is not None else None)
+        for compiled, processors in parts:
+            rows += await self._run(compiled, processors, {**params, "limit": limit + 1 - len(rows)})
+            if len(rows) > limit:
+                break
+        more = len(rows) > limit
+        if more:
+            rows = rows[:limit]
+        return readmodel.WirePage(readmodel.encode(rows), len(rows), more, _listed_node(rows[-1]) if rows else None)
+
+    async def _run(self, compiled: Any, processors: dict[str, Any], params: dict[str, Any]) -> list[Any]:
+        values = compiled.construct_params(params)
+        for name, process in processors.items():
+            values[name] = process(values[name])
+        driver: Any = (await self.s.get_raw_connection()).driver_connection
+        if compiled.positional:  # SQLite (aiosqlite): one trip to its thread
+            return list(await driver.execute_fetchall(compiled.string, [values[n] for n in compiled.positiontup]))
+        cursor = await driver.execute(compiled.string, values)  # PostgreSQL (psycopg)
+        return list(await cursor.fetchall())
+
+
+def _listed_node(row: Any) -> Node:
+    """A listing row as a Node (the fields a listing shows; no blob or version id), for the next page's cursor."""
+    f = _LISTED
+    return Node(
+        row[f["id"]],
+        row[f["owner_id"]],
+        row[f["parent_id"]],
+        row[f["name"]],
+        _KINDS[row[f["kind"]]],
+        row[f["size"]],
+        _when(row[f["created_at"]]),
+        _when(row[f["modified_at"]]),
+        content_type=row[f["content_type"]],
+        sha256=row[f["sha256"]],
+    )
+
+
 class SqlUnitOfWork(db.SqlUnitOfWork):
     def _bind(self, session: AsyncConnection) -> None:
         self.nodes = SqlNodes(session)
+        self.listings = SqlListings(session)
         self.versions = SqlVersions(session)
         self.quotas = SqlQuotas(session)
         self.uploads = SqlUploads(session)

@@ -8,7 +8,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from flowdock_kernel.errors import InvalidArgument
@@ -227,11 +227,26 @@ class Cursor:
         return Cursor(rank, key, node_id)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(at: datetime) -> int:
+    """Microseconds since 1970 (UTC; naive means UTC), exact from year 1 to 9999 (a float `timestamp()` is not
+    beyond ~2^53 µs: year 9999 rounded up into year 10000)."""
+    return ((at if at.tzinfo is not None else at.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+
+
+def from_micros(us: int) -> datetime:
+    """The aware UTC datetime `micros` made `us` from."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
 def sort_key(node: Node, order: OrderBy) -> str | int:
     if order == OrderBy.SIZE:
         return node.size
     if order == OrderBy.MODIFIED:
-        return int(node.modified_at.timestamp() * 1_000_000)
+        return micros(node.modified_at)
     return name_key(node.name)
 
 

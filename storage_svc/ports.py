@@ -76,6 +76,32 @@ class Nodes(Protocol):
     async def delete_owner(self, owner_id: str) -> None: ...
 
 
+class ChildPage(Protocol):
+    """A page of a folder's live children as the listing read model holds it: already in the entrypoint's wire
+    form (opaque here; no domain Node per entry). The use case reads whether more entries follow and the last
+    one, from which it makes the next page's cursor."""
+
+    @property
+    def wire(self) -> bytes: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def more(self) -> bool: ...
+    @property
+    def last(self) -> Node | None: ...
+
+
+class Listings(Protocol):
+    """The listing read model (a read side next to Nodes: same rows, same order, a form ready to send)."""
+
+    async def children(
+        self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
+    ) -> ChildPage:
+        """Up to `limit` live children after `after`, in the same order and by the same keyset query as
+        Nodes.children (folders first; `descending` reverses the rest)."""
+        ...
+
+
 class Versions(Protocol):
     async def add(self, version: Version) -> None: ...
     async def get(self, version_id: str) -> Version | None: ...
@@ -149,6 +175,8 @@ class UnitOfWork(Protocol):
     def events(self) -> EventLog: ...
     @property
     def read_only(self) -> bool: ...
+    @property
+    def listings(self) -> Listings: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, cast
 import grpc
 from google.api import httpbody_pb2
 from google.protobuf import descriptor_pool, timestamp_pb2
+from google.protobuf.message import Message
 
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import metrics
@@ -132,10 +133,10 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def CreateFolder(self, request: storage_pb2.CreateFolderRequest, context: Ctx) -> storage_pb2.Node:
         return node_pb(await self.storage.create_folder(current_principal().user_id, request.parent_id, request.name))
 
-    async def ListChildren(
+    async def ListChildren(  # type: ignore[override]  # a serialised ListChildrenResponse (passing_serialised_bodies)
         self, request: storage_pb2.ListChildrenRequest, context: Ctx
-    ) -> storage_pb2.ListChildrenResponse:
-        rows, token = await self.storage.list_children(
+    ) -> bytes:
+        page, token = await self.storage.list_children(
             current_principal().user_id,
             request.folder_id,
             request.page_size,
@@ -143,9 +144,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             _enum(_ORDERS, request.order_by, "order_by"),
             request.descending,
         )
-        response = storage_pb2.ListChildrenResponse(next_page_token=token)
-        add_nodes(response.nodes, rows)
-        return response
+        # The read model's page is the serialised `nodes` field; a serialised message is the concatenation of its
+        # fields, so the token's field follows it as bytes.
+        return page.wire + storage_pb2.ListChildrenResponse(next_page_token=token).SerializeToString()
 
     async def GetNode(self, request: storage_pb2.GetNodeRequest, context: Ctx) -> storage_pb2.Node:
         return node_pb(await self.storage.get_node(current_principal().user_id, request.node_id))
@@ -564,8 +565,13 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
         return self._upload_pb(upload)
 
 
-def _serialize_body(message: httpbody_pb2.HttpBody | bytes) -> bytes:
+def _serialize_body(message: Message | bytes) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+# Responses a servicer may hand over already serialised: downloads' HttpBody chunks (StorageServicer._stream) and
+# listing pages (the read model, storage_svc/readmodel.py).
+_PASSED_THROUGH = {httpbody_pb2.HttpBody.DESCRIPTOR.full_name, storage_pb2.ListChildrenResponse.DESCRIPTOR.full_name}
 
 
 class _Collected:
@@ -586,16 +592,17 @@ class _Collected:
 @contextlib.contextmanager
 def passing_serialised_bodies(server: grpc.aio.Server) -> Iterator[grpc.aio.Server]:
     """A server for the generated add_*_to_server functions to register on: methods answering google.api.HttpBody
-    then also accept messages serialised already (the downloads yield those, see StorageServicer._stream). The
-    generated code stays as generated; only its handlers' response serializer is swapped for one passing bytes
-    through. The handlers reach `server` when the block ends."""
+    or ListChildrenResponse then also accept messages serialised already (the downloads yield those, see
+    StorageServicer._stream; ListChildren returns the read model's page). The generated code stays as generated;
+    only its handlers' response serializer is swapped for one passing bytes through. The handlers reach `server`
+    when the block ends."""
     collected = _Collected()
     yield cast(grpc.aio.Server, collected)
     for service, handlers in collected.services.items():
         methods = descriptor_pool.Default().FindServiceByName(service).methods_by_name
         handlers = {
             name: h._replace(response_serializer=_serialize_body)  # type: ignore[attr-defined]
-            if methods[name].output_type is httpbody_pb2.HttpBody.DESCRIPTOR
+            if methods[name].output_type.full_name in _PASSED_THROUGH
             else h
             for name, h in handlers.items()
         }

@@ -42,7 +42,16 @@ from storage_svc.domain import (
     Usage,
     Version,
 )
-from storage_svc.ports import AccessPolicy, BlobStore, Events, Scanner, UnitOfWork, UnitOfWorkFactory, UrlSigner
+from storage_svc.ports import (
+    AccessPolicy,
+    BlobStore,
+    ChildPage,
+    Events,
+    Scanner,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    UrlSigner,
+)
 from storage_svc.scanner import ScanLimitExceeded
 
 log = logging.getLogger("flowdock.storage")
@@ -231,13 +240,17 @@ class Storage:
         page_token: str,
         order: OrderBy = OrderBy.NAME,
         descending: bool = False,
-    ) -> tuple[list[Node], str]:
+    ) -> tuple[ChildPage, str]:
+        """A page of the folder's children in the listing read model's form, and the next page's token."""
         limit = _page_size(page_size, self.limits)
         after = Cursor.decode(page_token) if page_token else None
         async with self.uow(read_only=True) as uow:
             folder = await self._folder(uow, caller, folder_id, "list")
-            rows = await uow.nodes.children(folder.id, order, descending, after, limit + 1)
-        return _page(rows, limit, lambda n: Cursor(domain.kind_rank(n.kind), domain.sort_key(n, order), n.id))
+            page = await uow.listings.children(folder.id, order, descending, after, limit)
+        last = page.last
+        if not page.more or last is None:
+            return page, ""
+        return page, Cursor(domain.kind_rank(last.kind), domain.sort_key(last, order), last.id).encode()
 
     async def get_node(self, caller: str, node_id: str) -> Node:
         async with self.uow(read_only=True) as uow:
@@ -392,7 +405,7 @@ class Storage:
         after = Cursor.decode(page_token) if page_token else None
         async with self.uow(read_only=True) as uow:
             rows = await uow.nodes.trash_roots(caller, after, limit + 1)
-        return _page(rows, limit, lambda e: Cursor(0, int((e.node.trashed_at or _now()).timestamp() * 1e6), e.node.id))
+        return _page(rows, limit, lambda e: Cursor(0, domain.micros(e.node.trashed_at or _now()), e.node.id))
 
     async def _trash_root(self, uow: UnitOfWork, caller: str, node_id: str) -> Node:
         node = await uow.nodes.get_any(node_id)

@@ -1,5 +1,6 @@
-"""The listing fast paths give exactly what the general conversions give: rows → Nodes (SQLite and PostgreSQL) and
-datetimes → protobuf Timestamps."""
+"""The listing fast paths give exactly what the general conversions give: rows → Nodes (SQLite and PostgreSQL),
+datetimes → protobuf Timestamps, and the listing read model's pages (rows → serialised ListChildrenResponse, with
+the same order, paging and cursors as Nodes.children) on both databases."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from flowdock.storage.v1 import storage_pb2
 from flowdock_kernel import db
 from storage_svc.adapters import SqlUnitOfWork, _node, nodes
 from storage_svc.bootstrap import MIGRATIONS
-from storage_svc.domain import Kind, Node, OrderBy
+from storage_svc.domain import Cursor, Kind, Node, OrderBy, from_micros, kind_rank, micros, sort_key
 from storage_svc.servicer import _ts, add_nodes, node_pb
 from tests.conftest import PG_URL, drop_databases, need_postgres
 
@@ -39,6 +40,16 @@ def test_timestamps_as_from_datetime(moment: datetime) -> None:
     expected = timestamp_pb2.Timestamp()
     expected.FromDatetime(moment)
     assert _ts(moment) == expected
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=str)
+def test_cursor_times_exact(moment: datetime) -> None:
+    """A listing cursor's modification time (µs since 1970) is exact from year 1 to 9999 and back (a float
+    timestamp rounded year 9999 into year 10000, which no cursor could then be decoded from)."""
+    us = micros(moment)
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    assert from_micros(us) == aware and from_micros(us).utcoffset() == timedelta(0)
+    assert us == (aware - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def reference_pb(node: Node) -> storage_pb2.Node:
@@ -62,9 +73,37 @@ def reference_pb(node: Node) -> storage_pb2.Node:
 
 
 def sample_tree(owner: str) -> list[Node]:
+    """A root and its children: files and folders, unicode names, empty fields, timestamps from year 1 to 9999 (and
+    before 1970), equal sort values (ties broken by id), and two trashed entries that no listing may show."""
     base = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
     root = Node(str(uuid.uuid4()), owner, None, "", Kind.FOLDER, 0, base, base)
     many = [root]
+    names = ["日本語のファイル.txt", "Ärger", "emoji 🚀 file", "zz", "ZZ top", "a", "Ωmega.bin", "same size"]
+    for i, name in enumerate(names):
+        is_file = i % 3 != 1
+        many.append(
+            Node(
+                str(uuid.uuid4()),
+                owner,
+                root.id,
+                name,
+                Kind.FILE if is_file else Kind.FOLDER,
+                4096 if is_file else 0,  # equal sizes: the id decides
+                base,
+                base if i % 2 else MOMENTS[3],  # equal modification times too
+                content_type="" if i == 0 else ("application/octet-stream" if is_file else ""),  # an empty type
+                sha256="" if i == 0 else ("ab" * 32 if is_file else ""),
+                blob_id="ab" * 32 if is_file else "",
+                version_id=str(uuid.uuid4()) if is_file else "",
+            )
+        )
+    for name in ("trashed file.txt", "trashed folder"):
+        many.append(
+            Node(
+                str(uuid.uuid4()), owner, root.id, name, Kind.FILE if "file" in name else Kind.FOLDER, 7, base, base,
+                trashed_at=base, trash_root_id="",
+            )
+        )  # fmt: skip
     for i, moment in enumerate(MOMENTS[:6] * 3):
         is_file = i % 2 == 0
         digest = hashlib.sha256(str(i).encode()).hexdigest()
@@ -101,10 +140,14 @@ async def compare(url: str) -> None:
             await uow.commit()
         async with SqlUnitOfWork(sessions) as uow:
             listed = await uow.nodes.children(tree[0].id, OrderBy.NAME, False, None, 1000)
-        q = sa.select(nodes).where(nodes.c.parent_id == tree[0].id).order_by(nodes.c.kind_rank, nodes.c.name_key)
+        q = (
+            sa.select(nodes)
+            .where(nodes.c.parent_id == tree[0].id, nodes.c.trashed_at.is_(None))
+            .order_by(nodes.c.kind_rank, nodes.c.name_key, nodes.c.id)
+        )
         async with engine.connect() as conn:
             general = [_node(r) for r in (await conn.execute(q)).all()]
-        assert listed == general and len(listed) == len(tree) - 1
+        assert listed == general and len(listed) == len(tree) - 3  # the root and two trashed entries
         for fast, slow in zip(listed, general, strict=True):
             assert (fast.created_at.utcoffset(), fast.modified_at.utcoffset()) == (timedelta(0), timedelta(0))
             assert node_pb(fast) == reference_pb(slow)
@@ -112,18 +155,63 @@ async def compare(url: str) -> None:
         add_nodes(response.nodes, listed)
         expected = storage_pb2.ListChildrenResponse(nodes=[reference_pb(n) for n in general], next_page_token="t")
         assert response.SerializeToString() == expected.SerializeToString()
+        await compare_pages(sessions, tree[0].id, general)
+    finally:
+        await engine.dispose()
+
+
+async def compare_pages(sessions: db.Connections, folder_id: str, live: list[Node]) -> None:
+    """The read model's pages against the general path (Nodes.children → domain Nodes → the reference conversion),
+    in every order, both directions, with page sizes that split ties, paging with the cursors each side makes."""
+    for order in OrderBy:
+        for descending in (False, True):
+            for size in (1, 2, 3, 1000):
+                seen: list[str] = []
+                after: Cursor | None = None
+                while True:
+                    async with SqlUnitOfWork(sessions) as uow:
+                        page = await uow.listings.children(folder_id, order, descending, after, size)
+                        rows = await uow.nodes.children(folder_id, order, descending, after, size + 1)
+                    more, rows = len(rows) > size, rows[:size]
+                    token = Cursor(kind_rank(rows[-1].kind), sort_key(rows[-1], order), rows[-1].id) if more else None
+                    expected = storage_pb2.ListChildrenResponse(nodes=[reference_pb(n) for n in rows])
+                    assert page.wire == expected.SerializeToString(), (order, descending, size)
+                    assert (page.count, page.more) == (len(rows), more)
+                    if more:
+                        assert page.last is not None
+                        assert Cursor(kind_rank(page.last.kind), sort_key(page.last, order), page.last.id) == token
+                    seen += [n.id for n in rows]
+                    if token is None:
+                        break
+                    after = Cursor.decode(token.encode())
+                assert sorted(seen) == sorted(n.id for n in live) and len(set(seen)) == len(seen)
+                # Folders first, then the order asked for, ties broken by id (reversed with `descending`).
+                ranked = sorted(live, key=lambda n: (sort_key(n, order), n.id), reverse=descending)
+                assert seen == [n.id for n in sorted(ranked, key=lambda n: kind_rank(n.kind))]
+
+
+async def empty_page(url: str) -> None:
+    engine = db.make_engine(make_url(url))
+    try:
+        async with SqlUnitOfWork(db.connections(engine)) as uow:
+            page = await uow.listings.children(str(uuid.uuid4()), OrderBy.NAME, False, None, 10)
+        assert (page.wire, page.count, page.more, page.last) == (b"", 0, False, None)
     finally:
         await engine.dispose()
 
 
 def test_listing_rows_sqlite(tmp_path: Path) -> None:
-    asyncio.run(compare(f"sqlite+aiosqlite:///{tmp_path / 'storage.db'}"))
+    url = f"sqlite+aiosqlite:///{tmp_path / 'storage.db'}"
+    asyncio.run(compare(url))
+    asyncio.run(empty_page(url))
 
 
 def test_listing_rows_postgres() -> None:
     need_postgres()
     prefix = f"fdconv_{uuid.uuid4().hex[:8]}"
     try:
-        asyncio.run(compare(f"{PG_URL.replace('postgresql://', 'postgresql+psycopg://', 1)}/{prefix}_storage"))
+        url = f"{PG_URL.replace('postgresql://', 'postgresql+psycopg://', 1)}/{prefix}_storage"
+        asyncio.run(compare(url))
+        asyncio.run(empty_page(url))
     finally:
         drop_databases(prefix)
