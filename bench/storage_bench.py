@@ -718,7 +718,8 @@ async def small_floor(base: Path, data: bytes, count: int) -> dict[str, dict[str
 
 async def small_files(args: argparse.Namespace, client: Client, base: Path, res: Results) -> None:
     data = os.urandom(1024)
-    modes = ["stream", "chunk", *(["inline"] if has_inline_content() else [])]
+    wanted = args.small_modes.split(",")
+    modes = [m for m in ("stream", "chunk", "inline") if m in wanted and (m != "inline" or has_inline_content())]
     meter_pids = client.mesh.meter_pids()
     out: dict[str, Any] = {}
     os.sync()
@@ -1201,6 +1202,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of the big transfers (median)")
     parser.add_argument("--small", type=int, default=300, help="1 KiB files timed one after another")
     parser.add_argument("--warmup", type=int, default=30, help="1 KiB files before timing")
+    parser.add_argument(
+        "--small-modes", default="stream,chunk,inline", help="1 KiB paths: stream, chunk (three calls), inline (one)"
+    )
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients for files/s")
     parser.add_argument("--conc-files", type=int, default=800, help="1 KiB files uploaded by the concurrent clients")
     parser.add_argument("--list-small", type=int, default=1000, help="entries of the one-page listing")

@@ -123,7 +123,8 @@ class _Writer:
     main_dirty: bool = False
     tail_dirty: bool = False
     stamp: _Stamp = (0, 0, 0, 0, 0, 0)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the state above
+    sync_lock: threading.Lock = field(default_factory=threading.Lock)  # one sync at a time (the journal's slots)
 
 
 @dataclass(eq=False)
@@ -258,15 +259,21 @@ class EncryptedBlobStore:
 
     def _write_record(self, upload_id: str, w: _Writer) -> None:
         """Journal the partial segment in the slot not holding the newest record, then fsync."""
-        seq = w.seq + 1
-        record = env.seal_tail(w.aead, w.header.file_id, seq, w.next_offset // w.header.segment_size, w.tail)
+        self._put_record(upload_id, w, *self._seal_record(w))
+
+    @staticmethod
+    def _seal_record(w: _Writer) -> tuple[int, bytes]:
+        """The journal record of the partial segment as it is now (under w.lock)."""
+        w.seq += 1
+        return w.seq, env.seal_tail(w.aead, w.header.file_id, w.seq, w.next_offset // w.header.segment_size, w.tail)
+
+    def _put_record(self, upload_id: str, w: _Writer, seq: int, record: bytes) -> None:
         fd = os.open(self._jpath(upload_id), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             _pwrite_all(fd, record, (seq % 2) * env.tail_stride(w.header.segment_size))
             os.fdatasync(fd)
         finally:
             os.close(fd)
-        w.seq = seq
 
     def _prefix(
         self, fd: int, header: Header, aead: AESGCM, records: list[tuple[int, int, bytes]], index: int, length: int
@@ -339,7 +346,10 @@ class EncryptedBlobStore:
             w = self._writers.get(upload_id)
         if w is not None and w.next_offset == offset:
             try:
-                if w.stamp == self._stamp(upload_id):
+                now = self._stamp(upload_id)
+                # While this writer's own sync is journaling, the journal's stamp moves under us: the staging file's
+                # must still match (another process that took the upload over would have changed it).
+                if w.stamp == now or (w.sync_lock.locked() and w.stamp[:3] == now[:3]):
                     return w
             except FileNotFoundError:
                 raise Unavailable("upload staging file is missing; abort and start the upload again") from None
@@ -447,20 +457,25 @@ class EncryptedBlobStore:
             finally:
                 os.close(fd)
             return
-        with w.lock:
+        # What this sync makes durable is what had been written when it took the state lock: the partial segment
+        # is sealed into its journal record then. The disk flushes run outside that lock, so appends to later
+        # segments go on meanwhile (they mark the writer dirty again, for the next sync).
+        with w.sync_lock:
             try:
-                if w.main_dirty:
+                with w.lock:
+                    main, w.main_dirty = w.main_dirty, False
+                    record = self._seal_record(w) if w.tail_dirty and w.tail else None
+                    w.tail_dirty = False
+                if main:
                     fd = os.open(self._spath(upload_id), os.O_WRONLY)
                     try:
                         os.fdatasync(fd)  # full segments first: the journal may then move past them
                     finally:
                         os.close(fd)
-                    w.main_dirty = False
-                if w.tail_dirty:
-                    if w.tail:
-                        self._write_record(upload_id, w)
-                    w.tail_dirty = False
-                w.stamp = self._stamp(upload_id)
+                if record is not None:
+                    self._put_record(upload_id, w, *record)
+                with w.lock:
+                    w.stamp = self._stamp(upload_id)
             except BaseException:
                 self._forget(upload_id)
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -280,8 +281,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                     await writer.start(msg.offset)
                 await writer.write(msg.body.data)
                 _UPLOADED.inc(len(msg.body.data))
-                if writer.pending >= self.storage.limits.sync_bytes:
-                    await writer.flush()
+                if writer.unflushed >= self.storage.limits.sync_bytes:
+                    await writer.flush_soon()  # the disk flushes while the next bytes arrive
             if writer is None:
                 raise InvalidArgument("upload_id", "is required")
             return storage_pb2.UploadContentResponse(committed_size=await writer.flush())
@@ -303,8 +304,23 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     ) -> AsyncIterator[storage_pb2.UploadStreamResponse]:
         caller = current_principal().user_id
         writer = None
+        messages = aiter(request_iterator)
+        receiving: asyncio.Task[storage_pb2.UploadStreamRequest | None] | None = None
         try:
-            async for msg in request_iterator:
+            while True:
+                receiving = asyncio.ensure_future(anext(messages, None))
+                while writer is not None and (flushing := writer.flushing) is not None and not receiving.done():
+                    # The committed offset goes back as soon as the disk is done, not with the next message: a
+                    # client that bounds its unacknowledged bytes waits for it.
+                    await asyncio.wait((receiving, flushing), return_when=asyncio.FIRST_COMPLETED)
+                    if flushing.done():
+                        await writer.settle()  # raises what the flush met (a lost hold, an I/O error)
+                    if (committed := writer.acknowledge()) is not None:
+                        yield storage_pb2.UploadStreamResponse(committed_size=committed)
+                msg = await receiving
+                receiving = None
+                if msg is None:
+                    break
                 if writer is None:
                     if not msg.upload_id:
                         raise InvalidArgument("upload_id", "is required on the first message")
@@ -312,11 +328,15 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                     await writer.start(msg.offset)
                 await writer.write(msg.data, msg.offset)
                 _UPLOADED.inc(len(msg.data))
-                if writer.pending >= self.storage.limits.sync_bytes:
-                    yield storage_pb2.UploadStreamResponse(committed_size=await writer.flush())
+                if writer.unflushed >= self.storage.limits.sync_bytes:
+                    await writer.flush_soon()  # the disk flushes while the next bytes arrive
+                if (committed := writer.acknowledge()) is not None:
+                    yield storage_pb2.UploadStreamResponse(committed_size=committed)
             if writer is not None:
                 yield storage_pb2.UploadStreamResponse(committed_size=await writer.flush())
         finally:
+            if receiving is not None:
+                receiving.cancel()
             if writer is not None:
                 await writer.__aexit__(None, None, None)
 
@@ -542,8 +562,8 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
                     await writer.start(msg.offset)
                 await writer.write(msg.body.data)
                 _UPLOADED.inc(len(msg.body.data))
-                if writer.pending >= self.storage.limits.sync_bytes:
-                    await writer.flush()
+                if writer.unflushed >= self.storage.limits.sync_bytes:
+                    await writer.flush_soon()  # the disk flushes while the next bytes arrive
             if writer is None:
                 raise InvalidArgument("upload_id", "is required")
             return storage_pb2.UploadContentResponse(committed_size=await writer.flush())

@@ -1320,7 +1320,11 @@ def _page(rows: list[T], limit: int, cursor: Callable[[T], Cursor]) -> tuple[lis
 
 class UploadWriter:
     """One writer's hold on an upload: a lease in the database, so two writers (even on two replicas) never
-    interleave; bytes are acknowledged only once fsynced and recorded as committed."""
+    interleave; bytes are acknowledged only once fsynced and recorded as committed.
+
+    Pipelined: one blob-store write (encrypt + write, in a thread) and one flush (fsync + record) may be in flight
+    while the caller receives the next message. Each starts only after the one before it finished, so the bytes
+    stay in order and what a flush records is what was written before it started."""
 
     def __init__(self, storage: Storage, caller: str, upload_id: str) -> None:
         self.s = storage
@@ -1332,11 +1336,20 @@ class UploadWriter:
         self.offset = 0  # next byte to write
         self.committed = 0  # durable and recorded
         self._held = bytearray()  # small messages gathered into one blob-store write (ends at self.offset)
+        self._writing: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Task[int] | None = None
+        self._flushing_to = 0  # the offset the flush in flight makes durable
+        self._acked = 0
 
     async def __aenter__(self) -> UploadWriter:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Work in flight finishes before the hold goes: the next writer must find the files as this one left them.
+        with contextlib.suppress(Exception):
+            await self._settle_write()
+        with contextlib.suppress(Exception):
+            await self._settle_flush()
         if self.upload is not None:
             async with self.s.uow() as uow:
                 await uow.uploads.release(self.upload_id, self.token)
@@ -1354,7 +1367,7 @@ class UploadWriter:
                 )
             await uow.commit()
         self.upload = upload
-        self.offset = self.committed = offset
+        self.offset = self.committed = self._flushing_to = self._acked = offset
         self.lease_until = _now() + LEASE
         return offset
 
@@ -1363,38 +1376,89 @@ class UploadWriter:
         if offset is not None and offset != self.offset:
             raise _wrong_offset(offset, self.offset)
         self.s._check_chunk(self.upload, self.offset, len(data))
+        if self._flushing is not None and self._flushing.done():
+            await self._settle_flush()  # its failure (a lost hold, an I/O error) stops the writer here
         if _now() > self.lease_until - LEASE / 4:
             await self.flush(renew=True)  # renews the lease (or finds it lost) before touching the bytes
         if not self._held and len(data) >= WRITE_UNIT:
-            await self.s.blobs.write_staging(self.upload_id, self.offset, data)
+            await self._issue(self.offset, data)
         else:
             # REST bodies arrive as whatever pieces Envoy read (often 64 KiB): one write per piece would cost a
-            # thread hop each. Nothing held is acknowledged before flush() writes it.
+            # thread hop each. Nothing held is acknowledged before a flush writes it.
             self._held += data
             if len(self._held) >= WRITE_UNIT:
                 await self._write_held(self.offset + len(data))
         self.offset += len(data)
 
+    async def _issue(self, offset: int, data: bytes | bytearray) -> None:
+        await self._settle_write()
+        self._writing = asyncio.ensure_future(self.s.blobs.write_staging(self.upload_id, offset, data))
+
+    async def _settle_write(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+
+    async def _settle_flush(self) -> None:
+        if self._flushing is not None:
+            flushing, self._flushing = self._flushing, None
+            await flushing
+
     async def _write_held(self, end: int) -> None:
         held, self._held = self._held, bytearray()
         if held:
-            await self.s.blobs.write_staging(self.upload_id, end - len(held), held)
+            await self._issue(end - len(held), held)
 
     @property
-    def pending(self) -> int:
-        return self.offset - self.committed
+    def unflushed(self) -> int:
+        """Bytes received that no flush (finished or in flight) covers yet."""
+        return self.offset - max(self.committed, self._flushing_to)
 
-    async def flush(self, *, renew: bool = False) -> int:
-        """Make written bytes durable and record them (renewing the lease); returns the committed size."""
-        if self.pending == 0 and not renew:
-            return self.committed
-        await self._write_held(self.offset)
+    async def _record(self, offset: int) -> int:
         await self.s.blobs.sync_staging(self.upload_id)
         async with self.s.uow() as uow:
             expires = _now() + self.s.limits.upload_expiry  # the expiry counts from the last activity
-            if not await uow.uploads.advance(self.upload_id, self.token, self.offset, _now() + LEASE, expires):
+            if not await uow.uploads.advance(self.upload_id, self.token, offset, _now() + LEASE, expires):
                 raise FailedPrecondition("this writer lost its hold on the upload (idle too long); resume it")
             await uow.commit()
         self.lease_until = _now() + LEASE
-        self.committed = self.offset
+        self.committed = offset
+        return offset
+
+    async def flush_soon(self) -> None:
+        """Start making what was received durable, without waiting for the disk: the caller goes on receiving.
+        One flush at a time: this waits for the one before (and raises its failure)."""
+        await self._settle_flush()
+        if self.offset == self.committed:
+            return
+        await self._write_held(self.offset)
+        await self._settle_write()
+        self._flushing_to = self.offset
+        self._flushing = asyncio.ensure_future(self._record(self.offset))
+
+    @property
+    def flushing(self) -> asyncio.Task[int] | None:
+        """The flush in flight, if one is."""
+        return self._flushing
+
+    async def settle(self) -> None:
+        """Wait for the flush in flight (raising its failure)."""
+        await self._settle_flush()
+
+    def acknowledge(self) -> int | None:
+        """The committed size, once, each time a flush in the background has moved it."""
+        if self.committed > self._acked:
+            self._acked = self.committed
+            return self.committed
+        return None
+
+    async def flush(self, *, renew: bool = False) -> int:
+        """Make written bytes durable and record them (renewing the lease); returns the committed size."""
+        await self._settle_flush()
+        if self.offset == self.committed and not renew:
+            return self.committed
+        await self._write_held(self.offset)
+        await self._settle_write()
+        self._flushing_to = self.offset
+        self._acked = await self._record(self.offset)
         return self.committed

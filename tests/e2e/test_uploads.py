@@ -118,6 +118,36 @@ def test_one_writer_at_a_time(store: Running) -> None:  # noqa: F811
     assert [a.committed_size for a in holder][-1] == 2 * MiB
 
 
+def test_the_committed_offset_comes_back_without_waiting_for_more_bytes(store: Running) -> None:  # noqa: F811
+    """Flushes run in the background while the next bytes arrive; a client that sends no more until its bytes are
+    acknowledged (a bounded window) still gets the acknowledgement."""
+    c = Client(store)
+    native = Native(native_channel(store.host_port))
+    md = [("authorization", f"Bearer {c.token}")]
+    data = os.urandom(10 * MiB)
+    up = native.storage.CreateUpload(
+        S.CreateUploadRequest(parent_id="root", name="window.bin", size=len(data)), metadata=md
+    )
+    acked = threading.Event()
+    waited: list[bool] = []
+
+    def window():  # type: ignore[no-untyped-def]
+        for off in range(0, 8 * MiB, MiB):  # storage_sync_bytes (8 MiB): one flush is due
+            yield S.UploadStreamRequest(upload_id=up.upload_id, offset=off, data=data[off : off + MiB])
+        waited.append(acked.wait(20))  # nothing more until the server says those bytes are safe
+        for off in range(8 * MiB, len(data), MiB):
+            yield S.UploadStreamRequest(upload_id=up.upload_id, offset=off, data=data[off : off + MiB])
+
+    acks = []
+    for ack in native.storage.UploadStream(window(), metadata=md):
+        acks.append(ack.committed_size)
+        if ack.committed_size >= 8 * MiB:
+            acked.set()
+    assert waited == [True]
+    assert acks[0] == 8 * MiB and acks[-1] == len(data) and acks == sorted(acks)
+    assert native.storage.GetUpload(S.GetUploadRequest(upload_id=up.upload_id), metadata=md).committed_size == len(data)
+
+
 CLIENT = textwrap.dedent(
     """
     import sys, grpc

@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import sys
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -584,3 +585,34 @@ async def test_reading_from_memory_gives_the_event_loop_a_turn_per_unit(store: E
     await task
     assert h.digest() == hashlib.sha256(data).digest()
     assert during >= 7  # a turn per MiB unit after the first
+
+
+async def test_appends_go_on_while_a_sync_flushes_and_the_sync_keeps_what_it_covered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync holds no lock while the disk flushes, so the next bytes are written meanwhile (the upload pipeline
+    relies on it); what it makes durable is what was written before it began, partial segment included, even
+    when the appends then rewrite that segment and the writer dies without recording them."""
+    data = content(12 * SEG + 300)
+    synced = 3 * SEG + 100  # mid segment 3: its 100 bytes are only in memory until the sync journals them
+    a = make_store(tmp_path)
+    await a.create_staging("p")
+    await a.write_staging("p", 0, data[:synced])
+    real = os.fdatasync
+
+    def slow_fdatasync(fd: int) -> None:
+        time.sleep(0.3)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
+    sync = asyncio.ensure_future(a.sync_staging("p"))
+    await asyncio.sleep(0.05)
+    await a.write_staging("p", synced, content(6 * SEG, seed=9))  # completes segment 3, then 6 more
+    assert not sync.done()  # the append finished while the sync was still flushing
+    await sync
+    monkeypatch.undo()
+    b = make_store(tmp_path)  # a fresh process resumes at the offset that sync recorded
+    await b.write_staging("p", synced, data[synced:])
+    await b.sync_staging("p")
+    await b.commit_staging("p", "blob-p", len(data))
+    assert await collect(b.read("blob-p", 0, len(data), 4096)) == data
