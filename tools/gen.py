@@ -12,6 +12,7 @@ import filecmp
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -52,9 +53,18 @@ def generate(out: Path) -> None:
     py_out.mkdir(parents=True, exist_ok=True)
     includes = [f"-I{PROTOS}", f"-I{third_party}", f"-I{well_known_include()}"]
     protoc = [sys.executable, "-m", "grpc_tools.protoc", *includes]
+    # The mypy-protobuf plugins live beside this interpreter: named here, they are found without an activated venv
+    # (`./dev test` runs the venv's python directly).
+    scripts = Path(sysconfig.get_path("scripts"))
+    plugins = [
+        f"--plugin={name}={scripts / name}"
+        for name in ("protoc-gen-mypy", "protoc-gen-mypy_grpc")
+        if (scripts / name).exists()
+    ]
     subprocess.run(
         [
             *protoc,
+            *plugins,
             f"--python_out={py_out}",
             f"--grpc_python_out={py_out}",
             f"--mypy_out={py_out}",
