@@ -71,7 +71,7 @@ def _sqlite_manual_transactions(dbapi_conn: Any, _record: Any) -> None:
 READ_ONLY = "flowdock_read_only"
 
 
-def _sqlite_begin_immediate(conn: Any) -> None:
+def _sqlite_begin(conn: Any) -> None:
     # A deferred transaction that reads, then writes, fails at once with "database is locked" when another
     # connection wrote in between (busy_timeout does not cover that upgrade). Taking the write lock up front makes
     # concurrent writers queue (up to busy_timeout) instead of failing. A read-only transaction (`read_only`) takes
@@ -150,7 +150,7 @@ def make_engine(url: URL, *, sqlite_immediate: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         if sqlite_immediate:
             event.listen(engine.sync_engine, "connect", _sqlite_manual_transactions)
-            event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 

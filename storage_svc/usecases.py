@@ -1349,7 +1349,7 @@ class UploadWriter:
         with contextlib.suppress(Exception):
             await self._settle_write()
         with contextlib.suppress(Exception):
-            await self._settle_flush()
+            await self.settle()
         if self.upload is not None:
             async with self.s.uow() as uow:
                 await uow.uploads.release(self.upload_id, self.token)
@@ -1377,7 +1377,7 @@ class UploadWriter:
             raise _wrong_offset(offset, self.offset)
         self.s._check_chunk(self.upload, self.offset, len(data))
         if self._flushing is not None and self._flushing.done():
-            await self._settle_flush()  # its failure (a lost hold, an I/O error) stops the writer here
+            await self.settle()  # its failure (a lost hold, an I/O error) stops the writer here
         if _now() > self.lease_until - LEASE / 4:
             await self.flush(renew=True)  # renews the lease (or finds it lost) before touching the bytes
         if not self._held and len(data) >= WRITE_UNIT:
@@ -1399,7 +1399,8 @@ class UploadWriter:
             writing, self._writing = self._writing, None
             await writing
 
-    async def _settle_flush(self) -> None:
+    async def settle(self) -> None:
+        """Wait for the flush in flight (raising its failure)."""
         if self._flushing is not None:
             flushing, self._flushing = self._flushing, None
             await flushing
@@ -1428,22 +1429,15 @@ class UploadWriter:
     async def flush_soon(self) -> None:
         """Start making what was received durable, without waiting for the disk: the caller goes on receiving.
         One flush at a time: this waits for the one before (and raises its failure)."""
-        await self._settle_flush()
+        await self.settle()
         if self.offset == self.committed:
             return
-        await self._write_held(self.offset)
-        await self._settle_write()
-        self._flushing_to = self.offset
-        self._flushing = asyncio.ensure_future(self._record(self.offset))
+        self._flushing = asyncio.ensure_future(self._record(await self._all_written()))
 
     @property
     def flushing(self) -> asyncio.Task[int] | None:
         """The flush in flight, if one is."""
         return self._flushing
-
-    async def settle(self) -> None:
-        """Wait for the flush in flight (raising its failure)."""
-        await self._settle_flush()
 
     def acknowledge(self) -> int | None:
         """The committed size, once, each time a flush in the background has moved it."""
@@ -1454,11 +1448,15 @@ class UploadWriter:
 
     async def flush(self, *, renew: bool = False) -> int:
         """Make written bytes durable and record them (renewing the lease); returns the committed size."""
-        await self._settle_flush()
+        await self.settle()
         if self.offset == self.committed and not renew:
             return self.committed
+        self._acked = await self._record(await self._all_written())
+        return self.committed
+
+    async def _all_written(self) -> int:
+        """Everything received handed to the blob store and written; the offset a flush now covers."""
         await self._write_held(self.offset)
         await self._settle_write()
         self._flushing_to = self.offset
-        self._acked = await self._record(self.offset)
-        return self.committed
+        return self.offset
