@@ -4,7 +4,7 @@ verification in the authentication interceptor (µs), on this machine.
     python bench/auth_bench.py [--logins 40] [--refreshes 200] [--verifications 20000] [--db postgresql://...]
 
 Login and refresh go through `flowdock up` (Envoy + auth_svc, REST, one client, sequential); the interceptor cost
-is measured in-process on the real AuthenticationInterceptor with warm key and session caches.
+is measured in-process on the real CallInterceptor with warm key and session caches.
 """
 
 from __future__ import annotations
@@ -110,12 +110,13 @@ def argon2_ms(rounds: int = 10) -> float:
 
 
 async def interceptor_us(n: int) -> dict[str, float]:
-    """The real AuthenticationInterceptor on a protected method (keys and session answer cached): a token seen
-    before (verified-token cache hit) and a token seen for the first time (signature verified)."""
+    """The real CallInterceptor (call context, metrics and authentication) on a protected method (keys and session
+    answer cached): a token seen before (verified-token cache hit) and one seen for the first time (signature
+    verified)."""
     import jwt
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from flowdock_kernel.interceptors import AuthenticationInterceptor
+    from flowdock_kernel.interceptors import CallInterceptor
     from flowdock_kernel.tokens import KeyCache, SessionCache, verify_access_token
 
     key = Ed25519PrivateKey.generate()
@@ -131,8 +132,9 @@ async def interceptor_us(n: int) -> dict[str, float]:
     async def alive(_sid: str) -> bool:
         return True
 
-    def make(max_verified: int) -> AuthenticationInterceptor:
-        return AuthenticationInterceptor(
+    def make(max_verified: int) -> CallInterceptor:
+        return CallInterceptor(
+            "bench",
             [],
             KeyCache(fetch, ttl=3600, sessions=SessionCache(alive, ttl=3600)),
             issuer="flowdock",
@@ -145,6 +147,9 @@ async def interceptor_us(n: int) -> dict[str, float]:
     class Ctx:
         def invocation_metadata(self) -> Any:
             return (("authorization", f"Bearer {token}"),)
+
+        def peer(self) -> str:
+            return "ipv4:127.0.0.1:40000"
 
     async def handler(_request: Any, _context: Any) -> None:
         return None

@@ -21,11 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from flowdock_kernel import metrics
 from flowdock_kernel.channels import channel_options
 from flowdock_kernel.config import CommonConfig
-from flowdock_kernel.interceptors import (
-    AuthenticationInterceptor,
-    CallContextInterceptor,
-    ErrorMappingInterceptor,
-)
+from flowdock_kernel.interceptors import CallInterceptor
 from flowdock_kernel.tokens import KeyCache
 
 log = logging.getLogger("flowdock.server")
@@ -62,11 +58,13 @@ async def serve(config: CommonConfig, service: Service) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting calls and let in-flight ones drain."""
     server = grpc.aio.server(
         interceptors=[
-            CallContextInterceptor(service.name),
-            ErrorMappingInterceptor(),
-            AuthenticationInterceptor(
-                service.public_methods, service.keys, issuer=config.jwt_issuer, audience=config.jwt_audience
-            ),
+            CallInterceptor(
+                service.name,
+                service.public_methods,
+                service.keys,
+                issuer=config.jwt_issuer,
+                audience=config.jwt_audience,
+            )
         ],
         options=[*channel_options(config.max_message_bytes), ("grpc.so_reuseport", 0), *RECEIVE_WINDOW],
     )
