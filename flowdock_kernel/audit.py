@@ -11,8 +11,9 @@ short transaction of its own. A background task (`Outbox.start()`) reads pending
 `AuthInternalService.RecordEvents` and deletes them only after auth_svc acknowledged them. While auth_svc is down,
 unreachable or failing, they stay in the table and are retried with backoff (0.5 s doubling to 30 s), also across
 restarts. Every event carries an id chosen when it was recorded and auth_svc stores each id once, so a batch re-sent
-after a lost acknowledgement, or sent by two replicas sharing a database, is not duplicated. Order within the trail
-is by arrival; each event keeps the time it happened.
+after a lost acknowledgement is not duplicated. On PostgreSQL a batch stays row-locked from read to delete (SKIP
+LOCKED), so replicas sharing the database send different events; on SQLite they may both send one (stored once).
+Order within the trail is by arrival; each event keeps the time it happened.
 
 Each service's migrations create `audit_outbox` (columns as `audit_outbox` below). Never put a secret (password,
 code, token, link password) in `details`.
@@ -165,25 +166,50 @@ class Outbox:
     async def flush_once(self) -> int:
         """Send what is pending now; returns how many were delivered. Raises if auth_svc did not take them."""
         sent = 0
+        locking = self.engine.dialect.name == "postgresql"
         while True:
-            async with self.engine.connect() as conn:
-                await read_only(conn)
-                rows = (
-                    await conn.execute(
-                        sa.select(audit_outbox.c.seq, audit_outbox.c.event)
-                        .order_by(audit_outbox.c.seq)
-                        .limit(self._batch)
-                    )
-                ).all()
-            if not rows:
+            n = await (self._send_locked() if locking else self._send_unlocked())
+            if not n:
                 return sent
+            sent += n
+            self.delivered += n
+
+    async def _send_locked(self) -> int:
+        """PostgreSQL: the batch stays row-locked (FOR UPDATE SKIP LOCKED) from read to delete, so replicas sharing
+        the database each send other events instead of the same ones twice. The transaction lasts one send
+        (bounded by the sender's timeout) and locks only these outbox rows: inserts go on meanwhile."""
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(audit_outbox.c.seq, audit_outbox.c.event)
+                    .order_by(audit_outbox.c.seq)
+                    .limit(self._batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if rows:
+                await self._send([json.loads(text) for _, text in rows])
+                await conn.execute(sa.delete(audit_outbox).where(audit_outbox.c.seq.in_([seq for seq, _ in rows])))
+        return len(rows)
+
+    async def _send_unlocked(self) -> int:
+        """SQLite has no row locks, and a write transaction held over a send would stop every writer of the
+        database: read, send, then delete. Replicas sharing one SQLite file may send an event twice; auth_svc
+        stores each id once."""
+        async with self.engine.connect() as conn:
+            await read_only(conn)
+            rows = (
+                await conn.execute(
+                    sa.select(audit_outbox.c.seq, audit_outbox.c.event).order_by(audit_outbox.c.seq).limit(self._batch)
+                )
+            ).all()
+        if rows:
             await self._send([json.loads(text) for _, text in rows])
-            # By the rows sent, never by "seq <= last": on PostgreSQL a transaction that took a lower seq can commit
-            # after this read, and its event must stay.
+            # By the rows sent, never by "seq <= last": a transaction that took a lower seq can commit after this
+            # read, and its event must stay.
             async with self.engine.begin() as conn:
                 await conn.execute(sa.delete(audit_outbox).where(audit_outbox.c.seq.in_([seq for seq, _ in rows])))
-            sent += len(rows)
-            self.delivered += len(rows)
+        return len(rows)
 
     async def adopt(self, path: Path) -> int:
         """Move events left undelivered in an earlier version's local outbox file

@@ -287,6 +287,39 @@ async def test_outbox_loses_no_event_while_auth_is_unreachable(
     assert {e["details"].get("node_id") for e in trail} == {"n0", "n1", "n2", None}
 
 
+async def test_outbox_replicas_sharing_postgresql_never_send_the_same_event(auth_mesh: Running, tmp_path: Path) -> None:
+    """Two storage replicas' relays over one PostgreSQL database, flushing at once while each send is slow: every
+    event reaches the trail, and each is sent by one relay only (row locks, SKIP LOCKED)."""
+    subject = str(uuid.uuid4())
+    channel = grpc.aio.insecure_channel(auth_mesh.services["auth"])
+    deliver = remote_audit_sender(channel)
+    sent: dict[str, list[str]] = {"a": [], "b": []}
+
+    def slow_sender(replica: str) -> audit.Sender:
+        async def send(events: list[dict[str, Any]]) -> None:
+            await asyncio.sleep(0.2)  # the other relay reads meanwhile
+            await deliver(events)
+            sent[replica] += [e["id"] for e in events]
+
+        return send
+
+    async with outbox_engine("postgres", tmp_path) as engine:
+        a = audit.Outbox(engine, service="storage", send=slow_sender("a"), batch_size=10)
+        b = audit.Outbox(engine, service="storage", send=slow_sender("b"), batch_size=10)
+        events = a.buffer()
+        ids = [events.record("storage.delete", actor="", subject=subject, details={"n": str(i)}) for i in range(40)]
+        async with engine.begin() as conn:
+            await a.write(conn, events)
+        counts = await asyncio.gather(a.flush_once(), b.flush_once())
+        assert await a.pending() == 0
+    await channel.close()
+    assert sum(counts) == 40 and min(counts) > 0, counts  # both relays worked, neither re-sent
+    assert sorted(sent["a"] + sent["b"]) == sorted(ids)
+    assert not set(sent["a"]) & set(sent["b"])
+    trail = await asyncio.to_thread(_trail, auth_mesh, subject)
+    assert sorted(e["id"] for e in trail) == sorted(ids)
+
+
 async def test_outbox_adopts_events_an_earlier_version_left_in_its_file(auth_mesh: Running, tmp_path: Path) -> None:
     """Before the transactional outbox, each service queued events in <data_dir>/outbox/audit-<service>.db: what
     was left there on upgrade is delivered, once, and the file goes."""
