@@ -718,7 +718,8 @@ class Storage:
         link_parent: Node | None = None,
     ) -> tuple[Upload, Node | None]:
         """A small file in one call: checked, scanned, written as a whole blob and committed in one transaction
-        (quota, node, version) — no upload row, no lease, nothing resumable, since nothing is left to resume.
+        (quota, node, version, and the upload's row, already COMPLETED, so GetUpload answers for it like for any
+        upload until it expires) — no lease, nothing resumable, since nothing is left to resume.
         Content that is refused (checksum, virus) or cannot be scanned here takes the resumable path, so refusals
         look the same whichever way a file came (a FAILED upload with its reason, the event recorded)."""
         if len(content) > self.limits.inline_upload_bytes:
@@ -746,8 +747,17 @@ class Storage:
         try:
             for attempt in range(3):
                 try:
-                    node, pruned = await self._commit_inline(
-                        caller, parent_id, name, size, digest, content_type, on_conflict, blob_id, link_parent, written
+                    upload, node, pruned = await self._commit_inline(
+                        caller,
+                        parent_id,
+                        name,
+                        size,
+                        digest,
+                        content_type,
+                        on_conflict,
+                        upload_id,
+                        link_parent,
+                        written,
                     )
                     break
                 except AlreadyExists:
@@ -760,23 +770,6 @@ class Storage:
             await self.blobs.delete(blob_id)
             raise
         await self._delete_blobs(pruned)
-        now = _now()
-        upload = Upload(
-            id=upload_id,
-            owner_id=node.owner_id,
-            parent_id=node.parent_id or "",
-            name=node.name,
-            size=size,
-            sha256=digest,
-            content_type=content_type,
-            committed_size=size,
-            state=UploadState.COMPLETED,
-            created_at=now,
-            expires_at=now,
-            node_id=node.id,
-            on_conflict=on_conflict,
-            creator_id=caller,
-        )
         return upload, node
 
     async def _clean(self, content: bytes) -> bool:
@@ -800,12 +793,13 @@ class Storage:
         digest: str,
         content_type: str,
         on_conflict: OnConflict,
-        blob_id: str,
+        upload_id: str,
         link_parent: Node | None,
         written: Awaitable[None],
-    ) -> tuple[Node, list[Version]]:
-        """One transaction: place the name, charge the quota, add the file (or a version of it); it commits once
-        `written` (the blob) is done."""
+    ) -> tuple[Upload, Node, list[Version]]:
+        """One transaction: place the name, charge the quota, add the file (or a version of it) and the COMPLETED
+        upload; it commits once `written` (the blob) is done."""
+        blob_id = upload_id.replace("-", "")
         async with self.uow() as uow:
             parent = await self._upload_parent(uow, caller, parent_id, link_parent)
             owner = parent.owner_id
@@ -824,10 +818,28 @@ class Storage:
                     await uow.nodes.add_file(node, version)
                 except AlreadyExists:
                     raise AlreadyExists(f"an entry named {name!r} already exists in this folder") from None
+            upload = Upload(
+                id=upload_id,
+                owner_id=owner,
+                parent_id=node.parent_id or "",
+                name=node.name,
+                size=size,
+                sha256=digest,
+                content_type=content_type,
+                committed_size=size,
+                state=UploadState.COMPLETED,
+                created_at=now,
+                expires_at=now + self.limits.upload_expiry,
+                node_id=node.id,
+                on_conflict=on_conflict,
+                target_node_id=target.id if target is not None else "",
+                creator_id=caller,
+            )
+            await uow.uploads.add(upload)
             _uploaded(uow, caller, node, size, digest)
             await written
             await uow.commit()
-        return node, pruned
+        return upload, node, pruned
 
     async def _upload_resumably(
         self,
@@ -1086,6 +1098,11 @@ class Storage:
         """Expire stale uploads (releasing their quota), resume stalled finishes, purge old trash."""
         done = {"expired_uploads": 0, "resumed_finishes": 0, "purged_trash": 0}
         now = _now()
+        # Finished uploads (every small file sent in one call leaves one) go in bulk; open ones one by one, each with
+        # its reservation and staging bytes.
+        async with self.uow() as uow:
+            done["expired_uploads"] += await uow.uploads.delete_finished(now)
+            await uow.commit()
         async with self.uow(read_only=True) as uow:
             expired = await uow.uploads.expired(now, 100)
         for upload in expired:

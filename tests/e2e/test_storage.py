@@ -445,6 +445,14 @@ def test_abandoned_uploads_expire_and_old_trash_is_purged(janitor: Running) -> N
     c.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=b"q" * 400)
     fid = c.upload("old.txt", b"w" * 300)["node"]["id"]
     c.ok("DELETE", f"/api/v1/nodes/{fid}")
+    data = b"inline"
+    small = c.ok(
+        "POST",
+        "/api/v1/uploads",
+        json={"parent_id": "root", "name": "small", "size": len(data), "content": base64.b64encode(data).decode()},
+    )
+    assert c.ok("GET", f"/api/v1/uploads/{small['uploadId']}")["state"] == "UPLOAD_STATE_COMPLETED"
+    c.ok("DELETE", f"/api/v1/nodes/{small['node']['id']}")
     assert c.quota()["reservedBytes"] == 1000
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -460,6 +468,7 @@ def test_abandoned_uploads_expire_and_old_trash_is_purged(janitor: Running) -> N
         "versionBytes": 0,
     }
     assert c.http.get(f"/api/v1/uploads/{up['uploadId']}").status_code == 404
+    assert c.http.get(f"/api/v1/uploads/{small['uploadId']}").status_code == 404  # a finished upload expires too
     assert c.ok("GET", "/api/v1/trash")["entries"] == []
     staging = janitor.data_dir / "storage" / "staging"
     assert not (staging / up["uploadId"]).exists()
@@ -524,6 +533,12 @@ def test_small_files_upload_in_one_call(store: Running) -> None:
     )
     assert up.state == S.UPLOAD_STATE_COMPLETED
     assert up.node.size == 3
+    # Its upload id answers like any upload's, for its creator only.
+    again = native.storage.GetUpload(S.GetUploadRequest(upload_id=up.upload_id), metadata=md)
+    assert (again.state, again.node.id, again.committed_size, again.size) == (up.state, up.node.id, 3, 3)
+    assert c.ok("GET", f"/api/v1/uploads/{done['uploadId']}")["node"]["id"] == done["node"]["id"]
+    other = Client(store)
+    assert other.http.get(f"/api/v1/uploads/{done['uploadId']}").status_code == 404
     with pytest.raises(grpc.RpcError) as exc:
         native.storage.CreateUpload(
             S.CreateUploadRequest(parent_id="root", name="t3", size=5, content=b"abc"), metadata=md
