@@ -54,6 +54,7 @@ audit_outbox = sa.Table(
     sa.Column("id", sa.String(36), nullable=False, unique=True),
     sa.Column("event", sa.Text, nullable=False),
 )
+_INSERT = audit_outbox.insert()  # built once: one per commit cost its cache key each time
 
 
 def remote_audit_sender(auth: grpc.aio.Channel, *, timeout: float = 5.0) -> Sender:
@@ -142,7 +143,7 @@ class Outbox:
     async def write(self, conn: AsyncConnection, events: EventBuffer) -> None:
         """Inside the caller's transaction (a unit of work's commit)."""
         if events.rows:
-            await conn.execute(audit_outbox.insert(), events.rows)
+            await conn.execute(_INSERT, events.rows)
 
     def wake(self) -> None:
         self._wake.set()

@@ -326,16 +326,25 @@ def _subtree_cte(root_id: str, *, live: bool) -> Any:
     return base.union_all(child)
 
 
+# Statements every upload or lookup runs, built once with bound parameters: building one per call (coercing each
+# value, generating its cache key) cost more CPU than running it on SQLite.
+_LIVE_NODE = sa.select(nodes).where(nodes.c.id == sa.bindparam("id"), LIVE)
+_ANY_NODE = sa.select(nodes).where(nodes.c.id == sa.bindparam("id"))
+_INSERT_NODE = nodes.insert()
+_INSERT_VERSION = versions.insert()
+_INSERT_UPLOAD = uploads.insert()
+
+
 class SqlNodes:
     def __init__(self, s: AsyncConnection) -> None:
         self.s = s
 
     async def get(self, node_id: str) -> Node | None:
-        row = (await self.s.execute(sa.select(nodes).where(nodes.c.id == node_id, LIVE))).first()
+        row = (await self.s.execute(_LIVE_NODE, {"id": node_id})).first()
         return _node(row) if row else None
 
     async def get_any(self, node_id: str) -> Node | None:
-        row = (await self.s.execute(sa.select(nodes).where(nodes.c.id == node_id))).first()
+        row = (await self.s.execute(_ANY_NODE, {"id": node_id})).first()
         return _node(row) if row else None
 
     async def root(self, owner_id: str) -> Node | None:
@@ -346,22 +355,22 @@ class SqlNodes:
     async def add(self, node: Node) -> None:
         try:
             async with self.s.begin_nested():
-                await self.s.execute(nodes.insert(), _node_values(node))
+                await self.s.execute(_INSERT_NODE, _node_values(node))
         except IntegrityError as exc:
             # A concurrent creator took the name (or the root) first: the same AlreadyExists as a commit clash.
             raise AlreadyExists("an entry with this name already exists") from exc
 
     async def add_file(self, node: Node, version: Version) -> None:
         try:
-            await self.s.execute(nodes.insert(), _node_values(node))
+            await self.s.execute(_INSERT_NODE, _node_values(node))
         except IntegrityError as exc:
             raise AlreadyExists("an entry with this name already exists") from exc
-        await self.s.execute(versions.insert(), _version_values(version))
+        await self.s.execute(_INSERT_VERSION, _version_values(version))
 
     async def add_many(self, many: list[Node]) -> None:
         # Parents before children (the list comes in tree order), in batches.
         for i in range(0, len(many), 500):
-            await self.s.execute(nodes.insert(), [_node_values(n) for n in many[i : i + 500]])
+            await self.s.execute(_INSERT_NODE, [_node_values(n) for n in many[i : i + 500]])
 
     async def update(self, node: Node) -> None:
         values = _node_values(node)
@@ -503,7 +512,7 @@ class SqlVersions:
         self.s = s
 
     async def add(self, version: Version) -> None:
-        await self.s.execute(versions.insert(), _version_values(version))
+        await self.s.execute(_INSERT_VERSION, _version_values(version))
 
     async def get(self, version_id: str) -> Version | None:
         row = (await self.s.execute(sa.select(versions).where(versions.c.id == version_id))).first()
@@ -553,6 +562,23 @@ class SqlVersions:
         return int((await self.s.execute(q)).scalar_one())
 
 
+# Conditional quota updates: the owner's row changes only if used + reserved + n stays within the limit (the row's
+# own, else the configured default `lim`). Built once (see _LIVE_NODE).
+_FITS = quotas.c.used_bytes + quotas.c.reserved_bytes + sa.bindparam("n") <= sa.func.coalesce(
+    quotas.c.limit_bytes, sa.bindparam("lim")
+)
+_RESERVE = (
+    quotas.update()
+    .where(quotas.c.owner_id == sa.bindparam("o"), _FITS)
+    .values(reserved_bytes=quotas.c.reserved_bytes + sa.bindparam("n"))
+)
+_CONSUME = (
+    quotas.update()
+    .where(quotas.c.owner_id == sa.bindparam("o"), _FITS)
+    .values(used_bytes=quotas.c.used_bytes + sa.bindparam("n"))
+)
+
+
 class SqlQuotas:
     """Usage counters per owner, changed only by conditional UPDATEs so concurrent uploads cannot overspend."""
 
@@ -568,16 +594,16 @@ class SqlQuotas:
             except IntegrityError:
                 pass  # created concurrently
 
-    async def _update(self, owner_id: str, statement: Any) -> bool:
+    async def _update(self, owner_id: str, statement: Any, params: dict[str, Any] | None = None) -> bool:
         """Run a conditional UPDATE of the owner's row; the row is created on first use (one statement when the
         row exists and the condition holds, which is nearly always). Otherwise the UPDATE runs once more after
         making sure the row exists: on PostgreSQL the first one may have missed a row another transaction
         committed meanwhile (read committed: the second statement sees it)."""
-        result = await self.s.execute(statement)
+        result = await self.s.execute(statement, params)
         if result.rowcount:
             return True
         await self._ensure(owner_id)
-        return bool((await self.s.execute(statement)).rowcount)
+        return bool((await self.s.execute(statement, params)).rowcount)
 
     async def get(self, owner_id: str, default_limit: int) -> Usage:
         row = (await self.s.execute(sa.select(quotas).where(quotas.c.owner_id == owner_id))).first()
@@ -587,25 +613,11 @@ class SqlQuotas:
             row.used_bytes, row.reserved_bytes, row.limit_bytes if row.limit_bytes is not None else default_limit
         )
 
-    def _fits(self, size: int, default_limit: int) -> Any:
-        limit = sa.func.coalesce(quotas.c.limit_bytes, default_limit)
-        return quotas.c.used_bytes + quotas.c.reserved_bytes + size <= limit
-
     async def reserve(self, owner_id: str, size: int, default_limit: int) -> bool:
-        return await self._update(
-            owner_id,
-            quotas.update()
-            .where(quotas.c.owner_id == owner_id, self._fits(size, default_limit))
-            .values(reserved_bytes=quotas.c.reserved_bytes + size),
-        )
+        return await self._update(owner_id, _RESERVE, {"o": owner_id, "n": size, "lim": default_limit})
 
     async def consume(self, owner_id: str, size: int, default_limit: int) -> bool:
-        return await self._update(
-            owner_id,
-            quotas.update()
-            .where(quotas.c.owner_id == owner_id, self._fits(size, default_limit))
-            .values(used_bytes=quotas.c.used_bytes + size),
-        )
+        return await self._update(owner_id, _CONSUME, {"o": owner_id, "n": size, "lim": default_limit})
 
     async def settle(self, owner_id: str, reserved: int, used: int) -> None:
         await self._update(
@@ -628,17 +640,21 @@ class SqlQuotas:
         await self.s.execute(quotas.update().where(quotas.c.owner_id == owner_id).values(limit_bytes=limit))
 
 
+_UPLOAD = sa.select(uploads).where(uploads.c.id == sa.bindparam("id"))
+
+
 class SqlUploads:
     def __init__(self, s: AsyncConnection) -> None:
         self.s = s
 
     async def get(self, upload_id: str) -> Upload | None:
-        row = (await self.s.execute(sa.select(uploads).where(uploads.c.id == upload_id))).first()
+        row = (await self.s.execute(_UPLOAD, {"id": upload_id})).first()
         return _upload(row) if row else None
 
     async def add(self, upload: Upload) -> None:
         await self.s.execute(
-            uploads.insert().values(
+            _INSERT_UPLOAD,
+            dict(
                 id=upload.id,
                 owner_id=upload.owner_id,
                 parent_id=upload.parent_id,
@@ -655,7 +671,7 @@ class SqlUploads:
                 target_node_id=upload.target_node_id,
                 failure=upload.failure,
                 creator_id=upload.creator_id,
-            )
+            ),
         )
 
     async def acquire(self, upload_id: str, token: str, until: datetime, now: datetime, state: UploadState) -> bool:
