@@ -1130,6 +1130,56 @@ def render(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def cpu_identity() -> str:
+    """Family/model/MHz/AVX-512: the 'AMD EPYC' name alone hides a different CPU generation from one session's
+    machine to the next (AES-GCM differs ~7x with and without AVX-512)."""
+    fields: dict[str, str] = {}
+    flags = ""
+    with contextlib.suppress(OSError):
+        for ln in Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0].splitlines():
+            key, _, value = ln.partition(":")
+            key = key.strip()
+            if key in ("cpu family", "model", "cpu MHz"):
+                fields[key] = value.strip()
+            elif key == "flags":
+                flags = value
+    avx512 = "avx512f" in flags.split()
+    return (
+        f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
+        f"{fields.get('cpu MHz', '?')} MHz, AVX-512 {'yes' if avx512 else 'no'}"
+    )
+
+
+def calibration() -> str:
+    """Fixed work timed in this process (best of three), to compare machines across sessions: absolute targets
+    (ms per file or listing) and CPU columns scale with these, ratios against references often do not."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    data = os.urandom(MiB)
+    aead, nonce = AESGCM(os.urandom(32)), os.urandom(12)
+
+    def best(fn: Callable[[], object]) -> float:
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    def loop() -> None:
+        total = 0
+        for i in range(2_000_000):
+            total += i
+
+    py = best(loop)
+    aes = best(lambda: [aead.encrypt(nonce, data, b"") for _ in range(64)])
+    sha = best(lambda: [hashlib.sha256(data).digest() for _ in range(64)])
+    return (
+        f"Python 2M-iteration loop {py * 1000:.0f} ms, AES-256-GCM {64 * MiB / aes / MB:.0f} MB/s, "
+        f"SHA-256 {64 * MiB / sha / MB:.0f} MB/s"
+    )
+
+
 def environment(mesh: Mesh, nginx: Nginx, args: argparse.Namespace) -> dict[str, Any]:
     import grpc
 
@@ -1148,6 +1198,8 @@ def environment(mesh: Mesh, nginx: Nginx, args: argparse.Namespace) -> dict[str,
     return {
         "cores": os.cpu_count(),
         "cpu": model,
+        "cpu identity": cpu_identity(),
+        "calibration (this process, best of 3)": calibration(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
