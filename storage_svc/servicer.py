@@ -496,20 +496,23 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
         pb.ClearField("parent_id")
         return pb
 
-    async def ListLinkChildren(
+    async def ListLinkChildren(  # type: ignore[override]  # a serialised response (passing_serialised_bodies)
         self, request: storage_pb2.ListLinkChildrenRequest, context: Ctx
-    ) -> storage_pb2.ListLinkChildrenResponse:
-        rows, token, path = await self.storage.link_children(
+    ) -> bytes:
+        listed, token, path = await self.storage.link_children(
             request.token,
             _link_session(context, request.session),
             request.folder_id,
             request.page_size,
             request.page_token,
         )
-        response = storage_pb2.ListLinkChildrenResponse(next_page_token=token)
-        add_nodes(response.nodes, rows)
-        add_nodes(response.path, path)
-        return response
+        rest = storage_pb2.ListLinkChildrenResponse(next_page_token=token)
+        add_nodes(rest.path, path)
+        if isinstance(listed, Node):  # a file link lists its one file
+            add_nodes(rest.nodes, [listed])
+            return rest.SerializeToString()
+        # As ListChildren: the read model's page is the serialised `nodes` field; the other fields follow as bytes.
+        return listed.wire + rest.SerializeToString()
 
     async def DownloadLinkFile(  # yields serialised HttpBody (passing_serialised_bodies)
         self, request: storage_pb2.DownloadLinkFileRequest, context: Ctx
@@ -591,7 +594,11 @@ def _serialize_body(message: Message | bytes) -> bytes:
 
 # Responses a servicer may hand over already serialised: downloads' HttpBody chunks (StorageServicer._stream) and
 # listing pages (the read model, storage_svc/readmodel.py).
-_PASSED_THROUGH = {httpbody_pb2.HttpBody.DESCRIPTOR.full_name, storage_pb2.ListChildrenResponse.DESCRIPTOR.full_name}
+_PASSED_THROUGH = {
+    httpbody_pb2.HttpBody.DESCRIPTOR.full_name,
+    storage_pb2.ListChildrenResponse.DESCRIPTOR.full_name,
+    storage_pb2.ListLinkChildrenResponse.DESCRIPTOR.full_name,
+}
 
 
 class _Collected:
@@ -611,11 +618,11 @@ class _Collected:
 
 @contextlib.contextmanager
 def passing_serialised_bodies(server: grpc.aio.Server) -> Iterator[grpc.aio.Server]:
-    """A server for the generated add_*_to_server functions to register on: methods answering google.api.HttpBody
-    or ListChildrenResponse then also accept messages serialised already (the downloads yield those, see
-    StorageServicer._stream; ListChildren returns the read model's page). The generated code stays as generated;
-    only its handlers' response serializer is swapped for one passing bytes through. The handlers reach `server`
-    when the block ends."""
+    """A server for the generated add_*_to_server functions to register on: methods answering google.api.HttpBody,
+    ListChildrenResponse or ListLinkChildrenResponse then also accept messages serialised already (the downloads
+    yield those, see StorageServicer._stream; the two listings return the read model's page). The generated code
+    stays as generated; only its handlers' response serializer is swapped for one passing bytes through. The
+    handlers reach `server` when the block ends."""
     collected = _Collected()
     yield cast(grpc.aio.Server, collected)
     for service, handlers in collected.services.items():

@@ -1237,20 +1237,22 @@ class Storage:
 
     async def link_children(
         self, token: str, session: str, folder_id: str, page_size: int, page_token: str
-    ) -> tuple[list[Node], str, list[Node]]:
+    ) -> tuple[ChildPage | Node, str, list[Node]]:
+        """A page of the link's folder in the listing read model's form (as list_children), or the one file a file
+        link lists; the next page's token; breadcrumbs from the link's root."""
         limit = _page_size(page_size, self.limits)
         after = Cursor.decode(page_token) if page_token else None
         async with self.uow(read_only=True) as uow:
             folder, _, chain = await self._link_node(uow, token, session, folder_id, "list")
             if folder.kind == Kind.FILE:
                 if len(chain) == 1:
-                    return [folder], "", chain  # a link to one file lists that file
+                    return folder, "", chain  # a link to one file lists that file
                 raise FailedPrecondition(f"{folder_id} is a file, not a folder")
-            rows = await uow.nodes.children(folder.id, OrderBy.NAME, False, after, limit + 1)
-        nodes, token_out = _page(
-            rows, limit, lambda n: Cursor(domain.kind_rank(n.kind), domain.sort_key(n, OrderBy.NAME), n.id)
-        )
-        return nodes, token_out, chain
+            page = await uow.listings.children(folder.id, OrderBy.NAME, False, after, limit)
+        last = page.last
+        if not page.more or last is None:
+            return page, "", chain
+        return page, Cursor(domain.kind_rank(last.kind), domain.sort_key(last, OrderBy.NAME), last.id).encode(), chain
 
     async def open_link_download(self, token: str, session: str, file_id: str) -> tuple[Node, Version, int]:
         """Checks the link (and counts the download in share_svc, atomically against its limit)."""
