@@ -738,6 +738,9 @@ class SqlUploads:
         q = sa.select(uploads).where(uploads.c.owner_id == owner_id)
         return [_upload(r) for r in (await self.s.execute(q)).all()]
 
+    async def delete_owner(self, owner_id: str) -> None:
+        await self.s.execute(uploads.delete().where(uploads.c.owner_id == owner_id))
+
 
 # The listing read model's columns (readmodel.ROW_FIELDS, in that order): only what a listed entry shows.
 LISTING_COLUMNS = tuple(

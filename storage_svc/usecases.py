@@ -574,17 +574,18 @@ class Storage:
     async def delete_user_data(self, user_id: str) -> int:
         async with self.uow() as uow:
             versions = await uow.versions.of_owner(user_id)
-            uploads = await uow.uploads.of_owner(user_id)
+            # A completed upload's staging file became its blob; the others may still have one. Completed ones (one
+            # per small file sent in one call, for a day) are rows only, deleted with the rest in one statement.
+            staged = [u.id for u in await uow.uploads.of_owner(user_id) if u.state != UploadState.COMPLETED]
             freed = sum(v.size for v in versions)
             await uow.versions.delete([v.id for v in versions])
-            for upload in uploads:
-                await uow.uploads.delete(upload.id)
+            await uow.uploads.delete_owner(user_id)
             await uow.nodes.delete_owner(user_id)
             await uow.quotas.reset(user_id)
             await uow.commit()
         await self._delete_blobs(versions)
-        for upload in uploads:
-            await self.blobs.delete_staging(upload.id)
+        for upload_id in staged:
+            await self.blobs.delete_staging(upload_id)
         return freed
 
     # -- search -------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ enforced on uploads) and deleting a user with their files (nothing left behind i
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
@@ -65,6 +66,17 @@ def test_admin_deletes_a_user_and_their_files(auth_mesh: Running, mailbox: Mailb
         assert len(c.get("/api/v1/shares/incoming").json()["shares"]) == 1
     assert upload(auth_mesh, doomed.access_token, os.urandom(4096)) == 200
     with rest(auth_mesh, doomed.access_token) as c:
+        # A small file sent in one call (its upload row stays, COMPLETED) and an upload left half-written.
+        small = c.post(
+            "/api/v1/uploads",
+            json={"parent_id": "root", "name": "small", "size": 5, "content": base64.b64encode(b"hello").decode()},
+        )
+        assert small.status_code == 200 and small.json()["state"] == "UPLOAD_STATE_COMPLETED", small.text
+        unfinished = c.post("/api/v1/uploads", json={"parent_id": "root", "name": "half", "size": 10}).json()
+        half = unfinished["uploadId"]
+        assert c.put(f"/api/v1/uploads/{half}", params={"offset": 0}, content=b"12345").status_code == 200
+    assert list(auth_mesh.data_dir.rglob(half)), "the half-written upload's staging file"
+    with rest(auth_mesh, doomed.access_token) as c:
         assert c.delete(f"/api/v1/admin/users/{doomed_id}").status_code == 403
     started = time.monotonic()
     with rest(auth_mesh, admin.access_token) as c:
@@ -94,6 +106,7 @@ def test_admin_deletes_a_user_and_their_files(auth_mesh: Running, mailbox: Mailb
             metadata=[("authorization", f"Bearer {admin.access_token}")],
         )
     assert q.used_bytes == 0 and q.reserved_bytes == 0
+    assert not list(auth_mesh.data_dir.rglob(half))  # its staging bytes went too
     # Their shares and links went with them: nothing orphaned in share_svc.
     with rest(auth_mesh, friend.access_token) as c:
         assert c.get("/api/v1/shares/incoming").json()["shares"] == []
