@@ -247,10 +247,7 @@ class Storage:
         async with self.uow(read_only=True) as uow:
             folder = await self._folder(uow, caller, folder_id, "list")
             page = await uow.listings.children(folder.id, order, descending, after, limit)
-        last = page.last
-        if not page.more or last is None:
-            return page, ""
-        return page, Cursor(domain.kind_rank(last.kind), domain.sort_key(last, order), last.id).encode()
+        return page, _next_token(page, order)
 
     async def get_node(self, caller: str, node_id: str) -> Node:
         async with self.uow(read_only=True) as uow:
@@ -1250,10 +1247,7 @@ class Storage:
                     return folder, "", chain  # a link to one file lists that file
                 raise FailedPrecondition(f"{folder_id} is a file, not a folder")
             page = await uow.listings.children(folder.id, OrderBy.NAME, False, after, limit)
-        last = page.last
-        if not page.more or last is None:
-            return page, "", chain
-        return page, Cursor(domain.kind_rank(last.kind), domain.sort_key(last, OrderBy.NAME), last.id).encode(), chain
+        return page, _next_token(page, OrderBy.NAME), chain
 
     async def open_link_download(self, token: str, session: str, file_id: str) -> tuple[Node, Version, int]:
         """Checks the link (and counts the download in share_svc, atomically against its limit)."""
@@ -1330,6 +1324,14 @@ async def _sha256(data: bytes) -> str:
     if len(data) <= 64 * 1024:
         return hashlib.sha256(data).hexdigest()
     return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+
+
+def _next_token(page: ChildPage, order: OrderBy) -> str:
+    """The token of the page after a read-model listing page ("" when it was the last)."""
+    last = page.last
+    if not page.more or last is None:
+        return ""
+    return Cursor(domain.kind_rank(last.kind), domain.sort_key(last, order), last.id).encode()
 
 
 def _page(rows: list[T], limit: int, cursor: Callable[[T], Cursor]) -> tuple[list[T], str]:
