@@ -490,6 +490,9 @@ def _cors_policy(spec: GatewaySpec) -> CorsPolicy:
         expose_headers=_CORS_EXPOSE_HEADERS,
         max_age="600",
         forward_not_matching_preflights=False,
+        # Never let another origin send credentials (the browser app's refresh cookie): the app is same-origin and
+        # needs no CORS, and x-flowdock-cookie-session is deliberately absent from allow_headers (docs/auth.md).
+        allow_credentials=False,
     )
 
 
