@@ -14,10 +14,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from types import FrameType
 
+from flowdock_kernel.config import ConfigError, load
+from gateway.config import GatewayConfig
 from gateway.descriptor import DescriptorError
 from gateway.envoy_config import DEFAULT_CORS_ORIGINS, GatewaySpec
 from gateway.runner import (
@@ -78,13 +81,21 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         metavar="REGEX",
         help="allowed browser origin (RE2, whole match); repeatable; default: localhost and 127.0.0.1",
     )
-    parser.add_argument("--rate-limit-per-second", type=int, default=200, help="token refill per second")
-    parser.add_argument("--rate-limit-burst", type=int, default=400, help="token bucket size")
+    parser.add_argument(
+        "--rate-limit-per-second",
+        type=int,
+        default=None,
+        help="per-client token refill per second (default: gateway_rate_limit_per_second)",
+    )
+    parser.add_argument(
+        "--rate-limit-burst", type=int, default=None, help="per-client bucket size (default: gateway_rate_limit_burst)"
+    )
     parser.add_argument("--no-access-log", action="store_true", help="do not log requests to stdout")
 
 
-def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
-    """Turn parsed options into a GatewaySpec (later --upstream for the same name wins)."""
+def spec_from_args(args: argparse.Namespace, config: GatewayConfig | None = None) -> GatewaySpec:
+    """Turn parsed options and the gateway settings into a GatewaySpec (later --upstream for the same name wins)."""
+    cfg = config or load(GatewayConfig)
     return GatewaySpec(
         listen_host=args.listen_host,
         port=args.port,
@@ -93,8 +104,16 @@ def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
         descriptor_path=args.descriptor,
         upstreams=dict(args.upstream),
         cors_allowed_origins=tuple(args.cors_origin) or DEFAULT_CORS_ORIGINS,
-        rate_limit_per_second=args.rate_limit_per_second,
-        rate_limit_burst=args.rate_limit_burst,
+        rate_limit_per_second=args.rate_limit_per_second or cfg.gateway_rate_limit_per_second,
+        rate_limit_burst=args.rate_limit_burst or cfg.gateway_rate_limit_burst,
+        global_rate_limit_per_second=cfg.gateway_global_rate_limit_per_second,
+        global_rate_limit_burst=cfg.gateway_global_rate_limit_burst,
+        rate_limit_max_clients=cfg.gateway_rate_limit_max_clients,
+        public_body_bytes=cfg.gateway_public_body_bytes,
+        json_body_bytes=cfg.gateway_json_body_bytes,
+        max_body_bytes=cfg.gateway_upload_body_bytes,
+        unary_timeout=timedelta(seconds=cfg.gateway_unary_timeout_seconds),
+        max_heap_bytes=cfg.gateway_max_heap_bytes,
         access_log=not args.no_access_log,
     )
 
@@ -152,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return _serve(spec, args.run_dir, args.log_level)
     except (
+        ConfigError,
         PortInUseError,
         EnvoyValidationError,
         EnvoyNotFoundError,
