@@ -29,7 +29,7 @@ from auth_svc.adapters import (
 from auth_svc.config import AuthConfig
 from auth_svc.domain import OidcProvider
 from auth_svc.ports import Mailer
-from auth_svc.servicer import AuthInternalServicer, AuthServicer
+from auth_svc.servicer import AuthInternalServicer, AuthServicer, RefreshCookie
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
@@ -156,7 +156,11 @@ async def build(config: AuthConfig) -> Service:
         user_data=GrpcStorageAdmin(storage) if storage is not None else None,
         user_shares=GrpcShareAdmin(share) if share is not None else None,
     )
-    servicer = AuthServicer(accounts, keyring)
+    cookie = RefreshCookie(
+        max_age_seconds=config.auth_session_max_age_seconds,
+        secure=config.auth_cookie_secure or config.auth_public_url.lower().startswith("https://"),
+    )
+    servicer = AuthServicer(accounts, keyring, cookie)
     internal = AuthInternalServicer(accounts)
     reload = ReloadLoop(keyring.refresh, config.auth_signing_key_reload_seconds)
     reload.start()

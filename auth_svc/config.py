@@ -26,6 +26,11 @@ class AuthConfig(CommonConfig):
     auth_public_url: str = setting(
         "http://127.0.0.1:8080", "Base URL of the web app, used in the links of verification and reset mails."
     )
+    auth_cookie_secure: bool = setting(
+        False,
+        "Mark the browser's refresh-token cookie Secure (sent over HTTPS only). It is also Secure whenever "
+        "auth_public_url starts with https://.",
+    )
     auth_verify_token_hours: int = setting(24, "How long an email verification link works.", check=positive)
     auth_reset_token_minutes: int = setting(30, "How long a password reset link works.", check=positive)
     auth_reauth_seconds: int = setting(
