@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from gateway.descriptor import DescriptorError
-from gateway.envoy_config import DEFAULT_CORS_ORIGINS, GatewaySpec
+from gateway.envoy_config import DEFAULT_CORS_ORIGINS, EdgeTls, GatewaySpec, MeshFiles
 from gateway.runner import (
     EnvoyNotFoundError,
     EnvoyValidationError,
@@ -81,10 +81,36 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit-per-second", type=int, default=200, help="token refill per second")
     parser.add_argument("--rate-limit-burst", type=int, default=400, help="token bucket size")
     parser.add_argument("--no-access-log", action="store_true", help="do not log requests to stdout")
+    mesh = parser.add_argument_group("mesh (mutual TLS to the services; all three or none)")
+    mesh.add_argument("--mesh-ca", type=Path, help="mesh CA certificate (PEM)")
+    mesh.add_argument("--mesh-cert", type=Path, help="the gateway's mesh certificate (PEM, SAN gateway)")
+    mesh.add_argument("--mesh-key", type=Path, help="the gateway's mesh private key (PEM)")
+    edge = parser.add_argument_group("public listener TLS (both or none)")
+    edge.add_argument("--tls-cert", type=Path, help="certificate chain (PEM) served on the public listener")
+    edge.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    edge.add_argument(
+        "--hsts-max-age", type=int, default=31536000, help="Strict-Transport-Security max-age over TLS (seconds)"
+    )
+    parser.add_argument(
+        "--xff-trusted-hops",
+        type=int,
+        default=0,
+        help="proxies in front of the gateway whose X-Forwarded-For is trusted (default 0: the TCP peer)",
+    )
 
 
 def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
     """Turn parsed options into a GatewaySpec (later --upstream for the same name wins)."""
+    mesh_paths = (args.mesh_ca, args.mesh_cert, args.mesh_key)
+    if any(mesh_paths) and not all(mesh_paths):
+        raise ValueError("--mesh-ca, --mesh-cert and --mesh-key go together")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.xff_trusted_hops < 0:
+        raise ValueError("--xff-trusted-hops must be 0 or more")
+    for path in [*mesh_paths, args.tls_cert, args.tls_key]:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path}: no such file")
     return GatewaySpec(
         listen_host=args.listen_host,
         port=args.port,
@@ -96,6 +122,9 @@ def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
         rate_limit_per_second=args.rate_limit_per_second,
         rate_limit_burst=args.rate_limit_burst,
         access_log=not args.no_access_log,
+        mesh=MeshFiles(*(p.resolve() for p in mesh_paths)) if all(mesh_paths) else None,
+        edge_tls=EdgeTls(args.tls_cert.resolve(), args.tls_key.resolve(), args.hsts_max_age) if args.tls_cert else None,
+        xff_num_trusted_hops=args.xff_trusted_hops,
     )
 
 
