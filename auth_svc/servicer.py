@@ -299,7 +299,10 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
         self.accounts = accounts
 
     async def CheckSession(self, request: auth_pb2.CheckSessionRequest, context: Ctx) -> auth_pb2.CheckSessionResponse:
-        return auth_pb2.CheckSessionResponse(active=await self.accounts.session_active(request.session_id))
+        role = await self.accounts.session_role(request.session_id)
+        if role is None:
+            return auth_pb2.CheckSessionResponse(active=False)
+        return auth_pb2.CheckSessionResponse(active=True, role=_ROLES[role])
 
     async def RecordEvents(self, request: auth_pb2.RecordEventsRequest, context: Ctx) -> auth_pb2.RecordEventsResponse:
         now = datetime.now(UTC)

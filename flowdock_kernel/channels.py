@@ -10,7 +10,7 @@ import grpc
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import logs
 from flowdock_kernel.mesh import MeshTls, identity_of
-from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache, keys_from_jwks, principal_var
+from flowdock_kernel.tokens import AdminCheck, KeyCache, KeyMap, SessionCache, keys_from_jwks, principal_var
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -91,3 +91,15 @@ def remote_signing_keys(auth: grpc.aio.Channel, ttl: float) -> KeyCache:
         return bool(answer.active)
 
     return KeyCache(fetch, ttl=ttl, sessions=SessionCache(session_active))
+
+
+def remote_admin_check(auth: grpc.aio.Channel) -> AdminCheck:
+    """Admin rights confirmed against auth_svc's record (CheckSession's role), for admin operations in other
+    services; the token's claim alone is not enough once an admin is demoted."""
+    internal = auth_pb2_grpc.AuthInternalServiceStub(auth)
+
+    async def is_admin_now(sid: str) -> bool:
+        answer = await internal.CheckSession(auth_pb2.CheckSessionRequest(session_id=sid), timeout=2)
+        return bool(answer.active) and answer.role == auth_pb2.ROLE_ADMIN
+
+    return AdminCheck(is_admin_now)

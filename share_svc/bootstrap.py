@@ -11,7 +11,7 @@ import grpc
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
-from flowdock_kernel.channels import internal_channel, remote_signing_keys
+from flowdock_kernel.channels import internal_channel, remote_admin_check, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
@@ -77,7 +77,7 @@ async def build(config: ShareConfig) -> Service:
 
     def register(server: grpc.aio.Server) -> None:
         share_pb2_grpc.add_ShareServiceServicer_to_server(ShareServicer(sharing, nodes.full), server)
-        share_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(sharing), server)
+        share_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(sharing, remote_admin_check(auth)), server)
 
     async def deliver_audit_events() -> None:
         await outbox.adopt(config.data_dir / "outbox" / "audit-share.db")  # events queued by an earlier version

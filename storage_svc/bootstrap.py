@@ -12,7 +12,7 @@ import grpc
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
-from flowdock_kernel.channels import internal_channel, remote_signing_keys
+from flowdock_kernel.channels import internal_channel, remote_admin_check, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
@@ -103,7 +103,9 @@ async def build(config: StorageConfig) -> Service:
         with passing_serialised_bodies(server) as target:  # downloads yield ready-made HttpBody messages
             storage_pb2_grpc.add_StorageServiceServicer_to_server(servicer, target)
             storage_pb2_grpc.add_PublicLinkServiceServicer_to_server(PublicLinkServicer(storage, servicer), target)
-            storage_pb2_grpc.add_StorageAdminServiceServicer_to_server(StorageAdminServicer(storage), target)
+            storage_pb2_grpc.add_StorageAdminServiceServicer_to_server(
+                StorageAdminServicer(storage, remote_admin_check(auth)), target
+            )
 
     async def housekeeping() -> None:
         await storage.run_housekeeping(config.storage_housekeeping_seconds)
@@ -124,6 +126,7 @@ async def build(config: StorageConfig) -> Service:
         service_names=[SERVICE.full_name, ADMIN_SERVICE.full_name, PUBLIC_SERVICE.full_name],
         register=register,
         public_methods=public_methods(SERVICE, ADMIN_SERVICE, PUBLIC_SERVICE),
+        internal_callers=INTERNAL_CALLERS,
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
         background=[housekeeping, deliver_audit_events],

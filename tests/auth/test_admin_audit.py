@@ -244,7 +244,7 @@ async def test_outbox_loses_no_event_while_auth_is_unreachable(
     auth_mesh: Running, tmp_path: Path, backend: str
 ) -> None:
     gate = Gate(auth_mesh.services["auth"])
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{gate.port}")
+    channel = auth_mesh.aio_channel("auth", "storage_svc", address=f"127.0.0.1:{gate.port}")
     subject = str(uuid.uuid4())
     async with outbox_engine(backend, tmp_path) as engine:
         first = audit.Outbox(engine, service="storage", send=remote_audit_sender(channel, timeout=1), min_backoff=0.1)
