@@ -176,6 +176,19 @@ def ensure_mesh(folder: Path, identities: Iterable[str] = IDENTITIES) -> None:
             issue(folder, identity)
 
 
+def ensure_edge_certificate(folder: Path, hosts: list[str]) -> tuple[Path, Path]:
+    """A first-start certificate for the public listener: its own small CA (folder/ca.pem, what clients trust)
+    and a leaf for `hosts` at folder/cert.pem + key.pem. An existing cert.pem (yours, mounted) is kept."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    if cert.exists() and key.exists():
+        return cert, key
+    ensure_ca(folder)
+    issued_cert, issued_key = issue(folder, hosts[0], hosts=hosts[1:])
+    issued_key.replace(key)
+    issued_cert.replace(cert)
+    return cert, key
+
+
 @dataclass(frozen=True)
 class MeshTls:
     """Where one process finds its mesh identity; builds gRPC credentials (the only place that does)."""
@@ -219,14 +232,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("folder", type=Path)
     p.add_argument("identities", nargs="*", default=list(IDENTITIES))
     p.add_argument("--owner", help="uid:gid to give the folder and files (compose: the services' user)")
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="also copy each identity's files (ca.pem, <identity>.pem/.key, never ca.key) into FOLDER/<identity>/, "
+        "so each container mounts only its own",
+    )
+    e = sub.add_parser("edge", help="a self-signed (own CA) certificate for the public listener, if none is there")
+    e.add_argument("folder", type=Path)
+    e.add_argument("--host", action="append", default=[], help="DNS name or IP in the certificate (repeatable)")
+    e.add_argument("--owner", help="uid:gid to give the folder and files")
     args = parser.parse_args(argv)
-    ensure_mesh(args.folder, args.identities)
+    if args.command == "edge":
+        cert, _ = ensure_edge_certificate(args.folder, args.host or ["localhost", "127.0.0.1"])
+        print(f"edge certificate: {cert} (clients trust {args.folder / CA_CERT})")
+    else:
+        ensure_mesh(args.folder, args.identities)
+        if args.split:
+            for identity in args.identities:
+                split(args.folder, identity)
+        print(f"mesh certificates in {args.folder}: {', '.join(args.identities)}")
     if args.owner:
         uid, _, gid = args.owner.partition(":")
-        for path in [args.folder, *args.folder.iterdir()]:
+        for path in [args.folder, *args.folder.rglob("*")]:
             os.chown(path, int(uid), int(gid or uid))
-    print(f"mesh certificates in {args.folder}: {', '.join(args.identities)}")
     return 0
+
+
+def split(folder: Path, identity: str) -> Path:
+    """FOLDER/<identity>/ holding what that identity needs and nothing else (no CA key, no other identity's key)."""
+    own = folder / identity
+    own.mkdir(exist_ok=True)
+    os.chmod(own, 0o700)
+    _write_public(own / CA_CERT, (folder / CA_CERT).read_bytes())
+    _write_public(cert_path(own, identity), cert_path(folder, identity).read_bytes())
+    _write_private(key_path(own, identity), key_path(folder, identity).read_bytes())
+    return own
 
 
 if __name__ == "__main__":

@@ -92,6 +92,12 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         "--hsts-max-age", type=int, default=31536000, help="Strict-Transport-Security max-age over TLS (seconds)"
     )
     parser.add_argument(
+        "--stats-port",
+        type=int,
+        default=0,
+        help="serve only /stats/prometheus (from the admin interface) on this port of --listen-host (default: none)",
+    )
+    parser.add_argument(
         "--xff-trusted-hops",
         type=int,
         default=0,
@@ -125,6 +131,7 @@ def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
         mesh=MeshFiles(*(p.resolve() for p in mesh_paths)) if all(mesh_paths) else None,
         edge_tls=EdgeTls(args.tls_cert.resolve(), args.tls_key.resolve(), args.hsts_max_age) if args.tls_cert else None,
         xff_num_trusted_hops=args.xff_trusted_hops,
+        stats_port=args.stats_port,
     )
 
 

@@ -151,6 +151,7 @@ JWT_PROVIDER = "flowdock"
 SELF_CLUSTER = "gateway_self"
 JWKS_SERVICE = "flowdock.auth.v1.AuthService"
 PREFLIGHT_CLUSTER = "gateway_preflight"
+ADMIN_CLUSTER = "gateway_admin"
 JWKS_PATH = "/.well-known/jwks.json"
 
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -227,6 +228,9 @@ class GatewaySpec:
     edge_tls: EdgeTls | None = None
     #: Proxies in front of Envoy whose X-Forwarded-For entries are trusted (a load balancer: 1). 0: the TCP peer.
     xff_num_trusted_hops: int = 0
+    #: A listener (on listen_host) serving only GET /stats/prometheus from the admin interface, so Prometheus can
+    #: scrape while the admin interface itself stays on loopback. 0: none.
+    stats_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -755,6 +759,50 @@ def _mesh_upstream_socket(spec: GatewaySpec, cluster: str) -> TransportSocket | 
     )
 
 
+def _stats_listener(spec: GatewaySpec) -> Listener:
+    """Prometheus' view of the admin interface: /stats/prometheus only (no /quitquitquit, /config_dump, ...)."""
+    hcm = HttpConnectionManager(
+        stat_prefix="stats",
+        route_config=RouteConfiguration(
+            name="stats",
+            virtual_hosts=[
+                VirtualHost(
+                    name="stats",
+                    domains=["*"],
+                    routes=[
+                        Route(
+                            match=RouteMatch(path="/stats/prometheus", headers=[_method_is("GET")]),
+                            route=RouteAction(cluster=ADMIN_CLUSTER, timeout=timedelta(seconds=10)),
+                        ),
+                        Route(
+                            match=RouteMatch(prefix="/"),
+                            direct_response=DirectResponseAction(status=404),
+                        ),
+                    ],
+                )
+            ],
+        ),
+        http_filters=[HttpFilter(name="envoy.filters.http.router", typed_config=_any(Router()))],
+    )
+    return Listener(
+        name="stats",
+        address=_address(spec.listen_host, spec.stats_port),
+        filter_chains=[
+            FilterChain(filters=[Filter(name="envoy.filters.network.http_connection_manager", typed_config=_any(hcm))])
+        ],
+    )
+
+
+def _admin_cluster(spec: GatewaySpec) -> Cluster:
+    host = _loopback_for(spec.admin_host)
+    return Cluster(
+        name=ADMIN_CLUSTER,
+        type=_discovery_type([host]),
+        connect_timeout=timedelta(seconds=1),
+        load_assignment=_load_assignment(ADMIN_CLUSTER, [(host, spec.admin_port)]),
+    )
+
+
 def _self_tls_socket(spec: GatewaySpec) -> TransportSocket | None:
     """Envoy fetching the JWKS from its own TLS listener over loopback: encrypted, not verified (the edge
     certificate names the public host, not the loopback address, and the peer is this very process)."""
@@ -846,15 +894,19 @@ def build_bootstrap(spec: GatewaySpec) -> dict[str, Any]:
     empty = sorted(name for name, eps in spec.upstreams.items() if not eps)
     if empty:
         raise ValueError(f"upstream(s) {', '.join(empty)} have no endpoint")
-    reserved = sorted({SELF_CLUSTER, PREFLIGHT_CLUSTER} & set(spec.upstreams))
+    reserved = sorted({SELF_CLUSTER, PREFLIGHT_CLUSTER, ADMIN_CLUSTER} & set(spec.upstreams))
     if reserved:
         raise ValueError(f"upstream name(s) {', '.join(reserved)} are reserved for the gateway itself")
     clusters = [_upstream_cluster(spec, name, eps) for name, eps in sorted(spec.upstreams.items())]
     clusters.append(_self_cluster(spec))
     clusters.append(Cluster(name=PREFLIGHT_CLUSTER, connect_timeout=timedelta(seconds=1)))
+    listeners = [_listener(spec, services)]
+    if spec.stats_port:
+        listeners.append(_stats_listener(spec))
+        clusters.append(_admin_cluster(spec))
     bootstrap = Bootstrap(
         node=Node(id="flowdock-gateway", cluster="flowdock"),
         admin=Admin(address=_address(spec.admin_host, spec.admin_port)),
-        static_resources=BootstrapStaticResources(listeners=[_listener(spec, services)], clusters=clusters),
+        static_resources=BootstrapStaticResources(listeners=listeners, clusters=clusters),
     )
     return bootstrap.to_dict(casing=betterproto2.Casing.SNAKE)
