@@ -157,7 +157,7 @@ def start_up(
     return Running(
         proc=proc,
         url=info["url"],
-        host_port=info["url"].removeprefix("http://"),
+        host_port=info["url"].removeprefix("http://").removeprefix("https://"),
         admin_url=info["admin_url"],
         data_dir=data_dir,
         backend=backend,
