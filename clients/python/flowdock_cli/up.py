@@ -147,6 +147,8 @@ class Plan:
     metrics_ports: dict[str, list[int]]
     log_format: str
     base_env: dict[str, str]
+    web_dir: Path
+    web_built: bool
     warnings: list[str] = field(default_factory=list)
     # Mutual TLS between the services and from Envoy (certificates in data_dir/mesh); off only by FLOWDOCK_MESH_TLS.
     mesh_tls: bool = True
@@ -211,6 +213,8 @@ class Plan:
             str(self.run_dir),
             "--xff-trusted-hops",
             str(self.xff_trusted_hops),
+            "--web-dir",
+            str(self.web_dir),
         ]
         if self.mesh_tls:
             from flowdock_kernel.mesh import CA_CERT, GATEWAY, cert_path, key_path
@@ -229,6 +233,7 @@ class Plan:
 def make_plan(args: argparse.Namespace) -> Plan:
     from flowdock_kernel.config import ConfigError, load
     from gateway.config import GatewayConfig
+    from gateway.webapp import BUILD_HINT, resolve_web_dir, scan
 
     env = dict(os.environ)
     if args.config:
@@ -242,10 +247,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
             env[f"FLOWDOCK_{key}"] = str(Path(getattr(args, flag)).resolve())
     if getattr(args, "xff_trusted_hops", None) is not None:
         env["FLOWDOCK_GATEWAY_XFF_TRUSTED_HOPS"] = str(args.xff_trusted_hops)
+    if getattr(args, "web_dir", None):
+        env["FLOWDOCK_GATEWAY_WEB_DIR"] = str(Path(args.web_dir).resolve())
     try:
         common = load(GatewayConfig, env)
+        web_dir = resolve_web_dir(common.gateway_web_dir)
     except ConfigError as exc:
         raise UpError(str(exc)) from None
+    web_built = scan(web_dir) is not None
     data_dir = common.data_dir.resolve()
     if bool(common.gateway_tls_cert) != bool(common.gateway_tls_key):
         raise UpError("--tls-cert and --tls-key (FLOWDOCK_GATEWAY_TLS_CERT/_KEY) go together")
@@ -262,6 +271,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
                 f"virus scanning is OFF: no clamd answers at {address}. Start clamd (Debian: clamav-daemon) "
                 "or set FLOWDOCK_STORAGE_CLAMD_ADDRESS, then restart."
             )
+    if not web_built:
+        warnings.append(f"no web app build in {web_dir}: serving the API only.\n{BUILD_HINT}")
     replicas = {name: 1 for name in SERVICES}
     for item in getattr(args, "replicas", None) or []:
         name, _, count = item.partition("=")
@@ -282,6 +293,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         metrics_ports=metrics_ports,
         log_format=common.log_format,
         base_env=env,
+        web_dir=web_dir,
+        web_built=web_built,
         warnings=warnings,
         mesh_tls=common.mesh_tls,
         tls_cert=Path(common.gateway_tls_cert).resolve() if common.gateway_tls_cert else None,
@@ -402,6 +415,8 @@ def run_up(args: argparse.Namespace) -> int:
             "admin_url": f"http://127.0.0.1:{plan.admin_port}",
             "services": {name: plan.address(name) for name in SERVICES},
             "data_dir": str(plan.data_dir),
+            "web_dir": str(plan.web_dir),
+            "web_built": plan.web_built,
             "logs": str(plan.log_dir),
             "startup_seconds": round(elapsed, 2),
             "pids": {c.name: c.proc.pid for c in everything if c.proc is not None},
@@ -409,7 +424,13 @@ def run_up(args: argparse.Namespace) -> int:
         (plan.run_dir / "up.json").write_text(json.dumps(info))
         print(
             f"FlowDock is up at {plan.scheme}://{plan.host}:{plan.port} (native gRPC, grpc-web and REST) "
-            f"in {elapsed:.1f}s\n  data: {plan.data_dir}\n  logs: {plan.log_dir}\n"
+            f"in {elapsed:.1f}s\n"
+            + (
+                f"  web app: {plan.scheme}://{plan.host}:{plan.port}/ (from {plan.web_dir})\n"
+                if plan.web_built
+                else f"  web app: not built (see the warning above; {plan.web_dir})\n"
+            )
+            + f"  data: {plan.data_dir}\n  logs: {plan.log_dir}\n"
             f"  Envoy admin and stats: http://127.0.0.1:{plan.admin_port}/stats/prometheus\n"
             "Press Ctrl-C to stop.",
             flush=True,
@@ -477,6 +498,10 @@ def add_commands(sub: Any) -> None:
         "--xff-trusted-hops",
         type=int,
         help="proxies in front of the gateway whose X-Forwarded-For is trusted (default 0)",
+    )
+    p.add_argument(
+        "--web-dir",
+        help="built browser app served at / (default: $FLOWDOCK_GATEWAY_WEB_DIR, else clients/web/dist of the source)",
     )
     p.add_argument(
         "--replicas",
