@@ -6,6 +6,7 @@ X-Forwarded-For is ignored, no HSTS) runs against the session's plaintext `flowd
 from __future__ import annotations
 
 import shutil
+import ssl
 import struct
 import subprocess
 import time
@@ -40,8 +41,12 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, Pa
         assert code == 0, err
 
 
+def _verify(ca: Path | bool) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=str(ca)) if isinstance(ca, Path) else ca
+
+
 def _register_and_login(base_url: str, ca: Path | bool, email: str, headers: dict[str, str] | None = None) -> str:
-    with httpx.Client(base_url=base_url, verify=str(ca) if isinstance(ca, Path) else ca, timeout=30) as c:
+    with httpx.Client(base_url=base_url, verify=_verify(ca), timeout=30) as c:
         assert c.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD}).status_code == 200
         r = c.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}, headers=headers or {})
         assert r.status_code == 200, r.text
@@ -49,8 +54,7 @@ def _register_and_login(base_url: str, ca: Path | bool, email: str, headers: dic
 
 
 def _login_ips(base_url: str, ca: Path | bool, token: str) -> list[str]:
-    verify = str(ca) if isinstance(ca, Path) else ca
-    with httpx.Client(base_url=base_url, verify=verify, timeout=30) as c:
+    with httpx.Client(base_url=base_url, verify=_verify(ca), timeout=30) as c:
         r = c.get("/api/v1/me/activity", headers={"authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
     return [e.get("ip", "") for e in r.json().get("events", []) if e["kind"].startswith("login")]
@@ -108,7 +112,7 @@ def test_grpc_web_over_tls(edge: tuple[Running, Path]) -> None:
     running, ca = edge
     token = _register_and_login(running.url, ca, f"tls-web-{time.time_ns()}@example.org")
     body = auth_pb2.GetMeRequest().SerializeToString()
-    with httpx.Client(verify=str(ca), timeout=30) as c:  # HTTP/1.1, as a browser's grpc-web
+    with httpx.Client(verify=_verify(ca), timeout=30) as c:  # HTTP/1.1, as a browser's grpc-web
         r = c.post(
             f"{running.url}/flowdock.auth.v1.AuthService/GetMe",
             content=struct.pack(">BI", 0, len(body)) + body,
