@@ -28,5 +28,7 @@ class ShareConfig(CommonConfig):
         20, "Wrong link passwords per client IP within the window before that IP is refused.", check=positive
     )
     share_public_url: str = setting(
-        "http://127.0.0.1:8080", 'Base URL of the gateway, used in the "shared with you" email.'
+        "http://127.0.0.1:8080",
+        'Base URL of the gateway, used in the "shared with you" email. `flowdock up` sets it to the address it '
+        "serves unless the environment or the file sets it.",
     )
