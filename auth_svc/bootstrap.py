@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_svc.adapters import (
     Argon2Hasher,
@@ -47,6 +48,13 @@ SERVICES = [auth_pb2.DESCRIPTOR.services_by_name[n] for n in ("AuthService", "Au
 
 def migrate(config: AuthConfig) -> None:
     db.migrate(db.service_url(config, NAME, driver_async=False), MIGRATIONS)
+
+
+def make_engine(config: AuthConfig) -> AsyncEngine:
+    """SQLite: every transaction takes the write lock at BEGIN, so two use cases that read then write one account
+    queue instead of one failing ("database is locked"); no use case writes on a second connection (audit, rate
+    limits) while its own transaction is open."""
+    return db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
 
 
 def make_hasher(config: AuthConfig) -> Argon2Hasher:
@@ -124,10 +132,7 @@ def redirect_uris(config: AuthConfig) -> tuple[str, ...]:
 
 async def build(config: AuthConfig) -> Service:
     providers = oidc_providers(config)
-    # SQLite: every transaction takes the write lock at BEGIN, so two use cases that read then write one account
-    # queue instead of one failing ("database is locked"); no use case writes on a second connection (audit,
-    # rate limits) while its own transaction is open.
-    engine = db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
+    engine = make_engine(config)
     # Admin calls to storage_svc (quota, deleting a user's files) carry the admin's forwarded token.
     storage = internal_channel(config.storage_address, config.max_message_bytes) if config.storage_address else None
     share = internal_channel(config.share_address, config.max_message_bytes) if config.share_address else None

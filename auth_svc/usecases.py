@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Collection, Coroutine
@@ -27,6 +28,7 @@ from auth_svc.ports import (
     UserData,
     UserShares,
 )
+from flowdock_kernel import pagetoken
 from flowdock_kernel.errors import (
     Aborted,
     AlreadyExists,
@@ -130,17 +132,23 @@ def _page_size(requested: int, policy: Policy) -> int:
     return min(requested or policy.page_size, policy.max_page_size)
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
 def _encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    return pagetoken.encode_text(value)
 
 
 def _decode_cursor(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument("page_token", "is not a token this service issued") from None
+    return pagetoken.decode_text(token)
+
+
+def _email_cursor(token: str) -> str:
+    """The last email of the previous page of users."""
+    after = _decode_cursor(token)
+    if after and ("@" not in after or len(after) > 254):
+        raise pagetoken.bad_token()
+    return after
 
 
 @dataclass
@@ -889,8 +897,9 @@ class Accounts:
     ) -> tuple[list[domain.Event], str]:
         size = _page_size(page_size, self.policy)
         before = _decode_cursor(page_token)
-        if before and not before.isdigit():
-            raise InvalidArgument("page_token", "is not a token this service issued")
+        # A position in the trail: ASCII digits of a 64-bit number (str.isdigit() also takes "²", which int() does not).
+        if before and not (_DIGITS.fullmatch(before) and int(before) < 2**63):
+            raise pagetoken.bad_token()
         events = await self.audit.list(
             subject_id=subject_id, actor_id=actor_id, kind_prefix=kind_prefix, before=before, limit=size + 1
         )
@@ -947,7 +956,7 @@ class Accounts:
             raise InvalidArgument("query", "must be at most 254 characters")
         size = _page_size(page_size, self.policy)
         async with self.uow() as uow:
-            found = await uow.users.search(query.strip(), _decode_cursor(page_token), size + 1)
+            found = await uow.users.search(query.strip(), _email_cursor(page_token), size + 1)
         more = len(found) > size
         found = found[:size]
         return found, (_encode_cursor(found[-1].email) if more and found else "")

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from types import FrameType
@@ -81,8 +82,15 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         metavar="REGEX",
         help="allowed browser origin (RE2, whole match); repeatable; default: localhost and 127.0.0.1",
     )
-    parser.add_argument("--rate-limit-per-second", type=int, default=200, help="token refill per second")
-    parser.add_argument("--rate-limit-burst", type=int, default=400, help="token bucket size")
+    parser.add_argument(
+        "--rate-limit-per-second",
+        type=int,
+        default=None,
+        help="per-client token refill per second (default: gateway_rate_limit_per_second)",
+    )
+    parser.add_argument(
+        "--rate-limit-burst", type=int, default=None, help="per-client bucket size (default: gateway_rate_limit_burst)"
+    )
     parser.add_argument("--no-access-log", action="store_true", help="do not log requests to stdout")
     parser.add_argument(
         "--web-dir",
@@ -90,8 +98,9 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
-    """Turn parsed options into a GatewaySpec (later --upstream for the same name wins)."""
+def spec_from_args(args: argparse.Namespace, config: GatewayConfig | None = None) -> GatewaySpec:
+    """Turn parsed options and the gateway settings into a GatewaySpec (later --upstream for the same name wins)."""
+    cfg = config or load(GatewayConfig)
     return GatewaySpec(
         listen_host=args.listen_host,
         port=args.port,
@@ -100,8 +109,16 @@ def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
         descriptor_path=args.descriptor,
         upstreams=dict(args.upstream),
         cors_allowed_origins=tuple(args.cors_origin) or DEFAULT_CORS_ORIGINS,
-        rate_limit_per_second=args.rate_limit_per_second,
-        rate_limit_burst=args.rate_limit_burst,
+        rate_limit_per_second=args.rate_limit_per_second or cfg.gateway_rate_limit_per_second,
+        rate_limit_burst=args.rate_limit_burst or cfg.gateway_rate_limit_burst,
+        global_rate_limit_per_second=cfg.gateway_global_rate_limit_per_second,
+        global_rate_limit_burst=cfg.gateway_global_rate_limit_burst,
+        rate_limit_max_clients=cfg.gateway_rate_limit_max_clients,
+        public_body_bytes=cfg.gateway_public_body_bytes,
+        json_body_bytes=cfg.gateway_json_body_bytes,
+        max_body_bytes=cfg.gateway_upload_body_bytes,
+        unary_timeout=timedelta(seconds=cfg.gateway_unary_timeout_seconds),
+        max_heap_bytes=cfg.gateway_max_heap_bytes,
         access_log=not args.no_access_log,
         web_dir=web_dir(args.web_dir),
     )
@@ -169,11 +186,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return _serve(spec, args.run_dir, args.log_level)
     except (
+        ConfigError,
         PortInUseError,
         EnvoyValidationError,
         EnvoyNotFoundError,
         DescriptorError,
-        ConfigError,
         ValueError,
         OSError,
     ) as exc:

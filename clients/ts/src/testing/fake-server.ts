@@ -154,6 +154,7 @@ export class FakeStorage {
 export class FakeAuth {
   refreshCalls: { token: string; cookieHeader: string | null }[] = [];
   loginHeaders: (string | null)[] = [];
+  logoutHeaders: (string | null)[] = [];
   seenAuthorization: (string | null)[] = [];
   expiresIn = 300;
   /** Answer the refresh token in the body (a server without cookie sessions). */
@@ -199,6 +200,7 @@ export class FakeAuth {
         return this.issue();
       },
       logout: (_req, ctx) => {
+        this.logoutHeaders.push(ctx.requestHeader.get("x-flowdock-cookie-session"));
         this.checkAccess(ctx.requestHeader.get("authorization"));
         this.validAccess.clear();
         this.refuseRefresh = true;
