@@ -648,20 +648,25 @@ class Accounts:
 
     async def session_active(self, session_id: str) -> bool:
         """The revocation check every service makes (through a short cache) on every call."""
+        return await self.session_role(session_id) is not None
+
+    async def session_role(self, session_id: str) -> domain.Role | None:
+        """The role the session's account holds now (its record, whatever its tokens claim); None if the session
+        cannot be used (ended, idle, unknown, or its account disabled)."""
         if not session_id or len(session_id) > 64:
-            return False
+            return None
         async with self.uow() as uow:
             now = self.clock()
             session = await uow.sessions.get(session_id)
             if session is None or not session.is_active(now, self.policy.session_idle):
-                return False
+                return None
             user = await uow.users.by_id(session.user_id)
             if user is None or user.disabled:
-                return False
+                return None
             if now - (session.last_seen_at or session.created_at) > TOUCH_EVERY:
                 await uow.sessions.touch(session.id, now)
                 await uow.commit()
-        return True
+        return user.role
 
     async def logout(self, user_id: str, session_id: str, client: domain.Client) -> None:
         async with self.uow() as uow:
