@@ -41,7 +41,10 @@ class AuthConfig(CommonConfig):
     )
     auth_require_verified_email: bool = setting(True, "Refuse login until the email address is verified.")
     auth_public_url: str = setting(
-        "http://127.0.0.1:8080", "Base URL of the web app, used in the links of verification and reset mails."
+        "http://127.0.0.1:8080",
+        "Base URL of the web app: links in verification and reset mails (<url>/verify-email?token=..., "
+        "<url>/reset-password?token=...) and the default OIDC callback (<url>/oauth/callback). "
+        "`flowdock up` sets it to the address it serves unless the environment or the file sets it.",
     )
     auth_cookie_secure: bool = setting(
         False,

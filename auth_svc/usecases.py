@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Collection, Coroutine
@@ -27,6 +28,7 @@ from auth_svc.ports import (
     UserData,
     UserShares,
 )
+from flowdock_kernel import pagetoken
 from flowdock_kernel.errors import (
     Aborted,
     AlreadyExists,
@@ -130,17 +132,23 @@ def _page_size(requested: int, policy: Policy) -> int:
     return min(requested or policy.page_size, policy.max_page_size)
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
 def _encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    return pagetoken.encode_text(value)
 
 
 def _decode_cursor(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument("page_token", "is not a token this service issued") from None
+    return pagetoken.decode_text(token)
+
+
+def _email_cursor(token: str) -> str:
+    """The last email of the previous page of users."""
+    after = _decode_cursor(token)
+    if after and ("@" not in after or len(after) > 254):
+        raise pagetoken.bad_token()
+    return after
 
 
 @dataclass
@@ -646,21 +654,26 @@ class Accounts:
 
     async def session_active(self, session_id: str) -> bool:
         """The revocation check every service makes (through a short cache) on every call."""
+        return await self.session_role(session_id) is not None
+
+    async def session_role(self, session_id: str) -> domain.Role | None:
+        """The role the session's account holds now (its record, whatever its tokens claim); None if the session
+        cannot be used (ended, idle, unknown, or its account disabled)."""
         if not session_id or len(session_id) > 64:
-            return False
+            return None
         async with self._read() as uow:
             now = self.clock()
             session = await uow.sessions.get(session_id)
             if session is None or not session.is_active(now, self.policy.session_idle):
-                return False
+                return None
             user = await uow.users.by_id(session.user_id)
         if user is None or user.disabled:
-            return False
+            return None
         if now - (session.last_seen_at or session.created_at) > TOUCH_EVERY:
             async with self.uow() as uow:
                 await uow.sessions.touch(session.id, now)
                 await uow.commit()
-        return True
+        return user.role
 
     async def logout(self, user_id: str, session_id: str, client: domain.Client) -> None:
         async with self.uow() as uow:
@@ -896,8 +909,9 @@ class Accounts:
     ) -> tuple[list[domain.Event], str]:
         size = _page_size(page_size, self.policy)
         before = _decode_cursor(page_token)
-        if before and not before.isdigit():
-            raise InvalidArgument("page_token", "is not a token this service issued")
+        # A position in the trail: ASCII digits of a 64-bit number (str.isdigit() also takes "²", which int() does not).
+        if before and not (_DIGITS.fullmatch(before) and int(before) < 2**63):
+            raise pagetoken.bad_token()
         events = await self.audit.list(
             subject_id=subject_id, actor_id=actor_id, kind_prefix=kind_prefix, before=before, limit=size + 1
         )
@@ -954,7 +968,7 @@ class Accounts:
             raise InvalidArgument("query", "must be at most 254 characters")
         size = _page_size(page_size, self.policy)
         async with self._read() as uow:
-            found = await uow.users.search(query.strip(), _decode_cursor(page_token), size + 1)
+            found = await uow.users.search(query.strip(), _email_cursor(page_token), size + 1)
         more = len(found) > size
         found = found[:size]
         return found, (_encode_cursor(found[-1].email) if more and found else "")

@@ -32,7 +32,10 @@ def authorize(url: str, sub: str) -> tuple[str, str]:
     assert r.status_code in (302, 303), r.text
     back = urllib.parse.urlparse(r.headers["location"])
     query = urllib.parse.parse_qs(back.query)
-    assert f"{back.scheme}://{back.netloc}{back.path}" == "http://127.0.0.1:8080/oauth/callback"
+    # The app's callback page of the server that started the login (flowdock up's own address by default).
+    asked = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["redirect_uri"][0]
+    assert f"{back.scheme}://{back.netloc}{back.path}" == asked
+    assert asked.endswith("/oauth/callback")
     return query["code"][0], query["state"][0]
 
 
@@ -64,6 +67,7 @@ def test_first_login_creates_the_account_and_the_next_finds_it(auth_mesh: Runnin
     assert len(base64.urlsafe_b64decode(query["code_challenge"][0] + "=")) == 32  # SHA-256 of the verifier
     assert query["state"] == [state] and query["nonce"][0] and query["client_id"] == ["flowdock-test"]
     assert url.startswith(oidc_issuer)  # from the provider's discovery document
+    assert query["redirect_uri"] == [f"{auth_mesh.url}/oauth/callback"]
     code, returned_state = authorize(url, sub)
     assert returned_state == state
     r = finish(auth_mesh, state, code)
