@@ -298,7 +298,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         warnings.append(f"no web app build in {web_dir}: serving the API only.\n{BUILD_HINT}")
     # Links in mails (verification, reset, "shared with you") and OIDC's callback point at the app this run serves,
     # unless the deployment says otherwise.
-    served = f"http://{_url_host(getattr(args, 'host', '127.0.0.1'))}:{getattr(args, 'port', 8080)}"
+    scheme = "https" if common.gateway_tls_cert else "http"  # https also makes the refresh cookie Secure
+    served = f"{scheme}://{_url_host(getattr(args, 'host', '127.0.0.1'))}:{getattr(args, 'port', 8080)}"
     for key in ("auth_public_url", "share_public_url"):
         if not _configured(env, key):
             env["FLOWDOCK_" + key.upper()] = served
