@@ -79,8 +79,16 @@ def test_first_login_creates_the_account_and_the_next_finds_it(auth_mesh: Runnin
     assert finish(auth_mesh, "made-up-state", code).status_code == 401
     url, state = start(auth_mesh)
     code, _ = authorize(url, sub)
-    again = finish(auth_mesh, state, code)
+    # The browser app finishes in cookie mode: the refresh token comes back only as the HttpOnly cookie.
+    with rest(auth_mesh) as c:
+        again = c.post(
+            "/api/v1/auth/oidc/finish",
+            json={"state": state, "code": code, "device_name": "sso"},
+            headers={"x-flowdock-cookie-session": "1"},
+        )
     assert again.status_code == 200
+    assert again.json()["refreshToken"] == ""
+    assert again.headers["set-cookie"].startswith("fd_refresh=") and "HttpOnly" in again.headers["set-cookie"]
     assert me(auth_mesh, again.json()["accessToken"])["id"] == first["id"]
     # No password works for an account made by OpenID login.
     with rest(auth_mesh) as c:
