@@ -144,6 +144,9 @@ def test_over_tls_the_refresh_cookie_is_secure_and_mail_links_are_https(edge: tu
             content=struct.pack(">BI", 0, len(body)) + body,
             headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "x-flowdock-cookie-session": "1"},
         )
+        # The app's own responses (built or the "not built" page) carry HSTS too.
+        page = c.get("/", headers={"accept": "text/html"})
+        assert page.status_code == 200 and page.headers["strict-transport-security"].startswith("max-age=")
     assert r.status_code == 200
     attributes = [part.strip() for part in r.headers["set-cookie"].split(";")]
     assert "Secure" in attributes and "HttpOnly" in attributes
