@@ -57,6 +57,28 @@ def clamd_answers(address: str) -> bool:
         return False
 
 
+def wait_for_clamd(address: str, seconds: float) -> None:
+    """Return once clamd answers at `address`; UpError saying what to do after `seconds`.
+
+    Scanning is on unless switched off explicitly: starting without it because clamd was slow to load its
+    database would make every upload of this run visible unscanned without anyone having chosen that.
+    """
+    deadline = time.monotonic() + seconds
+    told = False
+    while not clamd_answers(address):
+        if time.monotonic() >= deadline:
+            raise UpError(
+                f"no clamd answers at {address} after {seconds:g} s (storage_clamd_wait_seconds), and uploads are "
+                "virus-scanned before they become visible. Start clamd (Debian: apt install clamav-daemon, then "
+                "systemctl start clamav-daemon) or point FLOWDOCK_STORAGE_CLAMD_ADDRESS at yours; to run without "
+                "virus scanning, pass --no-scan (or set FLOWDOCK_STORAGE_VIRUS_SCAN=off)."
+            )
+        if not told:
+            print(f"waiting up to {seconds:g} s for clamd at {address}...", file=sys.stderr, flush=True)
+            told = True
+        time.sleep(0.5)
+
+
 def replica_name(name: str, replica: int) -> str:
     return name if replica == 0 else f"{name}-{replica}"
 
@@ -148,6 +170,9 @@ class Plan:
     log_format: str
     base_env: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    #: clamd's address when uploads are scanned ("" with --no-scan), and how long start waits for it.
+    scan_address: str = ""
+    scan_wait_seconds: float = 30.0
 
     def address(self, name: str) -> str:
         return ",".join(f"127.0.0.1:{p}" for p in self.ports[name])
@@ -203,6 +228,7 @@ class Plan:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     from flowdock_kernel.config import CommonConfig, ConfigError, load
+    from storage_svc.config import StorageConfig
 
     env = dict(os.environ)
     if args.config:
@@ -217,15 +243,20 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise UpError(str(exc)) from None
     data_dir = common.data_dir.resolve()
     warnings: list[str] = []
-    if "FLOWDOCK_STORAGE_VIRUS_SCAN" not in env:
-        address = env.get("FLOWDOCK_STORAGE_CLAMD_ADDRESS", "127.0.0.1:3310")
-        if not clamd_answers(address):
-            # The embedded default must run on a machine without clamd: scanning is switched off explicitly, and said.
-            env["FLOWDOCK_STORAGE_VIRUS_SCAN"] = "off"
-            warnings.append(
-                f"virus scanning is OFF: no clamd answers at {address}. Start clamd (Debian: clamav-daemon) "
-                "or set FLOWDOCK_STORAGE_CLAMD_ADDRESS, then restart."
-            )
+    scan_address = ""
+    if getattr(args, "no_scan", False):
+        env["FLOWDOCK_STORAGE_VIRUS_SCAN"] = "off"
+    try:
+        storage = load(StorageConfig, env)
+    except ConfigError as exc:
+        raise UpError(str(exc)) from None
+    if storage.storage_virus_scan == "off":
+        # Never silent: the operator asked for it (--no-scan or storage_virus_scan=off), and is told what it means.
+        warnings.append(
+            "virus scanning is OFF (--no-scan / FLOWDOCK_STORAGE_VIRUS_SCAN=off): uploads become visible unscanned."
+        )
+    else:
+        scan_address = storage.storage_clamd_address
     replicas = {name: 1 for name in SERVICES}
     for item in getattr(args, "replicas", None) or []:
         name, _, count = item.partition("=")
@@ -247,6 +278,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         log_format=common.log_format,
         base_env=env,
         warnings=warnings,
+        scan_address=scan_address,
+        scan_wait_seconds=storage.storage_clamd_wait_seconds,
     )
 
 
@@ -314,6 +347,12 @@ def run_up(args: argparse.Namespace) -> int:
         return 2
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
+    if plan.scan_address:
+        try:
+            wait_for_clamd(plan.scan_address, plan.scan_wait_seconds)
+        except UpError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     for folder in (plan.data_dir, plan.run_dir, plan.log_dir):
         folder.mkdir(parents=True, exist_ok=True)
     for stale in plan.run_dir.glob("*.json"):
@@ -424,6 +463,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     p.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
     p.add_argument("--admin-port", type=int, default=0, help="Envoy admin port on 127.0.0.1 (default: a free port)")
+    p.add_argument(
+        "--no-scan",
+        action="store_true",
+        help="run without virus scanning (uploads become visible unscanned); without it, start waits for clamd "
+        "(storage_clamd_wait_seconds) and stops if none answers",
+    )
     p.add_argument(
         "--replicas",
         action="append",
