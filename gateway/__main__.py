@@ -32,6 +32,7 @@ from gateway.runner import (
     render,
     validate,
 )
+from gateway.webapp import BUILD_HINT, resolve_web_dir, scan
 
 # The descriptor set ships inside the generated package, so installed and editable copies both find it.
 DEFAULT_DESCRIPTOR = Path(str(resources.files("flowdock") / "descriptor.binpb"))
@@ -91,6 +92,10 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         "--rate-limit-burst", type=int, default=None, help="per-client bucket size (default: gateway_rate_limit_burst)"
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log requests to stdout")
+    parser.add_argument(
+        "--web-dir",
+        help="built browser app served at / (default: $FLOWDOCK_GATEWAY_WEB_DIR, else clients/web/dist of the source)",
+    )
 
 
 def spec_from_args(args: argparse.Namespace, config: GatewayConfig | None = None) -> GatewaySpec:
@@ -115,7 +120,15 @@ def spec_from_args(args: argparse.Namespace, config: GatewayConfig | None = None
         unary_timeout=timedelta(seconds=cfg.gateway_unary_timeout_seconds),
         max_heap_bytes=cfg.gateway_max_heap_bytes,
         access_log=not args.no_access_log,
+        web_dir=web_dir(args.web_dir),
     )
+
+
+def web_dir(flag: str | None) -> Path:
+    """--web-dir, else the setting, else the source tree's clients/web/dist."""
+    if flag:
+        return resolve_web_dir(flag)
+    return resolve_web_dir(load(GatewayConfig).gateway_web_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +156,8 @@ def _serve(spec: GatewaySpec, run_dir: Path | None, log_level: str) -> int:
         config = render(spec, (run_dir or Path(tmp)) / "envoy.json")
         validate(config)
         print(f"gateway: serving on {spec.listen_host}:{spec.port} (config {config})", file=sys.stderr)
+        if spec.web_dir is not None and scan(spec.web_dir) is None:
+            print(f"gateway: no web app build in {spec.web_dir}.\n{BUILD_HINT}", file=sys.stderr)
         proc = subprocess.Popen(envoy_command(config, log_level))
 
         def forward(signum: int, _frame: FrameType | None) -> None:

@@ -18,6 +18,11 @@ MiB = 1024 * 1024
 class GatewayConfig(CommonConfig):
     key_prefix: ClassVar[str] = "gateway_"
 
+    gateway_web_dir: str = setting(
+        "",
+        "Folder of the built browser app (index.html + assets/) that the gateway serves at /. Empty: clients/web/dist "
+        "of the source tree FlowDock runs from. `flowdock up --web-dir` sets it. Read at start: restart after a build.",
+    )
     gateway_rate_limit_per_second: int = setting(
         200,
         "Requests per second each client may make: each remote address, and each signed-in user, has its own bucket.",

@@ -243,7 +243,7 @@ class Storage:
     ) -> tuple[ChildPage, str]:
         """A page of the folder's children in the listing read model's form, and the next page's token."""
         limit = _page_size(page_size, self.limits)
-        after = Cursor.decode(page_token) if page_token else None
+        after = Cursor.decode(page_token, domain.CURSOR_KEYS[order]) if page_token else None
         async with self.uow(read_only=True) as uow:
             folder = await self._folder(uow, caller, folder_id, "list")
             page = await uow.listings.children(folder.id, order, descending, after, limit)
@@ -399,7 +399,7 @@ class Storage:
 
     async def list_trash(self, caller: str, page_size: int, page_token: str) -> tuple[list[TrashEntry], str]:
         limit = _page_size(page_size, self.limits)
-        after = Cursor.decode(page_token) if page_token else None
+        after = Cursor.decode(page_token, "micros") if page_token else None
         async with self.uow(read_only=True) as uow:
             rows = await uow.nodes.trash_roots(caller, after, limit + 1)
         return _page(rows, limit, lambda e: Cursor(0, domain.micros(e.node.trashed_at or _now()), e.node.id))
@@ -438,6 +438,12 @@ class Storage:
         versions = await uow.versions.of_nodes([n.id for n in tree if n.kind == Kind.FILE], all_versions=True)
         freed = sum(v.size for v in versions)
         await uow.versions.delete([v.id for v in versions])
+        # What was deleted on its own from inside this tree before it (trash C, then its parent P) stays its own
+        # trash entry, as in Nextcloud's and oCIS's trash: purging P leaves C, which now belongs under the owner's
+        # root (where restoring it puts it, as the original folder is gone for good).
+        home = await uow.nodes.root(root.owner_id)
+        if home is not None:
+            await uow.nodes.rehome_trash_below(root.id, home.id)
         await uow.nodes.delete_tree(root.id)
         await uow.quotas.settle(root.owner_id, reserved=0, used=-freed)
         uow.events.record(

@@ -31,7 +31,7 @@ def render() -> str:
             "auth_svc": AuthConfig,
             "storage_svc": StorageConfig,
             "share_svc": ShareConfig,
-            "gateway (Envoy)": GatewayConfig,
+            "gateway (read by `flowdock up` and `python -m gateway`)": GatewayConfig,
         }
     )
 
