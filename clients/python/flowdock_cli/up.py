@@ -367,7 +367,11 @@ def run_up(args: argparse.Namespace) -> int:
         except UpError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    for folder in (plan.data_dir, plan.run_dir, plan.log_dir):
+    # Owner-only from here on: every database, key, log and run file the children create inherits the umask.
+    from flowdock_kernel.datadir import make_private
+
+    make_private(plan.data_dir)
+    for folder in (plan.run_dir, plan.log_dir):
         folder.mkdir(parents=True, exist_ok=True)
     for stale in plan.run_dir.glob("*.json"):
         stale.unlink()
@@ -457,7 +461,9 @@ def run_migrate(args: argparse.Namespace) -> int:
     except UpError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    plan.data_dir.mkdir(parents=True, exist_ok=True)
+    from flowdock_kernel.datadir import make_private
+
+    make_private(plan.data_dir)
     for name in SERVICES:
         result = subprocess.run(
             [sys.executable, "-m", f"{name}_svc", "migrate"], env=plan.service_env(name), check=False
