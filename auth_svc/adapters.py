@@ -548,8 +548,8 @@ class SqlIdentities:
 
 
 class SqlUnitOfWork(db.SqlUnitOfWork):
-    def __init__(self, factory: db.Connections, box: SecretBox) -> None:
-        super().__init__(factory)
+    def __init__(self, factory: db.Connections, box: SecretBox, *, read_only: bool = False) -> None:
+        super().__init__(factory, read_only=read_only)
         self.box = box
 
     def _bind(self, session: AsyncConnection) -> None:

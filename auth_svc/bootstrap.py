@@ -38,7 +38,7 @@ from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.channels import internal_channel
 from flowdock_kernel.config import ConfigError
-from flowdock_kernel.contract import public_methods
+from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
 from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache
 from flowdock_kernel.workers import BoundedPool
@@ -46,6 +46,16 @@ from flowdock_kernel.workers import BoundedPool
 NAME = "auth"
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICES = [auth_pb2.DESCRIPTOR.services_by_name[n] for n in ("AuthService", "AuthInternalService")]
+# Who may call each internal method (mesh identities, checked from the caller's certificate).
+INTERNAL_CALLERS = internal_callers(
+    SERVICES,
+    {
+        "AuthInternalService.CheckSession": {"storage_svc", "share_svc"},
+        "AuthInternalService.RecordEvents": {"storage_svc", "share_svc"},
+        "AuthInternalService.LookupUser": {"share_svc"},
+        "AuthInternalService.NotifyUser": {"share_svc"},
+    },
+)
 
 
 def migrate(config: AuthConfig) -> None:
@@ -136,14 +146,21 @@ async def build(config: AuthConfig) -> Service:
     providers = oidc_providers(config)
     engine = make_engine(config)
     # Admin calls to storage_svc (quota, deleting a user's files) carry the admin's forwarded token.
-    storage = internal_channel(config.storage_address, config.max_message_bytes) if config.storage_address else None
-    share = internal_channel(config.share_address, config.max_message_bytes) if config.share_address else None
     box = SecretBox.from_file(config.secrets_key_path)
     sealed = await seal_legacy_rows(engine, box)
     if sealed:
         logging.getLogger("flowdock.auth").info(
             "sealed %d plaintext secret(s) written before encryption at rest", sealed
         )
+    tls = config.mesh(NAME)
+    storage = (
+        internal_channel(config.storage_address, config.max_message_bytes, tls, "storage")
+        if config.storage_address
+        else None
+    )
+    share = (
+        internal_channel(config.share_address, config.max_message_bytes, tls, "share") if config.share_address else None
+    )
     keyring = SigningKeyring(
         engine,
         box=box,
@@ -160,6 +177,7 @@ async def build(config: AuthConfig) -> Service:
     hasher = make_hasher(config)
     accounts = Accounts(
         uow=lambda: SqlUnitOfWork(sessions, box),
+        reader=lambda: SqlUnitOfWork(sessions, box, read_only=True),
         hasher=hasher,
         issuer=keyring,
         mailer=make_mailer(config),
@@ -227,6 +245,7 @@ async def build(config: AuthConfig) -> Service:
         service_names=[s.full_name for s in SERVICES],
         register=register,
         public_methods=public_methods(*SERVICES),
+        internal_callers=INTERNAL_CALLERS,
         keys=KeyCache(
             own_keys,
             ttl=config.auth_signing_key_reload_seconds,

@@ -22,7 +22,7 @@ from types import FrameType
 from flowdock_kernel.config import ConfigError, load
 from gateway.config import GatewayConfig
 from gateway.descriptor import DescriptorError
-from gateway.envoy_config import DEFAULT_CORS_ORIGINS, GatewaySpec
+from gateway.envoy_config import DEFAULT_CORS_ORIGINS, EdgeTls, GatewaySpec, MeshFiles
 from gateway.runner import (
     EnvoyNotFoundError,
     EnvoyValidationError,
@@ -92,6 +92,28 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         "--rate-limit-burst", type=int, default=None, help="per-client bucket size (default: gateway_rate_limit_burst)"
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log requests to stdout")
+    mesh = parser.add_argument_group("mesh (mutual TLS to the services; all three or none)")
+    mesh.add_argument("--mesh-ca", type=Path, help="mesh CA certificate (PEM)")
+    mesh.add_argument("--mesh-cert", type=Path, help="the gateway's mesh certificate (PEM, SAN gateway)")
+    mesh.add_argument("--mesh-key", type=Path, help="the gateway's mesh private key (PEM)")
+    edge = parser.add_argument_group("public listener TLS (both or none)")
+    edge.add_argument("--tls-cert", type=Path, help="certificate chain (PEM) served on the public listener")
+    edge.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    edge.add_argument(
+        "--hsts-max-age", type=int, default=None, help="Strict-Transport-Security max-age over TLS (seconds)"
+    )
+    parser.add_argument(
+        "--stats-port",
+        type=int,
+        default=0,
+        help="serve only /stats/prometheus (from the admin interface) on this port of --listen-host (default: none)",
+    )
+    parser.add_argument(
+        "--xff-trusted-hops",
+        type=int,
+        default=None,
+        help="proxies in front of the gateway whose X-Forwarded-For is trusted (default: gateway_xff_trusted_hops, 0)",
+    )
     parser.add_argument(
         "--web-dir",
         help="built browser app served at / (default: $FLOWDOCK_GATEWAY_WEB_DIR, else clients/web/dist of the source)",
@@ -101,6 +123,20 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace, config: GatewayConfig | None = None) -> GatewaySpec:
     """Turn parsed options and the gateway settings into a GatewaySpec (later --upstream for the same name wins)."""
     cfg = config or load(GatewayConfig)
+    mesh_paths = (args.mesh_ca, args.mesh_cert, args.mesh_key)
+    if any(mesh_paths) and not all(mesh_paths):
+        raise ValueError("--mesh-ca, --mesh-cert and --mesh-key go together")
+    tls_cert = args.tls_cert or (Path(cfg.gateway_tls_cert) if cfg.gateway_tls_cert else None)
+    tls_key = args.tls_key or (Path(cfg.gateway_tls_key) if cfg.gateway_tls_key else None)
+    hsts = args.hsts_max_age if args.hsts_max_age is not None else cfg.gateway_hsts_max_age
+    hops = args.xff_trusted_hops if args.xff_trusted_hops is not None else cfg.gateway_xff_trusted_hops
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if hops < 0:
+        raise ValueError("--xff-trusted-hops must be 0 or more")
+    for path in [*mesh_paths, tls_cert, tls_key]:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path}: no such file")
     return GatewaySpec(
         listen_host=args.listen_host,
         port=args.port,
@@ -121,6 +157,10 @@ def spec_from_args(args: argparse.Namespace, config: GatewayConfig | None = None
         max_heap_bytes=cfg.gateway_max_heap_bytes,
         access_log=not args.no_access_log,
         web_dir=web_dir(args.web_dir),
+        mesh=MeshFiles(*(p.resolve() for p in mesh_paths)) if all(mesh_paths) else None,
+        edge_tls=EdgeTls(tls_cert.resolve(), tls_key.resolve(), hsts) if tls_cert and tls_key else None,
+        xff_num_trusted_hops=hops,
+        stats_port=args.stats_port,
     )
 
 

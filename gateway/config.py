@@ -57,3 +57,16 @@ class GatewayConfig(CommonConfig):
         "Envoy's heap bound: above 95 % it releases free memory, above 98 % it refuses new requests (0 = no bound).",
         check=non_negative,
     )
+    gateway_tls_cert: str = setting(
+        "", "Certificate chain (PEM) for TLS on the public listener; with gateway_tls_key. Empty: plain HTTP."
+    )
+    gateway_tls_key: str = setting("", "Private key (PEM) of gateway_tls_cert.")
+    gateway_hsts_max_age: int = setting(
+        31536000, "Strict-Transport-Security max-age (seconds), sent only over TLS.", check=non_negative
+    )
+    gateway_xff_trusted_hops: int = setting(
+        0,
+        "Proxies (load balancers) in front of the gateway whose X-Forwarded-For entries are trusted: rate limits "
+        "and the audit trail then see the client behind them. 0: the TCP peer is the client.",
+        check=non_negative,
+    )
