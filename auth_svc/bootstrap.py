@@ -168,6 +168,7 @@ async def build(config: AuthConfig) -> Service:
     hasher = make_hasher(config)
     accounts = Accounts(
         uow=lambda: SqlUnitOfWork(sessions),
+        reader=lambda: SqlUnitOfWork(sessions, read_only=True),
         hasher=hasher,
         issuer=keyring,
         mailer=make_mailer(config),

@@ -720,8 +720,10 @@ def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[Http
             typed_config=_any(Lua(default_source_code=DataSource(inline_string=_CONTENT_LENGTH_LUA))),
         ),
         # Brotli first: with both accepted at equal weight, Envoy's compressors pick the first in the chain.
-        _compressor(COMPRESSORS[0], Brotli()),
-        _compressor(COMPRESSORS[1], Gzip()),
+        # Envoy's gzip defaults (4 KiB window, memory level 5) sent the app's 510 KB bundle as 177 KB; a 32 KiB
+        # window: 157 KB (what Vite reports). Brotli quality 5 (default 3): 147 KB.
+        _compressor(COMPRESSORS[0], Brotli(quality=5)),
+        _compressor(COMPRESSORS[1], Gzip(window_bits=15, memory_level=9)),
         HttpFilter(name="envoy.filters.http.cors", typed_config=_any(Cors())),
         HttpFilter(name="envoy.filters.http.grpc_web", typed_config=_any(GrpcWeb())),
         HttpFilter(name="envoy.filters.http.jwt_authn", typed_config=_any(_jwt_filter(spec, services))),

@@ -131,6 +131,31 @@ def test_grpc_web_over_tls(edge: tuple[Running, Path]) -> None:
     assert auth_pb2.User.FromString(r.content[5 : 5 + length]).email.startswith("tls-web-")
 
 
+def test_over_tls_the_refresh_cookie_is_secure_and_mail_links_are_https(edge: tuple[Running, Path]) -> None:
+    """flowdock up with a certificate serves https://, so its public URL is https and the browser's refresh cookie
+    is marked Secure (never sent over plain HTTP)."""
+    running, ca = edge
+    email = f"tls-cookie-{time.time_ns()}@example.org"
+    with httpx.Client(base_url=running.url, verify=_verify(ca), timeout=30) as c:
+        assert c.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD}).status_code == 200
+        body = auth_pb2.LoginRequest(email=email, password=PASSWORD).SerializeToString()
+        r = c.post(
+            "/flowdock.auth.v1.AuthService/Login",
+            content=struct.pack(">BI", 0, len(body)) + body,
+            headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "x-flowdock-cookie-session": "1"},
+        )
+    assert r.status_code == 200
+    attributes = [part.strip() for part in r.headers["set-cookie"].split(";")]
+    assert "Secure" in attributes and "HttpOnly" in attributes
+    links = [
+        line
+        for path in (running.data_dir / "outbox").glob("*.eml")
+        for line in path.read_text(errors="replace").splitlines()
+        if "/verify-email?token=" in line
+    ]
+    assert links and all(link.strip().startswith(f"{running.url}/verify-email?token=") for link in links)
+
+
 def test_one_trusted_hop_records_the_client_behind_the_proxy(edge: tuple[Running, Path]) -> None:
     running, ca = edge
     email = f"tls-xff-{time.time_ns()}@example.org"

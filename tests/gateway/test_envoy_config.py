@@ -655,3 +655,12 @@ def test_live_request_bodies_are_bounded_per_route(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_every_rest_route_is_an_api_path() -> None:
+    """The app's fallback turns the transcoder off: a REST binding outside the API paths would be shadowed for
+    browsers. Every binding of the contract must match API_PATH_REGEX (new routes go under /api/)."""
+    templates = [b.template for svc in load_services(DESCRIPTOR) for m in svc.methods for b in m.http]
+    assert templates
+    outside = [t for t in templates if not re.fullmatch(API_PATH_REGEX, t.split("{", 1)[0].rstrip("/") or "/")]
+    assert outside == []

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,6 +231,28 @@ class Plan:
         return argv
 
 
+def _url_host(host: str) -> str:
+    """How a browser on this machine reaches a listener bound to `host`."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _configured(env: dict[str, str], key: str) -> bool:
+    """Whether the environment or the TOML file (FLOWDOCK_CONFIG) sets `key`."""
+    if "FLOWDOCK_" + key.upper() in env:
+        return True
+    path = env.get("FLOWDOCK_CONFIG", "")
+    if not path:
+        return False
+    try:
+        return key in tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # load() has already reported an unreadable file
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     from flowdock_kernel.config import ConfigError, load
     from gateway.config import GatewayConfig
@@ -273,6 +296,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
             )
     if not web_built:
         warnings.append(f"no web app build in {web_dir}: serving the API only.\n{BUILD_HINT}")
+    # Links in mails (verification, reset, "shared with you") and OIDC's callback point at the app this run serves,
+    # unless the deployment says otherwise.
+    scheme = "https" if common.gateway_tls_cert else "http"  # https also makes the refresh cookie Secure
+    served = f"{scheme}://{_url_host(getattr(args, 'host', '127.0.0.1'))}:{getattr(args, 'port', 8080)}"
+    for key in ("auth_public_url", "share_public_url"):
+        if not _configured(env, key):
+            env["FLOWDOCK_" + key.upper()] = served
     replicas = {name: 1 for name in SERVICES}
     for item in getattr(args, "replicas", None) or []:
         name, _, count = item.partition("=")
@@ -421,7 +451,10 @@ def run_up(args: argparse.Namespace) -> int:
             "startup_seconds": round(elapsed, 2),
             "pids": {c.name: c.proc.pid for c in everything if c.proc is not None},
         }
-        (plan.run_dir / "up.json").write_text(json.dumps(info))
+        # Atomically: a reader polling for the file (tests, scripts) must never see it half-written.
+        partial = plan.run_dir / "up.json.tmp"
+        partial.write_text(json.dumps(info))
+        partial.replace(plan.run_dir / "up.json")
         print(
             f"FlowDock is up at {plan.scheme}://{plan.host}:{plan.port} (native gRPC, grpc-web and REST) "
             f"in {elapsed:.1f}s\n"

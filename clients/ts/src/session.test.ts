@@ -69,6 +69,24 @@ describe("refresh", () => {
     client.close();
   });
 
+  it("a call refused after another call already refreshed reuses the new token (no second rotation)", async () => {
+    const auth = new FakeAuth();
+    auth.bodyRefresh = true;
+    const { client, onSessionExpired } = setup(auth, vi.fn(), false);
+    await client.login("a@example.com", "pw");
+    let release = () => {};
+    auth.holdNextGetMe = new Promise<void>((r) => (release = r));
+    const slow = client.auth.getMe({}); // sent with a1, answered late
+    await new Promise((r) => setTimeout(r, 10));
+    auth.validAccess.clear();
+    expect((await client.auth.getMe({})).displayName).toBe("a2"); // refused, refreshed, retried
+    release(); // now the slow call is refused with a1: a2 is already there
+    expect((await slow).displayName).toBe("a2");
+    expect(auth.refreshCalls).toHaveLength(1);
+    expect(onSessionExpired).not.toHaveBeenCalled();
+    client.close();
+  });
+
   it("refreshes on a timer at 80% of expires_in", async () => {
     vi.useFakeTimers();
     const auth = new FakeAuth();

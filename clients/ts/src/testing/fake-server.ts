@@ -163,6 +163,8 @@ export class FakeAuth {
   liveRefresh = "r0";
   refuseRefresh = false;
   mfa = false;
+  /** The next GetMe waits for this before checking its token (a slow call overtaken by a refresh). */
+  holdNextGetMe?: Promise<void>;
   private n = 0;
 
   private issue(): ReturnType<typeof create<typeof LoginResponseSchema>> {
@@ -206,7 +208,10 @@ export class FakeAuth {
         this.refuseRefresh = true;
         return {};
       },
-      getMe: (_req, ctx) => {
+      getMe: async (_req, ctx) => {
+        const hold = this.holdNextGetMe;
+        this.holdNextGetMe = undefined;
+        if (hold) await hold;
         const who = this.checkAccess(ctx.requestHeader.get("authorization"));
         return { id: "user-1", email: "a@example.com", displayName: who };
       },

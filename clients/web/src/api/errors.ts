@@ -1,3 +1,4 @@
+import { formatBytes } from '../upload/queue';
 import type { ErrorKind } from './types';
 
 /**
@@ -9,6 +10,8 @@ export interface AppErrorShape {
   message: string;
   field?: string;
   signature?: string;
+  usedBytes?: number;
+  limitBytes?: number;
 }
 
 const KINDS: readonly ErrorKind[] = [
@@ -31,11 +34,18 @@ export function asAppError(error: unknown): AppErrorShape {
   if (typeof error === 'object' && error !== null) {
     const e = error as Record<string, unknown>;
     if (typeof e.kind === 'string' && (KINDS as readonly string[]).includes(e.kind)) {
+      // FlowDockError: the field violation's description is the sentence without the "field: " prefix.
+      const violations = (e.details as { fieldViolations?: { field: string; description: string }[] } | undefined)
+        ?.fieldViolations;
+      const field = typeof e.field === 'string' ? e.field : violations?.[0]?.field;
+      const described = violations?.find((v) => v.field === field)?.description;
       return {
         kind: e.kind as ErrorKind,
-        message: typeof e.rawMessage === 'string' ? e.rawMessage : typeof e.message === 'string' ? e.message : '',
-        field: typeof e.field === 'string' ? e.field : undefined,
+        message: described ?? (typeof e.message === 'string' ? e.message : ''),
+        field,
         signature: typeof e.signature === 'string' ? e.signature : undefined,
+        usedBytes: typeof e.usedBytes === 'number' ? e.usedBytes : undefined,
+        limitBytes: typeof e.limitBytes === 'number' ? e.limitBytes : undefined,
       };
     }
     if (e.name === 'AbortError') return { kind: 'cancelled', message: 'cancelled' };
@@ -64,6 +74,12 @@ export function describeError(error: unknown): string {
     case 'invalid':
       return e.message ? sentence(e.message) : 'Please check what you entered.';
     case 'quota':
+      if (e.usedBytes !== undefined && e.limitBytes !== undefined) {
+        return (
+          `Not enough storage: ${formatBytes(e.usedBytes)} of your ${formatBytes(e.limitBytes)} are used. ` +
+          'Empty the trash or delete old versions, or ask an admin for more space.'
+        );
+      }
       return e.message ? `Not enough storage: ${e.message}.` : 'Your storage is full.';
     case 'too_large':
       return e.message ? `Too large: ${e.message}.` : 'This file is too large.';

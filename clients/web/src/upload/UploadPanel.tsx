@@ -26,7 +26,7 @@ function Row({ item }: { item: QueueItem }) {
   const percent = item.size > 0 ? Math.floor((item.sent / item.size) * 100) : item.status === 'done' ? 100 : 0;
   const active = ['queued', 'uploading', 'waiting-network', 'finishing'].includes(item.status);
   return (
-    <li className="flex flex-col gap-1 border-b border-slate-100 px-3 py-2" data-testid="upload-row" data-status={item.status}>
+    <li className="flex flex-col gap-1 border-b border-slate-100 px-3 py-2" data-testid="upload-row" data-status={item.status} data-sent={item.sent} data-name={item.displayName}>
       <div className="flex items-center justify-between gap-2">
         <SafeName name={item.displayName} className="min-w-0 truncate text-sm font-medium" />
         <span className="shrink-0 text-xs text-slate-700" data-testid="upload-status">
