@@ -61,6 +61,11 @@ class StorageConfig(CommonConfig):
         check=one_of("clamd", "off"),
     )
     storage_clamd_address: str = setting("127.0.0.1:3310", "clamd address: host:port or a unix socket path.")
+    storage_clamd_wait_seconds: float = setting(
+        30.0,
+        "`flowdock up` waits this long for clamd to answer at start (scanning on); then it stops with what to do.",
+        check=non_negative,
+    )
     storage_clamd_stream_max_bytes: int = setting(
         100 * MiB,
         "Largest content sent to clamd; must equal clamd's StreamMaxLength (set its MaxScanSize/MaxFileSize ~4x).",

@@ -37,6 +37,7 @@ from auth_svc.adapters import (
 )
 from auth_svc.config import AuthConfig
 from auth_svc.domain import Client, Role, User
+from auth_svc.secretbox import SecretBox
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock_kernel import db
 from flowdock_kernel.errors import PermissionDenied, ResourceExhausted, Unauthenticated
@@ -62,13 +63,13 @@ class PausingUsers(SqlUsers):
 
 
 class PausingUow(SqlUnitOfWork):
-    def __init__(self, factory: db.Connections, hook: Hook) -> None:
-        super().__init__(factory)
+    def __init__(self, factory: db.Connections, box: SecretBox, hook: Hook) -> None:
+        super().__init__(factory, box)
         self._hook = hook
 
     def _bind(self, session: AsyncConnection) -> None:
         super()._bind(session)
-        paused = PausingUsers(session)
+        paused = PausingUsers(session, self.box)
         paused.hook = self._hook
         self.users = paused
 
@@ -83,10 +84,11 @@ class Backend:
         self, *, hook: Hook | None = None, totp_clock: Any = time.time, limits: Limits | None = None
     ) -> Accounts:
         factory = db.connections(self.engine)
-        keyring = SigningKeyring(self.engine, issuer="flowdock", audience="flowdock", ttl_seconds=300)
+        box = SecretBox.from_file(self.tmp / "auth-secrets.key")
+        keyring = SigningKeyring(self.engine, box=box, issuer="flowdock", audience="flowdock", ttl_seconds=300)
         self._keyrings.append(keyring)
         return Accounts(
-            uow=(lambda: PausingUow(factory, hook)) if hook else (lambda: SqlUnitOfWork(factory)),
+            uow=(lambda: PausingUow(factory, box, hook)) if hook else (lambda: SqlUnitOfWork(factory, box)),
             hasher=Argon2Hasher(
                 memory_kib=19456, time_cost=2, parallelism=1, pool=BoundedPool("t", workers=2, queue=200)
             ),

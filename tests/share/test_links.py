@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 
+import httpx
 import pytest
 
 from tests.conftest import Running
@@ -110,6 +111,28 @@ def test_password_sessions_cannot_be_forged_or_reused_elsewhere(share_mesh: Runn
     # The password travels in the body: a query string password is ignored (and never needed).
     r = v.http.post(f"{LINKS}/{one['token']}/open?password=third+pass+3", json={})
     assert r.status_code == 403
+
+
+def test_a_browser_gets_the_link_session_as_a_cookie_scoped_to_the_link(share_mesh: Running) -> None:
+    """Download links need no ?session= (query strings land in histories and proxies' logs): the cookie does it."""
+    a, pub, _, top, _ = tree(share_mesh)
+    link = a.link(pub, "download", password="cookie pass 1")
+    other = a.link(pub, "download", password="cookie pass 2")
+    with httpx.Client(base_url=share_mesh.url, timeout=60) as browser:
+        r = browser.post(f"{LINKS}/{link['token']}/open", json={"password": "cookie pass 1"})
+        assert r.status_code == 200, r.text
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith(f"fd_link_session={r.json()['linkSession']};")
+        for attribute in ("HttpOnly", "SameSite=Strict", f"Path={LINKS}/{link['token']}/", "Max-Age="):
+            assert attribute in cookie, cookie
+        got = browser.get(f"{LINKS}/{link['token']}/files/{top}/content")
+        assert got.status_code == 200 and got.content == b"top file", got.text
+        assert got.headers["x-content-type-options"] == "nosniff"
+        assert browser.get(f"{LINKS}/{link['token']}/children").status_code == 200
+        # The cookie is scoped to its link: another password link still asks for its own session.
+        assert browser.get(f"{LINKS}/{other['token']}/children").status_code == 401
+    # Without the cookie (or header, or query) the password link refuses.
+    assert httpx.get(f"{share_mesh.url}{LINKS}/{link['token']}/files/{top}/content").status_code == 401
 
 
 def test_twenty_wrong_passwords_are_throttled_per_link_and_per_ip(share_mesh: Running) -> None:
