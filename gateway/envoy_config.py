@@ -59,6 +59,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import (
 from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
 from envoy_data_plane.envoy.config.route.v3 import (
     DirectResponseAction,
+    FilterConfig,
     HeaderMatcher,
     RetryPolicy,
     Route,
@@ -103,6 +104,7 @@ from envoy_data_plane.google.protobuf import Any as PbAny
 from envoy_data_plane.google.protobuf import Empty, Struct
 
 from gateway.descriptor import RoutedService, load_services
+from gateway.openapi import OPENAPI_PATH
 
 __all__ = ["DEFAULT_CORS_ORIGINS", "IDENTITY_HEADERS", "PUBLIC_PREFIX", "GatewaySpec", "build_bootstrap"]
 
@@ -130,6 +132,7 @@ SELF_CLUSTER = "gateway_self"
 JWKS_SERVICE = "flowdock.auth.v1.AuthService"
 PREFLIGHT_CLUSTER = "gateway_preflight"
 JWKS_PATH = "/.well-known/jwks.json"
+OPENAPI_MAX_BYTES = 4 * MiB
 
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 _CORS_ALLOW_HEADERS = (
@@ -198,6 +201,8 @@ class GatewaySpec:
     #: it paused storage_svc's stream about once per message (~1,300 pauses per GiB); 2 MiB: ~30.
     connection_buffer_bytes: int = 2 * MiB
     access_log: bool = True
+    #: The OpenAPI document served at /api/v1/openapi.json; None: openapi.json beside the descriptor set, if there.
+    openapi_path: Path | None = None
     health_check_interval: timedelta = field(default=timedelta(seconds=2))
 
 
@@ -395,9 +400,42 @@ end
 """
 
 
+# HTTP allows header names and values that gRPC metadata does not (`foo^`, a `-bin` value that is not base64, a
+# malformed grpc-timeout): the upstream's gRPC core refused such a request with INTERNAL, a 500 for a client's
+# typo. The services read none of them, so they are dropped here, before any filter turns headers into metadata.
+_GRPC_SAFE_HEADERS_LUA = """
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local drop = {}
+  for key, value in pairs(headers) do
+    if string.sub(key, 1, 1) ~= ":" then
+      if string.find(key, "[^0-9a-z_.%-]") then
+        drop[#drop + 1] = key
+      elseif string.sub(key, -4) == "-bin" then
+        if not string.find(value, "^[A-Za-z0-9+/]*=?=?$") or #value % 4 == 1 then drop[#drop + 1] = key end
+      elseif key == "grpc-timeout" then
+        if #value > 9 or not string.find(value, "^%d+[HMSmun]$") then drop[#drop + 1] = key end
+      end
+    end
+  end
+  for _, key in ipairs(drop) do
+    headers:remove(key)
+  end
+end
+"""
+
+
+def _grpc_safe_headers_filter() -> HttpFilter:
+    """Drops request headers gRPC metadata cannot carry (see _GRPC_SAFE_HEADERS_LUA); first in the chain."""
+    return HttpFilter(
+        name="flowdock.grpc_safe_headers",
+        typed_config=_any(Lua(default_source_code=DataSource(inline_string=_GRPC_SAFE_HEADERS_LUA))),
+    )
+
+
 def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[HttpFilter]:
-    """lua (response: Content-Length) -> cors -> grpc_web -> jwt_authn -> grpc_json_transcoder -> local_ratelimit
-    -> router."""
+    """grpc-safe headers (lua) -> lua (response: Content-Length) -> cors -> grpc_web -> jwt_authn ->
+    grpc_json_transcoder -> local_ratelimit -> router."""
     transcoder = GrpcJsonTranscoder(
         proto_descriptor=str(Path(spec.descriptor_path).resolve()),
         services=[svc.full_name for svc in services],
@@ -422,6 +460,7 @@ def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[Http
         rate_limited_as_resource_exhausted=True,
     )
     return [
+        _grpc_safe_headers_filter(),
         HttpFilter(
             name="envoy.filters.http.lua",
             typed_config=_any(Lua(default_source_code=DataSource(inline_string=_CONTENT_LENGTH_LUA))),
@@ -444,6 +483,32 @@ def _cors_policy(spec: GatewaySpec) -> CorsPolicy:
         max_age="600",
         forward_not_matching_preflights=False,
     )
+
+
+def _openapi_routes(spec: GatewaySpec) -> list[Route]:
+    """GET /api/v1/openapi.json: the generated document (gateway/openapi.py), answered by Envoy itself, public.
+
+    Read once when Envoy loads its configuration, so the document always matches the descriptor set it transcodes.
+    """
+    path = spec.openapi_path or Path(spec.descriptor_path).with_name("openapi.json")
+    if not path.is_file():
+        _log.warning("no OpenAPI document at %s: %s is not served", path, OPENAPI_PATH)
+        return []
+    if path.stat().st_size > OPENAPI_MAX_BYTES:
+        raise ValueError(f"{path} is over {OPENAPI_MAX_BYTES} bytes, the gateway's direct-response limit")
+    return [
+        Route(
+            name="openapi",
+            match=RouteMatch(path=OPENAPI_PATH, headers=[_method_is("GET")]),
+            direct_response=DirectResponseAction(status=200, body=DataSource(filename=str(path.resolve()))),
+            response_headers_to_add=[
+                _header("content-type", "application/json"),
+                _header("cache-control", "no-cache"),
+            ],
+            # The transcoder would answer 404 first (reject_unknown_method): no gRPC method is bound to this path.
+            typed_per_filter_config={"envoy.filters.http.grpc_json_transcoder": _any(FilterConfig(disabled=True))},
+        )
+    ]
 
 
 def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConfiguration:
@@ -491,6 +556,7 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
         )
         for svc in services
     ]
+    routes.extend(_openapi_routes(spec))
     # The CORS filter only answers preflights on routes with a route action (not direct_response).
     # It answers every preflight itself (forward_not_matching_preflights=false), so this empty
     # cluster is never reached.
@@ -528,6 +594,8 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
     )
     return RouteConfiguration(
         name="flowdock",
+        # Envoy's 4 KiB default for direct responses is far below the OpenAPI document.
+        max_direct_response_body_size_bytes=OPENAPI_MAX_BYTES,
         virtual_hosts=[
             VirtualHost(
                 name="flowdock",
