@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_svc.adapters import (
     Argon2Hasher,
@@ -29,23 +30,41 @@ from auth_svc.adapters import (
 from auth_svc.config import AuthConfig
 from auth_svc.domain import OidcProvider
 from auth_svc.ports import Mailer
-from auth_svc.servicer import AuthInternalServicer, AuthServicer
+from auth_svc.servicer import AuthInternalServicer, AuthServicer, RefreshCookie
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.channels import internal_channel
 from flowdock_kernel.config import ConfigError
-from flowdock_kernel.contract import public_methods
+from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
 from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache
+from flowdock_kernel.workers import BoundedPool
 
 NAME = "auth"
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICES = [auth_pb2.DESCRIPTOR.services_by_name[n] for n in ("AuthService", "AuthInternalService")]
+# Who may call each internal method (mesh identities, checked from the caller's certificate).
+INTERNAL_CALLERS = internal_callers(
+    SERVICES,
+    {
+        "AuthInternalService.CheckSession": {"storage_svc", "share_svc"},
+        "AuthInternalService.RecordEvents": {"storage_svc", "share_svc"},
+        "AuthInternalService.LookupUser": {"share_svc"},
+        "AuthInternalService.NotifyUser": {"share_svc"},
+    },
+)
 
 
 def migrate(config: AuthConfig) -> None:
     db.migrate(db.service_url(config, NAME, driver_async=False), MIGRATIONS)
+
+
+def make_engine(config: AuthConfig) -> AsyncEngine:
+    """SQLite: every transaction takes the write lock at BEGIN, so two use cases that read then write one account
+    queue instead of one failing ("database is locked"); no use case writes on a second connection (audit, rate
+    limits) while its own transaction is open."""
+    return db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
 
 
 def make_hasher(config: AuthConfig) -> Argon2Hasher:
@@ -53,6 +72,12 @@ def make_hasher(config: AuthConfig) -> Argon2Hasher:
         memory_kib=config.auth_argon2_memory_kib,
         time_cost=config.auth_argon2_time_cost,
         parallelism=config.auth_argon2_parallelism,
+        pool=BoundedPool(
+            "auth.password_hashing",
+            workers=config.auth_hash_workers,
+            queue=config.auth_hash_queue,
+            per_key=config.auth_hash_per_client,
+        ),
     )
 
 
@@ -75,10 +100,12 @@ def make_limits(c: AuthConfig) -> Limits:
     return Limits(
         window_seconds=c.auth_rate_window_seconds,
         login=Limit(c.auth_rate_login_per_account, c.auth_rate_login_per_ip),
-        register=Limit(0, c.auth_rate_register_per_ip),
+        register=Limit(c.auth_rate_register_per_address, c.auth_rate_register_per_ip),
         recovery=Limit(c.auth_rate_recovery_per_account, c.auth_rate_recovery_per_ip),
         totp=Limit(c.auth_rate_totp_per_account, c.auth_rate_totp_per_ip),
         resend=Limit(c.auth_rate_resend_per_account, c.auth_rate_resend_per_ip),
+        reset=Limit(0, c.auth_rate_reset_per_ip),
+        password=Limit(c.auth_rate_password_per_account, c.auth_rate_password_per_ip),
     )
 
 
@@ -115,10 +142,17 @@ def redirect_uris(config: AuthConfig) -> tuple[str, ...]:
 
 async def build(config: AuthConfig) -> Service:
     providers = oidc_providers(config)
-    engine = db.make_engine(db.service_url(config, NAME))
+    engine = make_engine(config)
     # Admin calls to storage_svc (quota, deleting a user's files) carry the admin's forwarded token.
-    storage = internal_channel(config.storage_address, config.max_message_bytes) if config.storage_address else None
-    share = internal_channel(config.share_address, config.max_message_bytes) if config.share_address else None
+    tls = config.mesh(NAME)
+    storage = (
+        internal_channel(config.storage_address, config.max_message_bytes, tls, "storage")
+        if config.storage_address
+        else None
+    )
+    share = (
+        internal_channel(config.share_address, config.max_message_bytes, tls, "share") if config.share_address else None
+    )
     keyring = SigningKeyring(
         engine,
         issuer=config.jwt_issuer,
@@ -131,9 +165,11 @@ async def build(config: AuthConfig) -> Service:
     limiter: RedisRateLimiter | SqlRateLimiter = (
         RedisRateLimiter(config.auth_redis_url) if config.auth_redis_url else SqlRateLimiter(engine)
     )
+    hasher = make_hasher(config)
     accounts = Accounts(
         uow=lambda: SqlUnitOfWork(sessions),
-        hasher=make_hasher(config),
+        reader=lambda: SqlUnitOfWork(sessions, read_only=True),
+        hasher=hasher,
         issuer=keyring,
         mailer=make_mailer(config),
         totp=PyOtpTotp(config.auth_totp_issuer),
@@ -156,7 +192,11 @@ async def build(config: AuthConfig) -> Service:
         user_data=GrpcStorageAdmin(storage) if storage is not None else None,
         user_shares=GrpcShareAdmin(share) if share is not None else None,
     )
-    servicer = AuthServicer(accounts, keyring)
+    cookie = RefreshCookie(
+        max_age_seconds=config.auth_session_max_age_seconds,
+        secure=config.auth_cookie_secure or config.auth_public_url.lower().startswith("https://"),
+    )
+    servicer = AuthServicer(accounts, keyring, cookie)
     internal = AuthInternalServicer(accounts)
     reload = ReloadLoop(keyring.refresh, config.auth_signing_key_reload_seconds)
     reload.start()
@@ -188,6 +228,7 @@ async def build(config: AuthConfig) -> Service:
                 await channel.close()
         if isinstance(limiter, RedisRateLimiter):
             await limiter.close()
+        hasher.close()
         await engine.dispose()
 
     return Service(
@@ -195,6 +236,7 @@ async def build(config: AuthConfig) -> Service:
         service_names=[s.full_name for s in SERVICES],
         register=register,
         public_methods=public_methods(*SERVICES),
+        internal_callers=INTERNAL_CALLERS,
         keys=KeyCache(
             own_keys,
             ttl=config.auth_signing_key_reload_seconds,

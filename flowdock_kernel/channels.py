@@ -9,7 +9,8 @@ import grpc
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import logs
-from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache, keys_from_jwks, principal_var
+from flowdock_kernel.mesh import MeshTls, identity_of
+from flowdock_kernel.tokens import AdminCheck, KeyCache, KeyMap, SessionCache, keys_from_jwks, principal_var
 
 
 def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -58,11 +59,20 @@ class _Forward(
         return await continuation(self._details(details), it)
 
 
-def internal_channel(address: str, max_message_bytes: int) -> grpc.aio.Channel:
-    """`host:port`, or several replicas as `host:port,host:port` (balanced round-robin by the client)."""
+def internal_channel(
+    address: str, max_message_bytes: int, tls: MeshTls | None = None, peer: str = ""
+) -> grpc.aio.Channel:
+    """`host:port`, or several replicas as `host:port,host:port` (balanced round-robin by the client).
+
+    With `tls` (the caller's mesh identity) the channel is mutual TLS and the server must prove it is `peer` (its
+    mesh identity, e.g. `auth_svc`, checked against the certificate's SAN whatever address it is reached at)."""
     target = f"ipv4:{address}" if "," in address else address
     options = [*channel_options(max_message_bytes), ("grpc.lb_policy_name", "round_robin")]
-    return grpc.aio.insecure_channel(target, options=options, interceptors=[_Forward()])
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=[_Forward()])
+    options.append(("grpc.ssl_target_name_override", identity_of(peer)))
+    credentials = tls.channel_credentials()
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=[_Forward()])  # type: ignore[arg-type]
 
 
 def remote_signing_keys(auth: grpc.aio.Channel, ttl: float) -> KeyCache:
@@ -81,3 +91,15 @@ def remote_signing_keys(auth: grpc.aio.Channel, ttl: float) -> KeyCache:
         return bool(answer.active)
 
     return KeyCache(fetch, ttl=ttl, sessions=SessionCache(session_active))
+
+
+def remote_admin_check(auth: grpc.aio.Channel) -> AdminCheck:
+    """Admin rights confirmed against auth_svc's record (CheckSession's role), for admin operations in other
+    services; the token's claim alone is not enough once an admin is demoted."""
+    internal = auth_pb2_grpc.AuthInternalServiceStub(auth)
+
+    async def is_admin_now(sid: str) -> bool:
+        answer = await internal.CheckSession(auth_pb2.CheckSessionRequest(session_id=sid), timeout=2)
+        return bool(answer.active) and answer.role == auth_pb2.ROLE_ADMIN
+
+    return AdminCheck(is_admin_now)

@@ -11,10 +11,11 @@ import grpc
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
-from flowdock_kernel.channels import internal_channel, remote_signing_keys
+from flowdock_kernel.channels import internal_channel, remote_admin_check, remote_signing_keys
 from flowdock_kernel.config import ConfigError
-from flowdock_kernel.contract import public_methods
+from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
+from flowdock_kernel.workers import BoundedPool
 from share_svc.adapters import (
     Argon2Hasher,
     AuthAccounts,
@@ -30,6 +31,16 @@ from share_svc.usecases import LinkPolicy, Sharing
 NAME = "share"
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICES = [share_pb2.DESCRIPTOR.services_by_name[n] for n in ("ShareService", "AccessService")]
+# Who may call each internal method (mesh identities, checked from the caller's certificate).
+INTERNAL_CALLERS = internal_callers(
+    SERVICES,
+    {
+        "AccessService.CheckAccess": {"storage_svc"},
+        "AccessService.CheckLinkAccess": {"storage_svc"},
+        "AccessService.DropShares": {"storage_svc"},
+        "AccessService.DeleteUserShares": {"auth_svc"},
+    },
+)
 
 
 def migrate(config: ShareConfig) -> None:
@@ -42,18 +53,27 @@ async def build(config: ShareConfig) -> Service:
             raise ConfigError(f"FLOWDOCK_{key.upper()}", "is required by share_svc (host:port)")
     engine = db.make_engine(db.service_url(config, NAME))
     sessions = db.connections(engine)
-    auth = internal_channel(config.auth_address, config.max_message_bytes)
+    tls = config.mesh(NAME)
+    auth = internal_channel(config.auth_address, config.max_message_bytes, tls, "auth")
     # Used lazily (share_svc starts before storage_svc): only when a user creates shares or lists them.
-    storage = internal_channel(config.storage_address, config.max_message_bytes)
+    storage = internal_channel(config.storage_address, config.max_message_bytes, tls, "storage")
     outbox = Outbox(engine, service=NAME, send=remote_audit_sender(auth))
     nodes = StorageNodes(storage)
+    hasher = Argon2Hasher(
+        BoundedPool(
+            "share.link_password_hashing",
+            workers=config.share_hash_workers,
+            queue=config.share_hash_queue,
+            per_key=config.share_hash_per_client,
+        )
+    )
     sharing = Sharing(
         uow=lambda: SqlUnitOfWork(sessions, outbox),
         page_size=config.share_list_page_size,
         nodes=nodes,
         accounts=AuthAccounts(auth),
         events=outbox,
-        hasher=Argon2Hasher(),
+        hasher=hasher,
         sessions=HmacSessionSigner(await session_key(sessions)),
         policy=LinkPolicy(
             session_seconds=config.share_link_session_seconds,
@@ -66,7 +86,7 @@ async def build(config: ShareConfig) -> Service:
 
     def register(server: grpc.aio.Server) -> None:
         share_pb2_grpc.add_ShareServiceServicer_to_server(ShareServicer(sharing, nodes.full), server)
-        share_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(sharing), server)
+        share_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(sharing, remote_admin_check(auth)), server)
 
     async def deliver_audit_events() -> None:
         await outbox.adopt(config.data_dir / "outbox" / "audit-share.db")  # events queued by an earlier version
@@ -77,6 +97,7 @@ async def build(config: ShareConfig) -> Service:
         await outbox.stop()
         await auth.close()
         await storage.close()
+        hasher.close()
         await engine.dispose()
 
     return Service(
@@ -84,6 +105,7 @@ async def build(config: ShareConfig) -> Service:
         service_names=[s.full_name for s in SERVICES],
         register=register,
         public_methods=public_methods(*SERVICES),
+        internal_callers=INTERNAL_CALLERS,
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
         background=[deliver_audit_events],

@@ -452,6 +452,15 @@ class SqlNodes:
         q = sa.select(nodes).where(nodes.c.trash_root_id == nodes.c.id, nodes.c.trashed_at < at).limit(limit)
         return [_node(r) for r in (await self.s.execute(q)).all()]
 
+    async def rehome_trash_below(self, root_id: str, new_parent_id: str) -> None:
+        below = nodes.alias("below")  # an alias: the same table in the subquery must not correlate to the update
+        tree = sa.select(below.c.id).where(below.c.trash_root_id == root_id)
+        await self.s.execute(
+            nodes.update()
+            .where(nodes.c.trash_root_id == nodes.c.id, nodes.c.id != root_id, nodes.c.parent_id.in_(tree))
+            .values(parent_id=new_parent_id)
+        )
+
     async def delete_tree(self, root_id: str) -> None:
         await self.s.execute(nodes.delete().where(nodes.c.trash_root_id == root_id))
 

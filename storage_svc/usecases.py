@@ -438,6 +438,12 @@ class Storage:
         versions = await uow.versions.of_nodes([n.id for n in tree if n.kind == Kind.FILE], all_versions=True)
         freed = sum(v.size for v in versions)
         await uow.versions.delete([v.id for v in versions])
+        # What was deleted on its own from inside this tree before it (trash C, then its parent P) stays its own
+        # trash entry, as in Nextcloud's and oCIS's trash: purging P leaves C, which now belongs under the owner's
+        # root (where restoring it puts it, as the original folder is gone for good).
+        home = await uow.nodes.root(root.owner_id)
+        if home is not None:
+            await uow.nodes.rehome_trash_below(root.id, home.id)
         await uow.nodes.delete_tree(root.id)
         await uow.quotas.settle(root.owner_id, reserved=0, used=-freed)
         uow.events.record(
