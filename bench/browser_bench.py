@@ -299,8 +299,9 @@ async def drive_browser(bench: Bench) -> None:
     }
     cfg = bench.base / "browser.json"
     cfg.write_text(json.dumps(config))
-    tmp = bench.base / "browser-tmp"  # Playwright's downloads and Chromium's profile: removed with the base dir
-    tmp.mkdir()
+    # Playwright's downloads and Chromium's profile. A short path of its own: Chromium's singleton socket lives there
+    # and a unix socket path has at most 107 bytes (a deep --dir made Chromium abort at launch).
+    tmp = Path(tempfile.mkdtemp(prefix="fdbb-"))
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}  # the browser as people run it
     env["TMPDIR"] = str(tmp)
     err = await asyncio.to_thread(open, bench.base / "node.stderr", "wb")
@@ -377,6 +378,7 @@ async def drive_browser(bench: Bench) -> None:
                 proc.kill()
                 await proc.wait()
         await bench.client.close()
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
     if proc.returncode != 0:
         tail = (bench.base / "node.stderr").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"browser script exited {proc.returncode}: {tail}")
