@@ -358,7 +358,8 @@ async def drive_browser(bench: Bench) -> None:
                 speed = args.size / msg["seconds"] / MB
                 print(f"  {phase}: {speed:.0f} MB/s", file=sys.stderr, flush=True)
                 if phase == "browser-upload":
-                    bench.res.add("browser_upload_calls", {"chunks": msg["chunks"], "other": msg["otherCalls"]})
+                    calls = {k: msg[k] for k in ("chunks", "otherCalls", "chunkMs", "chunkGapMs")}
+                    bench.res.add("browser_upload_calls", calls)
                     if not native_first_of(run):
                         await bench.native_upload(run)
             elif event == "checked":
@@ -474,6 +475,16 @@ def table(args: argparse.Namespace, res: Results) -> list[dict[str, str]]:
         f">= {TARGETS['upload_ratio']:.2f}x",
         TARGETS["upload_ratio"],
     )
+    calls = res.raw.get("browser_upload_calls", [])
+    if calls and calls[-1]["chunkMs"]:
+        ms, gaps = calls[-1]["chunkMs"], calls[-1]["chunkGapMs"] or [0.0]
+        rows.append(
+            row(
+                f"  … each WriteUploadChunk call ({calls[-1]['chunks']} calls; resource timing, last run)",
+                f"p50 {statistics.median(ms):.1f} / p95 {sb.pct(ms, 95):.1f} ms; "
+                f"gap to the next p50 {statistics.median(gaps):.1f} ms",
+            )
+        )
     transfer("native_upload_s", f"{label} upload, native Python SDK (UploadStream, incl. its SHA-256 pass) → done")
     transfer(
         "browser_download_s", f"{label} download, Chromium, app's Download button → file on disk", "native_download_s"
