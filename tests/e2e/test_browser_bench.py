@@ -63,11 +63,11 @@ def test_browser_bench_runs_at_a_small_size_and_prints_every_row(tmp_path: Path)
         "initial JavaScript of / (": "<= 250 KB",
     }
     report = json.loads(out.read_text())
-    assert report["errors"] == {}, report["errors"]
+    assert report["errors"] == {}, output
     rows = report["table"]
     for start, target in expected.items():
         matching = [r for r in rows if r["measurement"].startswith(start)]
-        assert len(matching) == 1, (start, [r["measurement"] for r in rows])
+        assert len(matching) == 1, (start, output)
         r = matching[0]
         assert r["measurement"] in result.stdout, start
         assert r["value"], r
@@ -80,4 +80,4 @@ def test_browser_bench_runs_at_a_small_size_and_prints_every_row(tmp_path: Path)
     assert "envoy " in upload["cpu"], upload
     assert "svc " in upload["cpu"], upload
     # Everything the bench made is gone: its temp dir under --dir was removed.
-    assert [p.name for p in tmp_path.iterdir()] == ["browser.json"], list(tmp_path.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == ["browser.json"], (list(tmp_path.iterdir()), output)
