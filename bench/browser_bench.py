@@ -157,7 +157,25 @@ class Meter:
             for name, pids in end.items()
         }
         used["other"] = round(max(0.0, used.pop("machine") - sum(used.values())), 3)
+        # Chromium by process type (renderer: the page's JavaScript; utility: the network service; main: the browser
+        # process), in the JSON only: which part of the browser the bytes cost.
+        for p, v in end.get("browser", {}).items():
+            key = f"browser:{chromium_type(p)}"
+            used[key] = round(used.get(key, 0.0) + v - self.start.get("browser", {}).get(p, 0.0), 3)
         self.used = used
+
+
+def chromium_type(pid: int) -> str:
+    """Chromium rewrites its title into argv[0] with spaces: read `--type=` and `--utility-sub-type=` from the whole."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "gone"
+    kind = re.search(r"--type=(\S+)", cmdline)
+    if kind is None:
+        return "main"
+    sub = re.search(r"--utility-sub-type=(\S+)", cmdline)
+    return f"{kind.group(1)} {sub.group(1).rsplit('.', 1)[-1]}" if sub else kind.group(1)
 
 
 # -- the system under test -----------------------------------------------------------------------------------------
@@ -485,6 +503,11 @@ def table(args: argparse.Namespace, res: Results) -> list[dict[str, str]]:
                 f"gap to the next p50 {statistics.median(gaps):.1f} ms",
             )
         )
+    split = median_cpu(res.cpu.get("browser_upload_s", []))
+    kinds = {k.split(":", 1)[1]: v for k, v in split.items() if k.startswith("browser:") and v / gib >= 0.05}
+    if kinds:
+        text = " · ".join(f"{k} {v / gib:.2f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        rows.append(row("  … Chromium's CPU by process during the upload", f"{text} CPU-s/GiB"))
     transfer("native_upload_s", f"{label} upload, native Python SDK (UploadStream, incl. its SHA-256 pass) → done")
     transfer(
         "browser_download_s", f"{label} download, Chromium, app's Download button → file on disk", "native_download_s"
