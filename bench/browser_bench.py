@@ -536,10 +536,8 @@ def table(args: argparse.Namespace, res: Results) -> list[dict[str, str]]:
                 cpu_text(res.cpu["listing"][0], per / 1000, "CPU-ms/navigation"),
             )
         )
-        kinds = {k.split(":", 1)[1]: v for k, v in res.cpu["listing"][0].items() if k.startswith("browser:")}
-        if kinds:
-            text = " · ".join(f"{k} {v * 1000 / per:.0f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
-            rows.append(row("  … Chromium's CPU by process", f"{text} CPU-ms/navigation"))
+        # No per-process split here: Chromium may replace the page's renderer between navigations, and a process
+        # that exits inside the phase takes its CPU time with it (the JSON keeps the split of those that lived).
         rows_in = [r["rowsAt"] for r in listing]
         rows.append(
             row(
