@@ -6,6 +6,8 @@ import path from 'node:path';
  * Browser tests against a real `flowdock up` (Envoy, the three services, SQLite, the outbox mailer) that serves the
  * built app (clients/web/dist) on the API's origin. Debian's Chromium only: nothing is downloaded.
  */
+// --no-scan: flowdock up refuses to start without clamd; these tests do not cover the virus scanner (the storage
+// suites do, with a real clamd). The infected-file message is unit-tested in src/api/errors.test.ts.
 const PORT = Number(process.env.FLOWDOCK_E2E_PORT ?? 18473);
 const repo = path.resolve(import.meta.dirname, '../..');
 const venv = process.env.FLOWDOCK_VENV ?? path.join(repo, '.venv');
@@ -49,7 +51,7 @@ export default defineConfig({
     { name: 'phone', use: { viewport: { width: 390, height: 844 } }, testMatch: /(main-flow|pages)\.spec\.ts/ },
   ],
   webServer: {
-    command: `rm -rf '${DATA_DIR}' && exec '${flowdock}' up --data-dir '${DATA_DIR}' --port ${PORT} --web-dir '${path.join(import.meta.dirname, 'dist')}'`,
+    command: `rm -rf '${DATA_DIR}' && exec '${flowdock}' up --data-dir '${DATA_DIR}' --port ${PORT} --web-dir '${path.join(import.meta.dirname, 'dist')}' --no-scan`,
     url: `http://127.0.0.1:${PORT}/`,
     timeout: 120_000,
     reuseExistingServer: false,
