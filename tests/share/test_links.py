@@ -274,6 +274,21 @@ def test_a_file_drop_link_has_its_own_file_and_byte_limits(share_mesh: Running) 
     assert "storage_link_drop_max_bytes" in r.json()["message"] and "1048576" in r.json()["message"]
     assert drop(sized["token"], "small.bin", 1000, v).status_code == 200  # what still fits is taken
 
+    # The owner can set lower limits on one link (never above the deployment's).
+    own = a.link(pub, "upload", max_upload_files=1, max_upload_bytes=5000)
+    assert own["maxUploadFiles"] == 1 and own["maxUploadBytes"] == "5000"
+    r = drop(own["token"], "too-big.bin", 5001, v)
+    assert r.status_code == 429 and "link max_upload_bytes" in r.json()["message"], r.text
+    assert drop(own["token"], "one.bin", 10, v).status_code == 200
+    r = drop(own["token"], "two.bin", 10, v)
+    assert r.status_code == 429 and "link max_upload_files" in r.json()["message"], r.text
+    capped = a.link(pub, "upload", max_upload_files=50)  # above the deployment's 3: 3 apply
+    assert [drop(capped["token"], f"c{i}.bin", 10, v).status_code for i in range(4)] == [200, 200, 200, 429]
+    r = a.http.post(
+        "/api/v1/links", json={"node_id": pub, "permission": "LINK_PERMISSION_DOWNLOAD", "max_upload_files": 2}
+    )
+    assert r.status_code == 400 and "max_upload_files" in r.json()["message"], r.text
+
     # Ten visitors at once on a fresh link: the count is taken first, so at most 3 get through.
     parallel = a.link(pub, "upload")
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
