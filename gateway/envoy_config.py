@@ -216,7 +216,9 @@ _ACCESS_LOG_FORMAT: dict[str, str] = {
     "request_id": "%REQ(X-REQUEST-ID)%",
     "method": "%REQ(:METHOD)%",
     "original_method": "%REQ(X-ENVOY-ORIGINAL-METHOD)%",
-    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    # The path as the client sent it, without its query string (link sessions, page tokens); paths that carry a
+    # credential are logged by _redacted_access_logs instead.
+    "path": "%PATH(NQ:ORIG_OR_PATH)%",
     "protocol": "%PROTOCOL%",
     "response_code": "%RESPONSE_CODE%",
     "grpc_status": "%GRPC_STATUS(NUMBER)%",
@@ -653,6 +655,13 @@ def _overload_manager(spec: GatewaySpec) -> OverloadManager | None:
     )
 
 
+def _hardening_headers() -> list[HeaderValueOption]:
+    """On every response: browsers must not sniff a type other than the one sent. A download of user content
+    (REST file content, download URLs, link files) is served as its stored Content-Type; without nosniff a browser
+    could render an uploaded text file as HTML or script."""
+    return [_header("x-content-type-options", "nosniff")]
+
+
 def _runtime() -> LayeredRuntime:
     """Envoy's runtime: the body-limit routes match many REST templates in one RE2 regex, above RE2's default
     program-size threshold (100); the admin layer keeps `/runtime_modify` working."""
@@ -884,6 +893,7 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
                 domains=["*"],
                 routes=routes,
                 request_headers_to_remove=list(IDENTITY_HEADERS),
+                response_headers_to_add=_hardening_headers(),
                 typed_per_filter_config={"envoy.filters.http.cors": _any(_cors_policy(spec))},
             )
         ],
@@ -1049,13 +1059,51 @@ def _local_reply_config() -> LocalReplyConfig:
     return LocalReplyConfig(mappers=mappers)
 
 
-def _access_log() -> AccessLog:
+#: Path prefixes whose next segment is a credential: public-link tokens, download-URL tokens, the web app's
+#: short link pages. Their requests are logged with the prefix and a placeholder, never the path as sent.
+SECRET_PATH_PREFIXES: tuple[str, ...] = ("/api/v1/public/links/", "/api/v1/download/", "/s/")
+
+
+def _path_prefix_filter(prefix: str, *, invert: bool = False) -> list[AccessLogFilter]:
+    """Header filters on the path as sent (x-envoy-original-path once the transcoder rewrote :path) and :path."""
+    return [
+        AccessLogFilter(
+            header_filter=HeaderFilter(
+                header=HeaderMatcher(
+                    name=name,
+                    string_match=StringMatcher(prefix=prefix),
+                    invert_match=invert,
+                    treat_missing_header_as_empty=True,
+                )
+            )
+        )
+        for name in ("x-envoy-original-path", ":path")
+    ]
+
+
+def _stdout_log(path_format: str, log_filter: AccessLogFilter) -> AccessLog:
+    fmt = {**_ACCESS_LOG_FORMAT, "path": path_format}
     return AccessLog(
         name="envoy.access_loggers.stdout",
-        typed_config=_any(
-            StdoutAccessLog(log_format=SubstitutionFormatString(json_format=Struct.from_dict(_ACCESS_LOG_FORMAT)))
-        ),
+        filter=log_filter,
+        typed_config=_any(StdoutAccessLog(log_format=SubstitutionFormatString(json_format=Struct.from_dict(fmt)))),
     )
+
+
+def _access_logs() -> list[AccessLog]:
+    """One JSON line per request, with no credential: query strings are dropped everywhere, and requests under a
+    SECRET_PATH_PREFIXES prefix are logged by their own logger with the token replaced (regex-free: each logger's
+    filter matches path prefixes; every request matches exactly one logger)."""
+    logs = [
+        _stdout_log(
+            f"{prefix}{{redacted}}",
+            AccessLogFilter(or_filter=OrFilter(filters=_path_prefix_filter(prefix))),
+        )
+        for prefix in SECRET_PATH_PREFIXES
+    ]
+    others = [f for prefix in SECRET_PATH_PREFIXES for f in _path_prefix_filter(prefix, invert=True)]
+    logs.append(_stdout_log(_ACCESS_LOG_FORMAT["path"], AccessLogFilter(and_filter=AndFilter(filters=others))))
+    return logs
 
 
 def _listener(spec: GatewaySpec, services: list[RoutedService]) -> Listener:
@@ -1074,7 +1122,7 @@ def _listener(spec: GatewaySpec, services: list[RoutedService]) -> Listener:
         normalize_path=True,
         merge_slashes=True,
         local_reply_config=_local_reply_config(),
-        access_log=[_access_log()] if spec.access_log else [],
+        access_log=_access_logs() if spec.access_log else [],
     )
     return Listener(
         name="flowdock_gateway",

@@ -160,12 +160,30 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
 
     async def OpenLink(self, request: share_pb2.OpenLinkRequest, context: Ctx) -> share_pb2.OpenLinkResponse:
         link, session, expires = await self.sharing.open_link(request.token, request.password, logs.client_var.get().ip)
+        # Browsers get the session as a cookie scoped to this link's paths too, so a download link needs no
+        # ?session= query string (which ends up in proxies' and browsers' histories); REST turns this metadata into
+        # a Set-Cookie header. The session still comes back in the body for scripts (X-Link-Session).
+        await context.send_initial_metadata((("set-cookie", link_session_cookie(request.token, session, expires)),))
         return share_pb2.OpenLinkResponse(
             link_session=session,
             expire_time=_ts(expires),
             permission=_PERMISSIONS[link.permission],
             root=storage_pb2.Node(id=link.node_id, owner_id=link.owner_id),
         )
+
+
+#: Name of the cookie carrying a link session (storage_svc reads it too).
+LINK_SESSION_COOKIE = "fd_link_session"
+
+
+def link_session_cookie(token: str, session: str, expires: datetime) -> str:
+    """Set-Cookie value: HttpOnly, SameSite=Strict, scoped to /api/v1/public/links/<token>/, gone with the session."""
+    aware = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+    max_age = max(0, int((aware - datetime.now(UTC)).total_seconds()))
+    return (
+        f"{LINK_SESSION_COOKIE}={session}; Path=/api/v1/public/links/{token}/; Max-Age={max_age}; HttpOnly; "
+        "SameSite=Strict"
+    )
 
 
 class AccessServicer(share_pb2_grpc.AccessServiceServicer):

@@ -475,13 +475,30 @@ class StorageAdminServicer(storage_pb2_grpc.StorageAdminServiceServicer):
         return storage_pb2.DeleteUserDataResponse(freed_bytes=await self.storage.delete_user_data(request.user_id))
 
 
+#: The cookie OpenLink sets (share_svc), scoped to the link's paths: browsers send it on download links.
+LINK_SESSION_COOKIE = "fd_link_session"
+
+
 def _link_session(context: Ctx, given: str) -> str:
-    """The link session from the request (?session=) or the X-Link-Session header."""
+    """The link session from the request (?session=, kept for old links), the X-Link-Session header or the
+    fd_link_session cookie."""
     if given:
         return given
+    cookie = ""
     for key, value in context.invocation_metadata() or ():
+        text = value if isinstance(value, str) else value.decode("latin-1")
         if key == "x-link-session":
-            return value if isinstance(value, str) else value.decode("latin-1")
+            return text
+        if key == "cookie":
+            cookie = cookie or _cookie_value(text, LINK_SESSION_COOKIE)
+    return cookie
+
+
+def _cookie_value(header: str, name: str) -> str:
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value.strip().strip('"')
     return ""
 
 

@@ -28,6 +28,7 @@ from flowdock_sdk._errors import (
     TotpRequired,
     TransferInterrupted,
     Unavailable,
+    UnsafeName,
     from_rpc_error,
 )
 from flowdock_sdk._models import (
@@ -70,6 +71,7 @@ __all__ = [
     "TransferProgress",
     "TrashEntry",
     "Unavailable",
+    "UnsafeName",
     "User",
     "Version",
     "from_rpc_error",
