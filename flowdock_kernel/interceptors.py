@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from grpc_interceptor.server import AsyncServerInterceptor
 
 from flowdock_kernel import errors, grpc_errors, logs, metrics
@@ -171,7 +171,7 @@ class CallInterceptor(AsyncServerInterceptor):
         try:
             if request is UNDECODABLE:
                 raise errors.InvalidArgument("request", "is not a valid message (is every string field UTF-8?)")
-            if bad := nul_field(request):
+            if isinstance(request, Message) and (bad := nul_field(request)):
                 raise errors.InvalidArgument(bad, "must not contain NUL characters")
             allowed = self.internal_callers.get(name)
             if allowed is not None and self.mesh and not identities & allowed:
