@@ -10,7 +10,8 @@ import path from 'node:path';
 // suites do, with a real clamd). The infected-file message is unit-tested in src/api/errors.test.ts.
 const PORT = Number(process.env.FLOWDOCK_E2E_PORT ?? 18473);
 const repo = path.resolve(import.meta.dirname, '../..');
-const venv = process.env.FLOWDOCK_VENV ?? path.join(repo, '.venv');
+// FLOWDOCK_VENV may be relative to the repository (CI sets .ci-venv), as ./dev reads it.
+const venv = path.resolve(repo, process.env.FLOWDOCK_VENV ?? '.venv');
 const flowdock = process.env.FLOWDOCK_BIN ?? path.join(venv, 'bin', 'flowdock');
 // A fixed path (the same in the runner and its workers), emptied by the server command before each run.
 export const DATA_DIR = path.join(os.tmpdir(), `flowdock-e2e-${PORT}`);
