@@ -33,7 +33,7 @@ from auth_svc.servicer import AuthInternalServicer, AuthServicer
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
-from flowdock_kernel.channels import internal_channel
+from flowdock_kernel.channels import Keepalive, internal_channel
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
@@ -117,8 +117,15 @@ async def build(config: AuthConfig) -> Service:
     providers = oidc_providers(config)
     engine = db.make_engine(db.service_url(config, NAME))
     # Admin calls to storage_svc (quota, deleting a user's files) carry the admin's forwarded token.
-    storage = internal_channel(config.storage_address, config.max_message_bytes) if config.storage_address else None
-    share = internal_channel(config.share_address, config.max_message_bytes) if config.share_address else None
+    keepalive = Keepalive.every(config.keepalive_seconds)
+    storage = (
+        internal_channel(config.storage_address, config.max_message_bytes, keepalive)
+        if config.storage_address
+        else None
+    )
+    share = (
+        internal_channel(config.share_address, config.max_message_bytes, keepalive) if config.share_address else None
+    )
     keyring = SigningKeyring(
         engine,
         issuer=config.jwt_issuer,

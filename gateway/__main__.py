@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from types import FrameType
 
+from flowdock_kernel.channels import Keepalive
 from gateway.descriptor import DescriptorError
 from gateway.envoy_config import DEFAULT_CORS_ORIGINS, GatewaySpec
 from gateway.runner import (
@@ -81,6 +82,12 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate-limit-per-second", type=int, default=200, help="token refill per second")
     parser.add_argument("--rate-limit-burst", type=int, default=400, help="token bucket size")
     parser.add_argument("--no-access-log", action="store_true", help="do not log requests to stdout")
+    parser.add_argument(
+        "--keepalive-seconds",
+        type=float,
+        default=None,
+        help="HTTP/2 ping interval to the upstreams (default: FLOWDOCK_KEEPALIVE_SECONDS, as the services use)",
+    )
 
 
 def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
@@ -96,7 +103,18 @@ def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
         rate_limit_per_second=args.rate_limit_per_second,
         rate_limit_burst=args.rate_limit_burst,
         access_log=not args.no_access_log,
+        keepalive=Keepalive.every(args.keepalive_seconds or _configured_keepalive_seconds()),
     )
+
+
+def _configured_keepalive_seconds() -> float:
+    """The services' setting (same environment under `flowdock up`), so both ends of a connection agree."""
+    from flowdock_kernel.config import CommonConfig, ConfigError, load
+
+    try:
+        return load(CommonConfig).keepalive_seconds
+    except ConfigError:
+        return CommonConfig.keepalive_seconds
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,6 +44,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     Http1ProtocolOptions,
     Http2ProtocolOptions,
     HttpUri,
+    KeepaliveSettings,
     Node,
     RuntimeFractionalPercent,
     RuntimeUInt32,
@@ -98,10 +99,11 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
     HttpProtocolOptionsExplicitHttpConfig,
 )
 from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher, StringMatcher
-from envoy_data_plane.envoy.type.v3 import FractionalPercent, TokenBucket
+from envoy_data_plane.envoy.type.v3 import FractionalPercent, Percent, TokenBucket
 from envoy_data_plane.google.protobuf import Any as PbAny
 from envoy_data_plane.google.protobuf import Empty, Struct
 
+from flowdock_kernel.channels import DEFAULT_KEEPALIVE, Keepalive
 from gateway.descriptor import RoutedService, load_services
 
 __all__ = ["DEFAULT_CORS_ORIGINS", "IDENTITY_HEADERS", "PUBLIC_PREFIX", "GatewaySpec", "build_bootstrap"]
@@ -199,6 +201,8 @@ class GatewaySpec:
     connection_buffer_bytes: int = 2 * MiB
     access_log: bool = True
     health_check_interval: timedelta = field(default=timedelta(seconds=2))
+    #: The mesh's one keepalive policy: Envoy pings its upstreams as the services' own channels do.
+    keepalive: Keepalive = DEFAULT_KEEPALIVE
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -652,6 +656,16 @@ def _load_assignment(name: str, endpoints: list[tuple[str, int]]) -> ClusterLoad
     )
 
 
+def _upstream_keepalive(spec: GatewaySpec) -> KeepaliveSettings:
+    """HTTP/2 pings to the services, within what their servers accept (Keepalive.server_options)."""
+    k = spec.keepalive
+    return KeepaliveSettings(
+        interval=timedelta(milliseconds=k.interval_ms),
+        timeout=timedelta(milliseconds=k.timeout_ms),
+        interval_jitter=Percent(value=float(k.envoy_jitter_percent)),
+    )
+
+
 def _upstream_cluster(spec: GatewaySpec, name: str, endpoints: list[tuple[str, int]]) -> Cluster:
     """An h2c cluster of replicas, round robin, gRPC health checked so a dead replica drops out."""
     interval = spec.health_check_interval
@@ -668,7 +682,7 @@ def _upstream_cluster(spec: GatewaySpec, name: str, endpoints: list[tuple[str, i
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _any(
                 HttpProtocolOptions(
                     explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
-                        http2_protocol_options=Http2ProtocolOptions()
+                        http2_protocol_options=Http2ProtocolOptions(connection_keepalive=_upstream_keepalive(spec))
                     )
                 )
             )

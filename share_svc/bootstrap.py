@@ -11,7 +11,7 @@ import grpc
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
-from flowdock_kernel.channels import internal_channel, remote_signing_keys
+from flowdock_kernel.channels import Keepalive, internal_channel, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
@@ -42,9 +42,10 @@ async def build(config: ShareConfig) -> Service:
             raise ConfigError(f"FLOWDOCK_{key.upper()}", "is required by share_svc (host:port)")
     engine = db.make_engine(db.service_url(config, NAME))
     sessions = db.connections(engine)
-    auth = internal_channel(config.auth_address, config.max_message_bytes)
+    keepalive = Keepalive.every(config.keepalive_seconds)
+    auth = internal_channel(config.auth_address, config.max_message_bytes, keepalive)
     # Used lazily (share_svc starts before storage_svc): only when a user creates shares or lists them.
-    storage = internal_channel(config.storage_address, config.max_message_bytes)
+    storage = internal_channel(config.storage_address, config.max_message_bytes, keepalive)
     outbox = Outbox(engine, service=NAME, send=remote_audit_sender(auth))
     nodes = StorageNodes(storage)
     sharing = Sharing(
