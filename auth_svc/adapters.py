@@ -54,6 +54,7 @@ from flowdock_kernel.errors import (
     Unavailable,
 )
 from flowdock_kernel.tokens import ACCESS_TOKEN_TYPE, KeyMap
+from flowdock_kernel.workers import BoundedPool
 
 log = logging.getLogger("flowdock.auth")
 
@@ -252,11 +253,50 @@ class SqlUsers:
     async def add(self, user: User) -> None:
         await self.s.execute(users.insert().values(id=user.id, created_at=user.created_at, **self._values(user)))
 
-    async def save(self, user: User) -> None:
-        await self.s.execute(users.update().where(users.c.id == user.id).values(**self._values(user)))
+    async def _update(self, user_id: str, *conditions: Any, **values: Any) -> bool:
+        stmt = users.update().where(users.c.id == user_id, *conditions).values(**values)
+        return bool((await self.s.execute(stmt)).rowcount)
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        await self.s.execute(users.update().where(users.c.id == user_id).values(password_hash=password_hash))
+    async def set_password_hash(self, user_id: str, password_hash: str, *, expected: str | None = None) -> bool:
+        cond = [users.c.password_hash == expected] if expected is not None else []
+        return await self._update(user_id, *cond, password_hash=password_hash)
+
+    async def set_email(self, user_id: str, email: str) -> None:
+        await self._update(user_id, email=email, email_verified=True)
+
+    async def mark_email_verified(self, user_id: str) -> None:
+        await self._update(user_id, email_verified=True)
+
+    async def set_display_name(self, user_id: str, display_name: str) -> None:
+        await self._update(user_id, display_name=display_name)
+
+    async def set_role(self, user_id: str, role: Role) -> None:
+        await self._update(user_id, role=role.value)
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> None:
+        await self._update(user_id, disabled=disabled)
+
+    async def start_totp(self, user_id: str, secret: str) -> bool:
+        return await self._update(
+            user_id, users.c.totp_enabled.is_(False), totp_secret=secret, totp_enabled=False, totp_last_step=0
+        )
+
+    async def enable_totp(self, user_id: str, secret: str, step: int) -> bool:
+        return await self._update(
+            user_id,
+            users.c.totp_enabled.is_(False),
+            users.c.totp_secret == secret,
+            totp_enabled=True,
+            totp_last_step=step,
+        )
+
+    async def disable_totp(self, user_id: str) -> None:
+        await self._update(user_id, totp_enabled=False, totp_secret="", totp_last_step=0)
+
+    async def use_totp_step(self, user_id: str, step: int) -> bool:
+        return await self._update(
+            user_id, users.c.totp_enabled.is_(True), users.c.totp_last_step < step, totp_last_step=step
+        )
 
     async def delete(self, user_id: str) -> None:
         """The account and everything of it here (sessions, tokens, codes, identities cascade); the audit trail
@@ -497,22 +537,36 @@ class SqlUnitOfWork(db.SqlUnitOfWork):
 
 
 class Argon2Hasher:
-    def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int) -> None:
+    """Argon2id on a bounded worker pool (never on the event loop): a full pool answers RESOURCE_EXHAUSTED at once.
+    `requester` (the client IP) caps how many slots one client may hold."""
+
+    def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int, pool: BoundedPool | None = None) -> None:
         self._ph = argon2.PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=argon2.Type.ID
         )
+        self._pool = pool or BoundedPool("auth.password_hashing", workers=1, queue=64)
 
-    def hash(self, password: str) -> str:
+    def hash_now(self, password: str) -> str:
+        """On the calling thread: for the CLI (creating an admin), not for request handling."""
         return self._ph.hash(password)
 
-    def verify(self, stored_hash: str, password: str) -> bool:
+    def _verify_now(self, stored_hash: str, password: str) -> bool:
         try:
             return self._ph.verify(stored_hash, password)
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             return False
 
+    async def hash(self, password: str, *, requester: str = "") -> str:
+        return await self._pool.run(self._ph.hash, password, key=requester)
+
+    async def verify(self, stored_hash: str, password: str, *, requester: str = "") -> bool:
+        return await self._pool.run(self._verify_now, stored_hash, password, key=requester)
+
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._ph.check_needs_rehash(stored_hash)
+
+    def close(self) -> None:
+        self._pool.close()
 
 
 class PyOtpTotp:
@@ -542,8 +596,8 @@ class PyOtpTotp:
 
 
 class RedisRateLimiter:
-    """The same sliding-window log in Redis: one sorted set per key (score = time), trimmed and checked by one Lua
-    script, so concurrent attempts on several auth replicas are counted exactly."""
+    """The same sliding-window log in Redis: one sorted set per key (score = time), trimmed, counted and added to by
+    one Lua script, so concurrent attempts on several auth replicas are counted exactly (count first, then decide)."""
 
     _HIT = """
 local key, now, window, limit, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
@@ -565,15 +619,23 @@ return false
         self._prefix = prefix
         self._script = self._redis.register_script(self._HIT)
 
-    async def hit(self, key: str, *, limit: int, window_seconds: float) -> float | None:
+    async def reserve(self, key: str, *, limit: int, window_seconds: float) -> tuple[str, float | None]:
         now = float(self._clock())
+        member = f"{now}:{uuid.uuid4().hex}"
         try:
-            wait = await self._script(
-                keys=[self._prefix + key], args=[now, window_seconds, limit, f"{now}:{uuid.uuid4().hex}"]
-            )
+            wait = await self._script(keys=[self._prefix + key], args=[now, window_seconds, limit, member])
         except Exception as exc:  # redis.RedisError and connection failures alike: fail closed, retryable
             raise Unavailable("rate-limit store (Redis) unreachable; retry shortly") from exc
-        return None if wait is None else max(1.0, float(wait))
+        return ("", max(1.0, float(wait))) if wait is not None else (member, None)
+
+    async def release(self, key: str, attempt_id: str) -> None:
+        try:
+            await self._redis.zrem(self._prefix + key, attempt_id)
+        except Exception:  # the attempt succeeded; at worst it stays counted as a failure until the window ends
+            log.warning("rate-limit store (Redis) unreachable; an attempt stays counted", exc_info=True)
+
+    async def hit(self, key: str, *, limit: int, window_seconds: float) -> float | None:
+        return (await self.reserve(key, limit=limit, window_seconds=window_seconds))[1]
 
     async def count(self, key: str, *, window_seconds: float) -> int:
         try:
@@ -586,7 +648,11 @@ return false
 
 
 class SqlRateLimiter:
-    """Sliding-window log in the service's database: one row per attempt, counted over the last window."""
+    """Sliding-window log in the service's database: one row per attempt, counted over the last window.
+
+    Count first, then decide: attempts on one key are serialised (a PostgreSQL advisory lock on the key; on SQLite
+    the transaction's first statement, a delete of the key's expired rows, takes the database's write lock), so
+    the count an attempt sees includes every attempt before it and 50 parallel guesses cannot all pass."""
 
     def __init__(self, engine: AsyncEngine, clock: Any = time.time) -> None:
         self._engine = engine
@@ -603,17 +669,33 @@ class SqlRateLimiter:
         ).one()
         return int(row[0]), (float(row[1]) if row[1] is not None else None)
 
-    async def hit(self, key: str, *, limit: int, window_seconds: float) -> float | None:
+    async def reserve(self, key: str, *, limit: int, window_seconds: float) -> tuple[str, float | None]:
         now = float(self._clock())
+        since = now - window_seconds
         async with self._engine.begin() as conn:
-            count, oldest = await self._count(conn, key, now - window_seconds)
+            await db.lock_key(conn, "auth.rate:" + key)
+            await conn.execute(rate_events.delete().where(rate_events.c.key == key, rate_events.c.at <= since))
+            count, oldest = await self._count(conn, key, since)
             if count >= limit:
-                return max(1.0, (oldest or now) + window_seconds - now)
-            await conn.execute(rate_events.insert().values(key=key, at=now))
+                return "", max(1.0, (oldest or now) + window_seconds - now)
+            seq = (
+                await conn.execute(rate_events.insert().values(key=key, at=now).returning(rate_events.c.seq))
+            ).scalar_one()
             if now - self._last_prune > 300:
                 self._last_prune = now
                 await conn.execute(rate_events.delete().where(rate_events.c.at < now - 86400))
-        return None
+        return str(seq), None
+
+    async def release(self, key: str, attempt_id: str) -> None:
+        if not attempt_id.isdigit():
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                rate_events.delete().where(rate_events.c.key == key, rate_events.c.seq == int(attempt_id))
+            )
+
+    async def hit(self, key: str, *, limit: int, window_seconds: float) -> float | None:
+        return (await self.reserve(key, limit=limit, window_seconds=window_seconds))[1]
 
     async def count(self, key: str, *, window_seconds: float) -> int:
         async with self._engine.connect() as conn:

@@ -29,7 +29,7 @@ from auth_svc.adapters import (
 from auth_svc.config import AuthConfig
 from auth_svc.domain import OidcProvider
 from auth_svc.ports import Mailer
-from auth_svc.servicer import AuthInternalServicer, AuthServicer
+from auth_svc.servicer import AuthInternalServicer, AuthServicer, RefreshCookie
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
@@ -38,6 +38,7 @@ from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
 from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache
+from flowdock_kernel.workers import BoundedPool
 
 NAME = "auth"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -53,6 +54,12 @@ def make_hasher(config: AuthConfig) -> Argon2Hasher:
         memory_kib=config.auth_argon2_memory_kib,
         time_cost=config.auth_argon2_time_cost,
         parallelism=config.auth_argon2_parallelism,
+        pool=BoundedPool(
+            "auth.password_hashing",
+            workers=config.auth_hash_workers,
+            queue=config.auth_hash_queue,
+            per_key=config.auth_hash_per_client,
+        ),
     )
 
 
@@ -75,10 +82,12 @@ def make_limits(c: AuthConfig) -> Limits:
     return Limits(
         window_seconds=c.auth_rate_window_seconds,
         login=Limit(c.auth_rate_login_per_account, c.auth_rate_login_per_ip),
-        register=Limit(0, c.auth_rate_register_per_ip),
+        register=Limit(c.auth_rate_register_per_address, c.auth_rate_register_per_ip),
         recovery=Limit(c.auth_rate_recovery_per_account, c.auth_rate_recovery_per_ip),
         totp=Limit(c.auth_rate_totp_per_account, c.auth_rate_totp_per_ip),
         resend=Limit(c.auth_rate_resend_per_account, c.auth_rate_resend_per_ip),
+        reset=Limit(0, c.auth_rate_reset_per_ip),
+        password=Limit(c.auth_rate_password_per_account, c.auth_rate_password_per_ip),
     )
 
 
@@ -115,7 +124,10 @@ def redirect_uris(config: AuthConfig) -> tuple[str, ...]:
 
 async def build(config: AuthConfig) -> Service:
     providers = oidc_providers(config)
-    engine = db.make_engine(db.service_url(config, NAME))
+    # SQLite: every transaction takes the write lock at BEGIN, so two use cases that read then write one account
+    # queue instead of one failing ("database is locked"); no use case writes on a second connection (audit,
+    # rate limits) while its own transaction is open.
+    engine = db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
     # Admin calls to storage_svc (quota, deleting a user's files) carry the admin's forwarded token.
     keepalive = Keepalive.every(config.keepalive_seconds)
     storage = (
@@ -138,9 +150,10 @@ async def build(config: AuthConfig) -> Service:
     limiter: RedisRateLimiter | SqlRateLimiter = (
         RedisRateLimiter(config.auth_redis_url) if config.auth_redis_url else SqlRateLimiter(engine)
     )
+    hasher = make_hasher(config)
     accounts = Accounts(
         uow=lambda: SqlUnitOfWork(sessions),
-        hasher=make_hasher(config),
+        hasher=hasher,
         issuer=keyring,
         mailer=make_mailer(config),
         totp=PyOtpTotp(config.auth_totp_issuer),
@@ -163,7 +176,11 @@ async def build(config: AuthConfig) -> Service:
         user_data=GrpcStorageAdmin(storage) if storage is not None else None,
         user_shares=GrpcShareAdmin(share) if share is not None else None,
     )
-    servicer = AuthServicer(accounts, keyring)
+    cookie = RefreshCookie(
+        max_age_seconds=config.auth_session_max_age_seconds,
+        secure=config.auth_cookie_secure or config.auth_public_url.lower().startswith("https://"),
+    )
+    servicer = AuthServicer(accounts, keyring, cookie)
     internal = AuthInternalServicer(accounts)
     reload = ReloadLoop(keyring.refresh, config.auth_signing_key_reload_seconds)
     reload.start()
@@ -195,6 +212,7 @@ async def build(config: AuthConfig) -> Service:
                 await channel.close()
         if isinstance(limiter, RedisRateLimiter):
             await limiter.close()
+        hasher.close()
         await engine.dispose()
 
     return Service(

@@ -16,6 +16,23 @@ class AuthConfig(CommonConfig):
     auth_argon2_memory_kib: int = setting(19456, "Argon2id memory cost (OWASP minimum 19 MiB).", check=positive)
     auth_argon2_time_cost: int = setting(2, "Argon2id iterations.", check=positive)
     auth_argon2_parallelism: int = setting(1, "Argon2id lanes.", check=positive)
+    auth_hash_workers: int = setting(
+        2,
+        "Threads hashing and verifying passwords (off the event loop); about the CPU cores auth_svc may use for it.",
+        check=positive,
+    )
+    auth_hash_queue: int = setting(
+        16,
+        "Password hashings that may wait for a worker; beyond that a call is refused at once with "
+        "RESOURCE_EXHAUSTED and a retry delay (never an unbounded backlog).",
+        check=non_negative,
+    )
+    auth_hash_per_client: int = setting(
+        2,
+        "Password hashings one client IP may have running or waiting at once (a few flooding clients cannot fill "
+        "the queue for everyone; 0 = no per-client cap).",
+        check=non_negative,
+    )
     auth_session_max_age_seconds: int = setting(
         30 * 86400, "Absolute lifetime of a session (refreshing does not extend it).", check=positive
     )
@@ -25,6 +42,11 @@ class AuthConfig(CommonConfig):
     auth_require_verified_email: bool = setting(True, "Refuse login until the email address is verified.")
     auth_public_url: str = setting(
         "http://127.0.0.1:8080", "Base URL of the web app, used in the links of verification and reset mails."
+    )
+    auth_cookie_secure: bool = setting(
+        False,
+        "Mark the browser's refresh-token cookie Secure (sent over HTTPS only). It is also Secure whenever "
+        "auth_public_url starts with https://.",
     )
     auth_verify_token_hours: int = setting(24, "How long an email verification link works.", check=positive)
     auth_reset_token_minutes: int = setting(30, "How long a password reset link works.", check=positive)
@@ -75,6 +97,26 @@ class AuthConfig(CommonConfig):
     )
     auth_rate_login_per_ip: int = setting(100, "Login attempts per client IP per window.", check=non_negative)
     auth_rate_register_per_ip: int = setting(20, "Registrations per client IP per window.", check=non_negative)
+    auth_rate_register_per_address: int = setting(
+        3,
+        '"Someone tried to sign up with your address" mails per address per window (registering an existing '
+        "address answers the same either way; 0 = no limit).",
+        check=non_negative,
+    )
+    auth_rate_reset_per_ip: int = setting(
+        20, "Password reset attempts (POST /api/v1/auth/reset-password) per client IP per window.", check=non_negative
+    )
+    auth_rate_password_per_account: int = setting(
+        5,
+        "Wrong current passwords per account per window when a signed-in user changes the password or email or "
+        "turns 2FA off (0 = off).",
+        check=non_negative,
+    )
+    auth_rate_password_per_ip: int = setting(
+        50,
+        "Current-password checks (change password or email, turn 2FA off) per client IP per window.",
+        check=non_negative,
+    )
     auth_rate_recovery_per_account: int = setting(
         3, "Password recovery requests per email per window.", check=non_negative
     )

@@ -80,7 +80,7 @@ def create_user(cfg: AuthConfig, args: argparse.Namespace) -> int:
                         email=email,
                         display_name=domain.clean_display_name(args.display_name or "", email),
                         role=role.value,
-                        password_hash=bootstrap.make_hasher(cfg).hash(password),
+                        password_hash=bootstrap.make_hasher(cfg).hash_now(password),
                         created_at=datetime.now(UTC),
                         disabled=False,
                         email_verified=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +28,62 @@ def _metadata(context: Ctx, key: str) -> str:
     for k, v in context.invocation_metadata() or ():
         if k == key:
             return v if isinstance(v, str) else v.decode("latin-1")
+    return ""
+
+
+#: A browser asks for cookie mode with this request header (metadata); without it nothing about cookies happens.
+COOKIE_SESSION_HEADER = "x-flowdock-cookie-session"
+REFRESH_COOKIE = "fd_refresh"
+#: Only the auth service's grpc-web calls carry the cookie: no other path (REST, storage, share) ever sees it.
+COOKIE_PATH = "/flowdock.auth.v1.AuthService/"
+
+
+@dataclass(frozen=True)
+class RefreshCookie:
+    """The browser's refresh token as an HttpOnly, SameSite=Strict cookie, sent as response metadata (Envoy's
+    grpc_web filter turns initial metadata into HTTP headers and the Cookie header into request metadata).
+
+    Script in the page can never read it; another site cannot make the browser send it with the opt-in header
+    (a custom header forces a CORS preflight, which the gateway does not grant it). See docs/auth.md.
+    """
+
+    max_age_seconds: int
+    secure: bool = False
+
+    def wanted(self, context: Ctx) -> bool:
+        return _metadata(context, COOKIE_SESSION_HEADER) == "1"
+
+    def _header(self, value: str, max_age: int) -> str:
+        parts = [f"{REFRESH_COOKIE}={value}", "HttpOnly", "SameSite=Strict", f"Path={COOKIE_PATH}"]
+        parts.append(f"Max-Age={max_age}")
+        if self.secure:
+            parts.append("Secure")
+        return "; ".join(parts)
+
+    def set_header(self, token: str) -> str:
+        return self._header(token, self.max_age_seconds)
+
+    def clear_header(self) -> str:
+        return self._header("", 0)
+
+    @staticmethod
+    def read(context: Ctx) -> str:
+        """fd_refresh from the Cookie metadata (HTTP/2 may split cookies over several entries)."""
+        return _cookie(_metadata_all(context, "cookie"), REFRESH_COOKIE)
+
+
+def _metadata_all(context: Ctx, key: str) -> list[str]:
+    return [
+        v if isinstance(v, str) else v.decode("latin-1") for k, v in context.invocation_metadata() or () if k == key
+    ]
+
+
+def _cookie(headers: Iterable[str], name: str) -> str:
+    for header in headers:
+        for item in header.split(";"):
+            key, sep, value = item.strip().partition("=")
+            if sep and key == name:
+                return value.strip()
     return ""
 
 
@@ -95,9 +153,18 @@ def _tokens(tokens: Tokens) -> auth_pb2.LoginResponse:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts, keyring: SigningKeyring) -> None:
+    def __init__(self, accounts: Accounts, keyring: SigningKeyring, cookie: RefreshCookie | None = None) -> None:
         self.accounts = accounts
         self.keyring = keyring
+        self.cookie = cookie or RefreshCookie(max_age_seconds=30 * 86400)
+
+    async def _issue(self, tokens: Tokens, context: Ctx) -> auth_pb2.LoginResponse:
+        """The tokens as the caller wants them: a browser in cookie mode gets the refresh token only as a cookie."""
+        reply = _tokens(tokens)
+        if self.cookie.wanted(context):
+            await context.send_initial_metadata((("set-cookie", self.cookie.set_header(tokens.refresh_token)),))
+            reply.refresh_token = ""
+        return reply
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Ctx) -> auth_pb2.RegisterResponse:
         await self.accounts.register(request.email, request.password, request.display_name, client_of(context))
@@ -117,17 +184,23 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         result = await self.accounts.login(request.email, request.password, request.device_name, client_of(context))
         if result.tokens is None:
             return auth_pb2.LoginResponse(mfa_required=True, mfa_token=result.mfa_token)
-        return _tokens(result.tokens)
+        return await self._issue(result.tokens, context)
 
     async def LoginTotp(self, request: auth_pb2.LoginTotpRequest, context: Ctx) -> auth_pb2.LoginResponse:
-        return _tokens(await self.accounts.login_totp(request.mfa_token, request.code, client_of(context)))
+        tokens = await self.accounts.login_totp(request.mfa_token, request.code, client_of(context))
+        return await self._issue(tokens, context)
 
     async def Refresh(self, request: auth_pb2.RefreshRequest, context: Ctx) -> auth_pb2.LoginResponse:
-        return _tokens(await self.accounts.refresh(request.refresh_token, client_of(context)))
+        token = request.refresh_token
+        if not token and self.cookie.wanted(context):
+            token = self.cookie.read(context)
+        return await self._issue(await self.accounts.refresh(token, client_of(context)), context)
 
     async def Logout(self, request: auth_pb2.LogoutRequest, context: Ctx) -> auth_pb2.LogoutResponse:
         me = current_principal()
         await self.accounts.logout(me.user_id, me.session_id, client_of(context))
+        if self.cookie.wanted(context):
+            await context.send_initial_metadata((("set-cookie", self.cookie.clear_header()),))
         return auth_pb2.LogoutResponse()
 
     async def RequestPasswordRecovery(
@@ -157,7 +230,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         result = await self.accounts.oidc_finish(request.state, request.code, request.device_name, client_of(context))
         if result.tokens is None:
             return auth_pb2.LoginResponse(mfa_required=True, mfa_token=result.mfa_token)
-        return _tokens(result.tokens)
+        return await self._issue(result.tokens, context)
 
     async def GetJwks(self, request: auth_pb2.GetJwksRequest, context: Ctx) -> httpbody_pb2.HttpBody:
         await self.keyring.refresh()

@@ -28,6 +28,7 @@ from auth_svc.ports import (
     UserShares,
 )
 from flowdock_kernel.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -84,10 +85,14 @@ class Limit:
 class Limits:
     window_seconds: float = 300.0
     login: Limit = Limit(10, 100)
-    register: Limit = Limit(0, 20)
+    # per_account: "someone tried to sign up with your address" mails per address.
+    register: Limit = Limit(3, 20)
     recovery: Limit = Limit(3, 20)
     totp: Limit = Limit(5, 50)
     resend: Limit = Limit(3, 20)
+    reset: Limit = Limit(0, 20)
+    # Re-authentication of a signed-in caller (current password to change password or email, disable 2FA).
+    password: Limit = Limit(5, 50)
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,12 @@ class Policy:
     oidc_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/oauth/callback",)
     oidc_state_ttl: timedelta = timedelta(minutes=10)
     reauth_window: timedelta = timedelta(minutes=15)
+
+
+class _OidcRefused(Exception):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(user_id)
+        self.user_id = user_id
 
 
 @dataclass(frozen=True)
@@ -152,8 +163,11 @@ class Accounts:
     dummy_hash: str = ""
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
-    def __post_init__(self) -> None:
-        self.dummy_hash = self.dummy_hash or self.hasher.hash(uuid.uuid4().hex)
+    async def _verify_dummy(self, password: str, client: domain.Client) -> None:
+        """The cost of a real verification when there is no account to check against."""
+        if not self.dummy_hash:
+            self.dummy_hash = await self.hasher.hash(uuid.uuid4().hex)
+        await self.hasher.verify(self.dummy_hash, password, requester=client.ip)
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
@@ -205,18 +219,35 @@ class Accounts:
                 retry_after_seconds=wait,
             )
 
-    async def _check_failures(self, action: str, limit: int, key: str) -> None:
-        """Per-account limits count failures only (so nobody locks an owner out by trying once)."""
-        k = f"{action}-failed:{key}"
-        if limit > 0 and await self.limiter.count(k, window_seconds=self.limits.window_seconds) >= limit:
+    async def _reserve_failure(self, action: str, limit: int, key: str) -> str:
+        """Per-account limits count failures only (so nobody locks an owner out by trying once). An attempt is
+        counted as a failure BEFORE it is evaluated and uncounted (`_release`) if it succeeds: parallel guesses
+        cannot all see a count under the limit. Returns the attempt's id ("" when the limit is off)."""
+        if limit <= 0 or not key:
+            return ""
+        attempt, wait = await self.limiter.reserve(
+            f"{action}-failed:{key}", limit=limit, window_seconds=self.limits.window_seconds
+        )
+        if wait is not None:
             raise ResourceExhausted(
-                f"too many failed {action} attempts; try again later",
+                f"too many failed {action} attempts; try again in {int(wait) + 1} s",
                 limit=f"auth.{action}.account",
-                retry_after_seconds=self.limits.window_seconds,
+                retry_after_seconds=wait,
             )
+        return attempt
 
-    async def _record_failure(self, action: str, key: str) -> None:
-        await self.limiter.hit(f"{action}-failed:{key}", limit=1 << 30, window_seconds=self.limits.window_seconds)
+    async def _release(self, action: str, key: str, attempt: str) -> None:
+        if attempt:
+            await self.limiter.release(f"{action}-failed:{key}", attempt)
+
+    async def _verify(self, action: str, key: str, attempt: str, stored: str, password: str, ip: str) -> bool:
+        """A password verification inside a reserved attempt: one refused by a full hashing pool was never
+        evaluated, so it is uncounted before the refusal goes out."""
+        try:
+            return await self.hasher.verify(stored, password, requester=ip)
+        except ResourceExhausted:
+            await self._release(action, key, attempt)
+            raise
 
     def _link(self, path: str, token: str) -> str:
         return f"{self.policy.public_url.rstrip('/')}/{path}?token={token}"
@@ -228,13 +259,23 @@ class Accounts:
         await uow.tokens.add(domain.OneTimeToken(token_hash(token), purpose, user_id, self.clock() + ttl, data=data))
         return token
 
-    async def _consume(self, uow: UnitOfWork, token: str, purposes: Collection[domain.Purpose]) -> domain.OneTimeToken:
+    async def _peek(self, uow: UnitOfWork, token: str, purposes: Collection[domain.Purpose]) -> domain.OneTimeToken:
+        """The token if it is usable now (not consumed)."""
         if not token or len(token) > 200:
             raise Unauthenticated(BAD_TOKEN)
         found = await uow.tokens.get(token_hash(token))
-        now = self.clock()
-        if found is None or found.purpose not in purposes or found.used_at is not None or found.expires_at <= now:
+        if (
+            found is None
+            or found.purpose not in purposes
+            or found.used_at is not None
+            or found.expires_at <= self.clock()
+        ):
             raise Unauthenticated(BAD_TOKEN)
+        return found
+
+    async def _consume(self, uow: UnitOfWork, token: str, purposes: Collection[domain.Purpose]) -> domain.OneTimeToken:
+        found = await self._peek(uow, token, purposes)
+        now = self.clock()
         if not await uow.tokens.use(found.token_hash, now):
             raise Unauthenticated(BAD_TOKEN)
         return found
@@ -273,18 +314,29 @@ class Accounts:
         domain.check_password(password, self.common_passwords)
         name = domain.clean_display_name(display_name, email)
         await self._throttle("register", self.limits.register.per_ip, client.ip)
-        password_hash = self.hasher.hash(password)
+        password_hash = await self.hasher.hash(password, requester=client.ip)
         async with self.uow() as uow:
             existing = await uow.users.by_email(email)
-            if existing is not None:
+        if existing is not None:
+            # At most N such mails per address and window (no mail-bombing an owner through the sign-up form);
+            # the answer is the same either way, so it tells nothing about the address.
+            wait = None
+            if self.limits.register.per_account > 0:
+                wait = await self.limiter.hit(
+                    f"register-mail:{email}",
+                    limit=self.limits.register.per_account,
+                    window_seconds=self.limits.window_seconds,
+                )
+            if wait is None:
                 self._mail(
                     email,
                     "Someone tried to sign up with your address",
                     "Somebody (maybe you) tried to create a FlowDock account with this email address, which "
                     "already has one. If it was you, log in or reset your password. Otherwise, ignore this mail.",
                 )
-                await self._event("register.existing", client, subject=existing.id)
-                return
+            await self._event("register.existing", client, subject=existing.id, mailed="no" if wait else "yes")
+            return
+        async with self.uow() as uow:
             user = domain.User(
                 id=str(uuid.uuid4()),
                 email=email,
@@ -320,8 +372,10 @@ class Accounts:
                 if await uow.users.by_email(found.data) is not None:
                     raise AlreadyExists("that email address is already in use")
                 user.email = found.data
+                await uow.users.set_email(user.id, user.email)
+            else:
+                await uow.users.mark_email_verified(user.id)
             user.email_verified = True
-            await uow.users.save(user)
             try:
                 await uow.commit()
             except AlreadyExists:
@@ -355,28 +409,36 @@ class Accounts:
         try:
             email = domain.normalise_email(email)
         except InvalidArgument:
-            self.hasher.verify(self.dummy_hash, password)
+            await self._verify_dummy(password, client)
             raise Unauthenticated(BAD_CREDENTIALS) from None
-        await self._check_failures("login", self.limits.login.per_account, email)
+        attempt = await self._reserve_failure("login", self.limits.login.per_account, email)
         async with self.uow() as uow:
             user = await uow.users.by_email(email)
-            if user is None:
-                self.hasher.verify(self.dummy_hash, password)
-                ok = False
-            else:
-                ok = self.hasher.verify(user.password_hash, password) and not user.disabled
-            if user is None or not ok:
-                await self._record_failure("login", email)
-                await self._event("login.failed", client, subject=user.id if user else "")
-                raise Unauthenticated(BAD_CREDENTIALS)
-            if self.policy.require_verified_email and not user.email_verified:
-                raise FailedPrecondition(
-                    "this email address is not verified yet: open the link we mailed you (or ask for a new one)",
-                    reason="EMAIL_NOT_VERIFIED",
-                )
-            if self.hasher.needs_rehash(user.password_hash):
-                user.password_hash = self.hasher.hash(password)
-                await uow.users.set_password_hash(user.id, user.password_hash)
+        if user is None:
+            try:
+                await self._verify_dummy(password, client)
+            except ResourceExhausted:
+                await self._release("login", email, attempt)
+                raise
+            ok = False
+        else:
+            ok = await self._verify("login", email, attempt, user.password_hash, password, client.ip)
+            ok = ok and not user.disabled
+        if user is None or not ok:
+            await self._event("login.failed", client, subject=user.id if user else "")
+            raise Unauthenticated(BAD_CREDENTIALS)
+        await self._release("login", email, attempt)
+        if self.policy.require_verified_email and not user.email_verified:
+            raise FailedPrecondition(
+                "this email address is not verified yet: open the link we mailed you (or ask for a new one)",
+                reason="EMAIL_NOT_VERIFIED",
+            )
+        new_hash = ""
+        if self.hasher.needs_rehash(user.password_hash):
+            new_hash = await self.hasher.hash(password, requester=client.ip)
+        async with self.uow() as uow:
+            if new_hash and await uow.users.set_password_hash(user.id, new_hash, expected=user.password_hash):
+                user.password_hash = new_hash
             result = await self._finish_first_factor(uow, user, device_name, client)
         if result.tokens is not None:
             await self._event("login.ok", client, actor=user.id, subject=user.id)
@@ -445,6 +507,19 @@ class Accounts:
         claims = await self.oidc.exchange(
             provider, code=code, redirect_uri=taken.redirect_uri, code_verifier=taken.code_verifier, nonce=taken.nonce
         )
+        try:
+            return await self._oidc_login(provider, claims, device_name, client)
+        except _OidcRefused as refused:
+            # Recorded once the transaction is over (the audit trail is written on its own connection).
+            await self._event("login.oidc_refused", client, subject=refused.user_id)
+            raise FailedPrecondition(
+                "an account with this email address already exists: log in with its password",
+                reason="OIDC_EMAIL_IN_USE",
+            ) from None
+
+    async def _oidc_login(
+        self, provider: domain.OidcProvider, claims: domain.OidcClaims, device_name: str, client: domain.Client
+    ) -> LoginResult:
         created = linked = False
         async with self.uow() as uow:
             user_id = await uow.identities.user_for(provider.name, claims.subject)
@@ -455,11 +530,7 @@ class Accounts:
                 existing = await uow.users.by_email(email)
                 decision = domain.oidc_link_decision(provider, claims, existing)
                 if decision == "refuse":
-                    await self._event("login.oidc_refused", client, subject=existing.id if existing else "")
-                    raise FailedPrecondition(
-                        "an account with this email address already exists: log in with its password",
-                        reason="OIDC_EMAIL_IN_USE",
-                    )
+                    raise _OidcRefused(existing.id if existing else "")
                 if existing is not None:
                     user_id, linked = existing.id, True
                 else:
@@ -494,14 +565,14 @@ class Accounts:
         return result
 
     async def _check_second_factor(self, uow: UnitOfWork, user: domain.User, code: str) -> str:
-        """Accept a TOTP code once (its step must be newer than the last accepted one) or a recovery code."""
+        """Accept a TOTP code once (its step is recorded only if newer than the last accepted one, in one
+        conditional write: the same code sent twice in parallel passes once) or a recovery code."""
         code = code.strip()
         if domain.is_totp_code(code):
             step = self.totp.matching_step(user.totp_secret, code)
-            if step is None or step <= user.totp_last_step:
+            if step is None or step <= user.totp_last_step or not await uow.users.use_totp_step(user.id, step):
                 return ""
             user.totp_last_step = step
-            await uow.users.save(user)
             return "totp"
         normalised = domain.normalise_recovery_code(code)
         if (
@@ -518,10 +589,12 @@ class Accounts:
             raise Unauthenticated(BAD_TOKEN)
         async with self.uow() as uow:
             found = await uow.tokens.get(token_hash(mfa_token))
-            now = self.clock()
-            if found is None or found.purpose != domain.Purpose.MFA or found.used_at or found.expires_at <= now:
-                raise Unauthenticated(BAD_TOKEN)
-            await self._check_failures("totp", self.limits.totp.per_account, found.user_id)
+        now = self.clock()
+        if found is None or found.purpose != domain.Purpose.MFA or found.used_at or found.expires_at <= now:
+            raise Unauthenticated(BAD_TOKEN)
+        # Counted as a failure before it is checked (and uncounted if right): parallel guesses cannot all pass.
+        attempt = await self._reserve_failure("totp", self.limits.totp.per_account, found.user_id)
+        async with self.uow() as uow:
             user = await self._user(uow, found.user_id)
             method = await self._check_second_factor(uow, user, code)
             tokens = None
@@ -530,11 +603,11 @@ class Accounts:
                     raise Unauthenticated(BAD_TOKEN)
                 device = str(json.loads(found.data or "{}").get("device_name", ""))
                 tokens = await self._start_session(uow, user, device, client)
-        # Failures are recorded after the transaction is over (SQLite allows one writer at a time).
+        # Recorded after the transaction is over (the audit trail is written on its own connection).
         if tokens is None:
-            await self._record_failure("totp", user.id)
             await self._event("login.totp_failed", client, subject=user.id)
             raise Unauthenticated(BAD_CODE)
+        await self._release("totp", user.id, attempt)
         await self._event("login.ok", client, actor=user.id, subject=user.id, second_factor=method)
         return tokens
 
@@ -626,12 +699,13 @@ class Accounts:
         await self._throttle("recovery", self.limits.recovery.per_account, email)
         async with self.uow() as uow:
             user = await uow.users.by_email(email)
-            if user is None or user.disabled:
-                await self._event("recovery.requested_unknown", client)
-                return
-            await uow.tokens.discard(user.id, domain.Purpose.RESET_PASSWORD)
-            token = await self._new_one_time(uow, domain.Purpose.RESET_PASSWORD, user.id, self.policy.reset_ttl)
-            await uow.commit()
+            if user is not None and not user.disabled:
+                await uow.tokens.discard(user.id, domain.Purpose.RESET_PASSWORD)
+                token = await self._new_one_time(uow, domain.Purpose.RESET_PASSWORD, user.id, self.policy.reset_ttl)
+                await uow.commit()
+        if user is None or user.disabled:
+            await self._event("recovery.requested_unknown", client)
+            return
         minutes = int(self.policy.reset_ttl.total_seconds() // 60)
         self._mail(
             email,
@@ -643,32 +717,52 @@ class Accounts:
         await self._event("recovery.requested", client, subject=user.id)
 
     async def reset_password(self, token: str, new_password: str, client: domain.Client) -> None:
-        """Sets the password and ends every session. It logs nobody in: 2FA still applies at the next login."""
+        """Sets the password and ends every session. It logs nobody in: 2FA still applies at the next login.
+
+        Cheap checks first: the token is looked up (one SHA-256 and one indexed read) before the new password is
+        hashed, so garbage tokens cost no Argon2; attempts are throttled per client IP."""
+        await self._throttle("reset", self.limits.reset.per_ip, client.ip)
         domain.check_password(new_password, self.common_passwords, field_name="new_password")
-        password_hash = self.hasher.hash(new_password)
+        async with self.uow() as uow:
+            await self._peek(uow, token, (domain.Purpose.RESET_PASSWORD,))
+        password_hash = await self.hasher.hash(new_password, requester=client.ip)
         async with self.uow() as uow:
             found = await self._consume(uow, token, (domain.Purpose.RESET_PASSWORD,))
             user = await uow.users.by_id(found.user_id)
             if user is None or user.disabled:
                 raise Unauthenticated(BAD_TOKEN)
-            user.password_hash = password_hash
-            user.email_verified = True  # the mailed link proves the address
-            await uow.users.save(user)
+            await uow.users.set_password_hash(user.id, password_hash)
+            await uow.users.mark_email_verified(user.id)  # the mailed link proves the address
             count = await uow.sessions.revoke_all(user.id, self.clock(), "password_reset")
             await uow.commit()
         await self._event("password.reset", client, subject=user.id, sessions_revoked=str(count))
+
+    async def _check_current_password(
+        self, user_id: str, password: str, client: domain.Client, *, failed_event: str = ""
+    ) -> domain.User:
+        """The re-authentication of a signed-in caller (change password or email, disable 2FA): throttled per
+        client IP and, counting failures first, per account (a stolen session cannot guess on)."""
+        await self._throttle("password", self.limits.password.per_ip, client.ip)
+        attempt = await self._reserve_failure("password", self.limits.password.per_account, user_id)
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+        if not await self._verify("password", user_id, attempt, user.password_hash, password, client.ip):
+            if failed_event:
+                await self._event(failed_event, client, actor=user_id, subject=user_id)
+            raise PermissionDenied("the current password is not correct")
+        await self._release("password", user_id, attempt)
+        return user
 
     async def change_password(
         self, user_id: str, session_id: str, current: str, new: str, revoke_others: bool, client: domain.Client
     ) -> None:
         domain.check_password(new, self.common_passwords, field_name="new_password")
+        user = await self._check_current_password(user_id, current, client, failed_event="password.change_failed")
+        new_hash = await self.hasher.hash(new, requester=client.ip)
         async with self.uow() as uow:
-            user = await self._user(uow, user_id)
-            if not self.hasher.verify(user.password_hash, current):
-                await self._event("password.change_failed", client, actor=user_id, subject=user_id)
-                raise PermissionDenied("the current password is not correct")
-            user.password_hash = self.hasher.hash(new)
-            await uow.users.save(user)
+            # Only if the password is still the one just verified (a concurrent change or reset wins).
+            if not await uow.users.set_password_hash(user_id, new_hash, expected=user.password_hash):
+                raise Aborted("the password was changed meanwhile; try again with the current one")
             count = 0
             if revoke_others:
                 count = await uow.sessions.revoke_all(user_id, self.clock(), "password_changed", keep=session_id)
@@ -688,7 +782,7 @@ class Accounts:
         async with self.uow() as uow:
             user = await self._user(uow, user_id)
             user.display_name = domain.clean_display_name(display_name, user.email)
-            await uow.users.save(user)
+            await uow.users.set_display_name(user_id, user.display_name)
             await uow.commit()
         await self._event("profile.updated", client, actor=user_id, subject=user_id)
         return user
@@ -696,12 +790,10 @@ class Accounts:
     async def change_email(self, user_id: str, new_email: str, current_password: str, client: domain.Client) -> None:
         email = domain.normalise_email(new_email)
         await self._throttle("resend", self.limits.resend.per_account, user_id)
+        user = await self._check_current_password(user_id, current_password, client)
+        if email == user.email:
+            raise InvalidArgument("new_email", "is the current address")
         async with self.uow() as uow:
-            user = await self._user(uow, user_id)
-            if not self.hasher.verify(user.password_hash, current_password):
-                raise PermissionDenied("the current password is not correct")
-            if email == user.email:
-                raise InvalidArgument("new_email", "is the current address")
             if await uow.users.by_email(email) is not None:
                 return  # same answer: the address's owner does not need telling, the link is never sent
             await uow.tokens.discard(user.id, domain.Purpose.CHANGE_EMAIL)
@@ -729,57 +821,62 @@ class Accounts:
         async with self.uow() as uow:
             user = await self._user(uow, user_id)
             await self._require_recent_login(uow, session_id)
-            if user.totp_enabled:
-                raise FailedPrecondition("2FA is already on; disable it first", reason="TOTP_ALREADY_ENABLED")
             user.totp_secret = self.totp.new_secret()
             user.totp_last_step = 0
-            await uow.users.save(user)
+            if user.totp_enabled or not await uow.users.start_totp(user_id, user.totp_secret):
+                raise FailedPrecondition("2FA is already on; disable it first", reason="TOTP_ALREADY_ENABLED")
             await uow.commit()
         uri = self.totp.uri(user.totp_secret, user.email)
         return TotpEnrollment(user.totp_secret, uri, self.totp.qr_svg(uri))
 
     async def confirm_totp(self, user_id: str, code: str, client: domain.Client, session_id: str = "") -> list[str]:
-        await self._check_failures("totp", self.limits.totp.per_account, user_id)
+        attempt = await self._reserve_failure("totp", self.limits.totp.per_account, user_id)
         async with self.uow() as uow:
             user = await self._user(uow, user_id)
-            await self._require_recent_login(uow, session_id)
-            if user.totp_enabled:
-                raise FailedPrecondition("2FA is already on", reason="TOTP_ALREADY_ENABLED")
-            if not user.totp_secret:
-                raise FailedPrecondition("start the enrolment first (POST /api/v1/me/totp)", reason="TOTP_NOT_STARTED")
+            problem: FailedPrecondition | None = None
+            try:
+                await self._require_recent_login(uow, session_id)
+            except FailedPrecondition as exc:
+                problem = exc
+            if problem is None and user.totp_enabled:
+                problem = FailedPrecondition("2FA is already on", reason="TOTP_ALREADY_ENABLED")
+            elif problem is None and not user.totp_secret:
+                problem = FailedPrecondition(
+                    "start the enrolment first (POST /api/v1/me/totp)", reason="TOTP_NOT_STARTED"
+                )
+        if problem is not None:  # not a wrong code: uncounted
+            await self._release("totp", user_id, attempt)
+            raise problem
+        async with self.uow() as uow:
             step = self.totp.matching_step(user.totp_secret, code.strip()) if domain.is_totp_code(code) else None
             if step is None:
-                await self._record_failure("totp", user_id)
                 raise InvalidArgument("code", "is not the current code of the authenticator")
             codes = [secrets.token_hex(5) for _ in range(domain.RECOVERY_CODES)]
-            user.totp_enabled = True
-            user.totp_last_step = step
-            await uow.users.save(user)
+            if not await uow.users.enable_totp(user_id, user.totp_secret, step):
+                raise FailedPrecondition("2FA changed meanwhile; start the enrolment again", reason="TOTP_CHANGED")
             await uow.recovery_codes.replace(user_id, [token_hash(c) for c in codes])
             await uow.commit()
+        await self._release("totp", user_id, attempt)
         await self._event("totp.enabled", client, actor=user_id, subject=user_id)
         return [f"{c[:5]}-{c[5:]}" for c in codes]
 
     async def disable_totp(self, user_id: str, password: str, code: str, client: domain.Client) -> None:
-        await self._check_failures("totp", self.limits.totp.per_account, user_id)
         async with self.uow() as uow:
             user = await self._user(uow, user_id)
-            if not user.totp_enabled:
-                raise FailedPrecondition("2FA is not on", reason="TOTP_NOT_ENABLED")
-            problem = ""
-            if not self.hasher.verify(user.password_hash, password):
-                problem = "the password is not correct"
-            elif not await self._check_second_factor(uow, user, code):
-                problem = BAD_CODE
-            else:
-                user.totp_enabled = False
-                user.totp_secret = ""
-                await uow.users.save(user)
+        if not user.totp_enabled:
+            raise FailedPrecondition("2FA is not on", reason="TOTP_NOT_ENABLED")
+        await self._check_current_password(user_id, password, client)
+        attempt = await self._reserve_failure("totp", self.limits.totp.per_account, user_id)
+        async with self.uow() as uow:
+            user = await self._user(uow, user_id)
+            ok = user.totp_enabled and bool(await self._check_second_factor(uow, user, code))
+            if ok:
+                await uow.users.disable_totp(user_id)
                 await uow.recovery_codes.clear(user_id)
                 await uow.commit()
-        if problem:
-            await self._record_failure("totp", user_id)
-            raise PermissionDenied(problem)
+        if not ok:
+            raise PermissionDenied(BAD_CODE)
+        await self._release("totp", user_id, attempt)
         await self._event("totp.disabled", client, actor=user_id, subject=user_id)
 
     # -- activity ------------------------------------------------------------------------------------------------
@@ -872,7 +969,7 @@ class Accounts:
             if user.role == domain.Role.ADMIN and role != domain.Role.ADMIN and await uow.users.count_admins() <= 1:
                 raise FailedPrecondition("this is the last administrator", reason="LAST_ADMIN")
             user.role = role
-            await uow.users.save(user)
+            await uow.users.set_role(user_id, role)
             await uow.commit()
         await self._event("admin.role_changed", client, actor=admin_id, subject=user_id, role=role.value)
         return user
@@ -887,7 +984,7 @@ class Accounts:
             if user is None:
                 raise NotFound("account not found")
             user.disabled = disabled
-            await uow.users.save(user)
+            await uow.users.set_disabled(user_id, disabled)
             count = await uow.sessions.revoke_all(user_id, self.clock(), "disabled") if disabled else 0
             await uow.commit()
         kind = "admin.user_disabled" if disabled else "admin.user_enabled"
@@ -938,7 +1035,7 @@ class Accounts:
             if user.role == domain.Role.ADMIN and not user.disabled and await uow.users.count_admins() <= 1:
                 raise FailedPrecondition("this is the last administrator", reason="LAST_ADMIN")
             user.disabled = True
-            await uow.users.save(user)
+            await uow.users.set_disabled(user_id, True)
             await uow.sessions.revoke_all(user_id, self.clock(), "deleted")
             await uow.commit()
         if self.user_shares is None:

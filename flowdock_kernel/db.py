@@ -79,6 +79,21 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
+_LOCK_NAMESPACE = 0x0F10D0C  # first key of PostgreSQL's two-key advisory locks: FlowDock's own
+
+
+async def lock_key(conn: AsyncConnection, key: str) -> None:
+    """Serialise transactions on `key` until this one ends (check-then-act made safe: count, then write).
+
+    PostgreSQL: a transaction-scoped advisory lock on the key's hash (a collision only serialises two keys).
+    SQLite: no-op here; the caller's next statement must write (the write lock is the whole database's and is
+    held to the end of the transaction)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))"), {"ns": _LOCK_NAMESPACE, "key": key}
+        )
+
+
 async def read_only(conn: AsyncConnection) -> AsyncConnection:
     """Mark a connection's transactions read-only (before its first statement): on SQLite they begin deferred."""
     return await conn.execution_options(**{READ_ONLY: True})

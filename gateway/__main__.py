@@ -19,6 +19,8 @@ from pathlib import Path
 from types import FrameType
 
 from flowdock_kernel.channels import Keepalive
+from flowdock_kernel.config import ConfigError, load
+from gateway.config import GatewayConfig
 from gateway.descriptor import DescriptorError
 from gateway.envoy_config import DEFAULT_CORS_ORIGINS, GatewaySpec
 from gateway.runner import (
@@ -30,6 +32,7 @@ from gateway.runner import (
     render,
     validate,
 )
+from gateway.webapp import BUILD_HINT, resolve_web_dir, scan
 
 # The descriptor set ships inside the generated package, so installed and editable copies both find it.
 DEFAULT_DESCRIPTOR = Path(str(resources.files("flowdock") / "descriptor.binpb"))
@@ -88,6 +91,10 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="HTTP/2 ping interval to the upstreams (default: FLOWDOCK_KEEPALIVE_SECONDS, as the services use)",
     )
+    parser.add_argument(
+        "--web-dir",
+        help="built browser app served at / (default: $FLOWDOCK_GATEWAY_WEB_DIR, else clients/web/dist of the source)",
+    )
 
 
 def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
@@ -104,17 +111,23 @@ def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
         rate_limit_burst=args.rate_limit_burst,
         access_log=not args.no_access_log,
         keepalive=Keepalive.every(args.keepalive_seconds or _configured_keepalive_seconds()),
+        web_dir=web_dir(args.web_dir),
     )
 
 
 def _configured_keepalive_seconds() -> float:
     """The services' setting (same environment under `flowdock up`), so both ends of a connection agree."""
-    from flowdock_kernel.config import CommonConfig, ConfigError, load
-
     try:
-        return load(CommonConfig).keepalive_seconds
+        return load(GatewayConfig).keepalive_seconds
     except ConfigError:
-        return CommonConfig.keepalive_seconds
+        return GatewayConfig.keepalive_seconds
+
+
+def web_dir(flag: str | None) -> Path:
+    """--web-dir, else the setting, else the source tree's clients/web/dist."""
+    if flag:
+        return resolve_web_dir(flag)
+    return resolve_web_dir(load(GatewayConfig).gateway_web_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +155,8 @@ def _serve(spec: GatewaySpec, run_dir: Path | None, log_level: str) -> int:
         config = render(spec, (run_dir or Path(tmp)) / "envoy.json")
         validate(config)
         print(f"gateway: serving on {spec.listen_host}:{spec.port} (config {config})", file=sys.stderr)
+        if spec.web_dir is not None and scan(spec.web_dir) is None:
+            print(f"gateway: no web app build in {spec.web_dir}.\n{BUILD_HINT}", file=sys.stderr)
         proc = subprocess.Popen(envoy_command(config, log_level))
 
         def forward(signum: int, _frame: FrameType | None) -> None:
@@ -174,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         EnvoyValidationError,
         EnvoyNotFoundError,
         DescriptorError,
+        ConfigError,
         ValueError,
         OSError,
     ) as exc:

@@ -50,6 +50,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     RuntimeUInt32,
     SocketAddress,
     SubstitutionFormatString,
+    TypedExtensionConfig,
 )
 from envoy_data_plane.envoy.config.endpoint.v3 import (
     ClusterLoadAssignment,
@@ -60,6 +61,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import (
 from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
 from envoy_data_plane.envoy.config.route.v3 import (
     DirectResponseAction,
+    FilterConfig,
     HeaderMatcher,
     RetryPolicy,
     Route,
@@ -69,6 +71,16 @@ from envoy_data_plane.envoy.config.route.v3 import (
     VirtualHost,
 )
 from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
+from envoy_data_plane.envoy.extensions.compression.brotli.compressor.v3 import Brotli
+from envoy_data_plane.envoy.extensions.compression.gzip.compressor.v3 import Gzip
+from envoy_data_plane.envoy.extensions.filters.http.compressor.v3 import (
+    Compressor,
+    CompressorCommonDirectionConfig,
+    CompressorOverrides,
+    CompressorPerRoute,
+    CompressorResponseDirectionConfig,
+    ResponseDirectionOverrides,
+)
 from envoy_data_plane.envoy.extensions.filters.http.cors.v3 import Cors, CorsPolicy
 from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
     GrpcJsonTranscoder,
@@ -105,6 +117,7 @@ from envoy_data_plane.google.protobuf import Empty, Struct
 
 from flowdock_kernel.channels import DEFAULT_KEEPALIVE, Keepalive
 from gateway.descriptor import RoutedService, load_services
+from gateway.webapp import APP_SECURITY_HEADERS, BUILD_HINT, NO_CACHE, AppFile, scan
 
 __all__ = ["DEFAULT_CORS_ORIGINS", "IDENTITY_HEADERS", "PUBLIC_PREFIX", "GatewaySpec", "build_bootstrap"]
 
@@ -203,6 +216,9 @@ class GatewaySpec:
     health_check_interval: timedelta = field(default=timedelta(seconds=2))
     #: The mesh's one keepalive policy: Envoy pings its upstreams as the services' own channels do.
     keepalive: Keepalive = DEFAULT_KEEPALIVE
+    #: The browser app's build (Vite's dist: index.html + assets/); None or a folder without index.html serves
+    #: the "not built yet" page on the app's routes instead. Read when the config is built.
+    web_dir: Path | None = None
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -399,9 +415,37 @@ end
 """
 
 
+#: Compressed on the app's routes only (the filters are off elsewhere): API responses keep their bytes and their
+#: Content-Length (see _CONTENT_LENGTH_LUA), and a streamed download is never buffered through a compressor.
+_COMPRESSIBLE_TYPES = [
+    "text/html",
+    "text/css",
+    "text/javascript",
+    "application/javascript",
+    "application/json",
+    "application/manifest+json",
+    "image/svg+xml",
+    "text/plain",
+    "font/ttf",
+    "image/x-icon",
+    "application/wasm",
+]
+COMPRESSORS = ("envoy.filters.http.compressor.brotli", "envoy.filters.http.compressor.gzip")
+
+
+def _compressor(name: str, library: betterproto2.Message) -> HttpFilter:
+    config = Compressor(
+        response_direction_config=CompressorResponseDirectionConfig(
+            common_config=CompressorCommonDirectionConfig(min_content_length=256, content_type=_COMPRESSIBLE_TYPES)
+        ),
+        compressor_library=TypedExtensionConfig(name=name, typed_config=_any(library)),
+    )
+    return HttpFilter(name=name, typed_config=_any(config), disabled=True)
+
+
 def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[HttpFilter]:
-    """lua (response: Content-Length) -> cors -> grpc_web -> jwt_authn -> grpc_json_transcoder -> local_ratelimit
-    -> router."""
+    """lua (response: Content-Length) -> compressors (app routes only) -> cors -> grpc_web -> jwt_authn
+    -> grpc_json_transcoder -> local_ratelimit -> router."""
     transcoder = GrpcJsonTranscoder(
         proto_descriptor=str(Path(spec.descriptor_path).resolve()),
         services=[svc.full_name for svc in services],
@@ -430,6 +474,9 @@ def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[Http
             name="envoy.filters.http.lua",
             typed_config=_any(Lua(default_source_code=DataSource(inline_string=_CONTENT_LENGTH_LUA))),
         ),
+        # Brotli first: with both accepted at equal weight, Envoy's compressors pick the first in the chain.
+        _compressor(COMPRESSORS[0], Brotli()),
+        _compressor(COMPRESSORS[1], Gzip()),
         HttpFilter(name="envoy.filters.http.cors", typed_config=_any(Cors())),
         HttpFilter(name="envoy.filters.http.grpc_web", typed_config=_any(GrpcWeb())),
         HttpFilter(name="envoy.filters.http.jwt_authn", typed_config=_any(_jwt_filter(spec, services))),
@@ -447,6 +494,9 @@ def _cors_policy(spec: GatewaySpec) -> CorsPolicy:
         expose_headers=_CORS_EXPOSE_HEADERS,
         max_age="600",
         forward_not_matching_preflights=False,
+        # Never let another origin send credentials (the browser app's refresh cookie): the app is same-origin and
+        # needs no CORS, and x-flowdock-cookie-session is deliberately absent from allow_headers (docs/auth.md).
+        allow_credentials=False,
     )
 
 
@@ -519,19 +569,13 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
             ],
         )
     )
-    routes.append(
-        Route(
-            name="not_found",
-            match=RouteMatch(prefix="/", headers=[_not_grpc_request()]),
-            direct_response=DirectResponseAction(
-                status=404,
-                body=DataSource(inline_string='{"code":5,"message":"no route for this path"}'),
-            ),
-            response_headers_to_add=[_header("content-type", "application/json")],
-        )
-    )
+    app_routes, largest = _app_routes(spec)
+    routes += app_routes
+    routes.append(_not_found("not_found", RouteMatch(prefix="/", headers=[_not_grpc_request()])))
     return RouteConfiguration(
         name="flowdock",
+        # Envoy's default (4 KiB) is below any real bundle; the largest file of the build sets it.
+        max_direct_response_body_size_bytes=max(4096, largest),
         virtual_hosts=[
             VirtualHost(
                 name="flowdock",
@@ -542,6 +586,106 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
             )
         ],
     )
+
+
+def _not_found(name: str, match: RouteMatch) -> Route:
+    """The REST-shaped 404 of a path nobody serves."""
+    return Route(
+        name=name,
+        match=match,
+        direct_response=DirectResponseAction(
+            status=404,
+            body=DataSource(inline_string='{"code":5,"message":"no route for this path"}'),
+        ),
+        response_headers_to_add=[_header("content-type", "application/json")],
+    )
+
+
+def _get_or_head() -> HeaderMatcher:
+    return HeaderMatcher(name=":method", string_match=StringMatcher(safe_regex=RegexMatcher(regex="GET|HEAD")))
+
+
+def _accepts_html() -> HeaderMatcher:
+    """A browser navigating (Accept: text/html,...), not fetch() or curl's */*."""
+    return HeaderMatcher(name="accept", string_match=StringMatcher(contains="text/html"))
+
+
+#: Paths the API owns even when a browser navigates to them: they keep the JSON 404 and never get the app.
+#: The second one is the shape of a gRPC method path (/<package>.<Service>/<Method>).
+API_PATH_REGEX = r"/(api|\.well-known)(/.*)?|/[^/]*\.[^/]*/.*"
+
+
+def _app_route(name: str, match: RouteMatch, body: DataSource, content_type: str, cache_control: str) -> Route:
+    """A file of the app: from memory, transcoder off (it would claim the path), compressors on."""
+    headers = [_header("content-type", content_type), _header("cache-control", cache_control)]
+    headers += [_header(key, value) for key, value in APP_SECURITY_HEADERS]
+    per_filter: dict[str, PbAny] = {"envoy.filters.http.grpc_json_transcoder": _any(FilterConfig(disabled=True))}
+    # Any per-route config switches a filter that is disabled by default on; Envoy refuses an empty one.
+    enable = CompressorPerRoute(overrides=CompressorOverrides(response_direction_config=ResponseDirectionOverrides()))
+    per_filter.update({name: _any(enable) for name in COMPRESSORS})
+    return Route(
+        name=name,
+        match=match,
+        direct_response=DirectResponseAction(status=200, body=body),
+        response_headers_to_add=headers,
+        typed_per_filter_config=per_filter,
+    )
+
+
+def _app_routes(spec: GatewaySpec) -> tuple[list[Route], int]:
+    """The browser app's routes (GET/HEAD only; other methods keep today's answers) and the largest body.
+
+    Order: API-owned paths keep their JSON 404; each built file at its exact path; a missing /assets/ file is a
+    404 (never index.html, which a browser would try to run as a script); `/` and any other navigation
+    (Accept: text/html) get index.html, so client routes like /files/... and /s/<token> load the app.
+    """
+    files = scan(spec.web_dir) if spec.web_dir is not None else None
+    api = _not_found(
+        "api_paths",
+        RouteMatch(safe_regex=RegexMatcher(regex=API_PATH_REGEX), headers=[_not_grpc_request()]),
+    )
+    if files is None:
+        hint = DataSource(inline_string=BUILD_HINT + "\n")
+        plain = "text/plain; charset=utf-8"
+        routes = [
+            api,
+            _app_route("app_not_built", RouteMatch(path="/", headers=[_get_or_head()]), hint, plain, NO_CACHE),
+            _app_route(
+                "app_not_built_fallback",
+                RouteMatch(prefix="/", headers=[_get_or_head(), _accepts_html()]),
+                hint,
+                plain,
+                NO_CACHE,
+            ),
+        ]
+        return routes, len(BUILD_HINT) + 1
+    index: AppFile = next(f for f in files if f.url == "/index.html")
+    index_body = DataSource(filename=str(index.path))
+    routes = [api]
+    routes += [
+        _app_route(
+            f"app_file:{f.url}",
+            RouteMatch(path=f.url, headers=[_get_or_head()]),
+            DataSource(filename=str(f.path)),
+            f.content_type,
+            f.cache_control,
+        )
+        for f in files
+    ]
+    routes.append(_not_found("app_assets_missing", RouteMatch(prefix="/assets/")))
+    routes.append(
+        _app_route("app_root", RouteMatch(path="/", headers=[_get_or_head()]), index_body, index.content_type, NO_CACHE)
+    )
+    routes.append(
+        _app_route(
+            "app_fallback",
+            RouteMatch(prefix="/", headers=[_get_or_head(), _accepts_html()]),
+            index_body,
+            index.content_type,
+            NO_CACHE,
+        )
+    )
+    return routes, max(f.size for f in files)
 
 
 def _local_reply_config() -> LocalReplyConfig:

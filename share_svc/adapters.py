@@ -3,7 +3,6 @@ clients, the audit outbox."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -21,6 +20,7 @@ from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from flowdock_kernel.workers import BoundedPool
 from share_svc.domain import Link, LinkPermission, NodeInfo, Role, Share
 from share_svc.ports import Account
 
@@ -249,12 +249,20 @@ class SqlFailures:
     def __init__(self, s: AsyncConnection) -> None:
         self.s = s
 
-    async def count(self, key: str, since: datetime) -> int:
+    async def reserve(self, key: str, limit: int, since: datetime, at: datetime) -> int | None:
+        # PostgreSQL: an advisory lock on the key; SQLite: the delete below is the transaction's first write and
+        # takes the database's write lock. Either way the count sees every earlier attempt on the key.
+        await db.lock_key(self.s, "share.link_failures:" + key)
+        await self.s.execute(link_failures.delete().where(link_failures.c.key == key, link_failures.c.at <= since))
         q = sa.select(sa.func.count()).where(link_failures.c.key == key, link_failures.c.at > since)
-        return int((await self.s.execute(q)).scalar_one())
+        if int((await self.s.execute(q)).scalar_one()) >= limit:
+            return None
+        stmt = link_failures.insert().values(key=key, at=at).returning(link_failures.c.id)
+        return int((await self.s.execute(stmt)).scalar_one())
 
-    async def add(self, keys: list[str], at: datetime) -> None:
-        await self.s.execute(link_failures.insert(), [{"key": k, "at": at} for k in keys])
+    async def release(self, ids: list[int]) -> None:
+        if ids:
+            await self.s.execute(link_failures.delete().where(link_failures.c.id.in_(ids)))
 
     async def prune(self, before: datetime) -> None:
         await self.s.execute(link_failures.delete().where(link_failures.c.at < before))
@@ -314,24 +322,27 @@ class HmacSessionSigner:
 
 
 class Argon2Hasher:
-    """Argon2id (m = 19 MiB, t = 2, p = 1, as for account passwords), off the event loop."""
+    """Argon2id (m = 19 MiB, t = 2, p = 1, as for account passwords) on a bounded worker pool, off the event loop:
+    a full pool answers RESOURCE_EXHAUSTED at once instead of queueing without end."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: BoundedPool | None = None) -> None:
         self._ph = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=argon2.Type.ID)
+        self._pool = pool or BoundedPool("share.link_password_hashing", workers=1, queue=16, per_key=2)
 
-    async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._ph.hash, password)
+    def _check(self, password_hash: str, password: str) -> bool:
+        try:
+            return bool(self._ph.verify(password_hash, password))
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            return False
 
-    async def verify(self, password_hash: str, password: str) -> bool:
-        def check() -> bool:
-            try:
-                return bool(self._ph.verify(password_hash, password))
-            except argon2.exceptions.VerificationError:
-                return False
-            except argon2.exceptions.InvalidHashError:
-                return False
+    async def hash(self, password: str, *, requester: str = "") -> str:
+        return await self._pool.run(self._ph.hash, password, key=requester)
 
-        return await asyncio.to_thread(check)
+    async def verify(self, password_hash: str, password: str, *, requester: str = "") -> bool:
+        return await self._pool.run(self._check, password_hash, password, key=requester)
+
+    def close(self) -> None:
+        self._pool.close()
 
 
 class AuthAccounts:

@@ -15,6 +15,7 @@ from flowdock_kernel.channels import Keepalive, internal_channel, remote_signing
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import public_methods
 from flowdock_kernel.server import Service
+from flowdock_kernel.workers import BoundedPool
 from share_svc.adapters import (
     Argon2Hasher,
     AuthAccounts,
@@ -48,13 +49,21 @@ async def build(config: ShareConfig) -> Service:
     storage = internal_channel(config.storage_address, config.max_message_bytes, keepalive)
     outbox = Outbox(engine, service=NAME, send=remote_audit_sender(auth))
     nodes = StorageNodes(storage)
+    hasher = Argon2Hasher(
+        BoundedPool(
+            "share.link_password_hashing",
+            workers=config.share_hash_workers,
+            queue=config.share_hash_queue,
+            per_key=config.share_hash_per_client,
+        )
+    )
     sharing = Sharing(
         uow=lambda: SqlUnitOfWork(sessions, outbox),
         page_size=config.share_list_page_size,
         nodes=nodes,
         accounts=AuthAccounts(auth),
         events=outbox,
-        hasher=Argon2Hasher(),
+        hasher=hasher,
         sessions=HmacSessionSigner(await session_key(sessions)),
         policy=LinkPolicy(
             session_seconds=config.share_link_session_seconds,
@@ -78,6 +87,7 @@ async def build(config: ShareConfig) -> Service:
         await outbox.stop()
         await auth.close()
         await storage.close()
+        hasher.close()
         await engine.dispose()
 
     return Service(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from flowdock_kernel.config import CommonConfig, positive, setting
+from flowdock_kernel.config import CommonConfig, non_negative, positive, setting
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -26,6 +26,18 @@ class ShareConfig(CommonConfig):
     )
     share_link_password_failures_per_ip: int = setting(
         20, "Wrong link passwords per client IP within the window before that IP is refused.", check=positive
+    )
+    share_hash_workers: int = setting(
+        1, "Threads hashing and verifying link passwords (off the event loop).", check=positive
+    )
+    share_hash_queue: int = setting(
+        16,
+        "Link-password hashings that may wait for a worker; beyond that a call is refused at once with "
+        "RESOURCE_EXHAUSTED and a retry delay.",
+        check=non_negative,
+    )
+    share_hash_per_client: int = setting(
+        2, "Link-password hashings one client IP may have running or waiting at once (0 = no cap).", check=non_negative
     )
     share_public_url: str = setting(
         "http://127.0.0.1:8080", 'Base URL of the gateway, used in the "shared with you" email.'

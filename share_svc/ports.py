@@ -44,10 +44,18 @@ class Links(Protocol):
 
 
 class Failures(Protocol):
-    """Failed link-password attempts (a sliding window per key)."""
+    """Failed link-password attempts (a sliding window per key), counted before they are evaluated."""
 
-    async def count(self, key: str, since: datetime) -> int: ...
-    async def add(self, keys: list[str], at: datetime) -> None: ...
+    async def reserve(self, key: str, limit: int, since: datetime, at: datetime) -> int | None:
+        """Count an attempt under `key` unless `limit` are counted since `since`: its id, or None if refused.
+        Attempts on one key are serialised until the transaction ends (count, then write: parallel guesses cannot
+        all see a count under the limit). Must be the unit of work's first statement."""
+        ...
+
+    async def release(self, ids: list[int]) -> None:
+        """Uncount attempts that turned out right (or were never evaluated)."""
+        ...
+
     async def prune(self, before: datetime) -> None: ...
 
 
@@ -104,8 +112,11 @@ class Events(Protocol):
 
 
 class PasswordHasher(Protocol):
-    async def hash(self, password: str) -> str: ...
-    async def verify(self, password_hash: str, password: str) -> bool: ...
+    """Off the event loop on a bounded pool: raises ResourceExhausted (with a retry delay) when it is full;
+    `requester` (the client IP) bounds how much of it one client can hold."""
+
+    async def hash(self, password: str, *, requester: str = "") -> str: ...
+    async def verify(self, password_hash: str, password: str, *, requester: str = "") -> bool: ...
 
 
 class SessionSigner(Protocol):

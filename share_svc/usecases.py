@@ -293,7 +293,7 @@ class Sharing:
         if expires_at is not None and expires_at <= now:
             raise InvalidArgument("expire_time", "must be in the future")
         domain.validate_max_downloads(max_downloads)
-        pw_hash = await self.hasher.hash(domain.validate_link_password(password)) if password else ""
+        pw_hash = await self.hasher.hash(domain.validate_link_password(password), requester=caller) if password else ""
         token = secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
         link = Link(
             id=str(uuid.uuid4()),
@@ -347,7 +347,9 @@ class Sharing:
         new_hash: str | None = None
         if changes.password is not None:
             new_hash = (
-                await self.hasher.hash(domain.validate_link_password(changes.password)) if changes.password else ""
+                await self.hasher.hash(domain.validate_link_password(changes.password), requester=caller)
+                if changes.password
+                else ""
             )
         async with self.uow() as uow:
             link = await self._my_link(uow, caller, link_id)
@@ -382,6 +384,11 @@ class Sharing:
             await uow.commit()
         return updated
 
+    async def _release(self, attempts: list[int]) -> None:
+        async with self.uow() as uow:
+            await uow.failures.release(attempts)
+            await uow.commit()
+
     async def delete_link(self, caller: str, link_id: str) -> None:
         async with self.uow() as uow:
             link = await self._my_link(uow, caller, link_id)
@@ -390,32 +397,45 @@ class Sharing:
             await uow.commit()
 
     async def open_link(self, token: str, password: str, ip: str) -> tuple[Link, str, datetime]:
-        """A link session: (link, session credential, expiry). Wrong passwords are throttled per link and per IP."""
+        """A link session: (link, session credential, expiry). Wrong passwords are throttled per link and per IP:
+        each attempt is counted as a failure before its password is checked (and uncounted if right), so parallel
+        guesses cannot all pass the count."""
         now = self.clock()
         async with self.uow() as uow:
             link = await self._live_link(uow, token)
-            if link.password_hash:
-                since = now - self.policy.failure_window
-                keys = [(f"link:{link.id}", self.policy.failures_per_link)]
-                if ip:
-                    keys.append((f"ip:{ip}", self.policy.failures_per_ip))
-                for key, limit in keys:
-                    if await uow.failures.count(key, since) >= limit:
+        if link.password_hash:
+            since = now - self.policy.failure_window
+            keys = [(f"link:{link.id}", self.policy.failures_per_link)]
+            if ip:
+                keys.append((f"ip:{ip}", self.policy.failures_per_ip))
+            attempts: list[int] = []
+            async with self.uow() as uow:
+                for key, limit in keys:  # always link then IP: one lock order, no deadlock
+                    attempt = await uow.failures.reserve(key, limit, since, now)
+                    if attempt is None:
                         raise ResourceExhausted(
                             "too many wrong passwords for this link; try again in a few minutes",
                             limit="share_link_password_failures_per_" + key.split(":")[0],
                             retry_after_seconds=self.policy.failure_window.total_seconds(),
                         )
-                if len(password) > domain.MAX_LINK_PASSWORD or not await self.hasher.verify(
-                    link.password_hash, password
-                ):
-                    await uow.failures.add([k for k, _ in keys], now)
+                    attempts.append(attempt)
+                await uow.commit()
+            try:
+                right = len(password) <= domain.MAX_LINK_PASSWORD and await self.hasher.verify(
+                    link.password_hash, password, requester=ip
+                )
+            except BaseException:  # not evaluated (a full hashing pool, a cancelled call): uncounted
+                await self._release(attempts)
+                raise
+            if not right:
+                async with self.uow() as uow:
                     await uow.failures.prune(now - self.policy.failure_window * 2)
                     uow.events.record(
                         "link.password_failed", actor="", subject=link.owner_id, details={"link_id": link.id}
                     )
                     await uow.commit()
-                    raise PermissionDenied("wrong password for this link")
+                raise PermissionDenied("wrong password for this link")
+            await self._release(attempts)
         expires = now + timedelta(seconds=self.policy.session_seconds)
         if link.expires_at is not None:
             expires = min(expires, link.expires_at)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from auth_svc.config import AuthConfig
 from flowdock_kernel.config import CommonConfig, markdown_table
+from gateway.config import GatewayConfig
 from share_svc.config import ShareConfig
 from storage_svc.config import StorageConfig
 
@@ -30,6 +31,7 @@ def render() -> str:
             "auth_svc": AuthConfig,
             "storage_svc": StorageConfig,
             "share_svc": ShareConfig,
+            "gateway (read by `flowdock up` and `python -m gateway`)": GatewayConfig,
         }
     )
 

@@ -22,8 +22,10 @@ import grpc
 import pytest
 
 from gateway.descriptor import load_services, template_to_regex
-from gateway.envoy_config import GatewaySpec, build_bootstrap
+from gateway.envoy_config import API_PATH_REGEX, COMPRESSORS, GatewaySpec, build_bootstrap
 from gateway.runner import envoy_binary, envoy_command, render, validate
+from gateway.webapp import IMMUTABLE, NO_CACHE
+from tests.support.webdist import make_dist
 
 REPO = Path(__file__).resolve().parents[2]
 DESCRIPTOR = REPO / "gen" / "python" / "flowdock" / "descriptor.binpb"
@@ -139,6 +141,8 @@ def test_template_to_regex() -> None:
 def test_filter_chain_order(bootstrap: dict[str, Any]) -> None:
     assert [f["name"] for f in hcm(bootstrap)["http_filters"]] == [
         "envoy.filters.http.lua",
+        "envoy.filters.http.compressor.brotli",
+        "envoy.filters.http.compressor.gzip",
         "envoy.filters.http.cors",
         "envoy.filters.http.grpc_web",
         "envoy.filters.http.jwt_authn",
@@ -424,3 +428,88 @@ def test_envoy_is_found_in_this_interpreters_scripts_without_an_activated_venv(m
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     found = envoy_binary()
     assert Path(found).parent == Path(sysconfig.get_path("scripts"))
+
+
+# ------------------------------------------------------------------------------------------- the web app
+
+
+def routes_of(bootstrap: dict[str, Any]) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = hcm(bootstrap)["route_config"]["virtual_hosts"][0]["routes"]
+    return routes
+
+
+def route_named(bootstrap: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(r for r in routes_of(bootstrap) if r["name"] == name)
+
+
+def added_headers(route: dict[str, Any]) -> dict[str, str]:
+    return {h["header"]["key"]: h["header"]["value"] for h in route.get("response_headers_to_add", [])}
+
+
+def test_web_app_routes_pass_envoy_validate(tmp_path: Path) -> None:
+    dist = make_dist(tmp_path)
+    spec = make_spec(web_dir=dist)
+    validate(render(spec, tmp_path / "envoy.json"))
+    boot = build_bootstrap(spec)
+    names = [r["name"] for r in routes_of(boot)]
+    # API paths keep their 404 ahead of every app route; the fallback is last but the JSON 404.
+    assert names.index("api_paths") < names.index("app_file:/index.html") < names.index("app_fallback")
+    assert names[-2:] == ["app_fallback", "not_found"]
+    assert "app_file:/.DS_Store" not in names
+    script = route_named(boot, "app_file:/assets/index-3f2a1b9c.js")
+    assert script["direct_response"]["body"]["filename"] == str(dist / "assets" / "index-3f2a1b9c.js")
+    headers = added_headers(script)
+    assert headers["cache-control"] == IMMUTABLE
+    assert headers["content-type"] == "text/javascript; charset=utf-8"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    for name in ("app_file:/index.html", "app_root", "app_fallback", "app_file:/favicon.svg"):
+        assert added_headers(route_named(boot, name))["cache-control"] == NO_CACHE, name
+    fallback = route_named(boot, "app_fallback")
+    assert {h["name"] for h in fallback["match"]["headers"]} == {":method", "accept"}
+    # Envoy's 4 KiB default would refuse the bundle; the largest file sets the limit.
+    assert hcm(boot)["route_config"]["max_direct_response_body_size_bytes"] >= len(
+        (dist / "assets" / "index-3f2a1b9c.js").read_bytes()
+    )
+
+
+def test_compressors_run_only_on_app_routes(tmp_path: Path) -> None:
+    boot = build_bootstrap(make_spec(web_dir=make_dist(tmp_path)))
+    filters = {f["name"]: f for f in hcm(boot)["http_filters"]}
+    for name in COMPRESSORS:
+        assert filters[name]["disabled"] is True
+    app = route_named(boot, "app_file:/index.html")["typed_per_filter_config"]
+    assert set(COMPRESSORS) <= set(app)
+    assert app["envoy.filters.http.grpc_json_transcoder"]["disabled"] is True
+    for route in routes_of(boot):
+        if not route["name"].startswith("app_"):
+            assert not set(COMPRESSORS) & set(route.get("typed_per_filter_config", {})), route["name"]
+
+
+def test_missing_build_routes_answer_the_build_hint(tmp_path: Path) -> None:
+    spec = make_spec(web_dir=tmp_path / "nothing-here")
+    validate(render(spec, tmp_path / "envoy.json"))
+    boot = build_bootstrap(spec)
+    root = route_named(boot, "app_not_built")
+    assert "npm --prefix clients run build" in root["direct_response"]["body"]["inline_string"]
+    assert added_headers(root)["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize(
+    ("path", "api"),
+    [
+        ("/api/v1/nope", True),
+        ("/api", True),
+        ("/.well-known/jwks.json", True),
+        ("/flowdock.auth.v1.AuthService/Login", True),
+        ("/foo.Bar/Baz", True),
+        ("/", False),
+        ("/files/a/b", False),
+        ("/s/AbC-123_x", False),
+        ("/login", False),
+        ("/apiary", False),
+        ("/favicon.svg", False),
+    ],
+)
+def test_api_paths_never_get_the_app(path: str, api: bool) -> None:
+    assert bool(re.fullmatch(API_PATH_REGEX, path)) is api

@@ -147,6 +147,8 @@ class Plan:
     metrics_ports: dict[str, list[int]]
     log_format: str
     base_env: dict[str, str]
+    web_dir: Path
+    web_built: bool
     warnings: list[str] = field(default_factory=list)
 
     def address(self, name: str) -> str:
@@ -195,6 +197,8 @@ class Plan:
             str(self.admin_port),
             "--run-dir",
             str(self.run_dir),
+            "--web-dir",
+            str(self.web_dir),
         ]
         for name in SERVICES:
             argv += ["--upstream", f"{name}={self.address(name)}"]
@@ -203,6 +207,8 @@ class Plan:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     from flowdock_kernel.config import CommonConfig, ConfigError, load
+    from gateway.config import GatewayConfig
+    from gateway.webapp import BUILD_HINT, resolve_web_dir, scan
 
     env = dict(os.environ)
     if args.config:
@@ -211,10 +217,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
         env["FLOWDOCK_DATA_DIR"] = args.data_dir
     if args.db:
         env["FLOWDOCK_DB_URL"] = args.db
+    if getattr(args, "web_dir", None):
+        env["FLOWDOCK_GATEWAY_WEB_DIR"] = str(Path(args.web_dir).resolve())
     try:
         common = load(CommonConfig, env)
+        web_dir = resolve_web_dir(load(GatewayConfig, env).gateway_web_dir)
     except ConfigError as exc:
         raise UpError(str(exc)) from None
+    web_built = scan(web_dir) is not None
     data_dir = common.data_dir.resolve()
     warnings: list[str] = []
     if "FLOWDOCK_STORAGE_VIRUS_SCAN" not in env:
@@ -226,6 +236,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
                 f"virus scanning is OFF: no clamd answers at {address}. Start clamd (Debian: clamav-daemon) "
                 "or set FLOWDOCK_STORAGE_CLAMD_ADDRESS, then restart."
             )
+    if not web_built:
+        warnings.append(f"no web app build in {web_dir}: serving the API only.\n{BUILD_HINT}")
     replicas = {name: 1 for name in SERVICES}
     for item in getattr(args, "replicas", None) or []:
         name, _, count = item.partition("=")
@@ -246,6 +258,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         metrics_ports=metrics_ports,
         log_format=common.log_format,
         base_env=env,
+        web_dir=web_dir,
+        web_built=web_built,
         warnings=warnings,
     )
 
@@ -355,6 +369,8 @@ def run_up(args: argparse.Namespace) -> int:
             "admin_url": f"http://127.0.0.1:{plan.admin_port}",
             "services": {name: plan.address(name) for name in SERVICES},
             "data_dir": str(plan.data_dir),
+            "web_dir": str(plan.web_dir),
+            "web_built": plan.web_built,
             "logs": str(plan.log_dir),
             "startup_seconds": round(elapsed, 2),
             "pids": {c.name: c.proc.pid for c in everything if c.proc is not None},
@@ -362,7 +378,13 @@ def run_up(args: argparse.Namespace) -> int:
         (plan.run_dir / "up.json").write_text(json.dumps(info))
         print(
             f"FlowDock is up at http://{plan.host}:{plan.port} (native gRPC, grpc-web and REST) "
-            f"in {elapsed:.1f}s\n  data: {plan.data_dir}\n  logs: {plan.log_dir}\n"
+            f"in {elapsed:.1f}s\n"
+            + (
+                f"  web app: http://{plan.host}:{plan.port}/ (from {plan.web_dir})\n"
+                if plan.web_built
+                else f"  web app: not built (see the warning above; {plan.web_dir})\n"
+            )
+            + f"  data: {plan.data_dir}\n  logs: {plan.log_dir}\n"
             f"  Envoy admin and stats: http://127.0.0.1:{plan.admin_port}/stats/prometheus\n"
             "Press Ctrl-C to stop.",
             flush=True,
@@ -424,6 +446,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     p.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
     p.add_argument("--admin-port", type=int, default=0, help="Envoy admin port on 127.0.0.1 (default: a free port)")
+    p.add_argument(
+        "--web-dir",
+        help="built browser app served at / (default: $FLOWDOCK_GATEWAY_WEB_DIR, else clients/web/dist of the source)",
+    )
     p.add_argument(
         "--replicas",
         action="append",

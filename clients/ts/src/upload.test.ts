@@ -1,0 +1,237 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { createClient, FlowDockError } from "./index";
+import { UploadState } from "./gen/flowdock/storage/v1/storage_pb";
+import { chunkLength, type UploadProgress, type UploadRecord } from "./upload";
+import { bytes, FakeAuth, FakeStorage, fakeTransport } from "./testing/fake-server";
+
+function setup(storage = new FakeStorage()) {
+  const client = createClient({
+    transport: fakeTransport(storage, new FakeAuth()),
+    inlineUploadBytes: storage.inlineLimit,
+    retryDelayMs: 1,
+    maxRetryDelayMs: 2,
+    finishPollMs: 1,
+  });
+  return { client, storage };
+}
+
+/** A File whose whole-content read is forbidden: the chunked path must read slices only. */
+function sliceOnlyFile(content: Uint8Array<ArrayBuffer>, name = "f.bin"): File {
+  const file = new File([content], name, { lastModified: 1234 });
+  file.arrayBuffer = () => Promise.reject(new Error("read the whole file"));
+  return file;
+}
+
+describe("chunked upload", () => {
+  it("sends server-advised chunks, the last one short, then finishes", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 0;
+    const { client } = setup(storage);
+    const content = bytes(10);
+    const records: UploadRecord[] = [];
+    const progress: UploadProgress[] = [];
+    const result = await client.upload(sliceOnlyFile(content), {
+      onCreated: (r) => records.push(r),
+      onProgress: (p) => progress.push(p),
+    });
+    expect(storage.writes).toEqual([
+      { offset: 0, length: 4 },
+      { offset: 4, length: 4 },
+      { offset: 8, length: 2 },
+    ]);
+    expect(storage.calls.at(-1)).toBe("finishUpload");
+    const stored = storage.uploads.get(result.uploadId);
+    expect(stored?.data).toEqual(content);
+    expect(result.node.name).toBe("f.bin");
+    expect(records).toEqual([
+      { uploadId: result.uploadId, name: "f.bin", size: 10, lastModified: 1234, parentId: "root" },
+    ]);
+    expect(progress.map((p) => p.committedBytes)).toEqual([0, 4, 8, 10]);
+    expect(progress.every((p) => p.totalBytes === 10 && p.bytesPerSecond >= 0)).toBe(true);
+  });
+
+  it("never sends more than max_chunk_size even when the advice is larger", () => {
+    expect(chunkLength({ chunkSize: 8n, maxChunkSize: 5n })).toBe(5);
+    expect(chunkLength({ chunkSize: 4n, maxChunkSize: 16n })).toBe(4);
+    expect(chunkLength({ chunkSize: 0n, maxChunkSize: 0n })).toBe(1024 * 1024);
+  });
+
+  it("uses max_chunk_size when the server advises more", async () => {
+    const storage = new FakeStorage();
+    storage.chunkSize = 64n;
+    storage.maxChunkSize = 3n;
+    storage.inlineLimit = 0;
+    const { client } = setup(storage);
+    await client.upload(sliceOnlyFile(bytes(7)), { name: "x" });
+    expect(storage.writes.map((w) => w.length)).toEqual([3, 3, 1]);
+  });
+
+  it("a 0-byte file is created and finished without chunks", async () => {
+    const { client, storage } = setup();
+    const result = await client.upload(new File([], "empty.txt"));
+    expect(storage.calls).toEqual(["createUpload", "finishUpload"]);
+    expect(storage.writes).toEqual([]);
+    expect(result.node.size).toBe(0n);
+  });
+
+  it("a small file goes in one call with its content", async () => {
+    const { client, storage } = setup();
+    const content = bytes(6);
+    const result = await client.upload(new File([content], "small.txt"));
+    expect(storage.calls).toEqual(["createUpload"]);
+    expect(storage.uploads.get(result.uploadId)?.inline).toBe(true);
+    expect(storage.uploads.get(result.uploadId)?.data).toEqual(content);
+  });
+
+  it("falls back to chunks when the server's inline limit is lower, and remembers it", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 2;
+    const client = createClient({ transport: fakeTransport(storage, new FakeAuth()), inlineUploadBytes: 100 });
+    await client.upload(new File([bytes(6)], "a"));
+    expect(storage.calls).toEqual(["createUpload", "createUpload", "writeUploadChunk", "writeUploadChunk", "finishUpload"]);
+    storage.calls = [];
+    await client.upload(new File([bytes(2)], "b"));
+    expect(storage.calls).toEqual(["createUpload"]); // 2 bytes: within the learned limit, inline
+    storage.calls = [];
+    await client.upload(new File([bytes(5)], "c"));
+    // 5 bytes: above the learned limit, so no second inline attempt
+    expect(storage.calls).toEqual(["createUpload", "writeUploadChunk", "writeUploadChunk", "finishUpload"]);
+  });
+});
+
+describe("resume", () => {
+  it("after a network failure asks the server and continues from committed_size", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 0;
+    // The second chunk is stored but its answer is lost (the connection dropped).
+    storage.beforeWrite = (n) =>
+      n === 1 ? { error: new ConnectError("upstream connect error", Code.Unavailable), store: true } : undefined;
+    const { client } = setup(storage);
+    const content = bytes(10);
+    const result = await client.upload(sliceOnlyFile(content));
+    expect(storage.calls).toEqual([
+      "createUpload",
+      "writeUploadChunk",
+      "writeUploadChunk",
+      "getUpload",
+      "writeUploadChunk",
+      "finishUpload",
+    ]);
+    expect(storage.writes.map((w) => w.offset)).toEqual([0, 4, 8]); // the stored chunk is not sent again
+    expect(storage.uploads.get(result.uploadId)?.data).toEqual(content);
+  });
+
+  it("retries a chunk the server did not store, with backoff, until it goes through", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 0;
+    storage.beforeWrite = (n) =>
+      n === 1 || n === 2 ? { error: new ConnectError("unavailable", Code.Unavailable), store: false } : undefined;
+    const { client } = setup(storage);
+    const content = bytes(9);
+    const result = await client.upload(sliceOnlyFile(content));
+    expect(storage.writes.map((w) => w.offset)).toEqual([0, 4, 4, 4, 8]);
+    expect(storage.uploads.get(result.uploadId)?.data).toEqual(content);
+  });
+
+  it("gives up after maxRetries consecutive failures with an unavailable error", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 0;
+    storage.beforeWrite = () => ({ error: new ConnectError("down", Code.Unavailable), store: false });
+    const { client } = setup(storage);
+    const err = await client.upload(sliceOnlyFile(bytes(9)), { maxRetries: 2 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FlowDockError);
+    expect((err as FlowDockError).kind).toBe("unavailable");
+    expect(storage.writes).toHaveLength(3);
+  });
+
+  it("follows the server's committed offset on UPLOAD_OFFSET_MISMATCH", async () => {
+    const storage = new FakeStorage();
+    const { client } = setup(storage);
+    const content = bytes(10);
+    const id = storage.open(10, content.slice(0, 4));
+    // Another tab wrote 4 more bytes meanwhile: this client's offset 0 is refused with the committed size.
+    const result = await client.resumeUpload(id, sliceOnlyFile(content));
+    expect(storage.writes.map((w) => w.offset)).toEqual([4, 8]);
+    expect(result.node.id).toBe(`n-${id}`);
+    storage.writes = [];
+    const id2 = storage.open(10, content.slice(0, 4));
+    storage.uploads.get(id2)!.upload.committedSize = 0n; // the client's view is stale
+    const stale = storage.uploads.get(id2)!;
+    storage.beforeWrite = (n) => {
+      if (n === 0) stale.upload.committedSize = 4n; // by the time the chunk arrives, 4 bytes are in
+      return undefined;
+    };
+    await client.resumeUpload(id2, sliceOnlyFile(content));
+    expect(storage.writes.map((w) => w.offset)).toEqual([0, 4, 8]);
+    expect(stale.data).toEqual(content);
+  });
+
+  it("resumeUpload sends only what the server lacks", async () => {
+    const storage = new FakeStorage();
+    const { client } = setup(storage);
+    const content = bytes(11);
+    const id = storage.open(11, content.slice(0, 8));
+    const progress: number[] = [];
+    await client.resumeUpload(id, sliceOnlyFile(content), { onProgress: (p) => progress.push(p.committedBytes) });
+    expect(storage.writes).toEqual([{ offset: 8, length: 3 }]);
+    expect(progress).toEqual([8, 11]);
+    expect(storage.uploads.get(id)?.data).toEqual(content);
+  });
+
+  it("resumeUpload refuses a different file", async () => {
+    const storage = new FakeStorage();
+    const { client } = setup(storage);
+    const id = storage.open(11);
+    const err = (await client.resumeUpload(id, new File([bytes(3)], "x")).catch((e: unknown) => e)) as FlowDockError;
+    expect(err.kind).toBe("invalid");
+    expect(err.field).toBe("file");
+    expect(storage.writes).toEqual([]);
+  });
+});
+
+describe("cancel and outcomes", () => {
+  it("an AbortSignal stops the upload between chunks", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 0;
+    const controller = new AbortController();
+    storage.beforeWrite = (n) => {
+      if (n === 1) controller.abort();
+      return undefined;
+    };
+    const { client } = setup(storage);
+    const err = (await client
+      .upload(sliceOnlyFile(bytes(20)), { signal: controller.signal })
+      .catch((e: unknown) => e)) as FlowDockError;
+    expect(err).toBeInstanceOf(FlowDockError);
+    expect(err.kind).toBe("cancelled");
+    expect(storage.writes.length).toBeLessThanOrEqual(2);
+    expect(storage.calls).not.toContain("finishUpload");
+  });
+
+  it("an infected file ends in kind infected with the signature", async () => {
+    const storage = new FakeStorage();
+    storage.finish = () => ({
+      state: UploadState.FAILED,
+      failure: "virus found: Clamav.Test.File-6; the content was destroyed",
+    });
+    const { client } = setup(storage);
+    const err = (await client.upload(new File([bytes(20)], "eicar.com")).catch((e: unknown) => e)) as FlowDockError;
+    expect(err.kind).toBe("infected");
+    expect(err.signature).toBe("Clamav.Test.File-6");
+  });
+
+  it("polls GetUpload while the server finishes a large upload", async () => {
+    const storage = new FakeStorage();
+    storage.finishingPolls = 2;
+    const { client } = setup(storage);
+    const result = await client.upload(new File([bytes(20)], "big.bin"));
+    expect(storage.calls.slice(-4)).toEqual(["finishUpload", "getUpload", "getUpload", "getUpload"]);
+    expect(result.node.id).toBe(`n-${result.uploadId}`);
+  });
+
+  it("download URLs are absolute on the client's origin", async () => {
+    const { client } = setup();
+    expect(await client.downloadUrl("file-1")).toBe("http://localhost/api/v1/download/tok-file-1");
+  });
+});
