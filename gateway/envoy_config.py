@@ -116,6 +116,7 @@ from envoy_data_plane.google.protobuf import Any as PbAny
 from envoy_data_plane.google.protobuf import Empty, Struct
 
 from flowdock_kernel.channels import DEFAULT_KEEPALIVE, Keepalive
+from flowdock_kernel.grpc_errors import ERROR_REASON_HEADER, REST_STATUS_BY_REASON
 from gateway.descriptor import RoutedService, load_services
 from gateway.webapp import APP_SECURITY_HEADERS, BUILD_HINT, NO_CACHE, AppFile, scan
 
@@ -415,6 +416,50 @@ end
 """
 
 
+# REST statuses the transcoder's gRPC code -> HTTP mapping gets wrong for clients: RESOURCE_EXHAUSTED is 429, which
+# HTTP clients and proxies retry, also for limits that waiting will not lift. Services name the kind of error in
+# x-flowdock-error-reason metadata (flowdock_kernel.grpc_errors, the one place of the mapping); for REST responses
+# this puts the status of that reason. gRPC's own "message larger than max" (no reason: grpc-core answers before
+# any handler runs) becomes 413. Every REST 429 (Envoy's rate limit too) carries Retry-After (services send their
+# delay as retry-after metadata). gRPC and grpc-web responses keep their status untouched.
+_REST_STATUS_LUA = """
+local BY_REASON = {%(table)s}
+function envoy_on_response(handle)
+  local headers = handle:headers()
+  local ctype = headers:get("content-type") or ""
+  if string.sub(ctype, 1, 16) == "application/grpc" then return end
+  local reason = headers:get("%(header)s")
+  local status = reason and BY_REASON[reason]
+  if status == nil and reason == nil and headers:get(":status") == "429" then
+    local body = handle:body()  -- a short JSON error (only 429s without a reason are read)
+    local text = body and body:getBytes(0, body:length()) or ""
+    if string.find(text, "Received message larger than max", 1, true) then status = "413" end
+    headers = handle:headers()  -- the header object of before body() is out of scope
+  end
+  if status ~= nil then headers:replace(":status", status) end
+  if headers:get(":status") == "429" and headers:get("retry-after") == nil then
+    headers:replace("retry-after", "1")
+  end
+end
+"""
+
+
+def _rate_limited_headers() -> list[HeaderValueOption]:
+    """On the gateway's own rate-limit answers: when to come back, and the reason services give for theirs (native
+    gRPC clients read both as metadata; they get no status details from Envoy)."""
+    return [_header("retry-after", "1"), _header(ERROR_REASON_HEADER, "RATE_LIMITED")]
+
+
+def _rest_status_filter() -> HttpFilter:
+    """Response-side REST status for error kinds the gRPC code alone maps badly (see _REST_STATUS_LUA)."""
+    table = ", ".join(f'{reason} = "{status}"' for reason, status in sorted(REST_STATUS_BY_REASON.items()))
+    source = _REST_STATUS_LUA % {"table": table, "header": ERROR_REASON_HEADER}
+    return HttpFilter(
+        name="envoy.filters.http.lua.rest_status",
+        typed_config=_any(Lua(default_source_code=DataSource(inline_string=source))),
+    )
+
+
 #: Compressed on the app's routes only (the filters are off elsewhere): API responses keep their bytes and their
 #: Content-Length (see _CONTENT_LENGTH_LUA), and a streamed download is never buffered through a compressor.
 _COMPRESSIBLE_TYPES = [
@@ -468,12 +513,14 @@ def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[Http
         filter_enforced=_percent(100, "gateway.rate_limit.enforced"),
         # Native gRPC would otherwise see UNAVAILABLE, which clients retry.
         rate_limited_as_resource_exhausted=True,
+        response_headers_to_add=_rate_limited_headers(),
     )
     return [
         HttpFilter(
             name="envoy.filters.http.lua",
             typed_config=_any(Lua(default_source_code=DataSource(inline_string=_CONTENT_LENGTH_LUA))),
         ),
+        _rest_status_filter(),
         # Brotli first: with both accepted at equal weight, Envoy's compressors pick the first in the chain.
         _compressor(COMPRESSORS[0], Brotli()),
         _compressor(COMPRESSORS[1], Gzip()),

@@ -408,10 +408,14 @@ def test_live_rate_limit_never_starves_the_jwks_route(tmp_path: Path) -> None:
             assert proc.poll() is None, (tmp_path / "envoy.log").read_text()
             assert time.monotonic() < deadline, "envoy did not become ready"
             time.sleep(0.1)
-        login = [request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")[0]]
-        login += [request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")[0]]
-        login += [request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")[0]]
+        answers = [
+            request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")
+            for _ in range(3)
+        ]
+        login = [status for status, _, _ in answers]
         assert 429 in login  # the bucket (2) is empty
+        # A true rate limit says when to come back (REST clients retry on 429; issue 16 item 3).
+        assert all(headers.get("retry-after") == "1" for status, headers, _ in answers if status == 429)
         jwks = [request(spec.port, "GET", "/.well-known/jwks.json")[0] for _ in range(5)]
         assert 429 not in jwks  # 503 here: no auth_svc behind this Envoy, but never rate limited
     finally:
