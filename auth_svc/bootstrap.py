@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_svc.adapters import (
     Argon2Hasher,
@@ -35,7 +36,7 @@ from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.channels import Keepalive, internal_channel
 from flowdock_kernel.config import ConfigError
-from flowdock_kernel.contract import public_methods
+from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
 from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache
 from flowdock_kernel.workers import BoundedPool
@@ -43,10 +44,27 @@ from flowdock_kernel.workers import BoundedPool
 NAME = "auth"
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICES = [auth_pb2.DESCRIPTOR.services_by_name[n] for n in ("AuthService", "AuthInternalService")]
+# Who may call each internal method (mesh identities, checked from the caller's certificate).
+INTERNAL_CALLERS = internal_callers(
+    SERVICES,
+    {
+        "AuthInternalService.CheckSession": {"storage_svc", "share_svc"},
+        "AuthInternalService.RecordEvents": {"storage_svc", "share_svc"},
+        "AuthInternalService.LookupUser": {"share_svc"},
+        "AuthInternalService.NotifyUser": {"share_svc"},
+    },
+)
 
 
 def migrate(config: AuthConfig) -> None:
     db.migrate(db.service_url(config, NAME, driver_async=False), MIGRATIONS)
+
+
+def make_engine(config: AuthConfig) -> AsyncEngine:
+    """SQLite: every transaction takes the write lock at BEGIN, so two use cases that read then write one account
+    queue instead of one failing ("database is locked"); no use case writes on a second connection (audit, rate
+    limits) while its own transaction is open."""
+    return db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
 
 
 def make_hasher(config: AuthConfig) -> Argon2Hasher:
@@ -124,19 +142,19 @@ def redirect_uris(config: AuthConfig) -> tuple[str, ...]:
 
 async def build(config: AuthConfig) -> Service:
     providers = oidc_providers(config)
-    # SQLite: every transaction takes the write lock at BEGIN, so two use cases that read then write one account
-    # queue instead of one failing ("database is locked"); no use case writes on a second connection (audit,
-    # rate limits) while its own transaction is open.
-    engine = db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
+    engine = make_engine(config)
     # Admin calls to storage_svc (quota, deleting a user's files) carry the admin's forwarded token.
+    tls = config.mesh(NAME)
     keepalive = Keepalive.every(config.keepalive_seconds)
     storage = (
-        internal_channel(config.storage_address, config.max_message_bytes, keepalive)
+        internal_channel(config.storage_address, config.max_message_bytes, tls, "storage", keepalive=keepalive)
         if config.storage_address
         else None
     )
     share = (
-        internal_channel(config.share_address, config.max_message_bytes, keepalive) if config.share_address else None
+        internal_channel(config.share_address, config.max_message_bytes, tls, "share", keepalive=keepalive)
+        if config.share_address
+        else None
     )
     keyring = SigningKeyring(
         engine,
@@ -153,6 +171,7 @@ async def build(config: AuthConfig) -> Service:
     hasher = make_hasher(config)
     accounts = Accounts(
         uow=lambda: SqlUnitOfWork(sessions),
+        reader=lambda: SqlUnitOfWork(sessions, read_only=True),
         hasher=hasher,
         issuer=keyring,
         mailer=make_mailer(config),
@@ -220,6 +239,7 @@ async def build(config: AuthConfig) -> Service:
         service_names=[s.full_name for s in SERVICES],
         register=register,
         public_methods=public_methods(*SERVICES),
+        internal_callers=INTERNAL_CALLERS,
         keys=KeyCache(
             own_keys,
             ttl=config.auth_signing_key_reload_seconds,

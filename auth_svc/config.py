@@ -17,18 +17,18 @@ class AuthConfig(CommonConfig):
     auth_argon2_time_cost: int = setting(2, "Argon2id iterations.", check=positive)
     auth_argon2_parallelism: int = setting(1, "Argon2id lanes.", check=positive)
     auth_hash_workers: int = setting(
-        2,
+        1,
         "Threads hashing and verifying passwords (off the event loop); about the CPU cores auth_svc may use for it.",
         check=positive,
     )
     auth_hash_queue: int = setting(
-        16,
+        8,
         "Password hashings that may wait for a worker; beyond that a call is refused at once with "
         "RESOURCE_EXHAUSTED and a retry delay (never an unbounded backlog).",
         check=non_negative,
     )
     auth_hash_per_client: int = setting(
-        2,
+        1,
         "Password hashings one client IP may have running or waiting at once (a few flooding clients cannot fill "
         "the queue for everyone; 0 = no per-client cap).",
         check=non_negative,
@@ -41,7 +41,10 @@ class AuthConfig(CommonConfig):
     )
     auth_require_verified_email: bool = setting(True, "Refuse login until the email address is verified.")
     auth_public_url: str = setting(
-        "http://127.0.0.1:8080", "Base URL of the web app, used in the links of verification and reset mails."
+        "http://127.0.0.1:8080",
+        "Base URL of the web app: links in verification and reset mails (<url>/verify-email?token=..., "
+        "<url>/reset-password?token=...) and the default OIDC callback (<url>/oauth/callback). "
+        "`flowdock up` sets it to the address it serves unless the environment or the file sets it.",
     )
     auth_cookie_secure: bool = setting(
         False,

@@ -15,6 +15,7 @@ from auth_svc import domain
 from auth_svc.adapters import SigningKeyring
 from auth_svc.usecases import Accounts, Tokens
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
+from flowdock_kernel import logs
 from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import current_principal
 
@@ -88,18 +89,11 @@ def _cookie(headers: Iterable[str], name: str) -> str:
 
 
 def client_of(context: Ctx) -> domain.Client:
-    """The caller's address as the gateway saw it: Envoy (use_remote_address) appends it to X-Forwarded-For, so
-    the last entry is trustworthy and anything a client put before it is not. Direct calls: the peer."""
-    forwarded = _metadata(context, "x-forwarded-for")
-    ip = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
-    if not ip:
-        peer = context.peer() or ""
-        if peer.startswith("ipv4:"):
-            ip = peer[5:].rsplit(":", 1)[0]
-        elif peer.startswith("ipv6:"):
-            ip = peer[5:].rsplit(":", 1)[0].strip("[]")
-    agent = _metadata(context, "x-user-agent") or _metadata(context, "user-agent")
-    return domain.Client(ip=ip[:64], user_agent=agent[: domain.MAX_USER_AGENT])
+    """The caller's address as the kernel's interceptor established it: the gateway's X-Forwarded-For entry when the
+    caller is the gateway's mesh identity, else the peer address (a forged header from anyone else is ignored)."""
+    client = logs.client_var.get()
+    agent = _metadata(context, "x-user-agent") or client.user_agent
+    return domain.Client(ip=client.ip[:64], user_agent=agent[: domain.MAX_USER_AGENT])
 
 
 def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -378,7 +372,10 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
         self.accounts = accounts
 
     async def CheckSession(self, request: auth_pb2.CheckSessionRequest, context: Ctx) -> auth_pb2.CheckSessionResponse:
-        return auth_pb2.CheckSessionResponse(active=await self.accounts.session_active(request.session_id))
+        role = await self.accounts.session_role(request.session_id)
+        if role is None:
+            return auth_pb2.CheckSessionResponse(active=False)
+        return auth_pb2.CheckSessionResponse(active=True, role=_ROLES[role])
 
     async def RecordEvents(self, request: auth_pb2.RecordEventsRequest, context: Ctx) -> auth_pb2.RecordEventsResponse:
         now = datetime.now(UTC)

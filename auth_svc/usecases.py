@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Collection, Coroutine
@@ -27,6 +28,7 @@ from auth_svc.ports import (
     UserData,
     UserShares,
 )
+from flowdock_kernel import pagetoken
 from flowdock_kernel.errors import (
     Aborted,
     AlreadyExists,
@@ -130,17 +132,23 @@ def _page_size(requested: int, policy: Policy) -> int:
     return min(requested or policy.page_size, policy.max_page_size)
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
 def _encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    return pagetoken.encode_text(value)
 
 
 def _decode_cursor(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument("page_token", "is not a token this service issued") from None
+    return pagetoken.decode_text(token)
+
+
+def _email_cursor(token: str) -> str:
+    """The last email of the previous page of users."""
+    after = _decode_cursor(token)
+    if after and ("@" not in after or len(after) > 254):
+        raise pagetoken.bad_token()
+    return after
 
 
 @dataclass
@@ -159,9 +167,15 @@ class Accounts:
     user_data: UserData | None = None
     user_shares: UserShares | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # A unit of work that only reads (on SQLite it takes no write lock, so lookups never queue behind writers);
+    # None: `uow`.
+    reader: Callable[[], UnitOfWork] | None = None
     # A real hash to verify against when the email is unknown, so both paths cost one Argon2 verification.
     dummy_hash: str = ""
     _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def _read(self) -> UnitOfWork:
+        return self.reader() if self.reader is not None else self.uow()
 
     async def _verify_dummy(self, password: str, client: domain.Client) -> None:
         """The cost of a real verification when there is no account to check against."""
@@ -315,7 +329,7 @@ class Accounts:
         name = domain.clean_display_name(display_name, email)
         await self._throttle("register", self.limits.register.per_ip, client.ip)
         password_hash = await self.hasher.hash(password, requester=client.ip)
-        async with self.uow() as uow:
+        async with self._read() as uow:
             existing = await uow.users.by_email(email)
         if existing is not None:
             # At most N such mails per address and window (no mail-bombing an owner through the sign-up form);
@@ -412,7 +426,7 @@ class Accounts:
             await self._verify_dummy(password, client)
             raise Unauthenticated(BAD_CREDENTIALS) from None
         attempt = await self._reserve_failure("login", self.limits.login.per_account, email)
-        async with self.uow() as uow:
+        async with self._read() as uow:
             user = await uow.users.by_email(email)
         if user is None:
             try:
@@ -587,7 +601,7 @@ class Accounts:
         await self._throttle("totp", self.limits.totp.per_ip, client.ip)
         if not mfa_token or len(mfa_token) > 200:
             raise Unauthenticated(BAD_TOKEN)
-        async with self.uow() as uow:
+        async with self._read() as uow:
             found = await uow.tokens.get(token_hash(mfa_token))
         now = self.clock()
         if found is None or found.purpose != domain.Purpose.MFA or found.used_at or found.expires_at <= now:
@@ -640,20 +654,26 @@ class Accounts:
 
     async def session_active(self, session_id: str) -> bool:
         """The revocation check every service makes (through a short cache) on every call."""
+        return await self.session_role(session_id) is not None
+
+    async def session_role(self, session_id: str) -> domain.Role | None:
+        """The role the session's account holds now (its record, whatever its tokens claim); None if the session
+        cannot be used (ended, idle, unknown, or its account disabled)."""
         if not session_id or len(session_id) > 64:
-            return False
-        async with self.uow() as uow:
+            return None
+        async with self._read() as uow:
             now = self.clock()
             session = await uow.sessions.get(session_id)
             if session is None or not session.is_active(now, self.policy.session_idle):
-                return False
+                return None
             user = await uow.users.by_id(session.user_id)
-            if user is None or user.disabled:
-                return False
-            if now - (session.last_seen_at or session.created_at) > TOUCH_EVERY:
+        if user is None or user.disabled:
+            return None
+        if now - (session.last_seen_at or session.created_at) > TOUCH_EVERY:
+            async with self.uow() as uow:
                 await uow.sessions.touch(session.id, now)
                 await uow.commit()
-        return True
+        return user.role
 
     async def logout(self, user_id: str, session_id: str, client: domain.Client) -> None:
         async with self.uow() as uow:
@@ -665,7 +685,7 @@ class Accounts:
     # -- sessions ----------------------------------------------------------------------------------------------
 
     async def list_sessions(self, user_id: str) -> list[domain.Session]:
-        async with self.uow() as uow:
+        async with self._read() as uow:
             all_sessions = await uow.sessions.for_user(user_id)
         now = self.clock()
         return [s for s in all_sessions if s.is_active(now, self.policy.session_idle)]
@@ -723,7 +743,7 @@ class Accounts:
         hashed, so garbage tokens cost no Argon2; attempts are throttled per client IP."""
         await self._throttle("reset", self.limits.reset.per_ip, client.ip)
         domain.check_password(new_password, self.common_passwords, field_name="new_password")
-        async with self.uow() as uow:
+        async with self._read() as uow:
             await self._peek(uow, token, (domain.Purpose.RESET_PASSWORD,))
         password_hash = await self.hasher.hash(new_password, requester=client.ip)
         async with self.uow() as uow:
@@ -744,7 +764,7 @@ class Accounts:
         client IP and, counting failures first, per account (a stolen session cannot guess on)."""
         await self._throttle("password", self.limits.password.per_ip, client.ip)
         attempt = await self._reserve_failure("password", self.limits.password.per_account, user_id)
-        async with self.uow() as uow:
+        async with self._read() as uow:
             user = await self._user(uow, user_id)
         if not await self._verify("password", user_id, attempt, user.password_hash, password, client.ip):
             if failed_event:
@@ -772,7 +792,7 @@ class Accounts:
     # -- profile -------------------------------------------------------------------------------------------------
 
     async def get(self, user_id: str) -> domain.User:
-        async with self.uow() as uow:
+        async with self._read() as uow:
             user = await uow.users.by_id(user_id)
         if user is None:
             raise NotFound("account not found")
@@ -831,7 +851,7 @@ class Accounts:
 
     async def confirm_totp(self, user_id: str, code: str, client: domain.Client, session_id: str = "") -> list[str]:
         attempt = await self._reserve_failure("totp", self.limits.totp.per_account, user_id)
-        async with self.uow() as uow:
+        async with self._read() as uow:
             user = await self._user(uow, user_id)
             problem: FailedPrecondition | None = None
             try:
@@ -861,7 +881,7 @@ class Accounts:
         return [f"{c[:5]}-{c[5:]}" for c in codes]
 
     async def disable_totp(self, user_id: str, password: str, code: str, client: domain.Client) -> None:
-        async with self.uow() as uow:
+        async with self._read() as uow:
             user = await self._user(uow, user_id)
         if not user.totp_enabled:
             raise FailedPrecondition("2FA is not on", reason="TOTP_NOT_ENABLED")
@@ -889,8 +909,9 @@ class Accounts:
     ) -> tuple[list[domain.Event], str]:
         size = _page_size(page_size, self.policy)
         before = _decode_cursor(page_token)
-        if before and not before.isdigit():
-            raise InvalidArgument("page_token", "is not a token this service issued")
+        # A position in the trail: ASCII digits of a 64-bit number (str.isdigit() also takes "²", which int() does not).
+        if before and not (_DIGITS.fullmatch(before) and int(before) < 2**63):
+            raise pagetoken.bad_token()
         events = await self.audit.list(
             subject_id=subject_id, actor_id=actor_id, kind_prefix=kind_prefix, before=before, limit=size + 1
         )
@@ -901,7 +922,7 @@ class Accounts:
     async def lookup_user(self, email: str) -> domain.User:
         """An active account by email, for other services (share_svc resolving a grantee); NotFound otherwise."""
         email = domain.normalise_email(email)
-        async with self.uow() as uow:
+        async with self._read() as uow:
             user = await uow.users.by_email(email)
         if user is None or user.disabled:
             raise NotFound(f"no FlowDock account uses {email}; ask them to sign up first")
@@ -913,7 +934,7 @@ class Accounts:
             raise InvalidArgument("subject", "must be one line of 1-200 characters")
         if len(body) > 10_000:
             raise InvalidArgument("body", "must be at most 10000 characters")
-        async with self.uow() as uow:
+        async with self._read() as uow:
             user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
         if user is None or user.disabled:
             raise NotFound("account not found")
@@ -932,7 +953,7 @@ class Accounts:
     ) -> domain.User:
         """Checked against the database, not the token's `role` claim (which may be minutes old). A refusal is
         recorded in the audit trail (denied authorisations are logged)."""
-        async with self.uow() as uow:
+        async with self._read() as uow:
             user = await uow.users.by_id(user_id)
         if user is None or user.disabled or user.role != domain.Role.ADMIN:
             await self._event("authz.denied", client, actor=user_id, subject=user_id, action=action)
@@ -946,15 +967,15 @@ class Accounts:
         if len(query) > 254:
             raise InvalidArgument("query", "must be at most 254 characters")
         size = _page_size(page_size, self.policy)
-        async with self.uow() as uow:
-            found = await uow.users.search(query.strip(), _decode_cursor(page_token), size + 1)
+        async with self._read() as uow:
+            found = await uow.users.search(query.strip(), _email_cursor(page_token), size + 1)
         more = len(found) > size
         found = found[:size]
         return found, (_encode_cursor(found[-1].email) if more and found else "")
 
     async def get_user(self, admin_id: str, user_id: str, client: domain.Client = NO_CLIENT) -> domain.User:
         await self.require_admin(admin_id, "get_user", client)
-        async with self.uow() as uow:
+        async with self._read() as uow:
             user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
         if user is None:
             raise NotFound("account not found")
@@ -997,7 +1018,7 @@ class Accounts:
         return self.user_data
 
     async def _existing(self, user_id: str) -> domain.User:
-        async with self.uow() as uow:
+        async with self._read() as uow:
             user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
         if user is None:
             raise NotFound("account not found")

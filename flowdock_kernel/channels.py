@@ -17,7 +17,8 @@ import grpc
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import logs
-from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache, keys_from_jwks, principal_var
+from flowdock_kernel.mesh import MeshTls, identity_of
+from flowdock_kernel.tokens import AdminCheck, KeyCache, KeyMap, SessionCache, keys_from_jwks, principal_var
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,17 @@ class _Forward(
 
 
 def internal_channel(
-    address: str, max_message_bytes: int, keepalive: Keepalive = DEFAULT_KEEPALIVE
+    address: str,
+    max_message_bytes: int,
+    tls: MeshTls | None = None,
+    peer: str = "",
+    keepalive: Keepalive = DEFAULT_KEEPALIVE,
 ) -> grpc.aio.Channel:
-    """`host:port`, or several replicas as `host:port,host:port` (balanced round-robin by the client)."""
+    """`host:port`, or several replicas as `host:port,host:port` (balanced round-robin by the client).
+
+    With `tls` (the caller's mesh identity) the channel is mutual TLS and the server must prove it is `peer` (its
+    mesh identity, e.g. `auth_svc`, checked against the certificate's SAN whatever address it is reached at).
+    Keepalive follows the mesh's one policy; idempotent methods are retried once on UNAVAILABLE."""
     target = f"ipv4:{address}" if "," in address else address
     options = [
         *channel_options(max_message_bytes),
@@ -154,7 +163,11 @@ def internal_channel(
         ("grpc.enable_retries", 1),
         ("grpc.service_config", retry_service_config()),
     ]
-    return grpc.aio.insecure_channel(target, options=options, interceptors=[_Forward()])
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=[_Forward()])
+    options.append(("grpc.ssl_target_name_override", identity_of(peer)))
+    credentials = tls.channel_credentials()
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=[_Forward()])  # type: ignore[arg-type]
 
 
 def remote_signing_keys(auth: grpc.aio.Channel, ttl: float) -> KeyCache:
@@ -173,3 +186,15 @@ def remote_signing_keys(auth: grpc.aio.Channel, ttl: float) -> KeyCache:
         return bool(answer.active)
 
     return KeyCache(fetch, ttl=ttl, sessions=SessionCache(session_active))
+
+
+def remote_admin_check(auth: grpc.aio.Channel) -> AdminCheck:
+    """Admin rights confirmed against auth_svc's record (CheckSession's role), for admin operations in other
+    services; the token's claim alone is not enough once an admin is demoted."""
+    internal = auth_pb2_grpc.AuthInternalServiceStub(auth)
+
+    async def is_admin_now(sid: str) -> bool:
+        answer = await internal.CheckSession(auth_pb2.CheckSessionRequest(session_id=sid), timeout=2)
+        return bool(answer.active) and answer.role == auth_pb2.ROLE_ADMIN
+
+    return AdminCheck(is_admin_now)

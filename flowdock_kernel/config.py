@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flowdock_kernel.mesh import MeshTls, identity_of
+
 ENV_PREFIX = "FLOWDOCK_"
 SERVICE_PREFIXES = ("auth_", "storage_", "share_", "gateway_")
 
@@ -99,6 +101,27 @@ class CommonConfig:
     jwks_refresh_seconds: float = setting(
         60.0, "How long a service caches auth_svc's signing keys before fetching them again.", check=positive
     )
+    mesh_tls: bool = setting(
+        True,
+        "Mutual TLS between services and from the gateway (docs/security.md). Off only for a single service run "
+        "on its own (tests, a debugger): every caller is then trusted.",
+    )
+    mesh_ca_file: str = setting("", "Mesh CA certificate (PEM). Empty: data_dir/mesh/ca.pem.")
+    mesh_cert_file: str = setting(
+        "", "This service's mesh certificate (PEM, SAN = <service>_svc). Empty: data_dir/mesh/<service>_svc.pem."
+    )
+    mesh_key_file: str = setting("", "This service's mesh private key (PEM). Empty: data_dir/mesh/<service>_svc.key.")
+
+    def mesh(self, service: str) -> MeshTls | None:
+        """The service's mesh identity files, or None in plaintext mode."""
+        if not self.mesh_tls:
+            return None
+        default = MeshTls.in_folder(self.data_dir / "mesh", identity_of(service))
+        return MeshTls(
+            Path(self.mesh_ca_file) if self.mesh_ca_file else default.ca_file,
+            Path(self.mesh_cert_file) if self.mesh_cert_file else default.cert_file,
+            Path(self.mesh_key_file) if self.mesh_key_file else default.key_file,
+        )
 
 
 def _convert(key: str, raw: Any, typ: Any) -> Any:

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 from grpc_interceptor.server import AsyncServerInterceptor
 
 from flowdock_kernel import errors, grpc_errors, logs, metrics
+from flowdock_kernel.mesh import GATEWAY
 from flowdock_kernel.tokens import (
     KeyCache,
     KeyMap,
@@ -60,13 +61,21 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return parse
 
 
+def _peer_identities(context: grpc.aio.ServicerContext[Any, Any]) -> frozenset[str]:
+    """The SANs of the caller's verified client certificate (empty without one)."""
+    found = context.peer_identities() or ()
+    return frozenset(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in found)
+
+
 class CallInterceptor(AsyncServerInterceptor):
     """What every call passes through around its handler, in this order:
 
-    1. call context: the request id, the client as the gateway saw it; at the end one access log line and the
-       request metrics, with the final status;
-    2. authentication: the bearer token, on every method the contract does not declare public;
-    3. error mapping: a domain error (an authentication failure included) becomes its status; anything else a
+    1. call context: the request id, the client as the gateway saw it (X-Forwarded-For only from the gateway's
+       mesh identity); at the end one access log line and the request metrics, with the final status;
+    2. the caller's mesh identity (its certificate's SAN, mutual TLS): an internal method answers only the
+       identities declared for it next to the service (PERMISSION_DENIED otherwise);
+    3. authentication: the bearer token, on every method the contract does not declare public;
+    4. error mapping: a domain error (an authentication failure included) becomes its status; anything else a
        generic INTERNAL, logged with its traceback. A request that does not parse (bad UTF-8 in a string field,
        truncated bytes) is INVALID_ARGUMENT rather than grpc's UNKNOWN naming a Python exception class.
 
@@ -85,8 +94,15 @@ class CallInterceptor(AsyncServerInterceptor):
         audience: str,
         sessions: SessionCache | None = None,
         max_verified: int = 10_000,
+        internal_callers: Mapping[str, Collection[str]] | None = None,
+        mesh: bool = False,
     ) -> None:
         self.service = service
+        # method -> the mesh identities that may call it (internal methods only).
+        self.internal_callers = {k: frozenset(v) for k, v in (internal_callers or {}).items()}
+        # True when the server runs mutual TLS: identities come from the peer certificate. False (plaintext, a
+        # service run on its own) trusts every caller, as there is no identity to check.
+        self.mesh = mesh
         self.public_methods = frozenset(public_methods)
         self.keys = keys
         self.issuer = issuer
@@ -118,7 +134,9 @@ class CallInterceptor(AsyncServerInterceptor):
             elif k == "authorization" and not auth:
                 auth = v if isinstance(v, str) else v.decode("latin-1")
         logs.request_id_var.set(rid or os.urandom(16).hex())
-        logs.client_var.set(logs.client_from(metadata, context.peer() or ""))
+        identities = _peer_identities(context) if self.mesh else frozenset()
+        trusted_hop = not self.mesh or GATEWAY in identities
+        logs.client_var.set(logs.client_from(metadata, context.peer() or "", trust_forwarded=trusted_hop))
         principal_var.set(None)
         state = _CallState()
         start = time.perf_counter()
@@ -126,6 +144,12 @@ class CallInterceptor(AsyncServerInterceptor):
         try:
             if request is UNDECODABLE:
                 raise errors.InvalidArgument("request", "is not a valid message (is every string field UTF-8?)")
+            allowed = self.internal_callers.get(name)
+            if allowed is not None and self.mesh and not identities & allowed:
+                raise errors.PermissionDenied(
+                    f"{name} is internal: only {', '.join(sorted(allowed))} may call it "
+                    f"(caller: {', '.join(sorted(identities)) or 'no mesh identity'})"
+                )
             if name not in self.public_methods and not name.startswith(ALWAYS_PUBLIC_PREFIXES):
                 await self._authenticate(auth)
             result = method(request, context)

@@ -26,15 +26,22 @@ class Client:
     user_agent: str = ""
 
 
+#: Set by the gateway (gateway/envoy_config.py CLIENT_IP_HEADER): the client address after its trusted proxy hops.
+CLIENT_IP_HEADER = "x-flowdock-client-ip"
+
 client_var: contextvars.ContextVar[Client] = contextvars.ContextVar("client", default=Client())  # noqa: B039 (frozen)
 
 
-def client_from(metadata: Iterable[tuple[str, str | bytes]], peer: str) -> Client:
+def client_from(metadata: Iterable[tuple[str, str | bytes]], peer: str, *, trust_forwarded: bool = True) -> Client:
     """Envoy (use_remote_address) appends the client's address to X-Forwarded-For: only the last entry is
-    trustworthy. Direct calls: the peer address."""
+    trustworthy, and only when the caller is the gateway (`trust_forwarded`, from its mesh identity). Anyone else:
+    the peer address."""
     values = {k: v if isinstance(v, str) else v.decode("latin-1") for k, v in metadata}
-    forwarded = values.get("x-forwarded-for", "")
-    ip = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
+    ip = ""
+    if trust_forwarded:
+        # The gateway's own verdict (after its xff_num_trusted_hops) first; older gateways: XFF's last entry.
+        forwarded = values.get("x-forwarded-for", "")
+        ip = values.get(CLIENT_IP_HEADER, "").strip() or (forwarded.rsplit(",", 1)[-1].strip() if forwarded else "")
     if not ip and peer.startswith(("ipv4:", "ipv6:")):
         ip = peer[5:].rsplit(":", 1)[0].strip("[]")
     agent = values.get("x-user-agent") or values.get("user-agent", "")

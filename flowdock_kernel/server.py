@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +45,8 @@ class Service:
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Long-running jobs (housekeeping loops): started once serving, cancelled at shutdown.
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    # Internal method -> the mesh identities allowed to call it (contract.internal_callers).
+    internal_callers: Mapping[str, Collection[str]] = field(default_factory=dict)
 
 
 # How far a server reads ahead of its handler on one stream. gRPC's default grows the window with its bandwidth-delay
@@ -56,6 +58,8 @@ RECEIVE_WINDOW = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 4 
 
 async def serve(config: CommonConfig, service: Service) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting calls and let in-flight ones drain."""
+    tls = config.mesh(service.name)
+    credentials = tls.server_credentials() if tls is not None else None
     server = grpc.aio.server(
         interceptors=[
             CallInterceptor(
@@ -64,6 +68,8 @@ async def serve(config: CommonConfig, service: Service) -> None:
                 service.keys,
                 issuer=config.jwt_issuer,
                 audience=config.jwt_audience,
+                internal_callers=service.internal_callers,
+                mesh=tls is not None,
             )
         ],
         options=[
@@ -81,7 +87,11 @@ async def serve(config: CommonConfig, service: Service) -> None:
     )
     address = f"{config.listen_host}:{config.grpc_port}"
     try:
-        bound = server.add_insecure_port(address)
+        bound = (
+            server.add_secure_port(address, credentials)  # type: ignore[arg-type]
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
     except RuntimeError as exc:
         raise StartupError(f"cannot listen on {address}: port {config.grpc_port} is in use or not allowed") from exc
     if bound == 0:
@@ -126,10 +136,11 @@ async def serve(config: CommonConfig, service: Service) -> None:
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Entry point wrapper: a StartupError or ConfigError ends the process with one clear line and exit 2."""
     from flowdock_kernel.config import ConfigError
+    from flowdock_kernel.mesh import MeshError
 
     try:
         asyncio.run(main())
-    except (StartupError, ConfigError) as exc:
+    except (StartupError, ConfigError, MeshError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

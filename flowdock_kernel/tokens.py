@@ -157,6 +157,19 @@ class SessionCache:
             del self._pending[sid]
 
 
+class AdminCheck:
+    """Is this caller an administrator *now*? A token's role claim lives as long as the token (a demoted admin keeps
+    one until it expires), so admin operations outside auth_svc also ask auth's record (CheckSession's role),
+    cached per session for `ttl` seconds like the revocation check; auth_svc unreachable fails closed."""
+
+    def __init__(self, is_admin_now: Callable[[str], Awaitable[bool]], *, ttl: float = SESSION_CHECK_SECONDS) -> None:
+        self._answers = SessionCache(is_admin_now, ttl=ttl, max_entries=10_000)
+
+    async def confirm(self, principal: Principal) -> bool:
+        """True only if the token says admin and auth's record still does."""
+        return principal.is_admin and await self._answers.active(principal.session_id)
+
+
 class KeyCache:
     """Signing keys fetched from auth_svc, cached; an unknown `kid` triggers one early refetch (rotation).
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from types import FrameType
@@ -22,7 +23,7 @@ from flowdock_kernel.channels import Keepalive
 from flowdock_kernel.config import ConfigError, load
 from gateway.config import GatewayConfig
 from gateway.descriptor import DescriptorError
-from gateway.envoy_config import DEFAULT_CORS_ORIGINS, GatewaySpec
+from gateway.envoy_config import DEFAULT_CORS_ORIGINS, EdgeTls, GatewaySpec, MeshFiles
 from gateway.runner import (
     EnvoyNotFoundError,
     EnvoyValidationError,
@@ -82,9 +83,38 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         metavar="REGEX",
         help="allowed browser origin (RE2, whole match); repeatable; default: localhost and 127.0.0.1",
     )
-    parser.add_argument("--rate-limit-per-second", type=int, default=200, help="token refill per second")
-    parser.add_argument("--rate-limit-burst", type=int, default=400, help="token bucket size")
+    parser.add_argument(
+        "--rate-limit-per-second",
+        type=int,
+        default=None,
+        help="per-client token refill per second (default: gateway_rate_limit_per_second)",
+    )
+    parser.add_argument(
+        "--rate-limit-burst", type=int, default=None, help="per-client bucket size (default: gateway_rate_limit_burst)"
+    )
     parser.add_argument("--no-access-log", action="store_true", help="do not log requests to stdout")
+    mesh = parser.add_argument_group("mesh (mutual TLS to the services; all three or none)")
+    mesh.add_argument("--mesh-ca", type=Path, help="mesh CA certificate (PEM)")
+    mesh.add_argument("--mesh-cert", type=Path, help="the gateway's mesh certificate (PEM, SAN gateway)")
+    mesh.add_argument("--mesh-key", type=Path, help="the gateway's mesh private key (PEM)")
+    edge = parser.add_argument_group("public listener TLS (both or none)")
+    edge.add_argument("--tls-cert", type=Path, help="certificate chain (PEM) served on the public listener")
+    edge.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    edge.add_argument(
+        "--hsts-max-age", type=int, default=None, help="Strict-Transport-Security max-age over TLS (seconds)"
+    )
+    parser.add_argument(
+        "--stats-port",
+        type=int,
+        default=0,
+        help="serve only /stats/prometheus (from the admin interface) on this port of --listen-host (default: none)",
+    )
+    parser.add_argument(
+        "--xff-trusted-hops",
+        type=int,
+        default=None,
+        help="proxies in front of the gateway whose X-Forwarded-For is trusted (default: gateway_xff_trusted_hops, 0)",
+    )
     parser.add_argument(
         "--keepalive-seconds",
         type=float,
@@ -97,8 +127,23 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
-    """Turn parsed options into a GatewaySpec (later --upstream for the same name wins)."""
+def spec_from_args(args: argparse.Namespace, config: GatewayConfig | None = None) -> GatewaySpec:
+    """Turn parsed options and the gateway settings into a GatewaySpec (later --upstream for the same name wins)."""
+    cfg = config or load(GatewayConfig)
+    mesh_paths = (args.mesh_ca, args.mesh_cert, args.mesh_key)
+    if any(mesh_paths) and not all(mesh_paths):
+        raise ValueError("--mesh-ca, --mesh-cert and --mesh-key go together")
+    tls_cert = args.tls_cert or (Path(cfg.gateway_tls_cert) if cfg.gateway_tls_cert else None)
+    tls_key = args.tls_key or (Path(cfg.gateway_tls_key) if cfg.gateway_tls_key else None)
+    hsts = args.hsts_max_age if args.hsts_max_age is not None else cfg.gateway_hsts_max_age
+    hops = args.xff_trusted_hops if args.xff_trusted_hops is not None else cfg.gateway_xff_trusted_hops
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if hops < 0:
+        raise ValueError("--xff-trusted-hops must be 0 or more")
+    for path in [*mesh_paths, tls_cert, tls_key]:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path}: no such file")
     return GatewaySpec(
         listen_host=args.listen_host,
         port=args.port,
@@ -107,11 +152,23 @@ def spec_from_args(args: argparse.Namespace) -> GatewaySpec:
         descriptor_path=args.descriptor,
         upstreams=dict(args.upstream),
         cors_allowed_origins=tuple(args.cors_origin) or DEFAULT_CORS_ORIGINS,
-        rate_limit_per_second=args.rate_limit_per_second,
-        rate_limit_burst=args.rate_limit_burst,
+        rate_limit_per_second=args.rate_limit_per_second or cfg.gateway_rate_limit_per_second,
+        rate_limit_burst=args.rate_limit_burst or cfg.gateway_rate_limit_burst,
+        global_rate_limit_per_second=cfg.gateway_global_rate_limit_per_second,
+        global_rate_limit_burst=cfg.gateway_global_rate_limit_burst,
+        rate_limit_max_clients=cfg.gateway_rate_limit_max_clients,
+        public_body_bytes=cfg.gateway_public_body_bytes,
+        json_body_bytes=cfg.gateway_json_body_bytes,
+        max_body_bytes=cfg.gateway_upload_body_bytes,
+        unary_timeout=timedelta(seconds=cfg.gateway_unary_timeout_seconds),
+        max_heap_bytes=cfg.gateway_max_heap_bytes,
         access_log=not args.no_access_log,
         keepalive=Keepalive.every(args.keepalive_seconds or _configured_keepalive_seconds()),
         web_dir=web_dir(args.web_dir),
+        mesh=MeshFiles(*(p.resolve() for p in mesh_paths)) if all(mesh_paths) else None,
+        edge_tls=EdgeTls(tls_cert.resolve(), tls_key.resolve(), hsts) if tls_cert and tls_key else None,
+        xff_num_trusted_hops=hops,
+        stats_port=args.stats_port,
     )
 
 
@@ -185,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return _serve(spec, args.run_dir, args.log_level)
     except (
+        ConfigError,
         PortInUseError,
         EnvoyValidationError,
         EnvoyNotFoundError,
         DescriptorError,
-        ConfigError,
         ValueError,
         OSError,
     ) as exc:

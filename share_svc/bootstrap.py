@@ -11,9 +11,9 @@ import grpc
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
-from flowdock_kernel.channels import Keepalive, internal_channel, remote_signing_keys
+from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_check, remote_signing_keys
 from flowdock_kernel.config import ConfigError
-from flowdock_kernel.contract import public_methods
+from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
 from flowdock_kernel.workers import BoundedPool
 from share_svc.adapters import (
@@ -31,6 +31,16 @@ from share_svc.usecases import LinkPolicy, Sharing
 NAME = "share"
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICES = [share_pb2.DESCRIPTOR.services_by_name[n] for n in ("ShareService", "AccessService")]
+# Who may call each internal method (mesh identities, checked from the caller's certificate).
+INTERNAL_CALLERS = internal_callers(
+    SERVICES,
+    {
+        "AccessService.CheckAccess": {"storage_svc"},
+        "AccessService.CheckLinkAccess": {"storage_svc"},
+        "AccessService.DropShares": {"storage_svc"},
+        "AccessService.DeleteUserShares": {"auth_svc"},
+    },
+)
 
 
 def migrate(config: ShareConfig) -> None:
@@ -43,10 +53,11 @@ async def build(config: ShareConfig) -> Service:
             raise ConfigError(f"FLOWDOCK_{key.upper()}", "is required by share_svc (host:port)")
     engine = db.make_engine(db.service_url(config, NAME))
     sessions = db.connections(engine)
+    tls = config.mesh(NAME)
     keepalive = Keepalive.every(config.keepalive_seconds)
-    auth = internal_channel(config.auth_address, config.max_message_bytes, keepalive)
+    auth = internal_channel(config.auth_address, config.max_message_bytes, tls, "auth", keepalive=keepalive)
     # Used lazily (share_svc starts before storage_svc): only when a user creates shares or lists them.
-    storage = internal_channel(config.storage_address, config.max_message_bytes, keepalive)
+    storage = internal_channel(config.storage_address, config.max_message_bytes, tls, "storage", keepalive=keepalive)
     outbox = Outbox(engine, service=NAME, send=remote_audit_sender(auth))
     nodes = StorageNodes(storage)
     hasher = Argon2Hasher(
@@ -76,7 +87,7 @@ async def build(config: ShareConfig) -> Service:
 
     def register(server: grpc.aio.Server) -> None:
         share_pb2_grpc.add_ShareServiceServicer_to_server(ShareServicer(sharing, nodes.full), server)
-        share_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(sharing), server)
+        share_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(sharing, remote_admin_check(auth)), server)
 
     async def deliver_audit_events() -> None:
         await outbox.adopt(config.data_dir / "outbox" / "audit-share.db")  # events queued by an earlier version
@@ -95,6 +106,7 @@ async def build(config: ShareConfig) -> Service:
         service_names=[s.full_name for s in SERVICES],
         register=register,
         public_methods=public_methods(*SERVICES),
+        internal_callers=INTERNAL_CALLERS,
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
         background=[deliver_audit_events],

@@ -40,5 +40,7 @@ class ShareConfig(CommonConfig):
         2, "Link-password hashings one client IP may have running or waiting at once (0 = no cap).", check=non_negative
     )
     share_public_url: str = setting(
-        "http://127.0.0.1:8080", 'Base URL of the gateway, used in the "shared with you" email.'
+        "http://127.0.0.1:8080",
+        'Base URL of the gateway, used in the "shared with you" email. `flowdock up` sets it to the address it '
+        "serves unless the environment or the file sets it.",
     )

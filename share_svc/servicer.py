@@ -14,7 +14,7 @@ from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock.storage.v1 import storage_pb2
 from flowdock_kernel import logs
 from flowdock_kernel.errors import InvalidArgument
-from flowdock_kernel.tokens import current_principal
+from flowdock_kernel.tokens import AdminCheck, current_principal
 from share_svc.domain import Action, Link, LinkPermission, Role, Share
 from share_svc.usecases import LinkChanges, Sharing
 
@@ -169,8 +169,9 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
 
 
 class AccessServicer(share_pb2_grpc.AccessServiceServicer):
-    def __init__(self, sharing: Sharing) -> None:
+    def __init__(self, sharing: Sharing, admins: AdminCheck) -> None:
         self.sharing = sharing
+        self.admins = admins
 
     async def CheckAccess(self, request: share_pb2.CheckAccessRequest, context: Ctx) -> share_pb2.CheckAccessResponse:
         action = _ACTIONS.get(request.action)
@@ -210,5 +211,7 @@ class AccessServicer(share_pb2_grpc.AccessServiceServicer):
         self, request: share_pb2.DeleteUserSharesRequest, context: Ctx
     ) -> share_pb2.DeleteUserSharesResponse:
         principal = current_principal()
-        dropped = await self.sharing.delete_user(principal.user_id, principal.is_admin, request.user_id)
+        # Admin rights from auth's record, not the token's claim alone (a demoted admin's token still says admin).
+        is_admin = await self.admins.confirm(principal)
+        dropped = await self.sharing.delete_user(principal.user_id, is_admin, request.user_id)
         return share_pb2.DeleteUserSharesResponse(dropped=dropped)

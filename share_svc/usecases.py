@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from flowdock_kernel import pagetoken
 from flowdock_kernel.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -259,14 +260,16 @@ class Sharing:
 
     async def outgoing(self, caller: str, page_size: int, page_token: str) -> tuple[list[Share], str]:
         limit = self._limit(page_size)
+        after = pagetoken.uuid_text(page_token)  # the last id of the previous page
         async with self.uow() as uow:
-            rows = await uow.shares.outgoing(caller, page_token, limit + 1)
+            rows = await uow.shares.outgoing(caller, after, limit + 1)
         return rows[:limit], rows[limit - 1].id if len(rows) > limit else ""
 
     async def incoming(self, caller: str, page_size: int, page_token: str) -> tuple[list[Share], str]:
         limit = self._limit(page_size)
+        after = pagetoken.uuid_text(page_token)  # the last id of the previous page
         async with self.uow() as uow:
-            rows = await uow.shares.incoming(caller, page_token, limit + 1)
+            rows = await uow.shares.incoming(caller, after, limit + 1)
         return rows[:limit], rows[limit - 1].id if len(rows) > limit else ""
 
     # -- public links -----------------------------------------------------------------------------------------
@@ -334,8 +337,9 @@ class Sharing:
 
     async def list_links(self, caller: str, page_size: int, page_token: str) -> tuple[list[Link], str]:
         limit = self._limit(page_size)
+        after = pagetoken.uuid_text(page_token)
         async with self.uow() as uow:
-            rows = await uow.links.of_owner(caller, page_token, limit + 1)
+            rows = await uow.links.of_owner(caller, after, limit + 1)
         return rows[:limit], rows[limit - 1].id if len(rows) > limit else ""
 
     async def update_link(self, caller: str, link_id: str, changes: LinkChanges) -> Link:

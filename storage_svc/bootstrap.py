@@ -12,9 +12,9 @@ import grpc
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
-from flowdock_kernel.channels import Keepalive, internal_channel, remote_signing_keys
+from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_check, remote_signing_keys
 from flowdock_kernel.config import ConfigError
-from flowdock_kernel.contract import public_methods
+from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
 from storage_svc.adapters import HmacUrlSigner, ShareAccessPolicy, SqlUnitOfWork
 from storage_svc.blobstore import EncryptedBlobStore
@@ -34,6 +34,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE = storage_pb2.DESCRIPTOR.services_by_name["StorageService"]
 ADMIN_SERVICE = storage_pb2.DESCRIPTOR.services_by_name["StorageAdminService"]
 PUBLIC_SERVICE = storage_pb2.DESCRIPTOR.services_by_name["PublicLinkService"]
+# Who may call each internal method (mesh identities, checked from the caller's certificate): auth_svc's admin API.
+INTERNAL_CALLERS = internal_callers(
+    [SERVICE, ADMIN_SERVICE, PUBLIC_SERVICE],
+    {
+        "StorageAdminService.SetQuota": {"auth_svc"},
+        "StorageAdminService.GetUserQuota": {"auth_svc"},
+        "StorageAdminService.DeleteUserData": {"auth_svc"},
+    },
+)
 
 
 def migrate(config: StorageConfig) -> None:
@@ -49,9 +58,10 @@ async def build(config: StorageConfig) -> Service:
             "FLOWDOCK_STORAGE_MAX_CHUNK_BYTES", "must be at least 64 KiB below FLOWDOCK_MAX_MESSAGE_BYTES"
         )
     engine = db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
+    tls = config.mesh(NAME)
     keepalive = Keepalive.every(config.keepalive_seconds)
-    auth = internal_channel(config.auth_address, config.max_message_bytes, keepalive)
-    share = internal_channel(config.share_address, config.max_message_bytes, keepalive)
+    auth = internal_channel(config.auth_address, config.max_message_bytes, tls, "auth", keepalive=keepalive)
+    share = internal_channel(config.share_address, config.max_message_bytes, tls, "share", keepalive=keepalive)
     sessions = db.connections(engine)
     scanner: ClamdScanner | DisabledScanner
     if config.storage_virus_scan == "off":
@@ -94,7 +104,9 @@ async def build(config: StorageConfig) -> Service:
         with passing_serialised_bodies(server) as target:  # downloads yield ready-made HttpBody messages
             storage_pb2_grpc.add_StorageServiceServicer_to_server(servicer, target)
             storage_pb2_grpc.add_PublicLinkServiceServicer_to_server(PublicLinkServicer(storage, servicer), target)
-            storage_pb2_grpc.add_StorageAdminServiceServicer_to_server(StorageAdminServicer(storage), target)
+            storage_pb2_grpc.add_StorageAdminServiceServicer_to_server(
+                StorageAdminServicer(storage, remote_admin_check(auth)), target
+            )
 
     async def housekeeping() -> None:
         await storage.run_housekeeping(config.storage_housekeeping_seconds)
@@ -115,6 +127,7 @@ async def build(config: StorageConfig) -> Service:
         service_names=[SERVICE.full_name, ADMIN_SERVICE.full_name, PUBLIC_SERVICE.full_name],
         register=register,
         public_methods=public_methods(SERVICE, ADMIN_SERVICE, PUBLIC_SERVICE),
+        internal_callers=INTERNAL_CALLERS,
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
         background=[housekeeping, deliver_audit_events],

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
+from flowdock_kernel import pagetoken
 from flowdock_kernel.errors import InvalidArgument
 
 MAX_NAME_BYTES = 255
@@ -214,23 +214,36 @@ class Cursor:
     id: str
 
     def encode(self) -> str:
-        raw = json.dumps([self.kind_rank, self.key, self.id], separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return pagetoken.encode_text(json.dumps([self.kind_rank, self.key, self.id], separators=(",", ":")))
 
     @staticmethod
-    def decode(token: str) -> Cursor:
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            rank, key, node_id = json.loads(raw)
-            if not isinstance(rank, int) or not isinstance(key, str | int) or not isinstance(node_id, str):
-                raise ValueError
-        except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
-            raise InvalidArgument("page_token", "is not a token this service issued") from None
-        return Cursor(rank, key, node_id)
+    def decode(token: str, key: CursorKey = "text") -> Cursor:
+        """The cursor a listing issued, its key checked against what that listing sorts by (a crafted token with a
+        number where a name is compared, a NUL byte or a time beyond year 9999 would otherwise fail in the driver)."""
+        value = pagetoken.decode_json(token)
+        if not isinstance(value, list) or len(value) != 3:
+            raise pagetoken.bad_token()
+        rank = pagetoken.int64(value[0], minimum=0, maximum=1)
+        raw_key = value[1]
+        parsed: str | int
+        if key == "text":
+            parsed = pagetoken.text(raw_key)
+        elif key == "size":
+            parsed = pagetoken.int64(raw_key, minimum=0)
+        else:
+            parsed = pagetoken.int64(raw_key, minimum=_MIN_MICROS, maximum=_MAX_MICROS)
+        return Cursor(rank, parsed, pagetoken.text(value[2], max_chars=pagetoken.MAX_ID_CHARS))
 
+
+#: What a listing's cursor key is: a name key, a size in bytes, or a time in microseconds since 1970.
+CursorKey = Literal["text", "size", "micros"]
+#: The cursor key each listing order compares (sort_key).
+CURSOR_KEYS: dict[OrderBy, CursorKey] = {OrderBy.NAME: "text", OrderBy.SIZE: "size", OrderBy.MODIFIED: "micros"}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_MIN_MICROS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+_MAX_MICROS = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _MICROSECOND
 
 
 def micros(at: datetime) -> int:

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import metrics
 from flowdock_kernel.errors import InvalidArgument, PermissionDenied
-from flowdock_kernel.tokens import current_principal
+from flowdock_kernel.tokens import AdminCheck, current_principal
 from storage_svc.domain import Kind, Node, OnConflict, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
 from storage_svc.usecases import Storage
 
@@ -449,27 +449,29 @@ def quota_pb(usage: Usage, trash: int = 0, versions: int = 0) -> storage_pb2.Quo
 class StorageAdminServicer(storage_pb2_grpc.StorageAdminServiceServicer):
     """Internal: reached only by other services, and only for admins (checked here, not just at the edge)."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, admins: AdminCheck) -> None:
         self.storage = storage
+        self.admins = admins
 
-    def _admin(self, user_id: str) -> None:
-        if not current_principal().is_admin:
+    async def _admin(self, user_id: str) -> None:
+        # The token's role claim and auth_svc's record: a demoted admin's still-valid token is refused.
+        if not await self.admins.confirm(current_principal()):
             raise PermissionDenied("admins only")
         if not user_id:
             raise InvalidArgument("user_id", "is required")
 
     async def SetQuota(self, request: storage_pb2.SetQuotaRequest, context: Ctx) -> storage_pb2.Quota:
-        self._admin(request.user_id)
+        await self._admin(request.user_id)
         return quota_pb(await self.storage.set_quota(request.user_id, request.limit_bytes))
 
     async def GetUserQuota(self, request: storage_pb2.GetUserQuotaRequest, context: Ctx) -> storage_pb2.Quota:
-        self._admin(request.user_id)
+        await self._admin(request.user_id)
         return quota_pb(await self.storage.user_quota(request.user_id))
 
     async def DeleteUserData(
         self, request: storage_pb2.DeleteUserDataRequest, context: Ctx
     ) -> storage_pb2.DeleteUserDataResponse:
-        self._admin(request.user_id)
+        await self._admin(request.user_id)
         return storage_pb2.DeleteUserDataResponse(freed_bytes=await self.storage.delete_user_data(request.user_id))
 
 

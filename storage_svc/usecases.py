@@ -247,7 +247,7 @@ class Storage:
     ) -> tuple[ChildPage, str]:
         """A page of the folder's children in the listing read model's form, and the next page's token."""
         limit = _page_size(page_size, self.limits)
-        after = Cursor.decode(page_token) if page_token else None
+        after = Cursor.decode(page_token, domain.CURSOR_KEYS[order]) if page_token else None
         async with self.uow(read_only=True) as uow:
             folder = await self._folder(uow, caller, folder_id, "list")
             page = await uow.listings.children(folder.id, order, descending, after, limit)
@@ -403,7 +403,7 @@ class Storage:
 
     async def list_trash(self, caller: str, page_size: int, page_token: str) -> tuple[list[TrashEntry], str]:
         limit = _page_size(page_size, self.limits)
-        after = Cursor.decode(page_token) if page_token else None
+        after = Cursor.decode(page_token, "micros") if page_token else None
         async with self.uow(read_only=True) as uow:
             rows = await uow.nodes.trash_roots(caller, after, limit + 1)
         return _page(rows, limit, lambda e: Cursor(0, domain.micros(e.node.trashed_at or _now()), e.node.id))

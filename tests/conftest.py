@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,6 +84,38 @@ class Running:
     def log(self, service: str) -> str:
         return (self.data_dir / "logs" / f"{service}.log").read_text(errors="replace")
 
+    def mesh_credentials(self, identity: str = "gateway") -> Any:
+        """Client credentials of a mesh identity, signed by this run's mesh CA (an identity no service has, such as
+        "scanner", is issued on first use): services answer mutual TLS only."""
+        import grpc
+
+        from flowdock_kernel import mesh
+
+        folder = self.data_dir / "mesh"
+        if not mesh.cert_path(folder, identity).exists():
+            mesh.issue(folder, identity)
+        files = mesh.MeshTls.in_folder(folder, identity)
+        return grpc.ssl_channel_credentials(
+            files.ca_file.read_bytes(), files.key_file.read_bytes(), files.cert_file.read_bytes()
+        )
+
+    def _mesh_target(self, service: str) -> tuple[str, list[tuple[str, Any]]]:
+        return self.services[service].split(",")[0], [("grpc.ssl_target_name_override", f"{service}_svc")]
+
+    def channel(self, service: str, identity: str = "gateway", options: list[tuple[str, Any]] | None = None) -> Any:
+        """A direct channel to a service (first replica), as `identity` (default: the gateway's)."""
+        import grpc
+
+        target, tls = self._mesh_target(service)
+        return grpc.secure_channel(target, self.mesh_credentials(identity), options=[*tls, *(options or [])])
+
+    def aio_channel(self, service: str, identity: str = "gateway", address: str = "") -> Any:
+        """As `channel`, asyncio; `address` reaches the service another way (a proxy in front of it)."""
+        import grpc
+
+        target, tls = self._mesh_target(service)
+        return grpc.aio.secure_channel(address or target, self.mesh_credentials(identity), options=tls)
+
 
 # Every `flowdock up` the tests start is one client IP (127.0.0.1) registering and logging in many accounts that
 # nobody verifies: these keep the shared suites independent of auth's per-IP limits and email verification.
@@ -124,7 +157,7 @@ def start_up(
     return Running(
         proc=proc,
         url=info["url"],
-        host_port=info["url"].removeprefix("http://"),
+        host_port=info["url"].removeprefix("http://").removeprefix("https://"),
         admin_url=info["admin_url"],
         data_dir=data_dir,
         backend=backend,

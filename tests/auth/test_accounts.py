@@ -52,6 +52,27 @@ def test_registering_an_existing_email_answers_the_same_and_tells_the_owner(
     login(auth_mesh, owner)  # the old password still works; nothing was overwritten
 
 
+def test_registering_an_existing_email_again_and_again_does_not_mail_bomb_its_owner(
+    auth_mesh: Running, mailbox: Mailbox
+) -> None:
+    """At most 3 "someone tried to sign up" mails per address and window (the auth default); every answer is the
+    same as for a fresh address, so the limit tells nothing about whether the address has an account."""
+    owner = register_verified(auth_mesh, mailbox)
+    before = mailbox.count()
+    with rest(auth_mesh) as c:
+        answers = [
+            c.post("/api/v1/auth/register", json={"email": owner.email, "password": f"another fine password {i}"})
+            for i in range(8)
+        ]
+        fresh = c.post("/api/v1/auth/register", json={"email": new_email(), "password": PASSWORD})
+    assert {(r.status_code, r.content) for r in answers} == {(fresh.status_code, fresh.content)}
+    assert fresh.status_code == 200
+    mailbox.wait(owner.email, "tried to sign up", after=before)
+    time.sleep(2)  # mail goes out in the background: give any extra ones time to arrive
+    sent = [m for m in mailbox.to(owner.email) if "tried to sign up" in str(m["Subject"])]
+    assert len(sent) == 3, f"{len(sent)} mails for 8 sign-up attempts"
+
+
 @pytest.mark.parametrize(
     ("password", "why"),
     [("short", "at least 8"), ("x" * 129, "at most 128"), ("12345678", "common"), ("Password1", "common")],

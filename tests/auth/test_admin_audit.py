@@ -244,7 +244,7 @@ async def test_outbox_loses_no_event_while_auth_is_unreachable(
     auth_mesh: Running, tmp_path: Path, backend: str
 ) -> None:
     gate = Gate(auth_mesh.services["auth"])
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{gate.port}")
+    channel = auth_mesh.aio_channel("auth", "storage_svc", address=f"127.0.0.1:{gate.port}")
     subject = str(uuid.uuid4())
     async with outbox_engine(backend, tmp_path) as engine:
         first = audit.Outbox(engine, service="storage", send=remote_audit_sender(channel, timeout=1), min_backoff=0.1)
@@ -291,7 +291,7 @@ async def test_outbox_replicas_sharing_postgresql_never_send_the_same_event(auth
     """Two storage replicas' relays over one PostgreSQL database, flushing at once while each send is slow: every
     event reaches the trail, and each is sent by one relay only (row locks, SKIP LOCKED)."""
     subject = str(uuid.uuid4())
-    channel = grpc.aio.insecure_channel(auth_mesh.services["auth"])
+    channel = auth_mesh.aio_channel("auth", "storage_svc")
     deliver = remote_audit_sender(channel)
     sent: dict[str, list[str]] = {"a": [], "b": []}
 
@@ -344,7 +344,7 @@ async def test_outbox_adopts_events_an_earlier_version_left_in_its_file(auth_mes
         old.execute("INSERT INTO pending (id, event) VALUES (?, ?)", (event_id, json.dumps(event)))
     old.commit()
     old.close()
-    channel = grpc.aio.insecure_channel(auth_mesh.services["auth"])
+    channel = auth_mesh.aio_channel("auth", "storage_svc")
     async with outbox_engine("sqlite", tmp_path) as engine:
         outbox = audit.Outbox(engine, service="storage", send=remote_audit_sender(channel))
         assert await outbox.adopt(legacy) == 2

@@ -7,8 +7,6 @@ import base64
 import os
 import time
 
-import grpc
-
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from tests.auth.support import Mailbox, rest, user
 from tests.auth.test_admin_audit import make_admin
@@ -102,7 +100,7 @@ def test_admin_deletes_a_user_and_their_files(auth_mesh: Running, mailbox: Mailb
         r = c.post("/api/v1/auth/login", json={"email": doomed.email, "password": doomed.password})
         assert r.status_code == 401
     # Nothing is left in storage_svc (asked directly, as an admin).
-    with grpc.insecure_channel(auth_mesh.services["storage"].split(",")[0]) as ch:
+    with auth_mesh.channel("storage", "auth_svc") as ch:
         q = storage_pb2_grpc.StorageAdminServiceStub(ch).GetUserQuota(
             storage_pb2.GetUserQuotaRequest(user_id=doomed_id),
             metadata=[("authorization", f"Bearer {admin.access_token}")],

@@ -66,7 +66,7 @@ def kids(mesh: Running) -> set[str]:
 
 def direct_storage_ok(mesh: Running, token: str) -> bool:
     """storage_svc itself (no Envoy): its KeyCache and the revocation check."""
-    with grpc.insecure_channel(mesh.services["storage"]) as ch:
+    with mesh.channel("storage") as ch:
         try:
             storage_pb2_grpc.StorageServiceStub(ch).ListChildren(
                 S.ListChildrenRequest(folder_id="root"), metadata=[("authorization", f"Bearer {token}")]

@@ -32,7 +32,10 @@ def authorize(url: str, sub: str) -> tuple[str, str]:
     assert r.status_code in (302, 303), r.text
     back = urllib.parse.urlparse(r.headers["location"])
     query = urllib.parse.parse_qs(back.query)
-    assert f"{back.scheme}://{back.netloc}{back.path}" == "http://127.0.0.1:8080/oauth/callback"
+    # The app's callback page of the server that started the login (flowdock up's own address by default).
+    asked = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["redirect_uri"][0]
+    assert f"{back.scheme}://{back.netloc}{back.path}" == asked
+    assert asked.endswith("/oauth/callback")
     return query["code"][0], query["state"][0]
 
 
@@ -64,6 +67,7 @@ def test_first_login_creates_the_account_and_the_next_finds_it(auth_mesh: Runnin
     assert len(base64.urlsafe_b64decode(query["code_challenge"][0] + "=")) == 32  # SHA-256 of the verifier
     assert query["state"] == [state] and query["nonce"][0] and query["client_id"] == ["flowdock-test"]
     assert url.startswith(oidc_issuer)  # from the provider's discovery document
+    assert query["redirect_uri"] == [f"{auth_mesh.url}/oauth/callback"]
     code, returned_state = authorize(url, sub)
     assert returned_state == state
     r = finish(auth_mesh, state, code)
@@ -75,8 +79,16 @@ def test_first_login_creates_the_account_and_the_next_finds_it(auth_mesh: Runnin
     assert finish(auth_mesh, "made-up-state", code).status_code == 401
     url, state = start(auth_mesh)
     code, _ = authorize(url, sub)
-    again = finish(auth_mesh, state, code)
+    # The browser app finishes in cookie mode: the refresh token comes back only as the HttpOnly cookie.
+    with rest(auth_mesh) as c:
+        again = c.post(
+            "/api/v1/auth/oidc/finish",
+            json={"state": state, "code": code, "device_name": "sso"},
+            headers={"x-flowdock-cookie-session": "1"},
+        )
     assert again.status_code == 200
+    assert again.json()["refreshToken"] == ""
+    assert again.headers["set-cookie"].startswith("fd_refresh=") and "HttpOnly" in again.headers["set-cookie"]
     assert me(auth_mesh, again.json()["accessToken"])["id"] == first["id"]
     # No password works for an account made by OpenID login.
     with rest(auth_mesh) as c:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import re
 import shlex
 import tomllib
@@ -37,7 +38,7 @@ GRPC_SERVICES: dict[str, tuple[str, int, int]] = {
     "storage": ("storage_svc", 50052, 9102),
     "share": ("share_svc", 50053, 9103),
 }
-REQUIRED_SERVICES = {"postgres", "clamav", *GRPC_SERVICES, "gateway", "prometheus"}
+REQUIRED_SERVICES = {"postgres", "clamav", *GRPC_SERVICES, "gateway", "prometheus", "certs"}
 # Which FLOWDOCK_*_ADDRESS each service must be given.
 REQUIRED_ADDRESSES = {
     "auth": {"FLOWDOCK_STORAGE_ADDRESS", "FLOWDOCK_SHARE_ADDRESS"},
@@ -46,6 +47,13 @@ REQUIRED_ADDRESSES = {
 }
 GATEWAY_HTTP_PORT = 8080
 GATEWAY_ADMIN_PORT = 9901
+GATEWAY_STATS_PORT = 9902
+# Where each FlowDock container finds its mesh identity (its own subpath of the `mesh` volume).
+MESH_MOUNT = "/mesh"
+# The one-shot step that creates the mesh and the first-start TLS certificate.
+CERTS_SERVICE = "certs"
+ROLES_SQL = "deploy/postgres/roles.sql"
+ROLES_SCRIPT = "deploy/postgres/init-roles.sh"
 PROMETHEUS_PORT = 9090
 POSTGRES_PORT = 5432
 CLAMD_PORT = 3310
@@ -215,6 +223,15 @@ def mounts_of(service: Mapping[str, Any]) -> list[tuple[str, str | None, str]]:
     return found
 
 
+def volume_subpath(service: Mapping[str, Any], target: str) -> tuple[str | None, str | None, bool]:
+    """(volume, subpath, read_only) of the long-syntax volume mounted at `target`."""
+    for spec in service.get("volumes") or []:
+        if isinstance(spec, dict) and str(spec.get("target")) == target:
+            sub = (spec.get("volume") or {}).get("subpath")
+            return spec.get("source"), str(sub) if sub is not None else None, bool(spec.get("read_only"))
+    return None, None, False
+
+
 def parse_address(value: str) -> tuple[str, int] | None:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -292,7 +309,15 @@ def check_services(d: Deployment) -> list[str]:
     for name, prefix in images.items():
         if name in svcs and not str(svcs[name].get("image", "")).startswith(prefix):
             problems.append(f"{name}: image should be {prefix}*, got {svcs[name].get('image')!r}")
+    one_shot = {
+        target
+        for svc in svcs.values()
+        for target, condition in depends_of(svc).items()
+        if condition == "service_completed_successfully"
+    }
     for name, svc in svcs.items():
+        if name in one_shot:
+            continue  # runs to completion before its dependants; restarting it would be wrong
         if svc.get("restart") in (None, "no") and "restart_policy" not in (svc.get("deploy") or {}):
             problems.append(f"{name}: no restart policy")
     flowdock = {name: svc for name, svc in svcs.items() if name in GRPC_SERVICES or name == "gateway"}
@@ -389,6 +414,8 @@ def check_healthchecks(d: Deployment) -> list[str]:
             port = grpc_port(svcs[name])
             if "grpc_health" not in text or ("FLOWDOCK_GRPC_PORT" not in text and f":{port}" not in text):
                 problems.append(f"{name}: healthcheck should query grpc.health.v1 on the service's gRPC port")
+            if "ssl_channel_credentials" not in text or "insecure_channel" in text:
+                problems.append(f"{name}: healthcheck must speak mutual TLS (the port accepts nothing else)")
     if "postgres" in svcs and "pg_isready" not in healthcheck_text(svcs["postgres"]):
         problems.append("postgres: healthcheck should use pg_isready")
     if "gateway" in svcs and has_healthcheck(svcs["gateway"]):
@@ -439,12 +466,54 @@ def check_service_env(d: Deployment) -> list[str]:
                 problems.append(f"{name}: {key} should be {value!r}, got {env.get(key)!r}")
         if not env.get("FLOWDOCK_DB_URL"):
             problems.append(f"{name}: FLOWDOCK_DB_URL is not set")
+        module = GRPC_SERVICES[name][0]
+        mesh_files = {
+            "FLOWDOCK_MESH_CA_FILE": f"{MESH_MOUNT}/ca.pem",
+            "FLOWDOCK_MESH_CERT_FILE": f"{MESH_MOUNT}/{module}.pem",
+            "FLOWDOCK_MESH_KEY_FILE": f"{MESH_MOUNT}/{module}.key",
+        }
+        for key, value in mesh_files.items():
+            if env.get(key) != value:
+                problems.append(f"{name}: {key} should be {value!r}, got {env.get(key)!r}")
+        if env.get("FLOWDOCK_MESH_TLS", "true").lower() in ("0", "false", "no", "off"):
+            problems.append(f"{name}: FLOWDOCK_MESH_TLS must stay on")
+        problems += _mesh_mount_problems(svcs, name, module)
         for key in sorted(REQUIRED_ADDRESSES[name] - set(env)):
             problems.append(f"{name}: {key} is not set")
     if "storage" in svcs:
         data_dir = env_of(svcs["storage"]).get("FLOWDOCK_DATA_DIR")
         if not any(kind == "volume" and target == data_dir for kind, _, target in mounts_of(svcs["storage"])):
             problems.append(f"storage: FLOWDOCK_DATA_DIR {data_dir!r} is not a named-volume mount")
+    return problems
+
+
+def _mesh_mount_problems(svcs: Mapping[str, Mapping[str, Any]], name: str, identity: str) -> list[str]:
+    """The container mounts its own folder of the mesh volume, read-only, and waits for the certs step."""
+    volume, subpath, read_only = volume_subpath(svcs[name], MESH_MOUNT)
+    problems: list[str] = []
+    if volume != "mesh" or subpath != identity or not read_only:
+        problems.append(f"{name}: must mount volume 'mesh' subpath {identity!r} read-only at {MESH_MOUNT}")
+    if depends_of(svcs[name]).get(CERTS_SERVICE) != "service_completed_successfully":
+        problems.append(f"{name}: must wait for {CERTS_SERVICE} to complete (service_completed_successfully)")
+    return problems
+
+
+def check_mesh(d: Deployment) -> list[str]:
+    """The certs step creates the mesh (split per identity) and the edge certificate in the volumes mounted."""
+    svcs = services(d)
+    certs = svcs.get(CERTS_SERVICE)
+    if certs is None:
+        return [f"{CERTS_SERVICE} service is not defined"]
+    text = " ".join(command_of(certs))
+    problems: list[str] = []
+    if "flowdock_kernel.mesh init /mesh --split" not in text:
+        problems.append(f"{CERTS_SERVICE}: must run `python -m flowdock_kernel.mesh init /mesh --split`")
+    if "flowdock_kernel.mesh edge /tls" not in text:
+        problems.append(f"{CERTS_SERVICE}: must create the first-start TLS certificate (`mesh edge /tls`)")
+    mounts = {(kind, source, target) for kind, source, target in mounts_of(certs)}
+    for volume, target in (("mesh", "/mesh"), ("tls", "/tls")):
+        if ("volume", volume, target) not in mounts:
+            problems.append(f"{CERTS_SERVICE}: volume {volume!r} is not mounted at {target}")
     return problems
 
 
@@ -483,8 +552,11 @@ def check_addresses(d: Deployment) -> list[str]:
 
 
 def check_database_url(d: Deployment) -> list[str]:
+    """Each service logs in as its own role (`<db>_<service>`, created by deploy/postgres/roles.sql with the
+    password the postgres service passes to init-roles.sh), never as the superuser."""
     problems: list[str] = []
     svcs = services(d)
+    users: dict[str, str] = {}
     for name, svc in svcs.items():
         url = env_of(svc).get("FLOWDOCK_DB_URL")
         if url is None:
@@ -497,15 +569,29 @@ def check_database_url(d: Deployment) -> list[str]:
             problems.append(f"{name}: FLOWDOCK_DB_URL host {parts.hostname!r} is not the postgres service")
             continue
         db_env = env_of(db)
-        checks = {
-            "port": (parts.port, POSTGRES_PORT),
-            "user": (parts.username, db_env.get("POSTGRES_USER", "postgres")),
-            "password": (parts.password, db_env.get("POSTGRES_PASSWORD")),
-            "database": (parts.path.lstrip("/"), db_env.get("POSTGRES_DB", db_env.get("POSTGRES_USER"))),
-        }
-        for what, (got, want) in checks.items():
-            if got != want:
-                problems.append(f"{name}: FLOWDOCK_DB_URL {what} does not match the postgres service")
+        superuser = db_env.get("POSTGRES_USER", "postgres")
+        expected_user = f"{parts.path.lstrip('/')}_{name}"
+        if parts.port != POSTGRES_PORT:
+            problems.append(f"{name}: FLOWDOCK_DB_URL port does not match the postgres service")
+        if parts.username == superuser:
+            problems.append(f"{name}: FLOWDOCK_DB_URL logs in as the superuser {superuser!r}; use its own role")
+        elif parts.username != expected_user:
+            problems.append(f"{name}: FLOWDOCK_DB_URL user should be its own role {expected_user!r}")
+        if parts.path.lstrip("/") != "flowdock":
+            problems.append(f"{name}: FLOWDOCK_DB_URL database prefix should be 'flowdock' (roles.sql prefix)")
+        if parts.password != db_env.get(f"FLOWDOCK_DB_PASSWORD_{name.upper()}"):
+            problems.append(f"{name}: FLOWDOCK_DB_URL password does not match the postgres service")
+        if parts.username in users.values():
+            problems.append(f"{name}: shares its database role with another service")
+        users[name] = str(parts.username)
+    if "postgres" in svcs:
+        mounted = {(source, target) for kind, source, target in mounts_of(svcs["postgres"]) if kind == "bind"}
+        if not any(
+            src == f"./{ROLES_SCRIPT}" and tgt.startswith("/docker-entrypoint-initdb.d/") for src, tgt in mounted
+        ):
+            problems.append(f"postgres: {ROLES_SCRIPT} is not mounted in /docker-entrypoint-initdb.d")
+        if (f"./{ROLES_SQL}", "/flowdock/roles.sql") not in mounted:
+            problems.append(f"postgres: {ROLES_SQL} is not mounted at /flowdock/roles.sql")
     return problems
 
 
@@ -515,9 +601,22 @@ def check_gateway(d: Deployment) -> list[str]:
     if "gateway" not in svcs:
         return ["gateway service is not defined"]
     args = gateway_args(svcs["gateway"])
-    for flag in ("--listen-host", "--admin-host"):
-        if args.get(flag) != ["0.0.0.0"]:
-            problems.append(f"gateway: {flag} should be 0.0.0.0, got {args.get(flag)}")
+    if args.get("--listen-host") != ["0.0.0.0"]:
+        problems.append(f"gateway: --listen-host should be 0.0.0.0, got {args.get('--listen-host')}")
+    # The admin interface can quit Envoy and dump its config: loopback inside the container only.
+    if args.get("--admin-host") != ["127.0.0.1"]:
+        problems.append(f"gateway: --admin-host should be 127.0.0.1 (loopback), got {args.get('--admin-host')}")
+    if _single_int(args, "--stats-port") != GATEWAY_STATS_PORT:
+        problems.append(f"gateway: --stats-port should be {GATEWAY_STATS_PORT} (Prometheus' view of the admin)")
+    if args.get("--tls-cert") != ["/tls/cert.pem"] or args.get("--tls-key") != ["/tls/key.pem"]:
+        problems.append("gateway: TLS must be on (--tls-cert /tls/cert.pem --tls-key /tls/key.pem)")
+    elif not any(target == "/tls" for _, _, target in mounts_of(svcs["gateway"])):
+        problems.append("gateway: nothing is mounted at /tls")
+    mesh_flags = {"--mesh-ca": "ca.pem", "--mesh-cert": "gateway.pem", "--mesh-key": "gateway.key"}
+    for flag, file in mesh_flags.items():
+        if args.get(flag) != [f"{MESH_MOUNT}/{file}"]:
+            problems.append(f"gateway: {flag} should be {MESH_MOUNT}/{file}")
+    problems += _mesh_mount_problems(svcs, "gateway", "gateway")
     if _single_int(args, "--port") != GATEWAY_HTTP_PORT:
         problems.append(f"gateway: --port should be {GATEWAY_HTTP_PORT}")
     if _single_int(args, "--admin-port") != GATEWAY_ADMIN_PORT:
@@ -567,8 +666,8 @@ def check_prometheus(d: Deployment) -> list[str]:
         if metrics.isdigit():
             expected.add((name, int(metrics), "/metrics"))
     if "gateway" in svcs:
-        admin = _single_int(gateway_args(svcs["gateway"]), "--admin-port")
-        expected.add(("gateway", admin if admin is not None else -1, "/stats/prometheus"))
+        stats = _single_int(gateway_args(svcs["gateway"]), "--stats-port")
+        expected.add(("gateway", stats if stats is not None else -1, "/stats/prometheus"))
     actual = prometheus_targets(d.prometheus)
     for host, port, path in sorted(expected - actual):
         problems.append(f"prometheus.yml: {host}:{port}{path} is not scraped")
@@ -814,6 +913,7 @@ CHECKS: dict[str, Callable[[Deployment], list[str]]] = {
     "addresses": check_addresses,
     "database_url": check_database_url,
     "gateway": check_gateway,
+    "mesh": check_mesh,
     "prometheus": check_prometheus,
     "dockerfile": check_dockerfile,
     "dockerfile_sources": check_dockerfile_sources,
@@ -844,15 +944,24 @@ def test_real_files_have_no_problems(real: Deployment, check: str) -> None:
     assert CHECKS[check](real) == []
 
 
-def test_db_password_comes_from_one_variable() -> None:
-    deployment = load_deployment(env={"FLOWDOCK_DB_PASSWORD": "s3cret-Pw"})
+def test_db_passwords_come_from_one_variable_per_role() -> None:
+    env = {
+        "FLOWDOCK_DB_PASSWORD": "super-Pw",
+        "FLOWDOCK_DB_PASSWORD_AUTH": "auth-Pw",
+        "FLOWDOCK_DB_PASSWORD_STORAGE": "storage-Pw",
+        "FLOWDOCK_DB_PASSWORD_SHARE": "share-Pw",
+    }
+    deployment = load_deployment(env=env)
     svcs = services(deployment)
-    assert env_of(svcs["postgres"])["POSTGRES_PASSWORD"] == "s3cret-Pw"
+    assert env_of(svcs["postgres"])["POSTGRES_PASSWORD"] == "super-Pw"
     for name in GRPC_SERVICES:
-        assert urlsplit(env_of(svcs[name])["FLOWDOCK_DB_URL"]).password == "s3cret-Pw"
+        url = urlsplit(env_of(svcs[name])["FLOWDOCK_DB_URL"])
+        assert (url.username, url.password) == (f"flowdock_{name}", f"{name}-Pw")
+        assert env_of(svcs["postgres"])[f"FLOWDOCK_DB_PASSWORD_{name.upper()}"] == f"{name}-Pw"
     assert check_database_url(deployment) == []
     raw = (REPO / COMPOSE_NAME).read_text()
-    assert "${FLOWDOCK_DB_PASSWORD:-" in raw
+    for suffix in ("", "_AUTH", "_STORAGE", "_SHARE"):
+        assert f"${{FLOWDOCK_DB_PASSWORD{suffix}:-" in raw
 
 
 def test_interpolation() -> None:
@@ -1013,10 +1122,72 @@ COMPOSE_MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] 
         "auth:9111/metrics is not scraped",
     ),
     (
-        "gateway admin port changed without prometheus.yml",
-        _replace_in_command("gateway", "9901", "9902"),
+        "gateway stats port changed without prometheus.yml",
+        _replace_in_command("gateway", "9902", "9903"),
         "prometheus",
-        "gateway:9902/stats/prometheus is not scraped",
+        "gateway:9903/stats/prometheus is not scraped",
+    ),
+    (
+        "envoy admin on every interface",
+        _replace_in_command("gateway", "127.0.0.1", "0.0.0.0"),
+        "gateway",
+        "--admin-host should be 127.0.0.1",
+    ),
+    (
+        "gateway without TLS",
+        _compose_edit(
+            lambda c: _svc(c, "gateway").update(
+                {"command": [a for a in command_of(_svc(c, "gateway")) if not a.startswith(("--tls", "/tls"))]}
+            )
+        ),
+        "gateway",
+        "TLS must be on",
+    ),
+    (
+        "gateway mounts another identity",
+        _compose_edit(lambda c: _svc(c, "gateway")["volumes"][0]["volume"].update({"subpath": "auth_svc"})),
+        "gateway",
+        "subpath 'gateway'",
+    ),
+    (
+        "service given another service's key",
+        _set_env("storage", "FLOWDOCK_MESH_KEY_FILE", "/mesh/auth_svc.key"),
+        "service_env",
+        "FLOWDOCK_MESH_KEY_FILE",
+    ),
+    (
+        "mesh tls switched off",
+        _set_env("share", "FLOWDOCK_MESH_TLS", "off"),
+        "service_env",
+        "FLOWDOCK_MESH_TLS must stay on",
+    ),
+    (
+        "service does not wait for the certs step",
+        _compose_edit(lambda c: _svc(c, "auth")["depends_on"].pop("certs")),
+        "service_env",
+        "must wait for certs",
+    ),
+    (
+        "plaintext healthcheck",
+        _compose_edit(
+            lambda c: _svc(c, "auth").update(
+                {
+                    "healthcheck": {
+                        "test": ["CMD", "python", "-c", "grpc_health grpc.insecure_channel FLOWDOCK_GRPC_PORT"]
+                    }
+                }
+            )
+        ),
+        "healthchecks",
+        "auth: healthcheck must speak mutual TLS",
+    ),
+    (
+        "certs step does not split the mesh",
+        _compose_edit(
+            lambda c: _svc(c, "certs").update({"command": ["sh", "-c", "python -m flowdock_kernel.mesh init /mesh"]})
+        ),
+        "mesh",
+        "init /mesh --split",
     ),
     (
         "prometheus config mounted elsewhere",
@@ -1041,14 +1212,32 @@ COMPOSE_MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] 
         "'Nope' does not exist",
     ),
     (
-        "db password not shared",
-        _compose_edit(lambda c: _svc(c, "postgres")["environment"].update({"POSTGRES_PASSWORD": "other"})),
+        "service role password not passed to postgres",
+        _compose_edit(lambda c: _svc(c, "postgres")["environment"].update({"FLOWDOCK_DB_PASSWORD_SHARE": "other"})),
         "database_url",
-        "password does not match",
+        "share: FLOWDOCK_DB_URL password does not match",
+    ),
+    (
+        "service logs in as the superuser",
+        _set_env("auth", "FLOWDOCK_DB_URL", "postgresql://flowdock:flowdock@postgres:5432/flowdock"),
+        "database_url",
+        "logs in as the superuser",
+    ),
+    (
+        "service uses another service's role",
+        _set_env("share", "FLOWDOCK_DB_URL", "postgresql://flowdock_auth:flowdock-share@postgres:5432/flowdock"),
+        "database_url",
+        "user should be its own role 'flowdock_share'",
+    ),
+    (
+        "roles init script not mounted",
+        _compose_edit(lambda c: _svc(c, "postgres").update({"volumes": ["pgdata:/var/lib/postgresql/data"]})),
+        "database_url",
+        "init-roles.sh is not mounted",
     ),
     (
         "db host wrong",
-        _set_env("auth", "FLOWDOCK_DB_URL", "postgresql://flowdock:flowdock@db:5432/flowdock"),
+        _set_env("auth", "FLOWDOCK_DB_URL", "postgresql://flowdock_auth:flowdock-auth@db:5432/flowdock"),
         "database_url",
         "host 'db'",
     ),
@@ -1133,7 +1322,7 @@ def _add_stale_job(prometheus: dict[str, Any]) -> None:
     [
         pytest.param(_retarget("share", "share:9102"), "share:9103/metrics is not scraped", id="wrong port"),
         pytest.param(_retarget("auth", "auth-svc:9101"), "target auth-svc:9101/metrics", id="wrong host"),
-        pytest.param(_drop_metrics_path, "gateway:9901/stats/prometheus is not scraped", id="default path"),
+        pytest.param(_drop_metrics_path, "gateway:9902/stats/prometheus is not scraped", id="default path"),
         pytest.param(_add_stale_job, "files:9104/metrics", id="stale target"),
     ],
 )
@@ -1175,7 +1364,8 @@ def test_broken_dockerfile_is_reported(real: Deployment, old: str, new: str, exp
 
 def _complete_tree(root: Path, real: Deployment) -> None:
     """A repo skeleton holding exactly what the deployment files reference."""
-    for name in (COMPOSE_NAME, PROMETHEUS_NAME, "deploy/clamd.conf", "Dockerfile", ".dockerignore", "pyproject.toml"):
+    files = (COMPOSE_NAME, PROMETHEUS_NAME, "deploy/clamd.conf", "Dockerfile", ".dockerignore", "pyproject.toml")
+    for name in (*files, ROLES_SQL, ROLES_SCRIPT):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text((real.repo / name).read_text())
     for _, sources in copy_sources(real.dockerfile):
@@ -1250,3 +1440,87 @@ def test_dockerignore_missing_entries_are_reported(real: Deployment) -> None:
     problems = check_dockerignore(broken)
     assert ".dockerignore: .venv is not excluded" in problems
     assert ".dockerignore: .git is not excluded" in problems
+
+
+# --------------------------------------------------------------------------------------------------------
+# Database least privilege, for real: deploy/postgres/init-roles.sh against the local PostgreSQL
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def service_roles() -> Iterator[tuple[str, Any]]:
+    """init-roles.sh run as the postgres image runs it, with a cluster-unique prefix (roles are cluster-wide)."""
+    import shutil
+    import subprocess
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import PG_URL, need_postgres
+
+    need_postgres()
+    if shutil.which("psql") is None:
+        pytest.skip("psql is not installed")
+    prefix = f"fdroles_{uuid.uuid4().hex[:8]}"
+    server = urlsplit(PG_URL)
+    env = {
+        "PATH": os.environ["PATH"],
+        "PGHOST": server.hostname or "127.0.0.1",
+        "PGPORT": str(server.port or 5432),
+        "POSTGRES_USER": server.username or "postgres",
+        "POSTGRES_DB": "postgres",
+        "FLOWDOCK_DB_PREFIX": prefix,
+        "FLOWDOCK_ROLES_SQL": str(REPO / ROLES_SQL),
+        **{f"FLOWDOCK_DB_PASSWORD_{name.upper()}": f"pw-{name}" for name in GRPC_SERVICES},
+    }
+    try:
+        result = subprocess.run(["sh", str(REPO / ROLES_SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        yield prefix, psycopg
+    finally:
+        with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as admin:
+            for name in GRPC_SERVICES:
+                admin.execute(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)')
+                admin.execute(f'DROP ROLE IF EXISTS "{prefix}_{name}"')
+
+
+def test_each_service_role_owns_only_its_database_and_is_no_superuser(service_roles: tuple[str, Any]) -> None:
+    from tests.conftest import PG_URL
+
+    prefix, psycopg = service_roles
+    server = urlsplit(PG_URL)
+    host = f"{server.hostname or '127.0.0.1'}:{server.port or 5432}"
+    with psycopg.connect(f"{PG_URL}/postgres") as admin:
+        for name in GRPC_SERVICES:
+            role = f"{prefix}_{name}"
+            flags = admin.execute(
+                "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin "
+                "FROM pg_roles WHERE rolname = %s",
+                (role,),
+            ).fetchone()
+            assert flags == (False, False, False, False, False, True), (role, flags)
+            owned = admin.execute(
+                "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+                (role,),
+            ).fetchall()
+            assert owned == [(role,)]
+    for name in GRPC_SERVICES:
+        role = f"{prefix}_{name}"
+        # Its own database: it can connect and create its schema (what its migrations do).
+        with psycopg.connect(f"postgresql://{role}:pw-{name}@{host}/{role}", autocommit=True) as own:
+            own.execute("CREATE TABLE probe (x int)")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                own.execute(f'CREATE DATABASE "{role}_extra"')
+            for other in GRPC_SERVICES:
+                if other == name:
+                    continue
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    own.execute(f"ALTER DATABASE \"{prefix}_{other}\" SET work_mem = '64MB'")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    own.execute(f'DROP DATABASE "{prefix}_{other}"')
+        for other in GRPC_SERVICES:
+            if other == name:
+                continue
+            # Another service's database refuses the connection outright (CONNECT revoked from PUBLIC).
+            with pytest.raises(psycopg.OperationalError, match="CONNECT privilege|permission denied"):
+                psycopg.connect(f"postgresql://{role}:pw-{name}@{host}/{prefix}_{other}").close()

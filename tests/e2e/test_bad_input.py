@@ -220,8 +220,8 @@ def test_services_answer_health_and_reflection(mesh: Running) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    for name, address in mesh.services.items():
-        channel = grpc.insecure_channel(address.split(",")[0])
+    for name in mesh.services:
+        channel = mesh.channel(name)
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
         assert health.status == health_pb2.HealthCheckResponse.SERVING
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)

@@ -396,7 +396,7 @@ def test_internal_admin_service_is_not_routed_and_checks_the_role(store: Running
             S.GetUserQuotaRequest(user_id="x"), metadata=[("authorization", f"Bearer {c.token}")]
         )
     assert exc.value.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND)
-    direct = grpc.insecure_channel(store.services["storage"].split(",")[0])
+    direct = store.channel("storage", "auth_svc")
     admin_stub = storage_pb2_grpc.StorageAdminServiceStub(direct)
     with pytest.raises(grpc.RpcError) as exc:
         admin_stub.GetUserQuota(S.GetUserQuotaRequest(user_id="x"), metadata=[("authorization", f"Bearer {c.token}")])

@@ -6,7 +6,10 @@ must behave exactly as before.
 
 from __future__ import annotations
 
+import email as email_lib
 import gzip
+import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +167,25 @@ def test_without_a_build_the_api_runs_and_root_says_how_to_build(tmp_path: Path)
         code, err = stop_up(running)
     assert code == 0
     assert "no web app build in" in err and "npm --prefix clients run build" in err
+
+
+def test_mail_links_open_the_app_that_flowdock_up_serves(app: Running) -> None:
+    """Links point at <public url>/verify-email and /reset-password, and the default public URL is this run's."""
+    email = f"m{uuid.uuid4().hex[:8]}@example.org"
+    assert httpx.post(f"{app.url}/api/v1/auth/register", json={"email": email, "password": "correct horse battery"})
+    assert httpx.post(f"{app.url}/api/v1/auth/password-recovery", json={"email": email}).status_code == 200
+    links: list[str] = []
+    deadline = time.monotonic() + 20
+    while len(links) < 2 and time.monotonic() < deadline:
+        links = []
+        for path in sorted((app.data_dir / "outbox").glob("*.eml")):
+            message = email_lib.message_from_bytes(path.read_bytes())
+            if message["To"] == email:
+                body = message.get_payload(decode=True)
+                assert isinstance(body, bytes)
+                links += re.findall(r"https?://\S+\?token=[\w-]+", body.decode())
+        time.sleep(0.2)
+    assert sorted(link.split("?")[0] for link in links) == [f"{app.url}/reset-password", f"{app.url}/verify-email"]
+    # The link opens the app (a browser navigation), which then posts the token to the API.
+    page = get(app, links[0].removeprefix(app.url), **BROWSER)
+    assert page.status_code == 200 and page.text == INDEX

@@ -162,8 +162,9 @@ def test_internal_services_are_not_routed(bootstrap: dict[str, Any]) -> None:
     assert "flowdock.share.v1.AccessService" not in transcoder["services"]
     assert "flowdock.share.v1.ShareService" in transcoder["services"]
     for route in routes:
+        # Unary calls get a deadline; streaming methods have their own routes with none.
         if route["match"].get("prefix", "").startswith("/flowdock."):
-            assert route["route"]["timeout"] == "0s"
+            assert route["route"]["timeout"] == "60s"
 
 
 @pytest.mark.parametrize(
@@ -517,3 +518,153 @@ def test_missing_build_routes_answer_the_build_hint(tmp_path: Path) -> None:
 )
 def test_api_paths_never_get_the_app(path: str, api: bool) -> None:
     assert bool(re.fullmatch(API_PATH_REGEX, path)) is api
+
+
+# ------------------------------------------------------------------------------ per-client limits
+
+
+def _send(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    source: str = "127.0.0.1",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request from a chosen loopback source address (all of 127/8 is the loopback on Linux)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def limited_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewaySpec]:
+    """A live Envoy (no upstream) whose per-client bucket is tiny and whose shared bucket is large."""
+    live = make_spec(access_log=False, rate_limit_per_second=1, rate_limit_burst=3)
+    run_dir = tmp_path_factory.mktemp("limited")
+    config = render(live, run_dir / "envoy.json")
+    with (run_dir / "envoy.log").open("w") as log:
+        proc = subprocess.Popen(envoy_command(config, "warn"), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if request(live.admin_port, "GET", "/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, (run_dir / "envoy.log").read_text()
+            assert time.monotonic() < deadline, "envoy did not become ready"
+            time.sleep(0.1)
+        yield live
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_rate_limit_has_per_client_buckets_and_a_shared_ceiling(bootstrap: dict[str, Any], spec: GatewaySpec) -> None:
+    limit = http_filter(bootstrap, "envoy.filters.http.local_ratelimit")
+    assert limit["token_bucket"]["max_tokens"] == spec.global_rate_limit_burst > spec.rate_limit_burst
+    keys = sorted(d["entries"][0]["key"] for d in limit["descriptors"])
+    assert keys == ["remote_address", "user"]
+    # Wildcards (no value): one bucket per address / per user, bounded in number.
+    assert all("value" not in d["entries"][0] for d in limit["descriptors"])
+    assert limit["max_dynamic_descriptors"] == spec.rate_limit_max_clients
+    user = limit["rate_limits"][1]["actions"][0]["metadata"]
+    assert user["metadata_key"]["key"] == "envoy.filters.http.jwt_authn"  # verified claims, not a client header
+    assert limit["rate_limited_as_resource_exhausted"] is True
+    assert {h["header"]["key"] for h in limit["response_headers_to_add"]} == {"retry-after"}
+
+
+def test_overload_manager_bounds_the_heap(bootstrap: dict[str, Any], spec: GatewaySpec) -> None:
+    overload = bootstrap["overload_manager"]
+    assert overload["resource_monitors"][0]["typed_config"]["max_heap_size_bytes"] == str(spec.max_heap_bytes)
+    assert {a["name"] for a in overload["actions"]} == {
+        "envoy.overload_actions.shrink_heap",
+        "envoy.overload_actions.stop_accepting_requests",
+    }
+
+
+def test_unary_routes_have_a_deadline_and_streams_none(bootstrap: dict[str, Any]) -> None:
+    routes = {
+        r["name"]: r
+        for r in bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+            "route_config"
+        ]["virtual_hosts"][0]["routes"]
+    }
+    assert routes["flowdock.storage.v1.StorageService"]["route"]["timeout"] == "60s"
+    assert routes["flowdock.storage.v1.StorageService/DownloadFile"]["route"]["timeout"] == "0s"
+    assert routes["flowdock.storage.v1.StorageService/UploadContent"]["route"]["timeout"] == "0s"
+
+
+def test_live_one_flooding_client_does_not_starve_another(limited_gateway: GatewaySpec) -> None:
+    port = limited_gateway.port
+    login = ("POST", "/api/v1/auth/login")
+    json_headers = {"content-type": "application/json"}
+    flood = [_send(port, *login, headers=json_headers, body=b"{}") for _ in range(8)]
+    refused = [r for r in flood if r[0] == 429]
+    assert refused, [r[0] for r in flood]
+    assert all(r[1].get("retry-after") == "1" for r in refused)
+    assert json.loads(refused[0][2])["code"] == 8  # RESOURCE_EXHAUSTED in the REST error body
+    # Another address is not refused: 503 because no auth_svc runs behind this Envoy, but never 429.
+    other = [_send(port, *login, source="127.0.0.2", headers=json_headers, body=b"{}")[0] for _ in range(3)]
+    assert 429 not in other, other
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        login_rpc: Any = channel.unary_unary("/flowdock.auth.v1.AuthService/Login")
+        with pytest.raises(grpc.RpcError) as caught:
+            login_rpc(b"", timeout=10)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_live_request_bodies_are_bounded_per_route(tmp_path: Path) -> None:
+    spec = make_spec(access_log=False)
+    config = render(spec, tmp_path / "envoy.json")
+    with (tmp_path / "envoy.log").open("w") as log:
+        proc = subprocess.Popen(envoy_command(config, "warn"), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if request(spec.admin_port, "GET", "/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, (tmp_path / "envoy.log").read_text()
+            assert time.monotonic() < deadline, "envoy did not become ready"
+            time.sleep(0.1)
+        json_headers = {"content-type": "application/json"}
+        padding = b"x" * (spec.public_body_bytes + 1)
+        big_login = b'{"email":"a@example.com","password":"' + padding + b'"}'
+        status, _, body = request(spec.port, "POST", "/api/v1/auth/login", json_headers, big_login)
+        assert status == 413, body
+        assert json.loads(body)["code"] == 8
+        # A login of normal size is forwarded (503: no auth_svc here).
+        assert request(spec.port, "POST", "/api/v1/auth/login", json_headers, b'{"email":"a@example.com"}')[0] == 503
+        # Other JSON routes take more than a login, but not the upload size.
+        medium = b'{"name":"' + b"x" * (spec.public_body_bytes * 4) + b'"}'
+        assert request(spec.port, "POST", "/api/v1/folders", json_headers, medium)[0] == 401  # size ok, no token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_every_rest_route_is_an_api_path() -> None:
+    """The app's fallback turns the transcoder off: a REST binding outside the API paths would be shadowed for
+    browsers. Every binding of the contract must match API_PATH_REGEX (new routes go under /api/)."""
+    templates = [b.template for svc in load_services(DESCRIPTOR) for m in svc.methods for b in m.http]
+    assert templates
+    outside = [t for t in templates if not re.fullmatch(API_PATH_REGEX, t.split("{", 1)[0].rstrip("/") or "/")]
+    assert outside == []

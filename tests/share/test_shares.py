@@ -219,7 +219,7 @@ def test_deleting_an_account_drops_its_shares_and_links_admins_only(share_mesh: 
     a.link(inner, "view")
     admin = make_admin(share_mesh)
     assert isinstance(admin, Account)
-    stub = share_pb2_grpc.AccessServiceStub(grpc.insecure_channel(share_mesh.services["share"]))
+    stub = share_pb2_grpc.AccessServiceStub(share_mesh.channel("share", "auth_svc"))
     request = share_pb2.DeleteUserSharesRequest(user_id=a.ok("GET", "/api/v1/me")["id"])
     with pytest.raises(grpc.RpcError) as refused:
         stub.DeleteUserShares(request, metadata=(("authorization", f"Bearer {a.token}"),))

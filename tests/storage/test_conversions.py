@@ -19,7 +19,7 @@ from flowdock.storage.v1 import storage_pb2
 from flowdock_kernel import db
 from storage_svc.adapters import SqlUnitOfWork, _node, nodes
 from storage_svc.bootstrap import MIGRATIONS
-from storage_svc.domain import Cursor, Kind, Node, OrderBy, from_micros, kind_rank, micros, sort_key
+from storage_svc.domain import CURSOR_KEYS, Cursor, Kind, Node, OrderBy, from_micros, kind_rank, micros, sort_key
 from storage_svc.servicer import _ts, add_nodes, node_pb
 from tests.conftest import PG_URL, drop_databases, need_postgres
 
@@ -183,7 +183,7 @@ async def compare_pages(sessions: db.Connections, folder_id: str, live: list[Nod
                     seen += [n.id for n in rows]
                     if token is None:
                         break
-                    after = Cursor.decode(token.encode())
+                    after = Cursor.decode(token.encode(), CURSOR_KEYS[order])
                 assert sorted(seen) == sorted(n.id for n in live) and len(set(seen)) == len(seen)
                 # Folders first, then the order asked for, ties broken by id (reversed with `descending`).
                 ranked = sorted(live, key=lambda n: (sort_key(n, order), n.id), reverse=descending)

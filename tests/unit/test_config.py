@@ -85,3 +85,14 @@ def test_flowdock_migrate_creates_every_service_database(tmp_path: Path) -> None
         head = max(p.name[:4] for p in (root / f"{service}_svc" / "migrations" / "versions").glob("[0-9]*.py"))
         with sqlite3.connect(tmp_path / f"{service}.db") as conn:
             assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (head,)
+
+
+def test_service_without_its_mesh_certificate_exits_clearly(tmp_path: Path) -> None:
+    """mesh_tls is on by default: a service started without its certificate says which file and how to make it."""
+    env = {"FLOWDOCK_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "auth_svc", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "mesh TLS file" in result.stderr and "flowdock_kernel.mesh init" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,20 @@ class Plan:
     web_dir: Path
     web_built: bool
     warnings: list[str] = field(default_factory=list)
+    # Mutual TLS between the services and from Envoy (certificates in data_dir/mesh); off only by FLOWDOCK_MESH_TLS.
+    mesh_tls: bool = True
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    hsts_max_age: int = 31536000
+    xff_trusted_hops: int = 0
+
+    @property
+    def mesh_dir(self) -> Path:
+        return self.data_dir / "mesh"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
     def address(self, name: str) -> str:
         return ",".join(f"127.0.0.1:{p}" for p in self.ports[name])
@@ -197,16 +212,49 @@ class Plan:
             str(self.admin_port),
             "--run-dir",
             str(self.run_dir),
+            "--xff-trusted-hops",
+            str(self.xff_trusted_hops),
             "--web-dir",
             str(self.web_dir),
         ]
+        if self.mesh_tls:
+            from flowdock_kernel.mesh import CA_CERT, GATEWAY, cert_path, key_path
+
+            argv += ["--mesh-ca", str(self.mesh_dir / CA_CERT)]
+            argv += ["--mesh-cert", str(cert_path(self.mesh_dir, GATEWAY))]
+            argv += ["--mesh-key", str(key_path(self.mesh_dir, GATEWAY))]
+        if self.tls_cert and self.tls_key:
+            argv += ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)]
+            argv += ["--hsts-max-age", str(self.hsts_max_age)]
         for name in SERVICES:
             argv += ["--upstream", f"{name}={self.address(name)}"]
         return argv
 
 
+def _url_host(host: str) -> str:
+    """How a browser on this machine reaches a listener bound to `host`."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _configured(env: dict[str, str], key: str) -> bool:
+    """Whether the environment or the TOML file (FLOWDOCK_CONFIG) sets `key`."""
+    if "FLOWDOCK_" + key.upper() in env:
+        return True
+    path = env.get("FLOWDOCK_CONFIG", "")
+    if not path:
+        return False
+    try:
+        return key in tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False  # load() has already reported an unreadable file
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
-    from flowdock_kernel.config import CommonConfig, ConfigError, load
+    from flowdock_kernel.config import ConfigError, load
     from gateway.config import GatewayConfig
     from gateway.webapp import BUILD_HINT, resolve_web_dir, scan
 
@@ -217,15 +265,25 @@ def make_plan(args: argparse.Namespace) -> Plan:
         env["FLOWDOCK_DATA_DIR"] = args.data_dir
     if args.db:
         env["FLOWDOCK_DB_URL"] = args.db
+    for flag, key in (("tls_cert", "GATEWAY_TLS_CERT"), ("tls_key", "GATEWAY_TLS_KEY")):
+        if getattr(args, flag, None):
+            env[f"FLOWDOCK_{key}"] = str(Path(getattr(args, flag)).resolve())
+    if getattr(args, "xff_trusted_hops", None) is not None:
+        env["FLOWDOCK_GATEWAY_XFF_TRUSTED_HOPS"] = str(args.xff_trusted_hops)
     if getattr(args, "web_dir", None):
         env["FLOWDOCK_GATEWAY_WEB_DIR"] = str(Path(args.web_dir).resolve())
     try:
-        common = load(CommonConfig, env)
-        web_dir = resolve_web_dir(load(GatewayConfig, env).gateway_web_dir)
+        common = load(GatewayConfig, env)
+        web_dir = resolve_web_dir(common.gateway_web_dir)
     except ConfigError as exc:
         raise UpError(str(exc)) from None
     web_built = scan(web_dir) is not None
     data_dir = common.data_dir.resolve()
+    if bool(common.gateway_tls_cert) != bool(common.gateway_tls_key):
+        raise UpError("--tls-cert and --tls-key (FLOWDOCK_GATEWAY_TLS_CERT/_KEY) go together")
+    for path in (common.gateway_tls_cert, common.gateway_tls_key):
+        if path and not Path(path).is_file():
+            raise UpError(f"TLS file {path} does not exist")
     warnings: list[str] = []
     if "FLOWDOCK_STORAGE_VIRUS_SCAN" not in env:
         address = env.get("FLOWDOCK_STORAGE_CLAMD_ADDRESS", "127.0.0.1:3310")
@@ -238,6 +296,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
             )
     if not web_built:
         warnings.append(f"no web app build in {web_dir}: serving the API only.\n{BUILD_HINT}")
+    # Links in mails (verification, reset, "shared with you") and OIDC's callback point at the app this run serves,
+    # unless the deployment says otherwise.
+    scheme = "https" if common.gateway_tls_cert else "http"  # https also makes the refresh cookie Secure
+    served = f"{scheme}://{_url_host(getattr(args, 'host', '127.0.0.1'))}:{getattr(args, 'port', 8080)}"
+    for key in ("auth_public_url", "share_public_url"):
+        if not _configured(env, key):
+            env["FLOWDOCK_" + key.upper()] = served
     replicas = {name: 1 for name in SERVICES}
     for item in getattr(args, "replicas", None) or []:
         name, _, count = item.partition("=")
@@ -261,6 +326,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
         web_dir=web_dir,
         web_built=web_built,
         warnings=warnings,
+        mesh_tls=common.mesh_tls,
+        tls_cert=Path(common.gateway_tls_cert).resolve() if common.gateway_tls_cert else None,
+        tls_key=Path(common.gateway_tls_key).resolve() if common.gateway_tls_key else None,
+        hsts_max_age=common.gateway_hsts_max_age,
+        xff_trusted_hops=common.gateway_xff_trusted_hops,
     )
 
 
@@ -330,6 +400,11 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     for folder in (plan.data_dir, plan.run_dir, plan.log_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    if plan.mesh_tls:
+        from flowdock_kernel.mesh import ensure_mesh
+
+        # First start: the mesh CA and every identity's certificate; later starts keep them.
+        ensure_mesh(plan.mesh_dir)
     for stale in plan.run_dir.glob("*.json"):
         stale.unlink()
 
@@ -365,7 +440,8 @@ def run_up(args: argparse.Namespace) -> int:
         _gateway_ready(plan.admin_port, gateway, expected, started + READY_TIMEOUT)
         elapsed = time.monotonic() - started
         info = {
-            "url": f"http://{plan.host}:{plan.port}",
+            "url": f"{plan.scheme}://{plan.host}:{plan.port}",
+            "mesh_dir": str(plan.mesh_dir) if plan.mesh_tls else "",
             "admin_url": f"http://127.0.0.1:{plan.admin_port}",
             "services": {name: plan.address(name) for name in SERVICES},
             "data_dir": str(plan.data_dir),
@@ -375,12 +451,15 @@ def run_up(args: argparse.Namespace) -> int:
             "startup_seconds": round(elapsed, 2),
             "pids": {c.name: c.proc.pid for c in everything if c.proc is not None},
         }
-        (plan.run_dir / "up.json").write_text(json.dumps(info))
+        # Atomically: a reader polling for the file (tests, scripts) must never see it half-written.
+        partial = plan.run_dir / "up.json.tmp"
+        partial.write_text(json.dumps(info))
+        partial.replace(plan.run_dir / "up.json")
         print(
-            f"FlowDock is up at http://{plan.host}:{plan.port} (native gRPC, grpc-web and REST) "
+            f"FlowDock is up at {plan.scheme}://{plan.host}:{plan.port} (native gRPC, grpc-web and REST) "
             f"in {elapsed:.1f}s\n"
             + (
-                f"  web app: http://{plan.host}:{plan.port}/ (from {plan.web_dir})\n"
+                f"  web app: {plan.scheme}://{plan.host}:{plan.port}/ (from {plan.web_dir})\n"
                 if plan.web_built
                 else f"  web app: not built (see the warning above; {plan.web_dir})\n"
             )
@@ -446,6 +525,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     p.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
     p.add_argument("--admin-port", type=int, default=0, help="Envoy admin port on 127.0.0.1 (default: a free port)")
+    p.add_argument("--tls-cert", help="serve TLS on the gateway port with this certificate chain (PEM)")
+    p.add_argument("--tls-key", help="the private key (PEM) of --tls-cert")
+    p.add_argument(
+        "--xff-trusted-hops",
+        type=int,
+        help="proxies in front of the gateway whose X-Forwarded-For is trusted (default 0)",
+    )
     p.add_argument(
         "--web-dir",
         help="built browser app served at / (default: $FLOWDOCK_GATEWAY_WEB_DIR, else clients/web/dist of the source)",

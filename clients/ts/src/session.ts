@@ -165,7 +165,8 @@ export class Session {
       });
     }, Math.max(0, delayMs));
     // Node (tests, scripts): the refresh timer alone must not keep the process alive.
-    if (typeof timer === "object" && timer !== null && "unref" in timer) timer.unref();
+    // Written without Node's types so the SDK also type-checks in a DOM-only project (the web app's tsconfig).
+    (timer as { unref?: () => void }).unref?.();
     this.timer = timer;
   }
 

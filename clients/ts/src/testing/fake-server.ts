@@ -154,6 +154,7 @@ export class FakeStorage {
 export class FakeAuth {
   refreshCalls: { token: string; cookieHeader: string | null }[] = [];
   loginHeaders: (string | null)[] = [];
+  logoutHeaders: (string | null)[] = [];
   seenAuthorization: (string | null)[] = [];
   expiresIn = 300;
   /** Answer the refresh token in the body (a server without cookie sessions). */
@@ -162,6 +163,8 @@ export class FakeAuth {
   liveRefresh = "r0";
   refuseRefresh = false;
   mfa = false;
+  /** The next GetMe waits for this before checking its token (a slow call overtaken by a refresh). */
+  holdNextGetMe?: Promise<void>;
   private n = 0;
 
   private issue(): ReturnType<typeof create<typeof LoginResponseSchema>> {
@@ -199,12 +202,16 @@ export class FakeAuth {
         return this.issue();
       },
       logout: (_req, ctx) => {
+        this.logoutHeaders.push(ctx.requestHeader.get("x-flowdock-cookie-session"));
         this.checkAccess(ctx.requestHeader.get("authorization"));
         this.validAccess.clear();
         this.refuseRefresh = true;
         return {};
       },
-      getMe: (_req, ctx) => {
+      getMe: async (_req, ctx) => {
+        const hold = this.holdNextGetMe;
+        this.holdNextGetMe = undefined;
+        if (hold) await hold;
         const who = this.checkAccess(ctx.requestHeader.get("authorization"));
         return { id: "user-1", email: "a@example.com", displayName: who };
       },

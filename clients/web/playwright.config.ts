@@ -1,0 +1,65 @@
+import { defineConfig } from '@playwright/test';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * Browser tests against a real `flowdock up` (Envoy, the three services, SQLite, the outbox mailer) that serves the
+ * built app (clients/web/dist) on the API's origin. Debian's Chromium only: nothing is downloaded.
+ */
+const PORT = Number(process.env.FLOWDOCK_E2E_PORT ?? 18473);
+const repo = path.resolve(import.meta.dirname, '../..');
+const venv = process.env.FLOWDOCK_VENV ?? path.join(repo, '.venv');
+const flowdock = process.env.FLOWDOCK_BIN ?? path.join(venv, 'bin', 'flowdock');
+// A fixed path (the same in the runner and its workers), emptied by the server command before each run.
+export const DATA_DIR = path.join(os.tmpdir(), `flowdock-e2e-${PORT}`);
+process.env.FLOWDOCK_E2E_DATA_DIR = DATA_DIR;
+process.env.FLOWDOCK_E2E_URL = `http://127.0.0.1:${PORT}`;
+
+export default defineConfig({
+  testDir: './e2e',
+  outputDir: './test-results/output',
+  timeout: 180_000,
+  expect: { timeout: 15_000 },
+  fullyParallel: false,
+  workers: Number(process.env.FLOWDOCK_E2E_WORKERS ?? 2),
+  retries: 0,
+  reporter: [['list']],
+  use: {
+    baseURL: `http://127.0.0.1:${PORT}`,
+    acceptDownloads: true,
+    trace: 'retain-on-failure',
+    screenshot: 'only-on-failure',
+    launchOptions: {
+      executablePath: process.env.FLOWDOCK_CHROMIUM ?? '/usr/bin/chromium',
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    },
+  },
+  projects: [
+    { name: 'desktop', use: { viewport: { width: 1280, height: 800 } } },
+    // The main flow again at phone width; the other specs run once, on desktop.
+    { name: 'phone', use: { viewport: { width: 390, height: 844 } }, testMatch: /(main-flow|pages)\.spec\.ts/ },
+  ],
+  webServer: {
+    command: `rm -rf '${DATA_DIR}' && exec '${flowdock}' up --data-dir '${DATA_DIR}' --port ${PORT} --web-dir '${path.join(import.meta.dirname, 'dist')}'`,
+    url: `http://127.0.0.1:${PORT}/`,
+    timeout: 120_000,
+    reuseExistingServer: false,
+    stdout: 'pipe',
+    stderr: 'pipe',
+    env: {
+      FLOWDOCK_AUTH_PUBLIC_URL: `http://127.0.0.1:${PORT}`,
+      FLOWDOCK_AUTH_RATE_REGISTER_PER_IP: '1000',
+      FLOWDOCK_AUTH_RATE_LOGIN_PER_IP: '1000',
+      FLOWDOCK_AUTH_RATE_TOTP_PER_IP: '1000',
+    },
+  },
+});

@@ -1,0 +1,48 @@
+import { create } from 'zustand';
+import { api } from '../api';
+import type { Me } from '../api/types';
+
+type Status = 'checking' | 'anonymous' | 'signed-in';
+
+interface AuthState {
+  status: Status;
+  me: Me | undefined;
+  /** Set when a refresh was refused, so Log in can say why the person is there. */
+  expired: boolean;
+  boot(): Promise<void>;
+  signedIn(): Promise<void>;
+  logout(): Promise<void>;
+  sessionExpired(): void;
+}
+
+/** Who is signed in. The access token itself stays inside the SDK's memory: nothing here is persisted. */
+export const useAuth = create<AuthState>((set, get) => ({
+  status: 'checking',
+  me: undefined,
+  expired: false,
+  async boot() {
+    if (get().status !== 'checking') return;
+    try {
+      if (await api.restoreSession()) {
+        set({ status: 'signed-in', me: await api.me(), expired: false });
+        return;
+      }
+    } catch {
+      // no session to restore, or the server is down: the public pages still work
+    }
+    set({ status: 'anonymous', me: undefined });
+  },
+  async signedIn() {
+    set({ status: 'signed-in', me: await api.me(), expired: false });
+  },
+  async logout() {
+    try {
+      await api.logout();
+    } finally {
+      set({ status: 'anonymous', me: undefined, expired: false });
+    }
+  },
+  sessionExpired() {
+    if (get().status === 'signed-in') set({ status: 'anonymous', me: undefined, expired: true });
+  },
+}));

@@ -1,0 +1,42 @@
+import type { ComponentType } from 'react';
+import { createBrowserRouter } from 'react-router';
+import { AppLayout, PublicLayout, RequireAuth, Root } from './components/Layout';
+
+/** Each page is its own chunk: the first load carries only the shell and the page asked for. */
+function page(load: () => Promise<{ default: ComponentType }>) {
+  return async () => ({ Component: (await load()).default });
+}
+
+export const router = createBrowserRouter([
+  {
+    Component: Root,
+    children: [
+      {
+        Component: PublicLayout,
+        children: [
+          { index: true, lazy: page(() => import('./pages/Home')) },
+          { path: 'signup', lazy: page(() => import('./pages/SignUp')) },
+          { path: 'login', lazy: page(() => import('./pages/Login')) },
+          { path: 'verify-email', lazy: page(() => import('./pages/VerifyEmail')) },
+          { path: 'forgot-password', lazy: page(() => import('./pages/ForgotPassword')) },
+          { path: 'reset-password', lazy: page(() => import('./pages/ResetPassword')) },
+          { path: 'oauth/callback', lazy: page(() => import('./pages/OidcCallback')) },
+        ],
+      },
+      {
+        Component: RequireAuth,
+        children: [
+          {
+            Component: AppLayout,
+            children: [
+              { path: 'files', lazy: page(() => import('./files/FilesPage')) },
+              { path: 'files/:folderId', lazy: page(() => import('./files/FilesPage')) },
+              { path: 'search', lazy: page(() => import('./files/SearchPage')) },
+            ],
+          },
+        ],
+      },
+      { Component: PublicLayout, children: [{ path: '*', lazy: page(() => import('./pages/NotFound')) }] },
+    ],
+  },
+]);
