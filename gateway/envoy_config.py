@@ -149,6 +149,7 @@ from envoy_data_plane.google.protobuf import Empty, Struct
 
 from flowdock_kernel.channels import DEFAULT_KEEPALIVE, Keepalive
 from flowdock_kernel.grpc_errors import ERROR_REASON_HEADER, REST_STATUS_BY_REASON
+from gateway import json_fields
 from gateway.descriptor import RoutedService, load_services
 from gateway.webapp import APP_SECURITY_HEADERS, BUILD_HINT, NO_CACHE, AppFile, scan
 
@@ -716,6 +717,16 @@ end
 """
 
 
+def _unknown_fields_filter(spec: GatewaySpec) -> HttpFilter:
+    """REST bodies with fields their message does not have: 400 naming the field (gateway/json_fields.py), before
+    the transcoder, which would drop them silently. After jwt_authn: an anonymous body is never read."""
+    source = json_fields.lua_source(Path(spec.descriptor_path))
+    return HttpFilter(
+        name="envoy.filters.http.lua.unknown_fields",
+        typed_config=_any(Lua(default_source_code=DataSource(inline_string=source))),
+    )
+
+
 def _rate_limited_headers() -> list[HeaderValueOption]:
     """On the gateway's own rate-limit answers: when to come back, and the reason services give for theirs (native
     gRPC clients read both as metadata; they get no status details from Envoy)."""
@@ -777,6 +788,7 @@ def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[Http
         HttpFilter(name="envoy.filters.http.cors", typed_config=_any(Cors())),
         HttpFilter(name="envoy.filters.http.grpc_web", typed_config=_any(GrpcWeb())),
         HttpFilter(name="envoy.filters.http.jwt_authn", typed_config=_any(_jwt_filter(spec, services))),
+        _unknown_fields_filter(spec),
         HttpFilter(
             name="envoy.filters.http.grpc_json_transcoder",
             typed_config=_any(_transcoder(spec, services, spec.json_body_bytes)),
