@@ -22,17 +22,21 @@ from tests.conftest import Running
 from tests.e2e.protocols import Native, native_channel
 from tests.e2e.test_storage import Client, launch
 
+KiB = 1024
 MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module", params=["sqlite"])
 def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    # Small message and inline bounds, so the bodies that cross them stay under the gateway's own JSON bound
+    # (json_body_bytes, 1 MiB), which would answer 413 before any service saw them.
     env = {
-        "FLOWDOCK_MAX_MESSAGE_BYTES": str(2 * MiB),
-        "FLOWDOCK_STORAGE_MAX_CHUNK_BYTES": str(MiB),
+        "FLOWDOCK_MAX_MESSAGE_BYTES": str(640 * KiB),
+        "FLOWDOCK_STORAGE_MAX_CHUNK_BYTES": str(512 * KiB),
+        "FLOWDOCK_STORAGE_CHUNK_BYTES": str(256 * KiB),
         "FLOWDOCK_STORAGE_MAX_FILE_BYTES": str(5 * MiB),
         "FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(8 * MiB),
-        "FLOWDOCK_STORAGE_INLINE_UPLOAD_BYTES": str(MiB),
+        "FLOWDOCK_STORAGE_INLINE_UPLOAD_BYTES": str(256 * KiB),
     }
     yield from launch(request, tmp_path_factory.mktemp("statuses"), env)
 
@@ -63,7 +67,7 @@ def test_file_and_inline_size_limits_are_413(mesh: Running) -> None:
     assert reason_of(r.json()) == "TOO_LARGE"
     assert "storage_max_file_bytes" in r.json()["message"]
     assert "retry-after" not in r.headers
-    inline = os.urandom(MiB + 1)
+    inline = os.urandom(300 * KiB)
     body = {"parent_id": "root", "name": "i", "size": len(inline), "content": base64.b64encode(inline).decode()}
     r = c.http.post("/api/v1/uploads", json=body)
     assert r.status_code == 413, r.text
@@ -79,7 +83,7 @@ def test_file_and_inline_size_limits_are_413(mesh: Running) -> None:
 
 def test_an_oversized_message_is_413(mesh: Running) -> None:
     c = Client(mesh)
-    data = os.urandom(3 * MiB)  # over max_message_bytes (2 MiB): grpc-core refuses it before any handler
+    data = os.urandom(700 * KiB)  # over max_message_bytes (640 KiB): grpc-core refuses it before any handler
     body = {"parent_id": "root", "name": "m", "size": len(data), "content": base64.b64encode(data).decode()}
     r = c.http.post("/api/v1/uploads", json=body)
     assert r.status_code == 413, r.text

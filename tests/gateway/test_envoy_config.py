@@ -141,11 +141,13 @@ def test_template_to_regex() -> None:
 def test_filter_chain_order(bootstrap: dict[str, Any]) -> None:
     assert [f["name"] for f in hcm(bootstrap)["http_filters"]] == [
         "envoy.filters.http.lua",
+        "envoy.filters.http.lua.rest_status",
         "envoy.filters.http.compressor.brotli",
         "envoy.filters.http.compressor.gzip",
         "envoy.filters.http.cors",
         "envoy.filters.http.grpc_web",
         "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.lua.unknown_fields",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.local_ratelimit",
         "envoy.filters.http.router",
@@ -582,7 +584,7 @@ def test_rate_limit_has_per_client_buckets_and_a_shared_ceiling(bootstrap: dict[
     user = limit["rate_limits"][1]["actions"][0]["metadata"]
     assert user["metadata_key"]["key"] == "envoy.filters.http.jwt_authn"  # verified claims, not a client header
     assert limit["rate_limited_as_resource_exhausted"] is True
-    assert {h["header"]["key"] for h in limit["response_headers_to_add"]} == {"retry-after"}
+    assert {h["header"]["key"] for h in limit["response_headers_to_add"]} == {"retry-after", "x-flowdock-error-reason"}
 
 
 def test_overload_manager_bounds_the_heap(bootstrap: dict[str, Any], spec: GatewaySpec) -> None:

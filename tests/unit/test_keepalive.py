@@ -82,7 +82,7 @@ async def _idle_then_call(options: list[tuple[str, Any]], keepalive: Keepalive, 
     """Connect, stay idle `idle` seconds (calls only at the start and the end), and return every connectivity state
     the channel went through after it was first READY."""
     server, address = await _serve(options)
-    channel = internal_channel(address, 4 * MiB, keepalive)
+    channel = internal_channel(address, 4 * MiB, keepalive=keepalive)
     stub = health_pb2_grpc.HealthStub(channel)
     try:
         await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
