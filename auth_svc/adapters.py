@@ -45,6 +45,7 @@ from auth_svc.domain import (
     User,
     mask_email,
 )
+from auth_svc.secretbox import SecretBox, is_sealed
 from flowdock_kernel import db
 from flowdock_kernel.errors import (
     InvalidArgument,
@@ -72,7 +73,8 @@ users = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("email_verified", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("totp_secret", sa.String(64), nullable=False, server_default=""),
+    # Sealed (auth_svc/secretbox.py): longer than the secret itself.
+    sa.Column("totp_secret", sa.String(255), nullable=False, server_default=""),
     sa.Column("totp_enabled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("totp_last_step", sa.BigInteger, nullable=False, server_default="0"),
 )
@@ -225,17 +227,32 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def totp_context(user_id: str) -> str:
+    return f"totp:{user_id}"
+
+
 class SqlUsers:
-    def __init__(self, session: AsyncConnection) -> None:
+    """Users; TOTP secrets are sealed with `box` (auth_svc/secretbox.py) on the way in and opened on the way out."""
+
+    def __init__(self, session: AsyncConnection, box: SecretBox) -> None:
         self.s = session
+        self.box = box
+
+    def _user(self, row: Any) -> User:
+        user = _user(row)
+        user.totp_secret = self.box.open(user.totp_secret, totp_context(user.id))
+        return user
+
+    def _seal(self, user_id: str, secret: str) -> str:
+        return self.box.seal(secret, totp_context(user_id))
 
     async def by_email(self, email: str) -> User | None:
         row = (await self.s.execute(sa.select(users).where(users.c.email == email))).first()
-        return _user(row) if row else None
+        return self._user(row) if row else None
 
     async def by_id(self, user_id: str) -> User | None:
         row = (await self.s.execute(sa.select(users).where(users.c.id == user_id))).first()
-        return _user(row) if row else None
+        return self._user(row) if row else None
 
     def _values(self, user: User) -> dict[str, Any]:
         return {
@@ -245,7 +262,7 @@ class SqlUsers:
             "password_hash": user.password_hash,
             "disabled": user.disabled,
             "email_verified": user.email_verified,
-            "totp_secret": user.totp_secret,
+            "totp_secret": self._seal(user.id, user.totp_secret),
             "totp_enabled": user.totp_enabled,
             "totp_last_step": user.totp_last_step,
         }
@@ -278,14 +295,19 @@ class SqlUsers:
 
     async def start_totp(self, user_id: str, secret: str) -> bool:
         return await self._update(
-            user_id, users.c.totp_enabled.is_(False), totp_secret=secret, totp_enabled=False, totp_last_step=0
+            user_id,
+            users.c.totp_enabled.is_(False),
+            totp_secret=self._seal(user_id, secret),
+            totp_enabled=False,
+            totp_last_step=0,
         )
 
     async def enable_totp(self, user_id: str, secret: str, step: int) -> bool:
         return await self._update(
             user_id,
             users.c.totp_enabled.is_(False),
-            users.c.totp_secret == secret,
+            # Sealing is deterministic; a legacy plaintext row (not yet sealed at start) still matches.
+            users.c.totp_secret.in_([self._seal(user_id, secret), secret]),
             totp_enabled=True,
             totp_last_step=step,
         )
@@ -323,7 +345,7 @@ class SqlUsers:
             )
         if after:
             stmt = stmt.where(users.c.email > after)
-        return [_user(r) for r in (await self.s.execute(stmt)).all()]
+        return [self._user(r) for r in (await self.s.execute(stmt)).all()]
 
     async def count_admins(self) -> int:
         stmt = sa.select(sa.func.count()).select_from(users).where(users.c.role == "admin", users.c.disabled.is_(False))
@@ -526,8 +548,12 @@ class SqlIdentities:
 
 
 class SqlUnitOfWork(db.SqlUnitOfWork):
+    def __init__(self, factory: db.Connections, box: SecretBox, *, read_only: bool = False) -> None:
+        super().__init__(factory, read_only=read_only)
+        self.box = box
+
     def _bind(self, session: AsyncConnection) -> None:
-        self.users = SqlUsers(session)
+        self.users = SqlUsers(session, self.box)
         self.sessions = SqlSessions(session)
         self.refresh_tokens = SqlRefreshTokens(session)
         self.tokens = SqlOneTimeTokens(session)
@@ -774,20 +800,57 @@ class SqlAuditLog:
         return [_event(r) for r in rows]
 
 
-def _new_key_row(now: datetime, activate_at: datetime) -> dict[str, Any]:
+def signing_context(kid: str) -> str:
+    return f"signing:{kid}"
+
+
+def _new_key_row(now: datetime, activate_at: datetime, box: SecretBox) -> dict[str, Any]:
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    return {"kid": uuid.uuid4().hex[:16], "private_pem": pem, "created_at": now, "activate_at": activate_at}
+    kid = uuid.uuid4().hex[:16]
+    return {
+        "kid": kid,
+        "private_pem": box.seal(pem, signing_context(kid)),
+        "created_at": now,
+        "activate_at": activate_at,
+    }
 
 
-def rotate_signing_key(conn: sa.Connection, *, publish_seconds: float, access_ttl_seconds: int) -> tuple[str, datetime]:
+async def seal_legacy_rows(engine: AsyncEngine, box: SecretBox) -> int:
+    """Seal signing keys and TOTP secrets written in plaintext before encryption at rest (idempotent; run at start).
+    Returns how many rows were sealed."""
+    sealed = 0
+    async with engine.begin() as conn:
+        for row in (await conn.execute(sa.select(signing_keys.c.kid, signing_keys.c.private_pem))).all():
+            if not is_sealed(row.private_pem):
+                await conn.execute(
+                    signing_keys.update()
+                    .where(signing_keys.c.kid == row.kid, signing_keys.c.private_pem == row.private_pem)
+                    .values(private_pem=box.seal(row.private_pem, signing_context(row.kid)))
+                )
+                sealed += 1
+        stmt = sa.select(users.c.id, users.c.totp_secret).where(users.c.totp_secret != "")
+        for row in (await conn.execute(stmt)).all():
+            if not is_sealed(row.totp_secret):
+                await conn.execute(
+                    users.update()
+                    .where(users.c.id == row.id, users.c.totp_secret == row.totp_secret)
+                    .values(totp_secret=box.seal(row.totp_secret, totp_context(row.id)))
+                )
+                sealed += 1
+    return sealed
+
+
+def rotate_signing_key(
+    conn: sa.Connection, *, publish_seconds: float, access_ttl_seconds: int, box: SecretBox
+) -> tuple[str, datetime]:
     """Add a key that starts signing after `publish_seconds` (so every JWKS cache has it by then); the keys
     signing until then are retired once the last token they signed has expired. Returns (kid, activate_at)."""
     now = datetime.now(UTC)
     activate = now + timedelta(seconds=publish_seconds)
-    row = _new_key_row(now, activate)
+    row = _new_key_row(now, activate, box)
     retire = activate + timedelta(seconds=access_ttl_seconds + 60)
     conn.execute(signing_keys.update().where(signing_keys.c.retire_at.is_(None)).values(retire_at=retire))
     conn.execute(signing_keys.insert().values(**row))
@@ -801,9 +864,17 @@ class SigningKeyring:
     replica without a restart."""
 
     def __init__(
-        self, engine: AsyncEngine, *, issuer: str, audience: str, ttl_seconds: int, reload_seconds: float = 5.0
+        self,
+        engine: AsyncEngine,
+        *,
+        box: SecretBox,
+        issuer: str,
+        audience: str,
+        ttl_seconds: int,
+        reload_seconds: float = 5.0,
     ) -> None:
         self._engine = engine
+        self._box = box
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
@@ -817,13 +888,14 @@ class SigningKeyring:
             rows = (await conn.execute(sa.select(signing_keys).order_by(signing_keys.c.created_at))).all()
             if not rows:
                 now = datetime.now(UTC)
-                await conn.execute(signing_keys.insert().values(**_new_key_row(now, now)))
+                await conn.execute(signing_keys.insert().values(**_new_key_row(now, now, self._box)))
                 rows = (await conn.execute(sa.select(signing_keys))).all()
         loaded = []
         for row in rows:
             private = self._pems.get(row.kid)
             if private is None:
-                key = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
+                pem = self._box.open(row.private_pem, signing_context(row.kid))
+                key = serialization.load_pem_private_key(pem.encode(), password=None)
                 assert isinstance(key, Ed25519PrivateKey)
                 private = self._pems[row.kid] = key
             activate = _aware(row.activate_at) or _must(row.created_at)

@@ -26,10 +26,12 @@ from auth_svc.adapters import (
     SqlRateLimiter,
     SqlUnitOfWork,
     common_passwords,
+    seal_legacy_rows,
 )
 from auth_svc.config import AuthConfig
 from auth_svc.domain import OidcProvider
 from auth_svc.ports import Mailer
+from auth_svc.secretbox import SecretBox
 from auth_svc.servicer import AuthInternalServicer, AuthServicer, RefreshCookie
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -144,6 +146,12 @@ async def build(config: AuthConfig) -> Service:
     providers = oidc_providers(config)
     engine = make_engine(config)
     # Admin calls to storage_svc (quota, deleting a user's files) carry the admin's forwarded token.
+    box = SecretBox.from_file(config.secrets_key_path)
+    sealed = await seal_legacy_rows(engine, box)
+    if sealed:
+        logging.getLogger("flowdock.auth").info(
+            "sealed %d plaintext secret(s) written before encryption at rest", sealed
+        )
     tls = config.mesh(NAME)
     keepalive = Keepalive.every(config.keepalive_seconds)
     storage = (
@@ -158,6 +166,7 @@ async def build(config: AuthConfig) -> Service:
     )
     keyring = SigningKeyring(
         engine,
+        box=box,
         issuer=config.jwt_issuer,
         audience=config.jwt_audience,
         ttl_seconds=config.auth_access_token_ttl_seconds,
@@ -170,8 +179,8 @@ async def build(config: AuthConfig) -> Service:
     )
     hasher = make_hasher(config)
     accounts = Accounts(
-        uow=lambda: SqlUnitOfWork(sessions),
-        reader=lambda: SqlUnitOfWork(sessions, read_only=True),
+        uow=lambda: SqlUnitOfWork(sessions, box),
+        reader=lambda: SqlUnitOfWork(sessions, box, read_only=True),
         hasher=hasher,
         issuer=keyring,
         mailer=make_mailer(config),

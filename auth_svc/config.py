@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import ClassVar
 
 from flowdock_kernel.config import CommonConfig, non_negative, one_of, port, positive, setting
@@ -10,6 +11,10 @@ from flowdock_kernel.config import CommonConfig, non_negative, one_of, port, pos
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AuthConfig(CommonConfig):
+    @property
+    def secrets_key_path(self) -> Path:
+        return Path(self.auth_secrets_key_file) if self.auth_secrets_key_file else self.data_dir / "auth-secrets.key"
+
     key_prefix: ClassVar[str] = "auth_"
 
     auth_access_token_ttl_seconds: int = setting(300, "Lifetime of an access token.", check=positive)
@@ -63,6 +68,12 @@ class AuthConfig(CommonConfig):
         check=non_negative,
     )
     auth_totp_issuer: str = setting("FlowDock", "Issuer shown by authenticator apps.")
+    auth_secrets_key_file: str = setting(
+        "",
+        "Key file sealing signing private keys and TOTP secrets in auth's database (created 0600 on first start). "
+        "Empty: <data_dir>/auth-secrets.key. Point it at a mounted secret to keep it off the database's volume; "
+        "back it up: without it those secrets cannot be read.",
+    )
     auth_smtp_host: str = setting("", "SMTP server. Empty: mails are written to <data_dir>/outbox/ as .eml files.")
     auth_smtp_port: int = setting(587, "SMTP port.", check=port)
     auth_smtp_security: str = setting(

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from auth_svc import bootstrap, domain
 from auth_svc.adapters import audit_events, common_passwords, rotate_signing_key, users
 from auth_svc.config import AuthConfig
+from auth_svc.secretbox import SecretBox
 from flowdock_kernel import config, db
 from flowdock_kernel.errors import InvalidArgument
 
@@ -38,6 +39,7 @@ def rotate(cfg: AuthConfig) -> int:
             conn,
             publish_seconds=cfg.auth_signing_key_publish_seconds,
             access_ttl_seconds=cfg.auth_access_token_ttl_seconds,
+            box=SecretBox.from_file(cfg.secrets_key_path),
         )
     engine.dispose()
     print(

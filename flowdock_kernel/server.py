@@ -158,6 +158,7 @@ def service_main(
     import argparse
 
     from flowdock_kernel import config, logs
+    from flowdock_kernel.datadir import make_private
 
     parser = argparse.ArgumentParser(prog=f"python -m {name}_svc", description=description)
     parser.add_argument(
@@ -167,6 +168,7 @@ def service_main(
 
     async def main() -> None:
         cfg = config.load(config_cls)
+        make_private(cfg.data_dir)  # databases, keys and logs: owner-only
         logs.setup(name, cfg.log_level, cfg.log_format)
         migrate(cfg)
         if args.command == "serve":

@@ -151,6 +151,7 @@ from flowdock_kernel.channels import DEFAULT_KEEPALIVE, Keepalive
 from flowdock_kernel.grpc_errors import ERROR_REASON_HEADER, REST_STATUS_BY_REASON
 from gateway import json_fields
 from gateway.descriptor import RoutedService, load_services
+from gateway.openapi import OPENAPI_PATH
 from gateway.webapp import APP_SECURITY_HEADERS, BUILD_HINT, NO_CACHE, AppFile, scan
 
 __all__ = [
@@ -192,6 +193,7 @@ JWKS_SERVICE = "flowdock.auth.v1.AuthService"
 PREFLIGHT_CLUSTER = "gateway_preflight"
 ADMIN_CLUSTER = "gateway_admin"
 JWKS_PATH = "/.well-known/jwks.json"
+OPENAPI_MAX_BYTES = 4 * MiB
 
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 _CORS_ALLOW_HEADERS = (
@@ -218,7 +220,9 @@ _ACCESS_LOG_FORMAT: dict[str, str] = {
     "request_id": "%REQ(X-REQUEST-ID)%",
     "method": "%REQ(:METHOD)%",
     "original_method": "%REQ(X-ENVOY-ORIGINAL-METHOD)%",
-    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    # The path as the client sent it, without its query string (link sessions, page tokens); paths that carry a
+    # credential are logged by _redacted_access_logs instead.
+    "path": "%PATH(NQ:ORIG_OR_PATH)%",
     "protocol": "%PROTOCOL%",
     "response_code": "%RESPONSE_CODE%",
     "grpc_status": "%GRPC_STATUS(NUMBER)%",
@@ -275,6 +279,8 @@ class GatewaySpec:
     #: it paused storage_svc's stream about once per message (~1,300 pauses per GiB); 2 MiB: ~30.
     connection_buffer_bytes: int = 2 * MiB
     access_log: bool = True
+    #: The OpenAPI document served at /api/v1/openapi.json; None: openapi.json beside the descriptor set, if there.
+    openapi_path: Path | None = None
     health_check_interval: timedelta = field(default=timedelta(seconds=2))
     #: The mesh's one keepalive policy: Envoy pings its upstreams as the services' own channels do.
     keepalive: Keepalive = DEFAULT_KEEPALIVE
@@ -655,6 +661,13 @@ def _overload_manager(spec: GatewaySpec) -> OverloadManager | None:
     )
 
 
+def _hardening_headers() -> list[HeaderValueOption]:
+    """On every response: browsers must not sniff a type other than the one sent. A download of user content
+    (REST file content, download URLs, link files) is served as its stored Content-Type; without nosniff a browser
+    could render an uploaded text file as HTML or script."""
+    return [_header("x-content-type-options", "nosniff")]
+
+
 def _runtime() -> LayeredRuntime:
     """Envoy's runtime: the body-limit routes match many REST templates in one RE2 regex, above RE2's default
     program-size threshold (100); the admin layer keeps `/runtime_modify` working."""
@@ -717,6 +730,31 @@ end
 """
 
 
+# HTTP allows header names and values that gRPC metadata does not (`foo^`, a `-bin` value that is not base64, a
+# malformed grpc-timeout): the upstream's gRPC core refused such a request with INTERNAL, a 500 for a client's
+# typo. The services read none of them, so they are dropped here, before any filter turns headers into metadata.
+_GRPC_SAFE_HEADERS_LUA = """
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local drop = {}
+  for key, value in pairs(headers) do
+    if string.sub(key, 1, 1) ~= ":" then
+      if string.find(key, "[^0-9a-z_.%-]") then
+        drop[#drop + 1] = key
+      elseif string.sub(key, -4) == "-bin" then
+        if not string.find(value, "^[A-Za-z0-9+/]*=?=?$") or #value % 4 == 1 then drop[#drop + 1] = key end
+      elseif key == "grpc-timeout" then
+        if #value > 9 or not string.find(value, "^%d+[HMSmun]$") then drop[#drop + 1] = key end
+      end
+    end
+  end
+  for _, key in ipairs(drop) do
+    headers:remove(key)
+  end
+end
+"""
+
+
 def _unknown_fields_filter(spec: GatewaySpec) -> HttpFilter:
     """REST bodies with fields their message does not have: 400 naming the field (gateway/json_fields.py), before
     the transcoder, which would drop them silently. After jwt_authn: an anonymous body is never read."""
@@ -740,6 +778,14 @@ def _rest_status_filter() -> HttpFilter:
     return HttpFilter(
         name="envoy.filters.http.lua.rest_status",
         typed_config=_any(Lua(default_source_code=DataSource(inline_string=source))),
+    )
+
+
+def _grpc_safe_headers_filter() -> HttpFilter:
+    """Drops request headers gRPC metadata cannot carry (see _GRPC_SAFE_HEADERS_LUA); first in the chain."""
+    return HttpFilter(
+        name="flowdock.grpc_safe_headers",
+        typed_config=_any(Lua(default_source_code=DataSource(inline_string=_GRPC_SAFE_HEADERS_LUA))),
     )
 
 
@@ -772,9 +818,10 @@ def _compressor(name: str, library: betterproto2.Message) -> HttpFilter:
 
 
 def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[HttpFilter]:
-    """lua (response: Content-Length) -> compressors (app routes only) -> cors -> grpc_web -> jwt_authn
-    -> grpc_json_transcoder -> local_ratelimit -> router."""
+    """grpc-safe headers (lua) -> lua (response: Content-Length) -> compressors (app routes only) -> cors ->
+    grpc_web -> jwt_authn -> grpc_json_transcoder -> local_ratelimit -> router."""
     return [
+        _grpc_safe_headers_filter(),
         HttpFilter(
             name="envoy.filters.http.lua",
             typed_config=_any(Lua(default_source_code=DataSource(inline_string=_CONTENT_LENGTH_LUA))),
@@ -812,6 +859,32 @@ def _cors_policy(spec: GatewaySpec) -> CorsPolicy:
     )
 
 
+def _openapi_routes(spec: GatewaySpec) -> list[Route]:
+    """GET /api/v1/openapi.json: the generated document (gateway/openapi.py), answered by Envoy itself, public.
+
+    Read once when Envoy loads its configuration, so the document always matches the descriptor set it transcodes.
+    """
+    path = spec.openapi_path or Path(spec.descriptor_path).with_name("openapi.json")
+    if not path.is_file():
+        _log.warning("no OpenAPI document at %s: %s is not served", path, OPENAPI_PATH)
+        return []
+    if path.stat().st_size > OPENAPI_MAX_BYTES:
+        raise ValueError(f"{path} is over {OPENAPI_MAX_BYTES} bytes, the gateway's direct-response limit")
+    return [
+        Route(
+            name="openapi",
+            match=RouteMatch(path=OPENAPI_PATH, headers=[_method_is("GET")]),
+            direct_response=DirectResponseAction(status=200, body=DataSource(filename=str(path.resolve()))),
+            response_headers_to_add=[
+                _header("content-type", "application/json"),
+                _header("cache-control", "no-cache"),
+            ],
+            # The transcoder would answer 404 first (reject_unknown_method): no gRPC method is bound to this path.
+            typed_per_filter_config={"envoy.filters.http.grpc_json_transcoder": _any(FilterConfig(disabled=True))},
+        )
+    ]
+
+
 def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConfiguration:
     """One prefix route per routed service, then a JSON 404 for plain HTTP requests.
 
@@ -844,6 +917,7 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
         else []
     )
     routes = exempt + _body_limit_routes(spec, services) + _service_routes(spec, services)
+    routes.extend(_openapi_routes(spec))
     # The CORS filter only answers preflights on routes with a route action (not direct_response).
     # It answers every preflight itself (forward_not_matching_preflights=false), so this empty
     # cluster is never reached.
@@ -873,14 +947,15 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
     routes.append(_not_found("not_found", RouteMatch(prefix="/", headers=[_not_grpc_request()])))
     return RouteConfiguration(
         name="flowdock",
-        # Envoy's default (4 KiB) is below any real bundle; the largest file of the build sets it.
-        max_direct_response_body_size_bytes=max(4096, largest),
+        # Envoy's default (4 KiB) is below any real bundle and the OpenAPI document; the largest file sets it.
+        max_direct_response_body_size_bytes=max(4096, largest, OPENAPI_MAX_BYTES),
         virtual_hosts=[
             VirtualHost(
                 name="flowdock",
                 domains=["*"],
                 routes=routes,
                 request_headers_to_remove=list(IDENTITY_HEADERS),
+                response_headers_to_add=_hardening_headers(),
                 typed_per_filter_config={"envoy.filters.http.cors": _any(_cors_policy(spec))},
             )
         ],
@@ -1046,13 +1121,51 @@ def _local_reply_config() -> LocalReplyConfig:
     return LocalReplyConfig(mappers=mappers)
 
 
-def _access_log() -> AccessLog:
+#: Path prefixes whose next segment is a credential: public-link tokens, download-URL tokens, the web app's
+#: short link pages. Their requests are logged with the prefix and a placeholder, never the path as sent.
+SECRET_PATH_PREFIXES: tuple[str, ...] = ("/api/v1/public/links/", "/api/v1/download/", "/s/")
+
+
+def _path_prefix_filter(prefix: str, *, invert: bool = False) -> list[AccessLogFilter]:
+    """Header filters on the path as sent (x-envoy-original-path once the transcoder rewrote :path) and :path."""
+    return [
+        AccessLogFilter(
+            header_filter=HeaderFilter(
+                header=HeaderMatcher(
+                    name=name,
+                    string_match=StringMatcher(prefix=prefix),
+                    invert_match=invert,
+                    treat_missing_header_as_empty=True,
+                )
+            )
+        )
+        for name in ("x-envoy-original-path", ":path")
+    ]
+
+
+def _stdout_log(path_format: str, log_filter: AccessLogFilter) -> AccessLog:
+    fmt = {**_ACCESS_LOG_FORMAT, "path": path_format}
     return AccessLog(
         name="envoy.access_loggers.stdout",
-        typed_config=_any(
-            StdoutAccessLog(log_format=SubstitutionFormatString(json_format=Struct.from_dict(_ACCESS_LOG_FORMAT)))
-        ),
+        filter=log_filter,
+        typed_config=_any(StdoutAccessLog(log_format=SubstitutionFormatString(json_format=Struct.from_dict(fmt)))),
     )
+
+
+def _access_logs() -> list[AccessLog]:
+    """One JSON line per request, with no credential: query strings are dropped everywhere, and requests under a
+    SECRET_PATH_PREFIXES prefix are logged by their own logger with the token replaced (regex-free: each logger's
+    filter matches path prefixes; every request matches exactly one logger)."""
+    logs = [
+        _stdout_log(
+            f"{prefix}{{redacted}}",
+            AccessLogFilter(or_filter=OrFilter(filters=_path_prefix_filter(prefix))),
+        )
+        for prefix in SECRET_PATH_PREFIXES
+    ]
+    others = [f for prefix in SECRET_PATH_PREFIXES for f in _path_prefix_filter(prefix, invert=True)]
+    logs.append(_stdout_log(_ACCESS_LOG_FORMAT["path"], AccessLogFilter(and_filter=AndFilter(filters=others))))
+    return logs
 
 
 def _listener(spec: GatewaySpec, services: list[RoutedService]) -> Listener:
@@ -1071,7 +1184,7 @@ def _listener(spec: GatewaySpec, services: list[RoutedService]) -> Listener:
         normalize_path=True,
         merge_slashes=True,
         local_reply_config=_local_reply_config(),
-        access_log=[_access_log()] if spec.access_log else [],
+        access_log=_access_logs() if spec.access_log else [],
     )
     return Listener(
         name="flowdock_gateway",

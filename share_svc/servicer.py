@@ -76,6 +76,8 @@ def link_pb(link: Link, token: str = "", url: str = "") -> share_pb2.Link:
         max_downloads=link.max_downloads,
         download_count=link.downloads,
         create_time=_ts(link.created_at),
+        max_upload_files=link.max_upload_files,
+        max_upload_bytes=link.max_upload_bytes,
     )
 
 
@@ -137,6 +139,8 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
             request.password,
             _expiry(request),
             request.max_downloads,
+            request.max_upload_files,
+            request.max_upload_bytes,
         )
         return link_pb(link, token, self.sharing.url(token))
 
@@ -160,12 +164,30 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
 
     async def OpenLink(self, request: share_pb2.OpenLinkRequest, context: Ctx) -> share_pb2.OpenLinkResponse:
         link, session, expires = await self.sharing.open_link(request.token, request.password, logs.client_var.get().ip)
+        # Browsers get the session as a cookie scoped to this link's paths too, so a download link needs no
+        # ?session= query string (which ends up in proxies' and browsers' histories); REST turns this metadata into
+        # a Set-Cookie header. The session still comes back in the body for scripts (X-Link-Session).
+        await context.send_initial_metadata((("set-cookie", link_session_cookie(request.token, session, expires)),))
         return share_pb2.OpenLinkResponse(
             link_session=session,
             expire_time=_ts(expires),
             permission=_PERMISSIONS[link.permission],
             root=storage_pb2.Node(id=link.node_id, owner_id=link.owner_id),
         )
+
+
+#: Name of the cookie carrying a link session (storage_svc reads it too).
+LINK_SESSION_COOKIE = "fd_link_session"
+
+
+def link_session_cookie(token: str, session: str, expires: datetime) -> str:
+    """Set-Cookie value: HttpOnly, SameSite=Strict, scoped to /api/v1/public/links/<token>/, gone with the session."""
+    aware = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+    max_age = max(0, int((aware - datetime.now(UTC)).total_seconds()))
+    return (
+        f"{LINK_SESSION_COOKIE}={session}; Path=/api/v1/public/links/{token}/; Max-Age={max_age}; HttpOnly; "
+        "SameSite=Strict"
+    )
 
 
 class AccessServicer(share_pb2_grpc.AccessServiceServicer):
@@ -199,6 +221,8 @@ class AccessServicer(share_pb2_grpc.AccessServiceServicer):
             root_node_id=grant.link.node_id,
             owner_id=grant.link.owner_id,
             permission=_PERMISSIONS[grant.link.permission],
+            max_upload_files=grant.link.max_upload_files,
+            max_upload_bytes=grant.link.max_upload_bytes,
         )
 
     async def DropShares(self, request: share_pb2.DropSharesRequest, context: Ctx) -> share_pb2.DropSharesResponse:

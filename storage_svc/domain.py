@@ -134,6 +134,9 @@ class LinkScope:
     root_node_id: str
     owner_id: str
     allowed: bool
+    #: The link's own file-drop limits (0: none set; the deployment's apply).
+    max_upload_files: int = 0
+    max_upload_bytes: int = 0
 
 
 def validate_name(raw: str, field: str = "name") -> str:

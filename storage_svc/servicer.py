@@ -475,13 +475,30 @@ class StorageAdminServicer(storage_pb2_grpc.StorageAdminServiceServicer):
         return storage_pb2.DeleteUserDataResponse(freed_bytes=await self.storage.delete_user_data(request.user_id))
 
 
+#: The cookie OpenLink sets (share_svc), scoped to the link's paths: browsers send it on download links.
+LINK_SESSION_COOKIE = "fd_link_session"
+
+
 def _link_session(context: Ctx, given: str) -> str:
-    """The link session from the request (?session=) or the X-Link-Session header."""
+    """The link session from the request (?session=, kept for old links), the X-Link-Session header or the
+    fd_link_session cookie."""
     if given:
         return given
+    cookie = ""
     for key, value in context.invocation_metadata() or ():
+        text = value if isinstance(value, str) else value.decode("latin-1")
         if key == "x-link-session":
-            return value if isinstance(value, str) else value.decode("latin-1")
+            return text
+        if key == "cookie":
+            cookie = cookie or _cookie_value(text, LINK_SESSION_COOKIE)
+    return cookie
+
+
+def _cookie_value(header: str, name: str) -> str:
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value.strip().strip('"')
     return ""
 
 
@@ -526,7 +543,7 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
             yield message
 
     async def CreateLinkUpload(self, request: storage_pb2.CreateLinkUploadRequest, context: Ctx) -> storage_pb2.Upload:
-        creator, folder = await self.storage.link_uploader(request.token, _link_session(context, request.session))
+        creator, folder, drop = await self.storage.link_drop(request.token, _link_session(context, request.session))
         if request.content:
             done, _ = await self.storage.upload_inline(
                 creator,
@@ -538,6 +555,7 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
                 request.content_type,
                 on_conflict=OnConflict.RENAME,
                 link_parent=folder,
+                drop=drop,
             )
             _UPLOADED.inc(len(request.content))
             return self._upload_pb(done)
@@ -550,6 +568,7 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
             request.content_type,
             on_conflict=OnConflict.RENAME,
             link_parent=folder,
+            drop=drop,
         )
         return self._upload_pb(upload)
 

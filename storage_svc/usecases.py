@@ -27,6 +27,7 @@ from flowdock_kernel.errors import (
     NotFound,
     PermissionDenied,
     QuotaExceeded,
+    ResourceExhausted,
     TooLarge,
     Unavailable,
 )
@@ -68,6 +69,16 @@ _DOING = {"list": "seeing this", "download": "downloading", "write": "changing t
 
 
 @dataclass(frozen=True)
+class DropLimits:
+    """What one file-drop link may take; own_*: the limit is the link's own (its owner set it), not the setting."""
+
+    max_files: int
+    max_bytes: int
+    own_files: bool = False
+    own_bytes: bool = False
+
+
+@dataclass(frozen=True)
 class Limits:
     chunk_bytes: int
     max_chunk_bytes: int
@@ -83,6 +94,8 @@ class Limits:
     scan_oversize: str = "refuse"
     inline_upload_bytes: int = 4 * 1024 * 1024
     download_url_lifetime: timedelta = timedelta(seconds=60)
+    link_drop_max_files: int = 1000
+    link_drop_max_bytes: int = 1024**3
 
 
 def _now() -> datetime:
@@ -646,6 +659,7 @@ class Storage:
         on_conflict: OnConflict = OnConflict.FAIL,
         *,
         link_parent: Node | None = None,
+        drop: DropLimits | None = None,
     ) -> Upload:
         """`link_parent`: a file drop into that folder, already authorised by the link (caller "link:<id>")."""
         name, folders = _target(name, relative_path, link_parent)
@@ -665,6 +679,7 @@ class Storage:
             parent = await self._upload_parent(uow, caller, parent_id, link_parent)
             name, clash = await self._upload_name(uow, parent, name, on_conflict)
             target = clash.id if clash is not None else ""
+            await self._take_link_drop(uow, caller, size, link_parent, drop)
             if not await uow.quotas.reserve(parent.owner_id, size, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(parent.owner_id, self.limits.default_quota_bytes), size)
             now = _now()
@@ -688,6 +703,31 @@ class Storage:
             await uow.uploads.add(upload)
             await uow.commit()
         return upload
+
+    async def _take_link_drop(
+        self, uow: UnitOfWork, caller: str, size: int, link_parent: Node | None, drop: DropLimits | None
+    ) -> None:
+        """A file drop counts against its link's limits before the owner's quota: a public link must not be
+        able to fill the owner's whole quota or their folder with files."""
+        if link_parent is None:
+            return
+        drop = drop or DropLimits(self.limits.link_drop_max_files, self.limits.link_drop_max_bytes)
+        used = await uow.link_drops.take(caller, size, drop.max_files, drop.max_bytes)
+        if used is None:
+            return
+        files, taken = used
+        if files + 1 > drop.max_files:
+            name = "link max_upload_files" if drop.own_files else "storage_link_drop_max_files"
+            raise ResourceExhausted(
+                f"this file-drop link has taken its {drop.max_files} files ({name}); ask the owner for a new link",
+                limit=name,
+            )
+        name = "link max_upload_bytes" if drop.own_bytes else "storage_link_drop_max_bytes"
+        raise ResourceExhausted(
+            f"a file of {size} bytes would take this file-drop link past its {drop.max_bytes} bytes "
+            f"({taken} taken; {name})",
+            limit=name,
+        )
 
     async def _upload_parent(self, uow: UnitOfWork, caller: str, parent_id: str, link_parent: Node | None) -> Node:
         """The folder an upload goes to: a file drop's (authorised by its link), else one the caller may write."""
@@ -724,6 +764,7 @@ class Storage:
         on_conflict: OnConflict = OnConflict.FAIL,
         *,
         link_parent: Node | None = None,
+        drop: DropLimits | None = None,
     ) -> tuple[Upload, Node | None]:
         """A small file in one call: checked, scanned, written as a whole blob and committed in one transaction
         (quota, node, version, and the upload's row, already COMPLETED, so GetUpload answers for it like for any
@@ -738,7 +779,19 @@ class Storage:
             )
         if size != len(content):
             raise InvalidArgument("size", f"must equal the inline content's length ({len(content)})")
-        args = (caller, parent_id, name, content, size, sha256, content_type, relative_path, on_conflict, link_parent)
+        args = (
+            caller,
+            parent_id,
+            name,
+            content,
+            size,
+            sha256,
+            content_type,
+            relative_path,
+            on_conflict,
+            link_parent,
+            drop,
+        )
         name, folders = _target(name, relative_path, link_parent)
         declared = domain.validate_sha256(sha256)
         content_type = domain.validate_content_type(content_type)
@@ -766,6 +819,7 @@ class Storage:
                         upload_id,
                         link_parent,
                         written,
+                        drop,
                     )
                     break
                 except AlreadyExists:
@@ -804,6 +858,7 @@ class Storage:
         upload_id: str,
         link_parent: Node | None,
         written: Awaitable[None],
+        drop: DropLimits | None = None,
     ) -> tuple[Upload, Node, list[Version]]:
         """One transaction: place the name, charge the quota, add the file (or a version of it) and the COMPLETED
         upload; it commits once `written` (the blob) is done."""
@@ -814,6 +869,7 @@ class Storage:
             target: Node | None = None
             if on_conflict != OnConflict.FAIL:  # FAIL: the unique index answers, without a query first
                 name, target = await self._upload_name(uow, parent, name, on_conflict)
+            await self._take_link_drop(uow, caller, size, link_parent, drop)
             if not await uow.quotas.consume(owner, size, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(owner, self.limits.default_quota_bytes), size)
             now = _now()
@@ -861,6 +917,7 @@ class Storage:
         relative_path: str,
         on_conflict: OnConflict,
         link_parent: Node | None,
+        drop: DropLimits | None = None,
     ) -> tuple[Upload, Node | None]:
         """Create, write, finish: the three-call path in one (content that is refused ends as a FAILED upload)."""
         upload = await self.create_upload(
@@ -873,6 +930,7 @@ class Storage:
             relative_path=relative_path,
             on_conflict=on_conflict,
             link_parent=link_parent,
+            drop=drop,
         )
         if content:
             await self.write_chunk(caller, upload.id, 0, content)
@@ -1278,11 +1336,23 @@ class Storage:
 
     async def link_uploader(self, token: str, session: str) -> tuple[str, Node]:
         """For a file-drop link: the creator id its uploads carry, and the folder they go into."""
+        creator, folder, _ = await self.link_drop(token, session)
+        return creator, folder
+
+    async def link_drop(self, token: str, session: str) -> tuple[str, Node, DropLimits]:
+        """link_uploader plus the limits of this link's drops: the deployment's, lowered by the link's own."""
         async with self.uow(read_only=True) as uow:
             folder, scope, _ = await self._link_node(uow, token, session, "", "upload")
         if folder.kind != Kind.FOLDER:
             raise FailedPrecondition("file drops need a folder link")
-        return LINK_CREATOR + scope.link_id, folder
+        files, size = self.limits.link_drop_max_files, self.limits.link_drop_max_bytes
+        limits = DropLimits(
+            min(files, scope.max_upload_files) if scope.max_upload_files > 0 else files,
+            min(size, scope.max_upload_bytes) if scope.max_upload_bytes > 0 else size,
+            own_files=0 < scope.max_upload_files < files,
+            own_bytes=0 < scope.max_upload_bytes < size,
+        )
+        return LINK_CREATOR + scope.link_id, folder, limits
 
 
 T = TypeVar("T")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -356,6 +357,48 @@ async def test_outbox_adopts_events_an_earlier_version_left_in_its_file(auth_mes
     assert sorted(e["id"] for e in trail) == sorted(ids)
 
 
+def _link_and_download_secrets(mesh: Running, mailbox: Mailbox) -> list[str]:
+    """Every storage and sharing credential used the ways clients send them, returned for the log search: a verify
+    token, an mfa_token, a public-link token (in paths), a link password (in a body), link sessions (header, cookie
+    and the ?session= query string browsers' old links use), a download-URL token (in a path)."""
+    found: list[str] = []
+    before = mailbox.count()
+    email_addr = f"l{uuid.uuid4().hex[:10]}@example.org"
+    with rest(mesh) as c:
+        assert c.post("/api/v1/auth/register", json={"email": email_addr, "password": "link owner password"}).is_success
+        verify = link_token(mailbox.wait(email_addr, "Confirm", after=before))
+        assert c.post("/api/v1/auth/verify-email", json={"token": verify}).is_success
+        owner = c.post("/api/v1/auth/login", json={"email": email_addr, "password": "link owner password"}).json()
+    found += [verify, "link owner password", owner["accessToken"], owner["refreshToken"]]
+    data = b"a file behind a link\n"
+    with rest(mesh, owner["accessToken"]) as c:
+        folder = c.post("/api/v1/folders", json={"parent_id": "root", "name": "Linked"}).json()["id"]
+        up = c.post("/api/v1/uploads", json={"parent_id": folder, "name": "f.txt", "size": len(data)}).json()
+        assert c.put(f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=data).is_success
+        file_id = c.post(f"/api/v1/uploads/{up['uploadId']}/finish", json={}).json()["node"]["id"]
+        made = c.post(f"/api/v1/files/{file_id}/download-url", json={}).json()
+        download_token = made["url"].rsplit("/", 1)[-1]
+        assert c.get(made["url"]).content == data
+        link = c.post(
+            "/api/v1/links",
+            json={"node_id": folder, "permission": "LINK_PERMISSION_DOWNLOAD", "password": "the link password 1"},
+        ).json()
+    token = link["token"]
+    base = f"/api/v1/public/links/{token}"
+    with rest(mesh) as visitor:
+        opened = visitor.post(f"{base}/open", json={"password": "the link password 1"}).json()
+        cookie_session = opened["linkSession"]
+        assert visitor.get(f"{base}/files/{file_id}/content").content == data  # the cookie
+    with rest(mesh) as visitor:
+        session = visitor.post(f"{base}/open", json={"password": "the link password 1"}).json()["linkSession"]
+        visitor.cookies.clear()
+        assert visitor.get(f"{base}/children", headers={"x-link-session": session}).is_success
+        assert visitor.get(f"{base}/files/{file_id}/content", params={"session": session}).content == data
+        assert visitor.get(f"/s/{token}").status_code in (200, 404)  # the web app's link page, if served
+    found += [download_token, token, "the link password 1", cookie_session, session]
+    return found
+
+
 def test_no_secret_reaches_any_log_or_the_audit_trail(auth_mesh: Running, mailbox: Mailbox) -> None:
     """A full run of every secret-bearing flow, then every log of the mesh is searched for each secret."""
     secrets: list[str] = []
@@ -371,15 +414,25 @@ def test_no_secret_reaches_any_log_or_the_audit_trail(auth_mesh: Running, mailbo
     codes = enable_totp(auth_mesh, me)
     secrets += [me.totp_secret, *codes]
     code = me.totp(1)
-    assert answer(auth_mesh, challenge(auth_mesh, me), code) == 200
+    mfa_token = challenge(auth_mesh, me)
+    assert answer(auth_mesh, mfa_token, code) == 200
     assert answer(auth_mesh, challenge(auth_mesh, me), codes[0]) == 200
+    secrets.append(mfa_token)
     before = mailbox.count()
     with rest(auth_mesh) as c:
         c.post("/api/v1/auth/password-recovery", json={"email": me.email})
         reset = link_token(mailbox.wait(me.email, "Reset", after=before))
         c.post("/api/v1/auth/reset-password", json={"token": reset, "new_password": "the newest passphrase"})
     secrets += [reset, "the newest passphrase"]
+    secrets += _link_and_download_secrets(auth_mesh, mailbox)
     time.sleep(1.0)  # let the services flush their log lines
+    # Envoy writes its access log in batches: wait for a marker request sent last to be in gateway.log.
+    marker = f"/api/v1/log-flush-marker-{uuid.uuid4().hex}"
+    httpx.get(auth_mesh.url + marker)
+    deadline = time.monotonic() + 15
+    while marker not in (auth_mesh.data_dir / "logs" / "gateway.log").read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the gateway's access log was not written"
+        time.sleep(0.2)
     logs = {p.name: p.read_text(errors="replace") for p in (auth_mesh.data_dir / "logs").glob("*.log")}
     assert {"auth.log", "storage.log", "share.log", "gateway.log"} <= set(logs)
     for secret in secrets:

@@ -37,6 +37,7 @@ from auth_svc.adapters import (
 )
 from auth_svc.config import AuthConfig
 from auth_svc.domain import Client, Role, User
+from auth_svc.secretbox import SecretBox
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock_kernel import db
 from flowdock_kernel.errors import PermissionDenied, ResourceExhausted, Unauthenticated
@@ -62,13 +63,13 @@ class PausingUsers(SqlUsers):
 
 
 class PausingUow(SqlUnitOfWork):
-    def __init__(self, factory: db.Connections, hook: Hook) -> None:
-        super().__init__(factory)
+    def __init__(self, factory: db.Connections, box: SecretBox, hook: Hook) -> None:
+        super().__init__(factory, box)
         self._hook = hook
 
     def _bind(self, session: AsyncConnection) -> None:
         super()._bind(session)
-        paused = PausingUsers(session)
+        paused = PausingUsers(session, self.box)
         paused.hook = self._hook
         self.users = paused
 
@@ -83,10 +84,11 @@ class Backend:
         self, *, hook: Hook | None = None, totp_clock: Any = time.time, limits: Limits | None = None
     ) -> Accounts:
         factory = db.connections(self.engine)
-        keyring = SigningKeyring(self.engine, issuer="flowdock", audience="flowdock", ttl_seconds=300)
+        box = SecretBox.from_file(self.tmp / "auth-secrets.key")
+        keyring = SigningKeyring(self.engine, box=box, issuer="flowdock", audience="flowdock", ttl_seconds=300)
         self._keyrings.append(keyring)
         return Accounts(
-            uow=(lambda: PausingUow(factory, hook)) if hook else (lambda: SqlUnitOfWork(factory)),
+            uow=(lambda: PausingUow(factory, box, hook)) if hook else (lambda: SqlUnitOfWork(factory, box)),
             hasher=Argon2Hasher(
                 memory_kib=19456, time_cost=2, parallelism=1, pool=BoundedPool("t", workers=2, queue=200)
             ),
@@ -272,3 +274,37 @@ async def test_fifty_parallel_wrong_current_passwords_evaluate_at_most_the_limit
     assert len(evaluated) + len(throttled) == 50, results
     assert 1 <= len(evaluated) <= 5, f"{len(evaluated)} guesses were checked (the limit is 5)"
     assert await backend.events("password.change_failed", uid) == len(evaluated)
+
+
+class CountingHasher:
+    """The real hasher, counting the Argon2 calls made through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def hash(self, password: str, *, requester: str = "") -> str:
+        self.calls += 1
+        return str(await self.inner.hash(password, requester=requester))
+
+    async def verify(self, stored_hash: str, password: str, *, requester: str = "") -> bool:
+        self.calls += 1
+        return bool(await self.inner.verify(stored_hash, password, requester=requester))
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return bool(self.inner.needs_rehash(stored_hash))
+
+
+async def test_a_garbage_reset_token_costs_no_password_hash_and_is_throttled_per_ip(backend: Backend) -> None:
+    accounts = backend.accounts(limits=Limits(window_seconds=60, reset=Limit(0, 5)))
+    await backend.ready()
+    counting = CountingHasher(accounts.hasher)
+    accounts.hasher = counting
+    answers = []
+    for _ in range(8):
+        try:
+            await accounts.reset_password(uuid.uuid4().hex * 2, "a fresh long passphrase", CLIENT)
+        except (Unauthenticated, ResourceExhausted) as exc:
+            answers.append(type(exc).__name__)
+    assert counting.calls == 0, "a garbage token made the service hash the new password"
+    assert answers == ["Unauthenticated"] * 5 + ["ResourceExhausted"] * 3

@@ -22,6 +22,7 @@ from auth_svc.adapters import (
 )
 from auth_svc.config import AuthConfig
 from auth_svc.domain import Client
+from auth_svc.secretbox import SecretBox
 from auth_svc.usecases import Accounts, Policy
 from flowdock_kernel import db
 
@@ -32,13 +33,14 @@ async def test_login_rehashes_when_the_argon2_parameters_change(tmp_path: Path) 
     config = AuthConfig(data_dir=tmp_path)
     bootstrap.migrate(config)
     engine = db.make_engine(db.service_url(config, "auth"))
-    keyring = SigningKeyring(engine, issuer="flowdock", audience="flowdock", ttl_seconds=300)
+    box = SecretBox.from_file(config.secrets_key_path)
+    keyring = SigningKeyring(engine, box=box, issuer="flowdock", audience="flowdock", ttl_seconds=300)
     await keyring.load()
     factory = db.connections(engine)
 
     def accounts(time_cost: int) -> Accounts:
         return Accounts(
-            uow=lambda: SqlUnitOfWork(factory),
+            uow=lambda: SqlUnitOfWork(factory, box),
             hasher=Argon2Hasher(memory_kib=19456, time_cost=time_cost, parallelism=1),
             issuer=keyring,
             mailer=OutboxMailer(tmp_path / "outbox", "test <t@example.org>"),
@@ -133,11 +135,12 @@ async def _accounts_with_clock(tmp_path: Path, clock: Clock, policy: Policy) -> 
     config = AuthConfig(data_dir=tmp_path)
     bootstrap.migrate(config)
     engine = db.make_engine(db.service_url(config, "auth"))
-    keyring = SigningKeyring(engine, issuer="flowdock", audience="flowdock", ttl_seconds=300)
+    box = SecretBox.from_file(config.secrets_key_path)
+    keyring = SigningKeyring(engine, box=box, issuer="flowdock", audience="flowdock", ttl_seconds=300)
     await keyring.load()
     factory = db.connections(engine)
     accounts = Accounts(
-        uow=lambda: SqlUnitOfWork(factory),
+        uow=lambda: SqlUnitOfWork(factory, box),
         hasher=Argon2Hasher(memory_kib=19456, time_cost=2, parallelism=1),
         issuer=keyring,
         mailer=OutboxMailer(tmp_path / "outbox", "test <t@example.org>"),

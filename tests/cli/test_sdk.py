@@ -145,3 +145,53 @@ async def test_small_files_go_in_one_call_and_fall_back_when_the_server_takes_le
         # only the empty one and the refused one needed FinishUpload.
         assert sorted(creates) == sorted([*sizes.values(), 0]), creates
         assert sum(1 for kind, _ in sent if kind == "FinishUploadRequest") == 2
+
+
+def _node(name: str, *, folder: bool = False, node_id: str = "") -> Any:
+    from flowdock_sdk import Node
+
+    return Node(
+        id=node_id or uuid.uuid4().hex,
+        parent_id="p",
+        name=name,
+        is_folder=folder,
+        size=1,
+        modified=None,
+        created=None,
+        content_type="",
+        sha256="",
+    )
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "../evil", "a/b", "/etc/passwd", "a\\b", "..\\evil", "C:evil", "x\0y"])
+async def test_server_supplied_names_that_escape_the_destination_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A hostile server's names (a fake server here: real ones refuse such names at creation) never become paths."""
+    from flowdock_sdk import UnsafeName
+
+    async def fake_stat(self: AsyncClient, ref: Any) -> Any:
+        return _node("folder", folder=True, node_id="top") if ref == "/folder" else _node(name)
+
+    async def fake_walk(self: AsyncClient, folder: Any = "/") -> list[tuple[str, Any]]:
+        return [("ok.txt", _node("ok.txt")), (name, _node(name))]
+
+    async def no_transfer(*args: Any, **kwargs: Any) -> Path:
+        raise AssertionError("nothing may be downloaded")
+
+    monkeypatch.setattr(AsyncClient, "stat", fake_stat)
+    monkeypatch.setattr(AsyncClient, "walk", fake_walk)
+    monkeypatch.setattr(_transfer, "download_file", no_transfer)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    client = AsyncClient("http://127.0.0.1:9")
+    try:
+        with pytest.raises(UnsafeName, match="refusing the server-supplied name"):
+            await client.download("/folder", dest)
+        assert list(dest.iterdir()) == []  # nothing created, not even the folder
+        if name:  # a file downloaded into an existing directory takes the server's name
+            with pytest.raises(UnsafeName):
+                await client.download("/file", dest)
+    finally:
+        await client.close()
+    assert not (tmp_path / "evil").exists() and list(dest.iterdir()) == []

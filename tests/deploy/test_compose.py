@@ -1456,10 +1456,12 @@ def service_roles() -> Iterator[tuple[str, Any]]:
 
     import psycopg
 
-    from tests.conftest import PG_URL, need_postgres
+    from tests.conftest import PG_URL, REQUIRE_SERVERS, need_postgres
 
     need_postgres()
     if shutil.which("psql") is None:
+        if REQUIRE_SERVERS:
+            pytest.fail("psql is not installed (FLOWDOCK_REQUIRE_SERVERS=1 forbids skipping; .ci/run installs it)")
         pytest.skip("psql is not installed")
     prefix = f"fdroles_{uuid.uuid4().hex[:8]}"
     server = urlsplit(PG_URL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from grpc_status import rpc_status
 
 from flowdock.auth.v1 import auth_pb2
 from flowdock.storage.v1 import storage_pb2 as S
-from tests.conftest import Running
+from tests.conftest import Running, free_port, start_up, stop_up
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
 from tests.e2e.test_mesh import PASSWORD, register_and_login
 
@@ -214,6 +215,40 @@ def test_up_refuses_a_busy_port_and_bad_config(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "FLOWDOCK_DB_URL" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_up_waits_for_clamd_then_stops_with_what_to_do(tmp_path: Path) -> None:
+    """Scanning is never switched off behind the operator's back: no clamd within the bound stops the start."""
+    dead = free_port()
+    scan_keys = ("FLOWDOCK_STORAGE_VIRUS_SCAN", "FLOWDOCK_STORAGE_CLAMD_ADDRESS")
+    env = {k: v for k, v in os.environ.items() if k not in scan_keys}
+    env |= {"FLOWDOCK_STORAGE_CLAMD_ADDRESS": f"127.0.0.1:{dead}", "FLOWDOCK_STORAGE_CLAMD_WAIT_SECONDS": "1.5"}
+    started = time.monotonic()
+    r = subprocess.run(
+        [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(tmp_path), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert r.returncode == 2, r.stderr
+    assert 1.5 <= time.monotonic() - started < 30
+    assert f"no clamd answers at 127.0.0.1:{dead} after 1.5 s" in r.stderr
+    assert "--no-scan" in r.stderr and "FLOWDOCK_STORAGE_VIRUS_SCAN=off" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "up.json").exists()
+
+
+def test_up_no_scan_is_explicit_and_said(tmp_path: Path) -> None:
+    running = start_up(
+        tmp_path / "data",
+        "sqlite",
+        extra_env={"FLOWDOCK_STORAGE_CLAMD_ADDRESS": f"127.0.0.1:{free_port()}"},
+        args=["--no-scan"],
+    )
+    code, err = stop_up(running)
+    assert code == 0, err
+    assert "virus scanning is OFF (--no-scan" in err
 
 
 def test_services_answer_health_and_reflection(mesh: Running) -> None:

@@ -637,6 +637,9 @@ def test_download_urls_work_without_headers_and_expire(store: Running) -> None:
     assert r.status_code == 200
     assert r.content == data
     assert "filename*=UTF-8''share%20me.bin" in r.headers["content-disposition"]
+    # Browsers must not sniff user content into HTML or script: on the download URL and on the content route.
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert c.http.get(f"/api/v1/files/{fid}/content").headers["x-content-type-options"] == "nosniff"
     forged = made["url"][:-3] + ("AAA" if not made["url"].endswith("AAA") else "BBB")
     assert httpx.get(store.url + forged).status_code == 404
     stranger = Client(store)

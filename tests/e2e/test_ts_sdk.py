@@ -64,12 +64,13 @@ def test_sdk_speaks_grpc_web_through_envoy(mesh: Running) -> None:
 
 @pytest.fixture(scope="module")
 def scanning(tmp_path_factory: pytest.TempPathFactory, clamd_server: ClamdServer) -> Iterator[Running]:  # noqa: F811
-    """A system that scans with the harness's clamd and has a small default quota (SQLite: the mapping under test
-    does not depend on the database)."""
+    """A system that scans with the harness's clamd, has a small default quota and locks an account after 3 failed
+    logins (SQLite: the mapping under test does not depend on the database)."""
     env = {
         "FLOWDOCK_STORAGE_CLAMD_ADDRESS": clamd_server.address,
         "FLOWDOCK_STORAGE_CLAMD_STREAM_MAX_BYTES": str(clamd_server.stream_max_bytes),
         "FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(QUOTA_BYTES),
+        "FLOWDOCK_AUTH_RATE_LOGIN_PER_ACCOUNT": "3",
     }
     running = start_up(tmp_path_factory.mktemp("sdk-scan"), "sqlite", extra_env=env)
     try:
@@ -79,11 +80,11 @@ def scanning(tmp_path_factory: pytest.TempPathFactory, clamd_server: ClamdServer
         assert code == 0, err
 
 
-def test_sdk_maps_infected_and_quota_refusals(scanning: Running) -> None:
+def test_sdk_maps_infected_quota_and_rate_limit_refusals(scanning: Running) -> None:
     env = {
         "FLOWDOCK_URL": scanning.url,
         "FLOWDOCK_EICAR_HEX": EICAR.hex(),
         "FLOWDOCK_EICAR_SIGNATURE": EICAR_SIGNATURE,
         "FLOWDOCK_QUOTA_BYTES": str(QUOTA_BYTES),
     }
-    run_spec("src/live-scan.test.ts", env, 4)
+    run_spec("src/live-scan.test.ts", env, 5)

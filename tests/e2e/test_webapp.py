@@ -6,9 +6,15 @@ must behave exactly as before.
 
 from __future__ import annotations
 
+import base64
 import email as email_lib
 import gzip
+import html
+import json
+import os
 import re
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +26,7 @@ import pytest
 
 from flowdock.auth.v1 import auth_pb2
 from tests.conftest import Running, start_up, stop_up
-from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
+from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, _parse_frames, native_channel
 from tests.support.webdist import INDEX, PNG, SCRIPT, make_dist
 
 pytestmark = pytest.mark.timeout(180)
@@ -189,3 +195,60 @@ def test_mail_links_open_the_app_that_flowdock_up_serves(app: Running) -> None:
     # The link opens the app (a browser navigation), which then posts the token to the API.
     page = get(app, links[0].removeprefix(app.url), **BROWSER)
     assert page.status_code == 200 and page.text == INDEX
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def test_a_real_browser_keeps_the_refresh_token_where_script_cannot_read_it(app: Running, tmp_path: Path) -> None:
+    """Chromium, on the app's origin and under its CSP, logs in over grpc-web in cookie mode, refreshes twice (the
+    second works only if the browser stored the rotated cookie and sent it), logs out, and a refresh then fails;
+    neither document.cookie nor the response headers nor web storage ever show the token."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("FLOWDOCK_REQUIRE_SERVERS") == "1":
+            pytest.fail("chromium is required (apt-get install chromium)")
+        pytest.skip("no chromium on this machine")
+    email = f"b{uuid.uuid4().hex[:8]}@example.org"
+    r = httpx.post(f"{app.url}/api/v1/auth/register", json={"email": email, "password": "correct horse battery"})
+    assert r.status_code == 200, r.text
+    login = auth_pb2.LoginRequest(email=email, password="correct horse battery", device_name="chromium")
+    fragment = base64.b64encode(login.SerializeToString()).decode()
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            f"{app.url}/cookie-check.html#{fragment}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    found = re.search(r'<pre id="out">(.*?)</pre>', proc.stdout, re.S)
+    assert found, proc.stdout[-2000:] + proc.stderr[-2000:]
+    seen = json.loads(html.unescape(found.group(1)))
+    assert "error" not in seen, seen
+
+    def reply(step: str) -> tuple[str, auth_pb2.LoginResponse | None]:
+        messages, trailers = _parse_frames(base64.b64decode(seen[step]["body"]))
+        status = trailers.get("grpc-status", seen[step]["headerStatus"] or "0")
+        return status, auth_pb2.LoginResponse.FromString(messages[0]) if messages else None
+
+    for step in ("login", "refresh1", "refresh2"):
+        status, tokens = reply(step)
+        assert status == "0" and tokens is not None and tokens.access_token, (step, seen[step])
+        assert tokens.refresh_token == "", step  # only in the HttpOnly cookie
+        assert seen[step]["setCookieVisible"] is None, step  # fetch() never exposes Set-Cookie
+    assert seen["cookieAfterLogin"] == ""  # HttpOnly: invisible to script
+    assert reply("logout")[0] == "0"
+    assert reply("refreshAfterLogout")[0] == "16"
+    assert seen["storage"] == 0

@@ -140,6 +140,7 @@ def test_template_to_regex() -> None:
 
 def test_filter_chain_order(bootstrap: dict[str, Any]) -> None:
     assert [f["name"] for f in hcm(bootstrap)["http_filters"]] == [
+        "flowdock.grpc_safe_headers",
         "envoy.filters.http.lua",
         "envoy.filters.http.lua.rest_status",
         "envoy.filters.http.compressor.brotli",
@@ -153,6 +154,15 @@ def test_filter_chain_order(bootstrap: dict[str, Any]) -> None:
         "envoy.filters.http.router",
     ]
     assert hcm(bootstrap)["http_protocol_options"] == {"enable_trailers": True}
+
+
+def test_openapi_document_is_served_by_envoy_without_a_token(bootstrap: dict[str, Any]) -> None:
+    config = hcm(bootstrap)["route_config"]
+    route = next(r for r in config["virtual_hosts"][0]["routes"] if r.get("name") == "openapi")
+    assert route["match"]["path"] == "/api/v1/openapi.json"
+    assert route["direct_response"]["body"]["filename"] == str((DESCRIPTOR.parent / "openapi.json").resolve())
+    assert "envoy.filters.http.grpc_json_transcoder" in route["typed_per_filter_config"]
+    assert config["max_direct_response_body_size_bytes"] >= (DESCRIPTOR.parent / "openapi.json").stat().st_size
 
 
 def test_internal_services_are_not_routed(bootstrap: dict[str, Any]) -> None:
@@ -654,6 +664,54 @@ def test_live_request_bodies_are_bounded_per_route(tmp_path: Path) -> None:
         # Other JSON routes take more than a login, but not the upload size.
         medium = b'{"name":"' + b"x" * (spec.public_body_bytes * 4) + b'"}'
         assert request(spec.port, "POST", "/api/v1/folders", json_headers, medium)[0] == 401  # size ok, no token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_live_access_log_has_no_credentials(tmp_path: Path) -> None:
+    """Link tokens and download tokens in paths and every query string stay out of the access log."""
+    spec = make_spec()
+    config = render(spec, tmp_path / "envoy.json")
+    log_path = tmp_path / "envoy.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(envoy_command(config, "warn"), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if request(spec.admin_port, "GET", "/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "envoy did not become ready"
+            time.sleep(0.1)
+        secrets = ["LINKTOKEN0123456789", "SESSIONSECRET42", "DOWNLOADTOKEN777", "QUERYSECRET99", "WEBLINKTOKEN55"]
+        request(spec.port, "GET", "/api/v1/public/links/LINKTOKEN0123456789/children?session=SESSIONSECRET42")
+        request(spec.port, "GET", "/api/v1/public/links/LINKTOKEN0123456789/files/f1/content")
+        request(spec.port, "GET", "/api/v1/download/DOWNLOADTOKEN777")
+        request(spec.port, "GET", "/api/v1/folders/root/children?page_token=QUERYSECRET99")
+        request(spec.port, "GET", "/s/WEBLINKTOKEN55")
+        request(spec.port, "GET", "/api/v1/no-such-thing")
+        deadline = time.monotonic() + 15
+        while "/api/v1/no-such-thing" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        text = log_path.read_text()
+        for secret in secrets:
+            assert secret not in text
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        paths = [line["path"] for line in lines]
+        assert "/api/v1/public/links/{redacted}" in paths
+        assert "/api/v1/download/{redacted}" in paths
+        assert "/s/{redacted}" in paths
+        assert "/api/v1/folders/root/children" in paths  # the path kept, its query string dropped
+        assert len(lines) == 6  # one line per request: exactly one logger matched each
     finally:
         proc.terminate()
         try:

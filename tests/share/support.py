@@ -64,6 +64,9 @@ class Visitor:
         r = self.http.post(f"{LINKS}/{token}/open", json={"password": password} if password else {})
         if r.status_code == 200:
             self.session = r.json()["linkSession"]
+        # A script's view: the session travels as X-Link-Session (headers()), not as the cookie OpenLink also sets
+        # for browsers (tested on its own in test_links.py).
+        self.http.cookies.clear()
         return r
 
     def headers(self) -> dict[str, str]:

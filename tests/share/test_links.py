@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 
+import httpx
 import pytest
 
 from tests.conftest import Running
@@ -110,6 +111,28 @@ def test_password_sessions_cannot_be_forged_or_reused_elsewhere(share_mesh: Runn
     # The password travels in the body: a query string password is ignored (and never needed).
     r = v.http.post(f"{LINKS}/{one['token']}/open?password=third+pass+3", json={})
     assert r.status_code == 403
+
+
+def test_a_browser_gets_the_link_session_as_a_cookie_scoped_to_the_link(share_mesh: Running) -> None:
+    """Download links need no ?session= (query strings land in histories and proxies' logs): the cookie does it."""
+    a, pub, _, top, _ = tree(share_mesh)
+    link = a.link(pub, "download", password="cookie pass 1")
+    other = a.link(pub, "download", password="cookie pass 2")
+    with httpx.Client(base_url=share_mesh.url, timeout=60) as browser:
+        r = browser.post(f"{LINKS}/{link['token']}/open", json={"password": "cookie pass 1"})
+        assert r.status_code == 200, r.text
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith(f"fd_link_session={r.json()['linkSession']};")
+        for attribute in ("HttpOnly", "SameSite=Strict", f"Path={LINKS}/{link['token']}/", "Max-Age="):
+            assert attribute in cookie, cookie
+        got = browser.get(f"{LINKS}/{link['token']}/files/{top}/content")
+        assert got.status_code == 200 and got.content == b"top file", got.text
+        assert got.headers["x-content-type-options"] == "nosniff"
+        assert browser.get(f"{LINKS}/{link['token']}/children").status_code == 200
+        # The cookie is scoped to its link: another password link still asks for its own session.
+        assert browser.get(f"{LINKS}/{other['token']}/children").status_code == 401
+    # Without the cookie (or header, or query) the password link refuses.
+    assert httpx.get(f"{share_mesh.url}{LINKS}/{link['token']}/files/{top}/content").status_code == 401
 
 
 def test_twenty_wrong_passwords_are_throttled_per_link_and_per_ip(share_mesh: Running) -> None:
@@ -227,6 +250,52 @@ def test_file_drop_uploads_but_sees_nothing(share_mesh: Running) -> None:
         ).status_code
         == 404
     )
+
+
+def test_a_file_drop_link_has_its_own_file_and_byte_limits(share_mesh: Running) -> None:
+    """A public file-drop link cannot fill the owner's quota or folder: 3 files and 1 MiB per link here
+    (storage_link_drop_max_files / _max_bytes), counted before anything is written, also in parallel."""
+    a, pub, _, _, _ = tree(share_mesh)
+
+    def drop(token: str, name: str, size: int, v: Visitor) -> httpx.Response:
+        return v.http.post(f"{LINKS}/{token}/uploads", json={"name": name, "size": size}, headers=v.headers())
+
+    counted = a.link(pub, "upload")
+    v = Visitor(share_mesh)
+    assert [drop(counted["token"], f"f{i}.bin", 10, v).status_code for i in range(3)] == [200, 200, 200]
+    r = drop(counted["token"], "f3.bin", 10, v)
+    assert r.status_code == 429, r.text
+    assert r.json()["code"] == 8 and "storage_link_drop_max_files" in r.json()["message"]
+
+    sized = a.link(pub, "upload")
+    assert drop(sized["token"], "big1.bin", 600_000, v).status_code == 200
+    r = drop(sized["token"], "big2.bin", 600_000, v)
+    assert r.status_code == 429, r.text
+    assert "storage_link_drop_max_bytes" in r.json()["message"] and "1048576" in r.json()["message"]
+    assert drop(sized["token"], "small.bin", 1000, v).status_code == 200  # what still fits is taken
+
+    # The owner can set lower limits on one link (never above the deployment's).
+    own = a.link(pub, "upload", max_upload_files=1, max_upload_bytes=5000)
+    assert own["maxUploadFiles"] == 1 and own["maxUploadBytes"] == "5000"
+    r = drop(own["token"], "too-big.bin", 5001, v)
+    assert r.status_code == 429 and "link max_upload_bytes" in r.json()["message"], r.text
+    assert drop(own["token"], "one.bin", 10, v).status_code == 200
+    r = drop(own["token"], "two.bin", 10, v)
+    assert r.status_code == 429 and "link max_upload_files" in r.json()["message"], r.text
+    capped = a.link(pub, "upload", max_upload_files=50)  # above the deployment's 3: 3 apply
+    assert [drop(capped["token"], f"c{i}.bin", 10, v).status_code for i in range(4)] == [200, 200, 200, 429]
+    r = a.http.post(
+        "/api/v1/links", json={"node_id": pub, "permission": "LINK_PERMISSION_DOWNLOAD", "max_upload_files": 2}
+    )
+    assert r.status_code == 400 and "max_upload_files" in r.json()["message"], r.text
+
+    # Ten visitors at once on a fresh link: the count is taken first, so at most 3 get through.
+    parallel = a.link(pub, "upload")
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        codes = list(
+            pool.map(lambda i: drop(parallel["token"], f"p{i}.bin", 10, Visitor(share_mesh)).status_code, range(10))
+        )
+    assert sorted(codes) == [200] * 3 + [429] * 7, codes
 
 
 def test_link_management_and_other_users_ids(share_mesh: Running) -> None:

@@ -19,7 +19,9 @@ def _run(args: argparse.Namespace, manage_args: list[str]) -> int:
     except UpError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    plan.data_dir.mkdir(parents=True, exist_ok=True)
+    from flowdock_kernel.datadir import make_private
+
+    make_private(plan.data_dir)  # the key files manage.py may create are owner-only
     result = subprocess.run(
         [sys.executable, "-m", "auth_svc.manage", *manage_args], env=plan.service_env("auth"), check=False
     )

@@ -58,6 +58,28 @@ def clamd_answers(address: str) -> bool:
         return False
 
 
+def wait_for_clamd(address: str, seconds: float) -> None:
+    """Return once clamd answers at `address`; UpError saying what to do after `seconds`.
+
+    Scanning is on unless switched off explicitly: starting without it because clamd was slow to load its
+    database would make every upload of this run visible unscanned without anyone having chosen that.
+    """
+    deadline = time.monotonic() + seconds
+    told = False
+    while not clamd_answers(address):
+        if time.monotonic() >= deadline:
+            raise UpError(
+                f"no clamd answers at {address} after {seconds:g} s (storage_clamd_wait_seconds), and uploads are "
+                "virus-scanned before they become visible. Start clamd (Debian: apt install clamav-daemon, then "
+                "systemctl start clamav-daemon) or point FLOWDOCK_STORAGE_CLAMD_ADDRESS at yours; to run without "
+                "virus scanning, pass --no-scan (or set FLOWDOCK_STORAGE_VIRUS_SCAN=off)."
+            )
+        if not told:
+            print(f"waiting up to {seconds:g} s for clamd at {address}...", file=sys.stderr, flush=True)
+            told = True
+        time.sleep(0.5)
+
+
 def replica_name(name: str, replica: int) -> str:
     return name if replica == 0 else f"{name}-{replica}"
 
@@ -151,6 +173,9 @@ class Plan:
     web_dir: Path
     web_built: bool
     warnings: list[str] = field(default_factory=list)
+    #: clamd's address when uploads are scanned ("" with --no-scan), and how long start waits for it.
+    scan_address: str = ""
+    scan_wait_seconds: float = 30.0
     # Mutual TLS between the services and from Envoy (certificates in data_dir/mesh); off only by FLOWDOCK_MESH_TLS.
     mesh_tls: bool = True
     tls_cert: Path | None = None
@@ -257,6 +282,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     from flowdock_kernel.config import ConfigError, load
     from gateway.config import GatewayConfig
     from gateway.webapp import BUILD_HINT, resolve_web_dir, scan
+    from storage_svc.config import StorageConfig
 
     env = dict(os.environ)
     if args.config:
@@ -285,15 +311,20 @@ def make_plan(args: argparse.Namespace) -> Plan:
         if path and not Path(path).is_file():
             raise UpError(f"TLS file {path} does not exist")
     warnings: list[str] = []
-    if "FLOWDOCK_STORAGE_VIRUS_SCAN" not in env:
-        address = env.get("FLOWDOCK_STORAGE_CLAMD_ADDRESS", "127.0.0.1:3310")
-        if not clamd_answers(address):
-            # The embedded default must run on a machine without clamd: scanning is switched off explicitly, and said.
-            env["FLOWDOCK_STORAGE_VIRUS_SCAN"] = "off"
-            warnings.append(
-                f"virus scanning is OFF: no clamd answers at {address}. Start clamd (Debian: clamav-daemon) "
-                "or set FLOWDOCK_STORAGE_CLAMD_ADDRESS, then restart."
-            )
+    scan_address = ""
+    if getattr(args, "no_scan", False):
+        env["FLOWDOCK_STORAGE_VIRUS_SCAN"] = "off"
+    try:
+        storage = load(StorageConfig, env)
+    except ConfigError as exc:
+        raise UpError(str(exc)) from None
+    if storage.storage_virus_scan == "off":
+        # Never silent: the operator asked for it (--no-scan or storage_virus_scan=off), and is told what it means.
+        warnings.append(
+            "virus scanning is OFF (--no-scan / FLOWDOCK_STORAGE_VIRUS_SCAN=off): uploads become visible unscanned."
+        )
+    else:
+        scan_address = storage.storage_clamd_address
     if not web_built:
         warnings.append(f"no web app build in {web_dir}: serving the API only.\n{BUILD_HINT}")
     # Links in mails (verification, reset, "shared with you") and OIDC's callback point at the app this run serves,
@@ -326,6 +357,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         web_dir=web_dir,
         web_built=web_built,
         warnings=warnings,
+        scan_address=scan_address,
+        scan_wait_seconds=storage.storage_clamd_wait_seconds,
         mesh_tls=common.mesh_tls,
         tls_cert=Path(common.gateway_tls_cert).resolve() if common.gateway_tls_cert else None,
         tls_key=Path(common.gateway_tls_key).resolve() if common.gateway_tls_key else None,
@@ -398,7 +431,17 @@ def run_up(args: argparse.Namespace) -> int:
         return 2
     for warning in plan.warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    for folder in (plan.data_dir, plan.run_dir, plan.log_dir):
+    if plan.scan_address:
+        try:
+            wait_for_clamd(plan.scan_address, plan.scan_wait_seconds)
+        except UpError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    # Owner-only from here on: every database, key, log and run file the children create inherits the umask.
+    from flowdock_kernel.datadir import make_private
+
+    make_private(plan.data_dir)
+    for folder in (plan.run_dir, plan.log_dir):
         folder.mkdir(parents=True, exist_ok=True)
     if plan.mesh_tls:
         from flowdock_kernel.mesh import ensure_mesh
@@ -497,7 +540,9 @@ def run_migrate(args: argparse.Namespace) -> int:
     except UpError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    plan.data_dir.mkdir(parents=True, exist_ok=True)
+    from flowdock_kernel.datadir import make_private
+
+    make_private(plan.data_dir)
     for name in SERVICES:
         result = subprocess.run(
             [sys.executable, "-m", f"{name}_svc", "migrate"], env=plan.service_env(name), check=False
@@ -531,6 +576,12 @@ def add_commands(sub: Any) -> None:
         "--xff-trusted-hops",
         type=int,
         help="proxies in front of the gateway whose X-Forwarded-For is trusted (default 0)",
+    )
+    p.add_argument(
+        "--no-scan",
+        action="store_true",
+        help="run without virus scanning (uploads become visible unscanned); without it, start waits for clamd "
+        "(storage_clamd_wait_seconds) and stops if none answers",
     )
     p.add_argument(
         "--web-dir",

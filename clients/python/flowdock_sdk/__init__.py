@@ -29,6 +29,7 @@ from flowdock_sdk._errors import (
     TotpRequired,
     TransferInterrupted,
     Unavailable,
+    UnsafeName,
     from_rpc_error,
 )
 from flowdock_sdk._models import (
@@ -72,6 +73,7 @@ __all__ = [
     "TransferProgress",
     "TrashEntry",
     "Unavailable",
+    "UnsafeName",
     "User",
     "Version",
     "from_rpc_error",

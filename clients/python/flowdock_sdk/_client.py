@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import unicodedata
 import urllib.parse
@@ -27,6 +28,7 @@ from flowdock_sdk._errors import (
     NotFound,
     RateLimited,
     TotpRequired,
+    UnsafeName,
 )
 from flowdock_sdk._errors import from_rpc_error as _map
 from flowdock_sdk._models import (
@@ -67,6 +69,30 @@ Resp_co = TypeVar("Resp_co", bound=Message, covariant=True)
 
 class _Unary(Protocol[Resp_co]):
     def __call__(self, request: Any, *, metadata: Any = ..., timeout: float | None = ...) -> Awaitable[Resp_co]: ...
+
+
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def safe_local_name(name: str) -> str:
+    """`name` if it is safe as one local path component; UnsafeName otherwise.
+
+    Names come from the server: a hostile or compromised one could send `..`, `a/../../x`, `/etc/x`, `C:\\x` or a
+    NUL to make a download write outside its destination. The server refuses such names itself; the SDK does not
+    rely on it.
+    """
+    problem = ""
+    if name in ("", ".", ".."):
+        problem = "is empty, '.' or '..'"
+    elif "/" in name or "\\" in name:
+        problem = "contains a path separator"
+    elif "\0" in name:
+        problem = "contains a NUL character"
+    elif _WINDOWS_DRIVE.match(name) or PurePosixPath(name).is_absolute():
+        problem = "is an absolute path"
+    if problem:
+        raise UnsafeName(f"refusing the server-supplied name {name!r}: it {problem}; nothing was written")
+    return name
 
 
 def _name_key(name: str) -> str:
@@ -730,11 +756,13 @@ class AsyncClient:
         node = await self.stat(ref)
         dest = Path(local)
         if await asyncio.to_thread(dest.is_dir):
-            dest = dest / (node.name or "root")
+            dest = dest / (safe_local_name(node.name) if node.name else "root")
         if not node.is_folder:
             pairs = [(node, dest)]
         else:
             tree = await self.walk(node)
+            for _, child in tree:
+                safe_local_name(child.name)  # before anything is written
             for rel, child in tree:
                 if child.is_folder and (dest / rel).exists() and not (dest / rel).is_dir():
                     raise AlreadyExists(f"{dest / rel} exists and is not a directory")

@@ -129,6 +129,13 @@ class LocalFileError(FlowDockError):
     code = "LOCAL"
 
 
+class UnsafeName(LocalFileError):
+    """A name the server sent cannot be a local file name (`..`, a separator, NUL, an absolute path): nothing was
+    written. A hostile or compromised server could otherwise make a download write outside its destination."""
+
+    code = "UNSAFE_NAME"
+
+
 _BY_CODE: dict[grpc.StatusCode, type[FlowDockError]] = {
     grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,

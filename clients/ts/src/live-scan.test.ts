@@ -1,18 +1,21 @@
-// Opt-in, against a real `flowdock up` that scans with clamd and has a small default quota (set up by
-// tests/e2e/test_ts_sdk.py): refusals the server sends reach the app as FlowDockError kinds.
+// Opt-in, against a real `flowdock up` that scans with clamd, has a small default quota and a low failed-login
+// limit (set up by tests/e2e/test_ts_sdk.py): the server's refusals (infected, quota, rate limit) reach the app as
+// FlowDockError kinds.
 // FLOWDOCK_URL, FLOWDOCK_EICAR_HEX (the test string, passed in so no scanner flags this file),
 // FLOWDOCK_EICAR_SIGNATURE and FLOWDOCK_QUOTA_BYTES come from the pytest.
 import { describe, expect, it } from "vitest";
 import { createClient, FlowDockError } from "./index";
 
 const env = process.env;
+// Skipped without it; the fallback only lets the (skipped) suite body build its clients.
 const URL_ = env["FLOWDOCK_URL"];
+const BASE = URL_ ?? "http://127.0.0.1:9";
 const EICAR = Buffer.from(env["FLOWDOCK_EICAR_HEX"] ?? "", "hex");
 const QUOTA = Number(env["FLOWDOCK_QUOTA_BYTES"] ?? "0");
 
 describe.skipIf(!URL_ || EICAR.length === 0 || !QUOTA)("server refusals as error kinds (scanning FlowDock)", { timeout: 60_000 }, () => {
-  const client = createClient({ baseUrl: URL_, cookieSession: false });
-  const chunked = createClient({ baseUrl: URL_, cookieSession: false, inlineUploadBytes: 0 });
+  const client = createClient({ baseUrl: BASE, cookieSession: false });
+  const chunked = createClient({ baseUrl: BASE, cookieSession: false, inlineUploadBytes: 0 });
   const email = `scan${Date.now()}${Math.floor(Math.random() * 1e6)}@example.org`;
   const password = "correct horse battery staple";
 
@@ -32,6 +35,22 @@ describe.skipIf(!URL_ || EICAR.length === 0 || !QUOTA)("server refusals as error
     expect(err).toBeInstanceOf(FlowDockError);
     expect((err as FlowDockError).kind).toBe("infected");
     expect((err as FlowDockError).signature?.startsWith(env["FLOWDOCK_EICAR_SIGNATURE"] ?? "?")).toBe(true);
+  });
+
+  it("repeated wrong passwords end in kind rate_limited with the server's retry delay", async () => {
+    const target = `rl${email}`;
+    await client.auth.register({ email: target, password });
+    const kinds: string[] = [];
+    let last: FlowDockError | undefined;
+    for (let i = 0; i < 6 && last?.kind !== "rate_limited"; i++) {
+      const other = createClient({ baseUrl: BASE, cookieSession: false });
+      last = (await other.login(target, "wrong password entirely").catch((e: unknown) => e)) as FlowDockError;
+      kinds.push(last.kind);
+    }
+    expect(kinds.slice(0, 3)).toEqual(["unauthenticated", "unauthenticated", "unauthenticated"]);
+    expect(last?.kind).toBe("rate_limited");
+    expect(last?.limit).toBe("auth.login.account");
+    expect(last?.retryAfterSeconds).toBeGreaterThan(0);
   });
 
   it("a file over the quota is kind quota with the numbers, before any byte is sent", async () => {

@@ -2,8 +2,8 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { createClient, FlowDockError } from "./index";
 import { FakeAuth, FakeStorage, fakeTransport } from "./testing/fake-server";
 
-function setup(auth = new FakeAuth(), onSessionExpired = vi.fn(), cookieSession = true) {
-  const client = createClient({ transport: fakeTransport(auth, new FakeStorage()), onSessionExpired, cookieSession });
+function setup(auth = new FakeAuth(), onSessionExpired = vi.fn(), cookieSession = true, storage = new FakeStorage()) {
+  const client = createClient({ transport: fakeTransport(auth, storage), onSessionExpired, cookieSession });
   return { client, auth, onSessionExpired };
 }
 
@@ -135,6 +135,28 @@ describe("refresh", () => {
     await client.auth.getMe({});
     expect(auth.refreshCalls.map((c) => c.token)).toEqual(["r1", "r2"]);
     client.close();
+  });
+});
+
+describe("public methods (the contract's flowdock.api.v1.public)", () => {
+  it("a public link refusing UNAUTHENTICATED neither refreshes nor ends the session, and gets no token", async () => {
+    const storage = new FakeStorage();
+    const { client, auth, onSessionExpired } = setup(new FakeAuth(), vi.fn(), true, storage);
+    await client.login("a@example.com", "pw");
+    const err = (await client.publicLinks.listLinkChildren({ token: "t" }).catch((e: unknown) => e)) as FlowDockError;
+    expect(err.kind).toBe("unauthenticated");
+    expect(auth.refreshCalls).toEqual([]);
+    expect(onSessionExpired).not.toHaveBeenCalled();
+    expect(client.signedIn).toBe(true);
+    expect(storage.linkAuthorization).toEqual([null]);
+    client.close();
+  });
+
+  it("an anonymous visitor's refused link call does not send them to log in", async () => {
+    const { client, auth, onSessionExpired } = setup();
+    await client.publicLinks.listLinkChildren({ token: "t" }).catch(() => undefined);
+    expect(auth.refreshCalls).toEqual([]);
+    expect(onSessionExpired).not.toHaveBeenCalled();
   });
 });
 

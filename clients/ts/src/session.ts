@@ -4,29 +4,23 @@
 // HttpOnly, SameSite=Strict cookie (fd_refresh, Path=/flowdock.auth.v1.AuthService/) when a Login/LoginTotp/
 // FinishOidcLogin/Refresh/Logout call carries `x-flowdock-cookie-session: 1`, and answers an empty refresh_token.
 // A server without that support answers the token in the body: it is then kept in this object (memory) only.
+import { getOption, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client, type Interceptor } from "@connectrpc/connect";
+import { public$ } from "./gen/flowdock/api/v1/options_pb";
 import { AuthService, type LoginResponse } from "./gen/flowdock/auth/v1/auth_pb";
 import { FlowDockError, toFlowDockError } from "./errors";
 
 export const COOKIE_SESSION_HEADER = "x-flowdock-cookie-session";
 const COOKIE_METHODS = new Set(["Login", "LoginTotp", "FinishOidcLogin", "Refresh", "Logout"]);
-// AuthService calls that take no access token (and must not trigger a refresh when refused).
-const PUBLIC_AUTH_METHODS = new Set([
-  "Register",
-  "VerifyEmail",
-  "ResendVerification",
-  "Login",
-  "LoginTotp",
-  "Refresh",
-  "RequestPasswordRecovery",
-  "ResetPassword",
-  "ListOidcProviders",
-  "StartOidcLogin",
-  "FinishOidcLogin",
-  "GetJwks",
-]);
-// A refresh this long before the access token expires would be pointless: send the call and let it fail.
+/** Methods the contract marks `(flowdock.api.v1.public) = true` (login, refresh, public links, ...): they take no
+ *  access token, and an UNAUTHENTICATED from them (a wrong password, a link needing its password) says nothing about
+ *  the session, so it never triggers a refresh. Read from the generated descriptors, as the gateway reads them. */
+function isPublic(method: DescMethod): boolean {
+  return getOption(method, public$);
+}
+// A token this close to its expiry counts as expired: it could lapse on the way (refresh first instead).
 const EXPIRY_SKEW_MS = 1_000;
+// The timer's next try when a refresh failed for want of a network (the token may still live a while).
 const RETRY_TIMER_MS = 10_000;
 
 /** What a login step ended in: signed in, or a second factor is needed (send mfaToken + code to loginTotp). */
@@ -180,7 +174,7 @@ export function sessionInterceptor(session: Session, cookieSession: boolean): In
   return (next) => async (req) => {
     const authCall = req.service.typeName === AuthService.typeName;
     if (authCall && cookieSession && COOKIE_METHODS.has(req.method.name)) req.header.set(COOKIE_SESSION_HEADER, "1");
-    if (authCall && PUBLIC_AUTH_METHODS.has(req.method.name)) return next(req);
+    if (isPublic(req.method)) return next(req);
     const token = await session.validToken();
     if (token !== undefined) req.header.set("authorization", `Bearer ${token}`);
     try {

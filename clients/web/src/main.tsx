@@ -7,7 +7,10 @@ import './index.css';
 
 const queryClient = new QueryClient({
   defaultOptions: {
+    // Always ask: when the network is down the call fails and the page says so, instead of waiting silently.
+    mutations: { networkMode: 'always' },
     queries: {
+      networkMode: 'always',
       // Not-found and permission answers will not change by asking again; network trouble may.
       retry: (count, error) => count < 2 && (error as { kind?: string }).kind === 'unavailable',
       refetchOnWindowFocus: false,

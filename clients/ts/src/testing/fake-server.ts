@@ -8,6 +8,7 @@ import { ErrorInfoSchema, QuotaFailureSchema } from "../gen/google/rpc/error_det
 import {
   NodeKind,
   NodeSchema,
+  PublicLinkService,
   StorageService,
   UploadSchema,
   UploadState,
@@ -32,6 +33,8 @@ export class FakeStorage {
   beforeWrite?: (n: number) => { error: ConnectError; store: boolean } | undefined;
   /** What FinishUpload ends in (default COMPLETED). */
   finish: (u: FakeUpload) => Partial<Upload> = () => ({ state: UploadState.COMPLETED });
+  /** Authorization headers PublicLinkService calls arrived with. */
+  linkAuthorization: (string | null)[] = [];
   /** GetUpload answers before the final state (FINISHING polls). */
   finishingPolls = 0;
   private next = 1;
@@ -146,6 +149,12 @@ export class FakeStorage {
         return {};
       },
       createDownloadUrl: (req) => ({ url: `/api/v1/download/tok-${req.fileId}` }),
+    });
+    router.service(PublicLinkService, {
+      listLinkChildren: (_req, ctx) => {
+        this.linkAuthorization.push(ctx.requestHeader.get("authorization"));
+        throw new ConnectError("this link needs its password: open the link first", Code.Unauthenticated);
+      },
     });
   }
 }

@@ -54,6 +54,17 @@ export function asAppError(error: unknown): AppErrorShape {
   return { kind: 'internal', message: error instanceof Error ? error.message : String(error) };
 }
 
+/** How the fields the server names read in a sentence ("Name must not end with a dot"). */
+const FIELD_LABELS: Record<string, string> = {
+  name: 'Name',
+  relative_path: 'Name',
+  password: 'Password',
+  new_password: 'Password',
+  email: 'Email',
+  display_name: 'Name',
+  code: 'Code',
+};
+
 /** The server's sentence with its leading "field: " cut, capitalised. */
 function sentence(text: string): string {
   const t = text.trim();
@@ -71,8 +82,11 @@ export function describeError(error: unknown): string {
       return 'Not found: it may have been moved or deleted.';
     case 'conflict':
       return 'An item with this name already exists here.';
-    case 'invalid':
-      return e.message ? sentence(e.message) : 'Please check what you entered.';
+    case 'invalid': {
+      const label = e.field ? FIELD_LABELS[e.field] : undefined;
+      if (!e.message) return 'Please check what you entered.';
+      return label ? `${label} ${e.message}` : sentence(e.message);
+    }
     case 'quota':
       if (e.usedBytes !== undefined && e.limitBytes !== undefined) {
         return (
