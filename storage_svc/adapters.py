@@ -245,6 +245,7 @@ def _upload(row: Any) -> Upload:
         target_node_id=row.target_node_id,
         failure=row.failure,
         creator_id=row.creator_id,
+        writer_until=_aware(row.writer_until) if row.writer_until is not None else None,
     )
 
 

@@ -109,6 +109,8 @@ class Upload:
     # Who writes it: the owner, a grantee with the editor role, or "link:<link id>" (a file drop). The owner's
     # quota is charged either way; only the creator may write to, finish or abort it.
     creator_id: str = ""
+    # Until when the current writer's lease holds it (None: nobody writes).
+    writer_until: datetime | None = None
 
     @property
     def creator(self) -> str:

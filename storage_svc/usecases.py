@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,13 +19,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from flowdock_kernel.errors import (
+    Aborted,
     AlreadyExists,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    QuotaExceeded,
     ResourceExhausted,
+    TooLarge,
     Unavailable,
 )
 from storage_svc import domain
@@ -59,6 +63,7 @@ log = logging.getLogger("flowdock.storage")
 ROOT = "root"
 WRITE_UNIT = 1024 * 1024  # bytes handed to the blob store per write (1 MiB measured best)
 LEASE = timedelta(seconds=60)
+HELD_RETRY_SECONDS = 5  # how soon a writer finding an upload held is told to look again
 LINK_CREATOR = "link:"
 _DOING = {"list": "seeing this", "download": "downloading", "write": "changing this", "upload": "uploading"}
 
@@ -561,8 +566,8 @@ class Storage:
 
     # -- quota --------------------------------------------------------------------------------------------------
 
-    def _quota_error(self, usage: Usage, needed: int) -> ResourceExhausted:
-        return ResourceExhausted(
+    def _quota_error(self, usage: Usage, needed: int) -> QuotaExceeded:
+        return QuotaExceeded(
             f"storage quota of {usage.limit} bytes exceeded: {usage.used} used, {usage.reserved} reserved by open "
             f"uploads, {needed} more needed; free space (empty the trash, delete old versions) or ask an admin "
             "for a larger quota",
@@ -663,7 +668,7 @@ class Storage:
         if size < 0:
             raise InvalidArgument("size", "must not be negative")
         if size > self.limits.max_file_bytes:
-            raise ResourceExhausted(
+            raise TooLarge(
                 f"size {size} exceeds the per-file limit of {self.limits.max_file_bytes} bytes "
                 "(storage_max_file_bytes)",
                 limit="storage_max_file_bytes",
@@ -767,7 +772,7 @@ class Storage:
         Content that is refused (checksum, virus) or cannot be scanned here takes the resumable path, so refusals
         look the same whichever way a file came (a FAILED upload with its reason, the event recorded)."""
         if len(content) > self.limits.inline_upload_bytes:
-            raise ResourceExhausted(
+            raise TooLarge(
                 f"inline content of {len(content)} bytes exceeds storage_inline_upload_bytes "
                 f"({self.limits.inline_upload_bytes}); upload it in chunks instead",
                 limit="storage_inline_upload_bytes",
@@ -954,7 +959,7 @@ class Storage:
         if upload.state != UploadState.OPEN:
             raise FailedPrecondition(f"upload is {upload.state.value}; it takes no more bytes")
         if length > self.limits.max_chunk_bytes:
-            raise ResourceExhausted(
+            raise TooLarge(
                 f"chunk of {length} bytes exceeds the limit of {self.limits.max_chunk_bytes} bytes "
                 "(storage_max_chunk_bytes); send smaller chunks",
                 limit="storage_max_chunk_bytes",
@@ -992,7 +997,7 @@ class Storage:
             if not await uow.uploads.acquire(upload_id, token, _now() + LEASE, _now(), UploadState.FINISHING):
                 if upload.state == UploadState.FINISHING:
                     return upload, None  # someone is finishing it: poll
-                raise FailedPrecondition("another client is writing to this upload; retry when it is done")
+                raise _held(upload)
             await uow.commit()
         upload = replace(upload, state=UploadState.FINISHING)
         if upload.size <= self.limits.inline_finish_bytes:
@@ -1415,6 +1420,21 @@ def _page(rows: list[T], limit: int, cursor: Callable[[T], Cursor]) -> tuple[lis
     return rows, cursor(rows[-1]).encode() if more else ""
 
 
+def _held(upload: Upload) -> Aborted:
+    """Another writer holds the upload: a live one, or one that vanished (a killed client, a dropped connection)
+    whose lease runs out at `writer_until`. Either way the same call works once it is released: say when to look
+    again (the lapse, or a few seconds, since a live writer may stop any moment)."""
+    lapse = LEASE.total_seconds()
+    if upload.writer_until is not None:
+        lapse = min(lapse, max((upload.writer_until - _now()).total_seconds(), 0.0))
+    wait = max(1, min(HELD_RETRY_SECONDS, math.ceil(lapse)))
+    return Aborted(
+        f"another connection is writing to this upload (if it stopped without closing, its hold lapses in "
+        f"{math.ceil(lapse)} s); try again in {wait} s",
+        retry_after_seconds=wait,
+    )
+
+
 class UploadWriter:
     """One writer's hold on an upload: a lease in the database, so two writers (even on two replicas) never
     interleave; bytes are acknowledged only once fsynced and recorded as committed.
@@ -1459,9 +1479,7 @@ class UploadWriter:
             if offset != upload.committed_size:
                 raise _wrong_offset(offset, upload.committed_size)
             if not await uow.uploads.acquire(self.upload_id, self.token, _now() + LEASE, _now(), UploadState.OPEN):
-                raise FailedPrecondition(
-                    "another client is writing to this upload; wait for it or resume after it stops"
-                )
+                raise _held(upload)
             await uow.commit()
         self.upload = upload
         self.offset = self.committed = self._flushing_to = self._acked = offset
@@ -1517,7 +1535,9 @@ class UploadWriter:
         async with self.s.uow() as uow:
             expires = _now() + self.s.limits.upload_expiry  # the expiry counts from the last activity
             if not await uow.uploads.advance(self.upload_id, self.token, offset, _now() + LEASE, expires):
-                raise FailedPrecondition("this writer lost its hold on the upload (idle too long); resume it")
+                raise Aborted(
+                    "this writer lost its hold on the upload (idle too long); resume it", retry_after_seconds=0
+                )
             await uow.commit()
         self.lease_until = _now() + LEASE
         self.committed = offset
