@@ -50,9 +50,12 @@ def test_a_junk_field_creates_nothing(mesh: Running) -> None:
     junk = "j" * 500_000  # under the JSON body bound (json_body_bytes, 1 MiB): refused for the field
     r = c.http.post("/api/v1/folders", json={"parent_id": "root", "name": "Junk", "junk": junk})
     assert violation(r) == "junk"
-    huge = "j" * (50 * 1000 * 1000)  # over it: refused for its size, before anything reads it
-    r = c.http.post("/api/v1/folders", json={"parent_id": "root", "name": "Junk", "junk": huge})
-    assert r.status_code == 413, r.text
+    huge = "j" * (50 * 1000 * 1000)  # over it: refused for its size (413), before anything reads it all
+    try:
+        r = c.http.post("/api/v1/folders", json={"parent_id": "root", "name": "Junk", "junk": huge})
+        assert r.status_code == 413, r.text
+    except httpx.TransportError:
+        pass  # Envoy answered and stopped reading while the client was still sending: refused either way
     assert "Junk" not in c.children()
 
 
