@@ -12,8 +12,13 @@ test('a big folder renders a window of rows and pages through the server tokens 
   test.setTimeout(600_000);
   const email = uniqueEmail('big');
   await signUpAndLogIn(page, email);
-  const login = await (await request.post('/api/v1/auth/login', { data: { email, password: PASSWORD } })).json();
-  const headers = { authorization: `Bearer ${login.accessToken}` };
+  const headers = { authorization: '' };
+  // Creating 10,000 entries outlasts one 5-minute access token: log in again when it expires.
+  const relogin = async () => {
+    const login = await (await request.post('/api/v1/auth/login', { data: { email, password: PASSWORD } })).json();
+    headers.authorization = `Bearer ${login.accessToken}`;
+  };
+  await relogin();
   const big = await (await request.post('/api/v1/folders', { headers, data: { parentId: 'root', name: 'Big' } })).json();
   const names = Array.from({ length: COUNT }, (_, i) => `entry-${String(i).padStart(5, '0')}`);
   for (let i = 0; i < names.length; i += 25) {
@@ -22,7 +27,8 @@ test('a big folder renders a window of rows and pages through the server tokens 
         for (;;) {
           const res = await request.post('/api/v1/folders', { headers, data: { parentId: big.id, name } });
           if (res.ok()) return;
-          if (res.status() !== 429) throw new Error(`${res.status()} ${await res.text()}`);
+          if (res.status() === 401) await relogin();
+          else if (res.status() !== 429) throw new Error(`${res.status()} ${await res.text()}`);
           await new Promise((r) => setTimeout(r, 500));
         }
       }),
