@@ -36,7 +36,7 @@ from auth_svc.servicer import AuthInternalServicer, AuthServicer, RefreshCookie
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
-from flowdock_kernel.channels import internal_channel
+from flowdock_kernel.channels import Keepalive, internal_channel
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
@@ -153,13 +153,16 @@ async def build(config: AuthConfig) -> Service:
             "sealed %d plaintext secret(s) written before encryption at rest", sealed
         )
     tls = config.mesh(NAME)
+    keepalive = Keepalive.every(config.keepalive_seconds)
     storage = (
-        internal_channel(config.storage_address, config.max_message_bytes, tls, "storage")
+        internal_channel(config.storage_address, config.max_message_bytes, tls, "storage", keepalive=keepalive)
         if config.storage_address
         else None
     )
     share = (
-        internal_channel(config.share_address, config.max_message_bytes, tls, "share") if config.share_address else None
+        internal_channel(config.share_address, config.max_message_bytes, tls, "share", keepalive=keepalive)
+        if config.share_address
+        else None
     )
     keyring = SigningKeyring(
         engine,

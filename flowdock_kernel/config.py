@@ -87,6 +87,12 @@ class CommonConfig:
     shutdown_grace_seconds: float = setting(
         10.0, "On SIGTERM, how long in-flight calls may finish before they are cancelled.", check=non_negative
     )
+    keepalive_seconds: float = setting(
+        30.0,
+        "How often idle internal HTTP/2 connections are pinged (service channels, Envoy's upstreams); servers accept "
+        "pings from half this interval on (one policy for both ends: flowdock_kernel.channels.Keepalive).",
+        check=positive,
+    )
     auth_address: str = setting("", "host:port of auth_svc (signing keys for token checks).")
     storage_address: str = setting("", "host:port of storage_svc (admin calls from auth_svc).")
     share_address: str = setting("", "host:port of share_svc (access decisions for storage_svc).")

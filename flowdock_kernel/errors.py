@@ -37,12 +37,35 @@ class Unauthenticated(DomainError):
 
 
 class ResourceExhausted(DomainError):
-    """A named limit stops the call; the message says which and its value."""
+    """A named limit stops the call; the message says which and its value.
+
+    `reason` (a google.rpc.ErrorInfo reason) tells clients whether waiting helps: RATE_LIMITED (a retry delay is
+    given) does; the others (subclasses below, LIMIT_REACHED for the rest) do not. grpc_errors maps each reason to
+    a REST status (docs/http-status.md).
+    """
+
+    default_reason = "LIMIT_REACHED"
 
     def __init__(self, message: str, *, limit: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(message)
         self.limit = limit
         self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def reason(self) -> str:
+        return "RATE_LIMITED" if self.retry_after_seconds is not None else self.default_reason
+
+
+class TooLarge(ResourceExhausted):
+    """A request, file or chunk is over a size limit: send less (REST 413)."""
+
+    default_reason = "TOO_LARGE"
+
+
+class QuotaExceeded(ResourceExhausted):
+    """The owner's storage quota has no room: free space or get a larger quota (REST 403)."""
+
+    default_reason = "STORAGE_QUOTA_EXCEEDED"
 
 
 class FailedPrecondition(DomainError):
@@ -55,7 +78,12 @@ class FailedPrecondition(DomainError):
 
 
 class Aborted(DomainError):
-    """A concurrent change won; retrying may succeed."""
+    """A concurrent change won, or another holds what the call needs; retrying may succeed (after
+    `retry_after_seconds` when given)."""
+
+    def __init__(self, message: str, *, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class DataLoss(DomainError):

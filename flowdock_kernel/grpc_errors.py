@@ -1,6 +1,16 @@
-"""The one place where domain errors become gRPC statuses (with google.rpc details the REST gateway forwards)."""
+"""The one place where domain errors become gRPC statuses (with google.rpc details the REST gateway forwards).
+
+REST statuses follow from the gRPC code (Envoy's transcoder: google.rpc.Code -> HTTP), except where the code alone
+would mislead an HTTP client: RESOURCE_EXHAUSTED is 429 "Too Many Requests" there, which clients and proxies retry,
+so an error whose ErrorInfo reason is in REST_STATUS_BY_REASON carries it in the ERROR_REASON_HEADER metadata and
+the gateway answers that REST status instead (gateway/envoy_config.py). A retry delay is also sent as `retry-after`
+metadata (whole seconds), which REST clients get as the Retry-After header. docs/http-status.md has the table.
+"""
 
 from __future__ import annotations
+
+import collections
+import math
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -21,6 +31,21 @@ _CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.DataLoss: grpc.StatusCode.DATA_LOSS,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
+
+
+#: Metadata carrying the ErrorInfo reason, for the gateway (and any client that cannot parse status details).
+ERROR_REASON_HEADER = "x-flowdock-error-reason"
+
+#: ErrorInfo reason -> REST status, where the transcoder's default for the gRPC code would say "retry".
+REST_STATUS_BY_REASON: dict[str, int] = {
+    "TOO_LARGE": 413,  # Content Too Large: send less
+    "STORAGE_QUOTA_EXCEEDED": 403,  # as Google Drive's storageQuotaExceeded: free space or get more quota
+    "LIMIT_REACHED": 403,  # e.g. a link's download limit: waiting will not lift it
+}
+
+
+class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
+    pass
 
 
 def _pack(msg: object) -> any_pb2.Any:
@@ -54,15 +79,25 @@ def to_status(exc: errors.DomainError) -> grpc.Status:
                 )
             )
         )
-        if exc.retry_after_seconds is not None:
-            delay = duration_pb2.Duration()
-            delay.FromNanoseconds(int(exc.retry_after_seconds * 1e9))
-            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+        details.append(
+            _pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain="flowdock", metadata={"limit": exc.limit}))
+        )
     elif isinstance(exc, errors.FailedPrecondition) and exc.reason:
         details.append(_pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain="flowdock", metadata=exc.metadata)))
+    retry_after: float | None = getattr(exc, "retry_after_seconds", None)
+    if retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_after * 1e9))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     status = status_pb2.Status(code=code.value[0], message=exc.message, details=details)
     converted: grpc.Status = rpc_status.to_status(status)
-    return converted
+    extra: list[tuple[str, str]] = []
+    reason = getattr(exc, "reason", "")
+    if reason:
+        extra.append((ERROR_REASON_HEADER, reason))
+    if retry_after is not None:
+        extra.append(("retry-after", str(max(1, math.ceil(retry_after)))))
+    return _Status(converted.code, converted.details, (*converted.trailing_metadata, *extra))
 
 
 def internal_status() -> grpc.Status:

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from flowdock_kernel import metrics
-from flowdock_kernel.channels import channel_options
+from flowdock_kernel.channels import Keepalive, server_options
 from flowdock_kernel.config import CommonConfig
 from flowdock_kernel.interceptors import CallInterceptor
 from flowdock_kernel.tokens import KeyCache
@@ -72,7 +72,11 @@ async def serve(config: CommonConfig, service: Service) -> None:
                 mesh=tls is not None,
             )
         ],
-        options=[*channel_options(config.max_message_bytes), ("grpc.so_reuseport", 0), *RECEIVE_WINDOW],
+        options=[
+            *server_options(config.max_message_bytes, Keepalive.every(config.keepalive_seconds)),
+            ("grpc.so_reuseport", 0),
+            *RECEIVE_WINDOW,
+        ],
     )
     service.register(server)
     health_servicer = health.aio.HealthServicer()

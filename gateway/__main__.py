@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from types import FrameType
 
+from flowdock_kernel.channels import Keepalive
 from flowdock_kernel.config import ConfigError, load
 from gateway.config import GatewayConfig
 from gateway.descriptor import DescriptorError
@@ -115,6 +116,12 @@ def _add_spec_options(parser: argparse.ArgumentParser) -> None:
         help="proxies in front of the gateway whose X-Forwarded-For is trusted (default: gateway_xff_trusted_hops, 0)",
     )
     parser.add_argument(
+        "--keepalive-seconds",
+        type=float,
+        default=None,
+        help="HTTP/2 ping interval to the upstreams (default: FLOWDOCK_KEEPALIVE_SECONDS, as the services use)",
+    )
+    parser.add_argument(
         "--web-dir",
         help="built browser app served at / (default: $FLOWDOCK_GATEWAY_WEB_DIR, else clients/web/dist of the source)",
     )
@@ -156,12 +163,21 @@ def spec_from_args(args: argparse.Namespace, config: GatewayConfig | None = None
         unary_timeout=timedelta(seconds=cfg.gateway_unary_timeout_seconds),
         max_heap_bytes=cfg.gateway_max_heap_bytes,
         access_log=not args.no_access_log,
+        keepalive=Keepalive.every(args.keepalive_seconds or _configured_keepalive_seconds()),
         web_dir=web_dir(args.web_dir),
         mesh=MeshFiles(*(p.resolve() for p in mesh_paths)) if all(mesh_paths) else None,
         edge_tls=EdgeTls(tls_cert.resolve(), tls_key.resolve(), hsts) if tls_cert and tls_key else None,
         xff_num_trusted_hops=hops,
         stats_port=args.stats_port,
     )
+
+
+def _configured_keepalive_seconds() -> float:
+    """The services' setting (same environment under `flowdock up`), so both ends of a connection agree."""
+    try:
+        return load(GatewayConfig).keepalive_seconds
+    except ConfigError:
+        return GatewayConfig.keepalive_seconds
 
 
 def web_dir(flag: str | None) -> Path:

@@ -51,6 +51,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     Http1ProtocolOptions,
     Http2ProtocolOptions,
     HttpUri,
+    KeepaliveSettings,
     Node,
     RuntimeFractionalPercent,
     RuntimeUInt32,
@@ -142,10 +143,13 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 )
 from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher, StringMatcher
 from envoy_data_plane.envoy.type.metadata.v3 import MetadataKey, MetadataKeyPathSegment
-from envoy_data_plane.envoy.type.v3 import FractionalPercent, TokenBucket
+from envoy_data_plane.envoy.type.v3 import FractionalPercent, Percent, TokenBucket
 from envoy_data_plane.google.protobuf import Any as PbAny
 from envoy_data_plane.google.protobuf import Empty, Struct
 
+from flowdock_kernel.channels import DEFAULT_KEEPALIVE, Keepalive
+from flowdock_kernel.grpc_errors import ERROR_REASON_HEADER, REST_STATUS_BY_REASON
+from gateway import json_fields
 from gateway.descriptor import RoutedService, load_services
 from gateway.openapi import OPENAPI_PATH
 from gateway.webapp import APP_SECURITY_HEADERS, BUILD_HINT, NO_CACHE, AppFile, scan
@@ -278,6 +282,8 @@ class GatewaySpec:
     #: The OpenAPI document served at /api/v1/openapi.json; None: openapi.json beside the descriptor set, if there.
     openapi_path: Path | None = None
     health_check_interval: timedelta = field(default=timedelta(seconds=2))
+    #: The mesh's one keepalive policy: Envoy pings its upstreams as the services' own channels do.
+    keepalive: Keepalive = DEFAULT_KEEPALIVE
     #: The browser app's build (Vite's dist: index.html + assets/); None or a folder without index.html serves
     #: the "not built yet" page on the app's routes instead. Read when the config is built.
     web_dir: Path | None = None
@@ -560,7 +566,7 @@ def _client_rate_limit(spec: GatewaySpec) -> LocalRateLimit:
         max_dynamic_descriptors=spec.rate_limit_max_clients,
         # Every request also takes a token from the shared bucket (the global ceiling).
         always_consume_default_token_bucket=True,
-        response_headers_to_add=[_header("retry-after", "1")],
+        response_headers_to_add=_rate_limited_headers(),
     )
 
 
@@ -696,6 +702,34 @@ end
 """
 
 
+# REST statuses the transcoder's gRPC code -> HTTP mapping gets wrong for clients: RESOURCE_EXHAUSTED is 429, which
+# HTTP clients and proxies retry, also for limits that waiting will not lift. Services name the kind of error in
+# x-flowdock-error-reason metadata (flowdock_kernel.grpc_errors, the one place of the mapping); for REST responses
+# this puts the status of that reason. gRPC's own "message larger than max" (no reason: grpc-core answers before
+# any handler runs) becomes 413. Every REST 429 (Envoy's rate limit too) carries Retry-After (services send their
+# delay as retry-after metadata). gRPC and grpc-web responses keep their status untouched.
+_REST_STATUS_LUA = """
+local BY_REASON = {%(table)s}
+function envoy_on_response(handle)
+  local headers = handle:headers()
+  local ctype = headers:get("content-type") or ""
+  if string.sub(ctype, 1, 16) == "application/grpc" then return end
+  local reason = headers:get("%(header)s")
+  local status = reason and BY_REASON[reason]
+  if status == nil and reason == nil and headers:get(":status") == "429" then
+    local body = handle:body()  -- a short JSON error (only 429s without a reason are read)
+    local text = body and body:getBytes(0, body:length()) or ""
+    if string.find(text, "Received message larger than max", 1, true) then status = "413" end
+    headers = handle:headers()  -- the header object of before body() is out of scope
+  end
+  if status ~= nil then headers:replace(":status", status) end
+  if headers:get(":status") == "429" and headers:get("retry-after") == nil then
+    headers:replace("retry-after", "1")
+  end
+end
+"""
+
+
 # HTTP allows header names and values that gRPC metadata does not (`foo^`, a `-bin` value that is not base64, a
 # malformed grpc-timeout): the upstream's gRPC core refused such a request with INTERNAL, a 500 for a client's
 # typo. The services read none of them, so they are dropped here, before any filter turns headers into metadata.
@@ -719,6 +753,32 @@ function envoy_on_request(handle)
   end
 end
 """
+
+
+def _unknown_fields_filter(spec: GatewaySpec) -> HttpFilter:
+    """REST bodies with fields their message does not have: 400 naming the field (gateway/json_fields.py), before
+    the transcoder, which would drop them silently. After jwt_authn: an anonymous body is never read."""
+    source = json_fields.lua_source(Path(spec.descriptor_path))
+    return HttpFilter(
+        name="envoy.filters.http.lua.unknown_fields",
+        typed_config=_any(Lua(default_source_code=DataSource(inline_string=source))),
+    )
+
+
+def _rate_limited_headers() -> list[HeaderValueOption]:
+    """On the gateway's own rate-limit answers: when to come back, and the reason services give for theirs (native
+    gRPC clients read both as metadata; they get no status details from Envoy)."""
+    return [_header("retry-after", "1"), _header(ERROR_REASON_HEADER, "RATE_LIMITED")]
+
+
+def _rest_status_filter() -> HttpFilter:
+    """Response-side REST status for error kinds the gRPC code alone maps badly (see _REST_STATUS_LUA)."""
+    table = ", ".join(f'{reason} = "{status}"' for reason, status in sorted(REST_STATUS_BY_REASON.items()))
+    source = _REST_STATUS_LUA % {"table": table, "header": ERROR_REASON_HEADER}
+    return HttpFilter(
+        name="envoy.filters.http.lua.rest_status",
+        typed_config=_any(Lua(default_source_code=DataSource(inline_string=source))),
+    )
 
 
 def _grpc_safe_headers_filter() -> HttpFilter:
@@ -766,6 +826,7 @@ def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[Http
             name="envoy.filters.http.lua",
             typed_config=_any(Lua(default_source_code=DataSource(inline_string=_CONTENT_LENGTH_LUA))),
         ),
+        _rest_status_filter(),
         # Brotli first: with both accepted at equal weight, Envoy's compressors pick the first in the chain.
         # Envoy's gzip defaults (4 KiB window, memory level 5) sent the app's 510 KB bundle as 177 KB; a 32 KiB
         # window: 157 KB (what Vite reports). Brotli quality 5 (default 3): 147 KB.
@@ -774,6 +835,7 @@ def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[Http
         HttpFilter(name="envoy.filters.http.cors", typed_config=_any(Cors())),
         HttpFilter(name="envoy.filters.http.grpc_web", typed_config=_any(GrpcWeb())),
         HttpFilter(name="envoy.filters.http.jwt_authn", typed_config=_any(_jwt_filter(spec, services))),
+        _unknown_fields_filter(spec),
         HttpFilter(
             name="envoy.filters.http.grpc_json_transcoder",
             typed_config=_any(_transcoder(spec, services, spec.json_body_bytes)),
@@ -1278,6 +1340,16 @@ def _load_assignment(name: str, endpoints: list[tuple[str, int]]) -> ClusterLoad
     )
 
 
+def _upstream_keepalive(spec: GatewaySpec) -> KeepaliveSettings:
+    """HTTP/2 pings to the services, within what their servers accept (Keepalive.server_options)."""
+    k = spec.keepalive
+    return KeepaliveSettings(
+        interval=timedelta(milliseconds=k.interval_ms),
+        timeout=timedelta(milliseconds=k.timeout_ms),
+        interval_jitter=Percent(value=float(k.envoy_jitter_percent)),
+    )
+
+
 def _upstream_cluster(spec: GatewaySpec, name: str, endpoints: list[tuple[str, int]]) -> Cluster:
     """An h2c cluster of replicas, round robin, gRPC health checked so a dead replica drops out."""
     interval = spec.health_check_interval
@@ -1294,7 +1366,7 @@ def _upstream_cluster(spec: GatewaySpec, name: str, endpoints: list[tuple[str, i
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _any(
                 HttpProtocolOptions(
                     explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
-                        http2_protocol_options=Http2ProtocolOptions()
+                        http2_protocol_options=Http2ProtocolOptions(connection_keepalive=_upstream_keepalive(spec))
                     )
                 )
             )

@@ -53,6 +53,8 @@ links = sa.Table(
     sa.Column("downloads", sa.Integer, nullable=False),
     sa.Column("epoch", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("max_upload_files", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_upload_bytes", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 link_failures = sa.Table(
@@ -107,6 +109,8 @@ def _link(row: Any) -> Link:
         downloads=row.downloads,
         epoch=row.epoch,
         created_at=created,
+        max_upload_files=row.max_upload_files,
+        max_upload_bytes=row.max_upload_bytes,
     )
 
 
@@ -242,6 +246,8 @@ def _link_values(link: Link) -> dict[str, Any]:
         "downloads": link.downloads,
         "epoch": link.epoch,
         "created_at": link.created_at,
+        "max_upload_files": link.max_upload_files,
+        "max_upload_bytes": link.max_upload_bytes,
     }
 
 

@@ -11,7 +11,7 @@ import grpc
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
-from flowdock_kernel.channels import internal_channel, remote_admin_check, remote_signing_keys
+from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_check, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
@@ -54,9 +54,10 @@ async def build(config: ShareConfig) -> Service:
     engine = db.make_engine(db.service_url(config, NAME))
     sessions = db.connections(engine)
     tls = config.mesh(NAME)
-    auth = internal_channel(config.auth_address, config.max_message_bytes, tls, "auth")
+    keepalive = Keepalive.every(config.keepalive_seconds)
+    auth = internal_channel(config.auth_address, config.max_message_bytes, tls, "auth", keepalive=keepalive)
     # Used lazily (share_svc starts before storage_svc): only when a user creates shares or lists them.
-    storage = internal_channel(config.storage_address, config.max_message_bytes, tls, "storage")
+    storage = internal_channel(config.storage_address, config.max_message_bytes, tls, "storage", keepalive=keepalive)
     outbox = Outbox(engine, service=NAME, send=remote_audit_sender(auth))
     nodes = StorageNodes(storage)
     hasher = Argon2Hasher(

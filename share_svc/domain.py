@@ -71,6 +71,9 @@ class Link:
     downloads: int
     epoch: int
     created_at: datetime
+    #: File-drop limits the owner set on this link (0: the deployment's own limits apply).
+    max_upload_files: int = 0
+    max_upload_bytes: int = 0
 
     def alive(self, now: datetime) -> bool:
         return self.expires_at is None or self.expires_at > now
@@ -120,6 +123,15 @@ def validate_link_password(password: str) -> str:
     if len(password) > MAX_LINK_PASSWORD:
         raise InvalidArgument("password", f"must be at most {MAX_LINK_PASSWORD} characters")
     return password
+
+
+def validate_upload_limits(max_files: int, max_bytes: int, permission: LinkPermission) -> None:
+    if max_files < 0:
+        raise InvalidArgument("max_upload_files", "must be 0 (the deployment's limit) or more")
+    if max_bytes < 0:
+        raise InvalidArgument("max_upload_bytes", "must be 0 (the deployment's limit) or more")
+    if (max_files or max_bytes) and permission != LinkPermission.UPLOAD:
+        raise InvalidArgument("max_upload_files", "upload limits are for file-drop (upload) links")
 
 
 def validate_max_downloads(value: int) -> int:

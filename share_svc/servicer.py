@@ -76,6 +76,8 @@ def link_pb(link: Link, token: str = "", url: str = "") -> share_pb2.Link:
         max_downloads=link.max_downloads,
         download_count=link.downloads,
         create_time=_ts(link.created_at),
+        max_upload_files=link.max_upload_files,
+        max_upload_bytes=link.max_upload_bytes,
     )
 
 
@@ -137,6 +139,8 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
             request.password,
             _expiry(request),
             request.max_downloads,
+            request.max_upload_files,
+            request.max_upload_bytes,
         )
         return link_pb(link, token, self.sharing.url(token))
 
@@ -217,6 +221,8 @@ class AccessServicer(share_pb2_grpc.AccessServiceServicer):
             root_node_id=grant.link.node_id,
             owner_id=grant.link.owner_id,
             permission=_PERMISSIONS[grant.link.permission],
+            max_upload_files=grant.link.max_upload_files,
+            max_upload_bytes=grant.link.max_upload_bytes,
         )
 
     async def DropShares(self, request: share_pb2.DropSharesRequest, context: Ctx) -> share_pb2.DropSharesResponse:

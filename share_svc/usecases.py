@@ -285,6 +285,8 @@ class Sharing:
         password: str = "",
         expires_at: datetime | None = None,
         max_downloads: int = 0,
+        max_upload_files: int = 0,
+        max_upload_bytes: int = 0,
     ) -> tuple[Link, str]:
         """The link and its token (shown once: only its SHA-256 is stored)."""
         if permission is None:
@@ -296,6 +298,7 @@ class Sharing:
         if expires_at is not None and expires_at <= now:
             raise InvalidArgument("expire_time", "must be in the future")
         domain.validate_max_downloads(max_downloads)
+        domain.validate_upload_limits(max_upload_files, max_upload_bytes, permission)
         pw_hash = await self.hasher.hash(domain.validate_link_password(password), requester=caller) if password else ""
         token = secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
         link = Link(
@@ -310,6 +313,8 @@ class Sharing:
             downloads=0,
             epoch=0,
             created_at=now,
+            max_upload_files=max_upload_files,
+            max_upload_bytes=max_upload_bytes,
         )
         async with self.uow() as uow:
             await uow.links.add(link)

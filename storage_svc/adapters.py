@@ -245,6 +245,7 @@ def _upload(row: Any) -> Upload:
         target_node_id=row.target_node_id,
         failure=row.failure,
         creator_id=row.creator_id,
+        writer_until=_aware(row.writer_until) if row.writer_until is not None else None,
     )
 
 
@@ -973,4 +974,11 @@ class ShareAccessPolicy:
                     exc.details() or "this link has reached its download limit", limit="link_max_downloads"
                 ) from None
             raise Unavailable("link decisions are unavailable (share_svc); retry shortly") from exc
-        return LinkScope(reply.link_id, reply.root_node_id, reply.owner_id, bool(reply.allowed))
+        return LinkScope(
+            reply.link_id,
+            reply.root_node_id,
+            reply.owner_id,
+            bool(reply.allowed),
+            max_upload_files=reply.max_upload_files,
+            max_upload_bytes=reply.max_upload_bytes,
+        )

@@ -12,7 +12,7 @@ import grpc
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
-from flowdock_kernel.channels import internal_channel, remote_admin_check, remote_signing_keys
+from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_check, remote_signing_keys
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
@@ -59,8 +59,9 @@ async def build(config: StorageConfig) -> Service:
         )
     engine = db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
     tls = config.mesh(NAME)
-    auth = internal_channel(config.auth_address, config.max_message_bytes, tls, "auth")
-    share = internal_channel(config.share_address, config.max_message_bytes, tls, "share")
+    keepalive = Keepalive.every(config.keepalive_seconds)
+    auth = internal_channel(config.auth_address, config.max_message_bytes, tls, "auth", keepalive=keepalive)
+    share = internal_channel(config.share_address, config.max_message_bytes, tls, "share", keepalive=keepalive)
     sessions = db.connections(engine)
     scanner: ClamdScanner | DisabledScanner
     if config.storage_virus_scan == "off":

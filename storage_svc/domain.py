@@ -109,6 +109,8 @@ class Upload:
     # Who writes it: the owner, a grantee with the editor role, or "link:<link id>" (a file drop). The owner's
     # quota is charged either way; only the creator may write to, finish or abort it.
     creator_id: str = ""
+    # Until when the current writer's lease holds it (None: nobody writes).
+    writer_until: datetime | None = None
 
     @property
     def creator(self) -> str:
@@ -132,6 +134,9 @@ class LinkScope:
     root_node_id: str
     owner_id: str
     allowed: bool
+    #: The link's own file-drop limits (0: none set; the deployment's apply).
+    max_upload_files: int = 0
+    max_upload_bytes: int = 0
 
 
 def validate_name(raw: str, field: str = "name") -> str:

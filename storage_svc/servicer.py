@@ -543,7 +543,7 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
             yield message
 
     async def CreateLinkUpload(self, request: storage_pb2.CreateLinkUploadRequest, context: Ctx) -> storage_pb2.Upload:
-        creator, folder = await self.storage.link_uploader(request.token, _link_session(context, request.session))
+        creator, folder, drop = await self.storage.link_drop(request.token, _link_session(context, request.session))
         if request.content:
             done, _ = await self.storage.upload_inline(
                 creator,
@@ -555,6 +555,7 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
                 request.content_type,
                 on_conflict=OnConflict.RENAME,
                 link_parent=folder,
+                drop=drop,
             )
             _UPLOADED.inc(len(request.content))
             return self._upload_pb(done)
@@ -567,6 +568,7 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
             request.content_type,
             on_conflict=OnConflict.RENAME,
             link_parent=folder,
+            drop=drop,
         )
         return self._upload_pb(upload)
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,13 +19,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from flowdock_kernel.errors import (
+    Aborted,
     AlreadyExists,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    QuotaExceeded,
     ResourceExhausted,
+    TooLarge,
     Unavailable,
 )
 from storage_svc import domain
@@ -59,8 +63,19 @@ log = logging.getLogger("flowdock.storage")
 ROOT = "root"
 WRITE_UNIT = 1024 * 1024  # bytes handed to the blob store per write (1 MiB measured best)
 LEASE = timedelta(seconds=60)
+HELD_RETRY_SECONDS = 5  # how soon a writer finding an upload held is told to look again
 LINK_CREATOR = "link:"
 _DOING = {"list": "seeing this", "download": "downloading", "write": "changing this", "upload": "uploading"}
+
+
+@dataclass(frozen=True)
+class DropLimits:
+    """What one file-drop link may take; own_*: the limit is the link's own (its owner set it), not the setting."""
+
+    max_files: int
+    max_bytes: int
+    own_files: bool = False
+    own_bytes: bool = False
 
 
 @dataclass(frozen=True)
@@ -551,8 +566,8 @@ class Storage:
 
     # -- quota --------------------------------------------------------------------------------------------------
 
-    def _quota_error(self, usage: Usage, needed: int) -> ResourceExhausted:
-        return ResourceExhausted(
+    def _quota_error(self, usage: Usage, needed: int) -> QuotaExceeded:
+        return QuotaExceeded(
             f"storage quota of {usage.limit} bytes exceeded: {usage.used} used, {usage.reserved} reserved by open "
             f"uploads, {needed} more needed; free space (empty the trash, delete old versions) or ask an admin "
             "for a larger quota",
@@ -644,6 +659,7 @@ class Storage:
         on_conflict: OnConflict = OnConflict.FAIL,
         *,
         link_parent: Node | None = None,
+        drop: DropLimits | None = None,
     ) -> Upload:
         """`link_parent`: a file drop into that folder, already authorised by the link (caller "link:<id>")."""
         name, folders = _target(name, relative_path, link_parent)
@@ -652,7 +668,7 @@ class Storage:
         if size < 0:
             raise InvalidArgument("size", "must not be negative")
         if size > self.limits.max_file_bytes:
-            raise ResourceExhausted(
+            raise TooLarge(
                 f"size {size} exceeds the per-file limit of {self.limits.max_file_bytes} bytes "
                 "(storage_max_file_bytes)",
                 limit="storage_max_file_bytes",
@@ -663,7 +679,7 @@ class Storage:
             parent = await self._upload_parent(uow, caller, parent_id, link_parent)
             name, clash = await self._upload_name(uow, parent, name, on_conflict)
             target = clash.id if clash is not None else ""
-            await self._take_link_drop(uow, caller, size, link_parent)
+            await self._take_link_drop(uow, caller, size, link_parent, drop)
             if not await uow.quotas.reserve(parent.owner_id, size, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(parent.owner_id, self.limits.default_quota_bytes), size)
             now = _now()
@@ -688,26 +704,29 @@ class Storage:
             await uow.commit()
         return upload
 
-    async def _take_link_drop(self, uow: UnitOfWork, caller: str, size: int, link_parent: Node | None) -> None:
-        """A file drop counts against its link's own limits before the owner's quota: a public link must not be
+    async def _take_link_drop(
+        self, uow: UnitOfWork, caller: str, size: int, link_parent: Node | None, drop: DropLimits | None
+    ) -> None:
+        """A file drop counts against its link's limits before the owner's quota: a public link must not be
         able to fill the owner's whole quota or their folder with files."""
         if link_parent is None:
             return
-        limits = self.limits
-        used = await uow.link_drops.take(caller, size, limits.link_drop_max_files, limits.link_drop_max_bytes)
+        drop = drop or DropLimits(self.limits.link_drop_max_files, self.limits.link_drop_max_bytes)
+        used = await uow.link_drops.take(caller, size, drop.max_files, drop.max_bytes)
         if used is None:
             return
         files, taken = used
-        if files + 1 > limits.link_drop_max_files:
+        if files + 1 > drop.max_files:
+            name = "link max_upload_files" if drop.own_files else "storage_link_drop_max_files"
             raise ResourceExhausted(
-                f"this file-drop link has taken its {limits.link_drop_max_files} files "
-                "(storage_link_drop_max_files); ask the owner for a new link",
-                limit="storage_link_drop_max_files",
+                f"this file-drop link has taken its {drop.max_files} files ({name}); ask the owner for a new link",
+                limit=name,
             )
+        name = "link max_upload_bytes" if drop.own_bytes else "storage_link_drop_max_bytes"
         raise ResourceExhausted(
-            f"a file of {size} bytes would take this file-drop link past its {limits.link_drop_max_bytes} bytes "
-            f"({taken} taken; storage_link_drop_max_bytes)",
-            limit="storage_link_drop_max_bytes",
+            f"a file of {size} bytes would take this file-drop link past its {drop.max_bytes} bytes "
+            f"({taken} taken; {name})",
+            limit=name,
         )
 
     async def _upload_parent(self, uow: UnitOfWork, caller: str, parent_id: str, link_parent: Node | None) -> Node:
@@ -745,6 +764,7 @@ class Storage:
         on_conflict: OnConflict = OnConflict.FAIL,
         *,
         link_parent: Node | None = None,
+        drop: DropLimits | None = None,
     ) -> tuple[Upload, Node | None]:
         """A small file in one call: checked, scanned, written as a whole blob and committed in one transaction
         (quota, node, version, and the upload's row, already COMPLETED, so GetUpload answers for it like for any
@@ -752,14 +772,26 @@ class Storage:
         Content that is refused (checksum, virus) or cannot be scanned here takes the resumable path, so refusals
         look the same whichever way a file came (a FAILED upload with its reason, the event recorded)."""
         if len(content) > self.limits.inline_upload_bytes:
-            raise ResourceExhausted(
+            raise TooLarge(
                 f"inline content of {len(content)} bytes exceeds storage_inline_upload_bytes "
                 f"({self.limits.inline_upload_bytes}); upload it in chunks instead",
                 limit="storage_inline_upload_bytes",
             )
         if size != len(content):
             raise InvalidArgument("size", f"must equal the inline content's length ({len(content)})")
-        args = (caller, parent_id, name, content, size, sha256, content_type, relative_path, on_conflict, link_parent)
+        args = (
+            caller,
+            parent_id,
+            name,
+            content,
+            size,
+            sha256,
+            content_type,
+            relative_path,
+            on_conflict,
+            link_parent,
+            drop,
+        )
         name, folders = _target(name, relative_path, link_parent)
         declared = domain.validate_sha256(sha256)
         content_type = domain.validate_content_type(content_type)
@@ -787,6 +819,7 @@ class Storage:
                         upload_id,
                         link_parent,
                         written,
+                        drop,
                     )
                     break
                 except AlreadyExists:
@@ -825,6 +858,7 @@ class Storage:
         upload_id: str,
         link_parent: Node | None,
         written: Awaitable[None],
+        drop: DropLimits | None = None,
     ) -> tuple[Upload, Node, list[Version]]:
         """One transaction: place the name, charge the quota, add the file (or a version of it) and the COMPLETED
         upload; it commits once `written` (the blob) is done."""
@@ -835,7 +869,7 @@ class Storage:
             target: Node | None = None
             if on_conflict != OnConflict.FAIL:  # FAIL: the unique index answers, without a query first
                 name, target = await self._upload_name(uow, parent, name, on_conflict)
-            await self._take_link_drop(uow, caller, size, link_parent)
+            await self._take_link_drop(uow, caller, size, link_parent, drop)
             if not await uow.quotas.consume(owner, size, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(owner, self.limits.default_quota_bytes), size)
             now = _now()
@@ -883,6 +917,7 @@ class Storage:
         relative_path: str,
         on_conflict: OnConflict,
         link_parent: Node | None,
+        drop: DropLimits | None = None,
     ) -> tuple[Upload, Node | None]:
         """Create, write, finish: the three-call path in one (content that is refused ends as a FAILED upload)."""
         upload = await self.create_upload(
@@ -895,6 +930,7 @@ class Storage:
             relative_path=relative_path,
             on_conflict=on_conflict,
             link_parent=link_parent,
+            drop=drop,
         )
         if content:
             await self.write_chunk(caller, upload.id, 0, content)
@@ -923,7 +959,7 @@ class Storage:
         if upload.state != UploadState.OPEN:
             raise FailedPrecondition(f"upload is {upload.state.value}; it takes no more bytes")
         if length > self.limits.max_chunk_bytes:
-            raise ResourceExhausted(
+            raise TooLarge(
                 f"chunk of {length} bytes exceeds the limit of {self.limits.max_chunk_bytes} bytes "
                 "(storage_max_chunk_bytes); send smaller chunks",
                 limit="storage_max_chunk_bytes",
@@ -961,7 +997,7 @@ class Storage:
             if not await uow.uploads.acquire(upload_id, token, _now() + LEASE, _now(), UploadState.FINISHING):
                 if upload.state == UploadState.FINISHING:
                     return upload, None  # someone is finishing it: poll
-                raise FailedPrecondition("another client is writing to this upload; retry when it is done")
+                raise _held(upload)
             await uow.commit()
         upload = replace(upload, state=UploadState.FINISHING)
         if upload.size <= self.limits.inline_finish_bytes:
@@ -1300,11 +1336,23 @@ class Storage:
 
     async def link_uploader(self, token: str, session: str) -> tuple[str, Node]:
         """For a file-drop link: the creator id its uploads carry, and the folder they go into."""
+        creator, folder, _ = await self.link_drop(token, session)
+        return creator, folder
+
+    async def link_drop(self, token: str, session: str) -> tuple[str, Node, DropLimits]:
+        """link_uploader plus the limits of this link's drops: the deployment's, lowered by the link's own."""
         async with self.uow(read_only=True) as uow:
             folder, scope, _ = await self._link_node(uow, token, session, "", "upload")
         if folder.kind != Kind.FOLDER:
             raise FailedPrecondition("file drops need a folder link")
-        return LINK_CREATOR + scope.link_id, folder
+        files, size = self.limits.link_drop_max_files, self.limits.link_drop_max_bytes
+        limits = DropLimits(
+            min(files, scope.max_upload_files) if scope.max_upload_files > 0 else files,
+            min(size, scope.max_upload_bytes) if scope.max_upload_bytes > 0 else size,
+            own_files=0 < scope.max_upload_files < files,
+            own_bytes=0 < scope.max_upload_bytes < size,
+        )
+        return LINK_CREATOR + scope.link_id, folder, limits
 
 
 T = TypeVar("T")
@@ -1372,6 +1420,21 @@ def _page(rows: list[T], limit: int, cursor: Callable[[T], Cursor]) -> tuple[lis
     return rows, cursor(rows[-1]).encode() if more else ""
 
 
+def _held(upload: Upload) -> Aborted:
+    """Another writer holds the upload: a live one, or one that vanished (a killed client, a dropped connection)
+    whose lease runs out at `writer_until`. Either way the same call works once it is released: say when to look
+    again (the lapse, or a few seconds, since a live writer may stop any moment)."""
+    lapse = LEASE.total_seconds()
+    if upload.writer_until is not None:
+        lapse = min(lapse, max((upload.writer_until - _now()).total_seconds(), 0.0))
+    wait = max(1, min(HELD_RETRY_SECONDS, math.ceil(lapse)))
+    return Aborted(
+        f"another connection is writing to this upload (if it stopped without closing, its hold lapses in "
+        f"{math.ceil(lapse)} s); try again in {wait} s",
+        retry_after_seconds=wait,
+    )
+
+
 class UploadWriter:
     """One writer's hold on an upload: a lease in the database, so two writers (even on two replicas) never
     interleave; bytes are acknowledged only once fsynced and recorded as committed.
@@ -1416,9 +1479,7 @@ class UploadWriter:
             if offset != upload.committed_size:
                 raise _wrong_offset(offset, upload.committed_size)
             if not await uow.uploads.acquire(self.upload_id, self.token, _now() + LEASE, _now(), UploadState.OPEN):
-                raise FailedPrecondition(
-                    "another client is writing to this upload; wait for it or resume after it stops"
-                )
+                raise _held(upload)
             await uow.commit()
         self.upload = upload
         self.offset = self.committed = self._flushing_to = self._acked = offset
@@ -1474,7 +1535,9 @@ class UploadWriter:
         async with self.s.uow() as uow:
             expires = _now() + self.s.limits.upload_expiry  # the expiry counts from the last activity
             if not await uow.uploads.advance(self.upload_id, self.token, offset, _now() + LEASE, expires):
-                raise FailedPrecondition("this writer lost its hold on the upload (idle too long); resume it")
+                raise Aborted(
+                    "this writer lost its hold on the upload (idle too long); resume it", retry_after_seconds=0
+                )
             await uow.commit()
         self.lease_until = _now() + LEASE
         self.committed = offset

@@ -33,7 +33,8 @@ def rest(mesh: Running, token: str = "") -> httpx.Client:
 
 
 def test_unknown_rest_path_is_404_json(mesh: Running) -> None:
-    for method, path in [("GET", "/api/v1/nope"), ("POST", "/api/v1/folders/x/y/z"), ("GET", "/")]:
+    # "/" is the web app now (tests/e2e/test_webapp.py); API-shaped paths keep the JSON 404.
+    for method, path in [("GET", "/api/v1/nope"), ("POST", "/api/v1/folders/x/y/z"), ("GET", "/.well-known/nope")]:
         r = httpx.request(method, f"{mesh.url}{path}")
         assert r.status_code == 404, (path, r.text)
         assert r.headers["content-type"].startswith("application/json")

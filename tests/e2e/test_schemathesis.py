@@ -40,8 +40,8 @@ from tests.conftest import Running
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "gen" / "python" / "flowdock" / "openapi.json"
 #: Examples per operation: with a token (most get real ids), and without one.
-EXAMPLES_WITH_TOKEN = 10
-EXAMPLES_WITHOUT_TOKEN = 3
+EXAMPLES_WITH_TOKEN = 8
+EXAMPLES_WITHOUT_TOKEN = 2
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -142,11 +142,13 @@ def test_filter_chain_order(bootstrap: dict[str, Any]) -> None:
     assert [f["name"] for f in hcm(bootstrap)["http_filters"]] == [
         "flowdock.grpc_safe_headers",
         "envoy.filters.http.lua",
+        "envoy.filters.http.lua.rest_status",
         "envoy.filters.http.compressor.brotli",
         "envoy.filters.http.compressor.gzip",
         "envoy.filters.http.cors",
         "envoy.filters.http.grpc_web",
         "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.lua.unknown_fields",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.local_ratelimit",
         "envoy.filters.http.router",
@@ -419,10 +421,14 @@ def test_live_rate_limit_never_starves_the_jwks_route(tmp_path: Path) -> None:
             assert proc.poll() is None, (tmp_path / "envoy.log").read_text()
             assert time.monotonic() < deadline, "envoy did not become ready"
             time.sleep(0.1)
-        login = [request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")[0]]
-        login += [request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")[0]]
-        login += [request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")[0]]
+        answers = [
+            request(spec.port, "POST", "/api/v1/auth/login", {"content-type": "application/json"}, b"{}")
+            for _ in range(3)
+        ]
+        login = [status for status, _, _ in answers]
         assert 429 in login  # the bucket (2) is empty
+        # A true rate limit says when to come back (REST clients retry on 429; issue 16 item 3).
+        assert all(headers.get("retry-after") == "1" for status, headers, _ in answers if status == 429)
         jwks = [request(spec.port, "GET", "/.well-known/jwks.json")[0] for _ in range(5)]
         assert 429 not in jwks  # 503 here: no auth_svc behind this Envoy, but never rate limited
     finally:
@@ -588,7 +594,7 @@ def test_rate_limit_has_per_client_buckets_and_a_shared_ceiling(bootstrap: dict[
     user = limit["rate_limits"][1]["actions"][0]["metadata"]
     assert user["metadata_key"]["key"] == "envoy.filters.http.jwt_authn"  # verified claims, not a client header
     assert limit["rate_limited_as_resource_exhausted"] is True
-    assert {h["header"]["key"] for h in limit["response_headers_to_add"]} == {"retry-after"}
+    assert {h["header"]["key"] for h in limit["response_headers_to_add"]} == {"retry-after", "x-flowdock-error-reason"}
 
 
 def test_overload_manager_bounds_the_heap(bootstrap: dict[str, Any], spec: GatewaySpec) -> None:

@@ -193,13 +193,13 @@ def test_download_limit_holds_against_two_clients_at_once(share_mesh: Running) -
 
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             codes = sorted(pool.map(fetch, range(2)))
-        assert codes == ["200", "429"], codes
+        assert codes == ["200", "403"], codes  # a limit waiting will not lift: not 429
         listed = {x["id"]: x for x in a.ok("GET", "/api/v1/links")["links"]}
         assert listed[link["id"]]["downloadCount"] == 1
     # Raising the limit lets the next one through.
     a.ok("PATCH", f"/api/v1/links/{link['id']}", json={"max_downloads": 2})
     assert Visitor(share_mesh).content(link["token"], top).status_code == 200
-    assert Visitor(share_mesh).content(link["token"], top).status_code == 429
+    assert Visitor(share_mesh).content(link["token"], top).status_code == 403
 
 
 def test_file_drop_uploads_but_sees_nothing(share_mesh: Running) -> None:
@@ -273,6 +273,21 @@ def test_a_file_drop_link_has_its_own_file_and_byte_limits(share_mesh: Running) 
     assert r.status_code == 429, r.text
     assert "storage_link_drop_max_bytes" in r.json()["message"] and "1048576" in r.json()["message"]
     assert drop(sized["token"], "small.bin", 1000, v).status_code == 200  # what still fits is taken
+
+    # The owner can set lower limits on one link (never above the deployment's).
+    own = a.link(pub, "upload", max_upload_files=1, max_upload_bytes=5000)
+    assert own["maxUploadFiles"] == 1 and own["maxUploadBytes"] == "5000"
+    r = drop(own["token"], "too-big.bin", 5001, v)
+    assert r.status_code == 429 and "link max_upload_bytes" in r.json()["message"], r.text
+    assert drop(own["token"], "one.bin", 10, v).status_code == 200
+    r = drop(own["token"], "two.bin", 10, v)
+    assert r.status_code == 429 and "link max_upload_files" in r.json()["message"], r.text
+    capped = a.link(pub, "upload", max_upload_files=50)  # above the deployment's 3: 3 apply
+    assert [drop(capped["token"], f"c{i}.bin", 10, v).status_code for i in range(4)] == [200, 200, 200, 429]
+    r = a.http.post(
+        "/api/v1/links", json={"node_id": pub, "permission": "LINK_PERMISSION_DOWNLOAD", "max_upload_files": 2}
+    )
+    assert r.status_code == 400 and "max_upload_files" in r.json()["message"], r.text
 
     # Ten visitors at once on a fresh link: the count is taken first, so at most 3 get through.
     parallel = a.link(pub, "upload")

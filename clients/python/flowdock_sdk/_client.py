@@ -26,6 +26,7 @@ from flowdock_sdk._errors import (
     AuthenticationError,
     FlowDockError,
     NotFound,
+    RateLimited,
     TotpRequired,
     UnsafeName,
 )
@@ -60,6 +61,7 @@ _LINK_PERMISSIONS = {
     "upload": share_pb2.LINK_PERMISSION_UPLOAD,
 }
 REFRESH_MARGIN = 60.0  # refresh this long before the access token expires
+MAX_RATE_LIMIT_WAIT = 10.0  # a rate limit asking for a longer pause is reported, not waited out
 
 
 Resp_co = TypeVar("Resp_co", bound=Message, covariant=True)
@@ -269,7 +271,20 @@ class AsyncClient:
         return (("authorization", f"Bearer {await self._token(stale=stale)}"),)
 
     async def _call(self, method: _Unary[Resp], request: Message) -> Resp:
-        """One authenticated unary call; on UNAUTHENTICATED the token is refreshed and the call made once more."""
+        """One authenticated unary call; on UNAUTHENTICATED the token is refreshed and the call made once more.
+
+        A rate limit (RateLimited: the server did nothing) is waited out and retried, `retries` times at most;
+        every other limit (too large, quota, a link's downloads) is raised at once: waiting would not help."""
+        for attempt in range(self.retries + 1):
+            try:
+                return await self._call_once(method, request)
+            except RateLimited as exc:
+                if attempt >= self.retries or (exc.retry_after or 0) > MAX_RATE_LIMIT_WAIT:
+                    raise
+                await asyncio.sleep(exc.retry_after or 1.0)
+        raise AssertionError("unreachable")
+
+    async def _call_once(self, method: _Unary[Resp], request: Message) -> Resp:
         md = await self._metadata()
         try:
             return await method(request, metadata=md, timeout=self._timeout)

@@ -58,14 +58,26 @@ class AlreadyExists(FlowDockError):
 
 
 class QuotaExceeded(FlowDockError):
-    """A limit was hit (storage quota, chunk or file size, rate limit); `limit` names it."""
+    """A limit was hit (storage quota, chunk or file size, a link's downloads, a rate limit); `limit` names it and
+    `reason` says which kind (ErrorInfo: TOO_LARGE, STORAGE_QUOTA_EXCEEDED, LIMIT_REACHED, RATE_LIMITED).
+
+    Only a rate limit (`RateLimited`, `retryable`) passes by waiting; the SDK never retries the others."""
 
     code = "RESOURCE_EXHAUSTED"
 
-    def __init__(self, message: str, *, limit: str = "", retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, limit: str = "", retry_after: float | None = None, reason: str = "") -> None:
         super().__init__(message)
         self.limit = limit
         self.retry_after = retry_after
+        self.reason = reason
+
+    @property
+    def retryable(self) -> bool:
+        return self.reason == "RATE_LIMITED" or (not self.reason and self.retry_after is not None)
+
+
+class RateLimited(QuotaExceeded):
+    """Too many requests for now: the same call works after `retry_after` seconds (the SDK waits and retries)."""
 
 
 class InvalidArgument(FlowDockError):
@@ -101,9 +113,14 @@ class IntegrityError(FlowDockError):
 
 
 class TransferInterrupted(FlowDockError):
-    """A transfer stopped part way; resume it (its state is saved)."""
+    """A transfer stopped part way; resume it (its state is saved). `retry_after`: when the server said to (e.g.
+    another connection still holds the upload)."""
 
     code = "ABORTED"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class LocalFileError(FlowDockError):
@@ -137,6 +154,14 @@ _BY_CODE: dict[grpc.StatusCode, type[FlowDockError]] = {
 
 # What grpc-core (not the server) says when a connection dies under a call.
 _TRANSPORT_BROKE = ("RST_STREAM", "Stream removed", "Internal error from Core", "Socket closed", "Connection reset")
+
+
+REASON_KEY = "x-flowdock-error-reason"
+
+
+def _plain_metadata(error: grpc.RpcError) -> dict[str, str]:
+    trailers: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    return {key: value for key, value in trailers or () if isinstance(value, str)}
 
 
 def _details(error: grpc.RpcError) -> list[object]:
@@ -176,18 +201,25 @@ def from_rpc_error(error: grpc.RpcError) -> FlowDockError:
             for v in d.field_violations
         )
         return InvalidArgument(message, violations=violations)
+    retry = next(
+        (d.retry_delay.ToNanoseconds() / 1e9 for d in details if isinstance(d, error_details_pb2.RetryInfo)), None
+    )
+    reason = next((d.reason for d in details if isinstance(d, error_details_pb2.ErrorInfo)), "")
+    # The gateway's own answers (its rate limit) carry no details: the same facts come as metadata.
+    plain = _plain_metadata(error)
+    reason = reason or plain.get(REASON_KEY, "")
+    if retry is None and plain.get("retry-after", "").isdigit():
+        retry = float(plain["retry-after"])
     if cls is QuotaExceeded:
         limit = next(
             (v.subject for d in details if isinstance(d, error_details_pb2.QuotaFailure) for v in d.violations), ""
         )
-        retry = next(
-            (d.retry_delay.ToNanoseconds() / 1e9 for d in details if isinstance(d, error_details_pb2.RetryInfo)),
-            None,
-        )
-        return QuotaExceeded(message, limit=limit, retry_after=retry)
+        exc = QuotaExceeded(message, limit=limit, retry_after=retry, reason=reason)
+        return RateLimited(message, limit=limit, retry_after=retry, reason=reason) if exc.retryable else exc
     if cls is FailedPrecondition:
-        reason = next((d.reason for d in details if isinstance(d, error_details_pb2.ErrorInfo)), "")
         return FailedPrecondition(message, reason=reason)
+    if cls is TransferInterrupted:
+        return TransferInterrupted(message, retry_after=retry)
     if cls is FlowDockError:
         return FlowDockError(message, code=code.name)
     return cls(message)

@@ -19,12 +19,12 @@ import grpc
 
 from flowdock.storage.v1 import storage_pb2
 from flowdock_sdk._errors import (
-    FailedPrecondition,
     FlowDockError,
     IntegrityError,
     LocalFileError,
     NotFound,
     QuotaExceeded,
+    RateLimited,
     TransferInterrupted,
     Unavailable,
 )
@@ -305,20 +305,30 @@ class Uploader:
                     pause = min(pause * 2, 1.0)
                     up = await self.get_upload(upload.upload_id)
                 return up
-            except FailedPrecondition:
-                # Most likely the lease of a writer that vanished (killed client, restarted server): it lapses.
+            except (RateLimited, TransferInterrupted) as exc:
+                if exc.retry_after is None and isinstance(exc, TransferInterrupted):
+                    attempt = await self._backoff(attempt, display, exc)
+                    continue
+                # The server said when: the lease of a writer that vanished (killed client, dropped connection)
+                # lapses, or a rate limit passes. Waiting is bounded; a limit that waiting will not lift
+                # (QuotaExceeded but not RateLimited, FailedPrecondition) is never retried.
                 lease_deadline = lease_deadline or time.monotonic() + LEASE_WAIT
                 if time.monotonic() > lease_deadline:
                     raise
                 attempt = max(attempt, 1)
-                await asyncio.sleep(2.0)
+                await asyncio.sleep(min(max(exc.retry_after or 1.0, 0.5), LEASE_WAIT))
             except _RETRYABLE as exc:
-                attempt += 1
-                if attempt > self.c.retries:
-                    raise TransferInterrupted(
-                        f"{display}: connection lost ({exc.message}); the upload is saved, resume it later"
-                    ) from None
-                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+                attempt = await self._backoff(attempt, display, exc)
+
+    async def _backoff(self, attempt: int, display: str, exc: FlowDockError) -> int:
+        """A dropped connection: wait longer each time, give up after `retries`."""
+        attempt += 1
+        if attempt > self.c.retries:
+            raise TransferInterrupted(
+                f"{display}: connection lost ({exc.message}); the upload is saved, resume it later"
+            ) from None
+        await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+        return attempt
 
     async def stream(self, up: storage_pb2.Upload, path: Path, display: str, resumed: int) -> int:
         """One UploadStream call from the committed offset to the end; returns the last acknowledged offset."""

@@ -238,6 +238,8 @@ class Link(_message.Message):
     MAX_DOWNLOADS_FIELD_NUMBER: _builtins.int
     DOWNLOAD_COUNT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    MAX_UPLOAD_FILES_FIELD_NUMBER: _builtins.int
+    MAX_UPLOAD_BYTES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     node_id: _builtins.str
     owner_id: _builtins.str
@@ -249,6 +251,11 @@ class Link(_message.Message):
     max_downloads: _builtins.int
     """0: unlimited."""
     download_count: _builtins.int
+    max_upload_files: _builtins.int
+    """File-drop links: the most files / bytes visitors may drop through this link (0: the deployment's limit,
+    storage_link_drop_max_files / _max_bytes; a value above it is capped by it).
+    """
+    max_upload_bytes: _builtins.int
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
         """Unset: never expires."""
@@ -269,10 +276,12 @@ class Link(_message.Message):
         max_downloads: _builtins.int = ...,
         download_count: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        max_upload_files: _builtins.int = ...,
+        max_upload_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "download_count", b"download_count", "expire_time", b"expire_time", "has_password", b"has_password", "id", b"id", "max_downloads", b"max_downloads", "node_id", b"node_id", "owner_id", b"owner_id", "permission", b"permission", "token", b"token", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "download_count", b"download_count", "expire_time", b"expire_time", "has_password", b"has_password", "id", b"id", "max_downloads", b"max_downloads", "max_upload_bytes", b"max_upload_bytes", "max_upload_files", b"max_upload_files", "node_id", b"node_id", "owner_id", b"owner_id", "permission", b"permission", "token", b"token", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -287,11 +296,16 @@ class CreateLinkRequest(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     MAX_DOWNLOADS_FIELD_NUMBER: _builtins.int
     PERMISSION_FIELD_NUMBER: _builtins.int
+    MAX_UPLOAD_FILES_FIELD_NUMBER: _builtins.int
+    MAX_UPLOAD_BYTES_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     password: _builtins.str
     """Optional; 8-128 characters. Sent in the body, never in a URL."""
     max_downloads: _builtins.int
     permission: Global___LinkPermission.ValueType
+    max_upload_files: _builtins.int
+    """File-drop links only: at most this many files / bytes through the link (0: the deployment's limit)."""
+    max_upload_bytes: _builtins.int
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -302,10 +316,12 @@ class CreateLinkRequest(_message.Message):
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         max_downloads: _builtins.int = ...,
         permission: Global___LinkPermission.ValueType = ...,
+        max_upload_files: _builtins.int = ...,
+        max_upload_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "max_downloads", b"max_downloads", "node_id", b"node_id", "password", b"password", "permission", b"permission"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "max_downloads", b"max_downloads", "max_upload_bytes", b"max_upload_bytes", "max_upload_files", b"max_upload_files", "node_id", b"node_id", "password", b"password", "permission", b"permission"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -683,11 +699,16 @@ class CheckLinkAccessResponse(_message.Message):
     ROOT_NODE_ID_FIELD_NUMBER: _builtins.int
     OWNER_ID_FIELD_NUMBER: _builtins.int
     PERMISSION_FIELD_NUMBER: _builtins.int
+    MAX_UPLOAD_FILES_FIELD_NUMBER: _builtins.int
+    MAX_UPLOAD_BYTES_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     link_id: _builtins.str
     root_node_id: _builtins.str
     owner_id: _builtins.str
     permission: Global___LinkPermission.ValueType
+    max_upload_files: _builtins.int
+    """The link's own file-drop limits (0: none set)."""
+    max_upload_bytes: _builtins.int
     def __init__(
         self,
         *,
@@ -696,10 +717,12 @@ class CheckLinkAccessResponse(_message.Message):
         root_node_id: _builtins.str = ...,
         owner_id: _builtins.str = ...,
         permission: Global___LinkPermission.ValueType = ...,
+        max_upload_files: _builtins.int = ...,
+        max_upload_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "link_id", b"link_id", "owner_id", b"owner_id", "permission", b"permission", "root_node_id", b"root_node_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "link_id", b"link_id", "max_upload_bytes", b"max_upload_bytes", "max_upload_files", b"max_upload_files", "owner_id", b"owner_id", "permission", b"permission", "root_node_id", b"root_node_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

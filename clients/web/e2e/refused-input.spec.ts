@@ -188,10 +188,11 @@ test('the network drops mid-upload: the page says so, and the upload continues w
   context,
 }) => {
   await signUpAndLogIn(page, uniqueEmail('offline'));
-  const file = await makeFile('offline/drop.bin', 24 * MiB);
+  const file = await makeFile('offline/drop.bin', 40 * MiB);
   await page.getByTestId('file-input').setInputFiles(file);
   const item = upload(page, 'drop.bin');
-  await expect.poll(async () => Number(await item.getAttribute('data-sent'))).toBeGreaterThan(2 * MiB);
+  // At least one chunk committed (the server's advised chunk size decides how much that is).
+  await expect.poll(async () => Number(await item.getAttribute('data-sent')), { timeout: 60_000 }).toBeGreaterThan(0);
   await context.setOffline(true);
   await expect(item).toHaveAttribute('data-status', 'waiting-network');
   await expect(item.getByTestId('upload-error')).toContainText('The server cannot be reached');

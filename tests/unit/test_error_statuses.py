@@ -1,0 +1,64 @@
+"""Domain errors -> gRPC status, details and the metadata the gateway turns into a REST status (issue 16 item 3);
+docs/http-status.md names every error kind."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from flowdock_kernel import errors, grpc_errors
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "http-status.md"
+
+
+def metadata(exc: errors.DomainError) -> tuple[grpc.StatusCode, dict[str, str], list[object]]:
+    status = grpc_errors.to_status(exc)
+    md = dict(status.trailing_metadata)
+    details = status_pb2.Status.FromString(md.pop("grpc-status-details-bin"))
+    found: list[object] = []
+    for packed in details.details:
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.RetryInfo, error_details_pb2.QuotaFailure):
+            msg = kind()
+            if packed.Unpack(msg):
+                found.append(msg)
+    return status.code, {k: str(v) for k, v in md.items()}, found
+
+
+def test_limits_name_their_kind_and_rest_status() -> None:
+    cases = [
+        (errors.TooLarge("x", limit="storage_max_file_bytes"), "TOO_LARGE", 413),
+        (errors.QuotaExceeded("x", limit="storage_quota_bytes"), "STORAGE_QUOTA_EXCEEDED", 403),
+        (errors.ResourceExhausted("x", limit="link_max_downloads"), "LIMIT_REACHED", 403),
+    ]
+    for exc, reason, rest in cases:
+        code, md, details = metadata(exc)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert md[grpc_errors.ERROR_REASON_HEADER] == reason
+        assert grpc_errors.REST_STATUS_BY_REASON[reason] == rest
+        assert "retry-after" not in md
+        info = next(d for d in details if isinstance(d, error_details_pb2.ErrorInfo))
+        assert (info.reason, info.metadata["limit"]) == (reason, exc.limit)
+
+
+def test_rate_limits_and_held_uploads_say_when() -> None:
+    code, md, details = metadata(errors.ResourceExhausted("x", limit="auth.login", retry_after_seconds=2.5))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert md[grpc_errors.ERROR_REASON_HEADER] == "RATE_LIMITED"
+    assert "RATE_LIMITED" not in grpc_errors.REST_STATUS_BY_REASON  # stays 429
+    assert md["retry-after"] == "3"
+    assert any(isinstance(d, error_details_pb2.RetryInfo) for d in details)
+    code, md, details = metadata(errors.Aborted("held", retry_after_seconds=4))
+    assert code == grpc.StatusCode.ABORTED and md["retry-after"] == "4"
+
+
+def test_the_doc_names_every_error_kind() -> None:
+    doc = DOC.read_text()
+    kinds = [n for n, c in vars(errors).items() if inspect.isclass(c) and issubclass(c, errors.DomainError)]
+    for name in kinds:
+        if name != "DomainError":
+            assert f"`{name}`" in doc, name
+    for reason in [*grpc_errors.REST_STATUS_BY_REASON, "RATE_LIMITED"]:
+        assert reason in doc, reason
