@@ -189,11 +189,19 @@ test('the network drops mid-upload: the page says so, and the upload continues w
 }) => {
   await signUpAndLogIn(page, uniqueEmail('offline'));
   const file = await makeFile('offline/drop.bin', 40 * MiB);
+  // On an idle machine 40 MiB in 8 MiB chunks can finish before the test goes offline: hold each chunk call
+  // back a little until then, so the drop always lands mid-upload.
+  const chunkCalls = '**/flowdock.storage.v1.StorageService/WriteUploadChunk';
+  await page.route(chunkCalls, async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 750));
+    await route.continue().catch(() => undefined);
+  });
   await page.getByTestId('file-input').setInputFiles(file);
   const item = upload(page, 'drop.bin');
   // At least one chunk committed (the server's advised chunk size decides how much that is).
   await expect.poll(async () => Number(await item.getAttribute('data-sent')), { timeout: 60_000 }).toBeGreaterThan(0);
   await context.setOffline(true);
+  await page.unroute(chunkCalls);
   await expect(item).toHaveAttribute('data-status', 'waiting-network');
   await expect(item.getByTestId('upload-error')).toContainText('The server cannot be reached');
   // Another view that needs the server says so in the page.
