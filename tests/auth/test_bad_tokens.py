@@ -15,7 +15,6 @@ from typing import Any
 import grpc
 import jwt
 import pytest
-import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
@@ -26,6 +25,7 @@ from flowdock.storage.v1 import storage_pb2_grpc
 from tests.auth.support import Mailbox, rest, user
 from tests.conftest import Running
 from tests.e2e.protocols import GrpcWeb, GrpcWebError
+from tests.support.signing import newest_signing_key
 
 
 def b64(data: bytes) -> str:
@@ -33,14 +33,7 @@ def b64(data: bytes) -> str:
 
 
 def signing_key(mesh: Running) -> tuple[str, Ed25519PrivateKey]:
-    engine = sa.create_engine(mesh.service_db_url("auth"))
-    with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT kid, private_pem FROM signing_keys ORDER BY created_at DESC")).first()
-    engine.dispose()
-    assert row is not None
-    key = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
-    assert isinstance(key, Ed25519PrivateKey)
-    return row.kid, key
+    return newest_signing_key(mesh)
 
 
 def forged_tokens(mesh: Running, good: str) -> dict[str, str]:

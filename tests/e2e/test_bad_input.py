@@ -15,8 +15,6 @@ import grpc
 import httpx
 import jwt
 import pytest
-import sqlalchemy as sa
-from cryptography.hazmat.primitives import serialization
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -25,6 +23,7 @@ from flowdock.storage.v1 import storage_pb2 as S
 from tests.conftest import Running, free_port, start_up, stop_up
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
 from tests.e2e.test_mesh import PASSWORD, register_and_login
+from tests.support.signing import newest_signing_key
 
 
 def rest(mesh: Running, token: str = "") -> httpx.Client:
@@ -83,11 +82,7 @@ def test_bad_names_carry_a_field_violation_on_rest_and_grpc(mesh: Running, name:
 
 def expired_token(mesh: Running, *, role: str = "user", ttl: int = -3000) -> str:
     """A token signed by auth_svc's real key (from its database): by default one that expired long ago."""
-    engine = sa.create_engine(mesh.service_db_url("auth"))
-    with engine.connect() as conn:
-        kid, pem = conn.execute(sa.text("SELECT kid, private_pem FROM signing_keys")).first()  # type: ignore[misc]
-    engine.dispose()
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    kid, key = newest_signing_key(mesh)
     now = int(time.time())
     start = now - 3600 if ttl < 0 else now
     claims = {"iss": "flowdock", "aud": "flowdock", "sub": str(uuid.uuid4()), "sid": "s", "role": role}
