@@ -147,6 +147,7 @@ from envoy_data_plane.google.protobuf import Any as PbAny
 from envoy_data_plane.google.protobuf import Empty, Struct
 
 from gateway.descriptor import RoutedService, load_services
+from gateway.openapi import OPENAPI_PATH
 from gateway.webapp import APP_SECURITY_HEADERS, BUILD_HINT, NO_CACHE, AppFile, scan
 
 __all__ = [
@@ -188,6 +189,7 @@ JWKS_SERVICE = "flowdock.auth.v1.AuthService"
 PREFLIGHT_CLUSTER = "gateway_preflight"
 ADMIN_CLUSTER = "gateway_admin"
 JWKS_PATH = "/.well-known/jwks.json"
+OPENAPI_MAX_BYTES = 4 * MiB
 
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 _CORS_ALLOW_HEADERS = (
@@ -273,6 +275,8 @@ class GatewaySpec:
     #: it paused storage_svc's stream about once per message (~1,300 pauses per GiB); 2 MiB: ~30.
     connection_buffer_bytes: int = 2 * MiB
     access_log: bool = True
+    #: The OpenAPI document served at /api/v1/openapi.json; None: openapi.json beside the descriptor set, if there.
+    openapi_path: Path | None = None
     health_check_interval: timedelta = field(default=timedelta(seconds=2))
     #: The browser app's build (Vite's dist: index.html + assets/); None or a folder without index.html serves
     #: the "not built yet" page on the app's routes instead. Read when the config is built.
@@ -692,6 +696,39 @@ end
 """
 
 
+# HTTP allows header names and values that gRPC metadata does not (`foo^`, a `-bin` value that is not base64, a
+# malformed grpc-timeout): the upstream's gRPC core refused such a request with INTERNAL, a 500 for a client's
+# typo. The services read none of them, so they are dropped here, before any filter turns headers into metadata.
+_GRPC_SAFE_HEADERS_LUA = """
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local drop = {}
+  for key, value in pairs(headers) do
+    if string.sub(key, 1, 1) ~= ":" then
+      if string.find(key, "[^0-9a-z_.%-]") then
+        drop[#drop + 1] = key
+      elseif string.sub(key, -4) == "-bin" then
+        if not string.find(value, "^[A-Za-z0-9+/]*=?=?$") or #value % 4 == 1 then drop[#drop + 1] = key end
+      elseif key == "grpc-timeout" then
+        if #value > 9 or not string.find(value, "^%d+[HMSmun]$") then drop[#drop + 1] = key end
+      end
+    end
+  end
+  for _, key in ipairs(drop) do
+    headers:remove(key)
+  end
+end
+"""
+
+
+def _grpc_safe_headers_filter() -> HttpFilter:
+    """Drops request headers gRPC metadata cannot carry (see _GRPC_SAFE_HEADERS_LUA); first in the chain."""
+    return HttpFilter(
+        name="flowdock.grpc_safe_headers",
+        typed_config=_any(Lua(default_source_code=DataSource(inline_string=_GRPC_SAFE_HEADERS_LUA))),
+    )
+
+
 #: Compressed on the app's routes only (the filters are off elsewhere): API responses keep their bytes and their
 #: Content-Length (see _CONTENT_LENGTH_LUA), and a streamed download is never buffered through a compressor.
 _COMPRESSIBLE_TYPES = [
@@ -721,9 +758,10 @@ def _compressor(name: str, library: betterproto2.Message) -> HttpFilter:
 
 
 def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[HttpFilter]:
-    """lua (response: Content-Length) -> compressors (app routes only) -> cors -> grpc_web -> jwt_authn
-    -> grpc_json_transcoder -> local_ratelimit -> router."""
+    """grpc-safe headers (lua) -> lua (response: Content-Length) -> compressors (app routes only) -> cors ->
+    grpc_web -> jwt_authn -> grpc_json_transcoder -> local_ratelimit -> router."""
     return [
+        _grpc_safe_headers_filter(),
         HttpFilter(
             name="envoy.filters.http.lua",
             typed_config=_any(Lua(default_source_code=DataSource(inline_string=_CONTENT_LENGTH_LUA))),
@@ -759,6 +797,32 @@ def _cors_policy(spec: GatewaySpec) -> CorsPolicy:
     )
 
 
+def _openapi_routes(spec: GatewaySpec) -> list[Route]:
+    """GET /api/v1/openapi.json: the generated document (gateway/openapi.py), answered by Envoy itself, public.
+
+    Read once when Envoy loads its configuration, so the document always matches the descriptor set it transcodes.
+    """
+    path = spec.openapi_path or Path(spec.descriptor_path).with_name("openapi.json")
+    if not path.is_file():
+        _log.warning("no OpenAPI document at %s: %s is not served", path, OPENAPI_PATH)
+        return []
+    if path.stat().st_size > OPENAPI_MAX_BYTES:
+        raise ValueError(f"{path} is over {OPENAPI_MAX_BYTES} bytes, the gateway's direct-response limit")
+    return [
+        Route(
+            name="openapi",
+            match=RouteMatch(path=OPENAPI_PATH, headers=[_method_is("GET")]),
+            direct_response=DirectResponseAction(status=200, body=DataSource(filename=str(path.resolve()))),
+            response_headers_to_add=[
+                _header("content-type", "application/json"),
+                _header("cache-control", "no-cache"),
+            ],
+            # The transcoder would answer 404 first (reject_unknown_method): no gRPC method is bound to this path.
+            typed_per_filter_config={"envoy.filters.http.grpc_json_transcoder": _any(FilterConfig(disabled=True))},
+        )
+    ]
+
+
 def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConfiguration:
     """One prefix route per routed service, then a JSON 404 for plain HTTP requests.
 
@@ -791,6 +855,7 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
         else []
     )
     routes = exempt + _body_limit_routes(spec, services) + _service_routes(spec, services)
+    routes.extend(_openapi_routes(spec))
     # The CORS filter only answers preflights on routes with a route action (not direct_response).
     # It answers every preflight itself (forward_not_matching_preflights=false), so this empty
     # cluster is never reached.
@@ -820,8 +885,8 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
     routes.append(_not_found("not_found", RouteMatch(prefix="/", headers=[_not_grpc_request()])))
     return RouteConfiguration(
         name="flowdock",
-        # Envoy's default (4 KiB) is below any real bundle; the largest file of the build sets it.
-        max_direct_response_body_size_bytes=max(4096, largest),
+        # Envoy's default (4 KiB) is below any real bundle and the OpenAPI document; the largest file sets it.
+        max_direct_response_body_size_bytes=max(4096, largest, OPENAPI_MAX_BYTES),
         virtual_hosts=[
             VirtualHost(
                 name="flowdock",

@@ -86,6 +86,15 @@ quotas = sa.Table(
     sa.Column("limit_bytes", sa.BigInteger, nullable=True),
 )
 
+#: What each file-drop link has taken so far (every upload started through it counts, an aborted one too).
+link_drops = sa.Table(
+    "link_drops",
+    metadata,
+    sa.Column("link_id", sa.String(80), primary_key=True),
+    sa.Column("files", sa.Integer, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+)
+
 uploads = sa.Table(
     "uploads",
     metadata,
@@ -588,6 +597,40 @@ _CONSUME = (
 )
 
 
+_TAKE_DROP = (
+    link_drops.update()
+    .where(
+        link_drops.c.link_id == sa.bindparam("l"),
+        link_drops.c.files + 1 <= sa.bindparam("mf"),
+        link_drops.c.bytes + sa.bindparam("n") <= sa.bindparam("mb"),
+    )
+    .values(files=link_drops.c.files + 1, bytes=link_drops.c.bytes + sa.bindparam("n"))
+)
+
+
+class SqlLinkDrops:
+    """Per-link counters changed by one conditional UPDATE, so parallel drops cannot pass the limits together."""
+
+    def __init__(self, s: AsyncConnection) -> None:
+        self.s = s
+
+    async def take(self, link_id: str, size: int, max_files: int, max_bytes: int) -> tuple[int, int] | None:
+        params = {"l": link_id, "n": size, "mf": max_files, "mb": max_bytes}
+        if (await self.s.execute(_TAKE_DROP, params)).rowcount:
+            return None
+        exists = (await self.s.execute(sa.select(link_drops.c.link_id).where(link_drops.c.link_id == link_id))).first()
+        if exists is None:
+            try:
+                async with self.s.begin_nested():
+                    await self.s.execute(link_drops.insert().values(link_id=link_id, files=0, bytes=0))
+            except IntegrityError:
+                pass  # created concurrently
+            if (await self.s.execute(_TAKE_DROP, params)).rowcount:
+                return None
+        row = (await self.s.execute(sa.select(link_drops).where(link_drops.c.link_id == link_id))).one()
+        return int(row.files), int(row.bytes)
+
+
 class SqlQuotas:
     """Usage counters per owner, changed only by conditional UPDATEs so concurrent uploads cannot overspend."""
 
@@ -835,6 +878,7 @@ class SqlUnitOfWork(db.SqlUnitOfWork):
         self.listings = SqlListings(session)
         self.versions = SqlVersions(session)
         self.quotas = SqlQuotas(session)
+        self.link_drops = SqlLinkDrops(session)
         self.uploads = SqlUploads(session)
 
 

@@ -81,6 +81,8 @@ async def build(config: StorageConfig) -> Service:
             chunk_bytes=config.storage_chunk_bytes,
             max_chunk_bytes=config.storage_max_chunk_bytes,
             max_file_bytes=config.storage_max_file_bytes,
+            link_drop_max_files=config.storage_link_drop_max_files,
+            link_drop_max_bytes=config.storage_link_drop_max_bytes,
             upload_expiry=timedelta(hours=config.storage_upload_expiry_hours),
             sync_bytes=config.storage_sync_bytes,
             list_page_size=config.storage_list_page_size,

@@ -61,6 +61,16 @@ class StorageConfig(CommonConfig):
         check=one_of("clamd", "off"),
     )
     storage_clamd_address: str = setting("127.0.0.1:3310", "clamd address: host:port or a unix socket path.")
+    storage_link_drop_max_files: int = setting(
+        1000,
+        "Files one file-drop link may take in total (every upload started through it counts); then RESOURCE_EXHAUSTED.",
+        check=positive,
+    )
+    storage_link_drop_max_bytes: int = setting(
+        1024**3,
+        "Bytes one file-drop link may take in total (declared sizes), so a public link cannot fill the owner's quota.",
+        check=positive,
+    )
     storage_clamd_wait_seconds: float = setting(
         30.0,
         "`flowdock up` waits this long for clamd to answer at start (scanning on); then it stops with what to do.",

@@ -79,6 +79,8 @@ class Limits:
     scan_oversize: str = "refuse"
     inline_upload_bytes: int = 4 * 1024 * 1024
     download_url_lifetime: timedelta = timedelta(seconds=60)
+    link_drop_max_files: int = 1000
+    link_drop_max_bytes: int = 1024**3
 
 
 def _now() -> datetime:
@@ -661,6 +663,7 @@ class Storage:
             parent = await self._upload_parent(uow, caller, parent_id, link_parent)
             name, clash = await self._upload_name(uow, parent, name, on_conflict)
             target = clash.id if clash is not None else ""
+            await self._take_link_drop(uow, caller, size, link_parent)
             if not await uow.quotas.reserve(parent.owner_id, size, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(parent.owner_id, self.limits.default_quota_bytes), size)
             now = _now()
@@ -684,6 +687,28 @@ class Storage:
             await uow.uploads.add(upload)
             await uow.commit()
         return upload
+
+    async def _take_link_drop(self, uow: UnitOfWork, caller: str, size: int, link_parent: Node | None) -> None:
+        """A file drop counts against its link's own limits before the owner's quota: a public link must not be
+        able to fill the owner's whole quota or their folder with files."""
+        if link_parent is None:
+            return
+        limits = self.limits
+        used = await uow.link_drops.take(caller, size, limits.link_drop_max_files, limits.link_drop_max_bytes)
+        if used is None:
+            return
+        files, taken = used
+        if files + 1 > limits.link_drop_max_files:
+            raise ResourceExhausted(
+                f"this file-drop link has taken its {limits.link_drop_max_files} files "
+                "(storage_link_drop_max_files); ask the owner for a new link",
+                limit="storage_link_drop_max_files",
+            )
+        raise ResourceExhausted(
+            f"a file of {size} bytes would take this file-drop link past its {limits.link_drop_max_bytes} bytes "
+            f"({taken} taken; storage_link_drop_max_bytes)",
+            limit="storage_link_drop_max_bytes",
+        )
 
     async def _upload_parent(self, uow: UnitOfWork, caller: str, parent_id: str, link_parent: Node | None) -> Node:
         """The folder an upload goes to: a file drop's (authorised by its link), else one the caller may write."""
@@ -810,6 +835,7 @@ class Storage:
             target: Node | None = None
             if on_conflict != OnConflict.FAIL:  # FAIL: the unique index answers, without a query first
                 name, target = await self._upload_name(uow, parent, name, on_conflict)
+            await self._take_link_drop(uow, caller, size, link_parent)
             if not await uow.quotas.consume(owner, size, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(owner, self.limits.default_quota_bytes), size)
             now = _now()

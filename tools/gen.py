@@ -1,5 +1,6 @@
-"""Regenerate everything derived from protos/: Python stubs (+ typed stubs), Envoy's descriptor set and the
-TypeScript SDK's protobuf-es code (clients/ts/src/gen/).
+"""Regenerate everything derived from protos/: Python stubs (+ typed stubs), Envoy's descriptor set, the OpenAPI
+document of the REST surface (gateway/openapi.py reads the descriptor set; the gateway serves it at
+/api/v1/openapi.json) and the TypeScript SDK's protobuf-es code (clients/ts/src/gen/).
 
 One command (`python tools/gen.py`); CI runs it with `--check` and fails if the committed output differs.
 google/api protos are materialised from the installed googleapis-common-protos package into .build/ (ignored),
@@ -30,7 +31,7 @@ TS_README = (
     "Everything here is generated from `protos/` by `python tools/gen.py` (buf + protoc-gen-es, target=ts, with\n"
     "imports); CI's `python tools/gen.py --check` fails on any hand edit. Change the protos and rerun the tool.\n"
 )
-GOOGLE_API_FILES = ("annotations.proto", "http.proto", "httpbody.proto")
+GOOGLE_API_FILES = ("annotations.proto", "http.proto", "httpbody.proto", "field_behavior.proto")
 GOOGLE_RPC_FILES = ("status.proto", "error_details.proto", "code.proto")
 # Not used by our contracts, but Envoy's transcoder must know these types to turn error details into JSON.
 EXTRA_DESCRIPTOR_SOURCES = ("google/rpc/error_details.proto", "google/rpc/status.proto")
@@ -103,6 +104,12 @@ def generate(out: Path) -> None:
                 init.write_text('"""Generated from protos/ by tools/gen.py; do not edit."""\n')
             pkg_dir = pkg_dir.parent
     (py_out / "flowdock" / "py.typed").write_text("")
+    # Beside the descriptor set (package data): the gateway finds both the same way, installed or from a checkout.
+    sys.path.insert(0, str(ROOT))
+    from gateway.openapi import render_openapi
+
+    descriptor = py_out / "flowdock" / "descriptor.binpb"
+    (py_out / "flowdock" / "openapi.json").write_text(render_openapi(descriptor), encoding="utf-8")
 
 
 class MissingTool(Exception):

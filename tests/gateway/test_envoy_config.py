@@ -140,6 +140,7 @@ def test_template_to_regex() -> None:
 
 def test_filter_chain_order(bootstrap: dict[str, Any]) -> None:
     assert [f["name"] for f in hcm(bootstrap)["http_filters"]] == [
+        "flowdock.grpc_safe_headers",
         "envoy.filters.http.lua",
         "envoy.filters.http.compressor.brotli",
         "envoy.filters.http.compressor.gzip",
@@ -151,6 +152,15 @@ def test_filter_chain_order(bootstrap: dict[str, Any]) -> None:
         "envoy.filters.http.router",
     ]
     assert hcm(bootstrap)["http_protocol_options"] == {"enable_trailers": True}
+
+
+def test_openapi_document_is_served_by_envoy_without_a_token(bootstrap: dict[str, Any]) -> None:
+    config = hcm(bootstrap)["route_config"]
+    route = next(r for r in config["virtual_hosts"][0]["routes"] if r.get("name") == "openapi")
+    assert route["match"]["path"] == "/api/v1/openapi.json"
+    assert route["direct_response"]["body"]["filename"] == str((DESCRIPTOR.parent / "openapi.json").resolve())
+    assert "envoy.filters.http.grpc_json_transcoder" in route["typed_per_filter_config"]
+    assert config["max_direct_response_body_size_bytes"] >= (DESCRIPTOR.parent / "openapi.json").stat().st_size
 
 
 def test_internal_services_are_not_routed(bootstrap: dict[str, Any]) -> None:

@@ -20,6 +20,9 @@ SHARE_TEST_ENV = {
     "FLOWDOCK_SHARE_LINK_PASSWORD_FAILURES_PER_IP": "12",
     "FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(64 * MiB),
     "FLOWDOCK_STORAGE_INLINE_FINISH_BYTES": str(MiB),
+    # Small per-link drop limits (each test makes its own links; none drops more than 2 files or 300 KB).
+    "FLOWDOCK_STORAGE_LINK_DROP_MAX_FILES": "3",
+    "FLOWDOCK_STORAGE_LINK_DROP_MAX_BYTES": str(MiB),
 }
 
 

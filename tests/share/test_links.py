@@ -252,6 +252,37 @@ def test_file_drop_uploads_but_sees_nothing(share_mesh: Running) -> None:
     )
 
 
+def test_a_file_drop_link_has_its_own_file_and_byte_limits(share_mesh: Running) -> None:
+    """A public file-drop link cannot fill the owner's quota or folder: 3 files and 1 MiB per link here
+    (storage_link_drop_max_files / _max_bytes), counted before anything is written, also in parallel."""
+    a, pub, _, _, _ = tree(share_mesh)
+
+    def drop(token: str, name: str, size: int, v: Visitor) -> httpx.Response:
+        return v.http.post(f"{LINKS}/{token}/uploads", json={"name": name, "size": size}, headers=v.headers())
+
+    counted = a.link(pub, "upload")
+    v = Visitor(share_mesh)
+    assert [drop(counted["token"], f"f{i}.bin", 10, v).status_code for i in range(3)] == [200, 200, 200]
+    r = drop(counted["token"], "f3.bin", 10, v)
+    assert r.status_code == 429, r.text
+    assert r.json()["code"] == 8 and "storage_link_drop_max_files" in r.json()["message"]
+
+    sized = a.link(pub, "upload")
+    assert drop(sized["token"], "big1.bin", 600_000, v).status_code == 200
+    r = drop(sized["token"], "big2.bin", 600_000, v)
+    assert r.status_code == 429, r.text
+    assert "storage_link_drop_max_bytes" in r.json()["message"] and "1048576" in r.json()["message"]
+    assert drop(sized["token"], "small.bin", 1000, v).status_code == 200  # what still fits is taken
+
+    # Ten visitors at once on a fresh link: the count is taken first, so at most 3 get through.
+    parallel = a.link(pub, "upload")
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        codes = list(
+            pool.map(lambda i: drop(parallel["token"], f"p{i}.bin", 10, Visitor(share_mesh)).status_code, range(10))
+        )
+    assert sorted(codes) == [200] * 3 + [429] * 7, codes
+
+
 def test_link_management_and_other_users_ids(share_mesh: Running) -> None:
     a, pub, _, top, _ = tree(share_mesh)
     link = a.link(pub, "view", max_downloads=3)

@@ -18,8 +18,9 @@ const COOKIE_METHODS = new Set(["Login", "LoginTotp", "FinishOidcLogin", "Refres
 function isPublic(method: DescMethod): boolean {
   return getOption(method, public$);
 }
-// A refresh this long before the access token expires would be pointless: send the call and let it fail.
+// A token this close to its expiry counts as expired: it could lapse on the way (refresh first instead).
 const EXPIRY_SKEW_MS = 1_000;
+// The timer's next try when a refresh failed for want of a network (the token may still live a while).
 const RETRY_TIMER_MS = 10_000;
 
 /** What a login step ended in: signed in, or a second factor is needed (send mfaToken + code to loginTotp). */
