@@ -591,6 +591,9 @@ class Argon2Hasher:
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._ph.check_needs_rehash(stored_hash)
 
+    def check_capacity(self, *, requester: str = "") -> None:
+        self._pool.check(requester)
+
     def close(self) -> None:
         self._pool.close()
 

@@ -327,6 +327,7 @@ class Accounts:
         email = domain.normalise_email(email)
         domain.check_password(password, self.common_passwords)
         name = domain.clean_display_name(display_name, email)
+        self.hasher.check_capacity(requester=client.ip)
         await self._throttle("register", self.limits.register.per_ip, client.ip)
         password_hash = await self.hasher.hash(password, requester=client.ip)
         async with self._read() as uow:
@@ -419,6 +420,7 @@ class Accounts:
     # -- login, 2FA, tokens ------------------------------------------------------------------------------------
 
     async def login(self, email: str, password: str, device_name: str, client: domain.Client) -> LoginResult:
+        self.hasher.check_capacity(requester=client.ip)  # a busy pool refuses before any database work
         await self._throttle("login", self.limits.login.per_ip, client.ip)
         try:
             email = domain.normalise_email(email)

@@ -42,21 +42,29 @@ class BoundedPool:
         """Calls running or waiting (for metrics and tests)."""
         return self._pending
 
+    def check(self, key: str = "") -> None:
+        """Refuse now (ResourceExhausted) if a call for `key` would be refused: lets a caller skip the work it would
+        do before its call (database round trips) when the pool is full anyway. Admits nothing."""
+        with self._lock:
+            self._refuse_if_full(key)
+
+    def _refuse_if_full(self, key: str) -> None:
+        if self._pending >= self.capacity:
+            raise ResourceExhausted(
+                f"the server is busy ({self.name}: {self.capacity} calls running or queued); retry shortly",
+                limit=f"{self.name}.queue",
+                retry_after_seconds=self.retry_after_seconds,
+            )
+        if key and self.per_key and self._by_key[key] >= self.per_key:
+            raise ResourceExhausted(
+                f"too many concurrent requests from this client ({self.name}: at most {self.per_key}); retry shortly",
+                limit=f"{self.name}.per_client",
+                retry_after_seconds=self.retry_after_seconds,
+            )
+
     def _admit(self, key: str) -> None:
         with self._lock:
-            if self._pending >= self.capacity:
-                raise ResourceExhausted(
-                    f"the server is busy ({self.name}: {self.capacity} calls running or queued); retry shortly",
-                    limit=f"{self.name}.queue",
-                    retry_after_seconds=self.retry_after_seconds,
-                )
-            if key and self.per_key and self._by_key[key] >= self.per_key:
-                raise ResourceExhausted(
-                    f"too many concurrent requests from this client ({self.name}: at most {self.per_key}); "
-                    "retry shortly",
-                    limit=f"{self.name}.per_client",
-                    retry_after_seconds=self.retry_after_seconds,
-                )
+            self._refuse_if_full(key)
             self._pending += 1
             if key:
                 self._by_key[key] += 1

@@ -294,6 +294,9 @@ class CountingHasher:
     def needs_rehash(self, stored_hash: str) -> bool:
         return bool(self.inner.needs_rehash(stored_hash))
 
+    def check_capacity(self, *, requester: str = "") -> None:
+        self.inner.check_capacity(requester=requester)
+
 
 async def test_a_garbage_reset_token_costs_no_password_hash_and_is_throttled_per_ip(backend: Backend) -> None:
     accounts = backend.accounts(limits=Limits(window_seconds=60, reset=Limit(0, 5)))
