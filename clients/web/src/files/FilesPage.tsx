@@ -5,6 +5,7 @@ import { Link, useParams, useSearchParams } from 'react-router';
 import { api } from '../api';
 import { asAppError, describeError } from '../api/errors';
 import type { FileNode, SortKey } from '../api/types';
+import { NodeIcon } from '../components/NodeIcon';
 import { SafeName } from '../components/SafeName';
 import { Alert, Button, Empty, Spinner } from '../components/ui';
 import { NotFoundContent } from '../pages/NotFound';
@@ -326,7 +327,7 @@ export default function FilesPage() {
                         />
                       </div>
                       <div role="cell" className="flex min-w-0 flex-1 items-center gap-2">
-                        <span aria-hidden>{n.kind === 'folder' ? '📁' : '📄'}</span>
+                        <NodeIcon kind={n.kind} />
                         {n.kind === 'folder' ? (
                           <Link to={`/files/${n.id}`} className="min-w-0 truncate text-slate-900">
                             <SafeName name={n.name} />

@@ -2,6 +2,7 @@ import { useInfiniteQuery } from '@tanstack/react-query';
 import { Link, useSearchParams } from 'react-router';
 import { api } from '../api';
 import { describeError } from '../api/errors';
+import { NodeIcon } from '../components/NodeIcon';
 import { SafeName } from '../components/SafeName';
 import { Alert, Button, Empty, Spinner } from '../components/ui';
 import { formatBytes, formatDate } from './format';
@@ -29,7 +30,7 @@ export default function SearchPage() {
         {nodes.map((n) => (
           <li key={n.id} className="flex flex-wrap items-center justify-between gap-2 px-3 py-2 text-sm" data-testid="search-result">
             <span className="flex min-w-0 items-center gap-2">
-              <span aria-hidden>{n.kind === 'folder' ? '📁' : '📄'}</span>
+              <NodeIcon kind={n.kind} />
               <SafeName name={n.name} className="truncate font-medium" />
               <span className="text-slate-700">
                 {n.kind === 'file' ? `${formatBytes(n.size)} · ` : ''}
