@@ -612,21 +612,29 @@ class AsyncClient:
         overwrite: bool = False,
         resume: bool = False,
         progress: ProgressCallback | None = None,
+        contents: bool = False,
     ) -> list[Node]:
         """Upload a file, or a directory tree keeping its structure, into the remote `folder` (created if missing).
 
+        With `contents`, a directory's entries go into `folder`, not the directory itself: `folder` becomes a copy
+        of it whether or not it existed (rclone's `copy`; `download(..., contents=True)` is the way back).
         `overwrite` adds a new version to files that exist; without it an existing name is ALREADY_EXISTS.
         `resume` continues uploads a previous run left open (from the state file and the server's committed offset).
         Files go `max_parallel` at a time, SHA-256 checked by the server. Returns the uploaded files.
         """
-        jobs = await asyncio.to_thread(_transfer.plan_upload, Path(local))
-        source = jobs.source
+        jobs = await asyncio.to_thread(_transfer.plan_upload, Path(local), contents=contents)
         if isinstance(folder, str) and folder.startswith("/"):
             target = await self.mkdir(folder, parents=True)
         else:
             target = await self.stat(folder)
-        if not overwrite and not resume and await self._child(target.id, source.name) is not None:
-            raise AlreadyExists(f"{source.name} already exists in the destination (use overwrite=True)")
+        if contents:
+            tops = sorted({rel.partition("/")[0] for rel in [f.relative for f in jobs.files] + jobs.empty_dirs})
+        else:
+            tops = [jobs.source.name]
+        if not overwrite and not resume:
+            for name in tops:
+                if await self._child(target.id, name) is not None:
+                    raise AlreadyExists(f"{name} already exists in the destination (use overwrite=True)")
         # Folders first, one at a time (parallel uploads then find them); files still name their place by
         # relative_path, so a folder removed meanwhile is recreated by the server.
         folders = {rel.rpartition("/")[0] for rel in (f.relative for f in jobs.files)} | set(jobs.empty_dirs)
@@ -647,8 +655,13 @@ class AsyncClient:
         overwrite: bool = False,
         resume: bool = False,
         progress: ProgressCallback | None = None,
+        contents: bool = False,
     ) -> list[Path]:
         """Download a file or a folder tree to `local` (into it, if it is an existing directory).
+
+        With `contents`, `local` is always the directory receiving a folder's entries (or the file), created if
+        missing: it becomes a copy of the folder whether or not it existed (rclone's `copy`, the way back from
+        `upload(..., contents=True)`).
 
         Each file is written beside its destination as `.<name>.flowdock-part`, checked against its SHA-256 and
         renamed into place: an interrupted download leaves no partial file — unless `resume`, which keeps part
@@ -657,11 +670,18 @@ class AsyncClient:
         """
         node = await self.stat(ref)
         dest = Path(local)
-        if await asyncio.to_thread(dest.is_dir):
+        if contents:
+            if await asyncio.to_thread(_taken_by_a_non_directory, dest):
+                raise AlreadyExists(f"{dest} exists and is not a directory")
+            if not node.is_folder:
+                dest = dest / safe_local_name(node.name)
+        elif await asyncio.to_thread(dest.is_dir):
             dest = dest / (safe_local_name(node.name) if node.name else "root")
         if not node.is_folder:
             pairs = [(node, dest)]
         else:
+            if await asyncio.to_thread(_taken_by_a_non_directory, dest):
+                raise AlreadyExists(f"{dest} exists and is not a directory")
             tree = await self.walk(node)
             for _, child in tree:
                 safe_local_name(child.name)  # before anything is written
@@ -701,6 +721,10 @@ class AsyncClient:
         except BaseExceptionGroup as eg:
             raise _first(eg) from None
         return [t.result() for t in tasks]
+
+
+def _taken_by_a_non_directory(path: Path) -> bool:
+    return not path.is_dir() and (path.exists() or path.is_symlink())
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

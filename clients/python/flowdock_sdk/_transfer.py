@@ -115,8 +115,10 @@ class UploadPlan:
     empty_dirs: list[str] = field(default_factory=list)
 
 
-def plan_upload(source: Path) -> UploadPlan:
-    """The files (and empty directories) to upload for a local file or tree; unreadable ones are errors now."""
+def plan_upload(source: Path, *, contents: bool = False) -> UploadPlan:
+    """The files (and empty directories) to upload for a local file or tree; unreadable ones are errors now.
+
+    Relative paths start with the directory's own name ("photos/a.jpg"), or below it with `contents` ("a.jpg")."""
     source = Path(os.path.abspath(source))  # "." and "dir/.." still get a name; symlinks are kept
     plan = UploadPlan(source)
 
@@ -132,7 +134,7 @@ def plan_upload(source: Path) -> UploadPlan:
         return plan
     if not source.is_dir():
         raise LocalFileError(f"{source}: not a regular file or directory")
-    base = source.parent
+    base = source if contents else source.parent
 
     def fail(exc: OSError) -> None:
         raise LocalFileError(f"{exc.filename}: {exc.strerror or exc}")
@@ -142,7 +144,7 @@ def plan_upload(source: Path) -> UploadPlan:
         here = Path(dirpath)
         if not os.access(here, os.R_OK | os.X_OK):
             raise LocalFileError(f"{here}: permission denied (not readable)")
-        if not filenames and not dirnames:
+        if not filenames and not dirnames and here != base:
             plan.empty_dirs.append(here.relative_to(base).as_posix())
         for name in sorted(filenames):
             path = here / name
