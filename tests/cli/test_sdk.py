@@ -24,7 +24,7 @@ from flowdock_sdk import (
     _transfer,
 )
 from tests.cli.conftest import PASSWORD
-from tests.conftest import Running
+from tests.support.mesh import Running
 
 
 def register(server: Running) -> str:

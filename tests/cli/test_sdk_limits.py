@@ -21,8 +21,8 @@ from flowdock_kernel import errors, grpc_errors
 from flowdock_sdk import AsyncClient, Client, QuotaExceeded, RateLimited, TransferInterrupted, _transfer
 from flowdock_sdk._errors import from_rpc_error
 from tests.cli.conftest import ENV, PASSWORD
-from tests.conftest import Running, start_up, stop_up
 from tests.e2e.protocols import Native, native_channel
+from tests.support.mesh import Running, start_up, stop_up
 
 MiB = 1024 * 1024
 
