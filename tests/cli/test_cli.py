@@ -29,7 +29,7 @@ import pytest
 
 from flowdock_cli.main import build_parser
 from tests.cli.conftest import ENV, PASSWORD
-from tests.conftest import Running, start_up, stop_up
+from tests.support.mesh import Running, start_up, stop_up
 
 MiB = 1024 * 1024
 

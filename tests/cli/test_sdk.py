@@ -25,7 +25,7 @@ from flowdock_sdk import (
 )
 from flowdock_sdk._session import RpcSession
 from tests.cli.conftest import PASSWORD
-from tests.conftest import Running
+from tests.support.mesh import Running
 
 
 def register(server: Running) -> str:

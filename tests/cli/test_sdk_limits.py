@@ -22,8 +22,8 @@ from flowdock_sdk import Client, Node, QuotaExceeded, RateLimited, TransferInter
 from flowdock_sdk._errors import from_rpc_error
 from flowdock_sdk._session import RpcSession
 from tests.cli.conftest import ENV, PASSWORD
-from tests.conftest import Running, start_up, stop_up
 from tests.e2e.protocols import Native, native_channel
+from tests.support.mesh import Running, start_up, stop_up
 
 MiB = 1024 * 1024
 

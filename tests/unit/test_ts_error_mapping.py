@@ -22,7 +22,7 @@ from flowdock_kernel import errors, grpc_errors
 from storage_svc.domain import Usage
 from storage_svc.scanner import ScanLimitExceeded
 from storage_svc.usecases import Storage, _wrong_offset
-from tests.conftest import REQUIRE_SERVERS
+from tests.support.mesh import REQUIRE_SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "clients" / "ts"
