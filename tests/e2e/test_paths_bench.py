@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVERS
+from tests.support.mesh import REQUIRE_SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
