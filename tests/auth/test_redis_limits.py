@@ -6,12 +6,14 @@ import asyncio
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from auth_svc.adapters import RedisRateLimiter
+from flowdock_kernel.clock import FakeClock
 from flowdock_kernel.errors import Unavailable
 from tests.conftest import REQUIRE_SERVERS, Running, start_up, stop_up
 
@@ -45,16 +47,16 @@ async def test_sliding_window_is_exact_under_concurrency() -> None:
 
 async def test_window_slides() -> None:
     need_redis()
-    now = [1000.0]
-    limiter = RedisRateLimiter(REDIS_URL, clock=lambda: now[0], prefix=f"test:{uuid.uuid4().hex}:")
+    clock = FakeClock(datetime.fromtimestamp(1000, UTC))
+    limiter = RedisRateLimiter(REDIS_URL, clock=clock, prefix=f"test:{uuid.uuid4().hex}:")
     try:
         assert await limiter.hit("k", limit=2, window_seconds=10) is None
-        now[0] += 4
+        clock.advance(4)
         assert await limiter.hit("k", limit=2, window_seconds=10) is None
         wait = await limiter.hit("k", limit=2, window_seconds=10)
         assert wait is not None
         assert wait == pytest.approx(6.0)
-        now[0] += 6.5  # the first attempt left the window
+        clock.advance(6.5)  # the first attempt left the window
         assert await limiter.hit("k", limit=2, window_seconds=10) is None
     finally:
         await limiter.close()
