@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from flowdock.storage.v1 import storage_pb2 as pb  # noqa: E402
 from flowdock.storage.v1 import storage_pb2_grpc  # noqa: E402
-from flowdock_cli.up import MALLOC_TUNABLES  # noqa: E402
+from flowdock_runtime.supervisor import MALLOC_TUNABLES  # noqa: E402
 
 MB = 1_000_000
 MiB = 1024 * 1024
@@ -183,7 +183,7 @@ class Mesh:
     @classmethod
     def start(cls, data_dir: Path, stderr_path: Path, db: str) -> Mesh:
         port = free_port()
-        argv = [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(data_dir), "--port", str(port)]
+        argv = [sys.executable, "-m", "flowdock_runtime", "up", "--data-dir", str(data_dir), "--port", str(port)]
         if db:
             argv += ["--db", db]
         env = {**os.environ, **AUTH_ENV}

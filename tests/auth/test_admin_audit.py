@@ -33,7 +33,7 @@ from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
 
 
 def cli(mesh: Running, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "flowdock_cli", *args, "--data-dir", str(mesh.data_dir)]
+    argv = [sys.executable, "-m", "flowdock_runtime", *args, "--data-dir", str(mesh.data_dir)]
     if mesh.db_url:
         argv += ["--db", mesh.db_url]
     return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, env=dict(os.environ))

@@ -44,7 +44,7 @@ def fresh_mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runni
 
 
 def cli(mesh: Running, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "flowdock_cli", *args, "--data-dir", str(mesh.data_dir)]
+    argv = [sys.executable, "-m", "flowdock_runtime", *args, "--data-dir", str(mesh.data_dir)]
     if mesh.db_url:
         argv += ["--db", mesh.db_url]
     return subprocess.run(

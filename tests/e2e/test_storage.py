@@ -418,7 +418,7 @@ def admin_token(mesh: Running) -> str:
     db = ["--db", mesh.db_url] if mesh.db_url else []
     argv = ["admin", "create-user", "--email", email, "--admin", "--password-stdin", "--data-dir", str(mesh.data_dir)]
     made = subprocess.run(
-        [sys.executable, "-m", "flowdock_cli", *argv, *db],
+        [sys.executable, "-m", "flowdock_runtime", *argv, *db],
         input=password + "\n",
         capture_output=True,
         text=True,
