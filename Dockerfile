@@ -23,7 +23,9 @@ COPY pyproject.toml constraints.txt ./
 # Sources (the package-dir mapping in pyproject.toml expects these exact paths).
 COPY gen/python/flowdock gen/python/flowdock
 COPY clients/python/flowdock_cli clients/python/flowdock_cli
+COPY clients/python/flowdock_sdk clients/python/flowdock_sdk
 COPY flowdock_kernel flowdock_kernel
+COPY flowdock_runtime flowdock_runtime
 COPY auth_svc auth_svc
 COPY storage_svc storage_svc
 COPY share_svc share_svc

@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 
 from flowdock.storage.v1 import storage_pb2 as pb  # noqa: E402
 from flowdock.storage.v1 import storage_pb2_grpc  # noqa: E402
-from flowdock_cli.up import MALLOC_TUNABLES  # noqa: E402
+from flowdock_runtime.supervisor import MALLOC_TUNABLES  # noqa: E402
 
 MB = 1_000_000
 MiB = 1024 * 1024
@@ -169,7 +169,7 @@ class Mesh:
         """`flowdock up --no-scan` with its defaults (no clamd runs here; it says so on stderr), the test suites'
         auth settings (AUTH_ENV) and `env_extra`."""
         port = free_port()
-        argv = [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(data_dir), "--port", str(port)]
+        argv = [sys.executable, "-m", "flowdock_runtime", "up", "--data-dir", str(data_dir), "--port", str(port)]
         argv.append("--no-scan")
         if db:
             argv += ["--db", db]

@@ -42,7 +42,7 @@ def start(data: Path, db: str) -> tuple[subprocess.Popen[bytes], str]:
         "FLOWDOCK_AUTH_RATE_REGISTER_PER_IP": "1000000",
         "FLOWDOCK_LOG_LEVEL": "warning",
     }
-    argv = [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(data), "--port", "0"]
+    argv = [sys.executable, "-m", "flowdock_runtime", "up", "--data-dir", str(data), "--port", "0"]
     import socket
 
     with socket.socket() as s:

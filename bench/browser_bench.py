@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import _common as common  # noqa: E402  (/proc helpers, clients, the environment block)
 from flowdock.storage.v1 import storage_pb2 as pb  # noqa: E402
-from flowdock_cli.up import MALLOC_TUNABLES  # noqa: E402
+from flowdock_runtime.supervisor import MALLOC_TUNABLES  # noqa: E402
 
 MB = 1_000_000
 MiB = 1024 * 1024
@@ -172,7 +172,7 @@ def chromium_type(pid: int) -> str:
 
 
 def start_mesh(data_dir: Path, stderr_path: Path, public_port: int) -> common.Mesh:
-    argv = [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(data_dir), "--port", str(public_port)]
+    argv = [sys.executable, "-m", "flowdock_runtime", "up", "--data-dir", str(data_dir), "--port", str(public_port)]
     argv += ["--no-scan", "--web-dir", str(WEB_DIST)]
     env = {**os.environ, **ENV, "FLOWDOCK_AUTH_PUBLIC_URL": f"http://127.0.0.1:{public_port}"}
     env.pop("GLIBC_TUNABLES", None)  # flowdock up sets the services' own
@@ -192,7 +192,7 @@ def start_mesh(data_dir: Path, stderr_path: Path, public_port: int) -> common.Me
 
 def create_user(data_dir: Path, email: str) -> None:
     """A verified account, as an operator makes one (`flowdock admin create-user`)."""
-    argv = [sys.executable, "-m", "flowdock_cli", "admin", "create-user", "--data-dir", str(data_dir)]
+    argv = [sys.executable, "-m", "flowdock_runtime", "admin", "create-user", "--data-dir", str(data_dir)]
     argv += ["--email", email, "--password-stdin"]
     r = subprocess.run(argv, input=PASSWORD, capture_output=True, text=True, timeout=120, check=False)
     if r.returncode != 0:

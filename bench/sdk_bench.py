@@ -56,7 +56,7 @@ def start(data: Path) -> tuple[subprocess.Popen[bytes], str]:
         "FLOWDOCK_AUTH_RATE_REGISTER_PER_IP": "100000",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(data), "--port", str(free_port())],
+        [sys.executable, "-m", "flowdock_runtime", "up", "--data-dir", str(data), "--port", str(free_port())],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -27,7 +27,7 @@ import httpx
 import pyotp
 import pytest
 
-from flowdock_cli.main import build_parser
+from flowdock_runtime.main import build_parser
 from tests.cli.conftest import ENV, PASSWORD
 from tests.support.mesh import Running, start_up, stop_up
 
@@ -49,7 +49,7 @@ class User:
         return {**os.environ, "FLOWDOCK_CONFIG_DIR": str(self.home / "config"), "FLOWDOCK_SERVER": self.server.url}
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "flowdock_cli", *args]
+        return [sys.executable, "-m", "flowdock_runtime", *args]
 
     def run(self, *args: str, stdin: str = "", code: int | None = 0, cwd: Path | None = None) -> Any:
         proc = subprocess.run(
@@ -568,7 +568,7 @@ def test_admin_users_over_the_api(server: Running, tmp_path: Path) -> None:
     assert admin.json("admin", "users", "show", someone.email)["role"] == "admin"
 
 
-CREATE_ADMIN = [sys.executable, "-m", "flowdock_cli", "admin", "create-user", "--admin", "--password-stdin"]
+CREATE_ADMIN = [sys.executable, "-m", "flowdock_runtime", "admin", "create-user", "--admin", "--password-stdin"]
 
 
 def _subparsers(parser: Any, prefix: list[str]) -> Iterator[list[str]]:

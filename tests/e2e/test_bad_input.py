@@ -188,7 +188,7 @@ def test_up_refuses_a_busy_port_and_bad_config(tmp_path: Path) -> None:
     sock, port = busy_port()
     try:
         r = subprocess.run(
-            [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(tmp_path), "--port", str(port)],
+            [sys.executable, "-m", "flowdock_runtime", "up", "--data-dir", str(tmp_path), "--port", str(port)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -199,7 +199,7 @@ def test_up_refuses_a_busy_port_and_bad_config(tmp_path: Path) -> None:
     assert f"port {port}" in r.stderr
     assert "Traceback" not in r.stderr
     r = subprocess.run(
-        [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(tmp_path), "--db", "mysql://nope"],
+        [sys.executable, "-m", "flowdock_runtime", "up", "--data-dir", str(tmp_path), "--db", "mysql://nope"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -217,7 +217,7 @@ def test_up_waits_for_clamd_then_stops_with_what_to_do(tmp_path: Path) -> None:
     env |= {"FLOWDOCK_STORAGE_CLAMD_ADDRESS": f"127.0.0.1:{dead}", "FLOWDOCK_STORAGE_CLAMD_WAIT_SECONDS": "1.5"}
     started = time.monotonic()
     r = subprocess.run(
-        [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(tmp_path), "--port", str(free_port())],
+        [sys.executable, "-m", "flowdock_runtime", "up", "--data-dir", str(tmp_path), "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,

@@ -140,7 +140,7 @@ def test_files_over_the_scanner_limit_are_refused_by_default(scanned: Running, c
 def flowdock(mesh: Running, *args: str) -> subprocess.CompletedProcess[str]:
     db = ["--db", mesh.db_url] if mesh.db_url else []
     return subprocess.run(
-        [sys.executable, "-m", "flowdock_cli", *args, "--data-dir", str(mesh.data_dir), *db],
+        [sys.executable, "-m", "flowdock_runtime", *args, "--data-dir", str(mesh.data_dir), *db],
         capture_output=True,
         text=True,
         timeout=120,

@@ -35,7 +35,7 @@ def cli(
     mesh: Running, *args: str, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`flowdock <args>` against the mesh's data folder and database, as an operator runs it."""
-    argv = [sys.executable, "-m", "flowdock_cli", *args, "--data-dir", str(mesh.data_dir)]
+    argv = [sys.executable, "-m", "flowdock_runtime", *args, "--data-dir", str(mesh.data_dir)]
     if mesh.db_url:
         argv += ["--db", mesh.db_url]
     return subprocess.run(
@@ -118,7 +118,7 @@ def admin_token(mesh: Running) -> str:
     email, password = f"admin-{uuid.uuid4().hex[:8]}@example.org", "an admin passphrase 42"
     argv = ["admin", "create-user", "--email", email, "--admin", "--password-stdin"]
     made = subprocess.run(
-        [sys.executable, "-m", "flowdock_cli", *argv, "--data-dir", str(mesh.data_dir)]
+        [sys.executable, "-m", "flowdock_runtime", *argv, "--data-dir", str(mesh.data_dir)]
         + (["--db", mesh.db_url] if mesh.db_url else []),
         input=password + "\n",
         capture_output=True,

@@ -72,7 +72,7 @@ def test_configuration_doc_is_current() -> None:
 
 def test_flowdock_migrate_creates_every_service_database(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "flowdock_cli", "migrate", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "flowdock_runtime", "migrate", "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

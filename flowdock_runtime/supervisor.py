@@ -1,4 +1,4 @@
-"""`flowdock up` and `flowdock migrate`: run the whole mesh on one machine as separate processes.
+"""`flowdock up`: run the whole mesh on one machine as separate processes.
 
 The three services get free loopback ports (so two instances can run side by side), Envoy is the only
 entry point. Children die with this process (PR_SET_PDEATHSIG), stop in order on Ctrl-C/SIGTERM, and a
@@ -11,9 +11,7 @@ import argparse
 import contextlib
 import ctypes
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,14 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-SERVICES = ("auth", "share", "storage")
+from flowdock_runtime.probes import ensure_port_free, free_ports, wait_for_clamd
+from flowdock_runtime.settings import SERVICES, SetupError, add_server_options, server_env
+
 # glibc maps and unmaps every 1 MiB message buffer by default; these keep them (performance-ceilings.md). Two
 # arenas at most: with one per thread, each kept its own freed buffers (+185 MiB RSS in a 4 GiB upload; bench/).
 MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=1073741824:glibc.malloc.arena_max=2"
 READY_TIMEOUT = 90.0
 
 
-class UpError(Exception):
+class UpError(SetupError):
     """`up` cannot continue; the message says why."""
 
 
@@ -39,80 +39,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def clamd_answers(address: str) -> bool:
-    """PING → PONG on clamd's TCP address or unix socket."""
-    try:
-        if address.startswith("/") or address.startswith("unix:"):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            target: Any = address.removeprefix("unix:")
-        else:
-            host, _, port = address.rpartition(":")
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            target = (host.strip("[]") or "127.0.0.1", int(port))
-        with sock:
-            sock.settimeout(1.0)
-            sock.connect(target)
-            sock.sendall(b"zPING\0")
-            return sock.recv(16).startswith(b"PONG")
-    except (OSError, ValueError):
-        return False
-
-
-def wait_for_clamd(address: str, seconds: float) -> None:
-    """Return once clamd answers at `address`; UpError saying what to do after `seconds`.
-
-    Scanning is on unless switched off explicitly: starting without it because clamd was slow to load its
-    database would make every upload of this run visible unscanned without anyone having chosen that.
-    """
-    deadline = time.monotonic() + seconds
-    told = False
-    while not clamd_answers(address):
-        if time.monotonic() >= deadline:
-            raise UpError(
-                f"no clamd answers at {address} after {seconds:g} s (storage_clamd_wait_seconds), and uploads are "
-                "virus-scanned before they become visible. Start clamd (Debian: apt install clamav-daemon, then "
-                "systemctl start clamav-daemon) or point FLOWDOCK_STORAGE_CLAMD_ADDRESS at yours; to run without "
-                "virus scanning, pass --no-scan (or set FLOWDOCK_STORAGE_VIRUS_SCAN=off)."
-            )
-        if not told:
-            print(f"waiting up to {seconds:g} s for clamd at {address}...", file=sys.stderr, flush=True)
-            told = True
-        time.sleep(0.5)
-
-
 def replica_name(name: str, replica: int) -> str:
     return name if replica == 0 else f"{name}-{replica}"
-
-
-def free_ports(host: str, count: int, avoid: set[int]) -> list[int]:
-    """`count` distinct free ports, none in `avoid` (the gateway's). All are held open until all are chosen: ports
-    picked one at a time could repeat, and a service binding port 0 could take the gateway's port before Envoy
-    starts (seen once in CI)."""
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(s)
-            s.bind((host, 0))
-            port = int(s.getsockname()[1])
-            if port not in avoid:
-                ports.append(port)
-        return ports
-    finally:
-        for s in held:
-            s.close()
-
-
-def ensure_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise UpError(
-                f"port {port} on {host} is already in use ({exc.strerror}); choose another with --port"
-            ) from None
 
 
 @dataclass
@@ -284,19 +212,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
     from gateway.webapp import BUILD_HINT, resolve_web_dir, scan
     from storage_svc.config import StorageConfig
 
-    env = dict(os.environ)
-    if args.config:
-        env["FLOWDOCK_CONFIG"] = str(Path(args.config).resolve())
-    if args.data_dir:
-        env["FLOWDOCK_DATA_DIR"] = args.data_dir
-    if args.db:
-        env["FLOWDOCK_DB_URL"] = args.db
+    env = server_env(args)
     for flag, key in (("tls_cert", "GATEWAY_TLS_CERT"), ("tls_key", "GATEWAY_TLS_KEY")):
-        if getattr(args, flag, None):
+        if getattr(args, flag):
             env[f"FLOWDOCK_{key}"] = str(Path(getattr(args, flag)).resolve())
-    if getattr(args, "xff_trusted_hops", None) is not None:
+    if args.xff_trusted_hops is not None:
         env["FLOWDOCK_GATEWAY_XFF_TRUSTED_HOPS"] = str(args.xff_trusted_hops)
-    if getattr(args, "web_dir", None):
+    if args.web_dir:
         env["FLOWDOCK_GATEWAY_WEB_DIR"] = str(Path(args.web_dir).resolve())
     try:
         common = load(GatewayConfig, env)
@@ -312,7 +234,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
             raise UpError(f"TLS file {path} does not exist")
     warnings: list[str] = []
     scan_address = ""
-    if getattr(args, "no_scan", False):
+    if args.no_scan:
         env["FLOWDOCK_STORAGE_VIRUS_SCAN"] = "off"
     try:
         storage = load(StorageConfig, env)
@@ -330,23 +252,23 @@ def make_plan(args: argparse.Namespace) -> Plan:
     # Links in mails (verification, reset, "shared with you") and OIDC's callback point at the app this run serves,
     # unless the deployment says otherwise.
     scheme = "https" if common.gateway_tls_cert else "http"  # https also makes the refresh cookie Secure
-    served = f"{scheme}://{_url_host(getattr(args, 'host', '127.0.0.1'))}:{getattr(args, 'port', 8080)}"
+    served = f"{scheme}://{_url_host(args.host)}:{args.port}"
     for key in ("auth_public_url", "share_public_url"):
         if not _configured(env, key):
             env["FLOWDOCK_" + key.upper()] = served
     replicas = {name: 1 for name in SERVICES}
-    for item in getattr(args, "replicas", None) or []:
+    for item in args.replicas or []:
         name, _, count = item.partition("=")
         if name not in replicas or not count.isdigit() or not 1 <= int(count) <= 16:
             raise UpError(f"--replicas {item!r}: expected NAME=N with NAME one of {', '.join(SERVICES)} and N in 1..16")
         replicas[name] = int(count)
-    gateway_port, admin_port = getattr(args, "port", 0), getattr(args, "admin_port", 0)
+    gateway_port, admin_port = args.port, args.admin_port
     picked = iter(free_ports("127.0.0.1", 2 * sum(replicas.values()) + 1, {gateway_port, admin_port}))
     ports = {name: [next(picked) for _ in range(n)] for name, n in replicas.items()}
     metrics_ports = {name: [next(picked) for _ in range(n)] for name, n in replicas.items()}
     return Plan(
         data_dir=data_dir,
-        host=getattr(args, "host", "127.0.0.1"),
+        host=args.host,
         port=gateway_port,
         db_url=common.db_url,
         admin_port=admin_port or next(picked),
@@ -426,7 +348,7 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         plan = make_plan(args)
         ensure_port_free(plan.host, plan.port)
-    except UpError as exc:
+    except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for warning in plan.warnings:
@@ -434,7 +356,7 @@ def run_up(args: argparse.Namespace) -> int:
     if plan.scan_address:
         try:
             wait_for_clamd(plan.scan_address, plan.scan_wait_seconds)
-        except UpError as exc:
+        except SetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     # Owner-only from here on: every database, key, log and run file the children create inherits the umask.
@@ -534,39 +456,13 @@ def run_up(args: argparse.Namespace) -> int:
     return code
 
 
-def run_migrate(args: argparse.Namespace) -> int:
-    try:
-        plan = make_plan(args)
-    except UpError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from flowdock_kernel.datadir import make_private
-
-    make_private(plan.data_dir)
-    for name in SERVICES:
-        result = subprocess.run(
-            [sys.executable, "-m", f"{name}_svc", "migrate"], env=plan.service_env(name), check=False
-        )
-        if result.returncode != 0:
-            print(f"error: migrating {name}_svc failed (exit code {result.returncode})", file=sys.stderr)
-            return 1
-        print(f"{name}_svc: database up to date")
-    return 0
-
-
-def _common_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="data folder (default: $FLOWDOCK_DATA_DIR or ./flowdock-data)")
-    p.add_argument("--db", help="database URL, e.g. postgresql://user@127.0.0.1:5432/flowdock (default: SQLite)")
-    p.add_argument("--config", help="TOML config file (see docs/configuration.md)")
-
-
 def add_commands(sub: Any) -> None:
     p = sub.add_parser(
         "up",
         help="run the whole system (three services + Envoy gateway)",
         description="Start auth_svc, storage_svc, share_svc and the Envoy gateway; Ctrl-C stops them all.",
     )
-    _common_options(p)
+    add_server_options(p)
     p.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     p.add_argument("--host", default="127.0.0.1", help="gateway address (default 127.0.0.1)")
     p.add_argument("--admin-port", type=int, default=0, help="Envoy admin port on 127.0.0.1 (default: a free port)")
@@ -594,8 +490,3 @@ def add_commands(sub: Any) -> None:
         help="run N processes of a service behind the gateway, e.g. --replicas storage=2 (repeatable)",
     )
     p.set_defaults(func=run_up)
-    m = sub.add_parser(
-        "migrate", help="apply database migrations", description="Create or upgrade every service's database."
-    )
-    _common_options(m)
-    m.set_defaults(func=run_migrate)

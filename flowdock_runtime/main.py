@@ -1,4 +1,7 @@
-"""`flowdock` entry point: one console script, subcommands with their own --help."""
+"""`flowdock` entry point: one console script, subcommands with their own --help.
+
+It lives in the runtime because it offers both sides: the server's commands (this package) and the user's client
+(flowdock_cli, which imports no server code). `python -m flowdock_runtime` is the same command."""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import argparse
 import sys
 from importlib import metadata
 
-from flowdock_cli import account, admin, files, storage_ops, up
+from flowdock_cli import account, files
+from flowdock_runtime import operations, supervisor
 
 
 def _version(_args: argparse.Namespace) -> int:
@@ -23,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flowdock", description="FlowDock: self-hosted file storage and sharing (gRPC, grpc-web and REST)."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    up.add_commands(sub)
-    admin.add_commands(sub)
-    storage_ops.add_commands(sub)
+    supervisor.add_commands(sub)
+    operations.add_commands(sub)
+    # After operations: `admin users` (the client's, over the API) joins the `admin` group created there.
     account.add_commands(sub)
     files.add_commands(sub)
     version = sub.add_parser("version", help="print the version", description="Print the FlowDock version.")

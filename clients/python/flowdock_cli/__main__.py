@@ -1,3 +1,0 @@
-from flowdock_cli.main import main
-
-main()

@@ -1,0 +1,3 @@
+from flowdock_runtime.main import main
+
+main()
