@@ -164,7 +164,17 @@ def start_up(
     args: list[str] | None = None,
 ) -> Running:
     port = free_port()
-    argv = [sys.executable, "-m", "flowdock_runtime", "up", "--data-dir", str(data_dir), "--port", str(port), *(args or [])]
+    argv = [
+        sys.executable,
+        "-m",
+        "flowdock_runtime",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        *(args or []),
+    ]
     if db_url:
         argv += ["--db", db_url]
     env = {**os.environ, **TEST_AUTH_ENV, **_scan_env(extra_env or {}), **(extra_env or {})}
