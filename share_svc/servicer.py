@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock.storage.v1 import storage_pb2
 from flowdock_kernel import logs
 from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import AdminCheck, current_principal
+from flowdock_kernel.wire import timestamp, to_datetime
 from share_svc.domain import Action, Link, LinkPermission, Role, Share
 from share_svc.usecases import LinkChanges, Sharing
 
@@ -41,14 +41,6 @@ _PERMISSIONS = {
 _PERMISSIONS_IN: dict[int, LinkPermission] = {int(v): k for k, v in _PERMISSIONS.items()}
 
 
-def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
 def share_pb(share: Share, node: storage_pb2.Node | None = None) -> share_pb2.Share:
     return share_pb2.Share(
         id=share.id,
@@ -56,10 +48,10 @@ def share_pb(share: Share, node: storage_pb2.Node | None = None) -> share_pb2.Sh
         owner_id=share.owner_id,
         grantee_id=share.grantee_id,
         role=_ROLES[share.role],
-        create_time=_ts(share.created_at),
+        create_time=timestamp(share.created_at),
         grantee_email=share.grantee_email,
         node=node,
-        update_time=_ts(share.updated_at or share.created_at),
+        update_time=timestamp(share.updated_at or share.created_at),
     )
 
 
@@ -72,17 +64,17 @@ def link_pb(link: Link, token: str = "", url: str = "") -> share_pb2.Link:
         url=url,
         permission=_PERMISSIONS[link.permission],
         has_password=bool(link.password_hash),
-        expire_time=_ts(link.expires_at),
+        expire_time=timestamp(link.expires_at),
         max_downloads=link.max_downloads,
         download_count=link.downloads,
-        create_time=_ts(link.created_at),
+        create_time=timestamp(link.created_at),
         max_upload_files=link.max_upload_files,
         max_upload_bytes=link.max_upload_bytes,
     )
 
 
 def _expiry(request: Any) -> datetime | None:
-    return request.expire_time.ToDatetime(tzinfo=UTC) if request.HasField("expire_time") else None
+    return to_datetime(request.expire_time) if request.HasField("expire_time") else None
 
 
 def _permission(value: int, *, required: bool) -> LinkPermission | None:
@@ -170,7 +162,7 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         await context.send_initial_metadata((("set-cookie", link_session_cookie(request.token, session, expires)),))
         return share_pb2.OpenLinkResponse(
             link_session=session,
-            expire_time=_ts(expires),
+            expire_time=timestamp(expires),
             permission=_PERMISSIONS[link.permission],
             root=storage_pb2.Node(id=link.node_id, owner_id=link.owner_id),
         )
