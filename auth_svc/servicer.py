@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
-from google.protobuf import timestamp_pb2
 
 from auth_svc import domain
 from auth_svc.ports import PublishedKeys
@@ -19,6 +17,7 @@ from flowdock_kernel import logs
 from flowdock_kernel.clock import Clock
 from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import current_principal
+from flowdock_kernel.wire import timestamp, to_datetime
 
 _ROLES = {domain.Role.USER: auth_pb2.ROLE_USER, domain.Role.ADMIN: auth_pb2.ROLE_ADMIN}
 _ROLES_IN = {auth_pb2.ROLE_USER: domain.Role.USER, auth_pb2.ROLE_ADMIN: domain.Role.ADMIN}
@@ -97,14 +96,6 @@ def client_of(context: Ctx) -> domain.Client:
     return domain.Client(ip=client.ip[:64], user_agent=agent[: domain.MAX_USER_AGENT])
 
 
-def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value.astimezone(UTC))
-    return out
-
-
 def user_message(user: domain.User) -> auth_pb2.User:
     return auth_pb2.User(
         id=user.id,
@@ -112,7 +103,7 @@ def user_message(user: domain.User) -> auth_pb2.User:
         display_name=user.display_name,
         role=_ROLES[user.role],
         totp_enabled=user.totp_enabled,
-        create_time=_ts(user.created_at),
+        create_time=timestamp(user.created_at),
         email_verified=user.email_verified,
         disabled=user.disabled,
     )
@@ -121,7 +112,7 @@ def user_message(user: domain.User) -> auth_pb2.User:
 def event_message(event: domain.Event) -> auth_pb2.ActivityEvent:
     return auth_pb2.ActivityEvent(
         id=event.id,
-        time=_ts(event.at),
+        time=timestamp(event.at),
         kind=event.kind,
         actor_id=event.actor_id,
         subject_id=event.subject_id,
@@ -266,8 +257,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                     id=s.id,
                     device_name=s.device_name,
                     ip=s.ip,
-                    create_time=_ts(s.created_at),
-                    last_seen_time=_ts(s.last_seen_at or s.created_at),
+                    create_time=timestamp(s.created_at),
+                    last_seen_time=timestamp(s.last_seen_at or s.created_at),
                     current=s.id == me.session_id,
                 )
                 for s in await self.accounts.list_sessions(me.user_id)
@@ -384,7 +375,7 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
         events = [
             domain.Event(
                 id=e.id,
-                at=e.time.ToDatetime(tzinfo=UTC) if e.HasField("time") else now,
+                at=to_datetime(e.time) if e.HasField("time") else now,
                 kind=e.kind,
                 actor_id=e.actor_id,
                 subject_id=e.subject_id,

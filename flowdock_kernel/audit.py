@@ -35,13 +35,13 @@ from typing import Any
 
 import grpc
 import sqlalchemy as sa
-from google.protobuf import timestamp_pb2
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import logs
 from flowdock_kernel.clock import Clock, SystemClock
 from flowdock_kernel.db import read_only
+from flowdock_kernel.wire import timestamp
 
 log = logging.getLogger("flowdock.audit")
 
@@ -65,12 +65,10 @@ def remote_audit_sender(auth: grpc.aio.Channel, *, timeout: float = 5.0) -> Send
     async def send(events: list[dict[str, Any]]) -> None:
         messages = []
         for e in events:
-            ts = timestamp_pb2.Timestamp()
-            ts.FromDatetime(datetime.fromisoformat(e["time"]))
             messages.append(
                 auth_pb2.ActivityEvent(
                     id=e["id"],
-                    time=ts,
+                    time=timestamp(datetime.fromisoformat(e["time"])),
                     kind=e["kind"],
                     actor_id=e["actor_id"],
                     subject_id=e["subject_id"],

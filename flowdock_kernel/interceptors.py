@@ -15,7 +15,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_interceptor.server import AsyncServerInterceptor
 
-from flowdock_kernel import errors, grpc_errors, logs, metrics
+from flowdock_kernel import errors, grpc_errors, logs, metrics, wire
 from flowdock_kernel.mesh import GATEWAY
 from flowdock_kernel.tokens import (
     KeyCache,
@@ -148,7 +148,7 @@ class CallInterceptor(AsyncServerInterceptor):
         handler = await super().intercept_service(continuation, handler_call_details)  # type: ignore[no-untyped-call]
         if handler is None or handler.request_streaming:
             return handler
-        return handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
+        return wire.rebuilt(handler, request_deserializer=_tolerant(handler.request_deserializer))
 
     async def intercept(
         self, method: Callable[..., Any], request: Any, context: grpc.aio.ServicerContext[Any, Any], name: str

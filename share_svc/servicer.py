@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock.storage.v1 import storage_pb2
@@ -14,6 +13,7 @@ from flowdock_kernel import logs
 from flowdock_kernel.clock import Clock
 from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import AdminCheck, current_principal
+from flowdock_kernel.wire import timestamp, to_datetime
 from share_svc.domain import Action, Link, LinkPermission, Role, Share
 from share_svc.usecases import LinkChanges, Sharing
 
@@ -39,14 +39,6 @@ _PERMISSIONS = {
 _PERMISSIONS_IN: dict[int, LinkPermission] = {int(v): k for k, v in _PERMISSIONS.items()}
 
 
-def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
 def share_pb(share: Share, node: bytes | None = None) -> share_pb2.Share:
     """`node`: storage_svc's Node message, serialised, as `Sharing.describe` gives it."""
     return share_pb2.Share(
@@ -55,10 +47,10 @@ def share_pb(share: Share, node: bytes | None = None) -> share_pb2.Share:
         owner_id=share.owner_id,
         grantee_id=share.grantee_id,
         role=_ROLES[share.role],
-        create_time=_ts(share.created_at),
+        create_time=timestamp(share.created_at),
         grantee_email=share.grantee_email,
         node=storage_pb2.Node.FromString(node) if node is not None else None,
-        update_time=_ts(share.updated_at or share.created_at),
+        update_time=timestamp(share.updated_at or share.created_at),
     )
 
 
@@ -71,17 +63,17 @@ def link_pb(link: Link, token: str = "", url: str = "") -> share_pb2.Link:
         url=url,
         permission=_PERMISSIONS[link.permission],
         has_password=bool(link.password_hash),
-        expire_time=_ts(link.expires_at),
+        expire_time=timestamp(link.expires_at),
         max_downloads=link.max_downloads,
         download_count=link.downloads,
-        create_time=_ts(link.created_at),
+        create_time=timestamp(link.created_at),
         max_upload_files=link.max_upload_files,
         max_upload_bytes=link.max_upload_bytes,
     )
 
 
 def _expiry(request: Any) -> datetime | None:
-    return request.expire_time.ToDatetime(tzinfo=UTC) if request.HasField("expire_time") else None
+    return to_datetime(request.expire_time) if request.HasField("expire_time") else None
 
 
 def _permission(value: int, *, required: bool) -> LinkPermission | None:
@@ -170,7 +162,7 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         await context.send_initial_metadata((("set-cookie", cookie),))
         return share_pb2.OpenLinkResponse(
             link_session=session,
-            expire_time=_ts(expires),
+            expire_time=timestamp(expires),
             permission=_PERMISSIONS[link.permission],
             root=storage_pb2.Node(id=link.node_id, owner_id=link.owner_id),
         )

@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.errors import AlreadyExists, NotFound, ResourceExhausted, Unauthenticated, Unavailable
-from storage_svc import readmodel
 from storage_svc.domain import (
     Cursor,
     Decision,
@@ -149,18 +148,24 @@ def _node(row: Any) -> Node:
 # stores them (text, UTC), parsed with one C call per value instead of SQLAlchemy's DateTime processing plus a
 # `replace(tzinfo=...)`. PostgreSQL hands back aware datetimes either way; they pass through unchanged.
 _TEXT_TIMES = ("created_at", "modified_at", "trashed_at")
-NODE_COLUMNS = tuple(
-    sa.type_coerce(nodes.c[name], sa.String).label(name) if name in _TEXT_TIMES else nodes.c[name]
-    for name in (
-        "id", "owner_id", "parent_id", "name", "kind", "size", "created_at", "modified_at",
-        "content_type", "sha256", "blob_id", "version_id", "trashed_at", "trash_root_id",
+
+
+def node_columns(names: tuple[str, ...]) -> tuple[Any, ...]:
+    """Columns of `nodes` by name, in that order, the timestamps as stored (SQLite: text; see above)."""
+    return tuple(
+        sa.type_coerce(nodes.c[name], sa.String).label(name) if name in _TEXT_TIMES else nodes.c[name] for name in names
     )
-)  # fmt: skip
+
+
+NODE_COLUMNS = node_columns((
+    "id", "owner_id", "parent_id", "name", "kind", "size", "created_at", "modified_at",
+    "content_type", "sha256", "blob_id", "version_id", "trashed_at", "trash_root_id",
+))  # fmt: skip
 _KINDS = {k.value: k for k in Kind}
 _from_iso = datetime.fromisoformat
 
 
-def _when(value: str | datetime) -> datetime:
+def stored_time(value: str | datetime) -> datetime:
     """A stored timestamp as an aware datetime: SQLite's text (written by SQLAlchemy: UTC, no offset) or a driver's
     datetime (naive means UTC, as in `_aware`)."""
     if isinstance(value, str):
@@ -171,7 +176,7 @@ def _when(value: str | datetime) -> datetime:
 def _nodes(rows: Any) -> list[Node]:
     """Nodes from rows selected with NODE_COLUMNS (the listing path; same values as `_node`)."""
     kinds = _KINDS
-    when = _when
+    when = stored_time
     return [
         Node(i, o, p, n, kinds[k], s, when(c), when(m), ct, sha, b, v, when(t) if t else None, tr or "")
         for i, o, p, n, k, s, c, m, ct, sha, b, v, t, tr in rows
@@ -261,15 +266,14 @@ def _cursor_value(order: OrderBy, key: str | int) -> Any:
 _KIND_RANKS = sorted({kind_rank(k) for k in Kind})  # folders (0) before files (1)
 
 
-_COLUMN_SETS = {"nodes": NODE_COLUMNS}  # the listing read model adds its own (below)
-
-
-@functools.cache
-def _children_parts(columns: str, order: OrderBy, descending: bool, after_rank: int | None) -> tuple[Any, ...]:
+def children_statements(
+    columns: tuple[Any, ...], order: OrderBy, descending: bool, after_rank: int | None
+) -> tuple[Any, ...]:
     """The statements whose results, concatenated, are a folder's live children in listing order (folders first;
     `descending` reverses the rest) after a cursor of kind `after_rank` (None: from the start), each a bounded walk
-    of the listing index of `order` (parent_id, kind_rank, sort column, id). Bound by name: parent_id, after_rank,
-    after_key, after_id, limit. Built once per shape.
+    of the listing index of `order` (parent_id, kind_rank, sort column, id), selecting `columns`. Bound by name:
+    parent_id, after_rank, after_key, after_id, limit (`children_params`). Shared with the listing read model
+    (storage_svc/readmodel.py), so both list the same rows in the same order; each caches what it builds.
 
     Ascending is one statement (a row-value comparison the index answers). Descending cannot be: its order
     (kind_rank up, the rest down) has mixed directions, which no single index walk gives, so one statement sorted
@@ -279,7 +283,7 @@ def _children_parts(columns: str, order: OrderBy, descending: bool, after_rank: 
     column = _ORDER_COLUMNS[order]
     key, after_id = sa.bindparam("after_key", type_=column.type), sa.bindparam("after_id", type_=nodes.c.id.type)
     limit = sa.bindparam("limit", type_=sa.Integer)
-    base = sa.select(*_COLUMN_SETS[columns]).where(nodes.c.parent_id == sa.bindparam("parent_id"), LIVE)
+    base = sa.select(*columns).where(nodes.c.parent_id == sa.bindparam("parent_id"), LIVE)
     if not descending:
         q = base
         if after_rank is not None:
@@ -297,7 +301,13 @@ def _children_parts(columns: str, order: OrderBy, descending: bool, after_rank: 
     return tuple(parts)
 
 
-def _children_params(parent_id: str, order: OrderBy, after: Cursor | None) -> dict[str, Any]:
+@functools.cache
+def _node_children(order: OrderBy, descending: bool, after_rank: int | None) -> tuple[Any, ...]:
+    """children_statements of NODE_COLUMNS, built once per shape."""
+    return children_statements(NODE_COLUMNS, order, descending, after_rank)
+
+
+def children_params(parent_id: str, order: OrderBy, after: Cursor | None) -> dict[str, Any]:
     if after is None:
         return {"parent_id": parent_id}
     return {
@@ -309,18 +319,12 @@ def _children_params(parent_id: str, order: OrderBy, after: Cursor | None) -> di
 
 
 async def _children_rows(
-    s: AsyncConnection,
-    columns: str,
-    parent_id: str,
-    order: OrderBy,
-    descending: bool,
-    after: Cursor | None,
-    limit: int,
+    s: AsyncConnection, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
 ) -> list[Any]:
-    """Up to `limit` rows of a column set: the parts of _children_parts in turn until the page is full."""
+    """Up to `limit` rows of NODE_COLUMNS: the statements of _node_children in turn until the page is full."""
     rows: list[Any] = []
-    params = _children_params(parent_id, order, after)
-    for part in _children_parts(columns, order, descending, after.kind_rank if after is not None else None):
+    params = children_params(parent_id, order, after)
+    for part in _node_children(order, descending, after.kind_rank if after is not None else None):
         rows += (await s.execute(part, {**params, "limit": limit - len(rows)})).all()
         if len(rows) >= limit:
             break
@@ -403,7 +407,7 @@ class SqlNodes:
     ) -> list[Node]:
         """Bounded index walks, never a query per entry (one per page; a descending page that spans folders and
         files takes two). Folders come first either way."""
-        return _nodes(await _children_rows(self.s, "nodes", parent_id, order, descending, after, limit))
+        return _nodes(await _children_rows(self.s, parent_id, order, descending, after, limit))
 
     async def subtree(self, node_id: str, *, live: bool) -> list[Node]:
         cte = _subtree_cte(node_id, live=live)
@@ -795,88 +799,14 @@ class SqlUploads:
         await self.s.execute(uploads.delete().where(uploads.c.owner_id == owner_id))
 
 
-# The listing read model's columns (readmodel.ROW_FIELDS, in that order): only what a listed entry shows.
-LISTING_COLUMNS = tuple(
-    sa.type_coerce(nodes.c[name], sa.String).label(name) if name in _TEXT_TIMES else nodes.c[name]
-    for name in readmodel.ROW_FIELDS
-)
-_LISTED = {name: i for i, name in enumerate(readmodel.ROW_FIELDS)}
-
-
-_COLUMN_SETS["listing"] = LISTING_COLUMNS
-
-
-@functools.cache
-def _driver_parts(dialect: Any, order: OrderBy, descending: bool, after_rank: int | None) -> tuple[Any, ...]:
-    """_children_parts of the listing columns compiled once for `dialect`, as (compiled, bind processors)."""
-    parts = []
-    for part in _children_parts("listing", order, descending, after_rank):
-        compiled = part.compile(dialect=dialect)
-        processors = {
-            name: proc
-            for name, bind in compiled.binds.items()
-            if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        }
-        parts.append((compiled, processors))
-    return tuple(parts)
-
-
-class SqlListings:
-    """The listing read model's queries: the statements of SqlNodes.children (same order, same cursors), with the
-    listing's columns, run on the driver's own connection (inside the unit of work's transaction) so rows come back
-    as the driver's tuples; readmodel.encode turns them into the wire form. SQLAlchemy's execution path (its
-    statement cache lookup, result and Row objects) cost ~0.9 ms of the ~2.4 ms a 1,000-row page took on SQLite."""
-
-    def __init__(self, s: AsyncConnection) -> None:
-        self.s = s
-
-    async def children(
-        self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
-    ) -> readmodel.WirePage:
-        rows: list[Any] = []
-        params = _children_params(parent_id, order, after)
-        parts = _driver_parts(self.s.dialect, order, descending, after.kind_rank if after is not None else None)
-        for compiled, processors in parts:
-            rows += await self._run(compiled, processors, {**params, "limit": limit + 1 - len(rows)})
-            if len(rows) > limit:
-                break
-        more = len(rows) > limit
-        if more:
-            rows = rows[:limit]
-        return readmodel.WirePage(readmodel.encode(rows), len(rows), more, _listed_node(rows[-1]) if rows else None)
-
-    async def _run(self, compiled: Any, processors: dict[str, Any], params: dict[str, Any]) -> list[Any]:
-        values = compiled.construct_params(params)
-        for name, process in processors.items():
-            values[name] = process(values[name])
-        driver: Any = (await self.s.get_raw_connection()).driver_connection
-        if compiled.positional:  # SQLite (aiosqlite): one trip to its thread
-            return list(await driver.execute_fetchall(compiled.string, [values[n] for n in compiled.positiontup]))
-        cursor = await driver.execute(compiled.string, values)  # PostgreSQL (psycopg)
-        return list(await cursor.fetchall())
-
-
-def _listed_node(row: Any) -> Node:
-    """A listing row as a Node (the fields a listing shows; no blob or version id), for the next page's cursor."""
-    f = _LISTED
-    return Node(
-        row[f["id"]],
-        row[f["owner_id"]],
-        row[f["parent_id"]],
-        row[f["name"]],
-        _KINDS[row[f["kind"]]],
-        row[f["size"]],
-        _when(row[f["created_at"]]),
-        _when(row[f["modified_at"]]),
-        content_type=row[f["content_type"]],
-        sha256=row[f["sha256"]],
-    )
-
-
 class SqlUnitOfWork(db.SqlUnitOfWork):
     def _bind(self, session: AsyncConnection) -> None:
+        # The listing read model builds on this module (its tables and keyset statements), so it is imported here,
+        # once the module is complete, rather than at the top (where the two would import each other).
+        from storage_svc import readmodel
+
         self.nodes = SqlNodes(session)
-        self.listings = SqlListings(session)
+        self.listings = readmodel.SqlListings(session)
         self.versions = SqlVersions(session)
         self.quotas = SqlQuotas(session)
         self.link_drops = SqlLinkDrops(session)

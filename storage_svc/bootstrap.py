@@ -16,16 +16,12 @@ from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_c
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
+from flowdock_kernel.wire import add_servicer
 from storage_svc.adapters import HmacUrlSigner, ShareAccessPolicy, SqlUnitOfWork
 from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
 from storage_svc.scanner import ClamdScanner, DisabledScanner
-from storage_svc.servicer import (
-    PublicLinkServicer,
-    StorageAdminServicer,
-    StorageServicer,
-    passing_serialised_bodies,
-)
+from storage_svc.servicer import PublicLinkServicer, StorageAdminServicer, StorageServicer
 from storage_svc.usecases import Limits, Storage
 
 NAME = "storage"
@@ -102,13 +98,18 @@ async def build(config: StorageConfig) -> Service:
     )
 
     def register(server: grpc.aio.Server) -> None:
+        # add_servicer: as the generated functions register, but the methods marked `wire.serialised` (listings,
+        # downloads) send the bytes they return as they are.
         servicer = StorageServicer(storage)
-        with passing_serialised_bodies(server) as target:  # downloads yield ready-made HttpBody messages
-            storage_pb2_grpc.add_StorageServiceServicer_to_server(servicer, target)
-            storage_pb2_grpc.add_PublicLinkServiceServicer_to_server(PublicLinkServicer(storage, servicer), target)
-            storage_pb2_grpc.add_StorageAdminServiceServicer_to_server(
-                StorageAdminServicer(storage, remote_admin_check(auth)), target
-            )
+        add_servicer(server, storage_pb2_grpc.add_StorageServiceServicer_to_server, servicer)
+        add_servicer(
+            server, storage_pb2_grpc.add_PublicLinkServiceServicer_to_server, PublicLinkServicer(storage, servicer)
+        )
+        add_servicer(
+            server,
+            storage_pb2_grpc.add_StorageAdminServiceServicer_to_server,
+            StorageAdminServicer(storage, remote_admin_check(auth)),
+        )
 
     async def housekeeping() -> None:
         await storage.run_housekeeping(config.storage_housekeeping_seconds)

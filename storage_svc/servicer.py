@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, TypeVar
 
 import grpc
 from google.api import httpbody_pb2
-from google.protobuf import descriptor_pool, timestamp_pb2
-from google.protobuf.message import Message
 
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
-from flowdock_kernel import metrics
+from flowdock_kernel import metrics, wire
 from flowdock_kernel.errors import InvalidArgument, PermissionDenied
 from flowdock_kernel.tokens import AdminCheck, current_principal
+from flowdock_kernel.wire import set_timestamp, timestamp, to_datetime
 from storage_svc.domain import Kind, Node, OnConflict, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
 from storage_svc.usecases import Storage
 
@@ -59,24 +56,6 @@ _UPLOADED = metrics.BYTES_STREAMED.labels("storage", "upload")
 _DOWNLOADED = metrics.BYTES_STREAMED.labels("storage", "download")
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _set_ts(ts: timestamp_pb2.Timestamp, value: datetime) -> None:
-    """Fill a Timestamp in place from a datetime (naive means UTC), exactly as `Timestamp.FromDatetime` but with
-    integer timedelta arithmetic in C instead of a time tuple and `calendar.timegm` in Python (4x cheaper)."""
-    since = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)) - _EPOCH
-    ts.seconds = since.days * 86_400 + since.seconds
-    ts.nanos = since.microseconds * 1_000
-
-
-def _ts(value: datetime) -> timestamp_pb2.Timestamp:
-    """Timestamp from a datetime (naive means UTC)."""
-    ts = timestamp_pb2.Timestamp()
-    _set_ts(ts, value)
-    return ts
-
-
 def _put_node(make: Callable[..., storage_pb2.Node], node: Node) -> storage_pb2.Node:
     """A Node message made by `make`: the message class, or a repeated field's `add` (which builds the element in
     place; listing 1,000 entries this way avoids 1,000 intermediate messages and 2,000 Timestamp copies)."""
@@ -90,8 +69,8 @@ def _put_node(make: Callable[..., storage_pb2.Node], node: Node) -> storage_pb2.
         sha256=node.sha256,
         owner_id=node.owner_id,
     )
-    _set_ts(msg.create_time, node.created_at)
-    _set_ts(msg.modify_time, node.modified_at)
+    set_timestamp(msg.create_time, node.created_at)
+    set_timestamp(msg.modify_time, node.modified_at)
     return msg
 
 
@@ -126,7 +105,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             chunk_size=self.storage.limits.chunk_bytes,
             max_chunk_size=self.storage.limits.max_chunk_bytes,
             state=_STATES[upload.state],
-            expire_time=_ts(upload.expires_at),
+            expire_time=timestamp(upload.expires_at),
             node=node_pb(node) if node is not None else None,
             failure=upload.failure,
         )
@@ -134,9 +113,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def CreateFolder(self, request: storage_pb2.CreateFolderRequest, context: Ctx) -> storage_pb2.Node:
         return node_pb(await self.storage.create_folder(current_principal().user_id, request.parent_id, request.name))
 
-    async def ListChildren(  # type: ignore[override]  # a serialised ListChildrenResponse (passing_serialised_bodies)
-        self, request: storage_pb2.ListChildrenRequest, context: Ctx
-    ) -> bytes:
+    @wire.serialised  # answers a serialised ListChildrenResponse
+    async def ListChildren(self, request: storage_pb2.ListChildrenRequest, context: Ctx) -> bytes:
         page, token = await self.storage.list_children(
             current_principal().user_id,
             request.folder_id,
@@ -145,8 +123,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             _enum(_ORDERS, request.order_by, "order_by"),
             request.descending,
         )
-        # The read model's page is the serialised `nodes` field; a serialised message is the concatenation of its
-        # fields, so the token's field follows it as bytes.
+        # The read model's page is the serialised `nodes` field (1; storage.proto says so); a serialised message is
+        # the concatenation of its fields, so the token's field follows it as bytes.
         return page.wire + storage_pb2.ListChildrenResponse(next_page_token=token).SerializeToString()
 
     async def GetNode(self, request: storage_pb2.GetNodeRequest, context: Ctx) -> storage_pb2.Node:
@@ -188,8 +166,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     ) -> storage_pb2.TrashEntry:
         deleted = entry.node.trashed_at or entry.node.modified_at
         msg = make(node=node_pb(entry.node), original_parent_id=entry.node.parent_id or "", size=entry.size)
-        _set_ts(msg.delete_time, deleted)
-        _set_ts(msg.purge_time, deleted + self.storage.limits.trash_retention)
+        set_timestamp(msg.delete_time, deleted)
+        set_timestamp(msg.purge_time, deleted + self.storage.limits.trash_retention)
         return msg
 
     async def ListTrash(self, request: storage_pb2.ListTrashRequest, context: Ctx) -> storage_pb2.ListTrashResponse:
@@ -231,8 +209,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             request.page_size,
             request.page_token,
             kind=_NODE_KINDS.get(request.kind),
-            modified_after=request.modified_after.ToDatetime(UTC) if request.HasField("modified_after") else None,
-            modified_before=request.modified_before.ToDatetime(UTC) if request.HasField("modified_before") else None,
+            modified_after=to_datetime(request.modified_after) if request.HasField("modified_after") else None,
+            modified_before=to_datetime(request.modified_before) if request.HasField("modified_before") else None,
             min_size=request.min_size,
             max_size=request.max_size,
         )
@@ -360,18 +338,16 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         token, expires = await self.storage.create_download_url(
             current_principal().user_id, request.file_id, request.version
         )
-        return storage_pb2.CreateDownloadUrlResponse(url=f"/api/v1/download/{token}", expire_time=_ts(expires))
+        return storage_pb2.CreateDownloadUrlResponse(url=f"/api/v1/download/{token}", expire_time=timestamp(expires))
 
-    async def DownloadByUrl(  # yields serialised HttpBody (passing_serialised_bodies)
-        self, request: storage_pb2.DownloadByUrlRequest, context: Ctx
-    ) -> AsyncIterator[bytes]:
+    @wire.serialised  # yields serialised HttpBody messages (_stream)
+    async def DownloadByUrl(self, request: storage_pb2.DownloadByUrlRequest, context: Ctx) -> AsyncIterator[bytes]:
         node, version, length = await self.storage.open_download_url(request.token)
         async for message in self._stream(context, node, version, 0, length):
             yield message
 
-    async def DownloadFile(  # yields serialised HttpBody (passing_serialised_bodies)
-        self, request: storage_pb2.DownloadFileRequest, context: Ctx
-    ) -> AsyncIterator[bytes]:
+    @wire.serialised  # yields serialised HttpBody messages (_stream)
+    async def DownloadFile(self, request: storage_pb2.DownloadFileRequest, context: Ctx) -> AsyncIterator[bytes]:
         node, version, offset, length = await self.storage.open_download(
             current_principal().user_id, request.file_id, request.offset, request.length, request.version
         )
@@ -406,7 +382,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
 
 def body_frame(n: int) -> bytes:
     """The start of a serialised google.api.HttpBody whose only field is `data` of n bytes: field 2,
-    length-delimited (tag 0x12), then n as a varint. frame + data is the whole message."""
+    length-delimited (tag 0x12), then n as a varint. frame + data is the whole message. Field number 2 is
+    google/api/httpbody.proto's (storage.proto notes the dependency at the download methods)."""
     head = bytearray(b"\x12")
     while n > 0x7F:
         head.append(n & 0x7F | 0x80)
@@ -431,7 +408,7 @@ def _version_pb(version: Version, node: Node) -> storage_pb2.Version:
         number=version.number,
         size=version.size,
         sha256=version.sha256,
-        create_time=_ts(version.created_at),
+        create_time=timestamp(version.created_at),
         current=version.id == node.version_id,
     )
 
@@ -515,9 +492,8 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
         pb.ClearField("parent_id")
         return pb
 
-    async def ListLinkChildren(  # type: ignore[override]  # a serialised response (passing_serialised_bodies)
-        self, request: storage_pb2.ListLinkChildrenRequest, context: Ctx
-    ) -> bytes:
+    @wire.serialised  # answers a serialised ListLinkChildrenResponse
+    async def ListLinkChildren(self, request: storage_pb2.ListLinkChildrenRequest, context: Ctx) -> bytes:
         listed, token, path = await self.storage.link_children(
             request.token,
             _link_session(context, request.session),
@@ -530,10 +506,12 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
         if isinstance(listed, Node):  # a file link lists its one file
             add_nodes(rest.nodes, [listed])
             return rest.SerializeToString()
-        # As ListChildren: the read model's page is the serialised `nodes` field; the other fields follow as bytes.
+        # As ListChildren: the read model's page is the serialised `nodes` field (field 1 here too, as in
+        # ListChildrenResponse: storage.proto says so); the other fields follow as bytes.
         return listed.wire + rest.SerializeToString()
 
-    async def DownloadLinkFile(  # yields serialised HttpBody (passing_serialised_bodies)
+    @wire.serialised  # yields serialised HttpBody messages (_stream)
+    async def DownloadLinkFile(
         self, request: storage_pb2.DownloadLinkFileRequest, context: Ctx
     ) -> AsyncIterator[bytes]:
         node, version, length = await self.storage.open_link_download(
@@ -607,52 +585,3 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
         creator, _ = await self.storage.link_uploader(request.token, _link_session(context, request.session))
         upload, _ = await self.storage.finish_upload(creator, request.upload_id)
         return self._upload_pb(upload)
-
-
-def _serialize_body(message: Message | bytes) -> bytes:
-    return message if isinstance(message, bytes) else message.SerializeToString()
-
-
-# Responses a servicer may hand over already serialised: downloads' HttpBody chunks (StorageServicer._stream) and
-# listing pages (the read model, storage_svc/readmodel.py).
-_PASSED_THROUGH = {
-    httpbody_pb2.HttpBody.DESCRIPTOR.full_name,
-    storage_pb2.ListChildrenResponse.DESCRIPTOR.full_name,
-    storage_pb2.ListLinkChildrenResponse.DESCRIPTOR.full_name,
-}
-
-
-class _Collected:
-    """Stands in for the server while a generated add_*_to_server function registers its handlers."""
-
-    def __init__(self) -> None:
-        self.services: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
-
-    def add_generic_rpc_handlers(self, handlers: object) -> None:
-        pass  # the same handlers come by name too (add_registered_method_handlers): registered from those
-
-    def add_registered_method_handlers(
-        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
-    ) -> None:
-        self.services[service] = handlers
-
-
-@contextlib.contextmanager
-def passing_serialised_bodies(server: grpc.aio.Server) -> Iterator[grpc.aio.Server]:
-    """A server for the generated add_*_to_server functions to register on: methods answering google.api.HttpBody,
-    ListChildrenResponse or ListLinkChildrenResponse then also accept messages serialised already (the downloads
-    yield those, see StorageServicer._stream; the two listings return the read model's page). The generated code
-    stays as generated; only its handlers' response serializer is swapped for one passing bytes through. The
-    handlers reach `server` when the block ends."""
-    collected = _Collected()
-    yield cast(grpc.aio.Server, collected)
-    for service, handlers in collected.services.items():
-        methods = descriptor_pool.Default().FindServiceByName(service).methods_by_name
-        handlers = {
-            name: h._replace(response_serializer=_serialize_body)  # type: ignore[attr-defined]
-            if methods[name].output_type.full_name in _PASSED_THROUGH
-            else h
-            for name, h in handlers.items()
-        }
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-        server.add_registered_method_handlers(service, handlers)

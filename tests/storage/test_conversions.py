@@ -17,10 +17,11 @@ from sqlalchemy.engine import make_url
 
 from flowdock.storage.v1 import storage_pb2
 from flowdock_kernel import db
+from flowdock_kernel.wire import timestamp
 from storage_svc.adapters import SqlUnitOfWork, _node, nodes
 from storage_svc.bootstrap import MIGRATIONS
 from storage_svc.domain import CURSOR_KEYS, Cursor, Kind, Node, OrderBy, from_micros, kind_rank, micros, sort_key
-from storage_svc.servicer import _ts, add_nodes, node_pb
+from storage_svc.servicer import add_nodes, node_pb
 from tests.support.mesh import PG_URL, drop_databases, need_postgres
 
 MOMENTS = [
@@ -39,7 +40,7 @@ MOMENTS = [
 def test_timestamps_as_from_datetime(moment: datetime) -> None:
     expected = timestamp_pb2.Timestamp()
     expected.FromDatetime(moment)
-    assert _ts(moment) == expected
+    assert timestamp(moment) == expected
 
 
 @pytest.mark.parametrize("moment", MOMENTS, ids=str)
