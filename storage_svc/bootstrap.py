@@ -13,6 +13,7 @@ from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
 from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_check, remote_signing_keys
+from flowdock_kernel.clock import SystemClock
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
@@ -99,6 +100,7 @@ async def build(config: StorageConfig) -> Service:
         scanner=scanner,
         events=outbox,
         urls=HmacUrlSigner(config.data_dir / "storage" / "url.key"),
+        clock=SystemClock(),
     )
 
     def register(server: grpc.aio.Server) -> None:

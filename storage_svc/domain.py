@@ -11,12 +11,13 @@ from enum import StrEnum
 from typing import Literal
 
 from flowdock_kernel import pagetoken
-from flowdock_kernel.errors import InvalidArgument
+from flowdock_kernel.errors import FailedPrecondition, InvalidArgument
 
 MAX_NAME_BYTES = 255
 # Bidirectional overrides and isolates make "evil\u202egpj.exe" display as "evilexe.jpg": refused outright.
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+SCAN_LIMIT_REASON = "SCAN_LIMIT_EXCEEDED"
 
 
 class Kind(StrEnum):
@@ -137,6 +138,24 @@ class LinkScope:
     #: The link's own file-drop limits (0: none set; the deployment's apply).
     max_upload_files: int = 0
     max_upload_bytes: int = 0
+
+
+class ScanLimitExceeded(FailedPrecondition):
+    """The content is (or would be) larger than the scanner can scan; `limit_bytes` is that limit.
+
+    A FailedPrecondition: retrying the same file cannot succeed; the caller decides by policy whether such a
+    file is refused (the default) or stored unscanned.
+    """
+
+    def __init__(self, limit_bytes: int, *, size: int | None = None, detail: str = "", message: str = "") -> None:
+        super().__init__(
+            message or f"file is larger than the virus scanner's limit of {limit_bytes} bytes",
+            reason=SCAN_LIMIT_REASON,
+            metadata={"limit_bytes": str(limit_bytes), **({"scanner_limit": detail} if detail else {})},
+        )
+        self.limit_bytes = limit_bytes
+        self.size = size
+        self.detail = detail  # which limit: "declared size", a clamd reply, "Heuristics.Limits.Exceeded.MaxScanSize"
 
 
 def validate_name(raw: str, field: str = "name") -> str:

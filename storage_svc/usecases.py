@@ -15,9 +15,10 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
+from flowdock_kernel.clock import Clock
 from flowdock_kernel.errors import (
     Aborted,
     AlreadyExists,
@@ -40,6 +41,7 @@ from storage_svc.domain import (
     Node,
     OnConflict,
     OrderBy,
+    ScanLimitExceeded,
     TrashEntry,
     Upload,
     UploadState,
@@ -51,12 +53,11 @@ from storage_svc.ports import (
     BlobStore,
     ChildPage,
     Events,
-    Scanner,
     UnitOfWork,
     UnitOfWorkFactory,
     UrlSigner,
+    VirusScanner,
 )
-from storage_svc.scanner import ScanLimitExceeded
 
 log = logging.getLogger("flowdock.storage")
 
@@ -98,10 +99,6 @@ class Limits:
     link_drop_max_bytes: int = 1024**3
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _wrong_offset(offset: int, committed: int) -> FailedPrecondition:
     return FailedPrecondition(
         f"offset {offset} does not match the committed size {committed}; resume at offset {committed}",
@@ -128,9 +125,10 @@ class Storage:
     blobs: BlobStore
     access: AccessPolicy
     limits: Limits
-    scanner: Scanner
+    scanner: VirusScanner
     events: Events
     urls: UrlSigner
+    clock: Clock
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     # -- access -------------------------------------------------------------------------------------------------
@@ -176,7 +174,7 @@ class Storage:
         if uow.read_only:  # a user's first call: their root is made once, in a transaction of its own
             async with self.uow() as writer:
                 return await self._root(writer, caller)
-        now = _now()
+        now = self.clock.now()
         root = Node(str(uuid.uuid4()), caller, None, "", Kind.FOLDER, 0, now, now)
         try:
             await uow.nodes.add(root)
@@ -218,7 +216,7 @@ class Storage:
         async with self.uow() as uow:
             parent = await self._folder(uow, caller, parent_id, "write")
             name = await self._place(uow, parent, name, OnConflict.FAIL)
-            now = _now()
+            now = self.clock.now()
             node = Node(str(uuid.uuid4()), parent.owner_id, parent.id, name, Kind.FOLDER, 0, now, now)
             await uow.nodes.add(node)
             try:
@@ -300,7 +298,7 @@ class Storage:
             if policy == OnConflict.NEW_VERSION:
                 raise InvalidArgument("on_conflict", "NEW_VERSION applies to uploads only")
             new_name = await self._place(uow, parent, new_name, policy, own_id=node.id)
-            updated = replace(node, name=new_name, parent_id=parent.id, modified_at=_now())
+            updated = replace(node, name=new_name, parent_id=parent.id, modified_at=self.clock.now())
             await uow.nodes.update(updated)
             if updated.name != node.name:
                 uow.events.record(
@@ -345,7 +343,7 @@ class Storage:
             total = sum(currents[n.version_id].size for n in tree if n.kind == Kind.FILE and n.version_id in currents)
             if not await uow.quotas.consume(caller, total, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(caller, self.limits.default_quota_bytes), total)
-            now = _now()
+            now = self.clock.now()
             new_ids = {n.id: str(uuid.uuid4()) for n in tree}
             copies: list[Node] = []
             versions: list[Version] = []
@@ -406,7 +404,7 @@ class Storage:
         await self.access.drop_shares(node.owner_id, path, tree)
         async with self.uow() as uow:
             node = await self._writable(uow, caller, node_id)
-            now = _now()
+            now = self.clock.now()
             await uow.nodes.trash_tree(node.id, now)
             uow.events.record(
                 "storage.delete", actor=caller, subject=node.owner_id, details={"node_id": node.id, "name": node.name}
@@ -419,7 +417,8 @@ class Storage:
         after = Cursor.decode(page_token, "micros") if page_token else None
         async with self.uow(read_only=True) as uow:
             rows = await uow.nodes.trash_roots(caller, after, limit + 1)
-        return _page(rows, limit, lambda e: Cursor(0, domain.micros(e.node.trashed_at or _now()), e.node.id))
+        now = self.clock.now()
+        return _page(rows, limit, lambda e: Cursor(0, domain.micros(e.node.trashed_at or now), e.node.id))
 
     async def _trash_root(self, uow: UnitOfWork, caller: str, node_id: str) -> Node:
         node = await uow.nodes.get_any(node_id)
@@ -515,7 +514,7 @@ class Storage:
             blob_id = uuid.uuid4().hex
             await self.blobs.link(old.blob_id, blob_id)
             updated, pruned = await self._add_version(
-                uow, node, blob_id, old.size, old.sha256, old.content_type, _now()
+                uow, node, blob_id, old.size, old.sha256, old.content_type, self.clock.now()
             )
             uow.events.record(
                 "storage.version_restore",
@@ -682,7 +681,7 @@ class Storage:
             await self._take_link_drop(uow, caller, size, link_parent, drop)
             if not await uow.quotas.reserve(parent.owner_id, size, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(parent.owner_id, self.limits.default_quota_bytes), size)
-            now = _now()
+            now = self.clock.now()
             upload = Upload(
                 id=str(uuid.uuid4()),
                 owner_id=parent.owner_id,
@@ -872,7 +871,7 @@ class Storage:
             await self._take_link_drop(uow, caller, size, link_parent, drop)
             if not await uow.quotas.consume(owner, size, self.limits.default_quota_bytes):
                 raise self._quota_error(await uow.quotas.get(owner, self.limits.default_quota_bytes), size)
-            now = _now()
+            now = self.clock.now()
             pruned: list[Version] = []
             if target is not None:
                 node, pruned = await self._add_version(uow, target, blob_id, size, digest, content_type, now)
@@ -994,10 +993,11 @@ class Storage:
                     reason="UPLOAD_INCOMPLETE",
                     metadata={"committed_size": str(upload.committed_size)},
                 )
-            if not await uow.uploads.acquire(upload_id, token, _now() + LEASE, _now(), UploadState.FINISHING):
+            now = self.clock.now()
+            if not await uow.uploads.acquire(upload_id, token, now + LEASE, now, UploadState.FINISHING):
                 if upload.state == UploadState.FINISHING:
                     return upload, None  # someone is finishing it: poll
-                raise _held(upload)
+                raise _held(upload, now)
             await uow.commit()
         upload = replace(upload, state=UploadState.FINISHING)
         if upload.size <= self.limits.inline_finish_bytes:
@@ -1090,7 +1090,7 @@ class Storage:
         # Derived from the upload: a finish retried after a crash between rename and commit finds the same blob.
         blob_id = upload.id.replace("-", "")
         await self.blobs.commit_staging(upload.id, blob_id, upload.size)
-        now = _now()
+        now = self.clock.now()
         pruned: list[Version] = []
         try:
             async with self.uow() as uow:
@@ -1163,7 +1163,7 @@ class Storage:
     async def housekeeping(self) -> dict[str, int]:
         """Expire stale uploads (releasing their quota), resume stalled finishes, purge old trash."""
         done = {"expired_uploads": 0, "resumed_finishes": 0, "purged_trash": 0}
-        now = _now()
+        now = self.clock.now()
         # Finished uploads (every small file sent in one call leaves one) go in bulk; open ones one by one, each with
         # its reservation and staging bytes.
         async with self.uow() as uow:
@@ -1250,14 +1250,14 @@ class Storage:
             version = await uow.versions.get(version_id or node.version_id)
         if version is None or version.node_id != node.id:
             raise NotFound(f"version {version_id} not found")
-        expires = _now() + self.limits.download_url_lifetime
+        expires = self.clock.now() + self.limits.download_url_lifetime
         token = self.urls.sign({"f": node.id, "v": version.id, "u": caller, "e": int(expires.timestamp())})
         return token, expires
 
     async def open_download_url(self, token: str) -> tuple[Node, Version, int]:
         claims = self.urls.verify(token)
         # Unknown, forged and expired URLs all answer the same NotFound.
-        if claims is None or int(claims.get("e", 0)) < int(_now().timestamp()):
+        if claims is None or int(claims.get("e", 0)) < int(self.clock.now().timestamp()):
             raise NotFound("this download link is invalid or has expired; ask for a new one")
         async with self.uow(read_only=True) as uow:
             node = await uow.nodes.get(str(claims["f"]))
@@ -1420,13 +1420,13 @@ def _page(rows: list[T], limit: int, cursor: Callable[[T], Cursor]) -> tuple[lis
     return rows, cursor(rows[-1]).encode() if more else ""
 
 
-def _held(upload: Upload) -> Aborted:
+def _held(upload: Upload, now: datetime) -> Aborted:
     """Another writer holds the upload: a live one, or one that vanished (a killed client, a dropped connection)
     whose lease runs out at `writer_until`. Either way the same call works once it is released: say when to look
     again (the lapse, or a few seconds, since a live writer may stop any moment)."""
     lapse = LEASE.total_seconds()
     if upload.writer_until is not None:
-        lapse = min(lapse, max((upload.writer_until - _now()).total_seconds(), 0.0))
+        lapse = min(lapse, max((upload.writer_until - now).total_seconds(), 0.0))
     wait = max(1, min(HELD_RETRY_SECONDS, math.ceil(lapse)))
     return Aborted(
         f"another connection is writing to this upload (if it stopped without closing, its hold lapses in "
@@ -1449,7 +1449,7 @@ class UploadWriter:
         self.upload_id = upload_id
         self.token = secrets.token_hex(16)
         self.upload: Upload | None = None
-        self.lease_until = _now()
+        self.lease_until = self.s.clock.now()
         self.offset = 0  # next byte to write
         self.committed = 0  # durable and recorded
         self._held = bytearray()  # small messages gathered into one blob-store write (ends at self.offset)
@@ -1478,12 +1478,13 @@ class UploadWriter:
             self.s._check_chunk(upload, offset, 0)
             if offset != upload.committed_size:
                 raise _wrong_offset(offset, upload.committed_size)
-            if not await uow.uploads.acquire(self.upload_id, self.token, _now() + LEASE, _now(), UploadState.OPEN):
-                raise _held(upload)
+            now = self.s.clock.now()
+            if not await uow.uploads.acquire(self.upload_id, self.token, now + LEASE, now, UploadState.OPEN):
+                raise _held(upload, now)
             await uow.commit()
         self.upload = upload
         self.offset = self.committed = self._flushing_to = self._acked = offset
-        self.lease_until = _now() + LEASE
+        self.lease_until = self.s.clock.now() + LEASE
         return offset
 
     async def write(self, data: bytes, offset: int | None = None) -> None:
@@ -1493,7 +1494,7 @@ class UploadWriter:
         self.s._check_chunk(self.upload, self.offset, len(data))
         if self._flushing is not None and self._flushing.done():
             await self.settle()  # its failure (a lost hold, an I/O error) stops the writer here
-        if _now() > self.lease_until - LEASE / 4:
+        if self.s.clock.now() > self.lease_until - LEASE / 4:
             await self.flush(renew=True)  # renews the lease (or finds it lost) before touching the bytes
         if not self._held and len(data) >= WRITE_UNIT:
             await self._issue(self.offset, data)
@@ -1533,13 +1534,14 @@ class UploadWriter:
     async def _record(self, offset: int) -> int:
         await self.s.blobs.sync_staging(self.upload_id)
         async with self.s.uow() as uow:
-            expires = _now() + self.s.limits.upload_expiry  # the expiry counts from the last activity
-            if not await uow.uploads.advance(self.upload_id, self.token, offset, _now() + LEASE, expires):
+            now = self.s.clock.now()
+            expires = now + self.s.limits.upload_expiry  # the expiry counts from the last activity
+            if not await uow.uploads.advance(self.upload_id, self.token, offset, now + LEASE, expires):
                 raise Aborted(
                     "this writer lost its hold on the upload (idle too long); resume it", retry_after_seconds=0
                 )
             await uow.commit()
-        self.lease_until = _now() + LEASE
+        self.lease_until = self.s.clock.now() + LEASE
         self.committed = offset
         return offset
 

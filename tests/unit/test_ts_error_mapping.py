@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from flowdock_kernel import errors, grpc_errors
-from storage_svc.domain import Usage
-from storage_svc.scanner import ScanLimitExceeded
+from storage_svc.domain import ScanLimitExceeded, Usage
 from storage_svc.usecases import Storage, _wrong_offset
 from tests.conftest import REQUIRE_SERVERS
 
