@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import math
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -64,7 +63,6 @@ log = logging.getLogger("flowdock.storage")
 ROOT = "root"
 WRITE_UNIT = 1024 * 1024  # bytes handed to the blob store per write (1 MiB measured best)
 LEASE = timedelta(seconds=60)
-HELD_RETRY_SECONDS = 5  # how soon a writer finding an upload held is told to look again
 LINK_CREATOR = "link:"
 _DOING = {"list": "seeing this", "download": "downloading", "write": "changing this", "upload": "uploading"}
 
@@ -97,14 +95,6 @@ class Limits:
     download_url_lifetime: timedelta = timedelta(seconds=60)
     link_drop_max_files: int = 1000
     link_drop_max_bytes: int = 1024**3
-
-
-def _wrong_offset(offset: int, committed: int) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"offset {offset} does not match the committed size {committed}; resume at offset {committed}",
-        reason="UPLOAD_OFFSET_MISMATCH",
-        metadata={"committed_size": str(committed)},
-    )
 
 
 def _page_size(requested: int, limits: Limits) -> int:
@@ -800,7 +790,7 @@ class Storage:
         if folders:
             parent_id = await self._ensure_folders(caller, parent_id, folders)
         upload_id = str(uuid.uuid4())
-        blob_id = upload_id.replace("-", "")
+        blob_id = domain.upload_blob_id(upload_id)
         # The blob is written (and fsynced) while the transaction does its reads and writes; the commit waits for
         # it, so no row ever names a blob that is not durable.
         written = asyncio.ensure_future(self.blobs.put(upload_id, blob_id, content))
@@ -861,7 +851,7 @@ class Storage:
     ) -> tuple[Upload, Node, list[Version]]:
         """One transaction: place the name, charge the quota, add the file (or a version of it) and the COMPLETED
         upload; it commits once `written` (the blob) is done."""
-        blob_id = upload_id.replace("-", "")
+        blob_id = domain.upload_blob_id(upload_id)
         async with self.uow() as uow:
             parent = await self._upload_parent(uow, caller, parent_id, link_parent)
             owner = parent.owner_id
@@ -954,20 +944,6 @@ class Storage:
             node = await uow.nodes.get(upload.node_id) if upload.node_id else None
         return upload, node
 
-    def _check_chunk(self, upload: Upload, offset: int, length: int) -> None:
-        if upload.state != UploadState.OPEN:
-            raise FailedPrecondition(f"upload is {upload.state.value}; it takes no more bytes")
-        if length > self.limits.max_chunk_bytes:
-            raise TooLarge(
-                f"chunk of {length} bytes exceeds the limit of {self.limits.max_chunk_bytes} bytes "
-                "(storage_max_chunk_bytes); send smaller chunks",
-                limit="storage_max_chunk_bytes",
-            )
-        if offset + length > upload.size:
-            raise InvalidArgument(
-                "data", f"bytes up to offset {offset + length} exceed the declared size {upload.size}"
-            )
-
     async def write_chunk(self, caller: str, upload_id: str, offset: int, data: bytes) -> int:
         """Append one chunk at `offset` (must equal the committed size); durable before it returns."""
         writer = self.writer(caller, upload_id)
@@ -983,21 +959,15 @@ class Storage:
         token = secrets.token_hex(16)
         async with self.uow() as uow:
             upload = await self._open_upload(uow, caller, upload_id)
-            if upload.state in (UploadState.COMPLETED, UploadState.FAILED):
+            if upload.finished:
                 node = await uow.nodes.get(upload.node_id) if upload.node_id else None
                 return upload, node  # finishing twice answers the same
-            if upload.state == UploadState.OPEN and upload.committed_size != upload.size:
-                raise FailedPrecondition(
-                    f"only {upload.committed_size} of {upload.size} bytes received; "
-                    f"send the rest from offset {upload.committed_size}",
-                    reason="UPLOAD_INCOMPLETE",
-                    metadata={"committed_size": str(upload.committed_size)},
-                )
+            upload.check_finish()
             now = self.clock.now()
             if not await uow.uploads.acquire(upload_id, token, now + LEASE, now, UploadState.FINISHING):
                 if upload.state == UploadState.FINISHING:
                     return upload, None  # someone is finishing it: poll
-                raise _held(upload, now)
+                raise upload.held(now, LEASE)
             await uow.commit()
         upload = replace(upload, state=UploadState.FINISHING)
         if upload.size <= self.limits.inline_finish_bytes:
@@ -1035,7 +1005,7 @@ class Storage:
                 log.warning("stored unscanned: over the scanner's limit", extra={"upload_id": upload.id})
         source = self.blobs.read_staging(upload.id, upload.size, self.limits.chunk_bytes)
         if await self._committed_before(upload):
-            source = self.blobs.read(upload.id.replace("-", ""), 0, upload.size, self.limits.chunk_bytes)
+            source = self.blobs.read(upload.blob_id, 0, upload.size, self.limits.chunk_bytes)
         try:
             async for block in source:
                 h.update(block)
@@ -1069,7 +1039,7 @@ class Storage:
     async def _committed_before(self, upload: Upload) -> bool:
         """A previous finish renamed staging into the blob, then crashed before its database commit."""
         try:
-            return await self.blobs.verify(upload.id.replace("-", "")) == upload.size
+            return await self.blobs.verify(upload.blob_id) == upload.size
         except DomainError:
             return False
 
@@ -1088,7 +1058,7 @@ class Storage:
                 raise
             return replace(upload, state=UploadState.OPEN, failure=exc.message), None
         # Derived from the upload: a finish retried after a crash between rename and commit finds the same blob.
-        blob_id = upload.id.replace("-", "")
+        blob_id = upload.blob_id
         await self.blobs.commit_staging(upload.id, blob_id, upload.size)
         now = self.clock.now()
         pruned: list[Version] = []
@@ -1420,21 +1390,6 @@ def _page(rows: list[T], limit: int, cursor: Callable[[T], Cursor]) -> tuple[lis
     return rows, cursor(rows[-1]).encode() if more else ""
 
 
-def _held(upload: Upload, now: datetime) -> Aborted:
-    """Another writer holds the upload: a live one, or one that vanished (a killed client, a dropped connection)
-    whose lease runs out at `writer_until`. Either way the same call works once it is released: say when to look
-    again (the lapse, or a few seconds, since a live writer may stop any moment)."""
-    lapse = LEASE.total_seconds()
-    if upload.writer_until is not None:
-        lapse = min(lapse, max((upload.writer_until - now).total_seconds(), 0.0))
-    wait = max(1, min(HELD_RETRY_SECONDS, math.ceil(lapse)))
-    return Aborted(
-        f"another connection is writing to this upload (if it stopped without closing, its hold lapses in "
-        f"{math.ceil(lapse)} s); try again in {wait} s",
-        retry_after_seconds=wait,
-    )
-
-
 class UploadWriter:
     """One writer's hold on an upload: a lease in the database, so two writers (even on two replicas) never
     interleave; bytes are acknowledged only once fsynced and recorded as committed.
@@ -1475,12 +1430,10 @@ class UploadWriter:
     async def start(self, offset: int) -> int:
         async with self.s.uow() as uow:
             upload = await self.s._open_upload(uow, self.caller, self.upload_id)
-            self.s._check_chunk(upload, offset, 0)
-            if offset != upload.committed_size:
-                raise _wrong_offset(offset, upload.committed_size)
+            upload.check_resume(offset)
             now = self.s.clock.now()
             if not await uow.uploads.acquire(self.upload_id, self.token, now + LEASE, now, UploadState.OPEN):
-                raise _held(upload, now)
+                raise upload.held(now, LEASE)
             await uow.commit()
         self.upload = upload
         self.offset = self.committed = self._flushing_to = self._acked = offset
@@ -1490,8 +1443,8 @@ class UploadWriter:
     async def write(self, data: bytes, offset: int | None = None) -> None:
         assert self.upload is not None
         if offset is not None and offset != self.offset:
-            raise _wrong_offset(offset, self.offset)
-        self.s._check_chunk(self.upload, self.offset, len(data))
+            raise domain.offset_mismatch(offset, self.offset)
+        self.upload.check_chunk(self.offset, len(data), self.s.limits.max_chunk_bytes)
         if self._flushing is not None and self._flushing.done():
             await self.settle()  # its failure (a lost hold, an I/O error) stops the writer here
         if self.s.clock.now() > self.lease_until - LEASE / 4:

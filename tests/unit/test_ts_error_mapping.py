@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from flowdock_kernel import errors, grpc_errors
-from storage_svc.domain import ScanLimitExceeded, Usage
-from storage_svc.usecases import Storage, _wrong_offset
+from storage_svc.domain import ScanLimitExceeded, Usage, offset_mismatch
+from storage_svc.usecases import Storage
 from tests.conftest import REQUIRE_SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def cases() -> list[dict[str, Any]]:
             errors.ResourceExhausted("size 9 exceeds the per-file limit", limit="storage_max_file_bytes"),
             {"kind": "too_large", "limit": "storage_max_file_bytes"},
         ),
-        case(_wrong_offset(0, 4), {"kind": "precondition", "reason": "UPLOAD_OFFSET_MISMATCH", "committedSize": "4"}),
+        case(offset_mismatch(0, 4), {"kind": "precondition", "reason": "UPLOAD_OFFSET_MISMATCH", "committedSize": "4"}),
         case(ScanLimitExceeded(100), {"kind": "too_large", "limitBytes": 100}),
         case(errors.AlreadyExists("an entry named 'a' already exists in this folder"), {"kind": "conflict"}),
         case(errors.NotFound("no such node"), {"kind": "not_found"}),
