@@ -20,7 +20,7 @@ import pytest
 
 from flowdock_kernel import errors, grpc_errors
 from storage_svc.domain import ScanLimitExceeded, Usage, offset_mismatch
-from storage_svc.usecases import Storage
+from storage_svc.usecases.common import quota_exceeded
 from tests.conftest import REQUIRE_SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def case(exc: errors.DomainError, expect: dict[str, Any]) -> dict[str, Any]:
 
 
 def cases() -> list[dict[str, Any]]:
-    quota = Storage._quota_error(None, Usage(used=900, reserved=50, limit=1000), 200)  # type: ignore[arg-type]
+    quota = quota_exceeded(Usage(used=900, reserved=50, limit=1000), 200)
     return [
         case(errors.InvalidArgument("name", "must not contain '/'"), {"kind": "invalid", "field": "name"}),
         case(quota, {"kind": "quota", "limit": "storage_quota_bytes", "usedBytes": 900, "limitBytes": 1000}),
