@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -49,17 +48,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-import storage_bench as sb  # noqa: E402  (its /proc helpers, clients and table format)
-
+from bench import _common as common  # noqa: E402  (/proc helpers, clients, the environment block)
 from flowdock.storage.v1 import storage_pb2 as pb  # noqa: E402
 from flowdock_cli.up import MALLOC_TUNABLES  # noqa: E402
 
 MB = 1_000_000
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-PASSWORD = sb.PASSWORD
+PASSWORD = common.PASSWORD
 SCRIPT = ROOT / "bench" / "browser_bench.mjs"
 WEB_DIST = ROOT / "clients" / "web" / "dist"
 ENV = {  # one client IP logging in repeatedly; mail verification stays on (the account is made verified)
@@ -81,13 +78,6 @@ def parse_size(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("size: must be at least 1 byte")
     return int(value)
-
-
-def human_size(n: int) -> str:
-    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
-    return f"{n} B"
 
 
 def write_source(path: Path, size: int) -> str:
@@ -126,7 +116,7 @@ class Meter:
     """CPU seconds per side between two snapshots: services, Envoy, the browser (every process under the Playwright
     driver), the driver itself, this process (the native SDK) and OTHER (the rest of the machine)."""
 
-    def __init__(self, mesh: sb.Mesh, node_pid: int) -> None:
+    def __init__(self, mesh: common.Mesh, node_pid: int) -> None:
         self.mesh = mesh
         self.node_pid = node_pid
         self.start: dict[str, dict[int, float]] = {}
@@ -134,16 +124,16 @@ class Meter:
 
     def _groups(self) -> dict[str, list[int]]:
         groups = self.mesh.meter_pids()
-        groups["browser"] = sb.descendants(self.node_pid) if self.node_pid else []
+        groups["browser"] = common.descendants(self.node_pid) if self.node_pid else []
         groups["driver"] = [self.node_pid] if self.node_pid else []
         return groups
 
     def _snap(self) -> dict[str, dict[int, float]]:
-        snap = {name: {p: sb.cpu_seconds(p) for p in pids} for name, pids in self._groups().items()}
+        snap = {name: {p: common.cpu_seconds(p) for p in pids} for name, pids in self._groups().items()}
         me = resource.getrusage(resource.RUSAGE_SELF)
         ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
         snap["client"] = {0: me.ru_utime + me.ru_stime}
-        snap["machine"] = {0: (sum(ticks) - ticks[3] - ticks[4]) / sb.CLK_TCK}
+        snap["machine"] = {0: (sum(ticks) - ticks[3] - ticks[4]) / common.CLK_TCK}
         return snap
 
     def __enter__(self) -> Meter:
@@ -181,7 +171,7 @@ def chromium_type(pid: int) -> str:
 # -- the system under test -----------------------------------------------------------------------------------------
 
 
-def start_mesh(data_dir: Path, stderr_path: Path, public_port: int) -> sb.Mesh:
+def start_mesh(data_dir: Path, stderr_path: Path, public_port: int) -> common.Mesh:
     argv = [sys.executable, "-m", "flowdock_cli", "up", "--data-dir", str(data_dir), "--port", str(public_port)]
     argv += ["--no-scan", "--web-dir", str(WEB_DIST)]
     env = {**os.environ, **ENV, "FLOWDOCK_AUTH_PUBLIC_URL": f"http://127.0.0.1:{public_port}"}
@@ -197,7 +187,7 @@ def start_mesh(data_dir: Path, stderr_path: Path, public_port: int) -> sb.Mesh:
         time.sleep(0.1)
     info = json.loads(info_path.read_text())
     url = str(info["url"])
-    return sb.Mesh(proc, url, url.removeprefix("http://"), data_dir, info["pids"], stderr_path, "")
+    return common.Mesh(proc, url, url.removeprefix("http://"), data_dir, info["pids"], stderr_path, "")
 
 
 def create_user(data_dir: Path, email: str) -> None:
@@ -228,7 +218,7 @@ class Results:
 @dataclass
 class Bench:
     args: argparse.Namespace
-    mesh: sb.Mesh
+    mesh: common.Mesh
     base: Path
     source: Path
     sha256: str
@@ -270,14 +260,14 @@ class Bench:
 async def setup(bench: Bench, runs: list[dict[str, Any]]) -> str:
     """The folders: one per run for each side, and the --entries folder (CreateFolder calls, paced below the gateway's
     rate limit). Returns the listing folder's id; learns the server's advised chunk size."""
-    client = sb.Client(bench.mesh, bench.email)
+    client = common.Client(bench.mesh, bench.email)
     client.relogin()
     try:
         for run in runs:
             run["folderId"] = await client.folder(f"browser-r{run['index']}")
         listing = await client.folder(f"{bench.args.entries} entries")
         t = time.perf_counter()
-        await sb.fill_folder(client, listing, bench.args.entries)
+        await common.fill_folder(client, listing, bench.args.entries)
         bench.res.env["listing setup"] = (
             f"{bench.args.entries} folders by CreateFolder in {time.perf_counter() - t:.1f} s (paced at 150/s)"
         )
@@ -285,7 +275,8 @@ async def setup(bench: Bench, runs: list[dict[str, Any]]) -> str:
             pb.CreateUploadRequest(parent_id="root", name="probe.bin", size=bench.args.size), metadata=client.md
         )
         bench.res.env["advised chunk (server)"] = (
-            f"{human_size(up.chunk_size)} (max {human_size(up.max_chunk_size)}); the app sends it as advised"
+            f"{common.human_size(up.chunk_size)} (max {common.human_size(up.max_chunk_size)}); "
+            "the app sends it as advised"
         )
         bench.res.raw["chunk_size"] = up.chunk_size
         await client.stub().AbortUpload(pb.AbortUploadRequest(upload_id=up.upload_id), metadata=client.md)
@@ -467,8 +458,8 @@ def row(measurement: str, value: str, reference: str = "", ratio: str = "", targ
 def table(args: argparse.Namespace, res: Results) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     size, gib = args.size, args.size / GiB
-    label = human_size(size)
-    chunk = human_size(res.raw.get("chunk_size", 0))
+    label = common.human_size(size)
+    chunk = common.human_size(res.raw.get("chunk_size", 0))
     speeds: dict[str, float] = {}
     for key in ("native_upload_s", "browser_upload_s", "native_download_s", "browser_download_s"):
         if res.raw.get(key):
@@ -504,7 +495,7 @@ def table(args: argparse.Namespace, res: Results) -> list[dict[str, str]]:
         rows.append(
             row(
                 f"  … each WriteUploadChunk call ({calls[-1]['chunks']} calls; resource timing, last run)",
-                f"p50 {statistics.median(ms):.1f} / p95 {sb.pct(ms, 95):.1f} ms; "
+                f"p50 {statistics.median(ms):.1f} / p95 {common.pct(ms, 95):.1f} ms; "
                 f"gap to the next p50 {statistics.median(gaps):.1f} ms",
             )
         )
@@ -522,7 +513,7 @@ def table(args: argparse.Namespace, res: Results) -> list[dict[str, str]]:
     listing = [r for r in res.raw.get("listing", []) if not r["warmup"]]
     if listing:
         painted = [r["paintedAt"] for r in listing]
-        p50, p95 = statistics.median(painted), sb.pct(painted, 95)
+        p50, p95 = statistics.median(painted), common.pct(painted, 95)
         per = len(res.raw["listing"])
         loaded = min(r["rowCount"] for r in listing)
         rows.append(
@@ -542,7 +533,7 @@ def table(args: argparse.Namespace, res: Results) -> list[dict[str, str]]:
         rows.append(
             row(
                 f"  … first rows in the DOM ({loaded} entries loaded, {listing[0]['rowsRendered']} rows rendered)",
-                f"p50 {statistics.median(rows_in):.0f} / p95 {sb.pct(rows_in, 95):.0f} ms",
+                f"p50 {statistics.median(rows_in):.0f} / p95 {common.pct(rows_in, 95):.0f} ms",
             )
         )
         lists = [min((c for c in r["calls"] if c["method"].endswith("/ListChildren")), key=lambda c: c["start"])
@@ -551,7 +542,8 @@ def table(args: argparse.Namespace, res: Results) -> list[dict[str, str]]:
         rows.append(
             row(
                 "  … its grpc-web ListChildren call (resource timing, request → last byte)",
-                f"p50 {statistics.median(ms):.0f} / p95 {sb.pct(ms, 95):.0f} ms ({lists[0]['bytes'] / 1000:.0f} KB)",
+                f"p50 {statistics.median(ms):.0f} / p95 {common.pct(ms, 95):.0f} ms "
+                f"({lists[0]['bytes'] / 1000:.0f} KB)",
             )
         )
         # the critical path before the listing: document, script evaluation, session restore (Refresh, GetMe)
@@ -604,24 +596,17 @@ def render(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def environment(args: argparse.Namespace, mesh: sb.Mesh) -> dict[str, Any]:
-    from gateway.runner import envoy_binary
-
+def environment(args: argparse.Namespace, mesh: common.Mesh) -> dict[str, Any]:
     return {
-        "cores": os.cpu_count(),
-        "cpu identity": sb.cpu_identity(),
-        "calibration (this process, best of 3)": sb.calibration(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "envoy": sb.command_version([envoy_binary(), "--version"]).split("version: ")[-1],
+        **common.machine_environment(),
         "database": "SQLite (embedded)",
         "virus scanning": "OFF: flowdock up --no-scan (no clamd in the bench)",
         "app": f"{WEB_DIST} (built by `npm --prefix clients run build`), served by flowdock up --web-dir",
         "native client malloc": os.environ.get("GLIBC_TUNABLES", "stock (as an SDK user runs it)"),
-        "size": human_size(args.size),
+        "size": common.human_size(args.size),
         "runs (transfers, median; the side that goes first alternates)": args.runs,
         "data dir": str(mesh.data_dir),
-        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "load average at start": common.load_average(),
     }
 
 
@@ -647,12 +632,12 @@ def main() -> None:
 
     base = Path(tempfile.mkdtemp(prefix="flowdock-browser-bench-", dir=args.dir or None))
     res = Results()
-    mesh: sb.Mesh | None = None
+    mesh: common.Mesh | None = None
     started = time.monotonic()
     try:
         source = base / f"bench-{args.size}.bin"
         sha = write_source(source, args.size)
-        mesh = start_mesh(base / "data", base / "up.stderr", sb.free_port())
+        mesh = start_mesh(base / "data", base / "up.stderr", common.free_port())
         res.env = environment(args, mesh)
         email = f"browser-bench-{uuid.uuid4().hex[:8]}@example.org"
         create_user(mesh.data_dir, email)
@@ -670,7 +655,7 @@ def main() -> None:
             mesh.stop()
         shutil.rmtree(base, ignore_errors=True)
     res.env["wall seconds"] = round(time.monotonic() - started, 1)
-    res.env["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    res.env["load average at end"] = common.load_average()
     rows = table(args, res)
     print("\nFlowDock browser benchmark (Chromium + the web app vs the native Python SDK, one `flowdock up`, loopback)")
     for key, value in res.env.items():

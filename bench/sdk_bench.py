@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from flowdock.storage.v1 import storage_pb2 as pb  # noqa: E402
 from flowdock.storage.v1 import storage_pb2_grpc  # noqa: E402
 from flowdock_sdk import AsyncClient  # noqa: E402
+from flowdock_sdk._session import RpcSession  # noqa: E402
 
 MB = 1_000_000
 MiB = 1024 * 1024
@@ -137,16 +138,18 @@ async def main() -> None:
             out = tmp / "out"
             out.mkdir()
             results: dict[str, list[tuple[float, float]]] = {"raw": [], "sdk": []}
+            raw = RpcSession(url, email=email, password=PASSWORD)  # the same account's token for the raw stubs
             async with AsyncClient(url, email=email, password=PASSWORD) as client:
                 await client.authenticate()
                 for run in range(args.runs):
-                    token = await client._token()  # the same account's access token for the raw stubs
+                    token = await raw.token()
                     results["raw"].append(
                         await raw_round(url.removeprefix("http://"), token, data, sha, f"raw-{run}.bin")
                     )
                     results["sdk"].append(await sdk_round(client, path, out, f"/sdk-{run}"))
                     for f in out.iterdir():
                         f.unlink()
+            await raw.close()
         finally:
             if proc is not None:
                 proc.send_signal(signal.SIGTERM)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.auth.support import Mailbox
-from tests.conftest import PG_URL, Running, drop_databases, free_port, need_postgres, start_up, stop_up
+from tests.support.mailbox import Mailbox, smtp_server
+from tests.support.mesh import BACKENDS, Running, free_port, mesh_fixture
 
 # Limits the suites exercise; everything else keeps its default.
 AUTH_TEST_ENV = {
@@ -36,13 +34,8 @@ AUTH_TEST_ENV = {
 
 @pytest.fixture(scope="session")
 def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox(port=free_port())
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
-    controller.start()
-    try:
+    with smtp_server() as box:
         yield box
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(scope="session")
@@ -70,28 +63,15 @@ def oidc_env(issuer: str) -> dict[str, str]:
     return {"FLOWDOCK_AUTH_OIDC_PROVIDERS": json.dumps(providers)}
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session", params=BACKENDS)
 def auth_mesh(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, mailbox: Mailbox, oidc_issuer: str
 ) -> Iterator[Running]:
     """`flowdock up` with auth_svc mailing through the test SMTP server, once per database backend."""
-    backend = request.param
-    db_url = prefix = ""
-    if backend == "postgres":
-        need_postgres()
-        prefix = f"fdauth_{uuid.uuid4().hex[:8]}"
-        db_url = f"{PG_URL}/{prefix}"
     env = {
         **AUTH_TEST_ENV,
         **oidc_env(oidc_issuer),
         "FLOWDOCK_AUTH_SMTP_HOST": "127.0.0.1",
         "FLOWDOCK_AUTH_SMTP_PORT": str(mailbox.port),
     }
-    running = start_up(tmp_path_factory.mktemp(f"auth-{backend}"), backend, db_url, extra_env=env)
-    try:
-        yield running
-    finally:
-        code, err = stop_up(running)
-        if prefix:
-            drop_databases(prefix)
-        assert code == 0, f"flowdock up exited with {code} on SIGTERM:\n{err}"
+    yield from mesh_fixture(request, tmp_path_factory, "auth", env=env, db_prefix="fdauth")

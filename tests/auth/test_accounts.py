@@ -9,10 +9,11 @@ import grpc
 import pytest
 
 from flowdock.auth.v1 import auth_pb2
-from tests.auth.support import PASSWORD, Account, Mailbox, body, link_token, login, new_email, register_verified, rest
-from tests.auth.support import user as new_user
-from tests.conftest import Running
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
+from tests.support.accounts import PASSWORD, Account, login, new_email, register_verified, rest
+from tests.support.accounts import user as new_user
+from tests.support.mailbox import Mailbox, body, link_token
+from tests.support.mesh import Running
 
 
 def test_registration_normalises_the_email_and_requires_verification(auth_mesh: Running, mailbox: Mailbox) -> None:

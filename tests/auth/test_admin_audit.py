@@ -8,10 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,33 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from flowdock.auth.v1 import auth_pb2
 from flowdock_kernel import audit, db
 from flowdock_kernel.audit import remote_audit_sender
-from tests.auth.support import PASSWORD, Account, Mailbox, link_token, login, new_email, rest, user
-from tests.conftest import PG_URL, Running, drop_databases, free_port, need_postgres
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
-
-
-def cli(mesh: Running, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "flowdock_cli", *args, "--data-dir", str(mesh.data_dir)]
-    if mesh.db_url:
-        argv += ["--db", mesh.db_url]
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, env=dict(os.environ))
-
-
-_admins: dict[str, Account] = {}
-
-
-def make_admin(mesh: Running, *, fresh: bool = False) -> Account:
-    """An administrator made with `flowdock admin create-user --admin` (one per mesh unless `fresh`)."""
-    if not fresh and mesh.url in _admins:
-        return login(mesh, _admins[mesh.url])
-    email = new_email()
-    made = cli(mesh, "admin", "create-user", "--email", email, "--admin", "--password-stdin", stdin=PASSWORD + "\n")
-    assert made.returncode == 0, made.stderr
-    assert "administrator" in made.stdout
-    admin = login(mesh, Account(email, PASSWORD))
-    if not fresh:
-        _admins[mesh.url] = admin
-    return admin
+from tests.support.accounts import PASSWORD, Account, cli, login, make_admin, new_email, rest, user
+from tests.support.mailbox import Mailbox, link_token
+from tests.support.mesh import PG_URL, Running, drop_databases, free_port, need_postgres
 
 
 def test_create_user_cli_refuses_weak_passwords_and_duplicates(auth_mesh: Running) -> None:
@@ -409,7 +383,7 @@ def test_no_secret_reaches_any_log_or_the_audit_trail(auth_mesh: Running, mailbo
         secrets += [r.json()["accessToken"], r.json()["refreshToken"]]
         c.post("/api/v1/auth/login", json={"email": me.email, "password": "a wrong guess of a password"})
         secrets.append("a wrong guess of a password")
-    from tests.auth.test_totp import answer, challenge, enable_totp
+    from tests.support.accounts import answer, challenge, enable_totp
 
     codes = enable_totp(auth_mesh, me)
     secrets += [me.totp_secret, *codes]

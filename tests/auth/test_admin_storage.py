@@ -8,9 +8,9 @@ import os
 import time
 
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
-from tests.auth.support import Mailbox, rest, user
-from tests.auth.test_admin_audit import make_admin
-from tests.conftest import Running
+from tests.support.accounts import make_admin, rest, user
+from tests.support.mailbox import Mailbox
+from tests.support.mesh import Running
 
 
 def upload(mesh: Running, token: str, data: bytes, name: str = "f.bin") -> int:
@@ -113,7 +113,7 @@ def test_admin_deletes_a_user_and_their_files(auth_mesh: Running, mailbox: Mailb
     with rest(auth_mesh) as c:
         assert c.post(f"/api/v1/public/links/{token}/open", json={}).status_code == 404
     # The email can be registered again, as a new account.
-    from tests.auth.support import register_verified
+    from tests.support.accounts import register_verified
 
     again = register_verified(auth_mesh, mailbox, doomed.email)
     assert again.email == doomed.email

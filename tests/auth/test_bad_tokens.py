@@ -22,9 +22,10 @@ from jwt.algorithms import OKPAlgorithm
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock.storage.v1 import storage_pb2 as S
 from flowdock.storage.v1 import storage_pb2_grpc
-from tests.auth.support import Mailbox, rest, user
-from tests.conftest import Running
 from tests.e2e.protocols import GrpcWeb, GrpcWebError
+from tests.support.accounts import rest, user
+from tests.support.mailbox import Mailbox
+from tests.support.mesh import Running
 from tests.support.signing import newest_signing_key
 
 

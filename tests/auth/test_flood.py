@@ -17,8 +17,9 @@ from collections import Counter
 
 import httpx
 
-from tests.auth.support import PASSWORD, Mailbox, login, register_verified, rest
-from tests.conftest import Running
+from tests.support.accounts import PASSWORD, login, register_verified, rest
+from tests.support.mailbox import Mailbox
+from tests.support.mesh import Running
 
 FLOOD_ADDRESSES = [f"127.0.0.{i}" for i in range(2, 10)]
 THREADS_PER_ADDRESS = 3

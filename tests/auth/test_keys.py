@@ -4,11 +4,7 @@ tokens it signed have expired; Envoy and every service verify against the publis
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,36 +16,16 @@ import sqlalchemy as sa
 
 from flowdock.storage.v1 import storage_pb2 as S
 from flowdock.storage.v1 import storage_pb2_grpc
-from tests.auth.support import PASSWORD, new_email, rest
-from tests.conftest import PG_URL, Running, drop_databases, need_postgres, start_up, stop_up
+from tests.support.accounts import PASSWORD, cli, new_email, rest
+from tests.support.mesh import BACKENDS, Running, flowdock_up
 
 ENV = {"FLOWDOCK_AUTH_SIGNING_KEY_PUBLISH_SECONDS": "4", "FLOWDOCK_AUTH_SIGNING_KEY_RELOAD_SECONDS": "0.5"}
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=BACKENDS)
 def fresh_mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]:
-    db_url = prefix = ""
-    if request.param == "postgres":
-        need_postgres()
-        prefix = f"fdkeys_{uuid.uuid4().hex[:8]}"
-        db_url = f"{PG_URL}/{prefix}"
-    running = start_up(tmp_path / "data", request.param, db_url, extra_env=ENV)
-    try:
+    with flowdock_up(tmp_path / "data", request.param, env=ENV, db_prefix="fdkeys") as running:
         yield running
-    finally:
-        code, err = stop_up(running)
-        if prefix:
-            drop_databases(prefix)
-        assert code == 0, err
-
-
-def cli(mesh: Running, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "flowdock_cli", *args, "--data-dir", str(mesh.data_dir)]
-    if mesh.db_url:
-        argv += ["--db", mesh.db_url]
-    return subprocess.run(
-        argv, input=stdin, capture_output=True, text=True, timeout=60, env={**os.environ, **ENV}, check=False
-    )
 
 
 def token_for(mesh: Running, email: str) -> str:
@@ -81,13 +57,15 @@ def direct_storage_ok(mesh: Running, token: str) -> bool:
 
 def test_rotate_signing_key_keeps_old_tokens_valid_and_retires_the_old_key(fresh_mesh: Running) -> None:
     mesh = fresh_mesh
-    made = cli(mesh, "admin", "create-user", "--email", (email := new_email()), "--password-stdin", stdin=PASSWORD)
+    made = cli(
+        mesh, "admin", "create-user", "--email", (email := new_email()), "--password-stdin", stdin=PASSWORD, env=ENV
+    )
     assert made.returncode == 0, made.stderr
     old_token = token_for(mesh, email)
     old_kid = jwt.get_unverified_header(old_token)["kid"]
     assert kids(mesh) == {old_kid}
 
-    rotated = cli(mesh, "keys", "rotate-signing")
+    rotated = cli(mesh, "keys", "rotate-signing", env=ENV)
     assert rotated.returncode == 0, rotated.stderr
     new_kid = rotated.stdout.split()[3].rstrip(":")
     deadline = time.monotonic() + 5

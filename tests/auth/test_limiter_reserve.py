@@ -15,8 +15,7 @@ from auth_svc import bootstrap
 from auth_svc.adapters import RedisRateLimiter, SqlRateLimiter
 from auth_svc.config import AuthConfig
 from auth_svc.ports import RateLimiter
-from tests.auth.test_redis_limits import REDIS_URL, need_redis
-from tests.conftest import PG_URL, drop_databases, need_postgres
+from tests.support.mesh import PG_URL, REDIS_URL, drop_databases, need_postgres, need_redis
 
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])

@@ -8,9 +8,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from flowdock.auth.v1 import auth_pb2
-from tests.auth.support import Mailbox, login, new_email, register_verified, rest
-from tests.conftest import Running
 from tests.e2e.protocols import Native, native_channel
+from tests.support.accounts import login, new_email, register_verified, rest
+from tests.support.mailbox import Mailbox
+from tests.support.mesh import Running
 
 
 def test_twenty_wrong_passwords_in_a_minute_are_throttled_never_5xx(auth_mesh: Running, mailbox: Mailbox) -> None:

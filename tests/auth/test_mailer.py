@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from auth_svc.adapters import OutboxMailer, SmtpMailer
-from tests.auth.support import Mailbox
-from tests.conftest import free_port
+from tests.support.mailbox import Mailbox
+from tests.support.mesh import free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 

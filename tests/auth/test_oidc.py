@@ -10,8 +10,9 @@ import uuid
 
 import httpx
 
-from tests.auth.support import Mailbox, new_email, register_verified, rest
-from tests.conftest import Running
+from tests.support.accounts import new_email, register_verified, rest
+from tests.support.mailbox import Mailbox
+from tests.support.mesh import Running
 
 
 def set_user(issuer: str, sub: str, **claims: object) -> None:

@@ -42,7 +42,7 @@ from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock_kernel import db
 from flowdock_kernel.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from flowdock_kernel.workers import BoundedPool
-from tests.conftest import PG_URL, drop_databases, need_postgres
+from tests.support.mesh import PG_URL, drop_databases, need_postgres
 
 PASSWORD = "correct horse battery staple"
 CLIENT = Client("203.0.113.9", "pytest")

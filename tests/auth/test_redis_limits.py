@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,20 +12,7 @@ import pytest
 
 from auth_svc.adapters import RedisRateLimiter
 from flowdock_kernel.errors import Unavailable
-from tests.conftest import REQUIRE_SERVERS, Running, start_up, stop_up
-
-REDIS_URL = os.environ.get("FLOWDOCK_TEST_REDIS", "redis://127.0.0.1:6379/13")
-
-
-def need_redis() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        if REQUIRE_SERVERS:
-            pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc} (FLOWDOCK_REQUIRE_SERVERS=1)")
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
+from tests.support.mesh import REDIS_URL, Running, need_redis, start_up, stop_up
 
 
 async def test_sliding_window_is_exact_under_concurrency() -> None:

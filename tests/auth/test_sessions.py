@@ -15,9 +15,10 @@ import pytest
 
 from flowdock.auth.v1 import auth_pb2
 from flowdock.storage.v1 import storage_pb2 as S
-from tests.auth.support import Account, Mailbox, rest, user
-from tests.conftest import Running
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
+from tests.support.accounts import Account, rest, user
+from tests.support.mailbox import Mailbox
+from tests.support.mesh import Running
 
 REVOCATION_BOUND_SECONDS = 5.0
 
@@ -81,7 +82,7 @@ def test_refresh_works_on_native_grpc_and_grpc_web(auth_mesh: Running, mailbox: 
 def test_sessions_list_marks_the_current_one_and_can_be_revoked(auth_mesh: Running, mailbox: Mailbox) -> None:
     laptop = user(auth_mesh, mailbox, device="laptop")
     phone = Account(laptop.email, laptop.password)
-    from tests.auth.support import login
+    from tests.support.accounts import login
 
     login(auth_mesh, phone, device="phone")
     tablet = login(auth_mesh, Account(laptop.email, laptop.password), device="")
@@ -171,7 +172,7 @@ def test_a_dead_session_is_refused_by_storage_and_auth_within_the_bound(
             assert c.post("/api/v1/auth/logout", json={}).status_code == 200
     else:
         other = Account(victim.email, victim.password)
-        from tests.auth.support import login
+        from tests.support.accounts import login
 
         login(auth_mesh, other, device="owner")
         started = time.monotonic()

@@ -5,54 +5,16 @@ disable with password + code, and password reset never bypassing 2FA."""
 from __future__ import annotations
 
 import time
-import urllib.parse
 
 import grpc
 import pyotp
 import pytest
 
 from flowdock.auth.v1 import auth_pb2
-from tests.auth.support import Account, Mailbox, link_token, rest, user
-from tests.conftest import Running
 from tests.e2e.protocols import GrpcWeb, Native, native_channel
-
-
-def enable_totp(mesh: Running, me: Account) -> list[str]:
-    with rest(mesh, me.access_token) as c:
-        started = c.post("/api/v1/me/totp", json={})
-        assert started.status_code == 200, started.text
-        data = started.json()
-        me.totp_secret = data["secret"]
-        uri = urllib.parse.urlparse(data["otpauthUri"])
-        assert uri.scheme == "otpauth" and uri.netloc == "totp"
-        query = urllib.parse.parse_qs(uri.query)
-        assert query["secret"] == [me.totp_secret] and query["issuer"] == ["FlowDock"]
-        assert urllib.parse.unquote(uri.path).endswith(me.email)
-        assert data["qrSvg"].lstrip().startswith("<svg") and "</svg>" in data["qrSvg"]
-        assert len(me.totp_secret) >= 32  # ≥ 160 bits of base32
-        wrong = c.post("/api/v1/me/totp/confirm", json={"code": "000000" if me.totp() != "000000" else "111111"})
-        assert wrong.status_code == 400
-        assert c.get("/api/v1/me").json()["totpEnabled"] is False
-        confirmed = c.post("/api/v1/me/totp/confirm", json={"code": me.totp()})
-        assert confirmed.status_code == 200, confirmed.text
-        codes = list(confirmed.json()["recoveryCodes"])
-        assert c.get("/api/v1/me").json()["totpEnabled"] is True
-    assert len(codes) == len(set(codes)) == 10
-    return codes
-
-
-def challenge(mesh: Running, me: Account) -> str:
-    with rest(mesh) as c:
-        r = c.post("/api/v1/auth/login", json={"email": me.email, "password": me.password})
-    assert r.status_code == 200, r.text
-    data = r.json()
-    assert data["mfaRequired"] is True and data["mfaToken"] and not data["accessToken"] and not data["refreshToken"]
-    return str(data["mfaToken"])
-
-
-def answer(mesh: Running, mfa_token: str, code: str) -> int:
-    with rest(mesh) as c:
-        return c.post("/api/v1/auth/login/totp", json={"mfa_token": mfa_token, "code": code}).status_code
+from tests.support.accounts import answer, challenge, enable_totp, rest, user
+from tests.support.mailbox import Mailbox, link_token
+from tests.support.mesh import Running
 
 
 def test_enrol_confirm_and_log_in_with_a_code_once(auth_mesh: Running, mailbox: Mailbox) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Running, start_up, stop_up
+from tests.support.mesh import Running, start_up, stop_up
 
 PASSWORD = "correct horse battery staple"
 ENV = {"FLOWDOCK_STORAGE_VIRUS_SCAN": "off"}  # 256 MiB is beyond clamd's stream limit; scanning is tested elsewhere

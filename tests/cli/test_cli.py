@@ -29,7 +29,7 @@ import pytest
 
 from flowdock_cli.main import build_parser
 from tests.cli.conftest import ENV, PASSWORD
-from tests.conftest import Running, start_up, stop_up
+from tests.support.mesh import Running, start_up, stop_up
 
 MiB = 1024 * 1024
 
@@ -191,7 +191,7 @@ def test_login_with_2fa_then_tree_round_trip_is_byte_exact(server: Running, tmp_
     for rel, size in sizes.items():
         write(src / rel, size)
     (src / "nothing here").mkdir()
-    put = user.run("put", str(src), "/Backup")
+    put = user.run("put", str(src), "/Backup/photos")
     assert "uploaded 4 file(s)" in put.stderr
 
     listed = {n["name"]: n for n in user.json("ls", "/Backup/photos")}
@@ -207,6 +207,75 @@ def test_login_with_2fa_then_tree_round_trip_is_byte_exact(server: Running, tmp_
     user.run("get", "/Backup/photos", str(restored))
     assert tree_of(restored) == tree_of(src)
     assert not list(restored.rglob("*.flowdock-part"))
+
+
+# -- paths: one rule both ways (rclone's `copy`) --------------------------------------------------------------
+
+
+def sample_tree(root: Path) -> Path:
+    """Nested folders and files, an empty file, an empty folder at the top and one further down."""
+    for rel, size in {"a.txt": 10, "empty.bin": 0, "sub/b.bin": 300 * 1024, "sub/deeper/c.txt": 5}.items():
+        write(root / rel, size)
+    (root / "sub" / "nothing").mkdir()
+    (root / "hollow").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("local_exists", [False, True], ids=["Y-absent", "Y-existing"])
+@pytest.mark.parametrize("remote_exists", [False, True], ids=["D-absent", "D-existing"])
+def test_put_then_get_gives_back_the_same_tree_whether_or_not_the_destinations_exist(
+    server: Running, tmp_path: Path, remote_exists: bool, local_exists: bool
+) -> None:
+    user = new_user(server, tmp_path / "home")
+    x = sample_tree(tmp_path / "X")
+    if remote_exists:
+        user.run("mkdir", "-p", "/Deep/D")
+    user.run("put", str(x), "/Deep/D")  # when absent, /Deep is missing too: both are created
+    assert {e["path"] for e in user.json("tree", "/Deep/D")} == set(tree_of(x))  # X's content, not X inside D
+    y = tmp_path / "out" / "Y"
+    if local_exists:
+        y.mkdir(parents=True)
+    user.run("get", "/Deep/D", str(y))
+    assert tree_of(y) == tree_of(x)
+
+    # The same words again land in the same place (they do not nest one level deeper now that both exist).
+    refused = user.run("put", str(x), "/Deep/D", code=5)
+    assert "already exists" in refused.stderr and "--overwrite" in refused.stderr
+    user.run("put", str(x), "/Deep/D", "--overwrite")
+    user.run("get", "/Deep/D", str(y), "--overwrite")
+    assert {e["path"] for e in user.json("tree", "/Deep/D")} == set(tree_of(x))
+    assert tree_of(y) == tree_of(x)
+
+
+def test_get_then_put_gives_back_the_same_tree_and_files_and_defaults_follow_the_rule(
+    server: Running, tmp_path: Path
+) -> None:
+    user = new_user(server, tmp_path / "home")
+    x = sample_tree(tmp_path / "X")
+    user.run("put", str(x), "/R")
+    y = tmp_path / "Y"
+    user.run("get", "/R", str(y))
+    user.run("mkdir", "/R2")
+    user.run("put", str(y), "/R2")
+    assert {(e["path"], e["size"]) for e in user.json("tree", "/R2")} == {
+        (e["path"], e["size"]) for e in user.json("tree", "/R")
+    }
+
+    # A file goes into the destination folder, both ways (created if missing).
+    user.run("put", str(x / "a.txt"), "/Files")
+    assert [n["name"] for n in user.json("ls", "/Files")] == ["a.txt"]
+    user.run("get", "/Files/a.txt", str(tmp_path / "dl"))
+    assert (tmp_path / "dl" / "a.txt").read_bytes() == (x / "a.txt").read_bytes()
+
+    # Without a destination a source keeps its name: `put X` is `put X /X`, `get /X` is `get /X ./X`.
+    user.run("put", "X", cwd=tmp_path)
+    assert {e["path"] for e in user.json("tree", "/X")} == set(tree_of(x))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    user.run("get", "/X", cwd=elsewhere)
+    assert tree_of(elsewhere / "X") == tree_of(x)
+    user.run("get", "/X/a.txt", cwd=elsewhere)
+    assert (elsewhere / "a.txt").read_bytes() == (x / "a.txt").read_bytes()
 
 
 # -- interruptions --------------------------------------------------------------------------------------------
@@ -264,9 +333,9 @@ def test_interrupted_256_mib_upload_resumes_from_the_committed_offset(
 
     nodes = user.json("ls", "/Big")
     assert [(n["name"], n["size"], n["sha256"]) for n in nodes] == [("big.bin", 256 * MiB, digest(big))]
-    back = tmp_path / "back.bin"
+    back = tmp_path / "back"
     user.run("get", "/Big/big.bin", str(back))
-    assert digest(back) == digest(big)
+    assert digest(back / "big.bin") == digest(big)
     user.run("rm", "-r", "/Big")
     user.run("trash", "empty")
 
@@ -277,8 +346,8 @@ def test_ctrl_c_during_download_leaves_no_partial_file(server: Running, tmp_path
     user.run("put", str(big), "/")
     out = tmp_path / "out"
     out.mkdir()
-    proc = user.popen("get", "/big.bin", str(out / "copy.bin"))
-    part = out / ".copy.bin.flowdock-part"
+    proc = user.popen("get", "/big.bin", str(out))
+    part = out / ".big.bin.flowdock-part"
     deadline = time.monotonic() + 60
     while not (part.exists() and part.stat().st_size > 0):
         assert proc.poll() is None and time.monotonic() < deadline, "download ended before the interrupt"
@@ -290,7 +359,7 @@ def test_ctrl_c_during_download_leaves_no_partial_file(server: Running, tmp_path
     assert list(out.iterdir()) == []
 
     # With --resume the part file stays, and the next run continues it.
-    proc = user.popen("get", "/big.bin", str(out / "copy.bin"), "--resume")
+    proc = user.popen("get", "/big.bin", str(out), "--resume")
     while not (part.exists() and part.stat().st_size > 0):
         assert proc.poll() is None and time.monotonic() < deadline + 60, "download ended before the interrupt"
         time.sleep(0.01)
@@ -299,10 +368,10 @@ def test_ctrl_c_during_download_leaves_no_partial_file(server: Running, tmp_path
     assert proc.returncode == 130 and "--resume" in err, err
     kept = part.stat().st_size
     assert 0 < kept < 192 * MiB
-    again = user.run("get", "/big.bin", str(out / "copy.bin"), "--resume")
-    m = re.search(r"resuming \S*copy\.bin from byte (\d+) of (\d+)", again.stderr)
+    again = user.run("get", "/big.bin", str(out), "--resume")
+    m = re.search(r"resuming \S*big\.bin from byte (\d+) of (\d+)", again.stderr)
     assert m and int(m.group(1)) == kept, again.stderr
-    assert digest(out / "copy.bin") == digest(big) and not part.exists()
+    assert digest(out / "big.bin") == digest(big) and not part.exists()
     user.run("rm", "/big.bin")
     user.run("trash", "empty")
 
@@ -350,9 +419,9 @@ def test_network_drop_mid_upload_then_resume(tmp_path_factory: pytest.TempPathFa
         resumed = user.run("put", str(big), "/Crash", "--resume")
         m = re.search(r"resuming big\.bin from byte (\d+)", resumed.stderr)
         assert m and int(m.group(1)) == offset, resumed.stderr
-        back = tmp_path / "back.bin"
+        back = tmp_path / "back"
         user.run("get", "/Crash/big.bin", str(back))
-        assert digest(back) == digest(big)
+        assert digest(back / "big.bin") == digest(big)
     finally:
         if running is not crashed:
             code, err = stop_up(running)
@@ -420,16 +489,20 @@ def test_bad_local_and_remote_paths_and_existing_destinations(server: Running, t
     versions = user.json("versions", "/Docs/note.txt")
     assert [v["number"] for v in versions] == [2, 1] and versions[0]["current"]
 
-    local = tmp_path / "here.txt"
+    here = tmp_path / "here"
+    local = here / "note.txt"
+    here.mkdir()
     local.write_text("mine")
-    refused = user.run("get", "/Docs/note.txt", str(local), code=5)
+    refused = user.run("get", "/Docs/note.txt", str(here), code=5)
     assert "already exists" in refused.stderr and "--overwrite" in refused.stderr
     assert local.read_text() == "mine"
-    user.run("get", "/Docs/note.txt", str(local), "--overwrite")
+    user.run("get", "/Docs/note.txt", str(here), "--overwrite")
     assert local.read_text() == "second, longer"
     user.run("versions", "/Docs/note.txt", "--restore", "1")
-    user.run("get", "/Docs/note.txt", str(local), "--overwrite")
+    user.run("get", "/Docs/note.txt", str(here), "--overwrite")
     assert local.read_text() == "first"
+    not_a_dir = user.run("get", "/Docs/note.txt", str(local), code=5)
+    assert "exists and is not a directory" in not_a_dir.stderr and local.read_text() == "first"
 
 
 # -- the other commands ---------------------------------------------------------------------------------------

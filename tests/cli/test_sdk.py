@@ -23,8 +23,9 @@ from flowdock_sdk import (
     TransferProgress,
     _transfer,
 )
+from flowdock_sdk._session import RpcSession
 from tests.cli.conftest import PASSWORD
-from tests.conftest import Running
+from tests.support.mesh import Running
 
 
 def register(server: Running) -> str:
@@ -51,11 +52,13 @@ def test_sync_client_round_trip_refresh_and_errors(server: Running, tmp_path: Pa
         assert done == sorted(done) and done[-1] == len(data) and events[-1].total == len(data)
 
         # Before expiry: a token about to expire is refreshed first (and the new refresh token handed over).
-        fd._async._access_until = time.monotonic()
+        tokens = fd._async._session.tokens  # white-box: the SDK's session, reached through the clients
+        tokens.access_until = time.monotonic()
         assert fd.me().email == email
         assert len(rotated) == 2
         # A token the server refuses: refreshed once, the call made again.
-        fd._async._access = fd._async._access[:-4] + "AAAA"
+        tokens = fd._async._session.tokens
+        tokens.access = tokens.access[:-4] + "AAAA"
         assert fd.quota().used == len(data)
         assert len(rotated) == 3
 
@@ -81,7 +84,7 @@ async def test_parallel_uploads_share_one_refresh(server: Running, tmp_path: Pat
     async with AsyncClient(server.url, email=email, password=PASSWORD, on_refresh_token=rotated.append) as fd:
         fd.max_parallel = 3
         await fd.authenticate()
-        fd._access_until = time.monotonic()  # every upload will want a fresh token at once
+        fd._session.tokens.access_until = time.monotonic()  # every upload will want a fresh token at once
         nodes = await fd.upload(src, "/")
         assert len(nodes) == 8 and len(rotated) == 2  # one login, then exactly one rotation
         walked = {rel: n.size for rel, n in await fd.walk("/many") if not n.is_folder}
@@ -126,13 +129,13 @@ async def test_small_files_go_in_one_call_and_fall_back_when_the_server_takes_le
     for name, data in files.items():
         (tree / "sub" / name).write_bytes(data)
     sent: list[tuple[str, int]] = []
-    original = AsyncClient._call
+    original = RpcSession.call
 
-    async def recording(self: AsyncClient, method: Any, request: Any) -> Any:
+    async def recording(self: RpcSession, method: Any, request: Any) -> Any:
         sent.append((type(request).__name__, len(getattr(request, "content", b"") or b"")))
         return await original(self, method, request)
 
-    monkeypatch.setattr(AsyncClient, "_call", recording)
+    monkeypatch.setattr(RpcSession, "call", recording)
     # Claim a client limit above the server's 4 MiB: the 5 MiB file is refused inline and goes in chunks instead.
     monkeypatch.setattr(_transfer, "INLINE", 8 * 1024 * 1024)
     async with AsyncClient(server.url, email=email, password=PASSWORD) as fd:

@@ -18,11 +18,12 @@ import pytest
 
 from flowdock.storage.v1 import storage_pb2 as S
 from flowdock_kernel import errors, grpc_errors
-from flowdock_sdk import AsyncClient, Client, QuotaExceeded, RateLimited, TransferInterrupted, _transfer
+from flowdock_sdk import Client, Node, QuotaExceeded, RateLimited, TransferInterrupted, _transfer
 from flowdock_sdk._errors import from_rpc_error
+from flowdock_sdk._session import RpcSession
 from tests.cli.conftest import ENV, PASSWORD
-from tests.conftest import Running, start_up, stop_up
 from tests.e2e.protocols import Native, native_channel
+from tests.support.mesh import Running, start_up, stop_up
 
 MiB = 1024 * 1024
 
@@ -77,15 +78,15 @@ class FakeUnary:
 
 
 async def call_with(method: FakeUnary) -> tuple[str | BaseException, int, float]:
-    client = AsyncClient("http://127.0.0.1:9", retries=3)
-    client._access, client._access_until = "token", time.monotonic() + 3600
+    session = RpcSession("http://127.0.0.1:9", retries=3)
+    session.tokens.access, session.tokens.access_until = "token", time.monotonic() + 3600
     start = time.monotonic()
     try:
-        outcome: str | BaseException = await client._call(method, S.GetQuotaRequest())  # type: ignore[arg-type]
+        outcome: str | BaseException = await session.call(method, S.GetQuotaRequest())  # type: ignore[arg-type]
     except QuotaExceeded as exc:
         outcome = exc
     finally:
-        await client.close()
+        await session.close()
     return outcome, method.calls, time.monotonic() - start
 
 
@@ -143,12 +144,14 @@ def test_a_held_upload_is_resumed_once_released(small: Running, tmp_path: Path) 
     path.write_bytes(data)
 
     async def run() -> S.Upload:
-        async with AsyncClient(small.url, email=email, password=PASSWORD) as fd:
-            root = await fd.stat("/")
-            up = await fd._call(
-                fd._storage.CreateUpload, S.CreateUploadRequest(parent_id=root.id, name="held.bin", size=len(data))
+        session = RpcSession(small.url, email=email, password=PASSWORD)
+        try:
+            root = Node.from_pb(await session.call(session.storage.GetNode, S.GetNodeRequest(node_id="root")))
+            up = await session.call(
+                session.storage.CreateUpload,
+                S.CreateUploadRequest(parent_id=root.id, name="held.bin", size=len(data)),
             )
-            token = fd._access
+            token = await session.token()
             gate = threading.Event()
 
             def hold() -> None:
@@ -163,12 +166,17 @@ def test_a_held_upload_is_resumed_once_released(small: Running, tmp_path: Path) 
             holder = threading.Thread(target=hold)
             holder.start()
             await asyncio.sleep(0.5)
-            uploader = _transfer.Uploader(fd, root.id, overwrite=False, resume=True, progress=lambda _p: None)
+            state = _transfer.UploadState(None)
+            uploader = _transfer.Uploader(
+                session, state, root.id, overwrite=False, resume=True, progress=lambda _p: None
+            )
             try:
                 return await uploader.drive(up, path, "held.bin", 0)
             finally:
                 gate.set()
                 holder.join()
+        finally:
+            await session.close()
 
     start = time.monotonic()
     done = asyncio.run(run())

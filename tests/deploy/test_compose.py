@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shlex
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -26,18 +25,23 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE_NAME = "docker-compose.yml"
-PROMETHEUS_NAME = "deploy/prometheus.yml"
+from tests.support.compose import (
+    COMPOSE_NAME,
+    GRPC_SERVICES,
+    MESH_MOUNT,
+    PROMETHEUS_NAME,
+    REPO,
+    Deployment,
+    env_of,
+    interpolate,
+    load_deployment,
+    services,
+    unaliased,
+)
+
 # Not in the wheel; the gateway needs it at run time (gateway.GatewaySpec.descriptor_path).
 GENERATED_PACKAGE = "gen/python/flowdock"  # holds descriptor.binpb, which the gateway reads
 
-# The contract of the stack (see the deployment brief): compose service -> module, gRPC port, metrics port.
-GRPC_SERVICES: dict[str, tuple[str, int, int]] = {
-    "auth": ("auth_svc", 50051, 9101),
-    "storage": ("storage_svc", 50052, 9102),
-    "share": ("share_svc", 50053, 9103),
-}
 REQUIRED_SERVICES = {"postgres", "clamav", *GRPC_SERVICES, "gateway", "prometheus", "certs"}
 # Which FLOWDOCK_*_ADDRESS each service must be given.
 REQUIRED_ADDRESSES = {
@@ -48,8 +52,6 @@ REQUIRED_ADDRESSES = {
 GATEWAY_HTTP_PORT = 8080
 GATEWAY_ADMIN_PORT = 9901
 GATEWAY_STATS_PORT = 9902
-# Where each FlowDock container finds its mesh identity (its own subpath of the `mesh` volume).
-MESH_MOUNT = "/mesh"
 # The one-shot step that creates the mesh and the first-start TLS certificate.
 CERTS_SERVICE = "certs"
 ROLES_SQL = "deploy/postgres/roles.sql"
@@ -64,98 +66,8 @@ URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^@\s]+@")
 
 
 # --------------------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------------------
-
-_VARIABLE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
-_BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.DOTALL)
-
-
-def interpolate(text: str, env: Mapping[str, str]) -> str:
-    """Compose-style interpolation.
-
-    Supports ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``${VAR:?err}``, ``$$``.
-    """
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group("escaped"):
-            return "$"
-        if match.group("plain"):
-            return env.get(match.group("plain"), "")
-        braced = _BRACED.match(match.group("braced"))
-        if braced is None:
-            raise ValueError(f"invalid interpolation {match.group(0)!r}")
-        name, op, arg = braced.group("name"), braced.group("op"), braced.group("arg") or ""
-        value = env.get(name)
-        is_set = value is not None and (value != "" or not (op or "").startswith(":"))
-        if op in (":-", "-"):
-            return value if is_set and value is not None else interpolate(arg, env)
-        if op in (":?", "?"):
-            if not is_set or value is None:
-                raise ValueError(f"required variable {name} is not set: {arg}")
-            return value
-        if op in (":+", "+"):
-            return interpolate(arg, env) if is_set else ""
-        return value or ""
-
-    return _VARIABLE.sub(replace, text)
-
-
-def _interpolate_tree(node: Any, env: Mapping[str, str]) -> Any:
-    if isinstance(node, str):
-        return interpolate(node, env)
-    if isinstance(node, list):
-        return [_interpolate_tree(item, env) for item in node]
-    if isinstance(node, dict):
-        return {key: _interpolate_tree(value, env) for key, value in node.items()}
-    return node
-
-
-def unaliased(node: Any) -> Any:
-    """A deep copy that does not preserve YAML aliases, so a mutation touches exactly one service."""
-    return json.loads(json.dumps(node))
-
-
-@dataclasses.dataclass(frozen=True)
-class Deployment:
-    repo: Path
-    compose: dict[str, Any]
-    prometheus: dict[str, Any]
-    dockerfile: str
-    dockerignore: list[str]
-    pyproject: dict[str, Any]
-
-
-def load_deployment(repo: Path = REPO, env: Mapping[str, str] | None = None) -> Deployment:
-    compose = yaml.safe_load((repo / COMPOSE_NAME).read_text())
-    ignore_file = repo / ".dockerignore"
-    ignore_lines = ignore_file.read_text().splitlines() if ignore_file.exists() else []
-    return Deployment(
-        repo=repo,
-        compose=unaliased(_interpolate_tree(compose, env or {})),
-        prometheus=yaml.safe_load((repo / PROMETHEUS_NAME).read_text()),
-        dockerfile=(repo / "Dockerfile").read_text(),
-        dockerignore=[line.strip() for line in ignore_lines if line.strip() and not line.startswith("#")],
-        pyproject=tomllib.loads((repo / "pyproject.toml").read_text()),
-    )
-
-
-# --------------------------------------------------------------------------------------------------------
 # Compose accessors (normalise the short and long syntaxes)
 # --------------------------------------------------------------------------------------------------------
-
-
-def services(d: Deployment) -> dict[str, dict[str, Any]]:
-    found = d.compose.get("services") if isinstance(d.compose, dict) else None
-    return found if isinstance(found, dict) else {}
-
-
-def env_of(service: Mapping[str, Any]) -> dict[str, str]:
-    raw = service.get("environment") or {}
-    if isinstance(raw, list):
-        pairs = (str(item).partition("=") for item in raw)
-        return {key: value for key, _, value in pairs}
-    return {str(key): "" if value is None else str(value) for key, value in raw.items()}
 
 
 def command_of(service: Mapping[str, Any]) -> list[str]:
@@ -1456,7 +1368,7 @@ def service_roles() -> Iterator[tuple[str, Any]]:
 
     import psycopg
 
-    from tests.conftest import PG_URL, REQUIRE_SERVERS, need_postgres
+    from tests.support.mesh import PG_URL, REQUIRE_SERVERS, need_postgres
 
     need_postgres()
     if shutil.which("psql") is None:
@@ -1487,7 +1399,7 @@ def service_roles() -> Iterator[tuple[str, Any]]:
 
 
 def test_each_service_role_owns_only_its_database_and_is_no_superuser(service_roles: tuple[str, Any]) -> None:
-    from tests.conftest import PG_URL
+    from tests.support.mesh import PG_URL
 
     prefix, psycopg = service_roles
     server = urlsplit(PG_URL)

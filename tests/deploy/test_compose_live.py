@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Running, start_up, stop_up
-from tests.deploy.test_compose import GRPC_SERVICES, MESH_MOUNT, env_of, load_deployment, services
+from tests.support.compose import GRPC_SERVICES, MESH_MOUNT, env_of, load_deployment, services
+from tests.support.mesh import Running, start_up, stop_up
 
 
 def _mesh_cli(*args: str) -> subprocess.CompletedProcess[str]:

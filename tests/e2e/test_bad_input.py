@@ -20,15 +20,11 @@ from grpc_status import rpc_status
 
 from flowdock.auth.v1 import auth_pb2
 from flowdock.storage.v1 import storage_pb2 as S
-from tests.conftest import Running, free_port, start_up, stop_up
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
-from tests.e2e.test_mesh import PASSWORD, register_and_login
+from tests.support.accounts import MESH_PASSWORD as PASSWORD
+from tests.support.accounts import register_and_login, rest
+from tests.support.mesh import Running, free_port, start_up, stop_up
 from tests.support.signing import newest_signing_key
-
-
-def rest(mesh: Running, token: str = "") -> httpx.Client:
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=mesh.url, headers=headers, timeout=60)
 
 
 def test_unknown_rest_path_is_404_json(mesh: Running) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVERS
+from tests.support.mesh import REQUIRE_SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("FLOWDOCK_CHROMIUM", "/usr/bin/chromium")

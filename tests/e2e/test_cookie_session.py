@@ -15,8 +15,8 @@ import pytest
 
 from auth_svc.servicer import COOKIE_PATH, REFRESH_COOKIE, RefreshCookie, _cookie
 from flowdock.auth.v1 import auth_pb2
-from tests.conftest import Running
 from tests.e2e.protocols import _frame, _parse_frames
+from tests.support.mesh import Running
 
 PASSWORD = "correct horse battery"
 AUTH = "flowdock.auth.v1.AuthService"

@@ -19,7 +19,7 @@ import pytest
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel.mesh import ensure_edge_certificate
-from tests.conftest import REQUIRE_SERVERS, Running, start_up, stop_up
+from tests.support.mesh import REQUIRE_SERVERS, Running, start_up, stop_up
 
 PASSWORD = "correct horse battery staple"
 

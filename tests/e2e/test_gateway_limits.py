@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Running
-from tests.e2e.test_storage import launch
+from tests.support.mesh import Running, mesh_fixture
 
 PASSWORD = "correct horse battery staple"
 PER_CLIENT = 5  # per second; bucket of 10
@@ -25,7 +24,7 @@ def limited(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         "FLOWDOCK_GATEWAY_RATE_LIMIT_PER_SECOND": str(PER_CLIENT),
         "FLOWDOCK_GATEWAY_RATE_LIMIT_BURST": str(2 * PER_CLIENT),
     }
-    yield from launch(request, tmp_path_factory.mktemp("limited"), env)
+    yield from mesh_fixture(request, tmp_path_factory, "limited", env=env, db_prefix="fdst")
 
 
 def client(mesh: Running, source: str, token: str = "") -> httpx.Client:

@@ -8,13 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Running
-from tests.e2e.test_storage import Client, launch
+from tests.support.mesh import Running, mesh_fixture
+from tests.support.storage_client import Client
 
 
 @pytest.fixture(scope="module", params=["sqlite"])
 def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    yield from launch(request, tmp_path_factory.mktemp("keepalive"), {"FLOWDOCK_KEEPALIVE_SECONDS": "1"})
+    yield from mesh_fixture(
+        request, tmp_path_factory, "keepalive", env={"FLOWDOCK_KEEPALIVE_SECONDS": "1"}, db_prefix="fdst"
+    )
 
 
 def test_calls_across_services_after_quiet_periods(mesh: Running) -> None:

@@ -12,21 +12,10 @@ import pytest
 
 from flowdock.auth.v1 import auth_pb2
 from flowdock.storage.v1 import storage_pb2 as S
-from tests.conftest import Running
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
-
-PASSWORD = "correct horse battery"
-
-
-def register_and_login(mesh: Running, email: str | None = None) -> str:
-    email = email or f"u{uuid.uuid4().hex[:10]}@example.org"
-    r = httpx.post(f"{mesh.url}/api/v1/auth/register", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    r = httpx.post(f"{mesh.url}/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    token = r.json()["accessToken"]
-    assert token.count(".") == 2
-    return str(token)
+from tests.support.accounts import MESH_PASSWORD as PASSWORD
+from tests.support.accounts import register_and_login
+from tests.support.mesh import Running
 
 
 def test_native_grpc_round_trip(mesh: Running) -> None:

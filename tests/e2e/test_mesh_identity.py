@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
-from tests.conftest import Running
+from tests.support.mesh import Running
 
 PASSWORD = "correct horse battery staple"
 
@@ -133,7 +133,7 @@ def test_forwarded_client_address_counts_only_from_the_gateway(mesh: Running) ->
 
 
 def test_a_demoted_admin_is_refused_admin_operations_in_storage_and_share(mesh: Running) -> None:
-    from tests.auth.test_admin_audit import make_admin
+    from tests.support.accounts import make_admin
 
     first = make_admin(mesh, fresh=True)
     second = make_admin(mesh, fresh=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Running
-from tests.e2e.test_mesh import register_and_login
+from tests.support.accounts import register_and_login
+from tests.support.mesh import Running
 
 
 def assert_names(r: httpx.Response, field: str) -> None:

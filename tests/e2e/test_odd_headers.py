@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from flowdock.auth.v1 import auth_pb2
-from tests.conftest import Running
 from tests.e2e.protocols import _frame, _parse_frames
-from tests.e2e.test_mesh import register_and_login
+from tests.support.accounts import register_and_login
+from tests.support.mesh import Running
 
 ODD = [
     {"foo^": "x"},

@@ -14,10 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.auth.support import PASSWORD
-from tests.auth.test_admin_audit import make_admin
-from tests.conftest import Running
-from tests.e2e.test_mesh import register_and_login
+from tests.support.accounts import PASSWORD, make_admin, register_and_login
+from tests.support.mesh import Running
 
 
 def b64(raw: bytes) -> str:

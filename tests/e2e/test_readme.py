@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Running
+from tests.support.mesh import Running
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

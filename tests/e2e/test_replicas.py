@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PG_URL, Running, drop_databases, need_postgres, start_up, stop_up
-from tests.e2e.test_mesh import register_and_login
+from tests.support.accounts import register_and_login
+from tests.support.mesh import PG_URL, Running, drop_databases, need_postgres, start_up, stop_up
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

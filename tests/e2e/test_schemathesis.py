@@ -34,9 +34,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.auth.support import PASSWORD
-from tests.auth.test_admin_audit import make_admin
-from tests.conftest import Running
+from tests.support.accounts import PASSWORD, make_admin
+from tests.support.mesh import Running
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "gen" / "python" / "flowdock" / "openapi.json"
 #: Examples per operation: with a token (most get real ids), and without one.

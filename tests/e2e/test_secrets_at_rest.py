@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.auth.support import Account, login, rest
-from tests.auth.test_totp import answer, challenge, enable_totp
-from tests.conftest import PG_URL, Running, drop_databases, need_postgres, start_up, stop_up
+from tests.support.accounts import Account, answer, challenge, enable_totp, login, rest
+from tests.support.mesh import PG_URL, Running, drop_databases, need_postgres, start_up, stop_up
 
 PASSWORD = "correct horse battery staple"
 

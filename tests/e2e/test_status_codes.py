@@ -18,9 +18,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from flowdock.storage.v1 import storage_pb2 as S
-from tests.conftest import Running
 from tests.e2e.protocols import Native, native_channel
-from tests.e2e.test_storage import Client, launch
+from tests.support.mesh import Running, mesh_fixture
+from tests.support.storage_client import Client
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -38,7 +38,7 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         "FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(8 * MiB),
         "FLOWDOCK_STORAGE_INLINE_UPLOAD_BYTES": str(256 * KiB),
     }
-    yield from launch(request, tmp_path_factory.mktemp("statuses"), env)
+    yield from mesh_fixture(request, tmp_path_factory, "statuses", env=env, db_prefix="fdst")
 
 
 def reason_of(body: dict[str, Any]) -> str:

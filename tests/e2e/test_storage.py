@@ -6,12 +6,8 @@ import asyncio
 import base64
 import hashlib
 import os
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,80 +16,12 @@ import pytest
 
 from flowdock.storage.v1 import storage_pb2 as S
 from flowdock.storage.v1 import storage_pb2_grpc
-from tests.conftest import PG_URL, Running, drop_databases, need_postgres, start_up, stop_up
 from tests.e2e.protocols import Native, native_channel
-from tests.e2e.test_mesh import register_and_login
+from tests.support.accounts import admin_token
+from tests.support.mesh import Running, mesh_fixture
+from tests.support.storage_client import Client
 
 MiB = 1024 * 1024
-
-
-def launch(request: pytest.FixtureRequest, tmp: Path, env: dict[str, str]) -> Iterator[Running]:
-    db_url = prefix = ""
-    if request.param == "postgres":
-        need_postgres()
-        prefix = f"fdst_{uuid.uuid4().hex[:8]}"
-        db_url = f"{PG_URL}/{prefix}"
-    running = start_up(tmp, request.param, db_url, extra_env=env)
-    try:
-        yield running
-    finally:
-        code, err = stop_up(running)
-        if prefix:
-            drop_databases(prefix)
-        assert code == 0, err
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    env = {
-        "FLOWDOCK_STORAGE_INLINE_FINISH_BYTES": str(MiB),
-        "FLOWDOCK_STORAGE_VERSIONS_KEPT": "3",
-        "FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(64 * MiB),
-        "FLOWDOCK_STORAGE_DOWNLOAD_URL_SECONDS": "2",
-    }
-    yield from launch(request, tmp_path_factory.mktemp("store"), env)
-
-
-class Client:
-    """A logged-in REST user."""
-
-    def __init__(self, mesh: Running) -> None:
-        self.mesh = mesh
-        self.token = register_and_login(mesh)
-        self.http = httpx.Client(base_url=mesh.url, headers={"authorization": f"Bearer {self.token}"}, timeout=60)
-
-    def ok(self, method: str, path: str, **kw: Any) -> Any:
-        r = self.http.request(method, path, **kw)
-        assert r.status_code == 200, f"{method} {path}: {r.status_code} {r.text}"
-        return r.json()
-
-    def folder(self, name: str, parent: str = "root") -> str:
-        return str(self.ok("POST", "/api/v1/folders", json={"parent_id": parent, "name": name})["id"])
-
-    def upload(self, name: str, data: bytes, parent: str = "root", **extra: Any) -> dict[str, Any]:
-        up = self.ok("POST", "/api/v1/uploads", json={"parent_id": parent, "name": name, "size": len(data), **extra})
-        if data:
-            self.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=data)
-        return self.finish(up["uploadId"])
-
-    def finish(self, upload_id: str) -> dict[str, Any]:
-        state = self.ok("POST", f"/api/v1/uploads/{upload_id}/finish", json={})
-        deadline = time.monotonic() + 60
-        while state["state"] == "UPLOAD_STATE_FINISHING" and time.monotonic() < deadline:
-            time.sleep(0.05)
-            state = self.ok("GET", f"/api/v1/uploads/{upload_id}")
-        return dict(state)
-
-    def children(self, folder: str = "root", **params: Any) -> list[str]:
-        return [n["name"] for n in self.ok("GET", f"/api/v1/folders/{folder}/children", params=params)["nodes"]]
-
-    def content(self, file_id: str, **params: Any) -> bytes:
-        r = self.http.get(f"/api/v1/files/{file_id}/content", params=params)
-        assert r.status_code == 200, r.text
-        return r.content
-
-    def quota(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.ok("GET", "/api/v1/quota").items()}
 
 
 def test_listing_pages_sorts_and_breadcrumbs(store: Running) -> None:
@@ -412,24 +340,6 @@ def test_internal_admin_service_is_not_routed_and_checks_the_role(store: Running
     direct.close()
 
 
-def admin_token(mesh: Running) -> str:
-    """An administrator made the way operators do (`flowdock admin create-user --admin`), logged in over REST."""
-    email, password = f"admin-{uuid.uuid4().hex[:8]}@example.org", "an admin passphrase 42"
-    db = ["--db", mesh.db_url] if mesh.db_url else []
-    argv = ["admin", "create-user", "--email", email, "--admin", "--password-stdin", "--data-dir", str(mesh.data_dir)]
-    made = subprocess.run(
-        [sys.executable, "-m", "flowdock_cli", *argv, *db],
-        input=password + "\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert made.returncode == 0, made.stdout + made.stderr
-    r = httpx.post(f"{mesh.url}/api/v1/auth/login", json={"email": email, "password": password})
-    assert r.status_code == 200, r.text
-    return str(r.json()["accessToken"])
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def janitor(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     env = {
@@ -437,7 +347,7 @@ def janitor(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         "FLOWDOCK_STORAGE_TRASH_DAYS": str(2 / 86400),
         "FLOWDOCK_STORAGE_HOUSEKEEPING_SECONDS": "0.5",
     }
-    yield from launch(request, tmp_path_factory.mktemp("janitor"), env)
+    yield from mesh_fixture(request, tmp_path_factory, "janitor", env=env, db_prefix="fdst")
 
 
 def test_abandoned_uploads_expire_and_old_trash_is_purged(janitor: Running) -> None:

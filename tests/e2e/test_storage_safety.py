@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from flowdock.storage.v1 import storage_pb2 as S
-from tests.conftest import Running
 from tests.e2e.protocols import Native, native_channel
-from tests.e2e.test_storage import Client, launch
 from tests.support.clamd import EICAR, EICAR_SIGNATURE, ClamdServer, clamd, clamd_server  # noqa: F401 (fixtures)
+from tests.support.mesh import Running, mesh_fixture
+from tests.support.storage_client import Client
 
 MiB = 1024 * 1024
 
@@ -38,7 +38,7 @@ def scanned(
         "FLOWDOCK_STORAGE_CLAMD_STREAM_MAX_BYTES": str(clamd_server.stream_max_bytes),
         "FLOWDOCK_STORAGE_INLINE_FINISH_BYTES": str(MiB),
     }
-    yield from launch(request, tmp_path_factory.mktemp("scanned"), env)
+    yield from mesh_fixture(request, tmp_path_factory, "scanned", env=env, db_prefix="fdst")
 
 
 def put(c: Client, name: str, data: bytes) -> dict[str, object]:

@@ -10,19 +10,20 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import Running
-from tests.e2e.test_storage import Client, admin_token, launch
+from tests.support.accounts import admin_token
+from tests.support.mesh import Running, mesh_fixture
+from tests.support.storage_client import Client
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    yield from launch(request, tmp_path_factory.mktemp("trash"), {})
+    yield from mesh_fixture(request, tmp_path_factory, "trash", env={}, db_prefix="fdst")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def expiring(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     env = {"FLOWDOCK_STORAGE_TRASH_DAYS": str(2 / 86400), "FLOWDOCK_STORAGE_HOUSEKEEPING_SECONDS": "0.5"}
-    yield from launch(request, tmp_path_factory.mktemp("trash-expiring"), env)
+    yield from mesh_fixture(request, tmp_path_factory, "trash-expiring", env=env, db_prefix="fdst")
 
 
 def nested(c: Client) -> tuple[str, str, str, str]:

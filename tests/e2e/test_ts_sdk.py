@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVERS, Running, start_up, stop_up
 from tests.support.clamd import EICAR, EICAR_SIGNATURE, ClamdServer, clamd_server  # noqa: F401 (fixture)
+from tests.support.mesh import REQUIRE_SERVERS, Running, start_up, stop_up
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "clients" / "ts"

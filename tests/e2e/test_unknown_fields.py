@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Running
-from tests.e2e.test_storage import Client, launch
+from tests.support.mesh import Running, mesh_fixture
+from tests.support.storage_client import Client
 
 MiB = 1024 * 1024
 UNKNOWN = re.compile(r'unknown field "(.*)" in the request body \(flowdock\.[\w.]+ has no such field\)')
@@ -21,7 +21,7 @@ UNKNOWN = re.compile(r'unknown field "(.*)" in the request body \(flowdock\.[\w.
 
 @pytest.fixture(scope="module", params=["sqlite"])
 def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    yield from launch(request, tmp_path_factory.mktemp("fields"), {})
+    yield from mesh_fixture(request, tmp_path_factory, "fields", env={}, db_prefix="fdst")
 
 
 def violation(r: httpx.Response) -> str:

@@ -22,9 +22,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from flowdock.storage.v1 import storage_pb2 as S
-from tests.conftest import Running
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
-from tests.e2e.test_storage import Client, store  # noqa: F401 (module fixture)
+from tests.support.mesh import Running
+from tests.support.storage_client import Client
 
 MiB = 1024 * 1024
 
@@ -38,7 +38,7 @@ def committed_in(exc: grpc.RpcError) -> int:
     return int(info.metadata["committed_size"])
 
 
-def test_wrong_duplicated_and_out_of_order_offsets_change_nothing(store: Running) -> None:  # noqa: F811
+def test_wrong_duplicated_and_out_of_order_offsets_change_nothing(store: Running) -> None:
     c = Client(store)
     native = Native(native_channel(store.host_port))
     md = [("authorization", f"Bearer {c.token}")]
@@ -79,7 +79,7 @@ def test_wrong_duplicated_and_out_of_order_offsets_change_nothing(store: Running
     assert c.content(node.id) == data
 
 
-def test_a_body_longer_than_declared_is_refused(store: Running) -> None:  # noqa: F811
+def test_a_body_longer_than_declared_is_refused(store: Running) -> None:
     c = Client(store)
     up = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "ten", "size": 10})
     r = c.http.put(f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=b"z" * 20)
@@ -91,7 +91,7 @@ def test_a_body_longer_than_declared_is_refused(store: Running) -> None:  # noqa
     assert "0 of 10 bytes" in r.json()["message"]
 
 
-def test_one_writer_at_a_time(store: Running) -> None:  # noqa: F811
+def test_one_writer_at_a_time(store: Running) -> None:
     c = Client(store)
     native = Native(native_channel(store.host_port))
     md = [("authorization", f"Bearer {c.token}")]
@@ -118,7 +118,7 @@ def test_one_writer_at_a_time(store: Running) -> None:  # noqa: F811
     assert [a.committed_size for a in holder][-1] == 2 * MiB
 
 
-def test_the_committed_offset_comes_back_without_waiting_for_more_bytes(store: Running) -> None:  # noqa: F811
+def test_the_committed_offset_comes_back_without_waiting_for_more_bytes(store: Running) -> None:
     """Flushes run in the background while the next bytes arrive; a client that sends no more until its bytes are
     acknowledged (a bounded window) still gets the acknowledgement."""
     c = Client(store)
@@ -167,7 +167,7 @@ CLIENT = textwrap.dedent(
 )
 
 
-def test_a_killed_client_resumes_byte_exact_from_the_committed_offset(store: Running, tmp_path: Path) -> None:  # noqa: F811
+def test_a_killed_client_resumes_byte_exact_from_the_committed_offset(store: Running, tmp_path: Path) -> None:
     c = Client(store)
     native = Native(native_channel(store.host_port))
     md = [("authorization", f"Bearer {c.token}")]
@@ -222,7 +222,7 @@ def test_a_killed_client_resumes_byte_exact_from_the_committed_offset(store: Run
     assert got.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
-def test_another_users_ids_are_not_found_over_grpc_and_grpc_web(store: Running) -> None:  # noqa: F811
+def test_another_users_ids_are_not_found_over_grpc_and_grpc_web(store: Running) -> None:
     owner, stranger = Client(store), Client(store)
     folder = owner.folder("Private")
     fid = owner.upload("p.txt", b"private", folder)["node"]["id"]

@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from flowdock.auth.v1 import auth_pb2
-from tests.conftest import Running, start_up, stop_up
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, _parse_frames, native_channel
+from tests.support.mesh import Running, start_up, stop_up
 from tests.support.webdist import INDEX, PNG, SCRIPT, make_dist
 
 pytestmark = pytest.mark.timeout(180)

@@ -25,38 +25,17 @@ from gateway.descriptor import load_services, template_to_regex
 from gateway.envoy_config import API_PATH_REGEX, COMPRESSORS, GatewaySpec, build_bootstrap
 from gateway.runner import envoy_binary, envoy_command, render, validate
 from gateway.webapp import IMMUTABLE, NO_CACHE
+from tests.support.envoy import DESCRIPTOR, make_spec
+from tests.support.mesh import free_port
 from tests.support.webdist import make_dist
 
 REPO = Path(__file__).resolve().parents[2]
-DESCRIPTOR = REPO / "gen" / "python" / "flowdock" / "descriptor.binpb"
 if str(REPO / "gen" / "python") not in sys.path:
     sys.path.insert(0, str(REPO / "gen" / "python"))
 
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the kernel picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def make_spec(**overrides: Any) -> GatewaySpec:
-    options: dict[str, Any] = {
-        "port": free_port(),
-        "admin_port": free_port(),
-        "descriptor_path": DESCRIPTOR,
-        "upstreams": {
-            "auth": [("127.0.0.1", free_port())],
-            "storage": [("127.0.0.1", free_port()), ("127.0.0.1", free_port())],
-            "share": [("127.0.0.1", free_port())],
-        },
-    }
-    options.update(overrides)
-    return GatewaySpec(**options)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ import pytest
 from flowdock_kernel import mesh
 from gateway.envoy_config import EdgeTls, GatewaySpec, MeshFiles, build_bootstrap
 from gateway.runner import envoy_command, render, validate
-from tests.gateway.test_envoy_config import free_port, make_spec
+from tests.support.envoy import make_spec
+from tests.support.mesh import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.auth.support import Mailbox
-from tests.conftest import PG_URL, Running, drop_databases, free_port, need_postgres, start_up, stop_up
+from tests.support.mailbox import Mailbox, smtp_server
+from tests.support.mesh import BACKENDS, Running, mesh_fixture
 
 MiB = 1024 * 1024
 
@@ -28,35 +26,17 @@ SHARE_TEST_ENV = {
 
 @pytest.fixture(scope="session")
 def share_mailbox() -> Iterator[Mailbox]:
-    box = Mailbox(port=free_port())
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
-    controller.start()
-    try:
+    with smtp_server() as box:
         yield box
-    finally:
-        controller.stop()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session", params=BACKENDS)
 def share_mesh(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, share_mailbox: Mailbox
 ) -> Iterator[Running]:
-    backend = request.param
-    db_url = prefix = ""
-    if backend == "postgres":
-        need_postgres()
-        prefix = f"fdshare_{uuid.uuid4().hex[:8]}"
-        db_url = f"{PG_URL}/{prefix}"
     env = {
         **SHARE_TEST_ENV,
         "FLOWDOCK_AUTH_SMTP_HOST": "127.0.0.1",
         "FLOWDOCK_AUTH_SMTP_PORT": str(share_mailbox.port),
     }
-    running = start_up(tmp_path_factory.mktemp(f"share-{backend}"), backend, db_url, extra_env=env)
-    try:
-        yield running
-    finally:
-        code, err = stop_up(running)
-        if prefix:
-            drop_databases(prefix)
-        assert code == 0, f"flowdock up exited with {code} on SIGTERM:\n{err}"
+    yield from mesh_fixture(request, tmp_path_factory, "share", env=env, db_prefix="fdshare")

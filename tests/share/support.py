@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Running
-from tests.e2e.test_mesh import register_and_login
-from tests.e2e.test_storage import Client
+from tests.support.accounts import register_and_login
+from tests.support.mesh import Running
+from tests.support.storage_client import Client
 
 LINKS = "/api/v1/public/links"
 

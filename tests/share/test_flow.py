@@ -10,9 +10,9 @@ import hashlib
 import os
 import subprocess
 
-from tests.auth.support import Mailbox, body
-from tests.conftest import Running
 from tests.share.support import LINKS, User, Visitor
+from tests.support.mailbox import Mailbox, body
+from tests.support.mesh import Running
 
 
 def test_share_upgrade_link_curl_revoke(share_mesh: Running, share_mailbox: Mailbox) -> None:

@@ -13,8 +13,8 @@ import random
 import time
 from typing import Any
 
-from tests.conftest import Running
 from tests.share.support import User, Visitor
+from tests.support.mesh import Running
 
 LIMIT_PER_LINK = 5  # FLOWDOCK_SHARE_LINK_PASSWORD_FAILURES_PER_LINK in tests/share/conftest.py
 

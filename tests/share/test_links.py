@@ -14,8 +14,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import Running
 from tests.share.support import LINKS, User, Visitor
+from tests.support.mesh import Running
 
 
 def iso(seconds: float) -> str:

@@ -11,9 +11,9 @@ import pytest
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock.storage.v1 import storage_pb2 as S
-from tests.conftest import Running
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
 from tests.share.support import User
+from tests.support.mesh import Running
 
 SVC = "flowdock.storage.v1.StorageService"
 
@@ -208,8 +208,7 @@ def test_deleting_a_shared_node_removes_its_shares_and_links(share_mesh: Running
 def test_deleting_an_account_drops_its_shares_and_links_admins_only(share_mesh: Running) -> None:
     """AccessService.DeleteUserShares is internal (auth_svc's admin "delete user" calls it with the admin's token):
     the test calls share_svc directly, as auth_svc would."""
-    from tests.auth.support import Account
-    from tests.auth.test_admin_audit import make_admin
+    from tests.support.accounts import Account, make_admin
 
     a, top, inner, _ = shared_tree(share_mesh)
     b, c = User(share_mesh, "b"), User(share_mesh, "c")

@@ -21,7 +21,7 @@ from storage_svc.adapters import SqlUnitOfWork, _node, nodes
 from storage_svc.bootstrap import MIGRATIONS
 from storage_svc.domain import CURSOR_KEYS, Cursor, Kind, Node, OrderBy, from_micros, kind_rank, micros, sort_key
 from storage_svc.servicer import _ts, add_nodes, node_pb
-from tests.conftest import PG_URL, drop_databases, need_postgres
+from tests.support.mesh import PG_URL, drop_databases, need_postgres
 
 MOMENTS = [
     datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auth_svc.adapters import signing_context
 from auth_svc.secretbox import SecretBox
-from tests.conftest import Running
+from tests.support.mesh import Running
 
 
 def newest_signing_key(mesh: Running) -> tuple[str, Ed25519PrivateKey]:

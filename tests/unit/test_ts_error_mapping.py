@@ -21,7 +21,7 @@ import pytest
 from flowdock_kernel import errors, grpc_errors
 from storage_svc.domain import ScanLimitExceeded, Usage, offset_mismatch
 from storage_svc.usecases.common import quota_exceeded
-from tests.conftest import REQUIRE_SERVERS
+from tests.support.mesh import REQUIRE_SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "clients" / "ts"

@@ -406,23 +406,44 @@ def _summary(verb: str, count: int, total: int, started: float) -> None:
     say(f"{verb} {count} file(s), {human_size(total)} in {seconds:.1f} s ({human_size(int(total / seconds))}/s)")
 
 
+PATH_RULE = """\
+paths: one rule both ways, rclone's `copy`. The destination is the folder that receives what a source holds
+(a folder's contents, or the file itself), created if missing, and the result is the same whether or not it
+existed: `put X /D` then `get /D Y` gives a Y equal to X. Without a destination a source keeps its own name.
+(cp's rule, "inside the destination if it is an existing directory, else as it", nests the same words one
+level deeper once the destination exists, so a second run or the way back would not land where the first did.)"""
+
+
+def _own_name(source: Path) -> str:
+    """Where `put SOURCE` goes without a destination: the source keeps its name (`put photos` = `put photos
+    /photos`; a file goes into /)."""
+    name = Path(os.path.abspath(source)).name  # "." and "dir/.." still have a name
+    return f"/{name}" if source.is_dir() and name else "/"
+
+
 async def _put(args: argparse.Namespace, client: AsyncClient) -> int:
     paths = list(args.paths)
-    dest = "/"
-    if len(paths) > 1:
-        dest = paths.pop()
-        if not dest.startswith("/"):
-            raise FlowDockError(f"the destination {dest!r} must be a remote folder path starting with /", code="USAGE")
+    dest = paths.pop() if len(paths) > 1 else ""
+    if dest and not dest.startswith("/"):
+        raise FlowDockError(f"the destination {dest!r} must be a remote folder path starting with /", code="USAGE")
     sources = [Path(p) for p in paths]
     for src in sources:
         if not src.exists() and not src.is_symlink():
             raise NotFound(f"{src}: no such local file or directory")
+    dest = dest or _own_name(sources[0])
     total = sum(_local_size(s) for s in sources)
     started = time.monotonic()
     nodes: list[Node] = []
     with Bars(total, enabled=_show_bars(args)) as bars:
         for src in sources:
-            nodes += await client.upload(src, dest, overwrite=args.overwrite, resume=args.resume, progress=bars)
+            nodes += await client.upload(
+                src,
+                dest,
+                contents=True,
+                overwrite=args.overwrite,
+                resume=args.resume,
+                progress=bars,
+            )
     client.state.remove([k for k, v in client.state.entries().items() if v.get("node_id")])
     if args.json:
         print_json(nodes)
@@ -435,9 +456,7 @@ async def _get(args: argparse.Namespace, client: AsyncClient) -> int:
     if args.resume:
         args.interrupted = "interrupted: partial downloads kept; run the same command with --resume to continue"
     paths = list(args.paths)
-    dest = Path(paths.pop()) if len(paths) > 1 else Path(".")
-    if len(paths) > 1 and not dest.is_dir():
-        raise NotFound(f"{dest}: no such local directory (several sources need an existing directory)")
+    dest = paths.pop() if len(paths) > 1 else ""
     started = time.monotonic()
     written: list[Path] = []
     nodes = [await client.stat(remote(p)) for p in paths]
@@ -446,7 +465,15 @@ async def _get(args: argparse.Namespace, client: AsyncClient) -> int:
         total += sum(n.size for _, n in await client.walk(node)) if node.is_folder else node.size
     with Bars(total, enabled=_show_bars(args)) as bars:
         for node in nodes:
-            written += await client.download(node, dest, overwrite=args.overwrite, resume=args.resume, progress=bars)
+            # Without DEST the source keeps its name: `get /Backup/photos` is `get /Backup/photos ./photos`.
+            written += await client.download(
+                node,
+                Path(dest or "."),
+                contents=bool(dest),
+                overwrite=args.overwrite,
+                resume=args.resume,
+                progress=bars,
+            )
     if args.json:
         print_json([str(p) for p in written])
     else:
@@ -468,11 +495,17 @@ def add_commands(sub: Any) -> None:
         sub,
         "put",
         _put,
-        "upload files or directory trees into a remote folder (created if missing)",
-        epilog="examples:\n  flowdock put report.pdf /Docs\n  flowdock put photos/ notes.txt /Backup --parallel 8\n"
-        "  flowdock put big.iso /ISO --resume      # after an interruption: continues from the committed offset",
+        "upload files or directory trees; the remote folder becomes a copy of a directory (created if missing)",
+        epilog="examples:\n"
+        "  flowdock put photos /Backup/photos       # /Backup/photos/... is photos/..., existing or not\n"
+        "  flowdock put report.pdf notes.txt /Docs  # /Docs/report.pdf and /Docs/notes.txt\n"
+        "  flowdock put photos                      # the same as: flowdock put photos /photos\n"
+        "  flowdock put big.iso /ISO --resume       # after an interruption: continues from the committed offset\n"
+        "\n" + PATH_RULE,
     )
-    put.add_argument("paths", nargs="+", metavar="PATH", help="local files/directories, then the remote folder")
+    put.add_argument(
+        "paths", nargs="+", metavar="PATH", help="local files/directories, then the remote folder that receives them"
+    )
     put.add_argument("--resume", action="store_true", help="continue uploads an interrupted run left open")
     put.add_argument(
         "--overwrite", action="store_true", help="replace existing files (the old content is kept as a version)"
@@ -487,12 +520,18 @@ def add_commands(sub: Any) -> None:
         sub,
         "get",
         _get,
-        "download remote files or folder trees",
-        epilog="examples:\n  flowdock get /Docs/report.pdf\n  flowdock get /Backup/photos ~/restored\n"
+        "download remote files or folder trees; the local directory becomes a copy of a folder (created if missing)",
+        epilog="examples:\n"
+        "  flowdock get /Backup/photos ~/restored     # ~/restored/... is /Backup/photos/..., existing or not\n"
+        "  flowdock get /Docs/report.pdf ~/Downloads  # ~/Downloads/report.pdf\n"
+        "  flowdock get /Backup/photos                # the same as: flowdock get /Backup/photos ./photos\n"
+        "\n" + PATH_RULE + "\n\n"
         "Each file is written beside its destination as .NAME.flowdock-part and renamed when complete and checked;\n"
         "without --resume an interrupted download leaves nothing behind.",
     )
-    get.add_argument("paths", nargs="+", metavar="PATH", help="remote paths, then the local destination (default .)")
+    get.add_argument(
+        "paths", nargs="+", metavar="PATH", help="remote paths, then the local directory that receives them"
+    )
     get.add_argument("--overwrite", action="store_true", help="replace existing local files")
     get.add_argument("--resume", action="store_true", help="keep partial downloads when interrupted, and continue them")
     get.add_argument("--parallel", type=int, default=4, metavar="N", help="files in flight at once (default 4)")

@@ -33,6 +33,7 @@ from flowdock_sdk._errors import (
     from_rpc_error,
 )
 from flowdock_sdk._models import (
+    Link,
     Node,
     Quota,
     Session,

@@ -1,36 +1,22 @@
-"""`AsyncClient`: logs in, keeps its tokens fresh, and exposes FlowDock in Python terms over native gRPC."""
+"""`AsyncClient`: FlowDock in Python terms (paths, nodes, trees) over an `RpcSession` (channel, tokens, calls)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import time
 import unicodedata
-import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self, TypeVar
+from typing import Any, Literal, Self
 
-import grpc
-from google.protobuf.message import Message
-
-from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
-from flowdock.share.v1 import share_pb2, share_pb2_grpc
-from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
+from flowdock.auth.v1 import auth_pb2
+from flowdock.share.v1 import share_pb2
+from flowdock.storage.v1 import storage_pb2
 from flowdock_sdk import _transfer
-from flowdock_sdk._errors import (
-    AlreadyExists,
-    AuthenticationError,
-    FlowDockError,
-    NotFound,
-    RateLimited,
-    TotpRequired,
-    UnsafeName,
-)
-from flowdock_sdk._errors import from_rpc_error as _map
+from flowdock_sdk._errors import AlreadyExists, FlowDockError, NotFound, UnsafeName
 from flowdock_sdk._models import (
     Link,
     Node,
@@ -43,13 +29,12 @@ from flowdock_sdk._models import (
     User,
     Version,
 )
+from flowdock_sdk._session import RpcSession
 
-Resp = TypeVar("Resp", bound=Message)
 NodeRef = Node | str
 """A node, an absolute path ("/Docs/a.txt") or a node id ("root" is your root folder)."""
 ProgressCallback = Callable[[TransferProgress], None]
 
-BIG_MESSAGE = 64 * 1024 * 1024
 _SHARE_ROLES = {
     "viewer": share_pb2.SHARE_ROLE_VIEWER,
     "downloader": share_pb2.SHARE_ROLE_DOWNLOADER,
@@ -60,16 +45,6 @@ _LINK_PERMISSIONS = {
     "download": share_pb2.LINK_PERMISSION_DOWNLOAD,
     "upload": share_pb2.LINK_PERMISSION_UPLOAD,
 }
-REFRESH_MARGIN = 60.0  # refresh this long before the access token expires
-MAX_RATE_LIMIT_WAIT = 10.0  # a rate limit asking for a longer pause is reported, not waited out
-
-
-Resp_co = TypeVar("Resp_co", bound=Message, covariant=True)
-
-
-class _Unary(Protocol[Resp_co]):
-    def __call__(self, request: Any, *, metadata: Any = ..., timeout: float | None = ...) -> Awaitable[Resp_co]: ...
-
 
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -107,26 +82,13 @@ def split_path(path: str) -> list[str]:
     return parts
 
 
-def target_of(base_url: str) -> tuple[str, bool]:
-    """'http://host:8080' -> ('host:8080', False); https means TLS."""
-    if "://" not in base_url:
-        base_url = "http://" + base_url
-    url = urllib.parse.urlsplit(base_url)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise FlowDockError(f"not a gateway URL: {base_url!r} (expected http://host:port)", code="INVALID_ARGUMENT")
-    secure = url.scheme == "https"
-    port = url.port or (443 if secure else 80)
-    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
-    return f"{host}:{port}", secure
-
-
 class AsyncClient:
     """A FlowDock account over native gRPC (grpc.aio), through the gateway.
 
     ```python
     async with AsyncClient("http://127.0.0.1:8080", email="ada@example.org", password="…") as fd:
         await fd.upload("photos", "/Backup")
-        for node in await fd.list("/Backup/photos"):
+        for node in await fd.listdir("/Backup/photos"):
             print(node.name, node.size)
     ```
 
@@ -151,35 +113,20 @@ class AsyncClient:
         retries: int = 3,
         state_file: str | Path | None = None,
     ) -> None:
-        self.base_url = base_url
-        self._target, secure = target_of(base_url)
-        options = [
-            ("grpc.max_send_message_length", BIG_MESSAGE),
-            ("grpc.max_receive_message_length", BIG_MESSAGE),
-            ("grpc.primary_user_agent", "flowdock-sdk"),
-        ]
-        self._channel = (
-            grpc.aio.secure_channel(self._target, grpc.ssl_channel_credentials(), options=options)
-            if secure
-            else grpc.aio.insecure_channel(self._target, options=options)
+        self._session = RpcSession(
+            base_url,
+            email=email,
+            password=password,
+            totp=totp,
+            refresh_token=refresh_token,
+            on_refresh_token=on_refresh_token,
+            device_name=device_name,
+            timeout=timeout,
+            retries=retries,
         )
-        self._auth = auth_pb2_grpc.AuthServiceStub(self._channel)
-        self._storage = storage_pb2_grpc.StorageServiceStub(self._channel)
-        self._share = share_pb2_grpc.ShareServiceStub(self._channel)
-        self._email = email
-        self._password = password
-        self._totp = totp
-        self._refresh_token = refresh_token
-        self._on_refresh_token = on_refresh_token
-        self._device = device_name
-        self._timeout = timeout
-        self._access = ""
-        self._access_until = 0.0
-        self._token_lock = asyncio.Lock()
         self._children: dict[str, list[Node]] = {}
         self._root: Node | None = None
         self.max_parallel = max_parallel
-        self.retries = retries
         self.state = _transfer.UploadState(Path(state_file) if state_file else None)
 
     async def __aenter__(self) -> Self:
@@ -192,149 +139,84 @@ class AsyncClient:
 
     async def close(self) -> None:
         """Close the channel (the session stays alive; `logout()` ends it)."""
-        await self._channel.close()
+        await self._session.close()
+
+    @property
+    def base_url(self) -> str:
+        """The gateway this client talks to."""
+        return self._session.base_url
+
+    @property
+    def retries(self) -> int:
+        """How often a dropped connection or a short rate limit is retried before the call fails."""
+        return self._session.retries
+
+    @retries.setter
+    def retries(self, value: int) -> None:
+        self._session.retries = value
 
     # -- tokens ---------------------------------------------------------------------------------------------------
 
     @property
     def refresh_token(self) -> str:
         """The newest refresh token (they rotate: an older one is dead, and presenting it ends the session)."""
-        return self._refresh_token
-
-    def _took(self, resp: auth_pb2.LoginResponse) -> None:
-        self._access = resp.access_token
-        self._access_until = time.monotonic() + max(resp.expires_in, 1)
-        self._refresh_token = resp.refresh_token
-        if self._on_refresh_token is not None:
-            self._on_refresh_token(resp.refresh_token)
-
-    async def _plain(self, method: _Unary[Resp], request: Message) -> Resp:
-        try:
-            return await method(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise _map(exc) from None
+        return self._session.tokens.refresh
 
     async def register(self, email: str, password: str, *, display_name: str = "") -> None:
         """Create an account (the server may require a verified email before the first login)."""
-        await self._plain(
-            self._auth.Register, auth_pb2.RegisterRequest(email=email, password=password, display_name=display_name)
+        await self._session.call_anonymous(
+            self._session.auth.Register,
+            auth_pb2.RegisterRequest(email=email, password=password, display_name=display_name),
         )
 
     async def login(self, *, totp_code: str = "") -> None:
         """Log in with the email and password given at construction (2FA: `totp_code` or the `totp` callable)."""
-        async with self._token_lock:
-            await self._login(totp_code)
+        await self._session.login(totp_code)
 
     async def authenticate(self) -> None:
         """Get an access token now (refreshing, or logging in); calls otherwise do this by themselves."""
-        await self._token()
-
-    async def _login(self, totp_code: str = "") -> None:
-        if not (self._email and self._password):
-            raise AuthenticationError("not logged in: no refresh token, email or password")
-        resp = await self._plain(
-            self._auth.Login,
-            auth_pb2.LoginRequest(email=self._email, password=self._password, device_name=self._device),
-        )
-        if resp.mfa_required:
-            code = totp_code or (self._totp() if self._totp else "")
-            if not code:
-                raise TotpRequired("this account has two-factor authentication on: a TOTP code is needed")
-            resp = await self._plain(
-                self._auth.LoginTotp, auth_pb2.LoginTotpRequest(mfa_token=resp.mfa_token, code=code)
-            )
-        self._took(resp)
-
-    async def _refresh(self) -> None:
-        try:
-            resp = await self._plain(self._auth.Refresh, auth_pb2.RefreshRequest(refresh_token=self._refresh_token))
-        except AuthenticationError:
-            self._refresh_token = ""
-            if self._email and self._password:
-                await self._login()
-                return
-            raise AuthenticationError("the session expired or was revoked; log in again") from None
-        self._took(resp)
-
-    async def _token(self, *, stale: str = "") -> str:
-        """A valid access token; `stale` is one the server just refused (refresh unless someone already did)."""
-        async with self._token_lock:
-            fresh = self._access and self._access != stale and time.monotonic() < self._access_until - REFRESH_MARGIN
-            if not fresh:
-                if self._refresh_token:
-                    await self._refresh()
-                else:
-                    await self._login()
-            return self._access
-
-    async def _metadata(self, stale: str = "") -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {await self._token(stale=stale)}"),)
-
-    async def _call(self, method: _Unary[Resp], request: Message) -> Resp:
-        """One authenticated unary call; on UNAUTHENTICATED the token is refreshed and the call made once more.
-
-        A rate limit (RateLimited: the server did nothing) is waited out and retried, `retries` times at most;
-        every other limit (too large, quota, a link's downloads) is raised at once: waiting would not help."""
-        for attempt in range(self.retries + 1):
-            try:
-                return await self._call_once(method, request)
-            except RateLimited as exc:
-                if attempt >= self.retries or (exc.retry_after or 0) > MAX_RATE_LIMIT_WAIT:
-                    raise
-                await asyncio.sleep(exc.retry_after or 1.0)
-        raise AssertionError("unreachable")
-
-    async def _call_once(self, method: _Unary[Resp], request: Message) -> Resp:
-        md = await self._metadata()
-        try:
-            return await method(request, metadata=md, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAUTHENTICATED:
-                raise _map(exc) from None
-        md = await self._metadata(stale=md[0][1].removeprefix("Bearer "))
-        try:
-            return await method(request, metadata=md, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise _map(exc) from None
+        await self._session.token()
 
     # -- account --------------------------------------------------------------------------------------------------
 
     async def me(self) -> User:
         """Your profile."""
-        return User.from_pb(await self._call(self._auth.GetMe, auth_pb2.GetMeRequest()))
+        return User.from_pb(await self._session.call(self._session.auth.GetMe, auth_pb2.GetMeRequest()))
 
     async def logout(self) -> None:
         """End this session on the server (its refresh token dies with it)."""
-        await self._call(self._auth.Logout, auth_pb2.LogoutRequest())
-        self._access = self._refresh_token = ""
+        await self._session.call(self._session.auth.Logout, auth_pb2.LogoutRequest())
+        self._session.forget()
 
     async def sessions(self) -> list[Session]:
         """Your live sessions (devices); `current` marks this one."""
-        resp = await self._call(self._auth.ListSessions, auth_pb2.ListSessionsRequest())
+        resp = await self._session.call(self._session.auth.ListSessions, auth_pb2.ListSessionsRequest())
         return [Session.from_pb(s) for s in resp.sessions]
 
     async def revoke_session(self, session_id: str) -> None:
         """End one of your sessions."""
-        await self._call(self._auth.RevokeSession, auth_pb2.RevokeSessionRequest(session_id=session_id))
+        await self._session.call(self._session.auth.RevokeSession, auth_pb2.RevokeSessionRequest(session_id=session_id))
 
     async def revoke_other_sessions(self) -> int:
         """End every session but this one; returns how many ended."""
-        resp = await self._call(self._auth.RevokeOtherSessions, auth_pb2.RevokeOtherSessionsRequest())
+        resp = await self._session.call(self._session.auth.RevokeOtherSessions, auth_pb2.RevokeOtherSessionsRequest())
         return resp.revoked
 
     async def start_2fa(self) -> TotpEnrollment:
         """Create a TOTP secret (inactive until `confirm_2fa`)."""
-        resp = await self._call(self._auth.StartTotpEnrollment, auth_pb2.StartTotpEnrollmentRequest())
+        resp = await self._session.call(self._session.auth.StartTotpEnrollment, auth_pb2.StartTotpEnrollmentRequest())
         return TotpEnrollment(resp.secret, resp.otpauth_uri, resp.qr_svg)
 
     async def confirm_2fa(self, code: str) -> list[str]:
         """Turn 2FA on with a first code; returns the 10 single-use recovery codes."""
-        resp = await self._call(self._auth.ConfirmTotp, auth_pb2.ConfirmTotpRequest(code=code))
+        resp = await self._session.call(self._session.auth.ConfirmTotp, auth_pb2.ConfirmTotpRequest(code=code))
         return list(resp.recovery_codes)
 
     async def disable_2fa(self, *, password: str, code: str) -> None:
         """Turn 2FA off (your password and a current code)."""
-        await self._call(self._auth.DisableTotp, auth_pb2.DisableTotpRequest(password=password, code=code))
+        await self._session.call(
+            self._session.auth.DisableTotp, auth_pb2.DisableTotpRequest(password=password, code=code)
+        )
 
     # -- admin ----------------------------------------------------------------------------------------------------
 
@@ -343,8 +225,8 @@ class AsyncClient:
         users: list[User] = []
         token = ""
         while True:
-            resp = await self._call(
-                self._auth.ListUsers, auth_pb2.ListUsersRequest(query=query, page_size=500, page_token=token)
+            resp = await self._session.call(
+                self._session.auth.ListUsers, auth_pb2.ListUsersRequest(query=query, page_size=500, page_token=token)
             )
             users += [User.from_pb(u) for u in resp.users]
             token = resp.next_page_token
@@ -353,37 +235,41 @@ class AsyncClient:
 
     async def admin_user(self, user_id: str) -> User:
         """One account (admin only)."""
-        return User.from_pb(await self._call(self._auth.GetUser, auth_pb2.GetUserRequest(user_id=user_id)))
+        return User.from_pb(
+            await self._session.call(self._session.auth.GetUser, auth_pb2.GetUserRequest(user_id=user_id))
+        )
 
     async def admin_set_role(self, user_id: str, role: Literal["user", "admin"]) -> User:
         """Make an account a user or an admin (admin only)."""
         value = auth_pb2.ROLE_ADMIN if role == "admin" else auth_pb2.ROLE_USER
         return User.from_pb(
-            await self._call(self._auth.SetUserRole, auth_pb2.SetUserRoleRequest(user_id=user_id, role=value))
+            await self._session.call(
+                self._session.auth.SetUserRole, auth_pb2.SetUserRoleRequest(user_id=user_id, role=value)
+            )
         )
 
     async def admin_set_disabled(self, user_id: str, disabled: bool) -> User:
         """Disable (ending its sessions) or enable an account (admin only)."""
         return User.from_pb(
-            await self._call(
-                self._auth.SetUserDisabled, auth_pb2.SetUserDisabledRequest(user_id=user_id, disabled=disabled)
+            await self._session.call(
+                self._session.auth.SetUserDisabled, auth_pb2.SetUserDisabledRequest(user_id=user_id, disabled=disabled)
             )
         )
 
     async def admin_quota(self, user_id: str) -> Quota:
         """An account's storage use and limit (admin only; trash and versions are not broken out here)."""
-        q = await self._call(self._auth.GetUserQuota, auth_pb2.GetUserQuotaRequest(user_id=user_id))
+        q = await self._session.call(self._session.auth.GetUserQuota, auth_pb2.GetUserQuotaRequest(user_id=user_id))
         return Quota(q.used_bytes, q.reserved_bytes, q.limit_bytes, 0, 0)
 
     async def admin_set_quota(self, user_id: str, limit_bytes: int) -> Quota:
         """Set an account's storage limit in bytes (0: the server's default) (admin only)."""
         req = auth_pb2.SetUserQuotaRequest(user_id=user_id, limit_bytes=limit_bytes)
-        q = await self._call(self._auth.SetUserQuota, req)
+        q = await self._session.call(self._session.auth.SetUserQuota, req)
         return Quota(q.used_bytes, q.reserved_bytes, q.limit_bytes, 0, 0)
 
     async def admin_delete_user(self, user_id: str) -> int:
         """Delete an account and all its files for good; returns the bytes freed (admin only)."""
-        resp = await self._call(self._auth.DeleteUser, auth_pb2.DeleteUserRequest(user_id=user_id))
+        resp = await self._session.call(self._session.auth.DeleteUser, auth_pb2.DeleteUserRequest(user_id=user_id))
         return resp.freed_bytes
 
     # -- tree -----------------------------------------------------------------------------------------------------
@@ -395,7 +281,7 @@ class AsyncClient:
         """Your root folder."""
         if self._root is None:
             self._root = Node.from_pb(
-                await self._call(self._storage.GetNode, storage_pb2.GetNodeRequest(node_id="root"))
+                await self._session.call(self._session.storage.GetNode, storage_pb2.GetNodeRequest(node_id="root"))
             )
         return self._root
 
@@ -413,8 +299,8 @@ class AsyncClient:
         nodes: list[Node] = []
         token = ""
         while True:
-            resp = await self._call(
-                self._storage.ListChildren,
+            resp = await self._session.call(
+                self._session.storage.ListChildren,
                 storage_pb2.ListChildrenRequest(folder_id=folder_id, page_size=1000, page_token=token),
             )
             nodes += [Node.from_pb(n) for n in resp.nodes]
@@ -434,7 +320,9 @@ class AsyncClient:
         if isinstance(ref, Node):
             return ref
         if not ref.startswith("/"):
-            return Node.from_pb(await self._call(self._storage.GetNode, storage_pb2.GetNodeRequest(node_id=ref)))
+            return Node.from_pb(
+                await self._session.call(self._session.storage.GetNode, storage_pb2.GetNodeRequest(node_id=ref))
+            )
         node = await self.root()
         walked: list[str] = []
         for part in split_path(ref):
@@ -456,7 +344,9 @@ class AsyncClient:
     async def path_of(self, ref: NodeRef) -> str:
         """The absolute path of a node."""
         node = await self.stat(ref)
-        resp = await self._call(self._storage.GetNodePath, storage_pb2.GetNodePathRequest(node_id=node.id))
+        resp = await self._session.call(
+            self._session.storage.GetNodePath, storage_pb2.GetNodePathRequest(node_id=node.id)
+        )
         return "/" + "/".join(n.name for n in resp.nodes[1:])
 
     async def walk(self, folder: NodeRef = "/") -> list[tuple[str, Node]]:
@@ -479,8 +369,8 @@ class AsyncClient:
         parent_node = await self.stat(parent)
         self._changed()
         return Node.from_pb(
-            await self._call(
-                self._storage.CreateFolder, storage_pb2.CreateFolderRequest(parent_id=parent_node.id, name=name)
+            await self._session.call(
+                self._session.storage.CreateFolder, storage_pb2.CreateFolderRequest(parent_id=parent_node.id, name=name)
             )
         )
 
@@ -543,7 +433,7 @@ class AsyncClient:
         self._changed()
         on_conflict = storage_pb2.ON_CONFLICT_RENAME if rename_on_conflict else storage_pb2.ON_CONFLICT_FAIL
         req = storage_pb2.UpdateNodeRequest(node_id=node_id, name=name, parent_id=parent_id, on_conflict=on_conflict)
-        return Node.from_pb(await self._call(self._storage.UpdateNode, req))
+        return Node.from_pb(await self._session.call(self._session.storage.UpdateNode, req))
 
     async def copy(self, ref: NodeRef, folder: NodeRef, *, name: str = "", rename_on_conflict: bool = False) -> Node:
         """Copy a file or a whole folder tree into `folder`, server-side."""
@@ -551,13 +441,15 @@ class AsyncClient:
         self._changed()
         on_conflict = storage_pb2.ON_CONFLICT_RENAME if rename_on_conflict else storage_pb2.ON_CONFLICT_FAIL
         req = storage_pb2.CopyNodeRequest(node_id=node.id, parent_id=target.id, name=name, on_conflict=on_conflict)
-        return Node.from_pb(await self._call(self._storage.CopyNode, req))
+        return Node.from_pb(await self._session.call(self._session.storage.CopyNode, req))
 
     async def delete(self, ref: NodeRef) -> Node:
         """Move a node (and everything below it) to the trash."""
         node = await self.stat(ref)
         self._changed()
-        return Node.from_pb(await self._call(self._storage.DeleteNode, storage_pb2.DeleteNodeRequest(node_id=node.id)))
+        return Node.from_pb(
+            await self._session.call(self._session.storage.DeleteNode, storage_pb2.DeleteNodeRequest(node_id=node.id))
+        )
 
     # -- trash, versions, search, quota ---------------------------------------------------------------------------
 
@@ -566,8 +458,8 @@ class AsyncClient:
         entries: list[TrashEntry] = []
         token = ""
         while True:
-            resp = await self._call(
-                self._storage.ListTrash, storage_pb2.ListTrashRequest(page_size=500, page_token=token)
+            resp = await self._session.call(
+                self._session.storage.ListTrash, storage_pb2.ListTrashRequest(page_size=500, page_token=token)
             )
             entries += [TrashEntry.from_pb(e) for e in resp.entries]
             token = resp.next_page_token
@@ -578,29 +470,35 @@ class AsyncClient:
         """Put a trashed node back where it was."""
         self._changed()
         return Node.from_pb(
-            await self._call(self._storage.RestoreTrash, storage_pb2.RestoreTrashRequest(node_id=node_id))
+            await self._session.call(
+                self._session.storage.RestoreTrash, storage_pb2.RestoreTrashRequest(node_id=node_id)
+            )
         )
 
     async def purge(self, node_id: str) -> int:
         """Delete one trashed tree for good; returns the bytes freed."""
-        resp = await self._call(self._storage.PurgeTrash, storage_pb2.PurgeTrashRequest(node_id=node_id))
+        resp = await self._session.call(
+            self._session.storage.PurgeTrash, storage_pb2.PurgeTrashRequest(node_id=node_id)
+        )
         return resp.freed_bytes
 
     async def empty_trash(self) -> int:
         """Delete everything in the trash for good; returns the bytes freed."""
-        return (await self._call(self._storage.EmptyTrash, storage_pb2.EmptyTrashRequest())).freed_bytes
+        return (await self._session.call(self._session.storage.EmptyTrash, storage_pb2.EmptyTrashRequest())).freed_bytes
 
     async def versions(self, ref: NodeRef) -> list[Version]:
         """A file's versions, newest (current) first."""
         node = await self.stat(ref)
-        resp = await self._call(self._storage.ListVersions, storage_pb2.ListVersionsRequest(file_id=node.id))
+        resp = await self._session.call(
+            self._session.storage.ListVersions, storage_pb2.ListVersionsRequest(file_id=node.id)
+        )
         return [Version.from_pb(v) for v in resp.versions]
 
     async def restore_version(self, ref: NodeRef, version_id: str) -> Node:
         """Make an older version current again (as a new version)."""
         node = await self.stat(ref)
         req = storage_pb2.RestoreVersionRequest(file_id=node.id, version_id=version_id)
-        return Node.from_pb(await self._call(self._storage.RestoreVersion, req))
+        return Node.from_pb(await self._session.call(self._session.storage.RestoreVersion, req))
 
     async def search(
         self, query: str, *, kind: Literal["file", "folder"] | None = None, limit: int = 1000
@@ -617,7 +515,7 @@ class AsyncClient:
             req = storage_pb2.SearchRequest(
                 query=query, kind=kinds[kind], page_size=min(limit - len(found), 500), page_token=token
             )
-            resp = await self._call(self._storage.Search, req)
+            resp = await self._session.call(self._session.storage.Search, req)
             found += [Node.from_pb(n) for n in resp.nodes]
             token = resp.next_page_token
             if not token:
@@ -626,7 +524,7 @@ class AsyncClient:
 
     async def quota(self) -> Quota:
         """Your storage use and limit."""
-        return Quota.from_pb(await self._call(self._storage.GetQuota, storage_pb2.GetQuotaRequest()))
+        return Quota.from_pb(await self._session.call(self._session.storage.GetQuota, storage_pb2.GetQuotaRequest()))
 
     # -- shares ---------------------------------------------------------------------------------------------------
 
@@ -636,13 +534,13 @@ class AsyncClient:
         token = ""
         while True:
             if direction == "incoming":
-                resp: Any = await self._call(
-                    self._share.ListIncomingShares,
+                resp: Any = await self._session.call(
+                    self._session.share.ListIncomingShares,
                     share_pb2.ListIncomingSharesRequest(page_size=500, page_token=token),
                 )
             else:
-                resp = await self._call(
-                    self._share.ListOutgoingShares,
+                resp = await self._session.call(
+                    self._session.share.ListOutgoingShares,
                     share_pb2.ListOutgoingSharesRequest(page_size=500, page_token=token),
                 )
             found += [Share.from_pb(s) for s in resp.shares]
@@ -657,16 +555,16 @@ class AsyncClient:
         editor also writes."""
         node = await self.stat(ref)
         req = share_pb2.CreateShareRequest(node_id=node.id, grantee_email=email, role=_SHARE_ROLES[role])
-        return Share.from_pb(await self._call(self._share.CreateShare, req))
+        return Share.from_pb(await self._session.call(self._session.share.CreateShare, req))
 
     async def update_share(self, share_id: str, *, role: Literal["viewer", "downloader", "editor"]) -> Share:
         """Change the role of one of your shares."""
         req = share_pb2.UpdateShareRequest(share_id=share_id, role=_SHARE_ROLES[role])
-        return Share.from_pb(await self._call(self._share.UpdateShare, req))
+        return Share.from_pb(await self._session.call(self._session.share.UpdateShare, req))
 
     async def unshare(self, share_id: str) -> None:
         """Revoke one of your shares (effective at once)."""
-        await self._call(self._share.DeleteShare, share_pb2.DeleteShareRequest(share_id=share_id))
+        await self._session.call(self._session.share.DeleteShare, share_pb2.DeleteShareRequest(share_id=share_id))
 
     async def create_link(
         self,
@@ -685,14 +583,16 @@ class AsyncClient:
         )
         if expires is not None:
             req.expire_time.FromDatetime(expires.astimezone(UTC))
-        return Link.from_pb(await self._call(self._share.CreateLink, req), self.base_url)
+        return Link.from_pb(await self._session.call(self._session.share.CreateLink, req), self.base_url)
 
     async def links(self) -> list[Link]:
         """Your live public links."""
         found: list[Link] = []
         token = ""
         while True:
-            resp = await self._call(self._share.ListLinks, share_pb2.ListLinksRequest(page_size=500, page_token=token))
+            resp = await self._session.call(
+                self._session.share.ListLinks, share_pb2.ListLinksRequest(page_size=500, page_token=token)
+            )
             found += [Link.from_pb(link, self.base_url) for link in resp.links]
             token = resp.next_page_token
             if not token:
@@ -700,7 +600,7 @@ class AsyncClient:
 
     async def delete_link(self, link_id: str) -> None:
         """Revoke a public link: its URL answers 404 from then on."""
-        await self._call(self._share.DeleteLink, share_pb2.DeleteLinkRequest(link_id=link_id))
+        await self._session.call(self._session.share.DeleteLink, share_pb2.DeleteLinkRequest(link_id=link_id))
 
     # -- transfers ------------------------------------------------------------------------------------------------
 
@@ -712,27 +612,37 @@ class AsyncClient:
         overwrite: bool = False,
         resume: bool = False,
         progress: ProgressCallback | None = None,
+        contents: bool = False,
     ) -> list[Node]:
         """Upload a file, or a directory tree keeping its structure, into the remote `folder` (created if missing).
 
+        With `contents`, a directory's entries go into `folder`, not the directory itself: `folder` becomes a copy
+        of it whether or not it existed (rclone's `copy`; `download(..., contents=True)` is the way back).
         `overwrite` adds a new version to files that exist; without it an existing name is ALREADY_EXISTS.
         `resume` continues uploads a previous run left open (from the state file and the server's committed offset).
         Files go `max_parallel` at a time, SHA-256 checked by the server. Returns the uploaded files.
         """
-        jobs = await asyncio.to_thread(_transfer.plan_upload, Path(local))
-        source = jobs.source
+        jobs = await asyncio.to_thread(_transfer.plan_upload, Path(local), contents=contents)
         if isinstance(folder, str) and folder.startswith("/"):
             target = await self.mkdir(folder, parents=True)
         else:
             target = await self.stat(folder)
-        if not overwrite and not resume and await self._child(target.id, source.name) is not None:
-            raise AlreadyExists(f"{source.name} already exists in the destination (use overwrite=True)")
+        if contents:
+            tops = sorted({rel.partition("/")[0] for rel in [f.relative for f in jobs.files] + jobs.empty_dirs})
+        else:
+            tops = [jobs.source.name]
+        if not overwrite and not resume:
+            for name in tops:
+                if await self._child(target.id, name) is not None:
+                    raise AlreadyExists(f"{name} already exists in the destination (use overwrite=True)")
         # Folders first, one at a time (parallel uploads then find them); files still name their place by
         # relative_path, so a folder removed meanwhile is recreated by the server.
         folders = {rel.rpartition("/")[0] for rel in (f.relative for f in jobs.files)} | set(jobs.empty_dirs)
         for rel in sorted(f for f in folders if f):
             await self._makedirs(target, rel)
-        uploader = _transfer.Uploader(self, target.id, overwrite=overwrite, resume=resume, progress=progress)
+        uploader = _transfer.Uploader(
+            self._session, self.state, target.id, overwrite=overwrite, resume=resume, progress=progress
+        )
         nodes = await self._bounded([partial(uploader.one, f.path, f.relative) for f in jobs.files])
         self._changed()
         return nodes
@@ -745,8 +655,13 @@ class AsyncClient:
         overwrite: bool = False,
         resume: bool = False,
         progress: ProgressCallback | None = None,
+        contents: bool = False,
     ) -> list[Path]:
         """Download a file or a folder tree to `local` (into it, if it is an existing directory).
+
+        With `contents`, `local` is always the directory receiving a folder's entries (or the file), created if
+        missing: it becomes a copy of the folder whether or not it existed (rclone's `copy`, the way back from
+        `upload(..., contents=True)`).
 
         Each file is written beside its destination as `.<name>.flowdock-part`, checked against its SHA-256 and
         renamed into place: an interrupted download leaves no partial file — unless `resume`, which keeps part
@@ -755,11 +670,18 @@ class AsyncClient:
         """
         node = await self.stat(ref)
         dest = Path(local)
-        if await asyncio.to_thread(dest.is_dir):
+        if contents:
+            if await asyncio.to_thread(_taken_by_a_non_directory, dest):
+                raise AlreadyExists(f"{dest} exists and is not a directory")
+            if not node.is_folder:
+                dest = dest / safe_local_name(node.name)
+        elif await asyncio.to_thread(dest.is_dir):
             dest = dest / (safe_local_name(node.name) if node.name else "root")
         if not node.is_folder:
             pairs = [(node, dest)]
         else:
+            if await asyncio.to_thread(_taken_by_a_non_directory, dest):
+                raise AlreadyExists(f"{dest} exists and is not a directory")
             tree = await self.walk(node)
             for _, child in tree:
                 safe_local_name(child.name)  # before anything is written
@@ -777,13 +699,13 @@ class AsyncClient:
                 more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
                 raise AlreadyExists(f"{taken[0]} already exists{more} (use overwrite=True)")
         return await self._bounded(
-            [partial(_transfer.download_file, self, n, p, progress=progress, resume=resume) for n, p in pairs]
+            [partial(_transfer.download_file, self._session, n, p, progress=progress, resume=resume) for n, p in pairs]
         )
 
     async def download_bytes(self, ref: NodeRef, *, offset: int = 0, length: int = 0, version: str = "") -> bytes:
         """A file's content (or a range of it) in memory."""
         node = await self.stat(ref)
-        parts = [chunk async for chunk in _transfer.stream_download(self, node.id, offset, length, version)]
+        parts = [chunk async for chunk in _transfer.stream_download(self._session, node.id, offset, length, version)]
         return b"".join(parts)
 
     async def _bounded(self, thunks: Sequence[Callable[[], Awaitable[_transfer.T]]]) -> list[_transfer.T]:
@@ -799,6 +721,10 @@ class AsyncClient:
         except BaseExceptionGroup as eg:
             raise _first(eg) from None
         return [t.result() for t in tasks]
+
+
+def _taken_by_a_non_directory(path: Path) -> bool:
+    return not path.is_dir() and (path.exists() or path.is_symlink())
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

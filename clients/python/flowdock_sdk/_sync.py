@@ -31,7 +31,7 @@ class Client:
     ```python
     with Client("http://127.0.0.1:8080", email="ada@example.org", password="…") as fd:
         fd.upload("report.pdf", "/Docs")
-        print([n.name for n in fd.list("/Docs")])
+        print([n.name for n in fd.listdir("/Docs")])
     ```
     """
 

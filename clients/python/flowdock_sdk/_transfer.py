@@ -13,9 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
-
-import grpc
+from typing import Any, BinaryIO, TypeVar
 
 from flowdock.storage.v1 import storage_pb2
 from flowdock_sdk._errors import (
@@ -28,11 +26,8 @@ from flowdock_sdk._errors import (
     TransferInterrupted,
     Unavailable,
 )
-from flowdock_sdk._errors import from_rpc_error as _map
 from flowdock_sdk._models import Node, TransferProgress
-
-if TYPE_CHECKING:
-    from flowdock_sdk._client import AsyncClient
+from flowdock_sdk._session import RpcSession
 
 T = TypeVar("T")
 READ = 1024 * 1024
@@ -120,8 +115,10 @@ class UploadPlan:
     empty_dirs: list[str] = field(default_factory=list)
 
 
-def plan_upload(source: Path) -> UploadPlan:
-    """The files (and empty directories) to upload for a local file or tree; unreadable ones are errors now."""
+def plan_upload(source: Path, *, contents: bool = False) -> UploadPlan:
+    """The files (and empty directories) to upload for a local file or tree; unreadable ones are errors now.
+
+    Relative paths start with the directory's own name ("photos/a.jpg"), or below it with `contents` ("a.jpg")."""
     source = Path(os.path.abspath(source))  # "." and "dir/.." still get a name; symlinks are kept
     plan = UploadPlan(source)
 
@@ -137,7 +134,7 @@ def plan_upload(source: Path) -> UploadPlan:
         return plan
     if not source.is_dir():
         raise LocalFileError(f"{source}: not a regular file or directory")
-    base = source.parent
+    base = source if contents else source.parent
 
     def fail(exc: OSError) -> None:
         raise LocalFileError(f"{exc.filename}: {exc.strerror or exc}")
@@ -147,7 +144,7 @@ def plan_upload(source: Path) -> UploadPlan:
         here = Path(dirpath)
         if not os.access(here, os.R_OK | os.X_OK):
             raise LocalFileError(f"{here}: permission denied (not readable)")
-        if not filenames and not dirnames:
+        if not filenames and not dirnames and here != base:
             plan.empty_dirs.append(here.relative_to(base).as_posix())
         for name in sorted(filenames):
             path = here / name
@@ -173,34 +170,39 @@ class Uploader:
 
     def __init__(
         self,
-        client: AsyncClient,
+        session: RpcSession,
+        state: UploadState,
         folder_id: str,
         *,
         overwrite: bool,
         resume: bool,
         progress: Callable[[TransferProgress], None] | None,
     ) -> None:
-        self.c = client
+        self.session = session
+        self.state = state
         self.folder_id = folder_id
         self.on_conflict = storage_pb2.ON_CONFLICT_NEW_VERSION if overwrite else storage_pb2.ON_CONFLICT_FAIL
         self.resume = resume
         self.progress = progress or (lambda _p: None)
 
     async def get_upload(self, upload_id: str) -> storage_pb2.Upload:
-        return await self.c._call(self.c._storage.GetUpload, storage_pb2.GetUploadRequest(upload_id=upload_id))
+        return await self.session.call(
+            self.session.storage.GetUpload, storage_pb2.GetUploadRequest(upload_id=upload_id)
+        )
 
     async def one(self, path: Path, relative: str) -> Node:
         """Upload one file (resuming its earlier upload when asked and it still matches the file)."""
         st, resolved = await asyncio.to_thread(_readable, path)
-        key = f"{self.c.base_url}|{self.folder_id}|{relative}|{resolved}"
-        entry = self.c.state.get(key)
+        key = f"{self.session.base_url}|{self.folder_id}|{relative}|{resolved}"
+        entry = self.state.get(key)
         same = entry is not None and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
         upload: storage_pb2.Upload | None = None
         resumed = 0
         if entry is not None and same and self.resume and entry.get("node_id"):
             # Uploaded by the interrupted run already: done, unless the file was deleted since (then anew).
             with contextlib.suppress(NotFound):
-                node = await self.c.stat(str(entry["node_id"]))
+                req = storage_pb2.GetNodeRequest(node_id=str(entry["node_id"]))
+                node = Node.from_pb(await self.session.call(self.session.storage.GetNode, req))
                 self.progress(TransferProgress(relative, st.st_size, st.st_size, resumed_from=st.st_size))
                 return node
         elif entry is not None and same and self.resume:
@@ -210,14 +212,14 @@ class Uploader:
                     upload, resumed = found, found.committed_size
         elif entry is not None and not entry.get("node_id"):
             with contextlib.suppress(FlowDockError):  # an abandoned earlier upload: release its reservation
-                await self.c._call(
-                    self.c._storage.AbortUpload, storage_pb2.AbortUploadRequest(upload_id=str(entry["upload_id"]))
+                await self.session.call(
+                    self.session.storage.AbortUpload, storage_pb2.AbortUploadRequest(upload_id=str(entry["upload_id"]))
                 )
         if upload is None and 0 < st.st_size <= INLINE:  # (empty content reads as no content: create + finish)
             small = await self.small(path, relative, st.st_size)
             if small is not None:
                 if entry is not None:
-                    self.c.state.remove([key])
+                    self.state.remove([key])
                 return small
         if upload is None:
             if entry is not None and same:
@@ -226,8 +228,8 @@ class Uploader:
                 self.progress(TransferProgress(relative, 0, st.st_size, hashing=True))
                 digest = await asyncio.to_thread(sha256_file, path)
             content_type = mimetypes.guess_type(path.name)[0] or ""
-            upload = await self.c._call(
-                self.c._storage.CreateUpload,
+            upload = await self.session.call(
+                self.session.storage.CreateUpload,
                 storage_pb2.CreateUploadRequest(
                     parent_id=self.folder_id,
                     relative_path=relative,
@@ -244,16 +246,16 @@ class Uploader:
                 "size": st.st_size,
                 "mtime_ns": st.st_mtime_ns,
                 "sha256": digest,
-                "server": self.c.base_url,
+                "server": self.session.base_url,
             }
-            self.c.state.put(key, entry)
+            self.state.put(key, entry)
         assert entry is not None
         self.progress(TransferProgress(relative, upload.committed_size, st.st_size, resumed_from=resumed))
         done = await self.drive(upload, path, relative, resumed)
         if done.state == storage_pb2.UPLOAD_STATE_FAILED:
-            self.c.state.remove([key])
+            self.state.remove([key])
             raise IntegrityError(f"{relative}: refused at finish: {done.failure}")
-        self.c.state.put(key, {**entry, "node_id": done.node.id})
+        self.state.put(key, {**entry, "node_id": done.node.id})
         return Node.from_pb(done.node)
 
     async def small(self, path: Path, relative: str, size: int) -> Node | None:
@@ -263,8 +265,8 @@ class Uploader:
         if len(data) != size:
             return None
         try:
-            done = await self.c._call(
-                self.c._storage.CreateUpload,
+            done = await self.session.call(
+                self.session.storage.CreateUpload,
                 storage_pb2.CreateUploadRequest(
                     parent_id=self.folder_id,
                     relative_path=relative,
@@ -296,8 +298,8 @@ class Uploader:
                 if up.state == storage_pb2.UPLOAD_STATE_OPEN:
                     if up.committed_size < up.size:
                         await self.stream(up, path, display, resumed)
-                    up = await self.c._call(
-                        self.c._storage.FinishUpload, storage_pb2.FinishUploadRequest(upload_id=upload.upload_id)
+                    up = await self.session.call(
+                        self.session.storage.FinishUpload, storage_pb2.FinishUploadRequest(upload_id=upload.upload_id)
                     )
                 pause = 0.05
                 while up.state == storage_pb2.UPLOAD_STATE_FINISHING:
@@ -323,7 +325,7 @@ class Uploader:
     async def _backoff(self, attempt: int, display: str, exc: FlowDockError) -> int:
         """A dropped connection: wait longer each time, give up after `retries`."""
         attempt += 1
-        if attempt > self.c.retries:
+        if attempt > self.session.retries:
             raise TransferInterrupted(
                 f"{display}: connection lost ({exc.message}); the upload is saved, resume it later"
             ) from None
@@ -348,26 +350,17 @@ class Uploader:
                     self.progress(TransferProgress(display, pos, size, resumed_from=resumed))
 
         committed = up.committed_size
-        md = await self.c._metadata()
-        try:
-            call = self.c._storage.UploadStream(messages(), metadata=md)
-            async for ack in call:
-                committed = ack.committed_size
-        except grpc.aio.AioRpcError as exc:
-            raise _map(exc) from None
+        async for ack in self.session.stream(self.session.storage.UploadStream, messages()):
+            committed = ack.committed_size
         return committed
 
 
 async def stream_download(
-    client: AsyncClient, file_id: str, offset: int = 0, length: int = 0, version: str = ""
+    session: RpcSession, file_id: str, offset: int = 0, length: int = 0, version: str = ""
 ) -> AsyncIterator[bytes]:
-    md = await client._metadata()
     req = storage_pb2.DownloadFileRequest(file_id=file_id, offset=offset, length=length, version=version)
-    try:
-        async for msg in client._storage.DownloadFile(req, metadata=md):
-            yield msg.data
-    except grpc.aio.AioRpcError as exc:
-        raise _map(exc) from None
+    async for msg in session.stream(session.storage.DownloadFile, req):
+        yield msg.data
 
 
 def _write_hashed(f: BinaryIO, digest: Any, data: bytes) -> None:
@@ -380,7 +373,7 @@ def part_path(dest: Path) -> Path:
 
 
 async def download_file(
-    client: AsyncClient,
+    session: RpcSession,
     node: Node,
     dest: Path,
     *,
@@ -408,14 +401,14 @@ async def download_file(
             report(TransferProgress(display, written, node.size, resumed_from=written))
             while True:
                 try:
-                    async for data in stream_download(client, node.id, offset=written):
+                    async for data in stream_download(session, node.id, offset=written):
                         await asyncio.to_thread(_write_hashed, f, digest, data)
                         written += len(data)
                         report(TransferProgress(display, written, node.size))
                     break
                 except _RETRYABLE as exc:  # a dropped connection: continue from what arrived
                     attempt += 1
-                    if attempt > client.retries:
+                    if attempt > session.retries:
                         raise TransferInterrupted(f"{display}: connection lost ({exc.message})") from None
                     await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
             f.flush()
