@@ -10,24 +10,14 @@ from pathlib import Path
 import grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth_svc.adapters import (
-    Argon2Hasher,
-    GrpcShareAdmin,
-    GrpcStorageAdmin,
-    HttpOidcClient,
-    OutboxMailer,
-    PyOtpTotp,
-    RedisRateLimiter,
-    ReloadLoop,
-    SigningKeyring,
-    SmtpMailer,
-    SqlAuditLog,
-    SqlHousekeeping,
-    SqlRateLimiter,
-    SqlUnitOfWork,
-    common_passwords,
-    seal_legacy_rows,
-)
+from auth_svc.adapters.hashing import Argon2Hasher, common_passwords
+from auth_svc.adapters.mail import OutboxMailer, SmtpMailer
+from auth_svc.adapters.oidc import HttpOidcClient
+from auth_svc.adapters.peers import GrpcShareAdmin, GrpcStorageAdmin
+from auth_svc.adapters.ratelimit import RedisRateLimiter, SqlRateLimiter
+from auth_svc.adapters.signing import SigningKeyring
+from auth_svc.adapters.sql import SqlAuditLog, SqlHousekeeping, SqlUnitOfWork, seal_legacy_rows
+from auth_svc.adapters.totp import PyOtpTotp
 from auth_svc.config import AuthConfig
 from auth_svc.domain import OidcProvider
 from auth_svc.ports import Mailer
@@ -37,11 +27,14 @@ from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.channels import Keepalive, internal_channel
+from flowdock_kernel.clock import Clock, SystemClock
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
-from flowdock_kernel.server import Service
+from flowdock_kernel.server import Service, every
 from flowdock_kernel.tokens import KeyCache, KeyMap, SessionCache
 from flowdock_kernel.workers import BoundedPool
+
+log = logging.getLogger("flowdock.auth")
 
 NAME = "auth"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -83,9 +76,9 @@ def make_hasher(config: AuthConfig) -> Argon2Hasher:
     )
 
 
-def make_mailer(config: AuthConfig) -> Mailer:
+def make_mailer(config: AuthConfig, clock: Clock | None = None) -> Mailer:
     if not config.auth_smtp_host:
-        return OutboxMailer(config.data_dir / "outbox", config.auth_mail_from)
+        return OutboxMailer(config.data_dir / "outbox", config.auth_mail_from, clock)
     return SmtpMailer(
         host=config.auth_smtp_host,
         port=config.auth_smtp_port,
@@ -143,15 +136,14 @@ def redirect_uris(config: AuthConfig) -> tuple[str, ...]:
 
 
 async def build(config: AuthConfig) -> Service:
+    clock = SystemClock()  # the one clock of the service: everything below reads the time from it
     providers = oidc_providers(config)
     engine = make_engine(config)
     # Admin calls to storage_svc (quota, deleting a user's files) carry the admin's forwarded token.
     box = SecretBox.from_file(config.secrets_key_path)
     sealed = await seal_legacy_rows(engine, box)
     if sealed:
-        logging.getLogger("flowdock.auth").info(
-            "sealed %d plaintext secret(s) written before encryption at rest", sealed
-        )
+        log.info("sealed %d plaintext secret(s) written before encryption at rest", sealed)
     tls = config.mesh(NAME)
     keepalive = Keepalive.every(config.keepalive_seconds)
     storage = (
@@ -171,11 +163,12 @@ async def build(config: AuthConfig) -> Service:
         audience=config.jwt_audience,
         ttl_seconds=config.auth_access_token_ttl_seconds,
         reload_seconds=config.auth_signing_key_reload_seconds,
+        clock=clock,
     )
     await keyring.load()
     sessions = db.connections(engine)
     limiter: RedisRateLimiter | SqlRateLimiter = (
-        RedisRateLimiter(config.auth_redis_url) if config.auth_redis_url else SqlRateLimiter(engine)
+        RedisRateLimiter(config.auth_redis_url, clock) if config.auth_redis_url else SqlRateLimiter(engine, clock)
     )
     hasher = make_hasher(config)
     accounts = Accounts(
@@ -183,8 +176,8 @@ async def build(config: AuthConfig) -> Service:
         reader=lambda: SqlUnitOfWork(sessions, box, read_only=True),
         hasher=hasher,
         issuer=keyring,
-        mailer=make_mailer(config),
-        totp=PyOtpTotp(config.auth_totp_issuer),
+        mailer=make_mailer(config, clock),
+        totp=PyOtpTotp(config.auth_totp_issuer, clock),
         limiter=limiter,
         audit=SqlAuditLog(engine),
         policy=Policy(
@@ -200,28 +193,18 @@ async def build(config: AuthConfig) -> Service:
         ),
         limits=make_limits(config),
         common_passwords=common_passwords(config.auth_common_passwords),
-        oidc=HttpOidcClient(providers) if providers else None,
+        oidc=HttpOidcClient(providers, clock=clock) if providers else None,
         user_data=GrpcStorageAdmin(storage) if storage is not None else None,
         user_shares=GrpcShareAdmin(share) if share is not None else None,
+        clock=clock,
     )
     cookie = RefreshCookie(
         max_age_seconds=config.auth_session_max_age_seconds,
         secure=config.auth_cookie_secure or config.auth_public_url.lower().startswith("https://"),
     )
     servicer = AuthServicer(accounts, keyring, cookie)
-    internal = AuthInternalServicer(accounts)
-    reload = ReloadLoop(keyring.refresh, config.auth_signing_key_reload_seconds)
-    reload.start()
-    housekeeping = SqlHousekeeping(engine)
-
-    async def tidy() -> None:
-        try:
-            await housekeeping.run()
-        except Exception:
-            logging.getLogger("flowdock.auth").warning("housekeeping failed; will retry", exc_info=True)
-
-    cleaner = ReloadLoop(tidy, 3600)
-    cleaner.start()
+    internal = AuthInternalServicer(accounts, clock)
+    housekeeping = SqlHousekeeping(engine, clock=clock)
 
     async def own_keys() -> KeyMap:
         await keyring.refresh()
@@ -232,8 +215,6 @@ async def build(config: AuthConfig) -> Service:
         auth_pb2_grpc.add_AuthInternalServiceServicer_to_server(internal, server)
 
     async def close() -> None:
-        await reload.stop()
-        await cleaner.stop()
         await accounts.drain()
         for channel in (storage, share):
             if channel is not None:
@@ -256,4 +237,6 @@ async def build(config: AuthConfig) -> Service:
             sessions=SessionCache(accounts.session_active),
         ),
         on_stop=[close],
+        # Key reloads (a rotation reaches every replica without a restart) and hourly housekeeping.
+        background=[every(config.auth_signing_key_reload_seconds, keyring.refresh), every(3600, housekeeping.run)],
     )

@@ -13,15 +13,17 @@ import getpass
 import json
 import sys
 import uuid
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from auth_svc import bootstrap, domain
-from auth_svc.adapters import audit_events, common_passwords, rotate_signing_key, users
+from auth_svc.adapters.hashing import common_passwords
+from auth_svc.adapters.signing import rotate_signing_key
+from auth_svc.adapters.tables import audit_events, users
 from auth_svc.config import AuthConfig
 from auth_svc.secretbox import SecretBox
 from flowdock_kernel import config, db
+from flowdock_kernel.clock import Clock, SystemClock
 from flowdock_kernel.errors import InvalidArgument
 
 
@@ -32,7 +34,7 @@ def _engine(cfg: AuthConfig) -> sa.Engine:
     return sa.create_engine(url)
 
 
-def rotate(cfg: AuthConfig) -> int:
+def rotate(cfg: AuthConfig, clock: Clock) -> int:
     engine = _engine(cfg)
     with engine.begin() as conn:
         kid, activate = rotate_signing_key(
@@ -40,6 +42,7 @@ def rotate(cfg: AuthConfig) -> int:
             publish_seconds=cfg.auth_signing_key_publish_seconds,
             access_ttl_seconds=cfg.auth_access_token_ttl_seconds,
             box=SecretBox.from_file(cfg.secrets_key_path),
+            clock=clock,
         )
     engine.dispose()
     print(
@@ -58,7 +61,7 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
-def create_user(cfg: AuthConfig, args: argparse.Namespace) -> int:
+def create_user(cfg: AuthConfig, args: argparse.Namespace, clock: Clock) -> int:
     email = domain.normalise_email(args.email)
     role = domain.Role.ADMIN if args.admin else domain.Role.USER
     engine = _engine(cfg)
@@ -83,7 +86,7 @@ def create_user(cfg: AuthConfig, args: argparse.Namespace) -> int:
                         display_name=domain.clean_display_name(args.display_name or "", email),
                         role=role.value,
                         password_hash=bootstrap.make_hasher(cfg).hash_now(password),
-                        created_at=datetime.now(UTC),
+                        created_at=clock.now(),
                         disabled=False,
                         email_verified=True,
                     )
@@ -92,7 +95,7 @@ def create_user(cfg: AuthConfig, args: argparse.Namespace) -> int:
             conn.execute(
                 audit_events.insert().values(
                     id=str(uuid.uuid4()),
-                    at=datetime.now(UTC),
+                    at=clock.now(),
                     kind=what,
                     actor_id="",
                     subject_id=user_id,
@@ -118,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(AuthConfig)
         bootstrap.migrate(cfg)
+        clock = SystemClock()
         if args.command == "rotate-signing-key":
-            return rotate(cfg)
-        return create_user(cfg, args)
+            return rotate(cfg, clock)
+        return create_user(cfg, args, clock)
     except config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

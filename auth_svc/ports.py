@@ -141,6 +141,18 @@ class TokenIssuer(Protocol):
     def issue_access(self, user: User, session_id: str) -> str: ...
 
 
+class PublishedKeys(Protocol):
+    """The public half of the signing keys, for verifiers (GetJwks; Envoy and the other services fetch it)."""
+
+    async def refresh(self) -> None:
+        """Re-read the keys if the copy in memory is old (cheap to call on every request)."""
+        ...
+
+    def jwks(self) -> str:
+        """The published keys as a JSON Web Key Set document."""
+        ...
+
+
 class Mailer(Protocol):
     async def send(self, to: str, subject: str, body: str) -> None: ...
 

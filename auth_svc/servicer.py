@@ -12,10 +12,11 @@ from google.api import httpbody_pb2
 from google.protobuf import timestamp_pb2
 
 from auth_svc import domain
-from auth_svc.adapters import SigningKeyring
+from auth_svc.ports import PublishedKeys
 from auth_svc.usecases import Accounts, Tokens
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import logs
+from flowdock_kernel.clock import Clock
 from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import current_principal
 
@@ -147,9 +148,9 @@ def _tokens(tokens: Tokens) -> auth_pb2.LoginResponse:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts, keyring: SigningKeyring, cookie: RefreshCookie | None = None) -> None:
+    def __init__(self, accounts: Accounts, keys: PublishedKeys, cookie: RefreshCookie | None = None) -> None:
         self.accounts = accounts
-        self.keyring = keyring
+        self.keys = keys
         self.cookie = cookie or RefreshCookie(max_age_seconds=30 * 86400)
 
     async def _issue(self, tokens: Tokens, context: Ctx) -> auth_pb2.LoginResponse:
@@ -227,8 +228,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return await self._issue(result.tokens, context)
 
     async def GetJwks(self, request: auth_pb2.GetJwksRequest, context: Ctx) -> httpbody_pb2.HttpBody:
-        await self.keyring.refresh()
-        return httpbody_pb2.HttpBody(content_type="application/json", data=self.keyring.jwks().encode())
+        await self.keys.refresh()
+        return httpbody_pb2.HttpBody(content_type="application/json", data=self.keys.jwks().encode())
 
     async def GetMe(self, request: auth_pb2.GetMeRequest, context: Ctx) -> auth_pb2.User:
         return user_message(await self.accounts.get(current_principal().user_id))
@@ -368,8 +369,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
     """Internal (never routed by the gateway): the revocation check and the audit trail's intake."""
 
-    def __init__(self, accounts: Accounts) -> None:
+    def __init__(self, accounts: Accounts, clock: Clock) -> None:
         self.accounts = accounts
+        self.clock = clock  # stamps events that come without a time
 
     async def CheckSession(self, request: auth_pb2.CheckSessionRequest, context: Ctx) -> auth_pb2.CheckSessionResponse:
         role = await self.accounts.session_role(request.session_id)
@@ -378,7 +380,7 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
         return auth_pb2.CheckSessionResponse(active=True, role=_ROLES[role])
 
     async def RecordEvents(self, request: auth_pb2.RecordEventsRequest, context: Ctx) -> auth_pb2.RecordEventsResponse:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         events = [
             domain.Event(
                 id=e.id,

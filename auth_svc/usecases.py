@@ -12,7 +12,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from auth_svc import domain
@@ -29,6 +29,7 @@ from auth_svc.ports import (
     UserShares,
 )
 from flowdock_kernel import pagetoken
+from flowdock_kernel.clock import Clock, SystemClock
 from flowdock_kernel.errors import (
     Aborted,
     AlreadyExists,
@@ -166,7 +167,7 @@ class Accounts:
     oidc: OidcClient | None = None
     user_data: UserData | None = None
     user_shares: UserShares | None = None
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    clock: Clock = field(default_factory=SystemClock)
     # A unit of work that only reads (on SQLite it takes no write lock, so lookups never queue behind writers);
     # None: `uow`.
     reader: Callable[[], UnitOfWork] | None = None
@@ -212,7 +213,7 @@ class Accounts:
         await self.audit.record(
             domain.Event(
                 id=str(uuid.uuid4()),
-                at=self.clock(),
+                at=self.clock.now(),
                 kind=kind,
                 actor_id=actor,
                 subject_id=subject,
@@ -270,7 +271,9 @@ class Accounts:
         self, uow: UnitOfWork, purpose: domain.Purpose, user_id: str, ttl: timedelta, data: str = ""
     ) -> str:
         token = new_secret_token()
-        await uow.tokens.add(domain.OneTimeToken(token_hash(token), purpose, user_id, self.clock() + ttl, data=data))
+        await uow.tokens.add(
+            domain.OneTimeToken(token_hash(token), purpose, user_id, self.clock.now() + ttl, data=data)
+        )
         return token
 
     async def _peek(self, uow: UnitOfWork, token: str, purposes: Collection[domain.Purpose]) -> domain.OneTimeToken:
@@ -282,14 +285,14 @@ class Accounts:
             found is None
             or found.purpose not in purposes
             or found.used_at is not None
-            or found.expires_at <= self.clock()
+            or found.expires_at <= self.clock.now()
         ):
             raise Unauthenticated(BAD_TOKEN)
         return found
 
     async def _consume(self, uow: UnitOfWork, token: str, purposes: Collection[domain.Purpose]) -> domain.OneTimeToken:
         found = await self._peek(uow, token, purposes)
-        now = self.clock()
+        now = self.clock.now()
         if not await uow.tokens.use(found.token_hash, now):
             raise Unauthenticated(BAD_TOKEN)
         return found
@@ -297,7 +300,7 @@ class Accounts:
     async def _start_session(
         self, uow: UnitOfWork, user: domain.User, device_name: str, client: domain.Client
     ) -> Tokens:
-        now = self.clock()
+        now = self.clock.now()
         session = domain.Session(
             id=str(uuid.uuid4()),
             user_id=user.id,
@@ -358,7 +361,7 @@ class Accounts:
                 display_name=name,
                 role=domain.Role.USER,
                 password_hash=password_hash,
-                created_at=self.clock(),
+                created_at=self.clock.now(),
             )
             await uow.users.add(user)
             token = await self._new_one_time(uow, domain.Purpose.VERIFY_EMAIL, user.id, self.policy.verify_ttl)
@@ -500,7 +503,7 @@ class Accounts:
                     nonce,
                     verifier,
                     redirect_uri,
-                    self.clock() + self.policy.oidc_state_ttl,
+                    self.clock.now() + self.policy.oidc_state_ttl,
                 )
             )
             await uow.commit()
@@ -514,7 +517,7 @@ class Accounts:
         if not state or len(state) > 200 or not code or len(code) > 2048:
             raise Unauthenticated(BAD_TOKEN)
         async with self.uow() as uow:
-            taken = await uow.oidc_states.take(token_hash(state), self.clock())
+            taken = await uow.oidc_states.take(token_hash(state), self.clock.now())
             await uow.commit()
         if taken is None:
             raise Unauthenticated(BAD_TOKEN)
@@ -558,11 +561,11 @@ class Accounts:
                             display_name=domain.clean_display_name(claims.name[: domain.MAX_DISPLAY_NAME], email),
                             role=domain.Role.USER,
                             password_hash=NO_PASSWORD,
-                            created_at=self.clock(),
+                            created_at=self.clock.now(),
                             email_verified=claims.email_verified,
                         )
                     )
-                await uow.identities.link(provider.name, claims.subject, user_id, self.clock())
+                await uow.identities.link(provider.name, claims.subject, user_id, self.clock.now())
                 await uow.commit()
             user = await uow.users.by_id(user_id)
             if user is None or user.disabled:
@@ -594,7 +597,7 @@ class Accounts:
         if (
             normalised
             and len(normalised) <= 64
-            and await uow.recovery_codes.use(user.id, token_hash(normalised), self.clock())
+            and await uow.recovery_codes.use(user.id, token_hash(normalised), self.clock.now())
         ):
             return "recovery_code"
         return ""
@@ -605,7 +608,7 @@ class Accounts:
             raise Unauthenticated(BAD_TOKEN)
         async with self._read() as uow:
             found = await uow.tokens.get(token_hash(mfa_token))
-        now = self.clock()
+        now = self.clock.now()
         if found is None or found.purpose != domain.Purpose.MFA or found.used_at or found.expires_at <= now:
             raise Unauthenticated(BAD_TOKEN)
         # Counted as a failure before it is checked (and uncounted if right): parallel guesses cannot all pass.
@@ -631,7 +634,7 @@ class Accounts:
         if not refresh_token or len(refresh_token) > 200:
             raise Unauthenticated("refresh token not valid")
         async with self.uow() as uow:
-            now = self.clock()
+            now = self.clock.now()
             found = await uow.refresh_tokens.get(token_hash(refresh_token))
             if found is None:
                 raise Unauthenticated("refresh token not valid")
@@ -664,7 +667,7 @@ class Accounts:
         if not session_id or len(session_id) > 64:
             return None
         async with self._read() as uow:
-            now = self.clock()
+            now = self.clock.now()
             session = await uow.sessions.get(session_id)
             if session is None or not session.is_active(now, self.policy.session_idle):
                 return None
@@ -679,7 +682,7 @@ class Accounts:
 
     async def logout(self, user_id: str, session_id: str, client: domain.Client) -> None:
         async with self.uow() as uow:
-            revoked = await uow.sessions.revoke(session_id, self.clock(), "logout")
+            revoked = await uow.sessions.revoke(session_id, self.clock.now(), "logout")
             await uow.commit()
         if revoked:
             await self._event("logout", client, actor=user_id, subject=user_id, session_id=session_id)
@@ -689,7 +692,7 @@ class Accounts:
     async def list_sessions(self, user_id: str) -> list[domain.Session]:
         async with self._read() as uow:
             all_sessions = await uow.sessions.for_user(user_id)
-        now = self.clock()
+        now = self.clock.now()
         return [s for s in all_sessions if s.is_active(now, self.policy.session_idle)]
 
     async def revoke_session(self, user_id: str, session_id: str, client: domain.Client) -> None:
@@ -697,14 +700,14 @@ class Accounts:
             session = await uow.sessions.get(session_id) if len(session_id) <= 64 else None
             if session is None or session.user_id != user_id:
                 raise NotFound("session not found")
-            revoked = await uow.sessions.revoke(session.id, self.clock(), "revoked")
+            revoked = await uow.sessions.revoke(session.id, self.clock.now(), "revoked")
             await uow.commit()
         if revoked:
             await self._event("session.revoked", client, actor=user_id, subject=user_id, session_id=session_id)
 
     async def revoke_other_sessions(self, user_id: str, current: str, client: domain.Client) -> int:
         async with self.uow() as uow:
-            count = await uow.sessions.revoke_all(user_id, self.clock(), "revoked", keep=current)
+            count = await uow.sessions.revoke_all(user_id, self.clock.now(), "revoked", keep=current)
             await uow.commit()
         await self._event("session.revoked_others", client, actor=user_id, subject=user_id, count=str(count))
         return count
@@ -755,7 +758,7 @@ class Accounts:
                 raise Unauthenticated(BAD_TOKEN)
             await uow.users.set_password_hash(user.id, password_hash)
             await uow.users.mark_email_verified(user.id)  # the mailed link proves the address
-            count = await uow.sessions.revoke_all(user.id, self.clock(), "password_reset")
+            count = await uow.sessions.revoke_all(user.id, self.clock.now(), "password_reset")
             await uow.commit()
         await self._event("password.reset", client, subject=user.id, sessions_revoked=str(count))
 
@@ -787,7 +790,7 @@ class Accounts:
                 raise Aborted("the password was changed meanwhile; try again with the current one")
             count = 0
             if revoke_others:
-                count = await uow.sessions.revoke_all(user_id, self.clock(), "password_changed", keep=session_id)
+                count = await uow.sessions.revoke_all(user_id, self.clock.now(), "password_changed", keep=session_id)
             await uow.commit()
         await self._event("password.changed", client, actor=user_id, subject=user_id, sessions_revoked=str(count))
 
@@ -832,7 +835,7 @@ class Accounts:
         """Changing 2FA needs a session whose password (or OpenID) login is recent: a stolen, long-lived session
         cannot turn 2FA on and lock the owner out."""
         session = await uow.sessions.get(session_id) if session_id else None
-        if session is None or self.clock() - session.created_at > self.policy.reauth_window:
+        if session is None or self.clock.now() - session.created_at > self.policy.reauth_window:
             minutes = int(self.policy.reauth_window.total_seconds() // 60)
             raise FailedPrecondition(
                 f"log in again first: changing 2FA needs a login from the last {minutes} minutes",
@@ -1008,7 +1011,7 @@ class Accounts:
                 raise NotFound("account not found")
             user.disabled = disabled
             await uow.users.set_disabled(user_id, disabled)
-            count = await uow.sessions.revoke_all(user_id, self.clock(), "disabled") if disabled else 0
+            count = await uow.sessions.revoke_all(user_id, self.clock.now(), "disabled") if disabled else 0
             await uow.commit()
         kind = "admin.user_disabled" if disabled else "admin.user_enabled"
         await self._event(kind, client, actor=admin_id, subject=user_id, sessions_revoked=str(count))
@@ -1059,7 +1062,7 @@ class Accounts:
                 raise FailedPrecondition("this is the last administrator", reason="LAST_ADMIN")
             user.disabled = True
             await uow.users.set_disabled(user_id, True)
-            await uow.sessions.revoke_all(user_id, self.clock(), "deleted")
+            await uow.sessions.revoke_all(user_id, self.clock.now(), "deleted")
             await uow.commit()
         if self.user_shares is None:
             raise FailedPrecondition("share_svc is not configured (FLOWDOCK_SHARE_ADDRESS)", reason="NO_SHARE")

@@ -29,7 +29,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import logs
+from flowdock_kernel.clock import Clock, SystemClock
 from flowdock_kernel.db import read_only
 
 log = logging.getLogger("flowdock.audit")
@@ -88,8 +89,9 @@ class EventBuffer:
     """The events of one unit of work, written with its commit (and dropped with its rollback). The caller's
     address and user agent are taken as the gateway saw them, when the event is recorded."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, clock: Clock | None = None) -> None:
         self.service = service
+        self.clock = clock or SystemClock()
         self.rows: list[dict[str, str]] = []
 
     def record(self, kind: str, *, actor: str, subject: str = "", details: Mapping[str, str] | None = None) -> str:
@@ -97,7 +99,7 @@ class EventBuffer:
         event_id = str(uuid.uuid4())
         event = {
             "id": event_id,
-            "time": datetime.now(UTC).isoformat(),
+            "time": self.clock.now().isoformat(),
             "kind": kind,
             "actor_id": actor,
             "subject_id": subject,
@@ -124,6 +126,7 @@ class Outbox:
         max_backoff: float = 30.0,
         linger: float = 0.25,
         poll: float = 5.0,
+        clock: Clock | None = None,
     ) -> None:
         self.engine = engine
         self.service = service
@@ -133,12 +136,13 @@ class Outbox:
         self._max_backoff = max_backoff
         self._linger = linger
         self._poll = poll  # other replicas' events, and a wake-up this one missed
+        self._clock = clock or SystemClock()  # stamps the events (delivery's backoff runs on real time)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
 
     def buffer(self) -> EventBuffer:
-        return EventBuffer(self.service)
+        return EventBuffer(self.service, self._clock)
 
     async def write(self, conn: AsyncConnection, events: EventBuffer) -> None:
         """Inside the caller's transaction (a unit of work's commit)."""

@@ -49,6 +49,21 @@ class Service:
     internal_callers: Mapping[str, Collection[str]] = field(default_factory=dict)
 
 
+def every(seconds: float, step: Callable[[], Awaitable[object]]) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A job for `Service.background`: `step` every `seconds` once serving, until shutdown cancels it. A failing
+    step is logged and tried again at the next turn (a loop that died silently would stop reloading keys)."""
+
+    async def job() -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await step()
+            except Exception:
+                log.warning("background job %s failed; will retry", getattr(step, "__qualname__", step), exc_info=True)
+
+    return job
+
+
 # How far a server reads ahead of its handler on one stream. gRPC's default grows the window with its bandwidth-delay
 # probe, and on loopback that let a 4 GiB upload park tens of MiB in storage_svc's memory while the handler was busy
 # (peak RSS growth 52-115 MiB over runs, against 36-39 MiB with this), for no throughput (REST and native uploads

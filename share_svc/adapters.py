@@ -387,12 +387,9 @@ class StorageNodes:
             raise Unavailable("storage is unavailable (storage_svc); retry shortly") from exc
         return NodeInfo(node.id, node.owner_id, node.parent_id, node.kind == storage_pb2.NODE_KIND_FOLDER)
 
-    async def full(self, node_id: str) -> storage_pb2.Node | None:
+    async def describe(self, node_id: str) -> bytes | None:
         try:
-            return await self.stub.GetNode(storage_pb2.GetNodeRequest(node_id=node_id), timeout=5)
+            node = await self.stub.GetNode(storage_pb2.GetNodeRequest(node_id=node_id), timeout=5)
         except grpc.aio.AioRpcError:
             return None
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+        return node.SerializeToString()

@@ -12,6 +12,7 @@ from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
 from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_check, remote_signing_keys
+from flowdock_kernel.clock import SystemClock
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
@@ -51,6 +52,7 @@ async def build(config: ShareConfig) -> Service:
     for key in ("auth_address", "storage_address"):
         if not getattr(config, key):
             raise ConfigError(f"FLOWDOCK_{key.upper()}", "is required by share_svc (host:port)")
+    clock = SystemClock()  # the one clock of the service: use cases and entrypoints read the time from it
     engine = db.make_engine(db.service_url(config, NAME))
     sessions = db.connections(engine)
     tls = config.mesh(NAME)
@@ -58,8 +60,7 @@ async def build(config: ShareConfig) -> Service:
     auth = internal_channel(config.auth_address, config.max_message_bytes, tls, "auth", keepalive=keepalive)
     # Used lazily (share_svc starts before storage_svc): only when a user creates shares or lists them.
     storage = internal_channel(config.storage_address, config.max_message_bytes, tls, "storage", keepalive=keepalive)
-    outbox = Outbox(engine, service=NAME, send=remote_audit_sender(auth))
-    nodes = StorageNodes(storage)
+    outbox = Outbox(engine, service=NAME, send=remote_audit_sender(auth), clock=clock)
     hasher = Argon2Hasher(
         BoundedPool(
             "share.link_password_hashing",
@@ -71,7 +72,7 @@ async def build(config: ShareConfig) -> Service:
     sharing = Sharing(
         uow=lambda: SqlUnitOfWork(sessions, outbox),
         page_size=config.share_list_page_size,
-        nodes=nodes,
+        nodes=StorageNodes(storage),
         accounts=AuthAccounts(auth),
         events=outbox,
         hasher=hasher,
@@ -83,10 +84,11 @@ async def build(config: ShareConfig) -> Service:
             failures_per_ip=config.share_link_password_failures_per_ip,
         ),
         public_url=config.share_public_url.rstrip("/"),
+        clock=clock,
     )
 
     def register(server: grpc.aio.Server) -> None:
-        share_pb2_grpc.add_ShareServiceServicer_to_server(ShareServicer(sharing, nodes.full), server)
+        share_pb2_grpc.add_ShareServiceServicer_to_server(ShareServicer(sharing, clock), server)
         share_pb2_grpc.add_AccessServiceServicer_to_server(AccessServicer(sharing, remote_admin_check(auth)), server)
 
     async def deliver_audit_events() -> None:

@@ -100,6 +100,10 @@ class Nodes(Protocol):
     """storage_svc, called with the end user's token (so it sees what that user may see)."""
 
     async def get(self, node_id: str) -> NodeInfo: ...
+    async def describe(self, node_id: str) -> bytes | None:
+        """storage_svc's Node message as the caller sees it, serialised (share_svc hands it on unread); None when
+        the caller cannot see it or storage_svc does not answer: a listing shows the share without its node."""
+        ...
 
 
 class Events(Protocol):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,13 +11,13 @@ from google.protobuf import timestamp_pb2
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock.storage.v1 import storage_pb2
 from flowdock_kernel import logs
+from flowdock_kernel.clock import Clock
 from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import AdminCheck, current_principal
 from share_svc.domain import Action, Link, LinkPermission, Role, Share
 from share_svc.usecases import LinkChanges, Sharing
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-Describe = Callable[[str], Awaitable[storage_pb2.Node | None]]
 
 _ROLES = {
     Role.VIEWER: share_pb2.SHARE_ROLE_VIEWER,
@@ -49,7 +47,8 @@ def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     return ts
 
 
-def share_pb(share: Share, node: storage_pb2.Node | None = None) -> share_pb2.Share:
+def share_pb(share: Share, node: bytes | None = None) -> share_pb2.Share:
+    """`node`: storage_svc's Node message, serialised, as `Sharing.describe` gives it."""
     return share_pb2.Share(
         id=share.id,
         node_id=share.node_id,
@@ -58,7 +57,7 @@ def share_pb(share: Share, node: storage_pb2.Node | None = None) -> share_pb2.Sh
         role=_ROLES[share.role],
         create_time=_ts(share.created_at),
         grantee_email=share.grantee_email,
-        node=node,
+        node=storage_pb2.Node.FromString(node) if node is not None else None,
         update_time=_ts(share.updated_at or share.created_at),
     )
 
@@ -95,12 +94,12 @@ def _permission(value: int, *, required: bool) -> LinkPermission | None:
 
 
 class ShareServicer(share_pb2_grpc.ShareServiceServicer):
-    def __init__(self, sharing: Sharing, describe: Describe) -> None:
+    def __init__(self, sharing: Sharing, clock: Clock) -> None:
         self.sharing = sharing
-        self.describe = describe
+        self.clock = clock
 
     async def _with_nodes(self, rows: list[Share]) -> list[share_pb2.Share]:
-        nodes = await asyncio.gather(*(self.describe(s.node_id) for s in rows))
+        nodes = await self.sharing.describe(rows)
         return [share_pb(s, n) for s, n in zip(rows, nodes, strict=True)]
 
     async def CreateShare(self, request: share_pb2.CreateShareRequest, context: Ctx) -> share_pb2.Share:
@@ -167,7 +166,8 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         # Browsers get the session as a cookie scoped to this link's paths too, so a download link needs no
         # ?session= query string (which ends up in proxies' and browsers' histories); REST turns this metadata into
         # a Set-Cookie header. The session still comes back in the body for scripts (X-Link-Session).
-        await context.send_initial_metadata((("set-cookie", link_session_cookie(request.token, session, expires)),))
+        cookie = link_session_cookie(request.token, session, expires, self.clock.now())
+        await context.send_initial_metadata((("set-cookie", cookie),))
         return share_pb2.OpenLinkResponse(
             link_session=session,
             expire_time=_ts(expires),
@@ -180,10 +180,10 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
 LINK_SESSION_COOKIE = "fd_link_session"
 
 
-def link_session_cookie(token: str, session: str, expires: datetime) -> str:
+def link_session_cookie(token: str, session: str, expires: datetime, now: datetime) -> str:
     """Set-Cookie value: HttpOnly, SameSite=Strict, scoped to /api/v1/public/links/<token>/, gone with the session."""
     aware = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
-    max_age = max(0, int((aware - datetime.now(UTC)).total_seconds()))
+    max_age = max(0, int((aware - now).total_seconds()))
     return (
         f"{LINK_SESSION_COOKIE}={session}; Path=/api/v1/public/links/{token}/; Max-Age={max_age}; HttpOnly; "
         "SameSite=Strict"

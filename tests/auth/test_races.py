@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from auth_svc.domain import Client, Role, User
 from auth_svc.secretbox import SecretBox
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock_kernel import db
+from flowdock_kernel.clock import Clock, FakeClock
 from flowdock_kernel.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from flowdock_kernel.workers import BoundedPool
 from tests.support.mesh import PG_URL, drop_databases, need_postgres
@@ -81,7 +81,7 @@ class Backend:
     tmp: Path
 
     def accounts(
-        self, *, hook: Hook | None = None, totp_clock: Any = time.time, limits: Limits | None = None
+        self, *, hook: Hook | None = None, totp_clock: Clock | None = None, limits: Limits | None = None
     ) -> Accounts:
         factory = db.connections(self.engine)
         box = SecretBox.from_file(self.tmp / "auth-secrets.key")
@@ -196,9 +196,9 @@ async def test_a_profile_edit_does_not_undo_a_concurrent_demotion(backend: Backe
     assert (row.role, row.display_name) == ("user", "Renamed")
 
 
-async def _totp_user(backend: Backend, clock: list[float]) -> tuple[Accounts, str, str]:
+async def _totp_user(backend: Backend, clock: FakeClock) -> tuple[Accounts, str, str]:
     """An account with 2FA on (confirmed at the clock's current step): (accounts, user id, secret)."""
-    accounts = backend.accounts(totp_clock=lambda: clock[0])
+    accounts = backend.accounts(totp_clock=clock)
     await backend.ready()
     uid = await _user(accounts, backend, "totp@example.org")
     tokens = (await accounts.login("totp@example.org", PASSWORD, "", CLIENT)).tokens
@@ -207,15 +207,15 @@ async def _totp_user(backend: Backend, clock: list[float]) -> tuple[Accounts, st
 
     sid = pyjwt.decode(tokens.access_token, options={"verify_signature": False})["sid"]
     enrol = await accounts.start_totp(uid, CLIENT, sid)
-    await accounts.confirm_totp(uid, pyotp.TOTP(enrol.secret).at(clock[0]), CLIENT, sid)
+    await accounts.confirm_totp(uid, pyotp.TOTP(enrol.secret).at(clock.time()), CLIENT, sid)
     return accounts, uid, enrol.secret
 
 
 async def test_one_totp_code_sent_twice_in_parallel_is_accepted_once(backend: Backend) -> None:
-    clock = [time.time()]
+    clock = FakeClock()
     accounts, _uid, secret = await _totp_user(backend, clock)
-    clock[0] += 30  # the next step's code: never used yet
-    code = pyotp.TOTP(secret).at(clock[0])
+    clock.advance(30)  # the next step's code: never used yet
+    code = pyotp.TOTP(secret).at(clock.time())
     mfa = []
     for _ in range(2):
         result = await accounts.login("totp@example.org", PASSWORD, "", CLIENT)
@@ -229,20 +229,20 @@ async def test_one_totp_code_sent_twice_in_parallel_is_accepted_once(backend: Ba
             both_read.set()
         await _pause_until(both_read)  # both checks hold the same last-used step before either writes
 
-    racing = backend.accounts(hook=after_read, totp_clock=lambda: clock[0])
+    racing = backend.accounts(hook=after_read, totp_clock=clock)
     await backend.ready()
     results = await asyncio.gather(*(racing.login_totp(m, code, CLIENT) for m in mfa), return_exceptions=True)
     ok = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, Unauthenticated)]
     assert len(ok) == 1 and len(refused) == 1, results
-    assert (await backend.row("totp@example.org")).totp_last_step == int(clock[0] // 30)
+    assert (await backend.row("totp@example.org")).totp_last_step == int(clock.time() // 30)
 
 
 async def test_fifty_parallel_wrong_totp_codes_evaluate_at_most_the_limit(backend: Backend) -> None:
-    clock = [time.time()]
+    clock = FakeClock()
     accounts, uid, secret = await _totp_user(backend, clock)
     mfa = (await accounts.login("totp@example.org", PASSWORD, "", CLIENT)).mfa_token
-    right = pyotp.TOTP(secret).at(clock[0] + 30)
+    right = pyotp.TOTP(secret).at(clock.time() + 30)
     wrong = "000000" if right != "000000" else "111111"
     results = await asyncio.gather(
         *(accounts.login_totp(mfa, wrong, CLIENT) for _ in range(50)), return_exceptions=True

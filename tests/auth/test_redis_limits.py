@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from auth_svc.adapters import RedisRateLimiter
+from flowdock_kernel.clock import FakeClock
 from flowdock_kernel.errors import Unavailable
 from tests.support.mesh import REDIS_URL, Running, need_redis, start_up, stop_up
 
@@ -31,16 +33,16 @@ async def test_sliding_window_is_exact_under_concurrency() -> None:
 
 async def test_window_slides() -> None:
     need_redis()
-    now = [1000.0]
-    limiter = RedisRateLimiter(REDIS_URL, clock=lambda: now[0], prefix=f"test:{uuid.uuid4().hex}:")
+    clock = FakeClock(datetime.fromtimestamp(1000, UTC))
+    limiter = RedisRateLimiter(REDIS_URL, clock=clock, prefix=f"test:{uuid.uuid4().hex}:")
     try:
         assert await limiter.hit("k", limit=2, window_seconds=10) is None
-        now[0] += 4
+        clock.advance(4)
         assert await limiter.hit("k", limit=2, window_seconds=10) is None
         wait = await limiter.hit("k", limit=2, window_seconds=10)
         assert wait is not None
         assert wait == pytest.approx(6.0)
-        now[0] += 6.5  # the first attempt left the window
+        clock.advance(6.5)  # the first attempt left the window
         assert await limiter.hit("k", limit=2, window_seconds=10) is None
     finally:
         await limiter.close()

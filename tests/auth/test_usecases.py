@@ -3,6 +3,7 @@ gateway cannot show directly — the stored hash changing with the Argon2 parame
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from auth_svc.domain import Client
 from auth_svc.secretbox import SecretBox
 from auth_svc.usecases import Accounts, Policy
 from flowdock_kernel import db
+from flowdock_kernel.clock import FakeClock
 
 PASSWORD = "correct horse battery staple"
 
@@ -116,22 +118,7 @@ async def test_housekeeping_deletes_only_what_can_never_be_used(tmp_path: Path) 
     await engine.dispose()
 
 
-class Clock:
-    def __init__(self) -> None:
-        from datetime import UTC, datetime
-
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> Any:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        from datetime import timedelta
-
-        self.now += timedelta(**delta)
-
-
-async def _accounts_with_clock(tmp_path: Path, clock: Clock, policy: Policy) -> tuple[Accounts, Any]:
+async def _accounts_with_clock(tmp_path: Path, clock: FakeClock, policy: Policy) -> tuple[Accounts, Any]:
     config = AuthConfig(data_dir=tmp_path)
     bootstrap.migrate(config)
     engine = db.make_engine(db.service_url(config, "auth"))
@@ -168,13 +155,11 @@ def _outbox_token(tmp_path: Path, subject: str) -> str:
 
 
 async def test_sessions_end_after_idle_time_and_absolute_lifetime(tmp_path: Path) -> None:
-    from datetime import timedelta
-
     import jwt as pyjwt
 
     from flowdock_kernel.errors import Unauthenticated
 
-    clock = Clock()
+    clock = FakeClock()
     policy = Policy(require_verified_email=False, session_idle=timedelta(hours=1), session_max_age=timedelta(hours=3))
     accounts, engine = await _accounts_with_clock(tmp_path, clock, policy)
     client = Client("203.0.113.7", "pytest")
@@ -183,12 +168,12 @@ async def test_sessions_end_after_idle_time_and_absolute_lifetime(tmp_path: Path
     assert first is not None
     sid = pyjwt.decode(first.access_token, options={"verify_signature": False})["sid"]
     # Idle: 59 minutes without use is fine, and a refresh counts as use.
-    clock.advance(minutes=59)
+    clock.advance(timedelta(minutes=59))
     assert await accounts.session_active(sid)
     second = await accounts.refresh(first.refresh_token, client)
-    clock.advance(minutes=59)
+    clock.advance(timedelta(minutes=59))
     third = await accounts.refresh(second.refresh_token, client)
-    clock.advance(minutes=61)  # idle for longer than an hour
+    clock.advance(timedelta(minutes=61))  # idle for longer than an hour
     assert not await accounts.session_active(sid)
     try:
         await accounts.refresh(third.refresh_token, client)
@@ -201,10 +186,10 @@ async def test_sessions_end_after_idle_time_and_absolute_lifetime(tmp_path: Path
     sid = pyjwt.decode(fresh.access_token, options={"verify_signature": False})["sid"]
     token = fresh.refresh_token
     for _ in range(5):
-        clock.advance(minutes=35)
+        clock.advance(timedelta(minutes=35))
         token = (await accounts.refresh(token, client)).refresh_token
     assert await accounts.session_active(sid)
-    clock.advance(minutes=10)  # 3 h 5 min after login
+    clock.advance(timedelta(minutes=10))  # 3 h 5 min after login
     assert not await accounts.session_active(sid)
     await engine.dispose()
 
@@ -212,13 +197,13 @@ async def test_sessions_end_after_idle_time_and_absolute_lifetime(tmp_path: Path
 async def test_mailed_tokens_expire(tmp_path: Path) -> None:
     from flowdock_kernel.errors import Unauthenticated
 
-    clock = Clock()
+    clock = FakeClock()
     accounts, engine = await _accounts_with_clock(tmp_path, clock, Policy())
     client = Client("203.0.113.7", "pytest")
     await accounts.register("bob@example.org", PASSWORD, "", client)
     await accounts.drain()
     verify = _outbox_token(tmp_path, "Confirm")
-    clock.advance(hours=24, seconds=1)
+    clock.advance(timedelta(hours=24, seconds=1))
     try:
         await accounts.verify_email(verify, client)
         raise AssertionError("a 24 h verification link worked after 24 h")
@@ -227,7 +212,7 @@ async def test_mailed_tokens_expire(tmp_path: Path) -> None:
     await accounts.request_recovery("bob@example.org", client)
     await accounts.drain()
     reset = _outbox_token(tmp_path, "Reset")
-    clock.advance(minutes=30, seconds=1)
+    clock.advance(timedelta(minutes=30, seconds=1))
     try:
         await accounts.reset_password(reset, "a brand new passphrase", client)
         raise AssertionError("a 30 min reset link worked after 30 min")
@@ -241,14 +226,14 @@ async def test_turning_2fa_on_needs_a_recent_login(tmp_path: Path) -> None:
 
     from flowdock_kernel.errors import FailedPrecondition
 
-    clock = Clock()
+    clock = FakeClock()
     accounts, engine = await _accounts_with_clock(tmp_path, clock, Policy(require_verified_email=False))
     client = Client("203.0.113.7", "pytest")
     await accounts.register("cy@example.org", PASSWORD, "", client)
     old = (await accounts.login("cy@example.org", PASSWORD, "", client)).tokens
     assert old is not None
     old_sid = pyjwt.decode(old.access_token, options={"verify_signature": False})["sid"]
-    clock.advance(minutes=16)
+    clock.advance(timedelta(minutes=16))
     await accounts.refresh(old.refresh_token, client)  # refreshing keeps the session, not the login time
     with pytest.raises(FailedPrecondition) as refused:
         await accounts.start_totp(await _uid(engine), client, old_sid)

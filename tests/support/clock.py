@@ -1,29 +1,27 @@
-"""A clock the tests move by hand.
+"""The kernel's `FakeClock` at a fixed start, with keyword steps (`advance(minutes=5)`) for readable tests.
 
-The use cases take `clock: Callable[[], datetime]` today; the kernel's `Clock` protocol (`now()`,
-flowdock_kernel/clock.py) is on its way. This fake is both (callable, and `now()`), so the use-case tests work
-before and after; once the kernel's `FakeClock` lands, this one can go.
+It is also callable (returns `now()`), which the port fakes use where a repository reads the time.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from flowdock_kernel.clock import FakeClock as KernelFakeClock
+
 # A fixed start: a test that depends on the wall clock would pass or fail by the time of day.
 START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
-class FakeClock:
+class FakeClock(KernelFakeClock):
     def __init__(self, start: datetime = START) -> None:
-        self.current = start
-
-    def now(self) -> datetime:
-        return self.current
+        super().__init__(start)
 
     def __call__(self) -> datetime:
-        return self.current
+        return self.now()
 
-    def advance(self, delta: timedelta | None = None, **units: float) -> datetime:
-        """Move forward by `delta` or by keyword units (`minutes=5`); returns the new time."""
-        self.current += (delta or timedelta()) + timedelta(**units)
-        return self.current
+    def advance(self, delta: timedelta | float | None = None, **units: float) -> datetime:  # type: ignore[override]
+        """Move forward by `delta` and/or keyword units (`minutes=5`); returns the new time."""
+        step = delta if isinstance(delta, timedelta) else timedelta(seconds=float(delta or 0))
+        super().advance(step + timedelta(**units))
+        return self.now()
