@@ -13,6 +13,7 @@ from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import db
 from flowdock_kernel.audit import Outbox, remote_audit_sender
 from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_check, remote_signing_keys
+from flowdock_kernel.clock import SystemClock
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
@@ -22,7 +23,7 @@ from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
 from storage_svc.scanner import ClamdScanner, DisabledScanner
 from storage_svc.servicer import PublicLinkServicer, StorageAdminServicer, StorageServicer
-from storage_svc.usecases import Limits, Storage
+from storage_svc.usecases import Access, Downloads, Housekeeping, Limits, PublicLinks, Tree, Uploads
 
 NAME = "storage"
 log = logging.getLogger("flowdock.storage")
@@ -70,49 +71,72 @@ async def build(config: StorageConfig) -> Service:
                 "clamd at %s does not answer yet; uploads cannot finish until it does", config.storage_clamd_address
             )
     outbox = Outbox(engine, service=NAME, send=remote_audit_sender(auth))
-    storage = Storage(
-        uow=lambda read_only=False: SqlUnitOfWork(sessions, outbox, read_only=read_only),
-        blobs=EncryptedBlobStore.from_config(config),
-        access=ShareAccessPolicy(share),
-        limits=Limits(
-            chunk_bytes=config.storage_chunk_bytes,
-            max_chunk_bytes=config.storage_max_chunk_bytes,
-            max_file_bytes=config.storage_max_file_bytes,
-            link_drop_max_files=config.storage_link_drop_max_files,
-            link_drop_max_bytes=config.storage_link_drop_max_bytes,
-            upload_expiry=timedelta(hours=config.storage_upload_expiry_hours),
-            sync_bytes=config.storage_sync_bytes,
-            list_page_size=config.storage_list_page_size,
-            list_max_page_size=config.storage_list_max_page_size,
-            default_quota_bytes=config.storage_default_quota_bytes,
-            inline_finish_bytes=config.storage_inline_finish_bytes,
-            trash_retention=timedelta(days=config.storage_trash_days),
-            versions_kept=config.storage_versions_kept,
-            scan_oversize=config.storage_scan_oversize,
-            inline_upload_bytes=config.storage_inline_upload_bytes,
-            download_url_lifetime=timedelta(seconds=config.storage_download_url_seconds),
-        ),
+
+    def uow(*, read_only: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(sessions, outbox, read_only=read_only)
+
+    blobs = EncryptedBlobStore.from_config(config)
+    clock = SystemClock()
+    limits = Limits(
+        chunk_bytes=config.storage_chunk_bytes,
+        max_chunk_bytes=config.storage_max_chunk_bytes,
+        max_file_bytes=config.storage_max_file_bytes,
+        link_drop_max_files=config.storage_link_drop_max_files,
+        link_drop_max_bytes=config.storage_link_drop_max_bytes,
+        upload_expiry=timedelta(hours=config.storage_upload_expiry_hours),
+        sync_bytes=config.storage_sync_bytes,
+        list_page_size=config.storage_list_page_size,
+        list_max_page_size=config.storage_list_max_page_size,
+        default_quota_bytes=config.storage_default_quota_bytes,
+        inline_finish_bytes=config.storage_inline_finish_bytes,
+        trash_retention=timedelta(days=config.storage_trash_days),
+        versions_kept=config.storage_versions_kept,
+        scan_oversize=config.storage_scan_oversize,
+        inline_upload_bytes=config.storage_inline_upload_bytes,
+        download_url_lifetime=timedelta(seconds=config.storage_download_url_seconds),
+    )
+    access = Access(uow=uow, policy=ShareAccessPolicy(share), clock=clock)
+    tree = Tree(uow=uow, blobs=blobs, access=access, limits=limits, clock=clock)
+    uploads = Uploads(
+        uow=uow,
+        blobs=blobs,
+        access=access,
+        tree=tree,
+        limits=limits,
         scanner=scanner,
         events=outbox,
-        urls=HmacUrlSigner(config.data_dir / "storage" / "url.key"),
+        clock=clock,
     )
+    downloads = Downloads(
+        uow=uow,
+        blobs=blobs,
+        access=access,
+        events=outbox,
+        urls=HmacUrlSigner(config.data_dir / "storage" / "url.key"),
+        limits=limits,
+        clock=clock,
+    )
+    links = PublicLinks(uow=uow, access=access, events=outbox, limits=limits)
+    housekeeper = Housekeeping(uow=uow, blobs=blobs, tree=tree, uploads=uploads, limits=limits, clock=clock)
 
     def register(server: grpc.aio.Server) -> None:
         # add_servicer: as the generated functions register, but the methods marked `wire.serialised` (listings,
         # downloads) send the bytes they return as they are.
-        servicer = StorageServicer(storage)
+        servicer = StorageServicer(tree, uploads, downloads)
         add_servicer(server, storage_pb2_grpc.add_StorageServiceServicer_to_server, servicer)
         add_servicer(
-            server, storage_pb2_grpc.add_PublicLinkServiceServicer_to_server, PublicLinkServicer(storage, servicer)
+            server,
+            storage_pb2_grpc.add_PublicLinkServiceServicer_to_server,
+            PublicLinkServicer(links, uploads, servicer),
         )
         add_servicer(
             server,
             storage_pb2_grpc.add_StorageAdminServiceServicer_to_server,
-            StorageAdminServicer(storage, remote_admin_check(auth)),
+            StorageAdminServicer(tree, remote_admin_check(auth)),
         )
 
     async def housekeeping() -> None:
-        await storage.run_housekeeping(config.storage_housekeeping_seconds)
+        await housekeeper.run(config.storage_housekeeping_seconds)
 
     async def deliver_audit_events() -> None:
         await outbox.adopt(config.data_dir / "outbox" / "audit-storage.db")  # events queued by an earlier version

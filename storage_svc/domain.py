@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -11,12 +12,14 @@ from enum import StrEnum
 from typing import Literal
 
 from flowdock_kernel import pagetoken
-from flowdock_kernel.errors import InvalidArgument
+from flowdock_kernel.errors import Aborted, FailedPrecondition, InvalidArgument, TooLarge
 
 MAX_NAME_BYTES = 255
 # Bidirectional overrides and isolates make "evil\u202egpj.exe" display as "evilexe.jpg": refused outright.
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+SCAN_LIMIT_REASON = "SCAN_LIMIT_EXCEEDED"
+HELD_RETRY_SECONDS = 5  # how soon a writer finding an upload held is told to look again
 
 
 class Kind(StrEnum):
@@ -116,6 +119,75 @@ class Upload:
     def creator(self) -> str:
         return self.creator_id or self.owner_id
 
+    @property
+    def blob_id(self) -> str:
+        """The blob its content becomes (upload_blob_id)."""
+        return upload_blob_id(self.id)
+
+    @property
+    def finished(self) -> bool:
+        """COMPLETED or FAILED: nothing more happens to it (finishing again answers the same)."""
+        return self.state in (UploadState.COMPLETED, UploadState.FAILED)
+
+    def check_chunk(self, offset: int, length: int, max_chunk_bytes: int) -> None:
+        """Raise why `length` bytes at `offset` may not be written: the upload is not OPEN, the chunk is over the
+        per-chunk limit, or it would go past the declared size."""
+        if self.state != UploadState.OPEN:
+            raise FailedPrecondition(f"upload is {self.state.value}; it takes no more bytes")
+        if length > max_chunk_bytes:
+            raise TooLarge(
+                f"chunk of {length} bytes exceeds the limit of {max_chunk_bytes} bytes "
+                "(storage_max_chunk_bytes); send smaller chunks",
+                limit="storage_max_chunk_bytes",
+            )
+        if offset + length > self.size:
+            raise InvalidArgument("data", f"bytes up to offset {offset + length} exceed the declared size {self.size}")
+
+    def check_resume(self, offset: int) -> None:
+        """Raise why a writer may not start at `offset`: bytes go on exactly where the durable ones end."""
+        self.check_chunk(offset, 0, 0)
+        if offset != self.committed_size:
+            raise offset_mismatch(offset, self.committed_size)
+
+    def check_finish(self) -> None:
+        """Raise why an OPEN upload cannot be finished yet: every declared byte must have been received."""
+        if self.state == UploadState.OPEN and self.committed_size != self.size:
+            raise FailedPrecondition(
+                f"only {self.committed_size} of {self.size} bytes received; "
+                f"send the rest from offset {self.committed_size}",
+                reason="UPLOAD_INCOMPLETE",
+                metadata={"committed_size": str(self.committed_size)},
+            )
+
+    def held(self, now: datetime, lease: timedelta) -> Aborted:
+        """Another writer holds the upload: a live one, or one that vanished (a killed client, a dropped
+        connection) whose lease runs out at `writer_until`. Either way the same call works once it is released:
+        say when to look again (the lapse, or a few seconds, since a live writer may stop any moment)."""
+        lapse = lease.total_seconds()
+        if self.writer_until is not None:
+            lapse = min(lapse, max((self.writer_until - now).total_seconds(), 0.0))
+        wait = max(1, min(HELD_RETRY_SECONDS, math.ceil(lapse)))
+        return Aborted(
+            f"another connection is writing to this upload (if it stopped without closing, its hold lapses in "
+            f"{math.ceil(lapse)} s); try again in {wait} s",
+            retry_after_seconds=wait,
+        )
+
+
+def upload_blob_id(upload_id: str) -> str:
+    """The blob an upload's content becomes: derived from its id, so a finish retried after a crash between the
+    rename and the commit finds the same blob (and a small file sent in one call names its blob up front)."""
+    return upload_id.replace("-", "")
+
+
+def offset_mismatch(offset: int, expected: int) -> FailedPrecondition:
+    """Bytes sent for `offset` where the upload goes on at `expected`: the client resumes from there."""
+    return FailedPrecondition(
+        f"offset {offset} does not match the committed size {expected}; resume at offset {expected}",
+        reason="UPLOAD_OFFSET_MISMATCH",
+        metadata={"committed_size": str(expected)},
+    )
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -137,6 +209,24 @@ class LinkScope:
     #: The link's own file-drop limits (0: none set; the deployment's apply).
     max_upload_files: int = 0
     max_upload_bytes: int = 0
+
+
+class ScanLimitExceeded(FailedPrecondition):
+    """The content is (or would be) larger than the scanner can scan; `limit_bytes` is that limit.
+
+    A FailedPrecondition: retrying the same file cannot succeed; the caller decides by policy whether such a
+    file is refused (the default) or stored unscanned.
+    """
+
+    def __init__(self, limit_bytes: int, *, size: int | None = None, detail: str = "", message: str = "") -> None:
+        super().__init__(
+            message or f"file is larger than the virus scanner's limit of {limit_bytes} bytes",
+            reason=SCAN_LIMIT_REASON,
+            metadata={"limit_bytes": str(limit_bytes), **({"scanner_limit": detail} if detail else {})},
+        )
+        self.limit_bytes = limit_bytes
+        self.size = size
+        self.detail = detail  # which limit: "declared size", a clamd reply, "Heuristics.Limits.Exceeded.MaxScanSize"
 
 
 def validate_name(raw: str, field: str = "name") -> str:

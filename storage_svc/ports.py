@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -20,10 +21,6 @@ from storage_svc.domain import (
     Usage,
     Version,
 )
-from storage_svc.scanner import VirusScanner
-
-# The scanner's port is declared next to its contract (storage_svc/scanner.py, pure asyncio).
-Scanner = VirusScanner
 
 
 class Nodes(Protocol):
@@ -264,3 +261,40 @@ class AccessPolicy(Protocol):
         """An anonymous visitor of a public link: NotFound for an unknown, revoked or expired link; with an empty
         path, just the link's scope. An allowed download is counted (ResourceExhausted at the limit)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScanVerdict:
+    """What the scanner concluded. `scanned` is False only when scanning is switched off (DisabledScanner)."""
+
+    clean: bool
+    signature: str | None = None
+    scanned: bool = True
+
+
+class VirusScanSession(Protocol):
+    """One file's bytes on their way to the scanner."""
+
+    @property
+    def sent(self) -> int: ...
+    async def feed(self, data: bytes) -> None: ...
+    async def finish(self) -> ScanVerdict: ...
+    async def close(self) -> None: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class VirusScanner(Protocol):
+    """What the upload use case needs from a scanner (storage_svc/scanner.py: ClamdScanner, or DisabledScanner
+    when switched off). Content over the scanner's limit raises domain.ScanLimitExceeded; a scanner that cannot
+    be reached raises Unavailable (never a clean verdict)."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def description(self) -> str: ...
+    async def open(self, size: int | None = None) -> VirusScanSession: ...
+    async def scan(self, chunks: AsyncIterator[bytes], size: int | None = None) -> ScanVerdict: ...
+    async def ping(self) -> bool: ...

@@ -29,8 +29,10 @@ Memory stays flat: bytes go out in frames of at most `frame_bytes` as they are f
 frame is drained before the next), and nothing is buffered beyond the frame in flight. One connection per
 scan (clamd may restart or come up late; nothing is pooled).
 
-No gRPC or SQLAlchemy here: `grpc_errors` maps the domain errors (Unavailable → UNAVAILABLE,
-ScanLimitExceeded → FAILED_PRECONDITION with reason SCAN_LIMIT_EXCEEDED and `limit_bytes` in its metadata).
+Implements the `VirusScanner` port (storage_svc/ports.py, with `ScanVerdict`); `ScanLimitExceeded` is a domain
+error (storage_svc/domain.py). No gRPC or SQLAlchemy here: `grpc_errors` maps the domain errors (Unavailable →
+UNAVAILABLE, ScanLimitExceeded → FAILED_PRECONDITION with reason SCAN_LIMIT_EXCEEDED and `limit_bytes` in its
+metadata).
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Protocol, Self
+from typing import Final, Self
 
-from flowdock_kernel.errors import FailedPrecondition, Unavailable
+from flowdock_kernel.errors import Unavailable
+from storage_svc.domain import ScanLimitExceeded
+from storage_svc.ports import ScanVerdict
 
 log = logging.getLogger("flowdock.storage.scanner")
 
@@ -53,65 +57,11 @@ MAX_REPLY_BYTES: Final = 4096
 
 UNREACHABLE: Final = "virus scanner unreachable; retry later"
 NO_VERDICT: Final = "virus scanner gave no verdict; retry later"
-SCAN_LIMIT_REASON: Final = "SCAN_LIMIT_EXCEEDED"
 
 _FRAME_LENGTH = struct.Struct(">I")
 _END_OF_STREAM = _FRAME_LENGTH.pack(0)
 _CLAMD_LIMIT_REPLY = "INSTREAM size limit exceeded. ERROR"
 _LIMIT_SIGNATURE_PREFIX = "Heuristics.Limits.Exceeded"
-
-
-@dataclass(frozen=True, slots=True)
-class ScanVerdict:
-    """What the scanner concluded. `scanned` is False only when scanning is switched off (DisabledScanner)."""
-
-    clean: bool
-    signature: str | None = None
-    scanned: bool = True
-
-
-class ScanLimitExceeded(FailedPrecondition):
-    """The content is (or would be) larger than the scanner can scan; `limit_bytes` is that limit.
-
-    A FailedPrecondition: retrying the same file cannot succeed; the caller decides by policy whether such a
-    file is refused (the default) or stored unscanned.
-    """
-
-    def __init__(self, limit_bytes: int, *, size: int | None = None, detail: str = "", message: str = "") -> None:
-        super().__init__(
-            message or f"file is larger than the virus scanner's limit of {limit_bytes} bytes",
-            reason=SCAN_LIMIT_REASON,
-            metadata={"limit_bytes": str(limit_bytes), **({"scanner_limit": detail} if detail else {})},
-        )
-        self.limit_bytes = limit_bytes
-        self.size = size
-        self.detail = detail  # which limit: "declared size", a clamd reply, "Heuristics.Limits.Exceeded.MaxScanSize"
-
-
-class VirusScanSession(Protocol):
-    """One file's bytes on their way to the scanner."""
-
-    @property
-    def sent(self) -> int: ...
-    async def feed(self, data: bytes) -> None: ...
-    async def finish(self) -> ScanVerdict: ...
-    async def close(self) -> None: ...
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-
-
-class VirusScanner(Protocol):
-    """What the upload use case needs from a scanner (ClamdScanner, or DisabledScanner when switched off)."""
-
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def description(self) -> str: ...
-    async def open(self, size: int | None = None) -> VirusScanSession: ...
-    async def scan(self, chunks: AsyncIterator[bytes], size: int | None = None) -> ScanVerdict: ...
-    async def ping(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

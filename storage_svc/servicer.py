@@ -16,7 +16,7 @@ from flowdock_kernel.errors import InvalidArgument, PermissionDenied
 from flowdock_kernel.tokens import AdminCheck, current_principal
 from flowdock_kernel.wire import set_timestamp, timestamp, to_datetime
 from storage_svc.domain import Kind, Node, OnConflict, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
-from storage_svc.usecases import Storage
+from storage_svc.usecases import Downloads, PublicLinks, Tree, Uploads
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -92,8 +92,10 @@ def content_disposition(name: str) -> str:
 
 
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
+    def __init__(self, tree: Tree, uploads: Uploads, downloads: Downloads) -> None:
+        self.tree = tree
+        self.uploads = uploads
+        self.downloads = downloads
 
     def upload_pb(self, upload: Upload, node: Node | None = None) -> storage_pb2.Upload:
         return storage_pb2.Upload(
@@ -102,8 +104,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             name=upload.name,
             size=upload.size,
             committed_size=upload.committed_size,
-            chunk_size=self.storage.limits.chunk_bytes,
-            max_chunk_size=self.storage.limits.max_chunk_bytes,
+            chunk_size=self.uploads.limits.chunk_bytes,
+            max_chunk_size=self.uploads.limits.max_chunk_bytes,
             state=_STATES[upload.state],
             expire_time=timestamp(upload.expires_at),
             node=node_pb(node) if node is not None else None,
@@ -111,11 +113,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         )
 
     async def CreateFolder(self, request: storage_pb2.CreateFolderRequest, context: Ctx) -> storage_pb2.Node:
-        return node_pb(await self.storage.create_folder(current_principal().user_id, request.parent_id, request.name))
+        return node_pb(await self.tree.create_folder(current_principal().user_id, request.parent_id, request.name))
 
     @wire.serialised  # answers a serialised ListChildrenResponse
     async def ListChildren(self, request: storage_pb2.ListChildrenRequest, context: Ctx) -> bytes:
-        page, token = await self.storage.list_children(
+        page, token = await self.tree.list_children(
             current_principal().user_id,
             request.folder_id,
             request.page_size,
@@ -128,18 +130,18 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         return page.wire + storage_pb2.ListChildrenResponse(next_page_token=token).SerializeToString()
 
     async def GetNode(self, request: storage_pb2.GetNodeRequest, context: Ctx) -> storage_pb2.Node:
-        return node_pb(await self.storage.get_node(current_principal().user_id, request.node_id))
+        return node_pb(await self.tree.get_node(current_principal().user_id, request.node_id))
 
     async def GetNodePath(
         self, request: storage_pb2.GetNodePathRequest, context: Ctx
     ) -> storage_pb2.GetNodePathResponse:
-        chain = await self.storage.node_path(current_principal().user_id, request.node_id)
+        chain = await self.tree.node_path(current_principal().user_id, request.node_id)
         response = storage_pb2.GetNodePathResponse()
         add_nodes(response.nodes, chain)
         return response
 
     async def UpdateNode(self, request: storage_pb2.UpdateNodeRequest, context: Ctx) -> storage_pb2.Node:
-        node = await self.storage.update_node(
+        node = await self.tree.update_node(
             current_principal().user_id,
             request.node_id,
             request.name,
@@ -149,10 +151,10 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         return node_pb(node)
 
     async def DeleteNode(self, request: storage_pb2.DeleteNodeRequest, context: Ctx) -> storage_pb2.Node:
-        return node_pb(await self.storage.delete_node(current_principal().user_id, request.node_id))
+        return node_pb(await self.tree.delete_node(current_principal().user_id, request.node_id))
 
     async def CopyNode(self, request: storage_pb2.CopyNodeRequest, context: Ctx) -> storage_pb2.Node:
-        node = await self.storage.copy_node(
+        node = await self.tree.copy_node(
             current_principal().user_id,
             request.node_id,
             request.parent_id,
@@ -167,11 +169,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         deleted = entry.node.trashed_at or entry.node.modified_at
         msg = make(node=node_pb(entry.node), original_parent_id=entry.node.parent_id or "", size=entry.size)
         set_timestamp(msg.delete_time, deleted)
-        set_timestamp(msg.purge_time, deleted + self.storage.limits.trash_retention)
+        set_timestamp(msg.purge_time, deleted + self.tree.limits.trash_retention)
         return msg
 
     async def ListTrash(self, request: storage_pb2.ListTrashRequest, context: Ctx) -> storage_pb2.ListTrashResponse:
-        rows, token = await self.storage.list_trash(current_principal().user_id, request.page_size, request.page_token)
+        rows, token = await self.tree.list_trash(current_principal().user_id, request.page_size, request.page_token)
         response = storage_pb2.ListTrashResponse(next_page_token=token)
         add = response.entries.add
         for entry in rows:
@@ -179,31 +181,31 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         return response
 
     async def RestoreTrash(self, request: storage_pb2.RestoreTrashRequest, context: Ctx) -> storage_pb2.Node:
-        return node_pb(await self.storage.restore_trash(current_principal().user_id, request.node_id))
+        return node_pb(await self.tree.restore_trash(current_principal().user_id, request.node_id))
 
     async def PurgeTrash(self, request: storage_pb2.PurgeTrashRequest, context: Ctx) -> storage_pb2.PurgeTrashResponse:
-        freed = await self.storage.purge_trash(current_principal().user_id, request.node_id)
+        freed = await self.tree.purge_trash(current_principal().user_id, request.node_id)
         return storage_pb2.PurgeTrashResponse(freed_bytes=freed)
 
     async def EmptyTrash(self, request: storage_pb2.EmptyTrashRequest, context: Ctx) -> storage_pb2.EmptyTrashResponse:
-        return storage_pb2.EmptyTrashResponse(freed_bytes=await self.storage.empty_trash(current_principal().user_id))
+        return storage_pb2.EmptyTrashResponse(freed_bytes=await self.tree.empty_trash(current_principal().user_id))
 
     async def ListVersions(
         self, request: storage_pb2.ListVersionsRequest, context: Ctx
     ) -> storage_pb2.ListVersionsResponse:
-        node, versions = await self.storage.list_versions(current_principal().user_id, request.file_id)
+        node, versions = await self.tree.list_versions(current_principal().user_id, request.file_id)
         return storage_pb2.ListVersionsResponse(versions=[_version_pb(v, node) for v in versions])
 
     async def RestoreVersion(self, request: storage_pb2.RestoreVersionRequest, context: Ctx) -> storage_pb2.Node:
-        node = await self.storage.restore_version(current_principal().user_id, request.file_id, request.version_id)
+        node = await self.tree.restore_version(current_principal().user_id, request.file_id, request.version_id)
         return node_pb(node)
 
     async def GetQuota(self, request: storage_pb2.GetQuotaRequest, context: Ctx) -> storage_pb2.Quota:
-        usage, trash, versions = await self.storage.quota(current_principal().user_id)
+        usage, trash, versions = await self.tree.quota(current_principal().user_id)
         return quota_pb(usage, trash, versions)
 
     async def Search(self, request: storage_pb2.SearchRequest, context: Ctx) -> storage_pb2.SearchResponse:
-        rows, token = await self.storage.search(
+        rows, token = await self.tree.search(
             current_principal().user_id,
             request.query,
             request.page_size,
@@ -220,7 +222,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
 
     async def CreateUpload(self, request: storage_pb2.CreateUploadRequest, context: Ctx) -> storage_pb2.Upload:
         if request.content:
-            done, node = await self.storage.upload_inline(
+            done, node = await self.uploads.upload_inline(
                 current_principal().user_id,
                 request.parent_id,
                 request.name,
@@ -233,7 +235,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             )
             _UPLOADED.inc(len(request.content))
             return self.upload_pb(done, node)
-        upload = await self.storage.create_upload(
+        upload = await self.uploads.create_upload(
             current_principal().user_id,
             request.parent_id,
             request.name,
@@ -255,23 +257,23 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 if writer is None:
                     if not msg.upload_id:
                         raise InvalidArgument("upload_id", "is required")
-                    writer = self.storage.writer(caller, msg.upload_id)
-                    await writer.start(msg.offset)
+                    writer = self.uploads.writer(caller, msg.upload_id)
+                    await writer.open(msg.offset)
                 await writer.write(msg.body.data)
                 _UPLOADED.inc(len(msg.body.data))
-                if writer.unflushed >= self.storage.limits.sync_bytes:
+                if writer.unflushed >= self.uploads.limits.sync_bytes:
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
             if writer is None:
                 raise InvalidArgument("upload_id", "is required")
             return storage_pb2.UploadContentResponse(committed_size=await writer.flush())
         finally:
             if writer is not None:
-                await writer.__aexit__(None, None, None)
+                await writer.close()
 
     async def WriteUploadChunk(
         self, request: storage_pb2.WriteUploadChunkRequest, context: Ctx
     ) -> storage_pb2.WriteUploadChunkResponse:
-        committed = await self.storage.write_chunk(
+        committed = await self.uploads.write_chunk(
             current_principal().user_id, request.upload_id, request.offset, request.data
         )
         _UPLOADED.inc(len(request.data))
@@ -302,11 +304,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 if writer is None:
                     if not msg.upload_id:
                         raise InvalidArgument("upload_id", "is required on the first message")
-                    writer = self.storage.writer(caller, msg.upload_id)
-                    await writer.start(msg.offset)
+                    writer = self.uploads.writer(caller, msg.upload_id)
+                    await writer.open(msg.offset)
                 await writer.write(msg.data, msg.offset)
                 _UPLOADED.inc(len(msg.data))
-                if writer.unflushed >= self.storage.limits.sync_bytes:
+                if writer.unflushed >= self.uploads.limits.sync_bytes:
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
                 if (committed := writer.acknowledge()) is not None:
                     yield storage_pb2.UploadStreamResponse(committed_size=committed)
@@ -316,39 +318,39 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             if receiving is not None:
                 receiving.cancel()
             if writer is not None:
-                await writer.__aexit__(None, None, None)
+                await writer.close()
 
     async def GetUpload(self, request: storage_pb2.GetUploadRequest, context: Ctx) -> storage_pb2.Upload:
-        upload, node = await self.storage.get_upload(current_principal().user_id, request.upload_id)
+        upload, node = await self.uploads.get_upload(current_principal().user_id, request.upload_id)
         return self.upload_pb(upload, node)
 
     async def FinishUpload(self, request: storage_pb2.FinishUploadRequest, context: Ctx) -> storage_pb2.Upload:
-        upload, node = await self.storage.finish_upload(current_principal().user_id, request.upload_id)
+        upload, node = await self.uploads.finish_upload(current_principal().user_id, request.upload_id)
         return self.upload_pb(upload, node)
 
     async def AbortUpload(
         self, request: storage_pb2.AbortUploadRequest, context: Ctx
     ) -> storage_pb2.AbortUploadResponse:
-        await self.storage.abort_upload(current_principal().user_id, request.upload_id)
+        await self.uploads.abort_upload(current_principal().user_id, request.upload_id)
         return storage_pb2.AbortUploadResponse()
 
     async def CreateDownloadUrl(
         self, request: storage_pb2.CreateDownloadUrlRequest, context: Ctx
     ) -> storage_pb2.CreateDownloadUrlResponse:
-        token, expires = await self.storage.create_download_url(
+        token, expires = await self.downloads.create_download_url(
             current_principal().user_id, request.file_id, request.version
         )
         return storage_pb2.CreateDownloadUrlResponse(url=f"/api/v1/download/{token}", expire_time=timestamp(expires))
 
     @wire.serialised  # yields serialised HttpBody messages (_stream)
     async def DownloadByUrl(self, request: storage_pb2.DownloadByUrlRequest, context: Ctx) -> AsyncIterator[bytes]:
-        node, version, length = await self.storage.open_download_url(request.token)
+        node, version, length = await self.downloads.open_download_url(request.token)
         async for message in self._stream(context, node, version, 0, length):
             yield message
 
     @wire.serialised  # yields serialised HttpBody messages (_stream)
     async def DownloadFile(self, request: storage_pb2.DownloadFileRequest, context: Ctx) -> AsyncIterator[bytes]:
-        node, version, offset, length = await self.storage.open_download(
+        node, version, offset, length = await self.downloads.open_download(
             current_principal().user_id, request.file_id, request.offset, request.length, request.version
         )
         assert version is not None
@@ -362,7 +364,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         decrypted chunk right behind its message header (body_frame), so nothing here copies it again."""
         # Read (and so authenticate) the first block before any header goes out: damage found here becomes a clean
         # DATA_LOSS status (REST: a 500 with a JSON body), not a 200 whose body stops short.
-        blocks = aiter(self.storage.read(version, offset, length, body_frame))
+        blocks = aiter(self.downloads.read(version, offset, length, body_frame))
         head = await anext(blocks, b"")
         await context.send_initial_metadata(
             (
@@ -426,8 +428,8 @@ def quota_pb(usage: Usage, trash: int = 0, versions: int = 0) -> storage_pb2.Quo
 class StorageAdminServicer(storage_pb2_grpc.StorageAdminServiceServicer):
     """Internal: reached only by other services, and only for admins (checked here, not just at the edge)."""
 
-    def __init__(self, storage: Storage, admins: AdminCheck) -> None:
-        self.storage = storage
+    def __init__(self, tree: Tree, admins: AdminCheck) -> None:
+        self.tree = tree
         self.admins = admins
 
     async def _admin(self, user_id: str) -> None:
@@ -439,17 +441,17 @@ class StorageAdminServicer(storage_pb2_grpc.StorageAdminServiceServicer):
 
     async def SetQuota(self, request: storage_pb2.SetQuotaRequest, context: Ctx) -> storage_pb2.Quota:
         await self._admin(request.user_id)
-        return quota_pb(await self.storage.set_quota(request.user_id, request.limit_bytes))
+        return quota_pb(await self.tree.set_quota(request.user_id, request.limit_bytes))
 
     async def GetUserQuota(self, request: storage_pb2.GetUserQuotaRequest, context: Ctx) -> storage_pb2.Quota:
         await self._admin(request.user_id)
-        return quota_pb(await self.storage.user_quota(request.user_id))
+        return quota_pb(await self.tree.user_quota(request.user_id))
 
     async def DeleteUserData(
         self, request: storage_pb2.DeleteUserDataRequest, context: Ctx
     ) -> storage_pb2.DeleteUserDataResponse:
         await self._admin(request.user_id)
-        return storage_pb2.DeleteUserDataResponse(freed_bytes=await self.storage.delete_user_data(request.user_id))
+        return storage_pb2.DeleteUserDataResponse(freed_bytes=await self.tree.delete_user_data(request.user_id))
 
 
 #: The cookie OpenLink sets (share_svc), scoped to the link's paths: browsers send it on download links.
@@ -482,19 +484,20 @@ def _cookie_value(header: str, name: str) -> str:
 class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
     """Anonymous visitors of public links: no token; share_svc decides every call from the link and its session."""
 
-    def __init__(self, storage: Storage, uploads: StorageServicer) -> None:
-        self.storage = storage
+    def __init__(self, links: PublicLinks, uploads: Uploads, files: StorageServicer) -> None:
+        self.links = links
         self.uploads = uploads
+        self.files = files  # its upload messages and download streams
 
     def _upload_pb(self, upload: Upload) -> storage_pb2.Upload:
         # A visitor gets the state of their upload, not the node (nor the name it finally got in the folder).
-        pb = self.uploads.upload_pb(upload)
+        pb = self.files.upload_pb(upload)
         pb.ClearField("parent_id")
         return pb
 
     @wire.serialised  # answers a serialised ListLinkChildrenResponse
     async def ListLinkChildren(self, request: storage_pb2.ListLinkChildrenRequest, context: Ctx) -> bytes:
-        listed, token, path = await self.storage.link_children(
+        listed, token, path = await self.links.link_children(
             request.token,
             _link_session(context, request.session),
             request.folder_id,
@@ -514,16 +517,16 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
     async def DownloadLinkFile(
         self, request: storage_pb2.DownloadLinkFileRequest, context: Ctx
     ) -> AsyncIterator[bytes]:
-        node, version, length = await self.storage.open_link_download(
+        node, version, length = await self.links.open_link_download(
             request.token, _link_session(context, request.session), request.file_id
         )
-        async for message in self.uploads._stream(context, node, version, 0, length):
+        async for message in self.files._stream(context, node, version, 0, length):
             yield message
 
     async def CreateLinkUpload(self, request: storage_pb2.CreateLinkUploadRequest, context: Ctx) -> storage_pb2.Upload:
-        creator, folder, drop = await self.storage.link_drop(request.token, _link_session(context, request.session))
+        creator, folder, drop = await self.links.link_drop(request.token, _link_session(context, request.session))
         if request.content:
-            done, _ = await self.storage.upload_inline(
+            done, _ = await self.uploads.upload_inline(
                 creator,
                 folder.id,
                 request.name,
@@ -537,7 +540,7 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
             )
             _UPLOADED.inc(len(request.content))
             return self._upload_pb(done)
-        upload = await self.storage.create_upload(
+        upload = await self.uploads.create_upload(
             creator,
             folder.id,
             request.name,
@@ -559,29 +562,29 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
                 if writer is None:
                     if not msg.upload_id:
                         raise InvalidArgument("upload_id", "is required")
-                    creator, _ = await self.storage.link_uploader(msg.token, _link_session(context, msg.session))
-                    writer = self.storage.writer(creator, msg.upload_id)
-                    await writer.start(msg.offset)
+                    creator, _ = await self.links.link_uploader(msg.token, _link_session(context, msg.session))
+                    writer = self.uploads.writer(creator, msg.upload_id)
+                    await writer.open(msg.offset)
                 await writer.write(msg.body.data)
                 _UPLOADED.inc(len(msg.body.data))
-                if writer.unflushed >= self.storage.limits.sync_bytes:
+                if writer.unflushed >= self.uploads.limits.sync_bytes:
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
             if writer is None:
                 raise InvalidArgument("upload_id", "is required")
             return storage_pb2.UploadContentResponse(committed_size=await writer.flush())
         finally:
             if writer is not None:
-                await writer.__aexit__(None, None, None)
+                await writer.close()
 
     async def WriteLinkUploadChunk(
         self, request: storage_pb2.WriteLinkUploadChunkRequest, context: Ctx
     ) -> storage_pb2.WriteUploadChunkResponse:
-        creator, _ = await self.storage.link_uploader(request.token, _link_session(context, request.session))
-        committed = await self.storage.write_chunk(creator, request.upload_id, request.offset, request.data)
+        creator, _ = await self.links.link_uploader(request.token, _link_session(context, request.session))
+        committed = await self.uploads.write_chunk(creator, request.upload_id, request.offset, request.data)
         _UPLOADED.inc(len(request.data))
         return storage_pb2.WriteUploadChunkResponse(committed_size=committed)
 
     async def FinishLinkUpload(self, request: storage_pb2.FinishLinkUploadRequest, context: Ctx) -> storage_pb2.Upload:
-        creator, _ = await self.storage.link_uploader(request.token, _link_session(context, request.session))
-        upload, _ = await self.storage.finish_upload(creator, request.upload_id)
+        creator, _ = await self.links.link_uploader(request.token, _link_session(context, request.session))
+        upload, _ = await self.uploads.finish_upload(creator, request.upload_id)
         return self._upload_pb(upload)

@@ -22,14 +22,9 @@ from typing import TypeAlias
 import pytest
 
 from flowdock_kernel.errors import FailedPrecondition, Unavailable
-from storage_svc.scanner import (
-    ClamdAddress,
-    ClamdScanner,
-    DisabledScanner,
-    ScanLimitExceeded,
-    ScanVerdict,
-    VirusScanner,
-)
+from storage_svc.domain import ScanLimitExceeded
+from storage_svc.ports import ScanVerdict, VirusScanner
+from storage_svc.scanner import ClamdAddress, ClamdScanner, DisabledScanner
 from tests.support.clamd import (
     CLAM_EXE_SIGNATURE,
     EICAR,

@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from flowdock_kernel import errors, grpc_errors
-from storage_svc.domain import Usage
-from storage_svc.scanner import ScanLimitExceeded
-from storage_svc.usecases import Storage, _wrong_offset
+from storage_svc.domain import ScanLimitExceeded, Usage, offset_mismatch
+from storage_svc.usecases.common import quota_exceeded
 from tests.support.mesh import REQUIRE_SERVERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +41,7 @@ def case(exc: errors.DomainError, expect: dict[str, Any]) -> dict[str, Any]:
 
 
 def cases() -> list[dict[str, Any]]:
-    quota = Storage._quota_error(None, Usage(used=900, reserved=50, limit=1000), 200)  # type: ignore[arg-type]
+    quota = quota_exceeded(Usage(used=900, reserved=50, limit=1000), 200)
     return [
         case(errors.InvalidArgument("name", "must not contain '/'"), {"kind": "invalid", "field": "name"}),
         case(quota, {"kind": "quota", "limit": "storage_quota_bytes", "usedBytes": 900, "limitBytes": 1000}),
@@ -56,7 +55,7 @@ def cases() -> list[dict[str, Any]]:
             errors.ResourceExhausted("size 9 exceeds the per-file limit", limit="storage_max_file_bytes"),
             {"kind": "too_large", "limit": "storage_max_file_bytes"},
         ),
-        case(_wrong_offset(0, 4), {"kind": "precondition", "reason": "UPLOAD_OFFSET_MISMATCH", "committedSize": "4"}),
+        case(offset_mismatch(0, 4), {"kind": "precondition", "reason": "UPLOAD_OFFSET_MISMATCH", "committedSize": "4"}),
         case(ScanLimitExceeded(100), {"kind": "too_large", "limitBytes": 100}),
         case(errors.AlreadyExists("an entry named 'a' already exists in this folder"), {"kind": "conflict"}),
         case(errors.NotFound("no such node"), {"kind": "not_found"}),

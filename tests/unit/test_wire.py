@@ -81,6 +81,7 @@ async def test_serialised_responses_go_out_byte_identical() -> None:
 
 async def test_add_servicer_refuses_a_registration_it_cannot_see() -> None:
     """Async: grpc.aio.server() needs a running loop (a sync test meets a closed one after other async tests)."""
+
     def old_style(servicer: object, server: Any) -> None:
         server.add_generic_rpc_handlers(())  # handlers only as an opaque generic handler
 
