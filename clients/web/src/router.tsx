@@ -32,6 +32,7 @@ export const router = createBrowserRouter([
               { path: 'files', lazy: page(() => import('./files/FilesPage')) },
               { path: 'files/:folderId', lazy: page(() => import('./files/FilesPage')) },
               { path: 'search', lazy: page(() => import('./files/SearchPage')) },
+              { path: 'trash', lazy: page(() => import('./trash/TrashPage')) },
             ],
           },
         ],
