@@ -199,6 +199,7 @@ export function QuotaBar() {
 
 const NAV = [
   { to: '/files', label: 'My files' },
+  { to: '/shared', label: 'Shared' },
   { to: '/trash', label: 'Trash' },
 ];
 

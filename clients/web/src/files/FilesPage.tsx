@@ -13,6 +13,7 @@ import { fromDrop, fromInput, type Picked } from '../upload/entries';
 import { onUploadDone, uploads } from '../upload/store';
 import { DetailsPanel } from './DetailsPanel';
 import { ConfirmDialog, FolderPicker, NameDialog } from './dialogs';
+import { ShareDialog } from '../sharing/ShareDialog';
 import { formatBytes, formatDate, startDownload } from './format';
 
 const PAGE_SIZE = 500;
@@ -22,7 +23,8 @@ type Modal =
   | { kind: 'new-folder' }
   | { kind: 'rename'; node: FileNode }
   | { kind: 'move' | 'copy'; nodes: FileNode[] }
-  | { kind: 'delete'; nodes: FileNode[] };
+  | { kind: 'delete'; nodes: FileNode[] }
+  | { kind: 'share'; nodes: FileNode[] };
 
 function Breadcrumbs({ folderId }: { folderId: string }) {
   const { data, isError } = useQuery({
@@ -244,6 +246,7 @@ export default function FilesPage() {
                   <Button onClick={() => void download(chosen)}>Download</Button>
                 )}
                 {chosen.length === 1 && <Button onClick={() => setModal({ kind: 'rename', node: chosen[0] })}>Rename</Button>}
+                <Button onClick={() => setModal({ kind: 'share', nodes: chosen })}>Share</Button>
                 <Button onClick={() => setModal({ kind: 'move', nodes: chosen })}>Move</Button>
                 <Button onClick={() => setModal({ kind: 'copy', nodes: chosen })}>Copy</Button>
                 <Button variant="danger" onClick={() => setModal({ kind: 'delete', nodes: chosen })}>
@@ -407,6 +410,7 @@ export default function FilesPage() {
           }}
         />
       )}
+      {modal?.kind === 'share' && <ShareDialog nodes={modal.nodes} onClose={() => setModal(undefined)} />}
       {modal?.kind === 'delete' && (
         <ConfirmDialog
           title="Move to trash?"
