@@ -62,7 +62,7 @@ export interface UploadResult {
 /** A file dropped through an upload-only public link. */
 export interface LinkUploadResult {
   uploadId: string;
-  /** The file as stored (the server renames it when the name is taken); unset while a large file is verified. */
+  /** The file as stored, when the server tells (a file-drop answer leaves it out; unset while a large file is verified). */
   node: Node | undefined;
 }
 
@@ -289,7 +289,8 @@ export class Uploader {
     for (;;) {
       switch (upload.state) {
         case UploadState.COMPLETED:
-          if (!upload.node) throw new FlowDockError({ kind: "internal", message: "completed upload without a node" });
+          // A link upload's answer leaves the node out (a visitor learns nothing of the folder); withNode checks
+          // that an account's own upload has it.
           return { uploadId: upload.uploadId, node: upload.node };
         case UploadState.FAILED:
           throw uploadFailure(upload.failure);

@@ -184,7 +184,9 @@ export class FakeStorage {
       },
       finishLinkUpload: (req) => {
         this.checkLink("finishLinkUpload", req);
-        return handlers.finishUpload(req);
+        // Like storage_svc: a visitor's answer does not name the stored file.
+        const { node: _node, ...upload } = handlers.finishUpload(req);
+        return upload;
       },
       listLinkChildren: (_req, ctx) => {
         this.linkAuthorization.push(ctx.requestHeader.get("authorization"));
