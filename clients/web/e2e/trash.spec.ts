@@ -54,6 +54,7 @@ test('trash: original place and dates, restore with the rename rule, delete fore
   await page.getByRole('button', { name: 'Empty trash' }).click();
   await expect(page.getByRole('dialog')).toContainText('Everything in the trash (1 item');
   await page.getByRole('dialog').getByRole('button', { name: 'Empty trash' }).click();
+  await expect(page.getByRole('dialog')).toBeHidden();
   await expect(page.getByText('The trash is empty')).toBeVisible();
   await expect(page.getByRole('button', { name: 'Empty trash' })).toBeDisabled();
   await checkA11y(page, 'trash-empty');

@@ -1,6 +1,6 @@
 import type { ComponentType } from 'react';
 import { createBrowserRouter } from 'react-router';
-import { AppLayout, PublicLayout, RequireAuth, Root } from './components/Layout';
+import { AppLayout, PublicLayout, RequireAuth, Root, WidePublicLayout } from './components/Layout';
 
 /** Each page is its own chunk: the first load carries only the shell and the page asked for. */
 function page(load: () => Promise<{ default: ComponentType }>) {
@@ -23,6 +23,7 @@ export const router = createBrowserRouter([
           { path: 'oauth/callback', lazy: page(() => import('./pages/OidcCallback')) },
         ],
       },
+      { Component: WidePublicLayout, children: [{ path: 's/:token', lazy: page(() => import('./sharing/PublicLinkPage')) }] },
       {
         Component: RequireAuth,
         children: [

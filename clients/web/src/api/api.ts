@@ -80,7 +80,7 @@ export interface Api {
 
   // visiting a public link (no account)
   openLink(token: string, password: string): Promise<LinkVisit>;
-  listLinkFolder(visit: LinkVisit, folderId: string, pageToken?: string): Promise<LinkFolder>;
+  listLinkFolder(visit: Pick<LinkVisit, 'token' | 'session'>, folderId: string, pageToken?: string): Promise<LinkFolder>;
   /** A plain GET URL for a file under the link: the browser streams it to disk. */
   linkDownloadUrl(visit: LinkVisit, fileId: string): string;
   /** Drops a file into an upload-only link's folder (named anew by the server on a clash). */

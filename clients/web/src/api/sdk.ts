@@ -14,7 +14,7 @@ import {
 } from '@flowdock/sdk';
 import type { UploadJob, UploadResult } from '../upload/queue';
 import type { Api } from './api';
-import type { FileNode, LinkPermission, LinkVisit, LoginOutcome, PublicLink, ShareGrant, ShareRole } from './types';
+import type { FileNode, LinkPermission, LoginOutcome, PublicLink, ShareGrant, ShareRole } from './types';
 
 const date = (t: Timestamp | undefined): Date | undefined => (t ? timestampDate(t) : undefined);
 
@@ -258,7 +258,7 @@ export function createSdkApi(baseUrl: string): Api {
       const r = await share.openLink({ token, password });
       return { token, session: r.linkSession, permission: permissionOf(r.permission), root: toNode(r.root!) };
     },
-    listLinkFolder: async (visit: LinkVisit, folderId, pageToken) => {
+    listLinkFolder: async (visit, folderId, pageToken) => {
       const r = await publicLinks.listLinkChildren({
         token: visit.token,
         session: visit.session,

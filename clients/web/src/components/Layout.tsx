@@ -49,7 +49,12 @@ export function Root() {
   return <Outlet />;
 }
 
-export function PublicLayout() {
+/** Public pages with room for a file list (the public link page). */
+export function WidePublicLayout() {
+  return <PublicLayout wide />;
+}
+
+export function PublicLayout({ wide = false }: { wide?: boolean }) {
   const status = useAuth((s) => s.status);
   return (
     <div className="flex min-h-full flex-col">
@@ -69,7 +74,7 @@ export function PublicLayout() {
         </nav>
       </header>
       <main className="flex flex-1 justify-center px-4 py-8">
-        <div className="w-full max-w-md">
+        <div className={`w-full ${wide ? 'max-w-3xl' : 'max-w-md'}`}>
           <Outlet />
         </div>
       </main>

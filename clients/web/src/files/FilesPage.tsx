@@ -14,6 +14,7 @@ import { onUploadDone, uploads } from '../upload/store';
 import { DetailsPanel } from './DetailsPanel';
 import { ConfirmDialog, FolderPicker, NameDialog } from './dialogs';
 import { ShareDialog } from '../sharing/ShareDialog';
+import { LinkDialog } from '../sharing/LinkDialog';
 import { formatBytes, formatDate, startDownload } from './format';
 
 const PAGE_SIZE = 500;
@@ -24,7 +25,8 @@ type Modal =
   | { kind: 'rename'; node: FileNode }
   | { kind: 'move' | 'copy'; nodes: FileNode[] }
   | { kind: 'delete'; nodes: FileNode[] }
-  | { kind: 'share'; nodes: FileNode[] };
+  | { kind: 'share'; nodes: FileNode[] }
+  | { kind: 'link'; node: FileNode };
 
 function Breadcrumbs({ folderId }: { folderId: string }) {
   const { data, isError } = useQuery({
@@ -247,6 +249,7 @@ export default function FilesPage() {
                 )}
                 {chosen.length === 1 && <Button onClick={() => setModal({ kind: 'rename', node: chosen[0] })}>Rename</Button>}
                 <Button onClick={() => setModal({ kind: 'share', nodes: chosen })}>Share</Button>
+                {chosen.length === 1 && <Button onClick={() => setModal({ kind: 'link', node: chosen[0] })}>Public link</Button>}
                 <Button onClick={() => setModal({ kind: 'move', nodes: chosen })}>Move</Button>
                 <Button onClick={() => setModal({ kind: 'copy', nodes: chosen })}>Copy</Button>
                 <Button variant="danger" onClick={() => setModal({ kind: 'delete', nodes: chosen })}>
@@ -411,6 +414,7 @@ export default function FilesPage() {
         />
       )}
       {modal?.kind === 'share' && <ShareDialog nodes={modal.nodes} onClose={() => setModal(undefined)} />}
+      {modal?.kind === 'link' && <LinkDialog node={modal.node} onClose={() => setModal(undefined)} />}
       {modal?.kind === 'delete' && (
         <ConfirmDialog
           title="Move to trash?"
