@@ -49,7 +49,7 @@ export default defineConfig({
   projects: [
     { name: 'desktop', use: { viewport: { width: 1280, height: 800 } } },
     // The main flow again at phone width; the other specs run once, on desktop.
-    { name: 'phone', use: { viewport: { width: 390, height: 844 } }, testMatch: /(main-flow|pages)\.spec\.ts/ },
+    { name: 'phone', use: { viewport: { width: 390, height: 844 } }, testMatch: /(main-flow|pages|trash|sharing|public-link)\.spec\.ts/ },
   ],
   webServer: {
     command: `rm -rf '${DATA_DIR}' && exec '${flowdock}' up --data-dir '${DATA_DIR}' --port ${PORT} --web-dir '${path.join(import.meta.dirname, 'dist')}' --no-scan`,
@@ -66,6 +66,11 @@ export default defineConfig({
       FLOWDOCK_AUTH_RATE_REGISTER_PER_IP: '1000',
       FLOWDOCK_AUTH_RATE_LOGIN_PER_IP: '1000',
       FLOWDOCK_AUTH_RATE_TOTP_PER_IP: '1000',
+      // Every browser of the suite is one client IP (127.0.0.1): parallel sign-ups and logins must not be refused
+      // as one client's second concurrent password hashing.
+      FLOWDOCK_AUTH_HASH_PER_CLIENT: '0',
+      // The link-password throttle is reached in a few tries (public-link.spec).
+      FLOWDOCK_SHARE_LINK_PASSWORD_FAILURES_PER_LINK: '3',
     },
   },
 });

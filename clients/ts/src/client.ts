@@ -7,7 +7,7 @@ import { ShareService } from "./gen/flowdock/share/v1/share_pb";
 import { PublicLinkService, StorageService } from "./gen/flowdock/storage/v1/storage_pb";
 import { FlowDockError, toFlowDockError } from "./errors";
 import { Session, sessionInterceptor, type LoginResult } from "./session";
-import { Uploader, type UploadOptions, type UploadResult } from "./upload";
+import { Uploader, linkCalls, storageCalls, withNode, type LinkUploadOptions, type LinkUploadResult, type UploadOptions, type UploadResult } from "./upload";
 
 export interface ClientOptions {
   /** The gateway's origin (default: the page's own origin, where Envoy serves grpc-web and the app). */
@@ -50,6 +50,11 @@ export interface FlowDockClient {
   upload(file: Blob, options?: UploadOptions): Promise<UploadResult>;
   resumeUpload(uploadId: string, file: Blob, options?: UploadOptions): Promise<UploadResult>;
   abortUpload(uploadId: string): Promise<void>;
+  /**
+   * Drop a file through an upload-only public link (no account): `session` from ShareService.OpenLink (or "" for a
+   * link without a password). The server picks a free name on a clash and never reveals the folder's content.
+   */
+  uploadToLink(token: string, session: string, file: Blob, options?: LinkUploadOptions): Promise<LinkUploadResult>;
   /** A short-lived absolute URL the browser downloads natively (an <a href>, no token needed). */
   downloadUrl(fileId: string, options?: { version?: string }): Promise<string>;
   /** Stop the refresh timer (Node scripts, tests). */
@@ -110,12 +115,13 @@ export function createClient(options: ClientOptions = {}): FlowDockClient {
   const share = mapErrors(ShareService, connectClient(ShareService, transport));
   const publicLinks = mapErrors(PublicLinkService, connectClient(PublicLinkService, transport));
   session.bind(auth);
-  const uploader = new Uploader(storage, {
+  const uploaderOptions = {
     inlineUploadBytes: options.inlineUploadBytes ?? 1024 * 1024,
     retryDelayMs: options.retryDelayMs ?? 500,
     maxRetryDelayMs: options.maxRetryDelayMs ?? 30_000,
     finishPollMs: options.finishPollMs ?? 500,
-  });
+  };
+  const uploader = new Uploader(storageCalls(storage), uploaderOptions);
 
   return {
     auth,
@@ -154,8 +160,10 @@ export function createClient(options: ClientOptions = {}): FlowDockClient {
       }
       session.clear();
     },
-    upload: (file, opts) => uploader.upload(file, opts),
-    resumeUpload: (uploadId, file, opts) => uploader.resume(uploadId, file, opts),
+    upload: async (file, opts) => withNode(await uploader.upload(file, opts)),
+    resumeUpload: async (uploadId, file, opts) => withNode(await uploader.resume(uploadId, file, opts)),
+    uploadToLink: (token, session, file, opts) =>
+      new Uploader(linkCalls(publicLinks, token, session), uploaderOptions).upload(file, opts),
     abortUpload: (uploadId) => uploader.abort(uploadId),
     downloadUrl: async (fileId, opts = {}) => {
       const resp = await storage.createDownloadUrl({ fileId, version: opts.version ?? "" });

@@ -4,7 +4,15 @@ export type { ClientOptions, FlowDockClient } from "./client";
 export { FlowDockError } from "./errors";
 export type { ErrorDetails, ErrorKind } from "./errors";
 export type { LoginResult } from "./session";
-export type { ConflictPolicy, UploadOptions, UploadProgress, UploadRecord, UploadResult } from "./upload";
+export type {
+  ConflictPolicy,
+  LinkUploadOptions,
+  LinkUploadResult,
+  UploadOptions,
+  UploadProgress,
+  UploadRecord,
+  UploadResult,
+} from "./upload";
 // The generated messages, enums and schemas, per package (authPb.User, storagePb.NodeSchema, ...); the ones an
 // app renders most are also exported by name.
 export * as authPb from "./gen/flowdock/auth/v1/auth_pb";

@@ -235,3 +235,59 @@ describe("cancel and outcomes", () => {
     expect(await client.downloadUrl("file-1")).toBe("http://localhost/api/v1/download/tok-file-1");
   });
 });
+
+describe("file drop through a public link", () => {
+  it("sends every call with the link's token and session, in chunks, and answers the stored file", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 0;
+    const { client } = setup(storage);
+    const content = bytes(10);
+    const result = await client.uploadToLink("drop-token", "s1", sliceOnlyFile(content, "drop.bin"));
+    expect(storage.linkUploadCalls.map((c) => c.method)).toEqual([
+      "createLinkUpload",
+      "writeLinkUploadChunk",
+      "writeLinkUploadChunk",
+      "writeLinkUploadChunk",
+      "finishLinkUpload",
+    ]);
+    expect(storage.linkUploadCalls.every((c) => c.token === "drop-token" && c.session === "s1")).toBe(true);
+    expect(storage.uploads.get(result.uploadId)?.data).toEqual(content);
+    expect(result.node).toBeUndefined(); // the visitor's answer does not name the stored file
+    // The account's own upload path was not used.
+    expect(storage.calls).not.toContain("getUpload");
+  });
+
+  it("a small file goes in one call", async () => {
+    const { client, storage } = setup();
+    const result = await client.uploadToLink("drop-token", "s1", new File([bytes(5)], "small.txt"));
+    expect(storage.linkUploadCalls.map((c) => c.method)).toEqual(["createLinkUpload"]);
+    expect(result.node?.size).toBe(5n);
+  });
+
+  it("after a network failure sends the chunk again and follows the offset the server names", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 0;
+    // The second chunk is stored but its answer is lost: the resend is refused with the committed offset.
+    storage.beforeWrite = (n) => (n === 1 ? { error: new ConnectError("reset", Code.Unavailable), store: true } : undefined);
+    const { client } = setup(storage);
+    const content = bytes(10);
+    const result = await client.uploadToLink("drop-token", "s1", sliceOnlyFile(content));
+    expect(storage.writes.map((w) => w.offset)).toEqual([0, 4, 4, 8]);
+    expect(storage.uploads.get(result.uploadId)?.data).toEqual(content);
+  });
+
+  it("a revoked link ends the upload with not_found", async () => {
+    const { client } = setup();
+    await expect(client.uploadToLink("gone", "s1", new File([bytes(5)], "a.txt"))).rejects.toMatchObject({ kind: "not_found" });
+  });
+
+  it("a large file still being verified answers without a node (there is no call to poll)", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 0;
+    storage.finishingPolls = 3;
+    const { client } = setup(storage);
+    const result = await client.uploadToLink("drop-token", "s1", sliceOnlyFile(bytes(6)));
+    expect(result.node).toBeUndefined();
+    expect(storage.calls).not.toContain("getUpload");
+  });
+});

@@ -5,6 +5,7 @@ import type { Client } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   OnConflict,
+  PublicLinkService,
   StorageService,
   UploadState,
   type CreateUploadRequestSchema,
@@ -58,6 +59,50 @@ export interface UploadResult {
   node: Node;
 }
 
+/** A file dropped through an upload-only public link. */
+export interface LinkUploadResult {
+  uploadId: string;
+  /** The file as stored, when the server tells (a file-drop answer leaves it out; unset while a large file is verified). */
+  node: Node | undefined;
+}
+
+export type LinkUploadOptions = Pick<UploadOptions, "name" | "contentType" | "sha256" | "signal" | "onProgress" | "maxRetries">;
+
+/** The calls an upload makes: the account's own (StorageService) or a visitor's through a link (PublicLinkService). */
+export interface UploadCalls {
+  create(request: MessageInitShape<typeof CreateUploadRequestSchema>, signal?: AbortSignal): Promise<Upload>;
+  write(uploadId: string, offset: bigint, data: Uint8Array, signal?: AbortSignal): Promise<{ committedSize: bigint }>;
+  /** Absent for link uploads (no GetLinkUpload): after a failure the chunk is sent again and a refusal names the offset. */
+  get?(uploadId: string, signal?: AbortSignal): Promise<Upload>;
+  finish(uploadId: string, signal?: AbortSignal): Promise<Upload>;
+  abort(uploadId: string): Promise<void>;
+}
+
+export function storageCalls(storage: Client<typeof StorageService>): UploadCalls {
+  return {
+    create: (request, signal) => storage.createUpload(request, { signal }),
+    write: (uploadId, offset, data, signal) => storage.writeUploadChunk({ uploadId, offset, data }, { signal }),
+    get: (uploadId, signal) => storage.getUpload({ uploadId }, { signal }),
+    finish: (uploadId, signal) => storage.finishUpload({ uploadId }, { signal }),
+    abort: async (uploadId) => void (await storage.abortUpload({ uploadId })),
+  };
+}
+
+/** Upload calls of a file-drop link: the token and link session are the credential, the link decides the folder. */
+export function linkCalls(links: Client<typeof PublicLinkService>, token: string, session: string): UploadCalls {
+  return {
+    create: (r, signal) =>
+      links.createLinkUpload(
+        { token, session, name: r.name ?? "", size: r.size, sha256: r.sha256, contentType: r.contentType, content: r.content },
+        { signal },
+      ),
+    write: (uploadId, offset, data, signal) =>
+      links.writeLinkUploadChunk({ token, session, uploadId, offset, data }, { signal }),
+    finish: (uploadId, signal) => links.finishLinkUpload({ token, session, uploadId }, { signal }),
+    abort: () => Promise.resolve(), // no call for it: an abandoned drop expires on the server
+  };
+}
+
 export interface UploaderOptions {
   /** Files up to this size go in one CreateUpload call with their content (0 turns it off). */
   inlineUploadBytes: number;
@@ -106,13 +151,13 @@ export class Uploader {
   private inlineLimit: number;
 
   constructor(
-    private readonly storage: Client<typeof StorageService>,
+    private readonly calls: UploadCalls,
     private readonly options: UploaderOptions,
   ) {
     this.inlineLimit = options.inlineUploadBytes;
   }
 
-  async upload(file: Blob, opts: UploadOptions = {}): Promise<UploadResult> {
+  async upload(file: Blob, opts: UploadOptions = {}): Promise<LinkUploadResult> {
     const name = opts.name ?? (file as Partial<File>).name ?? "";
     if (!name && !opts.relativePath) {
       throw new FlowDockError({ kind: "invalid", field: "name", message: "name: a Blob needs a name (or relativePath)" });
@@ -133,7 +178,7 @@ export class Uploader {
       const started = Date.now();
       try {
         const content = new Uint8Array(await file.arrayBuffer());
-        const upload = await this.storage.createUpload({ ...request, content }, { signal: opts.signal });
+        const upload = await this.calls.create({ ...request, content }, opts.signal);
         report(opts, upload.uploadId, file.size, file.size, started, 0);
         return await this.settle(upload, opts.signal);
       } catch (e) {
@@ -147,7 +192,7 @@ export class Uploader {
     }
     let upload: Upload;
     try {
-      upload = await this.storage.createUpload(request, { signal: opts.signal });
+      upload = await this.calls.create(request, opts.signal);
     } catch (e) {
       throw opts.signal?.aborted ? cancelled(opts.signal) : toFlowDockError(e);
     }
@@ -165,10 +210,11 @@ export class Uploader {
   }
 
   /** Continue an upload (after a reload) from what the server has stored; `file` must be the same file. */
-  async resume(uploadId: string, file: Blob, opts: UploadOptions = {}): Promise<UploadResult> {
+  async resume(uploadId: string, file: Blob, opts: UploadOptions = {}): Promise<LinkUploadResult> {
     let upload: Upload;
+    if (!this.calls.get) throw new FlowDockError({ kind: "invalid", field: "uploadId", message: "uploadId: this upload cannot be resumed" });
     try {
-      upload = await this.storage.getUpload({ uploadId }, { signal: opts.signal });
+      upload = await this.calls.get(uploadId, opts.signal);
     } catch (e) {
       throw opts.signal?.aborted ? cancelled(opts.signal) : toFlowDockError(e);
     }
@@ -184,10 +230,10 @@ export class Uploader {
 
   /** Drop an upload and its stored bytes (frees the quota it reserved). */
   async abort(uploadId: string): Promise<void> {
-    await this.storage.abortUpload({ uploadId });
+    await this.calls.abort(uploadId);
   }
 
-  private async send(upload: Upload, file: Blob, opts: UploadOptions): Promise<UploadResult> {
+  private async send(upload: Upload, file: Blob, opts: UploadOptions): Promise<LinkUploadResult> {
     const { signal } = opts;
     const id = upload.uploadId;
     const total = file.size;
@@ -202,8 +248,8 @@ export class Uploader {
     for (;;) {
       if (signal?.aborted) throw cancelled(signal);
       try {
-        if (sync) {
-          current = await this.storage.getUpload({ uploadId: id }, { signal });
+        if (sync && this.calls.get) {
+          current = await this.calls.get(id, signal);
           committed = Number(current.committedSize);
           sync = false;
         }
@@ -213,12 +259,12 @@ export class Uploader {
         while (committed < total) {
           const end = Math.min(committed + chunk, total);
           const data = new Uint8Array(await file.slice(committed, end).arrayBuffer());
-          const resp = await this.storage.writeUploadChunk({ uploadId: id, offset: BigInt(committed), data }, { signal });
+          const resp = await this.calls.write(id, BigInt(committed), data, signal);
           committed = Number(resp.committedSize);
           failures = 0;
           report(opts, id, committed, total, started, startCommitted);
         }
-        return await this.settle(await this.storage.finishUpload({ uploadId: id }, { signal }), signal);
+        return await this.settle(await this.calls.finish(id, signal), signal);
       } catch (e) {
         const err = toFlowDockError(e);
         if (signal?.aborted || err.kind === "cancelled") throw cancelled(signal);
@@ -238,19 +284,21 @@ export class Uploader {
   }
 
   /** An upload past OPEN: wait out FINISHING, then the node or the refusal. */
-  private async settle(upload: Upload, signal: AbortSignal | undefined): Promise<UploadResult> {
+  private async settle(upload: Upload, signal: AbortSignal | undefined): Promise<LinkUploadResult> {
     let delay = this.options.finishPollMs;
     for (;;) {
       switch (upload.state) {
         case UploadState.COMPLETED:
-          if (!upload.node) throw new FlowDockError({ kind: "internal", message: "completed upload without a node" });
+          // A link upload's answer leaves the node out (a visitor learns nothing of the folder); withNode checks
+          // that an account's own upload has it.
           return { uploadId: upload.uploadId, node: upload.node };
         case UploadState.FAILED:
           throw uploadFailure(upload.failure);
         case UploadState.FINISHING:
           await sleep(delay, signal);
           delay = Math.min(delay * 2, 5_000);
-          upload = await this.storage.getUpload({ uploadId: upload.uploadId }, { signal });
+          if (!this.calls.get) return { uploadId: upload.uploadId, node: undefined }; // verified in the background
+          upload = await this.calls.get(upload.uploadId, signal);
           break;
         default:
           throw new FlowDockError({
@@ -274,4 +322,10 @@ function report(
   const seconds = (Date.now() - started) / 1000;
   const bytesPerSecond = seconds > 0 ? (committed - startCommitted) / seconds : 0;
   opts.onProgress({ uploadId, committedBytes: committed, totalBytes: total, bytesPerSecond });
+}
+
+/** An upload of the account's own: it always ends with the node (GetUpload waits out FINISHING). */
+export function withNode(result: LinkUploadResult): UploadResult {
+  if (!result.node) throw new FlowDockError({ kind: "internal", message: "completed upload without a node" });
+  return { uploadId: result.uploadId, node: result.node };
 }

@@ -120,3 +120,31 @@ export async function shot(page: Page, info: TestInfo, name: string): Promise<vo
 export function row(page: Page, name: string) {
   return page.locator(`[data-testid="file-row"][data-name=${JSON.stringify(name)}]`);
 }
+
+export async function newFolder(page: Page, name: string): Promise<void> {
+  await page.getByRole('button', { name: 'New folder' }).click();
+  await page.getByLabel('Folder name').fill(name);
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  await expect(row(page, name)).toBeVisible();
+}
+
+/** Upload a small file made in memory into the folder on screen and wait until it is listed. */
+export async function uploadText(page: Page, name: string, text: string): Promise<void> {
+  await page.getByTestId('file-input').setInputFiles({ name, mimeType: 'text/plain', buffer: Buffer.from(text) });
+  await expect(page.locator(`[data-testid="upload-row"][data-name=${JSON.stringify(name)}][data-status="done"]`).last()).toBeVisible();
+  await expect(row(page, name)).toBeVisible();
+}
+
+/** Select only this row (clearing any other selection). */
+export async function selectOnly(page: Page, name: string): Promise<void> {
+  const clear = page.getByRole('button', { name: 'Clear selection' });
+  if (await clear.isVisible()) await clear.click();
+  await row(page, name).getByRole('checkbox').check();
+}
+
+export async function moveToTrash(page: Page, name: string): Promise<void> {
+  await selectOnly(page, name);
+  await page.getByRole('button', { name: 'Delete', exact: true }).click();
+  await page.getByRole('button', { name: 'Move to trash' }).click();
+  await expect(row(page, name)).toHaveCount(0);
+}

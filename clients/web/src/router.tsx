@@ -1,6 +1,6 @@
 import type { ComponentType } from 'react';
 import { createBrowserRouter } from 'react-router';
-import { AppLayout, PublicLayout, RequireAuth, Root } from './components/Layout';
+import { AppLayout, PublicLayout, RequireAuth, Root, WidePublicLayout } from './components/Layout';
 
 /** Each page is its own chunk: the first load carries only the shell and the page asked for. */
 function page(load: () => Promise<{ default: ComponentType }>) {
@@ -23,6 +23,7 @@ export const router = createBrowserRouter([
           { path: 'oauth/callback', lazy: page(() => import('./pages/OidcCallback')) },
         ],
       },
+      { Component: WidePublicLayout, children: [{ path: 's/:token', lazy: page(() => import('./sharing/PublicLinkPage')) }] },
       {
         Component: RequireAuth,
         children: [
@@ -32,6 +33,10 @@ export const router = createBrowserRouter([
               { path: 'files', lazy: page(() => import('./files/FilesPage')) },
               { path: 'files/:folderId', lazy: page(() => import('./files/FilesPage')) },
               { path: 'search', lazy: page(() => import('./files/SearchPage')) },
+              { path: 'trash', lazy: page(() => import('./trash/TrashPage')) },
+              { path: 'shared', lazy: page(() => import('./sharing/SharedWithMe')) },
+              { path: 'shared/by-me', lazy: page(() => import('./sharing/SharedByMe')) },
+              { path: 'shared/f/:folderId', lazy: page(() => import('./sharing/SharedFolder')) },
             ],
           },
         ],

@@ -6,12 +6,14 @@ import { Code, ConnectError, createRouterTransport, type Interceptor, type Trans
 import { AuthService, LoginResponseSchema } from "../gen/flowdock/auth/v1/auth_pb";
 import { ErrorInfoSchema, QuotaFailureSchema } from "../gen/google/rpc/error_details_pb";
 import {
+  CreateUploadRequestSchema,
   NodeKind,
   NodeSchema,
   PublicLinkService,
   StorageService,
   UploadSchema,
   UploadState,
+  type CreateUploadRequest,
   type Upload,
 } from "../gen/flowdock/storage/v1/storage_pb";
 
@@ -76,9 +78,21 @@ export class FakeStorage {
     }
   }
 
+  /** The one live file-drop link: its token, and the session its calls must carry. */
+  linkToken = "drop-token";
+  linkSession = "s1";
+  /** How each link upload call arrived: method, token and session. */
+  linkUploadCalls: { method: string; token: string; session: string }[] = [];
+
+  private checkLink(method: string, req: { token: string; session: string }): void {
+    this.linkUploadCalls.push({ method, token: req.token, session: req.session });
+    if (req.token !== this.linkToken) throw new ConnectError("this link does not exist (any more)", Code.NotFound);
+    if (req.session !== this.linkSession) throw new ConnectError("this link needs its password", Code.Unauthenticated);
+  }
+
   routes(router: Parameters<Parameters<typeof createRouterTransport>[0]>[0]): void {
-    router.service(StorageService, {
-      createUpload: (req) => {
+    const handlers = {
+      createUpload: (req: CreateUploadRequest) => {
         this.calls.push("createUpload");
         if (req.content.length > this.inlineLimit) {
           throw new ConnectError(
@@ -99,7 +113,7 @@ export class FakeStorage {
         }
         return u.upload;
       },
-      writeUploadChunk: (req) => {
+      writeUploadChunk: (req: { uploadId: string; offset: bigint; data: Uint8Array }) => {
         this.calls.push("writeUploadChunk");
         const u = this.get(req.uploadId);
         const injected = this.beforeWrite?.(this.writes.length);
@@ -129,13 +143,13 @@ export class FakeStorage {
         if (injected) throw injected.error;
         return { committedSize: u.upload.committedSize };
       },
-      getUpload: (req) => {
+      getUpload: (req: { uploadId: string }) => {
         this.calls.push("getUpload");
         const u = this.get(req.uploadId);
         if (u.upload.state === UploadState.FINISHING && this.finishingPolls-- <= 0) this.complete(u);
         return u.upload;
       },
-      finishUpload: (req) => {
+      finishUpload: (req: { uploadId: string }) => {
         this.calls.push("finishUpload");
         const u = this.get(req.uploadId);
         if (u.upload.committedSize !== u.upload.size) throw new ConnectError("incomplete", Code.FailedPrecondition);
@@ -143,14 +157,37 @@ export class FakeStorage {
         else this.complete(u);
         return u.upload;
       },
-      abortUpload: (req) => {
+      abortUpload: (req: { uploadId: string }) => {
         this.calls.push("abortUpload");
         this.uploads.delete(req.uploadId);
         return {};
       },
-      createDownloadUrl: (req) => ({ url: `/api/v1/download/tok-${req.fileId}` }),
-    });
+      createDownloadUrl: (req: { fileId: string }) => ({ url: `/api/v1/download/tok-${req.fileId}` }),
+    };
+    router.service(StorageService, handlers);
     router.service(PublicLinkService, {
+      createLinkUpload: (req) => {
+        this.checkLink("createLinkUpload", req);
+        return handlers.createUpload(create(CreateUploadRequestSchema, {
+            parentId: "drop",
+            name: req.name,
+            size: req.size,
+            sha256: req.sha256,
+            contentType: req.contentType,
+            content: req.content,
+          }),
+        );
+      },
+      writeLinkUploadChunk: (req) => {
+        this.checkLink("writeLinkUploadChunk", req);
+        return handlers.writeUploadChunk(req);
+      },
+      finishLinkUpload: (req) => {
+        this.checkLink("finishLinkUpload", req);
+        // Like storage_svc: a visitor's answer does not name the stored file.
+        const { node: _node, ...upload } = handlers.finishUpload(req);
+        return upload;
+      },
       listLinkChildren: (_req, ctx) => {
         this.linkAuthorization.push(ctx.requestHeader.get("authorization"));
         throw new ConnectError("this link needs its password: open the link first", Code.Unauthenticated);

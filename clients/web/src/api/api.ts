@@ -1,5 +1,20 @@
 import type { UploadJob, UploadResult } from '../upload/queue';
-import type { FileNode, FileVersion, LoginOutcome, Me, Page, Quota, SortKey } from './types';
+import type {
+  FileNode,
+  FileVersion,
+  LinkFolder,
+  LinkSettings,
+  LinkVisit,
+  LoginOutcome,
+  Me,
+  Page,
+  PublicLink,
+  Quota,
+  ShareGrant,
+  ShareRole,
+  SortKey,
+  TrashItem,
+} from './types';
 
 /** Everything the pages ask of the server; implemented over @flowdock/sdk in sdk.ts. */
 export interface Api {
@@ -39,6 +54,41 @@ export interface Api {
   downloadUrl(fileId: string, versionId?: string): Promise<string>;
   quota(): Promise<Quota>;
   search(query: string, pageToken?: string): Promise<Page<FileNode>>;
+
+  // trash
+  listTrash(pageToken?: string): Promise<Page<TrashItem>>;
+  /** Puts it back; the answer says under which name and where it landed. */
+  restoreTrash(id: string): Promise<FileNode>;
+  /** Deletes one entry for good; answers the bytes freed. */
+  purgeTrash(id: string): Promise<number>;
+  emptyTrash(): Promise<number>;
+
+  // shares (the caller's own nodes with other accounts)
+  share(nodeId: string, email: string, role: ShareRole): Promise<ShareGrant>;
+  changeShareRole(shareId: string, role: ShareRole): Promise<ShareGrant>;
+  revokeShare(shareId: string): Promise<void>;
+  /** Every share the caller made (all pages). */
+  outgoingShares(): Promise<ShareGrant[]>;
+  incomingShares(pageToken?: string): Promise<Page<ShareGrant>>;
+
+  // public links
+  createLink(nodeId: string, settings: LinkSettings): Promise<PublicLink>;
+  updateLink(linkId: string, settings: Partial<LinkSettings>): Promise<PublicLink>;
+  revokeLink(linkId: string): Promise<void>;
+  /** Every live link of the caller (all pages). */
+  links(): Promise<PublicLink[]>;
+
+  // visiting a public link (no account)
+  openLink(token: string, password: string): Promise<LinkVisit>;
+  listLinkFolder(visit: Pick<LinkVisit, 'token' | 'session'>, folderId: string, pageToken?: string): Promise<LinkFolder>;
+  /** A plain GET URL for a file under the link: the browser streams it to disk. */
+  linkDownloadUrl(visit: LinkVisit, fileId: string): string;
+  /** Drops a file into an upload-only link's folder (named anew by the server on a clash). */
+  uploadToLink(
+    visit: LinkVisit,
+    file: File,
+    opts: { signal?: AbortSignal; onProgress?: (sent: number, total: number) => void },
+  ): Promise<void>;
 
   // uploads
   upload(job: UploadJob): Promise<UploadResult>;

@@ -63,6 +63,9 @@ const FIELD_LABELS: Record<string, string> = {
   email: 'Email',
   display_name: 'Name',
   code: 'Code',
+  grantee_email: 'Email',
+  expire_time: 'Expiry',
+  max_downloads: 'Download limit',
 };
 
 /** The server's sentence with its leading "field: " cut, capitalised. */

@@ -1,8 +1,20 @@
-import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
-import { NodeKind, OnConflict, OrderBy, createClient, type FlowDockClient, type LoginResult, type Node } from '@flowdock/sdk';
+import { timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import {
+  LinkPermission as PbLinkPermission,
+  NodeKind,
+  OnConflict,
+  OrderBy,
+  ShareRole as PbShareRole,
+  createClient,
+  type FlowDockClient,
+  type Link,
+  type LoginResult,
+  type Node,
+  type Share,
+} from '@flowdock/sdk';
 import type { UploadJob, UploadResult } from '../upload/queue';
 import type { Api } from './api';
-import type { FileNode, LoginOutcome } from './types';
+import type { FileNode, LinkPermission, LoginOutcome, PublicLink, ShareGrant, ShareRole } from './types';
 
 const date = (t: Timestamp | undefined): Date | undefined => (t ? timestampDate(t) : undefined);
 
@@ -20,6 +32,60 @@ function toNode(n: Node): FileNode {
   };
 }
 
+const ROLES: Record<ShareRole, PbShareRole> = {
+  viewer: PbShareRole.VIEWER,
+  downloader: PbShareRole.DOWNLOADER,
+  editor: PbShareRole.EDITOR,
+};
+const roleOf = (r: PbShareRole): ShareRole =>
+  r === PbShareRole.EDITOR ? 'editor' : r === PbShareRole.DOWNLOADER ? 'downloader' : 'viewer';
+
+function toShare(s: Share): ShareGrant {
+  return {
+    id: s.id,
+    nodeId: s.nodeId,
+    ownerId: s.ownerId,
+    granteeEmail: s.granteeEmail,
+    role: roleOf(s.role),
+    created: date(s.createTime),
+    node: s.node ? toNode(s.node) : undefined,
+  };
+}
+
+const PERMISSIONS: Record<LinkPermission, PbLinkPermission> = {
+  view: PbLinkPermission.VIEW,
+  download: PbLinkPermission.DOWNLOAD,
+  upload: PbLinkPermission.UPLOAD,
+};
+const permissionOf = (p: PbLinkPermission): LinkPermission =>
+  p === PbLinkPermission.UPLOAD ? 'upload' : p === PbLinkPermission.DOWNLOAD ? 'download' : 'view';
+
+function toLink(l: Link): PublicLink {
+  return {
+    id: l.id,
+    nodeId: l.nodeId,
+    token: l.token,
+    permission: permissionOf(l.permission),
+    hasPassword: l.hasPassword,
+    expires: date(l.expireTime),
+    maxDownloads: l.maxDownloads,
+    downloadCount: l.downloadCount,
+    created: date(l.createTime),
+  };
+}
+
+/** Every page of a listing that answers page tokens. */
+async function allPages<T>(fetchPage: (token: string) => Promise<{ items: T[]; next: string }>): Promise<T[]> {
+  const out: T[] = [];
+  let token = '';
+  do {
+    const page = await fetchPage(token);
+    out.push(...page.items);
+    token = page.next;
+  } while (token);
+  return out;
+}
+
 const outcome = (r: LoginResult): LoginOutcome => (r.signedIn ? { kind: 'ok' } : { kind: 'mfa', mfaToken: r.mfaToken });
 
 const deviceName = (): string => (typeof navigator === 'undefined' ? 'browser' : navigator.userAgent.slice(0, 100));
@@ -33,7 +99,7 @@ export function createSdkApi(baseUrl: string): Api {
       for (const l of expiredListeners) l();
     },
   });
-  const { auth, storage } = client;
+  const { auth, storage, share, publicLinks } = client;
 
   async function upload(job: UploadJob): Promise<UploadResult> {
     const { file } = job;
@@ -130,6 +196,93 @@ export function createSdkApi(baseUrl: string): Api {
       const r = await storage.search({ query, pageToken: pageToken ?? '', pageSize: 100 });
       return { items: r.nodes.map(toNode), nextPageToken: r.nextPageToken };
     },
+    listTrash: async (pageToken) => {
+      const r = await storage.listTrash({ pageToken: pageToken ?? '', pageSize: 200 });
+      return {
+        items: r.entries.map((e) => ({
+          node: toNode(e.node!),
+          deleted: date(e.deleteTime),
+          originalParentId: e.originalParentId,
+          size: Number(e.size),
+          purgeAt: date(e.purgeTime),
+        })),
+        nextPageToken: r.nextPageToken,
+      };
+    },
+    restoreTrash: async (id) => toNode(await storage.restoreTrash({ nodeId: id })),
+    purgeTrash: async (id) => Number((await storage.purgeTrash({ nodeId: id })).freedBytes),
+    emptyTrash: async () => Number((await storage.emptyTrash({})).freedBytes),
+
+    share: async (nodeId, email, role) => toShare(await share.createShare({ nodeId, granteeEmail: email, role: ROLES[role] })),
+    changeShareRole: async (shareId, role) => toShare(await share.updateShare({ shareId, role: ROLES[role] })),
+    revokeShare: async (shareId) => void (await share.deleteShare({ shareId })),
+    outgoingShares: () =>
+      allPages(async (pageToken) => {
+        const r = await share.listOutgoingShares({ pageToken, pageSize: 200 });
+        return { items: r.shares.map(toShare), next: r.nextPageToken };
+      }),
+    incomingShares: async (pageToken) => {
+      const r = await share.listIncomingShares({ pageToken: pageToken ?? '', pageSize: 200 });
+      return { items: r.shares.map(toShare), nextPageToken: r.nextPageToken };
+    },
+
+    createLink: async (nodeId, s) =>
+      toLink(
+        await share.createLink({
+          nodeId,
+          permission: PERMISSIONS[s.permission],
+          password: s.password ?? '',
+          expireTime: s.expires ? timestampFromDate(s.expires) : undefined,
+          maxDownloads: s.maxDownloads ?? 0,
+        }),
+      ),
+    updateLink: async (linkId, s) =>
+      toLink(
+        await share.updateLink({
+          linkId,
+          permission: s.permission ? PERMISSIONS[s.permission] : PbLinkPermission.UNSPECIFIED,
+          password: s.password,
+          expireTime: s.expires ? timestampFromDate(s.expires) : undefined,
+          clearExpireTime: s.expires === null,
+          maxDownloads: s.maxDownloads,
+        }),
+      ),
+    revokeLink: async (linkId) => void (await share.deleteLink({ linkId })),
+    links: () =>
+      allPages(async (pageToken) => {
+        const r = await share.listLinks({ pageToken, pageSize: 200 });
+        return { items: r.links.map(toLink), next: r.nextPageToken };
+      }),
+
+    openLink: async (token, password) => {
+      const r = await share.openLink({ token, password });
+      return { token, session: r.linkSession, permission: permissionOf(r.permission), root: toNode(r.root!) };
+    },
+    listLinkFolder: async (visit, folderId, pageToken) => {
+      const r = await publicLinks.listLinkChildren({
+        token: visit.token,
+        session: visit.session,
+        folderId,
+        pageToken: pageToken ?? '',
+        pageSize: 500,
+      });
+      return { items: r.nodes.map(toNode), nextPageToken: r.nextPageToken, path: r.path.map(toNode) };
+    },
+    linkDownloadUrl: (visit, fileId) => {
+      const url = new URL(
+        `/api/v1/public/links/${encodeURIComponent(visit.token)}/files/${encodeURIComponent(fileId)}/content`,
+        client.baseUrl + '/',
+      );
+      if (visit.session) url.searchParams.set('session', visit.session);
+      return url.href;
+    },
+    uploadToLink: async (visit, file, opts) =>
+      void (await client.uploadToLink(visit.token, visit.session, file, {
+        contentType: file.type || undefined,
+        signal: opts.signal,
+        onProgress: opts.onProgress ? (p) => opts.onProgress!(p.committedBytes, p.totalBytes) : undefined,
+      })),
+
     upload,
     abortUpload: (uploadId) => client.abortUpload(uploadId),
   };

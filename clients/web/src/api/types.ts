@@ -45,6 +45,70 @@ export interface Me {
   totpEnabled: boolean;
 }
 
+export interface TrashItem {
+  node: FileNode;
+  deleted: Date | undefined;
+  /** The folder a restore puts it back into (gone, or itself in the trash: it goes to My files instead). */
+  originalParentId: string;
+  /** Bytes it holds, all versions included: what deleting it for good frees. */
+  size: number;
+  /** When the automatic purge deletes it for good. */
+  purgeAt: Date | undefined;
+}
+
+export type ShareRole = 'viewer' | 'downloader' | 'editor';
+
+export interface ShareGrant {
+  id: string;
+  nodeId: string;
+  ownerId: string;
+  granteeEmail: string;
+  role: ShareRole;
+  created: Date | undefined;
+  /** The shared node as the caller sees it (incoming shares: what to open; may be missing once it is gone). */
+  node: FileNode | undefined;
+}
+
+export type LinkPermission = 'view' | 'download' | 'upload';
+
+export interface PublicLink {
+  id: string;
+  nodeId: string;
+  token: string;
+  permission: LinkPermission;
+  hasPassword: boolean;
+  expires: Date | undefined;
+  /** 0: unlimited. */
+  maxDownloads: number;
+  downloadCount: number;
+  created: Date | undefined;
+}
+
+export interface LinkSettings {
+  permission: LinkPermission;
+  /** undefined: keep (edit) / none (create); '' removes it (edit). */
+  password?: string;
+  /** null: remove the expiry (edit); undefined: keep (edit) / none (create). */
+  expires?: Date | null;
+  /** 0: unlimited. undefined: keep (edit). */
+  maxDownloads?: number;
+}
+
+/** An opened public link: the session to send with every visitor call and what the link shows. */
+export interface LinkVisit {
+  token: string;
+  session: string;
+  permission: LinkPermission;
+  root: FileNode;
+}
+
+export interface LinkFolder {
+  items: FileNode[];
+  nextPageToken: string;
+  /** From the link's root down to this folder, never above the root. */
+  path: FileNode[];
+}
+
 export type LoginOutcome = { kind: 'ok' } | { kind: 'mfa'; mfaToken: string };
 
 export type ErrorKind =

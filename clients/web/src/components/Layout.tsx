@@ -49,7 +49,12 @@ export function Root() {
   return <Outlet />;
 }
 
-export function PublicLayout() {
+/** Public pages with room for a file list (the public link page). */
+export function WidePublicLayout() {
+  return <PublicLayout wide />;
+}
+
+export function PublicLayout({ wide = false }: { wide?: boolean }) {
   const status = useAuth((s) => s.status);
   return (
     <div className="flex min-h-full flex-col">
@@ -69,7 +74,7 @@ export function PublicLayout() {
         </nav>
       </header>
       <main className="flex flex-1 justify-center px-4 py-8">
-        <div className="w-full max-w-md">
+        <div className={`w-full ${wide ? 'max-w-3xl' : 'max-w-md'}`}>
           <Outlet />
         </div>
       </main>
@@ -197,6 +202,12 @@ export function QuotaBar() {
   );
 }
 
+const NAV = [
+  { to: '/files', label: 'My files' },
+  { to: '/shared', label: 'Shared' },
+  { to: '/trash', label: 'Trash' },
+];
+
 export function AppLayout() {
   const location = useLocation();
   // The phone menu closes by itself on navigation: it is open only for the page it was opened on.
@@ -236,16 +247,18 @@ export function AppLayout() {
           className={`${navOpen ? 'flex' : 'hidden'} absolute inset-x-0 top-14 z-20 flex-col gap-4 border-b border-slate-200 bg-white p-4 shadow md:static md:flex md:w-60 md:border-r md:border-b-0 md:shadow-none`}
         >
           <ul className="flex flex-col gap-1">
-            <li>
-              <NavLink
-                to="/files"
-                className={({ isActive }) =>
-                  `block rounded-md px-3 py-2 font-medium no-underline hover:no-underline ${isActive || location.pathname.startsWith('/files') ? 'bg-blue-100 text-blue-900' : 'text-slate-800 hover:bg-slate-100'}`
-                }
-              >
-                My files
-              </NavLink>
-            </li>
+            {NAV.map((item) => (
+              <li key={item.to}>
+                <NavLink
+                  to={item.to}
+                  className={({ isActive }) =>
+                    `block rounded-md px-3 py-2 font-medium no-underline hover:no-underline ${isActive || location.pathname.startsWith(item.to + '/') ? 'bg-blue-100 text-blue-900' : 'text-slate-800 hover:bg-slate-100'}`
+                  }
+                >
+                  {item.label}
+                </NavLink>
+              </li>
+            ))}
           </ul>
           <QuotaBar />
         </nav>

@@ -13,6 +13,8 @@ import { fromDrop, fromInput, type Picked } from '../upload/entries';
 import { onUploadDone, uploads } from '../upload/store';
 import { DetailsPanel } from './DetailsPanel';
 import { ConfirmDialog, FolderPicker, NameDialog } from './dialogs';
+import { ShareDialog } from '../sharing/ShareDialog';
+import { LinkDialog } from '../sharing/LinkDialog';
 import { formatBytes, formatDate, startDownload } from './format';
 
 const PAGE_SIZE = 500;
@@ -22,7 +24,9 @@ type Modal =
   | { kind: 'new-folder' }
   | { kind: 'rename'; node: FileNode }
   | { kind: 'move' | 'copy'; nodes: FileNode[] }
-  | { kind: 'delete'; nodes: FileNode[] };
+  | { kind: 'delete'; nodes: FileNode[] }
+  | { kind: 'share'; nodes: FileNode[] }
+  | { kind: 'link'; node: FileNode };
 
 function Breadcrumbs({ folderId }: { folderId: string }) {
   const { data, isError } = useQuery({
@@ -244,6 +248,8 @@ export default function FilesPage() {
                   <Button onClick={() => void download(chosen)}>Download</Button>
                 )}
                 {chosen.length === 1 && <Button onClick={() => setModal({ kind: 'rename', node: chosen[0] })}>Rename</Button>}
+                <Button onClick={() => setModal({ kind: 'share', nodes: chosen })}>Share</Button>
+                {chosen.length === 1 && <Button onClick={() => setModal({ kind: 'link', node: chosen[0] })}>Public link</Button>}
                 <Button onClick={() => setModal({ kind: 'move', nodes: chosen })}>Move</Button>
                 <Button onClick={() => setModal({ kind: 'copy', nodes: chosen })}>Copy</Button>
                 <Button variant="danger" onClick={() => setModal({ kind: 'delete', nodes: chosen })}>
@@ -407,6 +413,8 @@ export default function FilesPage() {
           }}
         />
       )}
+      {modal?.kind === 'share' && <ShareDialog nodes={modal.nodes} onClose={() => setModal(undefined)} />}
+      {modal?.kind === 'link' && <LinkDialog node={modal.node} onClose={() => setModal(undefined)} />}
       {modal?.kind === 'delete' && (
         <ConfirmDialog
           title="Move to trash?"
