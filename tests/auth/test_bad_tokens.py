@@ -5,7 +5,6 @@ an access token, an access token used to refresh."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -24,13 +23,10 @@ from flowdock.storage.v1 import storage_pb2 as S
 from flowdock.storage.v1 import storage_pb2_grpc
 from tests.e2e.protocols import GrpcWeb, GrpcWebError
 from tests.support.accounts import rest, user
+from tests.support.encoding import b64url
 from tests.support.mailbox import Mailbox
 from tests.support.mesh import Running
 from tests.support.signing import newest_signing_key
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def signing_key(mesh: Running) -> tuple[str, Ed25519PrivateKey]:
@@ -49,17 +45,17 @@ def forged_tokens(mesh: Running, good: str) -> dict[str, str]:
     public_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    header = b64(json.dumps({"alg": "HS256", "typ": "at+jwt", "kid": kid}).encode())
-    body = b64(json.dumps(claims).encode())
+    header = b64url(json.dumps({"alg": "HS256", "typ": "at+jwt", "kid": kid}).encode())
+    body = b64url(json.dumps(claims).encode())
     hs = hmac.new(public_pem, f"{header}.{body}".encode(), hashlib.sha256).digest()
-    none_header = b64(json.dumps({"alg": "none", "typ": "at+jwt", "kid": kid}).encode())
+    none_header = b64url(json.dumps({"alg": "none", "typ": "at+jwt", "kid": kid}).encode())
     head, _, signature = good.split(".")
-    tampered = f"{head}.{b64(json.dumps({**claims, 'role': 'admin'}).encode())}.{signature}"
+    tampered = f"{head}.{b64url(json.dumps({**claims, 'role': 'admin'}).encode())}.{signature}"
     attacker = Ed25519PrivateKey.generate()
     attacker_jwk = json.loads(OKPAlgorithm.to_jwk(attacker.public_key()))
     return {
         "alg none": f"{none_header}.{body}.",
-        "HS256 with the public key": f"{header}.{body}.{b64(hs)}",
+        "HS256 with the public key": f"{header}.{body}.{b64url(hs)}",
         "kid with SQL": sign(headers={"kid": "x' OR '1'='1"}),
         "kid with a path": sign(headers={"kid": "../../../../etc/passwd"}),
         "attacker key in jwk/jku headers": sign(

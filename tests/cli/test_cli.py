@@ -28,8 +28,8 @@ import pyotp
 import pytest
 
 from flowdock_runtime.main import build_parser
-from tests.cli.conftest import ENV, PASSWORD
-from tests.support.mesh import Running, start_up, stop_up
+from tests.support.accounts import PASSWORD
+from tests.support.mesh import SCAN_OFF, Running, start_up, stop_up
 
 MiB = 1024 * 1024
 
@@ -394,7 +394,7 @@ def test_network_drop_mid_upload_then_resume(tmp_path_factory: pytest.TempPathFa
     """The whole server crashes (every process SIGKILLed) during an upload and comes back on the same data dir
     and port: the CLI fails with one line, and `--resume` continues from what the server had committed."""
     data = tmp_path_factory.mktemp("cli-crash")
-    running = start_up(data, "sqlite", extra_env=ENV)
+    running = start_up(data, "sqlite", extra_env=SCAN_OFF)
     crashed: Running | None = None
     port = running.url.rsplit(":", 1)[1]
     try:
@@ -413,7 +413,7 @@ def test_network_drop_mid_upload_then_resume(tmp_path_factory: pytest.TempPathFa
         assert err.count("\n") == 1 and err.startswith("error: ") and "resume" in err
         (data / "run" / "up.json").unlink()
         wait_until_bindable(int(port))
-        running = start_up(data, "sqlite", extra_env=ENV, args=["--port", port])
+        running = start_up(data, "sqlite", extra_env=SCAN_OFF, args=["--port", port])
         offset = committed(user, upload_id)
         assert offset >= 8 * MiB
         resumed = user.run("put", str(big), "/Crash", "--resume")
@@ -545,7 +545,7 @@ def test_admin_users_over_the_api(server: Running, tmp_path: Path) -> None:
         text=True,
         check=True,
         capture_output=True,
-        env={**os.environ, **ENV},
+        env={**os.environ, **SCAN_OFF},
     )
     admin = User(server, tmp_path / "admin", admin_email)
     admin.login()

@@ -24,7 +24,7 @@ from flowdock_sdk import (
     _transfer,
 )
 from flowdock_sdk._session import RpcSession
-from tests.cli.conftest import PASSWORD
+from tests.support.accounts import PASSWORD
 from tests.support.mesh import Running
 
 

@@ -21,9 +21,9 @@ from flowdock_kernel import errors, grpc_errors
 from flowdock_sdk import Client, Node, QuotaExceeded, RateLimited, TransferInterrupted, _transfer
 from flowdock_sdk._errors import from_rpc_error
 from flowdock_sdk._session import RpcSession
-from tests.cli.conftest import ENV, PASSWORD
 from tests.e2e.protocols import Native, native_channel
-from tests.support.mesh import Running, start_up, stop_up
+from tests.support.accounts import PASSWORD
+from tests.support.mesh import SCAN_OFF, Running, flowdock_up
 
 MiB = 1024 * 1024
 
@@ -31,16 +31,12 @@ MiB = 1024 * 1024
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     env = {
-        **ENV,
+        **SCAN_OFF,
         "FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(6 * MiB),
         "FLOWDOCK_STORAGE_MAX_FILE_BYTES": str(4 * MiB),
     }
-    running = start_up(tmp_path_factory.mktemp("sdk-limits"), "sqlite", extra_env=env)
-    try:
+    with flowdock_up(tmp_path_factory.mktemp("sdk-limits"), env=env) as running:
         yield running
-    finally:
-        code, err = stop_up(running)
-        assert code == 0, err
 
 
 def rpc_error(exc: errors.DomainError) -> grpc.aio.AioRpcError:

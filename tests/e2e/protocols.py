@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import struct
 import urllib.parse
 from dataclasses import dataclass
@@ -95,7 +94,3 @@ class GrpcWeb:
             raise GrpcWebError(int(status), message, resp.status_code)
         parsed = [response_type.FromString(m) for m in messages]
         return parsed if stream else parsed[0]
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

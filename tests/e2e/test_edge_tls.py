@@ -19,9 +19,8 @@ import pytest
 
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel.mesh import ensure_edge_certificate
-from tests.support.mesh import REQUIRE_SERVERS, Running, start_up, stop_up
-
-PASSWORD = "correct horse battery staple"
+from tests.support.accounts import PASSWORD
+from tests.support.mesh import REQUIRE_SERVERS, Running, flowdock_up
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +28,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running, Pa
     """`flowdock up` serving TLS with a certificate for localhost/127.0.0.1, one trusted proxy hop (SQLite)."""
     folder = tmp_path_factory.mktemp("edge-cert")
     cert, key = ensure_edge_certificate(folder, ["localhost", "127.0.0.1"])
-    running = start_up(
-        tmp_path_factory.mktemp("up-tls"),
-        "sqlite",
-        args=["--tls-cert", str(cert), "--tls-key", str(key), "--xff-trusted-hops", "1"],
-    )
-    try:
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--xff-trusted-hops", "1"]
+    with flowdock_up(tmp_path_factory.mktemp("up-tls"), args=tls) as running:
         yield running, folder / "ca.pem"
-    finally:
-        code, err = stop_up(running)
-        assert code == 0, err
 
 
 def _verify(ca: Path | bool) -> ssl.SSLContext | bool:

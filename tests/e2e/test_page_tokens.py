@@ -7,7 +7,6 @@ UTF-8, and plain garbage; on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -15,15 +14,12 @@ import httpx
 import pytest
 
 from tests.support.accounts import PASSWORD, make_admin, register_and_login
+from tests.support.encoding import b64url
 from tests.support.mesh import Running
 
 
-def b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def j(value: Any) -> str:
-    return b64(json.dumps(value).encode())
+    return b64url(json.dumps(value).encode())
 
 
 #: Tokens no service ever issues: each must be refused as page_token, wherever it is sent.
@@ -31,9 +27,9 @@ FORGED = [
     "!!not base64!!",
     "\x00",
     "a\x00b",
-    b64(b"\x00"),
-    b64(b"\xff\xfe\xfd"),
-    b64(b"id\x00"),
+    b64url(b"\x00"),
+    b64url(b"\xff\xfe\xfd"),
+    b64url(b"id\x00"),
     j([0, "a", "b\x00"]),
     j([0, "a\x00", "b"]),
     j([7, "a", "b"]),
@@ -77,7 +73,7 @@ def seeded(mesh: Running) -> tuple[str, str, str]:
         folder = c.post("/api/v1/folders", json={"parentId": "root", "name": "shared"}).json()["id"]
         gone = c.post("/api/v1/folders", json={"parentId": "root", "name": "gone"}).json()["id"]
         assert c.delete(f"/api/v1/nodes/{gone}").status_code == 200
-        content = b64(b"hello")
+        content = b64url(b"hello")
         r = c.post("/api/v1/uploads", json={"parentId": folder, "name": "a.txt", "size": 5, "content": content})
         assert r.status_code == 200, r.text
         httpx.post(f"{mesh.url}/api/v1/auth/register", json={"email": other_email, "password": PASSWORD})
@@ -134,7 +130,7 @@ def test_issued_page_tokens_still_page_through(mesh: Running) -> None:
         ids = []
         for i in range(5):
             data = b"x" * (i + 1)
-            body = {"parentId": "root", "name": f"f{i}.txt", "size": len(data), "content": b64(data)}
+            body = {"parentId": "root", "name": f"f{i}.txt", "size": len(data), "content": b64url(data)}
             r = c.post("/api/v1/uploads", json=body)
             assert r.status_code == 200, r.text
             ids.append(r.json()["node"]["id"])

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,24 +13,13 @@ import httpx
 import pytest
 
 from tests.support.accounts import register_and_login
-from tests.support.mesh import PG_URL, Running, drop_databases, need_postgres, start_up, stop_up
+from tests.support.mesh import Running, flowdock_up, start_up, stop_up
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def replicated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]:
-    db_url = prefix = ""
-    if request.param == "postgres":
-        need_postgres()
-        prefix = f"fdrep_{uuid.uuid4().hex[:8]}"
-        db_url = f"{PG_URL}/{prefix}"
-    running = start_up(tmp_path / "data", request.param, db_url, args=["--replicas", "storage=2"])
-    try:
+    with flowdock_up(tmp_path / "data", request.param, args=["--replicas", "storage=2"], db_prefix="fdrep") as running:
         yield running
-    finally:
-        code, err = stop_up(running)
-        if prefix:
-            drop_databases(prefix)
-        assert code == 0, err
 
 
 def storage_endpoints(mesh: Running) -> dict[int, str]:

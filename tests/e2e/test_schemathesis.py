@@ -10,7 +10,6 @@ reproducible; failures are collected (not shrunk) and reported together with the
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import uuid
@@ -35,6 +34,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.support.accounts import PASSWORD, make_admin
+from tests.support.encoding import b64
 from tests.support.mesh import Running
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "gen" / "python" / "flowdock" / "openapi.json"
@@ -69,10 +69,6 @@ ENDS_SESSIONS = {
     "AuthService_ChangePassword",
 }
 _METHOD_ORDER = {"GET": 0, "POST": 1, "PUT": 2, "PATCH": 3, "DELETE": 4}
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @dataclass

@@ -148,12 +148,17 @@ TEST_AUTH_ENV = {
 }
 
 
+#: Virus scanning off: what every mesh not given clamd's address runs with (`_scan_env`); also for the commands a test
+#: runs against such a mesh's data folder.
+SCAN_OFF = {"FLOWDOCK_STORAGE_VIRUS_SCAN": "off"}
+
+
 def _scan_env(extra_env: dict[str, str]) -> dict[str, str]:
     """Suites that give clamd's address scan; all others run with scanning explicitly off, as `flowdock up` stops
     when scanning is on and no clamd answers (tests/support/clamd.py starts a real one where scanning is tested)."""
     if "FLOWDOCK_STORAGE_CLAMD_ADDRESS" in extra_env:
         return {}
-    return {"FLOWDOCK_STORAGE_VIRUS_SCAN": "off"}
+    return SCAN_OFF
 
 
 def start_up(
