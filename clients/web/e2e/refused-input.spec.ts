@@ -312,6 +312,8 @@ test('forgot password: the mailed link opens Reset password, and the new passwor
   await page.getByRole('button', { name: /Account menu/ }).click();
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByRole('link', { name: 'Forgot your password?' }).click();
+  // Log in has an Email field too: wait for the lazily loaded page, or the fill lands on the page being left.
+  await expect(page.getByRole('heading', { name: 'Reset your password' })).toBeVisible();
   await page.getByLabel('Email').fill(email);
   await page.getByRole('button', { name: 'Send the link' }).click();
   await expect(page.getByText(/a link to choose a new password is on its way/)).toBeVisible();
