@@ -265,7 +265,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
             if writer is None:
                 raise InvalidArgument("upload_id", "is required")
-            return storage_pb2.UploadContentResponse(committed_size=await writer.flush())
+            return storage_pb2.UploadContentResponse(committed_size=await writer.flush(release=True))
         finally:
             if writer is not None:
                 await writer.close()
@@ -313,7 +313,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 if (committed := writer.acknowledge()) is not None:
                     yield storage_pb2.UploadStreamResponse(committed_size=committed)
             if writer is not None:
-                yield storage_pb2.UploadStreamResponse(committed_size=await writer.flush())
+                yield storage_pb2.UploadStreamResponse(committed_size=await writer.flush(release=True))
         finally:
             if receiving is not None:
                 receiving.cancel()
@@ -571,7 +571,7 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
             if writer is None:
                 raise InvalidArgument("upload_id", "is required")
-            return storage_pb2.UploadContentResponse(committed_size=await writer.flush())
+            return storage_pb2.UploadContentResponse(committed_size=await writer.flush(release=True))
         finally:
             if writer is not None:
                 await writer.close()
