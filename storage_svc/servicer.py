@@ -104,8 +104,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             name=upload.name,
             size=upload.size,
             committed_size=upload.committed_size,
-            chunk_size=self.uploads.limits.chunk_bytes,
+            chunk_size=self.uploads.limits.upload_chunk_bytes,
             max_chunk_size=self.uploads.limits.max_chunk_bytes,
+            stream_chunk_size=self.uploads.limits.chunk_bytes,
             state=_STATES[upload.state],
             expire_time=timestamp(upload.expires_at),
             node=node_pb(node) if node is not None else None,
@@ -571,7 +572,7 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
             if writer is None:
                 raise InvalidArgument("upload_id", "is required")
-            return storage_pb2.UploadContentResponse(committed_size=await writer.flush(release=True))
+            return storage_pb2.UploadContentResponse(committed_size=await writer.flush())
         finally:
             if writer is not None:
                 await writer.close()
