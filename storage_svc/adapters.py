@@ -698,6 +698,42 @@ class SqlQuotas:
 
 
 _UPLOAD = sa.select(uploads).where(uploads.c.id == sa.bindparam("id"))
+# The hot statements of a chunk write, built once (building an expression costs more CPU than SQLite running it).
+_CLAIM = (
+    uploads.update()
+    .where(
+        uploads.c.id == sa.bindparam("p_id"),
+        uploads.c.state == UploadState.OPEN.value,
+        sa.or_(
+            uploads.c.writer.is_(None),
+            uploads.c.writer_until < sa.bindparam("p_now"),
+            uploads.c.writer == sa.bindparam("p_token"),
+        ),
+    )
+    .values(writer=sa.bindparam("p_token"), writer_until=sa.bindparam("p_until"))
+    .returning(*uploads.c)
+)
+_ADVANCE = (
+    uploads.update()
+    .where(uploads.c.id == sa.bindparam("p_id"), uploads.c.writer == sa.bindparam("p_token"))
+    .values(
+        committed_size=sa.bindparam("p_committed"),
+        writer_until=sa.bindparam("p_until"),
+        expires_at=sa.bindparam("p_expires"),
+    )
+)
+_ADVANCE_RELEASE = (
+    uploads.update()
+    .where(uploads.c.id == sa.bindparam("p_id"), uploads.c.writer == sa.bindparam("p_token"))
+    .values(
+        committed_size=sa.bindparam("p_committed"), writer=None, writer_until=None, expires_at=sa.bindparam("p_expires")
+    )
+)
+_RELEASE = (
+    uploads.update()
+    .where(uploads.c.id == sa.bindparam("p_id"), uploads.c.writer == sa.bindparam("p_token"))
+    .values(writer=None, writer_until=None)
+)
 
 
 class SqlUploads:
@@ -746,20 +782,33 @@ class SqlUploads:
         )
         return bool(result.rowcount)
 
-    async def advance(self, upload_id: str, token: str, committed: int, until: datetime, expires_at: datetime) -> bool:
-        result = await self.s.execute(
-            uploads.update()
-            .where(uploads.c.id == upload_id, uploads.c.writer == token)
-            .values(committed_size=committed, writer_until=until, expires_at=expires_at)
-        )
+    async def claim(self, upload_id: str, token: str, until: datetime, now: datetime) -> Upload | None:
+        """Take the writer lease of an OPEN upload and read it, in one statement; None if it is not OPEN or another
+        writer holds it (or it does not exist)."""
+        params = {"p_id": upload_id, "p_token": token, "p_until": until, "p_now": now}
+        row = (await self.s.execute(_CLAIM, params)).first()
+        return _upload(row) if row else None
+
+    async def advance(
+        self,
+        upload_id: str,
+        token: str,
+        committed: int,
+        until: datetime,
+        expires_at: datetime,
+        *,
+        release: bool = False,
+    ) -> bool:
+        """Record the committed size (renewing the lease, or letting it go with `release`) if `token` holds it."""
+        params = {"p_id": upload_id, "p_token": token, "p_committed": committed, "p_expires": expires_at}
+        if release:
+            result = await self.s.execute(_ADVANCE_RELEASE, params)
+        else:
+            result = await self.s.execute(_ADVANCE, {**params, "p_until": until})
         return bool(result.rowcount)
 
     async def release(self, upload_id: str, token: str) -> None:
-        await self.s.execute(
-            uploads.update()
-            .where(uploads.c.id == upload_id, uploads.c.writer == token)
-            .values(writer=None, writer_until=None)
-        )
+        await self.s.execute(_RELEASE, {"p_id": upload_id, "p_token": token})
 
     async def set_state(self, upload_id: str, state: UploadState, *, node_id: str = "", failure: str = "") -> None:
         values: dict[str, Any] = {"state": state.value, "failure": failure[:1024]}

@@ -54,6 +54,8 @@ async def build(config: StorageConfig) -> Service:
         raise ConfigError(
             "FLOWDOCK_STORAGE_MAX_CHUNK_BYTES", "must be at least 64 KiB below FLOWDOCK_MAX_MESSAGE_BYTES"
         )
+    if config.storage_upload_chunk_bytes > config.storage_max_chunk_bytes:
+        raise ConfigError("FLOWDOCK_STORAGE_UPLOAD_CHUNK_BYTES", "must not exceed FLOWDOCK_STORAGE_MAX_CHUNK_BYTES")
     engine = db.make_engine(db.service_url(config, NAME), sqlite_immediate=True)
     tls = config.mesh(NAME)
     keepalive = Keepalive.every(config.keepalive_seconds)
@@ -83,6 +85,7 @@ async def build(config: StorageConfig) -> Service:
         max_file_bytes=config.storage_max_file_bytes,
         link_drop_max_files=config.storage_link_drop_max_files,
         link_drop_max_bytes=config.storage_link_drop_max_bytes,
+        upload_chunk_bytes=config.storage_upload_chunk_bytes,
         upload_expiry=timedelta(hours=config.storage_upload_expiry_hours),
         sync_bytes=config.storage_sync_bytes,
         list_page_size=config.storage_list_page_size,

@@ -14,7 +14,20 @@ MiB = 1024 * 1024
 class StorageConfig(CommonConfig):
     key_prefix: ClassVar[str] = "storage_"
 
-    storage_chunk_bytes: int = setting(MiB, "Chunk size suggested to clients (1 MiB measured fastest).", check=positive)
+    storage_chunk_bytes: int = setting(
+        MiB,
+        "Message size of streams: suggested for UploadStream messages (stream_chunk_size) and used for download "
+        "messages (1 MiB measured fastest for streams).",
+        check=positive,
+    )
+    storage_upload_chunk_bytes: int = setting(
+        16 * MiB,
+        "Chunk size suggested to clients that send one request per chunk (unary WriteUploadChunk, REST PUT; the "
+        "Upload's chunk_size): each request has a fixed cost in the gateway and the mesh, so larger chunks go "
+        "faster (a browser measured 0.19x the disk's rate at 1 MiB, 0.41x at 8 MiB). At most "
+        "storage_max_chunk_bytes, and below the gateway's gateway_upload_body_bytes.",
+        check=positive,
+    )
     storage_max_chunk_bytes: int = setting(
         16 * MiB, "Largest chunk one message may carry; larger ones are refused naming this limit.", check=positive
     )

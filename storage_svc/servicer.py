@@ -104,8 +104,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             name=upload.name,
             size=upload.size,
             committed_size=upload.committed_size,
-            chunk_size=self.uploads.limits.chunk_bytes,
+            chunk_size=self.uploads.limits.upload_chunk_bytes,
             max_chunk_size=self.uploads.limits.max_chunk_bytes,
+            stream_chunk_size=self.uploads.limits.chunk_bytes,
             state=_STATES[upload.state],
             expire_time=timestamp(upload.expires_at),
             node=node_pb(node) if node is not None else None,
@@ -265,7 +266,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
             if writer is None:
                 raise InvalidArgument("upload_id", "is required")
-            return storage_pb2.UploadContentResponse(committed_size=await writer.flush())
+            return storage_pb2.UploadContentResponse(committed_size=await writer.flush(release=True))
         finally:
             if writer is not None:
                 await writer.close()
@@ -313,7 +314,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 if (committed := writer.acknowledge()) is not None:
                     yield storage_pb2.UploadStreamResponse(committed_size=committed)
             if writer is not None:
-                yield storage_pb2.UploadStreamResponse(committed_size=await writer.flush())
+                yield storage_pb2.UploadStreamResponse(committed_size=await writer.flush(release=True))
         finally:
             if receiving is not None:
                 receiving.cancel()

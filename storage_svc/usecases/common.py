@@ -43,6 +43,8 @@ class Limits:
     download_url_lifetime: timedelta = timedelta(seconds=60)
     link_drop_max_files: int = 1000
     link_drop_max_bytes: int = 1024**3
+    #: Chunk size advised for one request per chunk (unary calls, REST PUT); chunk_bytes stays the stream unit.
+    upload_chunk_bytes: int = 16 * 1024 * 1024
 
     def page_size(self, requested: int) -> int:
         """A listing's page size: the one asked for (0: the default), within the maximum."""

@@ -356,13 +356,19 @@ class Uploads:
         """The upload if `caller` may write to, finish or abort it: uploads are private to their creator (another
         caller sees the same NotFound as for a missing id), and an editor's share must still allow writing."""
         upload = await uow.uploads.get(upload_id) if len(upload_id) <= 64 else None
-        if upload is None or upload.creator != caller:
+        if upload is None:
             raise NotFound(f"upload {upload_id} not found")
+        await self.check_caller(uow, caller, upload)
+        return upload
+
+    async def check_caller(self, uow: UnitOfWork, caller: str, upload: Upload) -> None:
+        """`find`'s checks on an upload already read."""
+        if upload.creator != caller:
+            raise NotFound(f"upload {upload.id} not found")
         # An editor writing into someone's tree: still allowed there? (A revoked share stops the upload.)
         editor = caller != upload.owner_id and not caller.startswith(LINK_CREATOR)
         if editor and not await self.access.still_allowed(uow, upload.parent_id, upload.owner_id, "write"):
-            raise NotFound(f"upload {upload_id} not found")
-        return upload
+            raise NotFound(f"upload {upload.id} not found")
 
     async def get_upload(self, caller: str, upload_id: str) -> tuple[Upload, Node | None]:
         async with self.uow(read_only=True) as uow:
@@ -371,11 +377,14 @@ class Uploads:
         return upload, node
 
     async def write_chunk(self, caller: str, upload_id: str, offset: int, data: bytes) -> int:
-        """Append one chunk at `offset` (must equal the committed size); durable before it returns."""
+        """Append one chunk at `offset` (must equal the committed size); durable before it returns.
+
+        Two short transactions: one takes the hold (and reads the upload), the other records the new committed size
+        and lets the hold go, after the bytes are fsynced."""
         async with self.writer(caller, upload_id) as writer:
             await writer.open(offset)
             await writer.write(data)
-            return await writer.flush()
+            return await writer.flush(release=True)
 
     def writer(self, caller: str, upload_id: str) -> UploadWriter:
         """A writer for a stream of chunks: `open` it at the committed size, `write`, `flush`, and `close` it
@@ -627,6 +636,7 @@ class UploadWriter:
         self._flushing: asyncio.Task[int] | None = None
         self._flushing_to = 0  # the offset the flush in flight makes durable
         self._acked = 0
+        self._released = False  # the last flush let go of the hold
 
     async def __aenter__(self) -> UploadWriter:
         return self
@@ -637,11 +647,18 @@ class UploadWriter:
     async def open(self, offset: int) -> int:
         """Take the hold on the upload, going on at `offset` (its committed size); returns that offset."""
         async with self.uploads.uow() as uow:
-            upload = await self.uploads.find(uow, self.caller, self.upload_id)
-            upload.check_resume(offset)
             now = self.uploads.clock.now()
-            if not await uow.uploads.acquire(self.upload_id, self.token, now + LEASE, now, UploadState.OPEN):
+            # One statement takes the hold and reads the upload; a check failing below rolls the hold back.
+            claimed = None
+            if len(self.upload_id) <= 64:
+                claimed = await uow.uploads.claim(self.upload_id, self.token, now + LEASE, now)
+            if claimed is None:  # why not: missing, not the caller's, not OPEN, another writer's (in that order)
+                upload = await self.uploads.find(uow, self.caller, self.upload_id)
+                upload.check_resume(offset)
                 raise upload.held(now, LEASE)
+            upload = claimed
+            await self.uploads.check_caller(uow, self.caller, upload)
+            upload.check_resume(offset)
             await uow.commit()
         self.upload = upload
         self.offset = self.committed = self._flushing_to = self._acked = offset
@@ -651,8 +668,8 @@ class UploadWriter:
     async def write(self, data: bytes, offset: int | None = None) -> None:
         """Take the next bytes (`offset`, if given, must be where the bytes received so far end); they are
         acknowledged only once a flush made them durable."""
-        if self.upload is None:
-            raise RuntimeError("open the writer before writing")
+        if self.upload is None or self._released:
+            raise RuntimeError("open the writer before writing (and write nothing after a releasing flush)")
         if offset is not None and offset != self.offset:
             raise domain.offset_mismatch(offset, self.offset)
         self.upload.check_chunk(self.offset, len(data), self.uploads.limits.max_chunk_bytes)
@@ -695,18 +712,19 @@ class UploadWriter:
         """Bytes received that no flush (finished or in flight) covers yet."""
         return self.offset - max(self.committed, self._flushing_to)
 
-    async def _record(self, offset: int) -> int:
+    async def _record(self, offset: int, *, release: bool = False) -> int:
         await self.uploads.blobs.sync_staging(self.upload_id)
         async with self.uploads.uow() as uow:
             now = self.uploads.clock.now()
             expires = now + self.uploads.limits.upload_expiry  # the expiry counts from the last activity
-            if not await uow.uploads.advance(self.upload_id, self.token, offset, now + LEASE, expires):
+            if not await uow.uploads.advance(self.upload_id, self.token, offset, now + LEASE, expires, release=release):
                 raise Aborted(
                     "this writer lost its hold on the upload (idle too long); resume it", retry_after_seconds=0
                 )
             await uow.commit()
         self.lease_until = self.uploads.clock.now() + LEASE
         self.committed = offset
+        self._released = release
         return offset
 
     async def flush_soon(self) -> None:
@@ -729,12 +747,15 @@ class UploadWriter:
             return self.committed
         return None
 
-    async def flush(self, *, renew: bool = False) -> int:
-        """Make written bytes durable and record them (renewing the lease); returns the committed size."""
+    async def flush(self, *, renew: bool = False, release: bool = False) -> int:
+        """Make written bytes durable and record them (renewing the lease); returns the committed size.
+
+        `release`: the last flush of this writer lets go of the hold in the same statement (no more writes; `close`
+        then has nothing left to do in the database)."""
         await self.settle()
         if self.offset == self.committed and not renew:
             return self.committed
-        self._acked = await self._record(await self._all_written())
+        self._acked = await self._record(await self._all_written(), release=release)
         return self.committed
 
     async def _all_written(self) -> int:
@@ -751,7 +772,7 @@ class UploadWriter:
             await self._settle_write()
         with contextlib.suppress(Exception):
             await self.settle()
-        if self.upload is not None:
+        if self.upload is not None and not self._released:
             async with self.uploads.uow() as uow:
                 await uow.uploads.release(self.upload_id, self.token)
                 await uow.commit()

@@ -35,7 +35,7 @@ def test_native_grpc_round_trip(mesh: Running) -> None:
         ),
         metadata=md,
     )
-    chunk = int(upload.chunk_size)
+    chunk = int(upload.stream_chunk_size)  # a stream sends the stream message size (chunk_size is per request)
 
     def chunks():  # type: ignore[no-untyped-def]
         for off in range(0, len(data), chunk):

@@ -448,13 +448,30 @@ class FakeUploads:
         self._s.uploads[upload_id] = replace(upload, writer_until=until, state=state)
         return True
 
-    async def advance(self, upload_id: str, token: str, committed: int, until: datetime, expires_at: datetime) -> bool:
+    async def claim(self, upload_id: str, token: str, until: datetime, now: datetime) -> Upload | None:
+        """As SqlUploads.claim: the lease of an OPEN upload and the upload, at once; None if not OPEN or held."""
+        if not await self.acquire(upload_id, token, until, now, UploadState.OPEN):
+            return None
+        return replace(self._s.uploads[upload_id])
+
+    async def advance(
+        self,
+        upload_id: str,
+        token: str,
+        committed: int,
+        until: datetime,
+        expires_at: datetime,
+        *,
+        release: bool = False,
+    ) -> bool:
         upload = self._s.uploads.get(upload_id)
         if upload is None or self._s.writers.get(upload_id) != token:
             return False
         self._s.uploads[upload_id] = replace(
-            upload, committed_size=committed, writer_until=until, expires_at=expires_at
+            upload, committed_size=committed, writer_until=None if release else until, expires_at=expires_at
         )
+        if release:
+            del self._s.writers[upload_id]
         return True
 
     async def release(self, upload_id: str, token: str) -> None:

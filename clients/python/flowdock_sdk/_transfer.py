@@ -334,7 +334,7 @@ class Uploader:
 
     async def stream(self, up: storage_pb2.Upload, path: Path, display: str, resumed: int) -> int:
         """One UploadStream call from the committed offset to the end; returns the last acknowledged offset."""
-        chunk = max(1, min(up.chunk_size or READ, up.max_chunk_size or READ))
+        chunk = max(1, min(up.stream_chunk_size or up.chunk_size or READ, up.max_chunk_size or READ))
         size = up.size
 
         async def messages() -> AsyncIterator[storage_pb2.UploadStreamRequest]:

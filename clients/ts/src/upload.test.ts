@@ -23,6 +23,83 @@ function sliceOnlyFile(content: Uint8Array<ArrayBuffer>, name = "f.bin"): File {
   return file;
 }
 
+/** A slice-only File that logs "read <start>" to `events` when a slice's bytes are asked for. */
+function loggedFile(content: Uint8Array<ArrayBuffer>, events: string[]): File {
+  const file = sliceOnlyFile(content);
+  const slice = file.slice.bind(file);
+  file.slice = (start?: number, end?: number) => {
+    const part = slice(start, end);
+    const read = part.arrayBuffer.bind(part);
+    part.arrayBuffer = () => {
+      events.push(`read ${start ?? 0}`);
+      return read();
+    };
+    return part;
+  };
+  return file;
+}
+
+describe("read-ahead", () => {
+  it("reads the next slice while the chunk before is in flight, one chunk call at a time", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 0;
+    storage.writeDelayMs = 20;
+    const { client } = setup(storage);
+    const content = bytes(10);
+    const result = await client.upload(loggedFile(content, storage.events));
+    const at = (e: string) => storage.events.indexOf(e);
+    expect(at("read 4")).toBeGreaterThan(at("read 0"));
+    expect(at("read 4")).toBeLessThan(at("answer 0")); // read while chunk 0 was in flight
+    expect(at("read 8")).toBeLessThan(at("answer 4"));
+    expect(at("read 8")).toBeGreaterThan(at("answer 0")); // never more than one slice ahead
+    expect(storage.events.filter((e) => !e.startsWith("read"))).toEqual([
+      "write 0",
+      "answer 0",
+      "write 4",
+      "answer 4",
+      "write 8",
+      "answer 8",
+    ]);
+    expect(storage.events.filter((e) => e.startsWith("read"))).toEqual(["read 0", "read 4", "read 8"]);
+    expect(storage.uploads.get(result.uploadId)?.data).toEqual(content);
+  });
+
+  it("after a lost answer, resumes from the committed offset with the slice it read ahead", async () => {
+    const storage = new FakeStorage();
+    storage.inlineLimit = 0;
+    storage.writeDelayMs = 5;
+    // The second chunk is stored but its answer is lost: the client asks, learns 8, and goes on from there.
+    storage.beforeWrite = (n) =>
+      n === 1 ? { error: new ConnectError("upstream connect error", Code.Unavailable), store: true } : undefined;
+    const { client } = setup(storage);
+    const content = bytes(10);
+    const result = await client.upload(loggedFile(content, storage.events));
+    expect(storage.writes.map((w) => w.offset)).toEqual([0, 4, 8]);
+    expect(storage.events.filter((e) => e.startsWith("read"))).toEqual(["read 0", "read 4", "read 8"]);
+    expect(storage.uploads.get(result.uploadId)?.data).toEqual(content);
+  });
+
+  it("drops a read-ahead the server's offset makes useless, and reads where the server stands", async () => {
+    const storage = new FakeStorage();
+    storage.writeDelayMs = 5;
+    const { client } = setup(storage);
+    const content = bytes(12);
+    const id = storage.open(12);
+    // Chunk 0 is refused: another tab already stored 8 bytes; the slice read ahead (4..8) is not sent.
+    storage.beforeWrite = (n) => {
+      if (n === 0) {
+        const u = storage.uploads.get(id)!;
+        u.data.set(content.slice(0, 8));
+        u.upload.committedSize = 8n;
+      }
+      return undefined;
+    };
+    await client.resumeUpload(id, loggedFile(content, storage.events));
+    expect(storage.writes.map((w) => w.offset)).toEqual([0, 8]);
+    expect(storage.uploads.get(id)?.data).toEqual(content);
+  });
+});
+
 describe("chunked upload", () => {
   it("sends server-advised chunks, the last one short, then finishes", async () => {
     const storage = new FakeStorage();

@@ -245,6 +245,7 @@ export class Uploader {
     let failures = 0;
     let sync = false;
     let current: Upload | undefined = upload;
+    let ahead: Slice | undefined; // the next chunk, being read while the one before is sent
     for (;;) {
       if (signal?.aborted) throw cancelled(signal);
       try {
@@ -257,9 +258,13 @@ export class Uploader {
         current = undefined;
         report(opts, id, committed, total, started, startCommitted);
         while (committed < total) {
-          const end = Math.min(committed + chunk, total);
-          const data = new Uint8Array(await file.slice(committed, end).arrayBuffer());
-          const resp = await this.calls.write(id, BigInt(committed), data, signal);
+          const piece = ahead?.start === committed ? ahead : readSlice(file, committed, chunk);
+          ahead = undefined;
+          const data = await piece.data;
+          const call = this.calls.write(id, BigInt(committed), data, signal);
+          // The next slice is read from disk while this chunk travels (still one chunk request at a time).
+          if (piece.end < total) ahead = readSlice(file, piece.end, chunk);
+          const resp = await call;
           committed = Number(resp.committedSize);
           failures = 0;
           report(opts, id, committed, total, started, startCommitted);
@@ -308,6 +313,23 @@ export class Uploader {
       }
     }
   }
+}
+
+/** A chunk of the file being read: [start, end) and its bytes once read. */
+interface Slice {
+  start: number;
+  end: number;
+  data: Promise<Uint8Array<ArrayBuffer>>;
+}
+
+function readSlice(file: Blob, start: number, chunk: number): Slice {
+  const end = Math.min(start + chunk, file.size);
+  const data = file
+    .slice(start, end)
+    .arrayBuffer()
+    .then((b) => new Uint8Array(b));
+  data.catch(() => undefined); // a read-ahead left unused (the call before it failed) must not be an unhandled rejection
+  return { start, end, data };
 }
 
 function report(

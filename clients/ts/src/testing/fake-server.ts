@@ -39,6 +39,10 @@ export class FakeStorage {
   linkAuthorization: (string | null)[] = [];
   /** GetUpload answers before the final state (FINISHING polls). */
   finishingPolls = 0;
+  /** How long each WriteUploadChunk takes to answer (a call in flight), in ms. */
+  writeDelayMs = 0;
+  /** "write <offset>" and "answer <offset>" of each WriteUploadChunk, in order (tests add their own entries). */
+  events: string[] = [];
   private next = 1;
 
   open(size: number, committed: Uint8Array = new Uint8Array()): string {
@@ -113,8 +117,11 @@ export class FakeStorage {
         }
         return u.upload;
       },
-      writeUploadChunk: (req: { uploadId: string; offset: bigint; data: Uint8Array }) => {
+      writeUploadChunk: async (req: { uploadId: string; offset: bigint; data: Uint8Array }) => {
         this.calls.push("writeUploadChunk");
+        this.events.push(`write ${req.offset}`);
+        if (this.writeDelayMs > 0) await new Promise((r) => setTimeout(r, this.writeDelayMs));
+        this.events.push(`answer ${req.offset}`);
         const u = this.get(req.uploadId);
         const injected = this.beforeWrite?.(this.writes.length);
         this.writes.push({ offset: Number(req.offset), length: req.data.length });
