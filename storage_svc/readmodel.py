@@ -60,18 +60,21 @@ MEMO_ENTRIES = 20_000
 _memo: dict[tuple[Any, ...], bytes] = {}
 
 
-def encode(rows: Sequence[Sequence[Any]]) -> bytes:
+def encode(rows: Sequence[Sequence[Any]], shared_owner: str | None = None) -> bytes:
     """Rows in ROW_FIELDS order → the serialised `repeated Node nodes = 1` of a listing response.
 
+    `shared_owner` set: the compact form (ListChildrenRequest.compact), whose entries leave out what the response
+    states once: their parent_id (every row's is the folder's) and an owner_id equal to `shared_owner`.
     Entries seen before come from the memo; the others are built together (`_build`), and their bytes split per
     entry into the memo."""
     memo = _memo
-    keys = [row if type(row) is tuple else tuple(row) for row in rows]
+    rows = [row if type(row) is tuple else tuple(row) for row in rows]
+    keys: list[Any] = rows if shared_owner is None else [(shared_owner, row) for row in rows]
     parts = [memo.get(key) for key in keys]
-    missing = [key for key, part in zip(keys, parts, strict=True) if part is None]
+    missing = [row for row, part in zip(rows, parts, strict=True) if part is None]
     if not missing:
         return b"".join(parts)  # type: ignore[arg-type]  # no None left
-    built = iter(_entries(_build(missing)))
+    built = iter(_entries(_build(missing, shared_owner)))
     if len(memo) + len(missing) > MEMO_ENTRIES:
         memo.clear()
     for i, part in enumerate(parts):
@@ -80,8 +83,9 @@ def encode(rows: Sequence[Sequence[Any]]) -> bytes:
     return b"".join(parts)  # type: ignore[arg-type]
 
 
-def _build(rows: Sequence[Sequence[Any]]) -> bytes:
-    """Rows → the serialised `nodes` field, one message per row built in place.
+def _build(rows: Sequence[Sequence[Any]], shared_owner: str | None = None) -> bytes:
+    """Rows → the serialised `nodes` field, one message per row built in place (`encode` says what `shared_owner`
+    leaves out).
 
     Timestamps come as SQLite stores them (text, UTC, no offset: parsed to a naive datetime, which the kernel's
     `set_timestamp` reads as UTC) or as a driver's datetime (naive means UTC); both give exactly what
@@ -90,15 +94,19 @@ def _build(rows: Sequence[Sequence[Any]]) -> bytes:
     add = response.nodes.add
     kinds = _KINDS
     set_ts = set_timestamp
-    if rows and isinstance(rows[0][5], str):
-        from_iso = _from_iso
-        for i, p, n, k, s, c, m, ct, sha, o in rows:
+    from_iso = _from_iso if rows and isinstance(rows[0][5], str) else None
+    compact = shared_owner is not None
+    for i, p, n, k, s, c, m, ct, sha, o in rows:
+        if compact:
+            msg = add(id=i, name=n, kind=kinds[k], size=s, content_type=ct, sha256=sha)
+            if o != shared_owner:
+                msg.owner_id = o
+        else:
             msg = add(id=i, parent_id=p or "", name=n, kind=kinds[k], size=s, content_type=ct, sha256=sha, owner_id=o)
+        if from_iso is not None:
             set_ts(msg.create_time, from_iso(c))
             set_ts(msg.modify_time, from_iso(m))
-    else:
-        for i, p, n, k, s, c, m, ct, sha, o in rows:
-            msg = add(id=i, parent_id=p or "", name=n, kind=kinds[k], size=s, content_type=ct, sha256=sha, owner_id=o)
+        else:
             set_ts(msg.create_time, c)
             set_ts(msg.modify_time, m)
     # Field 1 of ListChildrenResponse (and of ListLinkChildrenResponse, which the servicer also builds from it).
@@ -151,7 +159,14 @@ class SqlListings:
         self.s = s
 
     async def children(
-        self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
+        self,
+        parent_id: str,
+        order: OrderBy,
+        descending: bool,
+        after: Cursor | None,
+        limit: int,
+        *,
+        shared_owner: str | None = None,
     ) -> WirePage:
         rows: list[Any] = []
         params = children_params(parent_id, order, after)
@@ -163,7 +178,7 @@ class SqlListings:
         more = len(rows) > limit
         if more:
             rows = rows[:limit]
-        return WirePage(encode(rows), len(rows), more, _listed_node(rows[-1]) if rows else None)
+        return WirePage(encode(rows, shared_owner), len(rows), more, _listed_node(rows[-1]) if rows else None)
 
     async def _run(self, compiled: Any, processors: dict[str, Any], params: dict[str, Any]) -> list[Any]:
         values = compiled.construct_params(params)

@@ -240,3 +240,20 @@ def test_listing_memo_gives_each_row_its_own_bytes(monkeypatch: pytest.MonkeyPat
     more = [row(f"n{i}") for i in range(3)]
     assert readmodel.encode(more) == readmodel._build(more) and len(readmodel._memo) == 3  # 4 + 3 > 5: started over
     assert readmodel.encode(list(map(list, rows))) == first  # rows as lists (any sequence) too
+
+
+def test_compact_entries_leave_out_the_shared_parent_and_owner(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readmodel, "_memo", {})
+    owner, other, parent = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    when = "2026-12-03 11:05:00.123456"
+    rows = [
+        (str(uuid.uuid4()), parent, f"n{i}", "folder", 0, when, when, "", "", o) for i, o in enumerate([owner, other])
+    ]
+    full = storage_pb2.ListChildrenResponse.FromString(readmodel.encode(rows))
+    compact = storage_pb2.ListChildrenResponse.FromString(readmodel.encode(rows, owner))
+    assert [(n.parent_id, n.owner_id) for n in full.nodes] == [(parent, owner), (parent, other)]
+    assert [(n.parent_id, n.owner_id) for n in compact.nodes] == [("", ""), ("", other)]  # a differing owner stays
+    assert readmodel.encode(rows) == full.SerializeToString()  # both forms memoised apart
+    for n in compact.nodes:
+        n.parent_id, n.owner_id = parent, n.owner_id or owner
+    assert compact == full
