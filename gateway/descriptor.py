@@ -63,6 +63,8 @@ class RoutedMethod:
     name: str
     grpc_path: str
     public: bool
+    #: REST answers to `compact=true` print set fields only (options.proto: sparse_json).
+    sparse_json: bool
     client_streaming: bool
     server_streaming: bool
     http: tuple[HttpBinding, ...]
@@ -121,6 +123,7 @@ def load_services(descriptor_path: Path) -> list[RoutedService]:
                     name=m.name,
                     grpc_path=f"/{full_name}/{m.name}",
                     public=m.options.Extensions[options_pb2.public],
+                    sparse_json=m.options.Extensions[options_pb2.sparse_json],
                     client_streaming=m.client_streaming,
                     server_streaming=m.server_streaming,
                     http=tuple(_bindings(m.options.Extensions[annotations_pb2.http])),

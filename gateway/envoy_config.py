@@ -78,6 +78,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     DirectResponseAction,
     FilterConfig,
     HeaderMatcher,
+    QueryParameterMatcher,
     RateLimit,
     RateLimitAction,
     RateLimitActionMetaData,
@@ -500,12 +501,18 @@ JWT_PAYLOAD_METADATA = "jwt_payload"
 _JWT_METADATA_NAMESPACE = "envoy.filters.http.jwt_authn"
 
 
-def _transcoder(spec: GatewaySpec, services: list[RoutedService], max_request_bytes: int) -> GrpcJsonTranscoder:
-    """The transcoder with one request-body bound (per message); responses keep the large bound for downloads."""
+def _transcoder(
+    spec: GatewaySpec, services: list[RoutedService], max_request_bytes: int, *, sparse: bool = False
+) -> GrpcJsonTranscoder:
+    """The transcoder with one request-body bound (per message); responses keep the large bound for downloads.
+
+    Answers print every field without presence (`"size": "0"`, `"sha256": ""`: what clients parse), except `sparse`
+    ones (a sparse_json method asked `compact=true`: listings, where those were ~13 % of a folder entry's JSON),
+    which print set fields only, as the proto3 JSON mapping does by default."""
     return GrpcJsonTranscoder(
         proto_descriptor=str(Path(spec.descriptor_path).resolve()),
         services=[svc.full_name for svc in services],
-        print_options=GrpcJsonTranscoderPrintOptions(always_print_primitive_fields=True),
+        print_options=GrpcJsonTranscoderPrintOptions(always_print_primitive_fields=not sparse),
         convert_grpc_status=True,
         request_validation_options=GrpcJsonTranscoderRequestValidationOptions(
             reject_unknown_method=True, reject_unknown_query_parameters=True
@@ -570,39 +577,50 @@ def _client_rate_limit(spec: GatewaySpec) -> LocalRateLimit:
     )
 
 
+#: The query parameter that asks a sparse_json method for its compact answer (options.proto).
+_COMPACT_ASKED = QueryParameterMatcher(name="compact", string_match=StringMatcher(exact="true"))
+
+
 def _body_limit_routes(spec: GatewaySpec, services: list[RoutedService]) -> list[Route]:
-    """REST routes whose request bodies get another bound than the default (json_body_bytes).
+    """REST routes whose request bodies get another bound than the default (json_body_bytes), or whose answers
+    are printed sparse (sparse_json methods).
 
     The transcoder reads its per-route settings from the route the REST request matched (before it rewrites the
     path to the gRPC method and the route is matched again), so these routes exist only to carry that setting:
     public routes (login, register, reset, link open) take kilobytes, raw-body uploads the large per-message
-    bound. One route per (bound, verb), so the descriptor set is loaded only a few times.
+    bound; sparse_json methods asked `compact=true` print set fields only. One route per (bound, sparse, verb), so
+    the descriptor set is loaded only a few times.
     """
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str, bool, str], list[str]] = {}
     for svc in services:
         for method in svc.methods:
-            tier = "upload" if method.client_streaming else "public" if method.public else ""
-            if not tier:
-                continue
-            for binding in method.http:
-                regexes = groups.setdefault((tier, binding.verb), [])
-                if binding.path_regex not in regexes:
-                    regexes.append(binding.path_regex)
-    sizes = {"upload": spec.max_body_bytes, "public": spec.public_body_bytes}
+            tier = "upload" if method.client_streaming else "public" if method.public else "json"
+            kinds = ([False] if tier != "json" else []) + ([True] if method.sparse_json else [])
+            for sparse in kinds:
+                for binding in method.http:
+                    regexes = groups.setdefault((tier, sparse, binding.verb), [])
+                    if binding.path_regex not in regexes:
+                        regexes.append(binding.path_regex)
+    sizes = {"upload": spec.max_body_bytes, "public": spec.public_body_bytes, "json": spec.json_body_bytes}
     routes: list[Route] = []
-    for (tier, verb), regexes in sorted(groups.items()):
+    # Sparse routes first: they match the same paths as a plain route of their tier, with `compact=true` besides.
+    for (tier, sparse, verb), regexes in sorted(groups.items(), key=lambda group: (not group[0][1], group[0])):
         routes.append(
             Route(
-                name=f"rest_body_{tier}_{verb.lower()}",
+                name=f"rest_body_{tier}{'_sparse' if sparse else ''}_{verb.lower()}",
                 match=RouteMatch(
                     safe_regex=RegexMatcher(regex="|".join(f"(?:{r})" for r in regexes)),
                     headers=[_method_is(verb), _not_grpc_request()],
+                    # Sparse only when asked: a plain request keeps the full print its clients parse.
+                    query_parameters=[_COMPACT_ASKED] if sparse else [],
                 ),
                 # Never reached: the transcoder answers every request on these paths or rewrites it to a gRPC
                 # method, matched again against the service routes.
                 route=RouteAction(cluster=PREFLIGHT_CLUSTER),
                 typed_per_filter_config={
-                    "envoy.filters.http.grpc_json_transcoder": _any(_transcoder(spec, services, sizes[tier]))
+                    "envoy.filters.http.grpc_json_transcoder": _any(
+                        _transcoder(spec, services, sizes[tier], sparse=sparse)
+                    )
                 },
             )
         )

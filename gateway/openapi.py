@@ -156,7 +156,8 @@ def _required(f: FDP) -> bool:
 
 
 def _has_presence(f: FDP) -> bool:
-    """Fields the transcoder leaves out of a response when unset (always_print_primitive_fields prints the rest)."""
+    """Fields the transcoder leaves out of a response when unset (always_print_primitive_fields prints the rest,
+    except in sparse_json methods' compact answers)."""
     return (f.type == FDP.TYPE_MESSAGE and f.label != FDP.LABEL_REPEATED) or f.HasField("oneof_index")
 
 
@@ -176,6 +177,18 @@ class _Builder:
                 # Short names read best in client generators; qualify only the ones two packages share.
                 self.names[full[1:]] = simple if len(fulls) == 1 else _qualified(full[1:])
         self.direction: dict[str, bool] = {}
+        #: Messages a sparse_json method's answer holds (its response and the messages under it): the gateway prints
+        #: only their set fields when asked `compact=true`, so none is required (a full print still matches).
+        self.sparse: set[str] = set()
+
+    def mark_sparse(self, full: str) -> None:
+        """`full` (no leading dot) and every message its fields hold, transitively."""
+        if full in self.sparse or f".{full}" not in self.index.messages:
+            return
+        self.sparse.add(full)
+        for f in self.index.messages[f".{full}"].field:
+            if f.type == FDP.TYPE_MESSAGE:
+                self.mark_sparse(f.type_name[1:])
 
     # ------------------------------------------------------------------ schemas
 
@@ -265,7 +278,7 @@ class _Builder:
                 else:
                     schema = {**schema, "description": _join(schema.get("description", ""), text)}
             properties[_json_name(f)] = schema
-            if (output and not _has_presence(f)) or (not output and _required(f)):
+            if (output and not _has_presence(f) and full not in self.sparse) or (not output and _required(f)):
                 required.append(_json_name(f))
         out: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
@@ -363,6 +376,13 @@ def build_openapi(fds: descriptor_pb2.FileDescriptorSet) -> dict[str, Any]:
     for file in fds.file:
         index.add_file(file)
     builder = _Builder(index)
+    for file in fds.file:  # before any schema is built: a sparse answer's messages print no default values
+        for svc in file.service:
+            if svc.options.Extensions[options_pb2.internal]:
+                continue
+            for method in svc.method:
+                if method.options.Extensions[options_pb2.sparse_json]:
+                    builder.mark_sparse(method.output_type[1:])
     paths: dict[str, dict[str, Any]] = {}
     tags: list[dict[str, str]] = []
     for file in fds.file:

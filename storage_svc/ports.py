@@ -97,10 +97,18 @@ class Listings(Protocol):
     """The listing read model (a read side next to Nodes: same rows, same order, a form ready to send)."""
 
     async def children(
-        self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
+        self,
+        parent_id: str,
+        order: OrderBy,
+        descending: bool,
+        after: Cursor | None,
+        limit: int,
+        *,
+        shared_owner: str | None = None,
     ) -> ChildPage:
         """Up to `limit` live children after `after`, in the same order and by the same keyset query as
-        Nodes.children (folders first; `descending` reverses the rest)."""
+        Nodes.children (folders first; `descending` reverses the rest). `shared_owner` set: the compact form,
+        entries without their parent_id and without an owner_id equal to it (the response states both once)."""
         ...
 
 

@@ -118,17 +118,19 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
 
     @wire.serialised  # answers a serialised ListChildrenResponse
     async def ListChildren(self, request: storage_pb2.ListChildrenRequest, context: Ctx) -> bytes:
-        page, token = await self.tree.list_children(
+        page, token, folder = await self.tree.list_children(
             current_principal().user_id,
             request.folder_id,
             request.page_size,
             request.page_token,
             _enum(_ORDERS, request.order_by, "order_by"),
             request.descending,
+            compact=request.compact,
         )
         # The read model's page is the serialised `nodes` field (1; storage.proto says so); a serialised message is
-        # the concatenation of its fields, so the token's field follows it as bytes.
-        return page.wire + storage_pb2.ListChildrenResponse(next_page_token=token).SerializeToString()
+        # the concatenation of its fields, so the other fields follow it as bytes.
+        rest = storage_pb2.ListChildrenResponse(next_page_token=token, parent_id=folder.id, owner_id=folder.owner_id)
+        return page.wire + rest.SerializeToString()
 
     async def GetNode(self, request: storage_pb2.GetNodeRequest, context: Ctx) -> storage_pb2.Node:
         return node_pb(await self.tree.get_node(current_principal().user_id, request.node_id))

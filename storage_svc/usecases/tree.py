@@ -73,14 +73,18 @@ class Tree:
         page_token: str,
         order: OrderBy = OrderBy.NAME,
         descending: bool = False,
-    ) -> tuple[ChildPage, str]:
-        """A page of the folder's children in the listing read model's form, and the next page's token."""
+        *,
+        compact: bool = False,
+    ) -> tuple[ChildPage, str, Node]:
+        """A page of the folder's children in the listing read model's form, the next page's token and the folder
+        (`compact`: entries leave out its id and owner, which the response states once)."""
         limit = self.limits.page_size(page_size)
         after = Cursor.decode(page_token, domain.CURSOR_KEYS[order]) if page_token else None
         async with self.uow(read_only=True) as uow:
             folder = await self.access.folder(uow, caller, folder_id, "list")
-            page = await uow.listings.children(folder.id, order, descending, after, limit)
-        return page, next_token(page, order)
+            shared_owner = folder.owner_id if compact else None
+            page = await uow.listings.children(folder.id, order, descending, after, limit, shared_owner=shared_owner)
+        return page, next_token(page, order), folder
 
     async def get_node(self, caller: str, node_id: str) -> Node:
         async with self.uow(read_only=True) as uow:

@@ -24,6 +24,44 @@ from tests.support.storage_client import Client
 MiB = 1024 * 1024
 
 
+def test_compact_listing_states_shared_values_once(store: Running) -> None:
+    """`compact=true` leaves each entry's parent and owner to the response, and over REST prints set fields only;
+    the plain listing keeps printing every field."""
+    c = Client(store)
+    top = c.folder("Compact")
+    sub = c.folder("sub", top)
+    c.upload("a.txt", b"abc", top)
+    full = c.ok("GET", f"/api/v1/folders/{top}/children")
+    owner = full["ownerId"]
+    assert full["parentId"] == top and full["nextPageToken"] == "" and owner
+    assert [(n["name"], n["parentId"], n["ownerId"], n["size"], n["sha256"]) for n in full["nodes"]] == [
+        ("sub", top, owner, "0", ""),
+        ("a.txt", top, owner, "3", hashlib.sha256(b"abc").hexdigest()),
+    ]
+    compact = c.ok("GET", f"/api/v1/folders/{top}/children", params={"compact": "true"})
+    assert (compact["parentId"], compact["ownerId"], "nextPageToken" in compact) == (top, owner, False)
+    folder, file = compact["nodes"]
+    assert set(folder) == {"id", "name", "kind", "createTime", "modifyTime"} and folder["id"] == sub
+    assert file["size"] == "3" and "parentId" not in file and "ownerId" not in file
+    for n in full["nodes"]:  # the same entries once the shared values are filled back in
+        del n["parentId"], n["ownerId"]
+        for key in [k for k, v in n.items() if v in ("", "0")]:
+            del n[key]
+    assert compact["nodes"] == full["nodes"]
+    page = c.ok("GET", f"/api/v1/folders/{sub}/children", params={"compact": "true"})
+    assert page == {"parentId": sub, "ownerId": owner}  # an empty page: no "nodes" (proto3 JSON default)
+    native = Native(native_channel(store.host_port))
+    md = [("authorization", f"Bearer {c.token}")]
+    plain = native.storage.ListChildren(S.ListChildrenRequest(folder_id="root"), metadata=md)
+    packed = native.storage.ListChildren(S.ListChildrenRequest(folder_id="root", compact=True), metadata=md)
+    assert plain.parent_id == packed.parent_id != "" and plain.owner_id == packed.owner_id == owner
+    assert {(n.parent_id, n.owner_id) for n in plain.nodes} == {(plain.parent_id, owner)}
+    assert {(n.parent_id, n.owner_id) for n in packed.nodes} == {("", "")}
+    for n in packed.nodes:
+        n.parent_id, n.owner_id = packed.parent_id, packed.owner_id
+    assert list(packed.nodes) == list(plain.nodes)
+
+
 def test_listing_pages_sorts_and_breadcrumbs(store: Running) -> None:
     c = Client(store)
     top = c.folder("Top")

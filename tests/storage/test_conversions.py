@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from flowdock.storage.v1 import storage_pb2
 from flowdock_kernel import db
 from flowdock_kernel.wire import timestamp
+from storage_svc import readmodel
 from storage_svc.adapters import SqlUnitOfWork, _node, nodes
 from storage_svc.bootstrap import MIGRATIONS
 from storage_svc.domain import CURSOR_KEYS, Cursor, Kind, Node, OrderBy, from_micros, kind_rank, micros, sort_key
@@ -216,3 +217,43 @@ def test_listing_rows_postgres() -> None:
         asyncio.run(empty_page(url))
     finally:
         drop_databases(prefix)
+
+
+def test_listing_memo_gives_each_row_its_own_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memoised entries are the bytes a fresh build gives, a changed row is built again, and a full memo starts over."""
+    monkeypatch.setattr(readmodel, "_memo", {})
+    monkeypatch.setattr(readmodel, "MEMO_ENTRIES", 5)
+    owner, parent = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def row(name: str, size: int = 0) -> tuple[object, ...]:
+        kind, sha = ("file", "ab" * 32) if size else ("folder", "")
+        when = "2026-12-03 11:05:00.123456"
+        return (str(uuid.uuid4()), parent, name, kind, size, when, when, "text/plain" if size else "", sha, owner)
+
+    rows = [row("a"), row("b", 300), row("é" * 200, 1 << 40)]  # a Node over 127 bytes: a two-byte length
+    first = readmodel.encode(rows)
+    assert first == readmodel._build(rows) and len(readmodel._memo) == 3
+    assert readmodel.encode(rows) == first and readmodel.encode(rows[::-1]) == readmodel._build(rows[::-1])
+    renamed = [rows[0], (*rows[1][:2], "b2", *rows[1][3:]), rows[2]]
+    assert readmodel.encode(renamed) == readmodel._build(renamed) != first
+    assert len(readmodel._memo) == 4
+    more = [row(f"n{i}") for i in range(3)]
+    assert readmodel.encode(more) == readmodel._build(more) and len(readmodel._memo) == 3  # 4 + 3 > 5: started over
+    assert readmodel.encode(list(map(list, rows))) == first  # rows as lists (any sequence) too
+
+
+def test_compact_entries_leave_out_the_shared_parent_and_owner(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(readmodel, "_memo", {})
+    owner, other, parent = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    when = "2026-12-03 11:05:00.123456"
+    rows = [
+        (str(uuid.uuid4()), parent, f"n{i}", "folder", 0, when, when, "", "", o) for i, o in enumerate([owner, other])
+    ]
+    full = storage_pb2.ListChildrenResponse.FromString(readmodel.encode(rows))
+    compact = storage_pb2.ListChildrenResponse.FromString(readmodel.encode(rows, owner))
+    assert [(n.parent_id, n.owner_id) for n in full.nodes] == [(parent, owner), (parent, other)]
+    assert [(n.parent_id, n.owner_id) for n in compact.nodes] == [("", ""), ("", other)]  # a differing owner stays
+    assert readmodel.encode(rows) == full.SerializeToString()  # both forms memoised apart
+    for n in compact.nodes:
+        n.parent_id, n.owner_id = parent, n.owner_id or owner
+    assert compact == full

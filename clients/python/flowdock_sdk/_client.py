@@ -301,9 +301,9 @@ class AsyncClient:
         while True:
             resp = await self._session.call(
                 self._session.storage.ListChildren,
-                storage_pb2.ListChildrenRequest(folder_id=folder_id, page_size=1000, page_token=token),
+                storage_pb2.ListChildrenRequest(folder_id=folder_id, page_size=1000, page_token=token, compact=True),
             )
-            nodes += [Node.from_pb(n) for n in resp.nodes]
+            nodes += [Node.from_pb(n, resp.parent_id) for n in resp.nodes]
             token = resp.next_page_token
             if not token:
                 break

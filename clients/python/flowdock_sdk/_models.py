@@ -37,10 +37,11 @@ class Node:
         return "folder" if self.is_folder else "file"
 
     @classmethod
-    def from_pb(cls, n: storage_pb2.Node) -> Node:
+    def from_pb(cls, n: storage_pb2.Node, parent_id: str = "") -> Node:
+        """`parent_id`: the listed folder's, for an entry of a compact listing (which leaves its own out)."""
         return cls(
             id=n.id,
-            parent_id=n.parent_id,
+            parent_id=n.parent_id or parent_id,
             name=n.name,
             is_folder=n.kind == storage_pb2.NODE_KIND_FOLDER,
             size=n.size,

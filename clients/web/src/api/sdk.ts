@@ -18,10 +18,11 @@ import type { FileNode, LinkPermission, LoginOutcome, PublicLink, ShareGrant, Sh
 
 const date = (t: Timestamp | undefined): Date | undefined => (t ? timestampDate(t) : undefined);
 
-function toNode(n: Node): FileNode {
+/** `parentId`: the listed folder's, for an entry of a compact listing (which leaves its own out). */
+function toNode(n: Node, parentId = ''): FileNode {
   return {
     id: n.id,
-    parentId: n.parentId,
+    parentId: n.parentId || parentId,
     name: n.name,
     kind: n.kind === NodeKind.FOLDER ? 'folder' : 'file',
     size: Number(n.size),
@@ -160,11 +161,12 @@ export function createSdkApi(baseUrl: string): Api {
         descending: opts.descending,
         pageToken: opts.pageToken ?? '',
         pageSize: opts.pageSize ?? 200,
+        compact: true,
       });
-      return { items: r.nodes.map(toNode), nextPageToken: r.nextPageToken };
+      return { items: r.nodes.map((n) => toNode(n, r.parentId)), nextPageToken: r.nextPageToken };
     },
     getNode: async (id) => toNode(await storage.getNode({ nodeId: id })),
-    getPath: async (id) => (await storage.getNodePath({ nodeId: id })).nodes.map(toNode),
+    getPath: async (id) => (await storage.getNodePath({ nodeId: id })).nodes.map((n) => toNode(n)),
     createFolder: async (parentId, name) => toNode(await storage.createFolder({ parentId, name })),
     rename: async (id, name) => toNode(await storage.updateNode({ nodeId: id, name })),
     move: async (id, parentId) => toNode(await storage.updateNode({ nodeId: id, parentId })),
@@ -194,7 +196,7 @@ export function createSdkApi(baseUrl: string): Api {
     },
     search: async (query, pageToken) => {
       const r = await storage.search({ query, pageToken: pageToken ?? '', pageSize: 100 });
-      return { items: r.nodes.map(toNode), nextPageToken: r.nextPageToken };
+      return { items: r.nodes.map((n) => toNode(n)), nextPageToken: r.nextPageToken };
     },
     listTrash: async (pageToken) => {
       const r = await storage.listTrash({ pageToken: pageToken ?? '', pageSize: 200 });

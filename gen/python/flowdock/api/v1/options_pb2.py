@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66lowdock/api/v1/options.proto\x12\x0f\x66lowdock.api.v1\x1a google/protobuf/descriptor.proto:0\n\x06public\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x08:3\n\x08internal\x12\x1f.google.protobuf.ServiceOptions\x18\xd2\x86\x03 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66lowdock/api/v1/options.proto\x12\x0f\x66lowdock.api.v1\x1a google/protobuf/descriptor.proto:0\n\x06public\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x08:5\n\x0bsparse_json\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x01(\x08:3\n\x08internal\x12\x1f.google.protobuf.ServiceOptions\x18\xd2\x86\x03 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

@@ -11,8 +11,14 @@ import builtins as _builtins
 DESCRIPTOR: _descriptor.FileDescriptor
 
 PUBLIC_FIELD_NUMBER: _builtins.int
+SPARSE_JSON_FIELD_NUMBER: _builtins.int
 INTERNAL_FIELD_NUMBER: _builtins.int
 public: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
 """Callable without an access token: registration, login, the JWKS, public links."""
+sparse_json: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
+"""A REST request with the query parameter `compact=true` (the request message has a bool `compact` field) is
+answered printing only the fields that are set (the proto3 JSON mapping's default: no "size": "0",
+"sha256": "" per entry of a listing). Every other answer prints each field without presence, empty or not.
+"""
 internal: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.ServiceOptions, _builtins.bool]
 """Called only by other services; the gateway never routes it."""

@@ -196,12 +196,20 @@ class ListChildrenRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     ORDER_BY_FIELD_NUMBER: _builtins.int
     DESCENDING_FIELD_NUMBER: _builtins.int
+    COMPACT_FIELD_NUMBER: _builtins.int
     folder_id: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
     order_by: Global___OrderBy.ValueType
     descending: _builtins.bool
     """Reverse the order (folders still first)."""
+    compact: _builtins.bool
+    """Leave out of each entry what every entry shares and the response states once: parent_id (always
+    ListChildrenResponse.parent_id) and owner_id when it is ListChildrenResponse.owner_id (an entry's own
+    owner_id is sent when it differs). A client fills them back in. Over REST, `compact=true` also prints only the
+    fields that are set (sparse_json): a folder entry has no "size", "contentType", "sha256"; an empty page no
+    "nodes", the last page no "nextPageToken" (proto3 JSON: absent means the default).
+    """
     def __init__(
         self,
         *,
@@ -210,10 +218,11 @@ class ListChildrenRequest(_message.Message):
         page_token: _builtins.str = ...,
         order_by: Global___OrderBy.ValueType = ...,
         descending: _builtins.bool = ...,
+        compact: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["descending", b"descending", "folder_id", b"folder_id", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compact", b"compact", "descending", b"descending", "folder_id", b"folder_id", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -225,7 +234,13 @@ class ListChildrenResponse(_message.Message):
 
     NODES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PARENT_ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    parent_id: _builtins.str
+    """The folder listed (its id also when the request said "root"): every entry's parent_id."""
+    owner_id: _builtins.str
+    """The folder's owner: the owner_id of every entry a compact listing leaves it out of."""
     @_builtins.property
     def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Node]: ...
     def __init__(
@@ -233,10 +248,12 @@ class ListChildrenResponse(_message.Message):
         *,
         nodes: _abc.Iterable[Global___Node] | None = ...,
         next_page_token: _builtins.str = ...,
+        parent_id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "nodes", b"nodes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "nodes", b"nodes", "owner_id", b"owner_id", "parent_id", b"parent_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -11,7 +11,7 @@ import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
  * Describes the file flowdock/api/v1/options.proto.
  */
 export const file_flowdock_api_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("Ch1mbG93ZG9jay9hcGkvdjEvb3B0aW9ucy5wcm90bxIPZmxvd2RvY2suYXBpLnYxOjgKBnB1YmxpYxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNGGAyABKAhSBnB1YmxpYzo9CghpbnRlcm5hbBIfLmdvb2dsZS5wcm90b2J1Zi5TZXJ2aWNlT3B0aW9ucxjShgMgASgIUghpbnRlcm5hbGIGcHJvdG8z", [file_google_protobuf_descriptor]);
+  fileDesc("Ch1mbG93ZG9jay9hcGkvdjEvb3B0aW9ucy5wcm90bxIPZmxvd2RvY2suYXBpLnYxOjgKBnB1YmxpYxIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNGGAyABKAhSBnB1YmxpYzpBCgtzcGFyc2VfanNvbhIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGNOGAyABKAhSCnNwYXJzZUpzb246PQoIaW50ZXJuYWwSHy5nb29nbGUucHJvdG9idWYuU2VydmljZU9wdGlvbnMY0oYDIAEoCFIIaW50ZXJuYWxiBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * Callable without an access token: registration, login, the JWKS, public links.
@@ -22,10 +22,20 @@ export const public$: GenExtension<MethodOptions, boolean> = /*@__PURE__*/
   extDesc(file_flowdock_api_v1_options, 0);
 
 /**
+ * A REST request with the query parameter `compact=true` (the request message has a bool `compact` field) is
+ * answered printing only the fields that are set (the proto3 JSON mapping's default: no "size": "0",
+ * "sha256": "" per entry of a listing). Every other answer prints each field without presence, empty or not.
+ *
+ * @generated from extension: bool sparse_json = 50003;
+ */
+export const sparse_json: GenExtension<MethodOptions, boolean> = /*@__PURE__*/
+  extDesc(file_flowdock_api_v1_options, 1);
+
+/**
  * Called only by other services; the gateway never routes it.
  *
  * @generated from extension: bool internal = 50002;
  */
 export const internal: GenExtension<ServiceOptions, boolean> = /*@__PURE__*/
-  extDesc(file_flowdock_api_v1_options, 1);
+  extDesc(file_flowdock_api_v1_options, 2);
 
