@@ -311,8 +311,16 @@ class FakeListings:
         self._nodes = nodes
 
     async def children(
-        self, parent_id: str, order: OrderBy, descending: bool, after: Cursor | None, limit: int
+        self,
+        parent_id: str,
+        order: OrderBy,
+        descending: bool,
+        after: Cursor | None,
+        limit: int,
+        *,
+        shared_owner: str | None = None,
     ) -> FakePage:
+        """`shared_owner` (the compact form) changes only the bytes the real read model writes, not which rows."""
         rows = await self._nodes.children(parent_id, order, descending, after, limit + 1)
         return FakePage(rows[:limit], len(rows) > limit)
 
