@@ -81,7 +81,7 @@ async def put(
 
 
 async def listed(tree: Tree, folder_id: str, caller: str = ALICE) -> list[str]:
-    page, _ = await tree.list_children(caller, folder_id, 10, "")
+    page, _, _ = await tree.list_children(caller, folder_id, 10, "")
     assert isinstance(page, FakePage)
     return page.names
 
@@ -186,9 +186,9 @@ async def test_listing_pages_folders_first_with_a_cursor(fakes: StorageFakes, tr
         await put(uploads, "root", name, b"x")
     await tree.create_folder(ALICE, "root", "zeta")
     await tree.create_folder(ALICE, "root", "Alpha")
-    first, token = await tree.list_children(ALICE, "root", 0, "")  # 0: the default page size (3)
+    first, token, _ = await tree.list_children(ALICE, "root", 0, "")  # 0: the default page size (3)
     assert isinstance(first, FakePage) and first.names == ["Alpha", "zeta", "A.txt"] and token
-    second, end = await tree.list_children(ALICE, "root", 0, token)
+    second, end, _ = await tree.list_children(ALICE, "root", 0, token)
     assert isinstance(second, FakePage) and second.names == ["b.txt", "c.txt"] and end == ""
     with pytest.raises(InvalidArgument) as big:
         await tree.list_children(ALICE, "root", 11, "")
