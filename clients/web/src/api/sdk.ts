@@ -268,7 +268,7 @@ export function createSdkApi(baseUrl: string): Api {
         pageToken: pageToken ?? '',
         pageSize: 500,
       });
-      return { items: r.nodes.map(toNode), nextPageToken: r.nextPageToken, path: r.path.map(toNode) };
+      return { items: r.nodes.map((n) => toNode(n)), nextPageToken: r.nextPageToken, path: r.path.map((n) => toNode(n)) };
     },
     linkDownloadUrl: (visit, fileId) => {
       const url = new URL(
