@@ -59,9 +59,6 @@ export default defineConfig({
     stdout: 'pipe',
     stderr: 'pipe',
     env: {
-      // Fewer, larger grpc-web calls (the SDK sends what the server advises): the 200 MiB upload is the suite's
-      // slowest step on a 2-core machine.
-      FLOWDOCK_STORAGE_CHUNK_BYTES: String(8 * 1024 * 1024),
       FLOWDOCK_AUTH_PUBLIC_URL: `http://127.0.0.1:${PORT}`,
       FLOWDOCK_AUTH_RATE_REGISTER_PER_IP: '1000',
       FLOWDOCK_AUTH_RATE_LOGIN_PER_IP: '1000',

@@ -98,7 +98,9 @@ test('sign up, verify, log in, upload a folder tree, manage files, download, res
   // A folder tree through the folder picker (webkitdirectory keeps the structure in relative_path).
   const t0 = Date.now();
   await page.getByTestId('folder-input').setInputFiles(path.join(FILES_DIR, tree));
-  await expect(page.getByTestId('upload-summary')).toContainText('Uploading');
+  // A small tree (the phone run has no 200 MiB file) may be done before the first look: either state is right here;
+  // the rows below are what must be complete.
+  await expect(page.getByTestId('upload-summary')).toContainText(/Uploading|Uploads finished/);
   await checkA11y(page, 'my-files-uploading');
   await shot(page, info, 'my-files-uploading');
   await expect(page.getByTestId('upload-summary')).toHaveText('Uploads finished', { timeout: 240_000 });
