@@ -52,6 +52,19 @@ test('settings: display name, a refused and an accepted password change, then lo
   await password.getByRole('button', { name: 'Change password' }).click();
   await expect(password.getByText('Your password is changed, and your other devices are logged out.')).toBeVisible();
 
+  // The activity log has the change and the refused attempt; the filter narrows it.
+  const activity = region(page, 'My activity');
+  const entries = activity.getByTestId('activity-row');
+  await expect(entries.filter({ hasText: 'Password changed' })).toHaveCount(1);
+  await expect(entries.filter({ hasText: 'Password change refused (wrong current password)' })).toHaveCount(1);
+  await expect(entries.filter({ hasText: 'Logged in' }).first()).toBeVisible();
+  await activity.getByLabel('Show').selectOption({ label: 'Logins and sessions' });
+  await expect(entries.filter({ hasText: 'Password changed' })).toHaveCount(0);
+  await expect(entries.filter({ hasText: 'Logged in' }).first()).toBeVisible();
+  await activity.scrollIntoViewIfNeeded();
+  await checkA11y(page, 'settings-activity');
+  await shot(page, info, 'settings-activity');
+
   await logOut(page);
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password').fill(PASSWORD);

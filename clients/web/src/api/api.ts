@@ -1,12 +1,13 @@
 import type { UploadJob, UploadResult } from '../upload/queue';
 import type {
+  ActivityEntry,
+  DeviceSession,
   FileNode,
   FileVersion,
   LinkFolder,
   LinkSettings,
   LinkVisit,
   LoginOutcome,
-  DeviceSession,
   Me,
   Page,
   PublicLink,
@@ -51,6 +52,8 @@ export interface Api {
   /** Turns 2FA on; answers the recovery codes, which the server never shows again. */
   confirmTotp(code: string): Promise<string[]>;
   disableTotp(password: string, code: string): Promise<void>;
+  /** The activity log about the caller's account, newest first. */
+  myActivity(pageToken?: string): Promise<Page<ActivityEntry>>;
 
   // files
   listChildren(

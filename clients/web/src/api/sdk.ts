@@ -175,6 +175,20 @@ export function createSdkApi(baseUrl: string): Api {
     },
     confirmTotp: async (code) => (await auth.confirmTotp({ code })).recoveryCodes,
     disableTotp: async (password, code) => void (await auth.disableTotp({ password, code })),
+    myActivity: async (pageToken) => {
+      const r = await auth.listMyActivity({ pageToken: pageToken ?? '', pageSize: 50 });
+      return {
+        items: r.events.map((e) => ({
+          id: e.id,
+          time: date(e.time),
+          kind: e.kind,
+          ip: e.ip,
+          userAgent: e.userAgent,
+          details: { ...e.details },
+        })),
+        nextPageToken: r.nextPageToken,
+      };
+    },
 
     listChildren: async (folderId, opts) => {
       const r = await storage.listChildren({

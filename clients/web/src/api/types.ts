@@ -121,6 +121,17 @@ export interface DeviceSession {
   current: boolean;
 }
 
+/** One entry of the activity log about the caller's account. */
+export interface ActivityEntry {
+  id: string;
+  time: Date | undefined;
+  /** Dotted, e.g. "login.ok", "password.changed", "share.created". */
+  kind: string;
+  ip: string;
+  userAgent: string;
+  details: Record<string, string>;
+}
+
 /** A started 2FA enrolment: nothing changes until a code from the authenticator confirms it. */
 export interface TotpEnrollment {
   secret: string;

@@ -33,6 +33,8 @@ export function PasswordSection() {
       setError(err);
     } finally {
       setBusy(false);
+      // A change and a refused attempt are both in the activity log.
+      void queryClient.invalidateQueries({ queryKey: ['my-activity'] });
     }
   };
   const newError = reasonAt('Password', fieldError(error, 'new_password', 'password'));

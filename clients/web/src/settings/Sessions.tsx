@@ -59,6 +59,7 @@ export function SessionsSection() {
       await api.endSession(session.id);
       setNote(`The session on ${describeDevice(session.device)} is ended: that device is logged out at its next action.`);
       await queryClient.invalidateQueries({ queryKey: ['sessions'] });
+      void queryClient.invalidateQueries({ queryKey: ['my-activity'] });
     } catch (err) {
       setError(err);
     } finally {
@@ -100,6 +101,7 @@ export function SessionsSection() {
             const ended = count === 1 ? 'One other session is ended' : `${count} other sessions are ended`;
             setNote(`${ended}: those devices are logged out at their next action.`);
             await queryClient.invalidateQueries({ queryKey: ['sessions'] });
+      void queryClient.invalidateQueries({ queryKey: ['my-activity'] });
           }}
         >
           Every device but this one is logged out at its next action ({others} {others === 1 ? 'session' : 'sessions'}).

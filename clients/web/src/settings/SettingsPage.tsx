@@ -1,9 +1,10 @@
+import { ActivitySection } from './Activity';
 import { PasswordSection } from './Password';
 import { ProfileSection } from './Profile';
 import { SessionsSection } from './Sessions';
 import { TwoFactorSection } from './TwoFactor';
 
-/** The signed-in account: profile, password, two-factor authentication and sessions. */
+/** The signed-in account: profile, password, two-factor authentication, sessions and the activity log. */
 export default function SettingsPage() {
   return (
     <div className="flex min-h-0 flex-1 flex-col overflow-y-auto p-4">
@@ -13,6 +14,7 @@ export default function SettingsPage() {
         <PasswordSection />
         <TwoFactorSection />
         <SessionsSection />
+        <ActivitySection />
       </div>
     </div>
   );

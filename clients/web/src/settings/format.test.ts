@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeDevice, recoveryCodesText, svgImageUrl } from './format';
+import { describeActivity, describeDevice, matchesFilter, recoveryCodesText, svgImageUrl } from './format';
 
 describe('describeDevice', () => {
   it('names the browser and system of a user agent', () => {
@@ -54,5 +54,21 @@ describe('svgImageUrl', () => {
   it('keeps an SVG that has its namespace as it is', () => {
     const svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"/>';
     expect(decodeURIComponent(svgImageUrl(svg).split(',')[1])).toBe(svg);
+  });
+});
+
+describe('activity', () => {
+  it('says what a kind means, and shows an unknown kind as it is', () => {
+    expect(describeActivity('password.changed')).toBe('Password changed');
+    expect(describeActivity('quota.changed')).toBe('quota.changed');
+  });
+
+  it('filters by whole kind prefixes', () => {
+    expect(matchesFilter('login.ok', 'logins')).toBe(true);
+    expect(matchesFilter('logout', 'logins')).toBe(true);
+    expect(matchesFilter('password.changed', 'logins')).toBe(false);
+    expect(matchesFilter('linked.thing', 'sharing')).toBe(false);
+    expect(matchesFilter('link.created', 'sharing')).toBe(true);
+    expect(matchesFilter('anything.at_all', 'all')).toBe(true);
   });
 });
