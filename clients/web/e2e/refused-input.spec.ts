@@ -1,5 +1,4 @@
 import { expect, test, type APIRequestContext, type Page } from '@playwright/test';
-import { createHmac } from 'node:crypto';
 import path from 'node:path';
 import {
   FILES_DIR,
@@ -13,6 +12,7 @@ import {
   sha256File,
   shot,
   signUpAndLogIn,
+  totp,
   uniqueEmail,
 } from './helpers';
 
@@ -25,25 +25,6 @@ async function rest(request: APIRequestContext, method: 'post' | 'get', url: str
   });
   expect(res.ok(), `${method} ${url}: ${res.status()} ${await res.text()}`).toBe(true);
   return res.json();
-}
-
-function base32(secret: string): Buffer {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const c of secret.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
-  const bytes: number[] = [];
-  for (let i = 0; i + 8 <= bits.length; i += 8) bytes.push(parseInt(bits.slice(i, i + 8), 2));
-  return Buffer.from(bytes);
-}
-
-/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s) for the time step `step`. */
-function totp(secret: string, step: number): string {
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(step));
-  const mac = createHmac('sha1', base32(secret)).update(counter).digest();
-  const offset = mac[mac.length - 1] & 0xf;
-  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
-  return value.toString().padStart(6, '0');
 }
 
 test('a password the server refuses shows its reason at the field', async ({ page }) => {

@@ -37,6 +37,7 @@ export const router = createBrowserRouter([
               { path: 'shared', lazy: page(() => import('./sharing/SharedWithMe')) },
               { path: 'shared/by-me', lazy: page(() => import('./sharing/SharedByMe')) },
               { path: 'shared/f/:folderId', lazy: page(() => import('./sharing/SharedFolder')) },
+              { path: 'settings', lazy: page(() => import('./settings/SettingsPage')) },
             ],
           },
         ],

@@ -1,5 +1,7 @@
 import type { UploadJob, UploadResult } from '../upload/queue';
 import type {
+  ActivityEntry,
+  DeviceSession,
   FileNode,
   FileVersion,
   LinkFolder,
@@ -13,6 +15,7 @@ import type {
   ShareGrant,
   ShareRole,
   SortKey,
+  TotpEnrollment,
   TrashItem,
 } from './types';
 
@@ -35,6 +38,22 @@ export interface Api {
   finishOidc(state: string, code: string): Promise<LoginOutcome>;
   /** Called when a refresh is refused: the pages send the person to Log in. */
   onSessionExpired(listener: () => void): void;
+
+  // settings (the signed-in account)
+  updateDisplayName(displayName: string): Promise<Me>;
+  /** Mails a confirmation link to the new address; the address changes only when that link is opened. */
+  changeEmail(newEmail: string, currentPassword: string): Promise<void>;
+  changePassword(currentPassword: string, newPassword: string, endOtherSessions: boolean): Promise<void>;
+  sessions(): Promise<DeviceSession[]>;
+  endSession(sessionId: string): Promise<void>;
+  /** Ends every session but this browser's; answers how many ended. */
+  endOtherSessions(): Promise<number>;
+  startTotp(): Promise<TotpEnrollment>;
+  /** Turns 2FA on; answers the recovery codes, which the server never shows again. */
+  confirmTotp(code: string): Promise<string[]>;
+  disableTotp(password: string, code: string): Promise<void>;
+  /** The activity log about the caller's account, newest first. */
+  myActivity(pageToken?: string): Promise<Page<ActivityEntry>>;
 
   // files
   listChildren(

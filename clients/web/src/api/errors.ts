@@ -60,6 +60,8 @@ const FIELD_LABELS: Record<string, string> = {
   relative_path: 'Name',
   password: 'Password',
   new_password: 'Password',
+  current_password: 'Current password',
+  new_email: 'Email',
   email: 'Email',
   display_name: 'Name',
   code: 'Code',

@@ -11,10 +11,11 @@ import {
   type LoginResult,
   type Node,
   type Share,
+  type User,
 } from '@flowdock/sdk';
 import type { UploadJob, UploadResult } from '../upload/queue';
 import type { Api } from './api';
-import type { FileNode, LinkPermission, LoginOutcome, PublicLink, ShareGrant, ShareRole } from './types';
+import type { FileNode, LinkPermission, LoginOutcome, Me, PublicLink, ShareGrant, ShareRole } from './types';
 
 const date = (t: Timestamp | undefined): Date | undefined => (t ? timestampDate(t) : undefined);
 
@@ -87,6 +88,8 @@ async function allPages<T>(fetchPage: (token: string) => Promise<{ items: T[]; n
   return out;
 }
 
+const toMe = (u: User): Me => ({ id: u.id, email: u.email, displayName: u.displayName, totpEnabled: u.totpEnabled });
+
 const outcome = (r: LoginResult): LoginOutcome => (r.signedIn ? { kind: 'ok' } : { kind: 'mfa', mfaToken: r.mfaToken });
 
 const deviceName = (): string => (typeof navigator === 'undefined' ? 'browser' : navigator.userAgent.slice(0, 100));
@@ -141,10 +144,7 @@ export function createSdkApi(baseUrl: string): Api {
     loginTotp: async (mfaToken, code) => outcome(await client.loginTotp(mfaToken, code)),
     restoreSession: () => client.restoreSession(),
     logout: () => client.logout(),
-    me: async () => {
-      const u = await auth.getMe({});
-      return { id: u.id, email: u.email, displayName: u.displayName, totpEnabled: u.totpEnabled };
-    },
+    me: async () => toMe(await auth.getMe({})),
     requestPasswordRecovery: async (email) => void (await auth.requestPasswordRecovery({ email })),
     resetPassword: async (token, newPassword) => void (await auth.resetPassword({ token, newPassword })),
     oidcProviders: async () => (await auth.listOidcProviders({})).providers,
@@ -154,6 +154,43 @@ export function createSdkApi(baseUrl: string): Api {
       expiredListeners.clear();
       expiredListeners.add(listener);
     },
+
+    updateDisplayName: async (displayName) => toMe(await auth.updateMe({ displayName })),
+    changeEmail: async (newEmail, currentPassword) => void (await auth.changeEmail({ newEmail, currentPassword })),
+    changePassword: async (currentPassword, newPassword, endOtherSessions) =>
+      void (await auth.changePassword({ currentPassword, newPassword, revokeOtherSessions: endOtherSessions })),
+    sessions: async () =>
+      (await auth.listSessions({})).sessions.map((s) => ({
+        id: s.id,
+        device: s.deviceName,
+        ip: s.ip,
+        created: date(s.createTime),
+        lastSeen: date(s.lastSeenTime),
+        current: s.current,
+      })),
+    endSession: async (sessionId) => void (await auth.revokeSession({ sessionId })),
+    endOtherSessions: async () => (await auth.revokeOtherSessions({})).revoked,
+    startTotp: async () => {
+      const r = await auth.startTotpEnrollment({});
+      return { secret: r.secret, uri: r.otpauthUri, qrSvg: r.qrSvg };
+    },
+    confirmTotp: async (code) => (await auth.confirmTotp({ code })).recoveryCodes,
+    disableTotp: async (password, code) => void (await auth.disableTotp({ password, code })),
+    myActivity: async (pageToken) => {
+      const r = await auth.listMyActivity({ pageToken: pageToken ?? '', pageSize: 50 });
+      return {
+        items: r.events.map((e) => ({
+          id: e.id,
+          time: date(e.time),
+          kind: e.kind,
+          ip: e.ip,
+          userAgent: e.userAgent,
+          details: { ...e.details },
+        })),
+        nextPageToken: r.nextPageToken,
+      };
+    },
+
     listChildren: async (folderId, opts) => {
       const r = await storage.listChildren({
         folderId,

@@ -109,6 +109,37 @@ export interface LinkFolder {
   path: FileNode[];
 }
 
+/** One signed-in device of the caller (a login's refresh-token family). */
+export interface DeviceSession {
+  id: string;
+  /** What the device said at login (the browser's user agent, or a CLI's name). */
+  device: string;
+  ip: string;
+  created: Date | undefined;
+  lastSeen: Date | undefined;
+  /** The session this browser uses. */
+  current: boolean;
+}
+
+/** One entry of the activity log about the caller's account. */
+export interface ActivityEntry {
+  id: string;
+  time: Date | undefined;
+  /** Dotted, e.g. "login.ok", "password.changed", "share.created". */
+  kind: string;
+  ip: string;
+  userAgent: string;
+  details: Record<string, string>;
+}
+
+/** A started 2FA enrolment: nothing changes until a code from the authenticator confirms it. */
+export interface TotpEnrollment {
+  secret: string;
+  uri: string;
+  /** The QR code of `uri`, drawn by the server as an SVG document. */
+  qrSvg: string;
+}
+
 export type LoginOutcome = { kind: 'ok' } | { kind: 'mfa'; mfaToken: string };
 
 export type ErrorKind =

@@ -11,6 +11,8 @@ interface AuthState {
   expired: boolean;
   boot(): Promise<void>;
   signedIn(): Promise<void>;
+  /** The account as the server now has it (after a settings change). */
+  setMe(me: Me): void;
   logout(): Promise<void>;
   sessionExpired(): void;
 }
@@ -34,6 +36,9 @@ export const useAuth = create<AuthState>((set, get) => ({
   },
   async signedIn() {
     set({ status: 'signed-in', me: await api.me(), expired: false });
+  },
+  setMe(me) {
+    if (get().status === 'signed-in') set({ me });
   },
   async logout() {
     try {

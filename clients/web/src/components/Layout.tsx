@@ -128,6 +128,13 @@ function UserMenu() {
       {open && (
         <div className="absolute right-0 z-30 mt-2 w-64 rounded-md border border-slate-200 bg-white p-2 shadow-lg">
           <p className="truncate px-2 py-1 text-sm text-slate-700">Signed in as {me?.email}</p>
+          <Link
+            to="/settings"
+            onClick={() => setOpen(false)}
+            className="block w-full rounded px-2 py-2 text-left text-sm text-slate-800 no-underline hover:bg-slate-100 hover:no-underline focus-visible:outline-2 focus-visible:outline-blue-700"
+          >
+            Settings
+          </Link>
           <button
             type="button"
             className="w-full rounded px-2 py-2 text-left text-sm hover:bg-slate-100 focus-visible:outline-2 focus-visible:outline-blue-700"

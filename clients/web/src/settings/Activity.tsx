@@ -1,0 +1,92 @@
+import { useInfiniteQuery } from '@tanstack/react-query';
+import { useId, useState } from 'react';
+import { api } from '../api';
+import { Alert, Button, Spinner } from '../components/ui';
+import { formatDate } from '../files/format';
+import { Section, settingsError } from './common';
+import { ACTIVITY_FILTERS, describeActivity, describeDevice, matchesFilter, type ActivityFilter } from './format';
+
+/** The activity log about this account, newest first, a page at a time. */
+export function ActivitySection() {
+  const kindId = useId();
+  const fromId = useId();
+  const [filter, setFilter] = useState<ActivityFilter>('all');
+  const [from, setFrom] = useState('');
+  const list = useInfiniteQuery({
+    queryKey: ['my-activity'],
+    queryFn: ({ pageParam }) => api.myActivity(pageParam),
+    initialPageParam: '',
+    getNextPageParam: (last) => last.nextPageToken || undefined,
+  });
+  // The server pages the log but does not filter it: the filters apply to the entries loaded so far.
+  const since = from ? new Date(`${from}T00:00:00`) : undefined;
+  const entries = (list.data?.pages.flatMap((p) => p.items) ?? []).filter(
+    (e) => matchesFilter(e.kind, filter) && (!since || (e.time && e.time >= since)),
+  );
+  return (
+    <Section title="My activity" testId="settings-activity">
+      <p className="text-sm text-slate-800">
+        What happened to your account: logins, password, email and 2FA changes, shares and links. Filters apply to the
+        entries loaded; “Show older” loads more.
+      </p>
+      <div className="flex flex-wrap gap-3">
+        <div className="flex flex-col gap-1">
+          <label htmlFor={kindId} className="text-sm font-medium text-slate-800">
+            Show
+          </label>
+          <select
+            id={kindId}
+            value={filter}
+            onChange={(e) => setFilter(e.target.value as ActivityFilter)}
+            className="rounded-md border border-slate-400 bg-white px-3 py-2 text-base focus-visible:outline-2 focus-visible:outline-blue-700"
+          >
+            {(Object.keys(ACTIVITY_FILTERS) as ActivityFilter[]).map((key) => (
+              <option key={key} value={key}>
+                {ACTIVITY_FILTERS[key].label}
+              </option>
+            ))}
+          </select>
+        </div>
+        <div className="flex flex-col gap-1">
+          <label htmlFor={fromId} className="text-sm font-medium text-slate-800">
+            From date
+          </label>
+          <input
+            id={fromId}
+            type="date"
+            value={from}
+            onChange={(e) => setFrom(e.target.value)}
+            className="rounded-md border border-slate-400 px-3 py-2 text-base focus-visible:outline-2 focus-visible:outline-blue-700"
+          />
+        </div>
+      </div>
+      {list.isPending ? (
+        <Spinner label="Loading activity…" />
+      ) : list.isError ? (
+        <Alert>{settingsError(list.error)}</Alert>
+      ) : entries.length === 0 ? (
+        <p className="text-sm text-slate-700">Nothing to show{list.hasNextPage ? ' among the entries loaded' : ''}.</p>
+      ) : (
+        <ol aria-label="Activity" className="flex flex-col">
+          {entries.map((e) => (
+            <li key={e.id} data-testid="activity-row" className="border-b border-slate-200 py-2 last:border-b-0">
+              <p className="font-medium">{describeActivity(e.kind)}</p>
+              <p className="text-sm text-slate-700">
+                {formatDate(e.time)}
+                {e.ip ? ` · IP ${e.ip}` : ''}
+                {e.userAgent ? ` · ${describeDevice(e.userAgent)}` : ''}
+              </p>
+            </li>
+          ))}
+        </ol>
+      )}
+      {list.hasNextPage && (
+        <div>
+          <Button disabled={list.isFetchingNextPage} onClick={() => void list.fetchNextPage()}>
+            {list.isFetchingNextPage ? 'Loading…' : 'Show older'}
+          </Button>
+        </div>
+      )}
+    </Section>
+  );
+}
