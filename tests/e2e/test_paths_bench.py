@@ -41,6 +41,7 @@ EXPECTED = {
     "small_nginx": "",
     "small_conc": ">= 1,000 files/s",
     "list_rest": "p50 <= copyparty, <= 200 B/entry",
+    "list_rest_compact": "p50 <= copyparty, <= 200 B/entry",
     "list_grpcweb": "p50 <= 3 ms",
     "list_copyparty": "",
     "list_nginx": "",

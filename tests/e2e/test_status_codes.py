@@ -33,6 +33,7 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     env = {
         "FLOWDOCK_MAX_MESSAGE_BYTES": str(640 * KiB),
         "FLOWDOCK_STORAGE_MAX_CHUNK_BYTES": str(512 * KiB),
+        "FLOWDOCK_STORAGE_UPLOAD_CHUNK_BYTES": str(512 * KiB),  # the advice may not exceed the limit (refused at start)
         "FLOWDOCK_STORAGE_CHUNK_BYTES": str(256 * KiB),
         "FLOWDOCK_STORAGE_MAX_FILE_BYTES": str(5 * MiB),
         "FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(8 * MiB),
