@@ -2,6 +2,7 @@ import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { RouterProvider } from 'react-router';
+import { useAuth } from './auth/store';
 import { router } from './router';
 import './index.css';
 
@@ -18,6 +19,9 @@ const queryClient = new QueryClient({
     },
   },
 });
+
+// The session refresh goes out before the first render, not from an effect after it.
+void useAuth.getState().boot();
 
 const root = document.getElementById('root');
 if (!root) throw new Error('no #root element');

@@ -17,22 +17,35 @@ interface AuthState {
   sessionExpired(): void;
 }
 
+let booting: Promise<void> | undefined;
+
 /** Who is signed in. The access token itself stays inside the SDK's memory: nothing here is persisted. */
 export const useAuth = create<AuthState>((set, get) => ({
   status: 'checking',
   me: undefined,
   expired: false,
-  async boot() {
-    if (get().status !== 'checking') return;
-    try {
-      if (await api.restoreSession()) {
-        set({ status: 'signed-in', me: await api.me(), expired: false });
-        return;
+  boot() {
+    // Once per page load, whoever asks first (main.tsx asks before React renders, so the refresh is on the wire
+    // while the route's code loads); a second Refresh would spend the single-use cookie token twice.
+    booting ??= (async () => {
+      try {
+        if (await api.restoreSession()) {
+          // Signed in now: the page's own calls start at once; who we are arrives beside them.
+          set({ status: 'signed-in', expired: false });
+          void api
+            .me()
+            .then((me) => {
+              if (get().status === 'signed-in') set({ me });
+            })
+            .catch(() => undefined); // the page's own calls report trouble
+          return;
+        }
+      } catch {
+        // no session to restore, or the server is down: the public pages still work
       }
-    } catch {
-      // no session to restore, or the server is down: the public pages still work
-    }
-    set({ status: 'anonymous', me: undefined });
+      set({ status: 'anonymous', me: undefined });
+    })();
+    return booting;
   },
   async signedIn() {
     set({ status: 'signed-in', me: await api.me(), expired: false });
