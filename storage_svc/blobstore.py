@@ -497,14 +497,17 @@ class EncryptedBlobStore:
             raise
         return _Source(fd, header, aead, size, last, plain, final=False)
 
-    async def read_staging(self, upload_id: str, size: int, chunk: int) -> AsyncIterator[bytes]:
-        """The first `size` plaintext bytes of an upload (after sync), e.g. to hash and scan them in one pass."""
+    async def read_staging(self, upload_id: str, size: int, chunk: int, *, start: int = 0) -> AsyncIterator[bytes]:
+        """Plaintext [start, size) of an upload (after sync): to scan it, or to hash committed bytes a writer's
+        hash lacks (another replica wrote them)."""
+        if not 0 <= start <= size:
+            raise ValueError(f"start {start} outside 0..{size}")
         try:
             src = await self._run(self._open_staging, upload_id, size)
         except FileNotFoundError:
             raise Unavailable("upload staging file is missing; abort and start the upload again") from None
         try:
-            async for block in self._stream(src, 0, size, chunk):
+            async for block in self._stream(src, start, size - start, chunk):
                 yield block
         finally:
             os.close(src.fd)

@@ -3,6 +3,7 @@
 - `access`: who may touch a node (`Access`, shared by the others) and public-link resolution;
 - `tree`: folders, moves, copies, trash, versions, quota, search (`Tree`);
 - `uploads`: upload sessions, small files in one call, the streaming `UploadWriter` (`Uploads`);
+- `hashing`: the SHA-256 of an upload computed as its bytes arrive (`UploadHashes`, used by `uploads`);
 - `downloads`: file downloads and signed download URLs (`Downloads`);
 - `links`: anonymous visitors of public links: listing, downloads, file drops (`PublicLinks`);
 - `housekeeping`: expiry, resumed finishes, the trash retention purge (`Housekeeping`);

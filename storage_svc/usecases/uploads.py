@@ -3,7 +3,8 @@ and the writer that streams bytes into the blob store under a lease.
 
 The path of a streamed upload: servicer.UploadStream → `Uploads.writer` → `UploadWriter` (lease and committed
 offset in the database through the unit of work; bytes through the `BlobStore` port, storage_svc/ports.py) →
-storage_svc/blobstore.py. `finish_upload` reads the staged bytes once (SHA-256 and the virus scan together), then
+storage_svc/blobstore.py. The writer hashes the bytes as they arrive (storage_svc/usecases/hashing.py), so
+`finish_upload` reads the staged bytes again only to scan them (or to hash what this process did not see), then
 turns them into a blob and the file (or a new version of it) in the transaction that completes the upload.
 """
 
@@ -34,8 +35,10 @@ from flowdock_kernel.errors import (
 from storage_svc import domain
 from storage_svc.domain import Kind, Node, OnConflict, ScanLimitExceeded, Upload, UploadState, Version
 from storage_svc.ports import BlobStore, Events, UnitOfWork, UnitOfWorkFactory, VirusScanner
+from storage_svc.usecases import hashing
 from storage_svc.usecases.access import LINK_CREATOR, Access
 from storage_svc.usecases.common import DropLimits, Limits, delete_blobs, quota_exceeded
+from storage_svc.usecases.hashing import HashState, RunningHash, UploadHashes
 from storage_svc.usecases.tree import Tree, place
 
 log = logging.getLogger("flowdock.storage")
@@ -61,6 +64,8 @@ class Uploads:
     scanner: VirusScanner
     events: Events
     clock: Clock
+    #: This process's SHA-256 states of the uploads it writes (one per process: replicas each have their own).
+    hashes: UploadHashes = field(default_factory=UploadHashes)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def create_upload(
@@ -424,11 +429,12 @@ class Uploads:
             log.exception("finishing upload failed", extra={"upload_id": upload.id})
 
     async def _verify(self, upload: Upload) -> str:
-        """One pass over the staged bytes: SHA-256 and the virus scan together. Returns the digest.
+        """SHA-256 and the virus scan; returns the digest. The hash was mostly computed as the bytes arrived: with
+        the whole of it cached and scanning off, nothing is read; with scanning on, the scan is the one pass over
+        the bytes; otherwise that pass hashes only what the cached state lacks (bytes another replica wrote).
 
         Scanner unreachable → Unavailable (fail closed: never treated as clean). Content beyond the scanner's
         limit follows `scan_oversize`: "refuse" (default) or "allow-unscanned" (logged)."""
-        h = hashlib.sha256()
         session = None
         if self.scanner.enabled:
             try:
@@ -440,14 +446,19 @@ class Uploads:
                         "bytes (storage_clamd_stream_max_bytes); it was refused unscanned"
                     ) from None
                 log.warning("stored unscanned: over the scanner's limit", extra={"upload_id": upload.id})
-        source = self.blobs.read_staging(upload.id, upload.size, self.limits.chunk_bytes)
-        if await self._committed_before(upload):
-            source = self.blobs.read(upload.blob_id, 0, upload.size, self.limits.chunk_bytes)
+        known = self.hashes.get(upload.id)
+        have, h = known if known is not None and known[0] <= upload.size else (0, hashlib.sha256())
+        start = 0 if session is not None else have
         try:
-            async for block in source:
-                h.update(block)
-                if session is not None:
-                    await session.feed(block)
+            if start < upload.size:
+                pos = start
+                async for block in self._staged(upload, start):
+                    end = pos + len(block)
+                    if end > have:  # bytes the cached state lacks
+                        await hashing.update(h, memoryview(block)[max(0, have - pos) :])
+                    if session is not None:
+                        await session.feed(block)
+                    pos = end
             digest = h.hexdigest()
             if upload.sha256 and digest != upload.sha256:
                 raise ScanRefused(f"content SHA-256 is {digest}, not the declared {upload.sha256}; upload it again")
@@ -472,6 +483,15 @@ class Uploads:
             if session is not None:
                 await session.close()
         return digest
+
+    async def _staged(self, upload: Upload, start: int) -> AsyncIterator[bytes]:
+        """The upload's bytes from `start`: staged, or already in its blob (a finish that crashed after the rename)."""
+        if await self._committed_before(upload):
+            source = self.blobs.read(upload.blob_id, start, upload.size - start, self.limits.chunk_bytes)
+        else:
+            source = self.blobs.read_staging(upload.id, upload.size, self.limits.chunk_bytes, start=start)
+        async for block in source:
+            yield block
 
     async def _committed_before(self, upload: Upload) -> bool:
         """A previous finish renamed staging into the blob, then crashed before its database commit."""
@@ -539,11 +559,13 @@ class Uploads:
         except Exception:
             await self.blobs.delete(blob_id)
             raise
+        self.hashes.forget(upload.id)
         await delete_blobs(self.blobs, pruned)
         return replace(upload, state=UploadState.COMPLETED, node_id=node.id), node
 
     async def _fail(self, upload: Upload, why: str, *, staged: bool = True) -> None:
         """Refuse the content: bytes destroyed, reservation released, the reason kept for the client."""
+        self.hashes.forget(upload.id)
         if staged:
             await self.blobs.delete_staging(upload.id)
         async with self.uow() as uow:
@@ -563,6 +585,7 @@ class Uploads:
             if upload.state == UploadState.OPEN:
                 await uow.quotas.settle(upload.owner_id, reserved=-upload.size, used=0)
             await uow.commit()
+        self.hashes.forget(upload_id)
         await self.blobs.delete_staging(upload_id)
 
 
@@ -637,6 +660,7 @@ class UploadWriter:
         self._flushing_to = 0  # the offset the flush in flight makes durable
         self._acked = 0
         self._released = False  # the last flush let go of the hold
+        self._hash: RunningHash | None = None  # SHA-256 of the bytes up to where the writes handed out so far end
 
     async def __aenter__(self) -> UploadWriter:
         return self
@@ -662,6 +686,9 @@ class UploadWriter:
             await uow.commit()
         self.upload = upload
         self.offset = self.committed = self._flushing_to = self._acked = offset
+        self._hash = await hashing.resume(
+            self.uploads.hashes, self.uploads.blobs, self.upload_id, offset, self.uploads.limits.chunk_bytes
+        )
         self.lease_until = self.uploads.clock.now() + LEASE
         return offset
 
@@ -689,7 +716,21 @@ class UploadWriter:
 
     async def _issue(self, offset: int, data: bytes | bytearray) -> None:
         await self._settle_write()
-        self._writing = asyncio.ensure_future(self.uploads.blobs.write_staging(self.upload_id, offset, data))
+        self._writing = asyncio.ensure_future(self._write(offset, data))
+
+    async def _write(self, offset: int, data: bytes | bytearray) -> None:
+        """Encrypt and write the bytes while hashing them (each in a thread of its own: two cores busy)."""
+        running = self._hash
+        hashed = asyncio.ensure_future(running.update(data)) if running is not None else None
+        try:
+            await self.uploads.blobs.write_staging(self.upload_id, offset, data)
+        except BaseException:
+            if running is not None:
+                running.state = None  # what was hashed is no longer what is written: never cache it
+            raise
+        finally:
+            if hashed is not None:
+                await hashed
 
     async def _settle_write(self) -> None:
         if self._writing is not None:
@@ -712,7 +753,14 @@ class UploadWriter:
         """Bytes received that no flush (finished or in flight) covers yet."""
         return self.offset - max(self.committed, self._flushing_to)
 
-    async def _record(self, offset: int, *, release: bool = False) -> int:
+    def _hashed(self, offset: int) -> HashState | None:
+        """A copy of the hash state if it covers exactly the first `offset` bytes (take it once they are written)."""
+        running = self._hash
+        return running.snapshot() if running is not None and running.offset == offset else None
+
+    async def _record(self, offset: int, hashed: HashState | None, *, release: bool = False) -> int:
+        """Make the bytes up to `offset` durable and record them as committed; then `hashed` (their SHA-256 state)
+        may go into the cache."""
         await self.uploads.blobs.sync_staging(self.upload_id)
         async with self.uploads.uow() as uow:
             now = self.uploads.clock.now()
@@ -722,6 +770,8 @@ class UploadWriter:
                     "this writer lost its hold on the upload (idle too long); resume it", retry_after_seconds=0
                 )
             await uow.commit()
+            if hashed is not None:  # before this task yields: a writer taking the freed hold here finds it
+                self.uploads.hashes.put(self.upload_id, offset, hashed)
         self.lease_until = self.uploads.clock.now() + LEASE
         self.committed = offset
         self._released = release
@@ -733,7 +783,8 @@ class UploadWriter:
         await self.settle()
         if self.offset == self.committed:
             return
-        self._flushing = asyncio.ensure_future(self._record(await self._all_written()))
+        offset = await self._all_written()
+        self._flushing = asyncio.ensure_future(self._record(offset, self._hashed(offset)))
 
     @property
     def flushing(self) -> asyncio.Task[int] | None:
@@ -755,7 +806,8 @@ class UploadWriter:
         await self.settle()
         if self.offset == self.committed and not renew:
             return self.committed
-        self._acked = await self._record(await self._all_written(), release=release)
+        offset = await self._all_written()
+        self._acked = await self._record(offset, self._hashed(offset), release=release)
         return self.committed
 
     async def _all_written(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -76,6 +77,8 @@ def test_upload_begun_on_one_replica_finishes_on_the_other(replicated: Running) 
         r = httpx.put(f"{mesh.url}/api/v1/uploads/{upload['uploadId']}?offset={half}", headers=h, content=data[half:])
         assert int(r.json()["committedSize"]) == len(data)
         node = httpx.post(f"{mesh.url}/api/v1/uploads/{upload['uploadId']}/finish", headers=h, json={}).json()["node"]
+        # The second replica never saw the first half: it hashed those committed bytes once, then went on.
+        assert node["sha256"] == hashlib.sha256(data).hexdigest()
         got = httpx.get(f"{mesh.url}/api/v1/files/{node['id']}/content", headers=h)
         assert got.content == data
     finally:

@@ -178,6 +178,9 @@ async def test_read_staging_and_digest(store: EncryptedBlobStore) -> None:
     assert await collect(store.read_staging("s", len(data), 1000)) == data
     assert await collect(make_store(store.root.parent).read_staging("s", len(data), 1000)) == data  # another process
     assert await store.digest_staging("s", len(data)) == hashlib.sha256(data).hexdigest()
+    # From a start (the committed bytes a writer's hash lacks): mid-segment, on a boundary, into the partial one.
+    for start, end in [(SEG // 2 + 1, len(data)), (SEG, 3 * SEG), (4 * SEG + 1, len(data)), (7, 7)]:
+        assert await collect(make_store(store.root.parent).read_staging("s", end, 1000, start=start)) == data[start:end]
 
 
 # -- resume and crashes -------------------------------------------------------------------------------------

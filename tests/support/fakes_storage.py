@@ -620,12 +620,12 @@ class FakeBlobStore:
         for upload_id, staged in self.staging.items():
             del staged[self.durable[upload_id] :]
 
-    async def read_staging(self, upload_id: str, size: int, chunk: int) -> AsyncIterator[bytes]:
+    async def read_staging(self, upload_id: str, size: int, chunk: int, *, start: int = 0) -> AsyncIterator[bytes]:
         await self.sync_staging(upload_id)
         staged = bytes(self._staged(upload_id))
         if len(staged) < size:
             raise DataLoss("the upload's staging file is shorter than its committed size; abort and upload again")
-        for i in range(0, size, chunk):
+        for i in range(start, size, chunk):
             yield staged[i : min(i + chunk, size)]
 
     async def commit_staging(self, upload_id: str, blob_id: str, size: int) -> None:
