@@ -997,7 +997,9 @@ async def sample_gauges(engine: AsyncEngine, default_quota_bytes: int) -> None:
         states: dict[str, int] = dict(
             (await conn.execute(sa.select(uploads.c.state, sa.func.count()).group_by(uploads.c.state))).tuples().all()
         )
-        buckets: dict[str, int] = dict((await conn.execute(sa.select(bucket, sa.func.count()).group_by(bucket))).tuples().all())
+        buckets: dict[str, int] = dict(
+            (await conn.execute(sa.select(bucket, sa.func.count()).group_by(bucket))).tuples().all()
+        )
     for state in (UploadState.OPEN, UploadState.FINISHING):
         metrics.UPLOADS_ACTIVE.labels(state.value).set(states.get(state.value, 0))
     for name in metrics.QUOTA_BUCKETS:

@@ -157,6 +157,8 @@ async def build(config: StorageConfig) -> Service:
         await sample_gauges(engine, config.storage_default_quota_bytes)
 
     metrics.watch_process(NAME, engine, config.data_dir)
+    for outcome in metrics.UPLOAD_OUTCOME_VALUES:  # exported at 0 from the start: rate() needs a first sample
+        metrics.UPLOAD_OUTCOMES.labels(outcome)
     samples: list[Callable[[], Awaitable[object]]] = [
         metrics.database_probe(NAME, engine),
         metrics.outbox_probe(NAME, outbox.pending),

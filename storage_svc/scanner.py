@@ -99,6 +99,9 @@ class ClamdAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+SCAN_RESULTS = ("clean", "infected", "error")
+
+
 def _clamd_answered(up: bool) -> None:
     """flowdock_clamd_up: created on first use, so that a service scanning nothing exports no series."""
     metrics.CLAMD_UP.labels("storage").set(1 if up else 0)
@@ -127,6 +130,8 @@ class ClamdScanner:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.frame_bytes = frame_bytes
+        for result in SCAN_RESULTS:  # every result exported from the start, at 0 (rates need a first sample)
+            metrics.SCAN_SECONDS.labels(result)
 
     @property
     def description(self) -> str:
