@@ -994,12 +994,10 @@ async def sample_gauges(engine: AsyncEngine, default_quota_bytes: int) -> None:
     ).label("bucket")
     async with engine.connect() as conn:
         await db.read_only(conn)
-        states: dict[str, int] = dict(
-            (await conn.execute(sa.select(uploads.c.state, sa.func.count()).group_by(uploads.c.state))).tuples().all()
-        )
-        buckets: dict[str, int] = dict(
-            (await conn.execute(sa.select(bucket, sa.func.count()).group_by(bucket))).tuples().all()
-        )
+        by_state = await conn.execute(sa.select(uploads.c.state, sa.func.count()).group_by(uploads.c.state))
+        states = {str(row[0]): int(row[1]) for row in by_state}
+        by_bucket = await conn.execute(sa.select(bucket, sa.func.count()).group_by(bucket))
+        buckets = {str(row[0]): int(row[1]) for row in by_bucket}
     for state in (UploadState.OPEN, UploadState.FINISHING):
         metrics.UPLOADS_ACTIVE.labels(state.value).set(states.get(state.value, 0))
     for name in metrics.QUOTA_BUCKETS:
