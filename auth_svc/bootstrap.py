@@ -25,7 +25,7 @@ from auth_svc.secretbox import SecretBox
 from auth_svc.servicer import AuthInternalServicer, AuthServicer, RefreshCookie
 from auth_svc.usecases import Accounts, Limit, Limits, Policy
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
-from flowdock_kernel import db
+from flowdock_kernel import db, metrics
 from flowdock_kernel.channels import Keepalive, internal_channel
 from flowdock_kernel.clock import Clock, SystemClock
 from flowdock_kernel.config import ConfigError
@@ -224,6 +224,8 @@ async def build(config: AuthConfig) -> Service:
         hasher.close()
         await engine.dispose()
 
+    metrics.watch_process(NAME, engine, config.data_dir)
+
     return Service(
         name=NAME,
         service_names=[s.full_name for s in SERVICES],
@@ -238,5 +240,9 @@ async def build(config: AuthConfig) -> Service:
         ),
         on_stop=[close],
         # Key reloads (a rotation reaches every replica without a restart) and hourly housekeeping.
-        background=[every(config.auth_signing_key_reload_seconds, keyring.refresh), every(3600, housekeeping.run)],
+        background=[
+            every(config.auth_signing_key_reload_seconds, keyring.refresh),
+            every(3600, housekeeping.run),
+            metrics.sampler(NAME, [metrics.database_probe(NAME, engine)]),
+        ],
     )

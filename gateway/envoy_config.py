@@ -89,6 +89,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     RouteAction,
     RouteConfiguration,
     RouteMatch,
+    VirtualCluster,
     VirtualHost,
 )
 from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
@@ -975,11 +976,29 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
                 request_headers_to_remove=list(IDENTITY_HEADERS),
                 response_headers_to_add=_hardening_headers(),
                 typed_per_filter_config={"envoy.filters.http.cors": _any(_cors_policy(spec))},
+                virtual_clusters=_protocol_clusters(),
             )
         ],
         request_headers_to_add=[_client_ip_header()],
         response_headers_to_add=_hsts_headers(spec),
     )
+
+
+#: The `envoy_virtual_cluster` label values of the gateway's per-protocol request stats (docs/operations.md).
+PROTOCOL_CLUSTERS = ("rest", "grpc_web", "grpc")
+
+
+def _protocol_clusters() -> list[VirtualCluster]:
+    """Request counts by status and latency histograms per protocol (vhost.flowdock.vcluster.<name>.*): Envoy
+    picks the first that matches the headers as the router sees them. REST calls carry the transcoder's
+    x-envoy-original-method; grpc-web calls the x-grpc-web header their clients send (the grpc_web filter has made
+    their content-type application/grpc by then); native gRPC is what is left with a gRPC content-type.
+    Everything else forwarded upstream lands in Envoy's implicit "other"."""
+    return [
+        VirtualCluster(name="rest", headers=[HeaderMatcher(name="x-envoy-original-method", present_match=True)]),
+        VirtualCluster(name="grpc_web", headers=[HeaderMatcher(name="x-grpc-web", present_match=True)]),
+        VirtualCluster(name="grpc", headers=[_grpc_request()]),
+    ]
 
 
 def _not_found(name: str, match: RouteMatch) -> Route:

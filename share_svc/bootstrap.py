@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
-from flowdock_kernel import db
+from flowdock_kernel import db, metrics
 from flowdock_kernel.audit import Outbox, remote_audit_sender
 from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_check, remote_signing_keys
 from flowdock_kernel.clock import SystemClock
@@ -103,6 +103,8 @@ async def build(config: ShareConfig) -> Service:
         hasher.close()
         await engine.dispose()
 
+    metrics.watch_process(NAME, engine, config.data_dir)
+
     return Service(
         name=NAME,
         service_names=[s.full_name for s in SERVICES],
@@ -111,5 +113,8 @@ async def build(config: ShareConfig) -> Service:
         internal_callers=INTERNAL_CALLERS,
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
-        background=[deliver_audit_events],
+        background=[
+            deliver_audit_events,
+            metrics.sampler(NAME, [metrics.database_probe(NAME, engine), metrics.outbox_probe(NAME, outbox.pending)]),
+        ],
     )

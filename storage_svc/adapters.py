@@ -16,10 +16,10 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
-from flowdock_kernel import db
+from flowdock_kernel import db, metrics
 from flowdock_kernel.errors import AlreadyExists, NotFound, ResourceExhausted, Unauthenticated, Unavailable
 from storage_svc.domain import (
     Cursor,
@@ -739,6 +739,8 @@ _RELEASE = (
 class SqlUploads:
     def __init__(self, s: AsyncConnection) -> None:
         self.s = s
+        # Outcomes written in this transaction (metrics.UPLOAD_OUTCOMES), counted once it commits.
+        self.outcomes: list[str] = []
 
     async def get(self, upload_id: str) -> Upload | None:
         row = (await self.s.execute(_UPLOAD, {"id": upload_id})).first()
@@ -766,6 +768,8 @@ class SqlUploads:
                 creator_id=upload.creator_id,
             ),
         )
+        if upload.state == UploadState.COMPLETED:
+            self.outcomes.append("completed")
 
     async def acquire(self, upload_id: str, token: str, until: datetime, now: datetime, state: UploadState) -> bool:
         """Take the writer lease; `state` FINISHING also moves an OPEN upload into FINISHING."""
@@ -815,9 +819,17 @@ class SqlUploads:
         if node_id:
             values["node_id"] = node_id
         await self.s.execute(uploads.update().where(uploads.c.id == upload_id).values(**values))
+        if state == UploadState.COMPLETED:
+            self.outcomes.append("completed")
+        elif state == UploadState.FAILED:
+            self.outcomes.append(metrics.outcome_of_failure(failure))
 
     async def delete(self, upload_id: str) -> None:
         await self.s.execute(uploads.delete().where(uploads.c.id == upload_id))
+
+    async def expire(self, upload_id: str) -> None:
+        await self.delete(upload_id)
+        self.outcomes.append("expired")
 
     async def expired(self, now: datetime, limit: int) -> list[Upload]:
         q = sa.select(uploads).where(
@@ -860,6 +872,12 @@ class SqlUnitOfWork(db.SqlUnitOfWork):
         self.quotas = SqlQuotas(session)
         self.link_drops = SqlLinkDrops(session)
         self.uploads = SqlUploads(session)
+
+    async def commit(self) -> None:
+        await super().commit()
+        for outcome in self.uploads.outcomes:
+            metrics.UPLOAD_OUTCOMES.labels(outcome).inc()
+        self.uploads.outcomes.clear()
 
 
 class HmacUrlSigner:
@@ -961,3 +979,26 @@ class ShareAccessPolicy:
             max_upload_files=reply.max_upload_files,
             max_upload_bytes=reply.max_upload_bytes,
         )
+
+
+async def sample_gauges(engine: AsyncEngine, default_quota_bytes: int) -> None:
+    """Refresh storage's sampled gauges: open and finishing uploads, accounts by quota use (two GROUP BYs)."""
+    taken = quotas.c.used_bytes + quotas.c.reserved_bytes
+    limit = sa.func.coalesce(quotas.c.limit_bytes, default_quota_bytes)
+    bucket = sa.case(
+        (sa.or_(limit <= 0, taken >= limit), "full"),
+        (taken * 100 >= limit * 95, "95to100"),
+        (taken * 100 >= limit * 80, "80to95"),
+        (taken * 100 >= limit * 50, "50to80"),
+        else_="lt50",
+    ).label("bucket")
+    async with engine.connect() as conn:
+        await db.read_only(conn)
+        by_state = await conn.execute(sa.select(uploads.c.state, sa.func.count()).group_by(uploads.c.state))
+        states = {str(row[0]): int(row[1]) for row in by_state}
+        by_bucket = await conn.execute(sa.select(bucket, sa.func.count()).group_by(bucket))
+        buckets = {str(row[0]): int(row[1]) for row in by_bucket}
+    for state in (UploadState.OPEN, UploadState.FINISHING):
+        metrics.UPLOADS_ACTIVE.labels(state.value).set(states.get(state.value, 0))
+    for name in metrics.QUOTA_BUCKETS:
+        metrics.QUOTA_ACCOUNTS.labels(name).set(buckets.get(name, 0))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
 import grpc
 
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
-from flowdock_kernel import db
+from flowdock_kernel import db, metrics
 from flowdock_kernel.audit import Outbox, remote_audit_sender
 from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_check, remote_signing_keys
 from flowdock_kernel.clock import SystemClock
@@ -18,7 +19,7 @@ from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.server import Service
 from flowdock_kernel.wire import add_servicer
-from storage_svc.adapters import HmacUrlSigner, ShareAccessPolicy, SqlUnitOfWork
+from storage_svc.adapters import HmacUrlSigner, ShareAccessPolicy, SqlUnitOfWork, sample_gauges
 from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
 from storage_svc.scanner import ClamdScanner, DisabledScanner
@@ -152,6 +153,20 @@ async def build(config: StorageConfig) -> Service:
         await share.close()
         await engine.dispose()
 
+    async def sample_storage() -> None:
+        await sample_gauges(engine, config.storage_default_quota_bytes)
+
+    metrics.watch_process(NAME, engine, config.data_dir)
+    for outcome in metrics.UPLOAD_OUTCOME_VALUES:  # exported at 0 from the start: rate() needs a first sample
+        metrics.UPLOAD_OUTCOMES.labels(outcome)
+    samples: list[Callable[[], Awaitable[object]]] = [
+        metrics.database_probe(NAME, engine),
+        metrics.outbox_probe(NAME, outbox.pending),
+        sample_storage,
+    ]
+    if isinstance(scanner, ClamdScanner):
+        samples.append(scanner.ping)
+
     return Service(
         name=NAME,
         service_names=[SERVICE.full_name, ADMIN_SERVICE.full_name, PUBLIC_SERVICE.full_name],
@@ -160,5 +175,5 @@ async def build(config: StorageConfig) -> Service:
         internal_callers=INTERNAL_CALLERS,
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
-        background=[housekeeping, deliver_audit_events],
+        background=[housekeeping, deliver_audit_events, metrics.sampler(NAME, samples)],
     )

@@ -40,11 +40,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
+from flowdock_kernel import metrics
 from flowdock_kernel.errors import Unavailable
 from storage_svc.domain import ScanLimitExceeded
 from storage_svc.ports import ScanVerdict
@@ -97,6 +99,14 @@ class ClamdAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+SCAN_RESULTS = ("clean", "infected", "error")
+
+
+def _clamd_answered(up: bool) -> None:
+    """flowdock_clamd_up: created on first use, so that a service scanning nothing exports no series."""
+    metrics.CLAMD_UP.labels("storage").set(1 if up else 0)
+
+
 class ClamdScanner:
     """Scans with clamd over TCP or a unix socket; one INSTREAM connection per file."""
 
@@ -120,6 +130,8 @@ class ClamdScanner:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.frame_bytes = frame_bytes
+        for result in SCAN_RESULTS:  # every result exported from the start, at 0 (rates need a first sample)
+            metrics.SCAN_SECONDS.labels(result)
 
     @property
     def description(self) -> str:
@@ -160,7 +172,9 @@ class ClamdScanner:
             return False
         finally:
             await _close(writer)
-        return reply.rstrip(b"\0").strip() == b"PONG"
+        answered = reply.rstrip(b"\0").strip() == b"PONG"
+        _clamd_answered(answered)
+        return answered
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
@@ -172,6 +186,7 @@ class ClamdScanner:
             raise self._unreachable("connect", exc) from exc
 
     def _unreachable(self, stage: str, exc: BaseException) -> Unavailable:
+        _clamd_answered(False)
         log.warning(
             "virus scanner unreachable",
             extra={"clamd_address": str(self.address), "stage": stage, "error": repr(exc)},
@@ -232,6 +247,7 @@ class ScanSession:
         self.declared_size = declared_size
         self._sent = 0
         self._closed = False
+        self._started = time.perf_counter()  # for metrics.SCAN_SECONDS
 
     @property
     def sent(self) -> int:
@@ -267,9 +283,16 @@ class ScanSession:
         try:
             await self._write(_END_OF_STREAM)
             reply = await self._read_reply()
-            return self._scanner._verdict(reply, self._sent)
+            verdict = self._scanner._verdict(reply, self._sent)
+        except Exception:
+            metrics.SCAN_SECONDS.labels("error").observe(time.perf_counter() - self._started)
+            raise
         finally:
             await self.close()
+        _clamd_answered(True)
+        result = "clean" if verdict.clean else "infected"
+        metrics.SCAN_SECONDS.labels(result).observe(time.perf_counter() - self._started)
+        return verdict
 
     async def close(self) -> None:
         """Abandon (or after `finish`, release) the connection; idempotent."""

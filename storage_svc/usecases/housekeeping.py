@@ -43,7 +43,7 @@ class Housekeeping:
             expired = await uow.uploads.expired(now, 100)
         for upload in expired:
             async with self.uow() as uow:
-                await uow.uploads.delete(upload.id)
+                await uow.uploads.expire(upload.id)
                 if upload.state == UploadState.OPEN:
                     await uow.quotas.settle(upload.owner_id, reserved=-upload.size, used=0)
                 await uow.commit()

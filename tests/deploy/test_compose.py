@@ -1,6 +1,6 @@
 """Static checks of the deployment files.
 
-Files: docker-compose.yml, Dockerfile, .dockerignore and deploy/prometheus.yml.
+Files: docker-compose.yml, Dockerfile, .dockerignore and deploy/prometheus/prometheus.yml.
 
 No Docker engine is needed: every check is a small function that takes a loaded ``Deployment`` and returns a
 list of problems (empty when consistent). Each check is run against the real files (expecting no problems)
@@ -42,7 +42,7 @@ from tests.support.compose import (
 # Not in the wheel; the gateway needs it at run time (gateway.GatewaySpec.descriptor_path).
 GENERATED_PACKAGE = "gen/python/flowdock"  # holds descriptor.binpb, which the gateway reads
 
-REQUIRED_SERVICES = {"postgres", "clamav", *GRPC_SERVICES, "gateway", "prometheus", "certs"}
+REQUIRED_SERVICES = {"postgres", "clamav", *GRPC_SERVICES, "gateway", "prometheus", "grafana", "certs"}
 # Which FLOWDOCK_*_ADDRESS each service must be given.
 REQUIRED_ADDRESSES = {
     "auth": {"FLOWDOCK_STORAGE_ADDRESS", "FLOWDOCK_SHARE_ADDRESS"},
@@ -57,6 +57,7 @@ CERTS_SERVICE = "certs"
 ROLES_SQL = "deploy/postgres/roles.sql"
 ROLES_SCRIPT = "deploy/postgres/init-roles.sh"
 PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
 POSTGRES_PORT = 5432
 CLAMD_PORT = 3310
 ADDRESS_KEY = re.compile(r"^FLOWDOCK_(?P<what>[A-Z0-9_]+)_ADDRESS$")
@@ -217,7 +218,12 @@ def check_services(d: Deployment) -> list[str]:
         return ["compose file defines no services"]
     for missing in sorted(REQUIRED_SERVICES - set(svcs)):
         problems.append(f"required service {missing!r} is not defined")
-    images = {"postgres": "postgres:16", "clamav": "clamav/clamav", "prometheus": "prom/prometheus"}
+    images = {
+        "postgres": "postgres:16",
+        "clamav": "clamav/clamav",
+        "prometheus": "prom/prometheus",
+        "grafana": "grafana/grafana",
+    }
     for name, prefix in images.items():
         if name in svcs and not str(svcs[name].get("image", "")).startswith(prefix):
             problems.append(f"{name}: image should be {prefix}*, got {svcs[name].get('image')!r}")
@@ -249,11 +255,11 @@ def check_services(d: Deployment) -> list[str]:
                 problems.append(f"host port {host_port} published by both {published[host_port]} and {name}")
             if host_port is not None:
                 published[host_port] = name
-    for name, port in (("gateway", GATEWAY_HTTP_PORT), ("prometheus", PROMETHEUS_PORT)):
+    for name, port in (("gateway", GATEWAY_HTTP_PORT), ("prometheus", PROMETHEUS_PORT), ("grafana", GRAFANA_PORT)):
         if name in svcs and port not in {c for _, p, c in published_ports(svcs[name]) if p is not None}:
             problems.append(f"{name}: container port {port} is not published")
     for name, svc in svcs.items():
-        if name not in ("gateway", "prometheus") and published_ports(svc):
+        if name not in ("gateway", "prometheus", "grafana") and published_ports(svc):
             problems.append(f"{name}: publishes ports on the host; keep it on the compose network")
     declared = set((d.compose.get("volumes") or {}).keys())
     for required in ("pgdata", "blobs"):
@@ -1104,7 +1110,7 @@ COMPOSE_MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] 
     (
         "prometheus config mounted elsewhere",
         _compose_edit(
-            lambda c: _svc(c, "prometheus").update({"volumes": ["./deploy/prometheus.yml:/etc/prom.yml:ro"]})
+            lambda c: _svc(c, "prometheus").update({"volumes": ["./deploy/prometheus/prometheus.yml:/etc/prom.yml:ro"]})
         ),
         "prometheus",
         "is not mounted at its --config.file",
@@ -1280,6 +1286,10 @@ def _complete_tree(root: Path, real: Deployment) -> None:
     for name in (*files, ROLES_SQL, ROLES_SCRIPT):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text((real.repo / name).read_text())
+    # Grafana's provisioning and dashboards, and the alert rules next to prometheus.yml: mounted as folders/files.
+    for folder in ("deploy/grafana/provisioning", "deploy/grafana/dashboards"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / "deploy/prometheus/alerts.yml").write_text((real.repo / "deploy/prometheus/alerts.yml").read_text())
     for _, sources in copy_sources(real.dockerfile):
         for source in sources:
             path = root / source
@@ -1302,7 +1312,7 @@ def test_file_checks_pass_on_complete_tree(real: Deployment, tmp_path: Path) -> 
 def test_file_checks_fail_on_empty_tree(real: Deployment, tmp_path: Path) -> None:
     empty = dataclasses.replace(real, repo=tmp_path)
     assert any("Dockerfile" in problem for problem in check_referenced_files(empty))
-    assert any("deploy/prometheus.yml" in problem for problem in check_referenced_files(empty))
+    assert any("deploy/prometheus/prometheus.yml" in problem for problem in check_referenced_files(empty))
     assert any("'constraints.txt' does not exist" in problem for problem in check_dockerfile_sources(empty))
     assert any("auth_svc/__main__.py" in problem for problem in check_service_modules(empty))
 

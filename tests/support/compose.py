@@ -15,7 +15,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_NAME = "docker-compose.yml"
-PROMETHEUS_NAME = "deploy/prometheus.yml"
+PROMETHEUS_NAME = "deploy/prometheus/prometheus.yml"
 # The contract of the stack (see the deployment brief): compose service -> module, gRPC port, metrics port.
 GRPC_SERVICES: dict[str, tuple[str, int, int]] = {
     "auth": ("auth_svc", 50051, 9101),

@@ -499,6 +499,9 @@ class FakeUploads:
         self._s.uploads.pop(upload_id, None)
         self._s.writers.pop(upload_id, None)
 
+    async def expire(self, upload_id: str) -> None:
+        await self.delete(upload_id)
+
     def _free(self, upload: Upload, now: datetime) -> bool:
         return upload.id not in self._s.writers or (upload.writer_until is not None and upload.writer_until < now)
 
