@@ -246,10 +246,13 @@ class CallInterceptor(AsyncServerInterceptor):
     # -- outcome
 
     async def _handle(self, exc: Exception, context: grpc.aio.ServicerContext[Any, Any], state: _CallState) -> None:
-        if not isinstance(exc, errors.DomainError) and (full := disk_full_error(exc, self.database)) is not None:
+        full = exc if isinstance(exc, errors.DiskFull) else None
+        if not isinstance(exc, errors.DomainError):
+            full = disk_full_error(exc, self.database)
+        if full is not None:
             # A write refused for lack of space anywhere below (a database, a file): the operator's problem, said
             # as such (RESOURCE_EXHAUSTED, DISK_FULL), never an INTERNAL; logged once per call without a traceback.
-            log.warning("disk full", extra={"path": full.path, "error": repr(exc)[:300]})
+            log.warning("disk full: a write was refused", extra={"path": full.path, "error": repr(exc)[:300]})
             exc = full
         if isinstance(exc, errors.DomainError):
             status = grpc_errors.to_status(exc)

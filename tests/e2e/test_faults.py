@@ -263,10 +263,14 @@ def test_disk_full_during_chunk_upload(full: Running, filler: Filler) -> None:
     up = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "big.bin", "size": len(content)})
     uid = up["uploadId"]
     c.ok("PUT", f"/api/v1/uploads/{uid}", params={"offset": 0}, content=content[:MiB])
+    dropped = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "dropped.bin", "size": 10})
+    staging = full.data_dir / "storage" / "staging" / uid
 
     filler.fill()
     r = c.http.put(f"/api/v1/uploads/{uid}", params={"offset": MiB}, content=content[MiB : 2 * MiB])
     assert_disk_full(r, full)
+    # What the failed chunk wrote was cut: the staging file ends where the acknowledged full segments do.
+    assert staging.stat().st_size <= HEADER_SIZE + (MiB // SEGMENT) * stride(SEGMENT)
     # Nothing half-written: the upload still stands at its acknowledged size, reads go on.
     reads_work(c, fid, before, uid, MiB)
     native = Native(native_channel(full.host_port))
@@ -277,7 +281,19 @@ def test_disk_full_during_chunk_upload(full: Running, filler: Filler) -> None:
             S.WriteUploadChunkRequest(upload_id=uid, offset=MiB, data=content[MiB : 2 * MiB]), metadata=meta
         )
     assert rpc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "data disk is full" in str(rpc.value.details())
+    # The native stream (pipelined writes and flushes) ends the same way, with nothing acknowledged past 1 MiB.
+    chunks = [
+        S.UploadStreamRequest(upload_id=uid, offset=MiB + i * 256 * 1024, data=bytes(256 * 1024)) for i in range(4)
+    ]
+    acked: list[int] = []
+    responses = native.storage.UploadStream(iter(chunks), metadata=meta, timeout=30)
+    with pytest.raises(grpc.RpcError) as rpc:
+        acked.extend(m.committed_size for m in responses)
+    assert rpc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, rpc.value
+    assert not [a for a in acked if a > MiB]
+    assert staging.stat().st_size <= HEADER_SIZE + (MiB // SEGMENT) * stride(SEGMENT)
     writes_answer(full, c.http.post("/api/v1/folders", json={"parent_id": "root", "name": "while-full"}))
+    writes_answer(full, c.http.delete(f"/api/v1/uploads/{dropped['uploadId']}"))  # abort
     # A new upload needs the disk whatever the database: refused cleanly, and leaves no staging file behind.
     assert_disk_full(c.http.post("/api/v1/uploads", json={"parent_id": "root", "name": "o.bin", "size": 10}), full)
     # Logging in writes a session: done (PostgreSQL), or a clean DISK_FULL (SQLite on the full disk), never a 500.
@@ -293,6 +309,8 @@ def test_disk_full_during_chunk_upload(full: Running, filler: Filler) -> None:
     assert c.content(str(done["node"]["id"])) == content
     c.folder(f"after-{uuid.uuid4().hex[:6]}")
     Client(full)  # logging in works again
+    if full.backend == "sqlite":
+        c.ok("DELETE", f"/api/v1/uploads/{dropped['uploadId']}")  # the abort refused while full works now
     assert_fsck_clean(full)
 
 
