@@ -353,3 +353,30 @@ def test_disk_full_during_finish(full: Running, filler: Filler, leave: int) -> N
     assert done["state"] == "UPLOAD_STATE_COMPLETED", done
     assert c.content(str(done["node"]["id"])) == content
     assert_fsck_clean(full)
+
+
+def test_disk_full_during_a_background_finish(full: Running, filler: Filler) -> None:
+    """Above storage_inline_finish_bytes the finish runs after the call returned: the upload goes back to OPEN with
+    the reason in `failure` (GetUpload), and finishing again once space is freed completes it."""
+    c = Client(full)
+    content = os.urandom(9 * MiB + 60_000)  # over the fixture's 8 MiB inline finish; a 60,000-byte final segment
+    up = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "bg.bin", "size": len(content)})
+    uid = up["uploadId"]
+    for at in range(0, len(content), 4 * MiB):
+        c.ok("PUT", f"/api/v1/uploads/{uid}", params={"offset": at}, content=content[at : at + 4 * MiB])
+
+    filler.fill(32 * 1024)  # the database's small writes fit (SQLite); the final segment does not
+    state = c.ok("POST", f"/api/v1/uploads/{uid}/finish", json={})
+    deadline = time.monotonic() + 30
+    while state["state"] == "UPLOAD_STATE_FINISHING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = c.ok("GET", f"/api/v1/uploads/{uid}")
+    assert state["state"] == "UPLOAD_STATE_OPEN", state
+    assert "data disk is full" in state["failure"] and int(state["committedSize"]) == len(content)
+    assert "bg.bin" not in c.children()
+
+    filler.free()
+    done = c.finish(uid)
+    assert done["state"] == "UPLOAD_STATE_COMPLETED", done
+    assert c.content(str(done["node"]["id"])) == content
+    assert_fsck_clean(full)
