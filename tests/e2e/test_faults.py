@@ -5,6 +5,7 @@ grpc-web and native downloads; the data disk full (a real small tmpfs) during ch
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -307,6 +308,7 @@ def test_disk_full_during_chunk_upload(full: Running, filler: Filler) -> None:
     done = c.finish(uid)
     assert done["state"] == "UPLOAD_STATE_COMPLETED", done
     assert c.content(str(done["node"]["id"])) == content
+    assert done["node"]["sha256"] == hashlib.sha256(content).hexdigest()  # nothing of a refused write counted
     c.folder(f"after-{uuid.uuid4().hex[:6]}")
     Client(full)  # logging in works again
     if full.backend == "sqlite":
@@ -352,6 +354,7 @@ def test_disk_full_during_finish(full: Running, filler: Filler, leave: int) -> N
     done = r.json()
     assert done["state"] == "UPLOAD_STATE_COMPLETED", done
     assert c.content(str(done["node"]["id"])) == content
+    assert done["node"]["sha256"] == hashlib.sha256(content).hexdigest()  # nothing of a refused write counted
     assert_fsck_clean(full)
 
 
@@ -379,4 +382,5 @@ def test_disk_full_during_a_background_finish(full: Running, filler: Filler) -> 
     done = c.finish(uid)
     assert done["state"] == "UPLOAD_STATE_COMPLETED", done
     assert c.content(str(done["node"]["id"])) == content
+    assert done["node"]["sha256"] == hashlib.sha256(content).hexdigest()  # nothing of a refused write counted
     assert_fsck_clean(full)
