@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import logs
 from flowdock_kernel.clock import Clock, SystemClock
-from flowdock_kernel.db import read_only
+from flowdock_kernel.db import disk_full_error, read_only
 from flowdock_kernel.wire import timestamp
 
 log = logging.getLogger("flowdock.audit")
@@ -137,6 +137,7 @@ class Outbox:
         self._clock = clock or SystemClock()  # stamps the events (delivery's backoff runs on real time)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._held: list[dict[str, str]] = []  # recorded while the disk was full (see `record`)
         self.delivered = 0
 
     def buffer(self) -> EventBuffer:
@@ -156,10 +157,27 @@ class Outbox:
         """An event that goes with no change of this service's data: durable in its own transaction on return."""
         events = self.buffer()
         event_id = events.record(kind, actor=actor, subject=subject, details=details)
-        async with self.engine.begin() as conn:
-            await self.write(conn, events)
+        try:
+            async with self.engine.begin() as conn:
+                await self.write(conn, events)
+        except Exception as exc:
+            if disk_full_error(exc) is None:
+                raise
+            # The database's disk is full: what only records a read (a download) must not stop the read. The event
+            # waits in memory and is written by the delivery loop once space is back (lost only if the service
+            # stops before: said in the log, with the event).
+            self._held.extend(events.rows)
+            log.warning("audit event held in memory: the database's disk is full", extra={"event": events.rows[-1]})
         self.wake()
         return event_id
+
+    async def _write_held(self) -> None:
+        """Write the events `record` held while the disk was full (raises while it still is)."""
+        if self._held:
+            rows = list(self._held)
+            async with self.engine.begin() as conn:
+                await conn.execute(_INSERT, rows)
+            del self._held[: len(rows)]
 
     async def pending(self) -> int:
         async with self.engine.connect() as conn:
@@ -259,6 +277,7 @@ class Outbox:
                 # faster.
                 await asyncio.sleep(self._linger)
                 self._wake.clear()
+                await self._write_held()
                 await self.flush_once()
                 backoff = self._min_backoff
                 with contextlib.suppress(TimeoutError):
@@ -291,5 +310,7 @@ class Outbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        with contextlib.suppress(Exception):
+            await self._write_held()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush_once(), timeout=final_flush_timeout)

@@ -6,6 +6,7 @@ service uses `<base>_<service>` and creates it when missing, so one URL configur
 
 from __future__ import annotations
 
+import errno
 import functools
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
@@ -24,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from flowdock_kernel.config import CommonConfig
-from flowdock_kernel.errors import AlreadyExists
+from flowdock_kernel.errors import AlreadyExists, DiskFull, DomainError
 
 if TYPE_CHECKING:  # audit builds on this module
     from flowdock_kernel.audit import EventBuffer, Outbox
@@ -37,6 +38,17 @@ def service_url(config: CommonConfig, service: str, *, driver_async: bool = True
         return URL.create("sqlite+aiosqlite" if driver_async else "sqlite", database=str(path))
     url = make_url(config.db_url.replace("postgres://", "postgresql://", 1))
     return url.set(drivername="postgresql+psycopg", database=f"{url.database or 'flowdock'}_{service}")
+
+
+def where(config: CommonConfig, service: str) -> str:
+    """Where a service's database lives, for messages: a SQLite file's folder, or the PostgreSQL server."""
+    return _database_place(service_url(config, service, driver_async=False))
+
+
+def _database_place(url: URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return str(Path(url.database or ".").resolve().parent)
+    return f"the PostgreSQL server's disk ({url.host or 'localhost'}:{url.port or 5432}, database {url.database})"
 
 
 def ensure_database(url: URL) -> None:
@@ -77,6 +89,33 @@ def _sqlite_begin(conn: Any) -> None:
     # concurrent writers queue (up to busy_timeout) instead of failing. A read-only transaction (`read_only`) takes
     # no lock: in WAL mode it reads its snapshot while a writer goes on, so listings never queue behind uploads.
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
+_PG_DISK_FULL = "53100"  # disk_full
+
+
+def disk_full_error(exc: BaseException, database: str = "") -> DiskFull | None:
+    """The DiskFull an exception amounts to, None if it is something else: a write refused for lack of space
+    (ENOSPC, EDQUOT) directly, or through SQLite (SQLITE_FULL) or PostgreSQL (53100 disk_full), as SQLAlchemy
+    wraps them. `database`: where the database lives, named in the message when the error does not say."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, DiskFull):
+            return cause
+        if isinstance(cause, OSError) and cause.errno in _DISK_FULL_ERRNOS:
+            return DiskFull(cause.filename or database or "the data folder", cause.strerror or str(cause))
+        if isinstance(cause, sqlite3.Error) and (
+            getattr(cause, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(cause)
+        ):
+            return DiskFull(database or "the SQLite database's folder", "database or disk is full")
+        if getattr(cause, "sqlstate", None) == _PG_DISK_FULL:
+            return DiskFull(database or "the PostgreSQL server's disk", "could not extend a database file")
+        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
+    return None
 
 
 _LOCK_NAMESPACE = 0x0F10D0C  # first key of PostgreSQL's two-key advisory locks: FlowDock's own
@@ -240,6 +279,10 @@ class SqlUnitOfWork:
             await self._conn.rollback()
         finally:
             await self._conn.close()
+        if isinstance(e, Exception) and not isinstance(e, DomainError):
+            full = disk_full_error(e, _database_place(self._conn.engine.url))
+            if full is not None:
+                raise full from e  # use cases may act on it (keep what they wrote, retry later)
 
     async def commit(self) -> None:
         if self.read_only:

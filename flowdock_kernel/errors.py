@@ -68,6 +68,28 @@ class QuotaExceeded(ResourceExhausted):
     default_reason = "STORAGE_QUOTA_EXCEEDED"
 
 
+class DiskFull(ResourceExhausted):
+    """The server's own disk (the data folder or the database's) has no room: nothing of the call was kept, and it
+    succeeds again once an operator frees space — not the caller's quota (REST 507 Insufficient Storage)."""
+
+    default_reason = "DISK_FULL"
+    RETRY_SECONDS = 30.0
+
+    def __init__(self, path: str, detail: str = "No space left on device") -> None:
+        super().__init__(
+            f"the server's data disk is full ({path}: {detail}); nothing of this request was kept. This is not "
+            "your storage quota: retry once the server's operator has freed space (uploads resume at their "
+            "committed size)",
+            limit="data_disk",
+            retry_after_seconds=self.RETRY_SECONDS,
+        )
+        self.path = path
+
+    @property
+    def reason(self) -> str:
+        return self.default_reason  # waiting helps, but only once space is freed: not a rate limit
+
+
 class FailedPrecondition(DomainError):
     """The system is not in a state that allows this; the message says what to do."""
 

@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_interceptor.server import AsyncServerInterceptor
 
 from flowdock_kernel import errors, grpc_errors, logs, metrics, wire
+from flowdock_kernel.db import disk_full_error
 from flowdock_kernel.mesh import GATEWAY
 from flowdock_kernel.tokens import (
     KeyCache,
@@ -123,8 +124,12 @@ class CallInterceptor(AsyncServerInterceptor):
         max_verified: int = 10_000,
         internal_callers: Mapping[str, Collection[str]] | None = None,
         mesh: bool = False,
+        database: str = "",
     ) -> None:
         self.service = service
+        # Where this service's database lives (a SQLite file's folder, or the PostgreSQL server), for the message of
+        # a write refused for lack of space.
+        self.database = database
         # method -> the mesh identities that may call it (internal methods only).
         self.internal_callers = {k: frozenset(v) for k, v in (internal_callers or {}).items()}
         # True when the server runs mutual TLS: identities come from the peer certificate. False (plaintext, a
@@ -241,6 +246,14 @@ class CallInterceptor(AsyncServerInterceptor):
     # -- outcome
 
     async def _handle(self, exc: Exception, context: grpc.aio.ServicerContext[Any, Any], state: _CallState) -> None:
+        full = exc if isinstance(exc, errors.DiskFull) else None
+        if not isinstance(exc, errors.DomainError):
+            full = disk_full_error(exc, self.database)
+        if full is not None:
+            # A write refused for lack of space anywhere below (a database, a file): the operator's problem, said
+            # as such (RESOURCE_EXHAUSTED, DISK_FULL), never an INTERNAL; logged once per call without a traceback.
+            log.warning("disk full: a write was refused", extra={"path": full.path, "error": repr(exc)[:300]})
+            exc = full
         if isinstance(exc, errors.DomainError):
             status = grpc_errors.to_status(exc)
             state.code = status.code

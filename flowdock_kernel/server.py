@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from flowdock_kernel import metrics
+from flowdock_kernel import db, metrics
 from flowdock_kernel.channels import Keepalive, server_options
 from flowdock_kernel.config import CommonConfig
 from flowdock_kernel.interceptors import CallInterceptor
@@ -85,6 +85,7 @@ async def serve(config: CommonConfig, service: Service) -> None:
                 audience=config.jwt_audience,
                 internal_callers=service.internal_callers,
                 mesh=tls is not None,
+                database=db.where(config, service.name),
             )
         ],
         options=[

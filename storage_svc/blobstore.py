@@ -32,7 +32,7 @@ from typing import ParamSpec, TypeVar
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from flowdock_kernel.errors import DataLoss, Unavailable
+from flowdock_kernel.errors import DataLoss, DiskFull, Unavailable
 from storage_svc import envelope as env
 from storage_svc.config import StorageConfig
 from storage_svc.envelope import HEADER_SIZE, OVERHEAD, Header
@@ -42,6 +42,7 @@ KiB = 1024
 DEFAULT_SEGMENT = 64 * KiB
 _IO_TARGET = 1024 * KiB  # bytes encrypted or decrypted per system call batch
 READ_AHEAD = 2  # units the kernel is asked to read ahead of a reader whose reads wait for the disk
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # a write refused for lack of space: DiskFull, not Unavailable
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 _Stamp = tuple[int, int, int, int, int, int]
 Frame = Callable[[int], bytes]  # the bytes put before a chunk of n bytes (e.g. a message header)
@@ -206,6 +207,8 @@ class EncryptedBlobStore:
         except FileNotFoundError:
             raise
         except OSError as exc:
+            if exc.errno in _FULL:
+                raise DiskFull(str(self.root), exc.strerror or str(exc)) from exc
             raise Unavailable(f"storage I/O error ({exc.strerror or exc}); retry shortly") from exc
 
     def _data_aead(self, header: Header) -> AESGCM:
@@ -365,11 +368,17 @@ class EncryptedBlobStore:
             header, key = env.new_header(kek_id, kek, self.segment_size)
             fd = os.open(self._spath(upload_id), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             try:
-                _pwrite_all(fd, header.pack(), 0)
-            finally:
-                os.close(fd)
-            os.close(os.open(self._jpath(upload_id), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
-            _fsync_dir(self._sdir)  # both names survive a crash; the header is fsynced with the first sync
+                try:
+                    _pwrite_all(fd, header.pack(), 0)
+                finally:
+                    os.close(fd)
+                os.close(os.open(self._jpath(upload_id), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+                _fsync_dir(self._sdir)  # both names survive a crash; the header is fsynced with the first sync
+            except BaseException:
+                # No upload row will name these (a full disk, say): leave nothing behind for fsck to find.
+                _unlink(self._spath(upload_id))
+                _unlink(self._jpath(upload_id))
+                raise
             w = _Writer(header, AESGCM(key), 0, bytearray(), 0, main_dirty=True)
             w.stamp = self._stamp(upload_id)
             self._remember(upload_id, w)
@@ -386,6 +395,7 @@ class EncryptedBlobStore:
                     self._append(upload_id, w, data)
             except BaseException:
                 self._forget(upload_id)  # state unknown: the next write recovers from disk
+                self._roll_back(upload_id, env.segment_offset(w.header.segment_size, offset // w.header.segment_size))
                 raise
 
         try:
@@ -438,6 +448,19 @@ class EncryptedBlobStore:
         w.tail_dirty = True
         if fd >= 0:
             w.stamp = self._stamp(upload_id)
+
+    def _roll_back(self, upload_id: str, size: int) -> None:
+        """Cut what a failed write appended (a disk that filled up in the middle of it leaves a torn segment):
+        the space is free again and the file ends where the acknowledged bytes do. `size` is where the write's
+        first segment starts: every segment from there on is this write's (the bytes of the partial segment
+        before it, acknowledged, live in the journal), so a resume recovers exactly the committed state."""
+        with contextlib.suppress(OSError):
+            fd = os.open(self._spath(upload_id), os.O_WRONLY)
+            try:
+                if os.fstat(fd).st_size > size:
+                    os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
 
     async def sync_staging(self, upload_id: str) -> None:
         """Everything written so far survives a crash once this returns."""
@@ -529,10 +552,20 @@ class EncryptedBlobStore:
             try:
                 seg = src.header.segment_size
                 final = env.seal(src.aead, src.header.file_id, src.last, True, src.last_plain)
-                at = env.segment_offset(seg, src.last)
-                _pwrite_all(src.fd, final, at)
-                os.ftruncate(src.fd, at + len(final))
-                os.fsync(src.fd)
+                at, at_plain = env.segment_offset(seg, src.last), src.last * seg
+                try:
+                    _pwrite_all(src.fd, final, at)
+                    os.ftruncate(src.fd, at + len(final))
+                    os.fsync(src.fd)
+                except OSError:
+                    # A full disk: cut the torn final segment, so the space is free and a retried finish starts
+                    # from the same state — only while its bytes are also in the journal (dropped below, after the
+                    # fsync; a retry after a later step failed has the final segment as their only copy).
+                    records = self._records(upload_id, src.header, src.aead)
+                    if not src.last_plain or any(r[1] == src.last and len(r[2]) >= size - at_plain for r in records):
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(src.fd, at)
+                    raise
             finally:
                 os.close(src.fd)
             _unlink(self._jpath(upload_id))  # a retry reads the final segment back instead

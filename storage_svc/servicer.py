@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
@@ -12,13 +13,23 @@ from google.api import httpbody_pb2
 
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel import metrics, wire
-from flowdock_kernel.errors import InvalidArgument, PermissionDenied
+from flowdock_kernel.errors import DataLoss, InvalidArgument, PermissionDenied
 from flowdock_kernel.tokens import AdminCheck, current_principal
 from flowdock_kernel.wire import set_timestamp, timestamp, to_datetime
 from storage_svc.domain import Kind, Node, OnConflict, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
 from storage_svc.usecases import Downloads, PublicLinks, Tree, Uploads
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+log = logging.getLogger("flowdock.storage")
+
+#: What ends a REST download whose content turns out damaged after the 200 went out: a message the transcoder cannot
+#: decode (an HttpBody whose field 1 claims 2**32 bytes). The transcoder cannot turn a status after the headers into
+#: anything an HTTP client sees (on HTTP/1.1 it ends the body short of its Content-Length and keeps the connection:
+#: the client waits for the rest until its timeout); failing to decode, it resets the stream instead — HTTP/1.1
+#: closes the connection, HTTP/2 gets RST_STREAM — so every client sees an incomplete transfer at once
+#: (tests/e2e/test_faults.py pins this).
+_UNDECODABLE_BODY = b"\x0a\xff\xff\xff\xff\x0f"
 
 _KINDS = {Kind.FOLDER: storage_pb2.NODE_KIND_FOLDER, Kind.FILE: storage_pb2.NODE_KIND_FILE}
 _STATES = {
@@ -368,7 +379,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         # Read (and so authenticate) the first block before any header goes out: damage found here becomes a clean
         # DATA_LOSS status (REST: a 500 with a JSON body), not a 200 whose body stops short.
         blocks = aiter(self.downloads.read(version, offset, length, body_frame))
-        head = await anext(blocks, b"")
+        try:
+            head = await anext(blocks, b"")
+        except DataLoss as exc:
+            _damaged(node, version, offset, exc, sent=0)
+            raise
         await context.send_initial_metadata(
             (
                 ("content-disposition", content_disposition(node.name)),
@@ -379,10 +394,42 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         )
         # The first message also names the content type (two fields of one message may be serialised apart).
         yield httpbody_pb2.HttpBody(content_type=version.content_type).SerializeToString() + head
-        _DOWNLOADED.inc(body_data_size(head))
-        async for block in blocks:
-            _DOWNLOADED.inc(body_data_size(block))
-            yield block
+        sent = body_data_size(head)
+        _DOWNLOADED.inc(sent)
+        try:
+            async for block in blocks:
+                n = body_data_size(block)
+                _DOWNLOADED.inc(n)
+                yield block
+                sent += n
+        except DataLoss as exc:
+            _damaged(node, version, offset, exc, sent=sent)
+            if _transcoded(context):
+                yield _UNDECODABLE_BODY  # REST: the stream is reset (see _UNDECODABLE_BODY)
+            raise  # gRPC and grpc-web: DATA_LOSS in the trailers
+
+
+def _damaged(node: Node, version: Version, offset: int, exc: DataLoss, *, sent: int) -> None:
+    """One log line an operator can act on (restore the blob from a backup, or delete the file): which file and
+    version, where the damage was met. Ids and positions only: never a key or a byte of content."""
+    log.error(
+        "DATA_LOSS: stored content is damaged; the download was ended",
+        extra={
+            "code": "DATA_LOSS",
+            "file_id": node.id,
+            "version_id": version.id,
+            "blob_id": version.blob_id,
+            "offset": offset,
+            "bytes_sent": sent,
+            "reason": exc.message,
+        },
+    )
+
+
+def _transcoded(context: Ctx) -> bool:
+    """A REST call: Envoy's transcoder keeps the path it rewrote in x-envoy-original-path (gRPC and grpc-web calls
+    keep their path). A client sending that header itself only gets a reset instead of a status."""
+    return any(key == "x-envoy-original-path" for key, _ in context.invocation_metadata() or ())
 
 
 def body_frame(n: int) -> bytes:

@@ -24,6 +24,7 @@ from flowdock_kernel.clock import Clock
 from flowdock_kernel.errors import (
     Aborted,
     AlreadyExists,
+    DiskFull,
     DomainError,
     FailedPrecondition,
     InvalidArgument,
@@ -121,8 +122,13 @@ class Uploads:
                 creator_id=caller,
             )
             await self.blobs.create_staging(upload.id)
-            await uow.uploads.add(upload)
-            await uow.commit()
+            try:
+                await uow.uploads.add(upload)
+                await uow.commit()
+            except BaseException:
+                # No row names the staging file (a database on a full disk, say): it must not stay as an orphan.
+                await asyncio.shield(self.blobs.delete_staging(upload.id))
+                raise
         return upload
 
     async def _take_link_drop(
@@ -501,22 +507,30 @@ class Uploads:
             return False
 
     async def _complete(self, upload: Upload, token: str, *, raise_unavailable: bool) -> tuple[Upload, Node | None]:
+        # Derived from the upload: a finish retried after a crash between rename and commit finds the same blob.
+        blob_id = upload.blob_id
         try:
             digest = await self._verify(upload)
+            await self.blobs.commit_staging(upload.id, blob_id, upload.size)
         except ScanRefused as refused:
             await self._fail(upload, str(refused))
             return replace(upload, state=UploadState.FAILED, failure=str(refused)), None
-        except Unavailable as exc:
-            async with self.uow() as uow:  # back to OPEN: finishing can be retried once the scanner is back
-                await uow.uploads.set_state(upload.id, UploadState.OPEN, failure=exc.message)
-                await uow.uploads.release(upload.id, token)
-                await uow.commit()
+        except (Unavailable, DiskFull) as exc:
+            # Back to OPEN: finishing can be retried once the scanner is back, or space is freed (the staged bytes
+            # are as they were: a final segment the full disk tore was cut). If the database cannot record even
+            # that (its disk is full too), the upload stays FINISHING until the hold lapses, then finishes again.
+            try:
+                async with self.uow() as uow:
+                    await uow.uploads.set_state(upload.id, UploadState.OPEN, failure=exc.message)
+                    await uow.uploads.release(upload.id, token)
+                    await uow.commit()
+            except Exception:
+                if not isinstance(exc, DiskFull):
+                    raise
+                log.warning("could not reopen an upload on a full disk", extra={"upload_id": upload.id})
             if raise_unavailable:
                 raise
             return replace(upload, state=UploadState.OPEN, failure=exc.message), None
-        # Derived from the upload: a finish retried after a crash between rename and commit finds the same blob.
-        blob_id = upload.blob_id
-        await self.blobs.commit_staging(upload.id, blob_id, upload.size)
         now = self.clock.now()
         pruned: list[Version] = []
         try:
@@ -556,6 +570,10 @@ class Uploads:
             await self.blobs.delete(blob_id)
             await self._fail(upload, str(refused), staged=False)
             return replace(upload, state=UploadState.FAILED, failure=str(refused)), None
+        except DiskFull:
+            # The database could not record the file (its disk is full): the blob stays, and finishing again once
+            # space is freed (after the hold lapses) finds it committed before (`_committed_before`) and records it.
+            raise
         except Exception:
             await self.blobs.delete(blob_id)
             raise

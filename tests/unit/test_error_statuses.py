@@ -62,3 +62,31 @@ def test_the_doc_names_every_error_kind() -> None:
             assert f"`{name}`" in doc, name
     for reason in [*grpc_errors.REST_STATUS_BY_REASON, "RATE_LIMITED"]:
         assert reason in doc, reason
+
+
+def test_a_full_disk_is_its_own_kind_not_a_rate_limit_nor_the_quota() -> None:
+    code, md, details = metadata(errors.DiskFull("/srv/flowdock/storage"))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert md[grpc_errors.ERROR_REASON_HEADER] == "DISK_FULL"
+    assert grpc_errors.REST_STATUS_BY_REASON["DISK_FULL"] == 507
+    assert md["retry-after"] == "30"  # waiting helps once space is freed
+    info = next(d for d in details if isinstance(d, error_details_pb2.ErrorInfo))
+    assert (info.reason, info.metadata["limit"]) == ("DISK_FULL", "data_disk")
+
+
+def test_disk_full_errors_are_recognised_through_the_drivers() -> None:
+    import errno
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    from flowdock_kernel.db import disk_full_error
+
+    assert disk_full_error(OSError(errno.ENOSPC, "No space left on device", "/data/x")) is not None
+    assert disk_full_error(OSError(errno.EDQUOT, "Disk quota exceeded")) is not None
+    assert disk_full_error(OSError(errno.EIO, "I/O error")) is None
+    full = sqlite3.OperationalError("database or disk is full")
+    wrapped = sa.exc.OperationalError("COMMIT", {}, full)
+    found = disk_full_error(wrapped, "/data")
+    assert found is not None and "/data" in found.message and "not your storage quota" in found.message
+    assert disk_full_error(sa.exc.OperationalError("x", {}, sqlite3.OperationalError("database is locked"))) is None

@@ -62,6 +62,10 @@ def cases() -> list[dict[str, Any]]:
         case(errors.PermissionDenied("not yours"), {"kind": "permission"}),
         case(errors.Unauthenticated("access token expired"), {"kind": "unauthenticated"}),
         case(errors.Unavailable("virus scanner unreachable; retry later"), {"kind": "unavailable"}),
+        case(
+            errors.DiskFull("/srv/flowdock/storage"),
+            {"kind": "unavailable", "limit": "data_disk", "retryAfterSeconds": 30},
+        ),
         case(errors.DataLoss("stored bytes are damaged"), {"kind": "internal"}),
     ]
 

@@ -59,7 +59,8 @@ class AlreadyExists(FlowDockError):
 
 class QuotaExceeded(FlowDockError):
     """A limit was hit (storage quota, chunk or file size, a link's downloads, a rate limit); `limit` names it and
-    `reason` says which kind (ErrorInfo: TOO_LARGE, STORAGE_QUOTA_EXCEEDED, LIMIT_REACHED, RATE_LIMITED).
+    `reason` says which kind (ErrorInfo: TOO_LARGE, STORAGE_QUOTA_EXCEEDED, LIMIT_REACHED, RATE_LIMITED, DISK_FULL:
+    the server's own disk is full, which an operator must fix; not retried automatically).
 
     Only a rate limit (`RateLimited`, `retryable`) passes by waiting; the SDK never retries the others."""
 

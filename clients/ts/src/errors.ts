@@ -169,6 +169,10 @@ function resourceExhausted(
   details: ErrorDetails,
 ): FlowDockError {
   const limit = details.limits[0];
+  if (details.reason === "DISK_FULL" || limit === "data_disk") {
+    // The server's own disk is full (REST 507): not the user's quota; it works again once an operator frees space.
+    return new FlowDockError({ ...base, kind: "unavailable", limit });
+  }
   if (limit === "storage_quota_bytes") {
     const m = QUOTA_MESSAGE.exec(base.message);
     return new FlowDockError({
