@@ -312,6 +312,16 @@ def _keyring_ids(path: Path) -> set[str]:
         return set()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class _Hold:
     """Hard links to every committed blob, in a folder beside the blob store: the bytes of a blob deleted while the
     backup runs stay readable until the backup has copied them. Removed afterwards (only links: no data moves)."""
@@ -321,6 +331,11 @@ class _Hold:
         self.folder = storage_root / f".backup-hold-{os.getpid()}-{secrets.token_hex(4)}"
 
     def __enter__(self) -> _Hold:
+        # A backup killed outright (SIGKILL, power) left its links: they would keep deleted blobs' space in use.
+        for stale in self.folder.parent.glob(".backup-hold-*-*"):
+            pid = stale.name.split("-")[2]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
         self.folder.mkdir(mode=0o700, parents=True)
         if self.blobs.is_dir():
             for path in self.blobs.glob("*/*/*"):

@@ -336,3 +336,13 @@ def test_a_sqlite_backup_is_not_restored_into_postgresql(good_backup: Path, tmp_
     need_postgres()
     restored = flowdock("restore", str(good_backup), data_dir=tmp_path / "t", db_url=f"{PG_URL}/fdbkx")
     assert restored.returncode == 1 and "sqlite installation" in restored.stderr
+
+
+def test_a_killed_backups_hold_links_are_removed_by_the_next(live: Running, tmp_path: Path) -> None:
+    stale = live.data_dir / "storage" / ".backup-hold-4194304-dead"  # above any pid_max: that process is gone
+    stale.mkdir()
+    (stale / "x").write_bytes(b"held")
+    made = flowdock("backup", str(tmp_path / "b"), data_dir=live.data_dir)
+    assert made.returncode == 0, made.stderr
+    assert not stale.exists()
+    assert not list((live.data_dir / "storage").glob(".backup-hold-*"))  # its own hold is gone too
