@@ -1,8 +1,10 @@
-"""Operator commands: `flowdock migrate`, `admin create-user`, `keys rotate-signing|rotate|status|rewrap|prune` and
-`fsck`. Each runs a service's own module (`python -m auth_svc.manage`, `storage_svc.keys`, ...) with the data folder,
-database and config file the service would get under `flowdock up` (flowdock_runtime.settings), so they work
-whether or not the system is running. They read configuration only: no port is picked or bound and clamd is not
-asked (the supervisor's probes are for starting a mesh, not for looking at its data).
+"""Operator commands: `flowdock migrate`, `admin create-user`, `keys rotate-signing|rotate|status|rewrap|prune`,
+`fsck`, and `backup`/`restore` (flowdock_runtime.backup, in this process: they read the databases and the blob
+store themselves). The others run a service's own module (`python -m auth_svc.manage`, `storage_svc.keys`, ...)
+with the data folder, database and config file the service would get under `flowdock up`
+(flowdock_runtime.settings), so they work whether or not the system is running. They read configuration only: no
+port is picked or bound and clamd is not asked (the supervisor's probes are for starting a mesh, not for looking
+at its data).
 """
 
 from __future__ import annotations
