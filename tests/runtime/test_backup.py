@@ -161,6 +161,10 @@ def test_backup_wipe_restore(backend: str, tmp_path: Path) -> None:
             assert code == 0, err
         fsck = flowdock("fsck", "--deep", data_dir=restored_dir, db_url=db_url)
         assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+        if backend == "postgres":  # the databases now hold tables: a second restore into them is refused
+            again = flowdock("restore", str(dest), data_dir=tmp_path / "again", db_url=db_url)
+            assert again.returncode == 1 and "already hold tables" in again.stderr, again.stderr
+            assert not (tmp_path / "again").exists()
     finally:
         if backend == "postgres":
             drop_databases(prefix)
