@@ -170,16 +170,25 @@ def test_backup_wipe_restore(backend: str, tmp_path: Path) -> None:
             drop_databases(prefix)
 
 
-def test_backup_during_uploads_holds_each_file_whole_or_not_at_all(tmp_path: Path) -> None:
-    """Uploads keep finishing (and one big upload keeps streaming) while the backup runs: the restored
-    installation lists only files whose bytes are all there, and `fsck --deep` finds nothing wrong."""
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_backup_during_uploads_and_deletes_holds_each_file_whole_or_not_at_all(backend: str, tmp_path: Path) -> None:
+    """Uploads keep finishing, one big upload keeps streaming, and files are deleted and purged while the backup
+    runs: the backup succeeds, and the restored installation lists only files whose bytes are all there (a purged
+    file's blob was held for the backup), and `fsck --deep` finds nothing wrong."""
     dest = tmp_path / "backup"
     stop = threading.Event()
     uploaded: dict[str, str] = {}
-    with flowdock_up(tmp_path / "data", "sqlite") as mesh:
+    with flowdock_up(tmp_path / "data", backend, db_prefix="fdbk") as mesh:
         email, client = new_user(mesh)
         big = tmp_path / "big.bin"
         big.write_bytes(os.urandom(48 << 20))
+        doomed = tmp_path / "doomed"
+        doomed.mkdir()
+        for i in range(20):
+            data = os.urandom(100_000 + i)
+            (doomed / f"d{i}.bin").write_bytes(data)
+            uploaded[f"doomed/d{i}.bin"] = sha(data)
+        client.upload(doomed, "/doomed", contents=True)
 
         def small_uploads() -> None:
             n = 0
@@ -195,13 +204,25 @@ def test_backup_during_uploads_holds_each_file_whole_or_not_at_all(tmp_path: Pat
             with Client(mesh.url, email=email, password=MESH_PASSWORD) as other:
                 other.upload(big, "/")
 
-        workers = [threading.Thread(target=small_uploads), threading.Thread(target=big_upload)]
+        def deletes() -> None:
+            with Client(mesh.url, email=email, password=MESH_PASSWORD) as other:
+                for i in range(20):
+                    if stop.is_set():
+                        return
+                    other.delete(f"/doomed/d{i}.bin")
+                    other.empty_trash()  # purged: row and blob gone
+                    stop.wait(0.25)  # spread over the backup's few seconds
+
+        workers = [threading.Thread(target=f) for f in (small_uploads, big_upload)]
         for w in workers:
             w.start()
         try:
-            while len(uploaded) < 3:
+            while len(uploaded) < 23:
                 stop.wait(0.05)
-            made = flowdock("backup", str(dest), "--with-keys", data_dir=mesh.data_dir)
+            deleter = threading.Thread(target=deletes)
+            deleter.start()
+            workers.append(deleter)
+            made = flowdock("backup", str(dest), "--with-keys", data_dir=mesh.data_dir, db_url=mesh.db_url)
         finally:
             stop.set()
             for w in workers:
@@ -209,21 +230,26 @@ def test_backup_during_uploads_holds_each_file_whole_or_not_at_all(tmp_path: Pat
         client.close()
         assert made.returncode == 0, made.stderr
         before = dict(uploaded)
+    db_url = f"{PG_URL}/fdbk_{uuid.uuid4().hex[:8]}" if backend == "postgres" else ""
     restored_dir = tmp_path / "restored"
-    restored = flowdock("restore", str(dest), data_dir=restored_dir)
-    assert restored.returncode == 0, restored.stderr
-    mesh = start_up(restored_dir, "sqlite", extra_env=SCAN_OFF)
     try:
-        with Client(mesh.url, email=email, password=MESH_PASSWORD) as client:
-            present = files_of(client)
+        restored = flowdock("restore", str(dest), data_dir=restored_dir, db_url=db_url)
+        assert restored.returncode == 0, restored.stderr
+        mesh = start_up(restored_dir, backend, db_url, extra_env=SCAN_OFF)
+        try:
+            with Client(mesh.url, email=email, password=MESH_PASSWORD) as client:
+                present = files_of(client)
+        finally:
+            stop_up(mesh)
+        fsck = flowdock("fsck", "--deep", data_dir=restored_dir, db_url=db_url)
     finally:
-        stop_up(mesh)
+        if db_url:
+            drop_databases(db_url.rsplit("/", 1)[1])
     assert present, "the backup should hold the uploads finished before it"
     big_sha = sha(big.read_bytes())
     for path, digest in present.items():
         assert digest == (big_sha if path == "big.bin" else before[path]), path
-    assert len([p for p in present if p.startswith("many/")]) < len(before)  # some finished after the snapshot
-    fsck = flowdock("fsck", "--deep", data_dir=restored_dir)
+    assert len([p for p in present if p.startswith("many/")]) < len([p for p in before if p.startswith("many/")])
     assert fsck.returncode == 0, fsck.stdout
 
 
