@@ -10,7 +10,7 @@ import sys
 from importlib import metadata
 
 from flowdock_cli import account, files
-from flowdock_runtime import operations, supervisor
+from flowdock_runtime import doctor, operations, requestlog, supervisor
 
 
 def _version(_args: argparse.Namespace) -> int:
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     supervisor.add_commands(sub)
     operations.add_commands(sub)
+    doctor.add_commands(sub)
+    requestlog.add_commands(sub)
     # After operations: `admin users` (the client's, over the API) joins the `admin` group created there.
     account.add_commands(sub)
     files.add_commands(sub)

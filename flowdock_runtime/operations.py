@@ -1,8 +1,10 @@
-"""Operator commands: `flowdock migrate`, `admin create-user`, `keys rotate-signing|rotate|status|rewrap|prune` and
-`fsck`. Each runs a service's own module (`python -m auth_svc.manage`, `storage_svc.keys`, ...) with the data folder,
-database and config file the service would get under `flowdock up` (flowdock_runtime.settings), so they work
-whether or not the system is running. They read configuration only: no port is picked or bound and clamd is not
-asked (the supervisor's probes are for starting a mesh, not for looking at its data).
+"""Operator commands: `flowdock migrate`, `admin create-user`, `keys rotate-signing|rotate|status|rewrap|prune`,
+`fsck`, and `backup`/`restore` (flowdock_runtime.backup, in this process: they read the databases and the blob
+store themselves). The others run a service's own module (`python -m auth_svc.manage`, `storage_svc.keys`, ...)
+with the data folder, database and config file the service would get under `flowdock up`
+(flowdock_runtime.settings), so they work whether or not the system is running. They read configuration only: no
+port is picked or bound and clamd is not asked (the supervisor's probes are for starting a mesh, not for looking
+at its data).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from flowdock_runtime.settings import SERVICES, ServerSettings, SetupError, add_server_options, resolve
@@ -129,3 +133,111 @@ def add_commands(sub: Any) -> None:
     fsck.add_argument("--deep", action="store_true", help="decrypt and authenticate every blob")
     fsck.add_argument("--repair", action="store_true", help="delete orphans older than an hour")
     fsck.set_defaults(func=_fsck)
+
+    add_backup_commands(sub)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from flowdock_runtime import backup as bk
+
+    show = not args.no_progress
+    if args.verify:
+        try:
+            manifest, problems = bk.verify(Path(args.path), show=show)
+        except bk.BackupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        if problems:
+            print(f"error: the backup in {args.path} is damaged ({len(problems)} problem(s))", file=sys.stderr)
+            return 1
+        size = sum(a["size"] for a in manifest.artefacts.values())
+        print(
+            f"backup of {manifest.created} is complete and intact: {len(manifest.artefacts)} files, "
+            f"{bk.human(size)}, {manifest.blobs} blobs, {manifest.backend}, keys "
+            f"{'included' if manifest.keys_included else 'not included'}"
+        )
+        return 0
+    settings = _settings(args, private=False)
+    if settings is None:
+        return 2
+    start = time.monotonic()
+    try:
+        manifest = bk.backup(settings, Path(args.path), with_keys=args.with_keys, keys_only=args.keys_only, show=show)
+    except bk.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    size = sum(a["size"] for a in manifest.artefacts.values())
+    what = "keys" if manifest.keys_only else f"{manifest.blobs} blobs, {len(manifest.alembic)} databases"
+    print(f"backup complete in {bk.elapsed_since(start)}: {what}, {bk.human(size)} in {args.path}")
+    if not manifest.keys_included:
+        print(
+            "note: the keys are not in this backup; keep the keyring and auth-secrets.key apart from it "
+            "(flowdock backup --keys-only KEYDEST), or no restore can read the files",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from flowdock_runtime import backup as bk
+
+    settings = _settings(args, private=False)
+    if settings is None:
+        return 2
+    start = time.monotonic()
+    try:
+        manifest = bk.restore(
+            settings,
+            Path(args.path),
+            keyring=args.keyring,
+            auth_key=args.auth_secrets_key,
+            show=not args.no_progress,
+        )
+    except bk.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"error: restore failed: {exc}; empty {settings.data_dir} (and the databases) before retrying",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"restored the backup of {manifest.created} in {bk.elapsed_since(start)}: {manifest.blobs} blobs into "
+        f"{settings.data_dir}; start it with flowdock up"
+    )
+    return 0
+
+
+def add_backup_commands(sub: Any) -> None:
+    b = sub.add_parser(
+        "backup",
+        help="back up a running installation (databases, blobs; keys on request), or --verify a backup",
+        description="Write a consistent backup of the installation into PATH (a new or empty folder) without "
+        "stopping it: each service's database, the encrypted blobs, and a manifest with every file's SHA-256, "
+        "written last. The keys are not included unless --with-keys (see docs/backup.md). With --verify, check "
+        "the backup in PATH instead.",
+    )
+    add_server_options(b)
+    b.add_argument("path", metavar="PATH", help="backup folder (new or empty); with --verify, the backup to check")
+    b.add_argument("--verify", action="store_true", help="check the backup in PATH against its manifest")
+    mode = b.add_mutually_exclusive_group()
+    mode.add_argument("--with-keys", action="store_true", help="also copy the keyring and auth-secrets.key")
+    mode.add_argument("--keys-only", action="store_true", help="copy only the keyring and auth-secrets.key")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=_backup)
+
+    r = sub.add_parser(
+        "restore",
+        help="restore a backup into an empty data folder (and empty databases)",
+        description="Check the backup in PATH, then restore it into the configured data folder, which must be "
+        "empty (PostgreSQL: databases without tables). Nothing is written when the backup is damaged.",
+    )
+    add_server_options(r)
+    r.add_argument("path", metavar="PATH", help="the backup folder")
+    r.add_argument("--keyring", help="the storage keyring (keyring.json) when the backup has no keys")
+    r.add_argument("--auth-secrets-key", help="auth_svc's auth-secrets.key when the backup has no keys")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=_restore)

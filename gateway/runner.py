@@ -81,6 +81,10 @@ def envoy_command(path: Path, log_level: str = "info") -> list[str]:
         log_level,
         "--concurrency",
         "2",
+        # Access-log lines reach gateway.log within a second (default 10 s): `flowdock logs --request` right
+        # after a request finds the gateway's line.
+        "--file-flush-interval-msec",
+        "1000",
     ]
 
 
