@@ -188,7 +188,15 @@ class AuditLog(Protocol):
     async def record(self, event: Event) -> None: ...
     async def record_many(self, events: list[Event]) -> None: ...
     async def list(
-        self, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = "", before: str = "", limit: int
+        self,
+        *,
+        subject_id: str = "",
+        actor_id: str = "",
+        kind_prefix: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str = "",
+        limit: int,
     ) -> list[Event]: ...
 
 
