@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -193,6 +194,7 @@ class AuditLog(Protocol):
         subject_id: str = "",
         actor_id: str = "",
         kind_prefix: str = "",
+        kind_prefixes: Sequence[str] = (),
         since: datetime | None = None,
         until: datetime | None = None,
         before: str = "",

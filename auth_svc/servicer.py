@@ -305,7 +305,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             current_principal().user_id,
             request.page_size,
             request.page_token,
-            kind_prefix=request.kind_prefix,
+            kind_prefixes=list(request.kind_prefixes),
             since=to_datetime(request.start_time) if request.HasField("start_time") else None,
             until=to_datetime(request.end_time) if request.HasField("end_time") else None,
         )

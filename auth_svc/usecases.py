@@ -10,7 +10,7 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -912,15 +912,17 @@ class Accounts:
         page_size: int,
         page_token: str,
         *,
-        kind_prefix: str = "",
+        kind_prefixes: Sequence[str] = (),
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> tuple[list[domain.Event], str]:
         """The caller's trail, filtered in the database (a filter over loaded pages would show empty pages)."""
+        if len(kind_prefixes) > 10 or any(len(p) > 64 for p in kind_prefixes):
+            raise InvalidArgument("kind_prefixes", "at most 10 prefixes of up to 64 characters each")
         if since is not None and until is not None and until <= since:
             raise InvalidArgument("end_time", "must be after start_time")
         return await self._activity(
-            page_size, page_token, subject_id=user_id, kind_prefix=kind_prefix[:64], since=since, until=until
+            page_size, page_token, subject_id=user_id, kind_prefixes=kind_prefixes, since=since, until=until
         )
 
     async def _activity(
@@ -931,6 +933,7 @@ class Accounts:
         subject_id: str = "",
         actor_id: str = "",
         kind_prefix: str = "",
+        kind_prefixes: Sequence[str] = (),
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> tuple[list[domain.Event], str]:
@@ -943,6 +946,7 @@ class Accounts:
             subject_id=subject_id,
             actor_id=actor_id,
             kind_prefix=kind_prefix,
+            kind_prefixes=kind_prefixes,
             since=since,
             until=until,
             before=before,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -458,6 +459,7 @@ class SqlAuditLog:
         subject_id: str = "",
         actor_id: str = "",
         kind_prefix: str = "",
+        kind_prefixes: Sequence[str] = (),
         since: datetime | None = None,
         until: datetime | None = None,
         before: str = "",
@@ -469,7 +471,9 @@ class SqlAuditLog:
         if actor_id:
             stmt = stmt.where(audit_events.c.actor_id == actor_id)
         if kind_prefix:
-            stmt = stmt.where(audit_events.c.kind.like(kind_prefix.replace("%", "").replace("_", "\\_") + "%", "\\"))
+            stmt = stmt.where(audit_events.c.kind.like(_like_prefix(kind_prefix), "\\"))
+        if kind_prefixes:
+            stmt = stmt.where(sa.or_(*(audit_events.c.kind.like(_like_prefix(p), "\\") for p in kind_prefixes)))
         if since is not None:
             stmt = stmt.where(audit_events.c.at >= since)
         if until is not None:
@@ -479,6 +483,11 @@ class SqlAuditLog:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_event(r) for r in rows]
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching what starts with `prefix` (its wildcards taken literally; escape character \\)."""
+    return prefix.replace("%", "").replace("_", "\\_") + "%"
 
 
 async def seal_legacy_rows(engine: AsyncEngine, box: SecretBox) -> int:

@@ -50,7 +50,7 @@ def test_my_activity_is_filtered_by_kind_and_time_on_the_server(share_mesh: Runn
     events = a.activity()
     kinds = {e["kind"] for e in events}
     assert {"register", "login.ok", "profile.updated"} <= kinds
-    only = a.ok("GET", "/api/v1/me/activity", params={"kind_prefix": "profile."})["events"]
+    only = a.ok("GET", "/api/v1/me/activity", params={"kind_prefixes": ["profile.", "nothing."]})["events"]
     assert [e["kind"] for e in only] == ["profile.updated"]
     newest = max(dt.datetime.fromisoformat(e["time"].replace("Z", "+00:00")) for e in events)
     later = (newest + dt.timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
@@ -58,3 +58,26 @@ def test_my_activity_is_filtered_by_kind_and_time_on_the_server(share_mesh: Runn
     assert len(a.ok("GET", "/api/v1/me/activity", params={"end_time": later})["events"]) == len(events)
     r = a.http.get("/api/v1/me/activity", params={"start_time": later, "end_time": events[-1]["time"]})
     assert r.status_code == 400 and "end_time" in r.text
+
+
+def test_a_browser_refused_a_link_download_lands_on_the_links_page(share_mesh: Running) -> None:
+    a = User(share_mesh, "a")
+    folder = a.folder("Limited")
+    file_id = a.upload("once.txt", b"only once", folder)["node"]["id"]
+    link = a.link(folder, "download", max_downloads=1)
+    v = Visitor(share_mesh)
+    url = f"{LINKS}/{link['token']}/files/{file_id}/content"
+    html = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    first = v.http.get(url, headers=html)
+    assert first.status_code == 200 and first.content == b"only once"
+    # Past the limit: a browser is sent to the app's page for the link, saying why; a script keeps the JSON error.
+    second = v.http.get(url, headers=html)
+    assert second.status_code == 303, second.text
+    assert second.headers["location"] == f"/s/{link['token']}?refused=403" and second.content == b""
+    scripted = v.http.get(url)
+    assert scripted.status_code == 403 and scripted.json()["code"] == 8  # RESOURCE_EXHAUSTED, the limit
+    a.ok("DELETE", f"/api/v1/links/{link['id']}")
+    gone = v.http.get(url, headers=html)
+    assert (gone.status_code, gone.headers["location"]) == (303, f"/s/{link['token']}?refused=404")
+    # Other routes are untouched: an unknown API path stays a JSON 404 for a browser too.
+    assert v.http.get("/api/v1/public/links/x/children", headers=html).status_code == 404

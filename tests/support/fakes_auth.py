@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
@@ -497,6 +497,7 @@ class FakeAuditLog:
         subject_id: str = "",
         actor_id: str = "",
         kind_prefix: str = "",
+        kind_prefixes: Sequence[str] = (),
         since: datetime | None = None,
         until: datetime | None = None,
         before: str = "",
@@ -508,6 +509,7 @@ class FakeAuditLog:
             if (not subject_id or e.subject_id == subject_id)
             and (not actor_id or e.actor_id == actor_id)
             and e.kind.startswith(kind_prefix)
+            and (not kind_prefixes or e.kind.startswith(tuple(kind_prefixes)))
             and (since is None or e.at >= since)
             and (until is None or e.at < until)
             and (not before or int(e.cursor) < int(before))
