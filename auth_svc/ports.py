@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -188,7 +189,16 @@ class AuditLog(Protocol):
     async def record(self, event: Event) -> None: ...
     async def record_many(self, events: list[Event]) -> None: ...
     async def list(
-        self, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = "", before: str = "", limit: int
+        self,
+        *,
+        subject_id: str = "",
+        actor_id: str = "",
+        kind_prefix: str = "",
+        kind_prefixes: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str = "",
+        limit: int,
     ) -> list[Event]: ...
 
 

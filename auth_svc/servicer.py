@@ -302,7 +302,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ListMyActivityRequest, context: Ctx
     ) -> auth_pb2.ListMyActivityResponse:
         events, token = await self.accounts.my_activity(
-            current_principal().user_id, request.page_size, request.page_token
+            current_principal().user_id,
+            request.page_size,
+            request.page_token,
+            kind_prefixes=list(request.kind_prefixes),
+            since=to_datetime(request.start_time) if request.HasField("start_time") else None,
+            until=to_datetime(request.end_time) if request.HasField("end_time") else None,
         )
         return auth_pb2.ListMyActivityResponse(events=[event_message(e) for e in events], next_page_token=token)
 
@@ -390,7 +395,13 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
         return auth_pb2.RecordEventsResponse()
 
     async def LookupUser(self, request: auth_pb2.LookupUserRequest, context: Ctx) -> auth_pb2.LookupUserResponse:
-        user = await self.accounts.lookup_user(request.email)
+        if request.user_id and request.email:
+            raise InvalidArgument("user_id", "send either email or user_id, not both")
+        user = await (
+            self.accounts.lookup_user_id(request.user_id)
+            if request.user_id
+            else self.accounts.lookup_user(request.email)
+        )
         return auth_pb2.LookupUserResponse(user_id=user.id, email=user.email, display_name=user.display_name)
 
     async def NotifyUser(self, request: auth_pb2.NotifyUserRequest, context: Ctx) -> auth_pb2.NotifyUserResponse:

@@ -10,9 +10,9 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from auth_svc import domain
@@ -906,11 +906,36 @@ class Accounts:
 
     # -- activity ------------------------------------------------------------------------------------------------
 
-    async def my_activity(self, user_id: str, page_size: int, page_token: str) -> tuple[list[domain.Event], str]:
-        return await self._activity(page_size, page_token, subject_id=user_id)
+    async def my_activity(
+        self,
+        user_id: str,
+        page_size: int,
+        page_token: str,
+        *,
+        kind_prefixes: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[list[domain.Event], str]:
+        """The caller's trail, filtered in the database (a filter over loaded pages would show empty pages)."""
+        if len(kind_prefixes) > 10 or any(len(p) > 64 for p in kind_prefixes):
+            raise InvalidArgument("kind_prefixes", "at most 10 prefixes of up to 64 characters each")
+        if since is not None and until is not None and until <= since:
+            raise InvalidArgument("end_time", "must be after start_time")
+        return await self._activity(
+            page_size, page_token, subject_id=user_id, kind_prefixes=kind_prefixes, since=since, until=until
+        )
 
     async def _activity(
-        self, page_size: int, page_token: str, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = ""
+        self,
+        page_size: int,
+        page_token: str,
+        *,
+        subject_id: str = "",
+        actor_id: str = "",
+        kind_prefix: str = "",
+        kind_prefixes: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> tuple[list[domain.Event], str]:
         size = _page_size(page_size, self.policy)
         before = _decode_cursor(page_token)
@@ -918,7 +943,14 @@ class Accounts:
         if before and not (_DIGITS.fullmatch(before) and int(before) < 2**63):
             raise pagetoken.bad_token()
         events = await self.audit.list(
-            subject_id=subject_id, actor_id=actor_id, kind_prefix=kind_prefix, before=before, limit=size + 1
+            subject_id=subject_id,
+            actor_id=actor_id,
+            kind_prefix=kind_prefix,
+            kind_prefixes=kind_prefixes,
+            since=since,
+            until=until,
+            before=before,
+            limit=size + 1,
         )
         more = len(events) > size
         events = events[:size]
@@ -931,6 +963,14 @@ class Accounts:
             user = await uow.users.by_email(email)
         if user is None or user.disabled:
             raise NotFound(f"no FlowDock account uses {email}; ask them to sign up first")
+        return user
+
+    async def lookup_user_id(self, user_id: str) -> domain.User:
+        """An active account by id, for other services (share_svc naming who shared); NotFound otherwise."""
+        async with self._read() as uow:
+            user = await uow.users.by_id(user_id[:64])
+        if user is None or user.disabled:
+            raise NotFound(f"no account {user_id[:64]}")
         return user
 
     async def notify_user(self, user_id: str, subject: str, body: str) -> None:

@@ -749,6 +749,43 @@ end
 """
 
 
+# A browser that navigates to a public link's download (a plain GET with Accept: text/html) and is refused (the
+# link is gone, used up, or needs its password again) is sent to the app's page for the link, /s/<token>, which
+# says why in words, instead of getting the API's JSON error. Scripts (curl: Accept */*) keep the JSON error.
+_LINK_PAGE_LUA = """
+local CONTENT = "^/api/v1/public/links/([^/?#]+)/files/[^/?#]+/content"
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  if headers:get(":method") ~= "GET" then return end
+  local accept = headers:get("accept") or ""
+  if not string.find(accept, "text/html", 1, true) then return end
+  local token = string.match(headers:get(":path") or "", CONTENT)
+  if token then handle:streamInfo():dynamicMetadata():set("flowdock.link_page", "token", token) end
+end
+function envoy_on_response(handle)
+  local meta = handle:streamInfo():dynamicMetadata():get("flowdock.link_page")
+  if meta == nil or meta["token"] == nil then return end
+  local status = tonumber(handle:headers():get(":status") or "")
+  if status == nil or status < 400 then return end
+  local body = handle:body()  -- a short JSON error: replaced by the redirect
+  local headers = handle:headers()  -- the header object of before body() is out of scope
+  headers:replace(":status", "303")
+  headers:replace("location", "/s/" .. meta["token"] .. "?refused=" .. status)
+  headers:replace("content-type", "text/plain; charset=utf-8")
+  headers:replace("cache-control", "no-store")
+  if body then body:setBytes("") end
+end
+"""
+
+
+def _link_page_filter() -> HttpFilter:
+    """Refused public-link downloads in a browser: to the app's link page (see _LINK_PAGE_LUA)."""
+    return HttpFilter(
+        name="flowdock.link_page",
+        typed_config=_any(Lua(default_source_code=DataSource(inline_string=_LINK_PAGE_LUA))),
+    )
+
+
 # HTTP allows header names and values that gRPC metadata does not (`foo^`, a `-bin` value that is not base64, a
 # malformed grpc-timeout): the upstream's gRPC core refused such a request with INTERNAL, a 500 for a client's
 # typo. The services read none of them, so they are dropped here, before any filter turns headers into metadata.
@@ -837,10 +874,12 @@ def _compressor(name: str, library: betterproto2.Message) -> HttpFilter:
 
 
 def _http_filters(spec: GatewaySpec, services: list[RoutedService]) -> list[HttpFilter]:
-    """grpc-safe headers (lua) -> lua (response: Content-Length) -> compressors (app routes only) -> cors ->
-    grpc_web -> jwt_authn -> grpc_json_transcoder -> local_ratelimit -> router."""
+    """grpc-safe headers (lua) -> link page (lua: refused link downloads in a browser) -> lua (response:
+    Content-Length) -> compressors (app routes only) -> cors -> grpc_web -> jwt_authn -> grpc_json_transcoder ->
+    local_ratelimit -> router."""
     return [
         _grpc_safe_headers_filter(),
+        _link_page_filter(),
         HttpFilter(
             name="envoy.filters.http.lua",
             typed_config=_any(Lua(default_source_code=DataSource(inline_string=_CONTENT_LENGTH_LUA))),

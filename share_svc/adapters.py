@@ -368,6 +368,13 @@ class AuthAccounts:
             raise Unavailable("accounts are unavailable (auth_svc); retry shortly") from exc
         return Account(reply.user_id, reply.email, reply.display_name)
 
+    async def by_id(self, user_id: str) -> Account | None:
+        try:
+            reply = await self.stub.LookupUser(auth_pb2.LookupUserRequest(user_id=user_id), timeout=5)
+        except grpc.aio.AioRpcError:
+            return None
+        return Account(reply.user_id, reply.email, reply.display_name)
+
     async def notify(self, user_id: str, subject: str, body: str) -> None:
         await self.stub.NotifyUser(auth_pb2.NotifyUserRequest(user_id=user_id, subject=subject, body=body), timeout=5)
 
@@ -377,6 +384,7 @@ class StorageNodes:
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.stub = storage_pb2_grpc.StorageServiceStub(channel)
+        self.links = storage_pb2_grpc.PublicLinkServiceStub(channel)
 
     async def get(self, node_id: str) -> NodeInfo:
         try:
@@ -390,6 +398,14 @@ class StorageNodes:
     async def describe(self, node_id: str) -> bytes | None:
         try:
             node = await self.stub.GetNode(storage_pb2.GetNodeRequest(node_id=node_id), timeout=5)
+        except grpc.aio.AioRpcError:
+            return None
+        return node.SerializeToString()
+
+    async def link_root(self, token: str, session: str) -> bytes | None:
+        request = storage_pb2.GetLinkRootRequest(token=token, session=session)
+        try:
+            node = await self.links.GetLinkRoot(request, timeout=5)
         except grpc.aio.AioRpcError:
             return None
         return node.SerializeToString()

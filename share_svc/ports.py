@@ -93,6 +93,10 @@ class Accounts(Protocol):
     """auth_svc's internal API, called with the end user's token."""
 
     async def lookup(self, email: str) -> Account | None: ...
+    async def by_id(self, user_id: str) -> Account | None:
+        """None when there is no such active account or auth_svc does not answer (a listing goes on without it)."""
+        ...
+
     async def notify(self, user_id: str, subject: str, body: str) -> None: ...
 
 
@@ -103,6 +107,11 @@ class Nodes(Protocol):
     async def describe(self, node_id: str) -> bytes | None:
         """storage_svc's Node message as the caller sees it, serialised (share_svc hands it on unread); None when
         the caller cannot see it or storage_svc does not answer: a listing shows the share without its node."""
+        ...
+
+    async def link_root(self, token: str, session: str) -> bytes | None:
+        """storage_svc's Node message of a link's root as a visitor with `session` sees it (PublicLinkService
+        GetLinkRoot), serialised; None when storage_svc does not answer (OpenLink answers the id alone)."""
         ...
 
 

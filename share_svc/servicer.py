@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from flowdock_kernel.errors import InvalidArgument
 from flowdock_kernel.tokens import AdminCheck, current_principal
 from flowdock_kernel.wire import timestamp, to_datetime
 from share_svc.domain import Action, Link, LinkPermission, Role, Share
+from share_svc.ports import Account
 from share_svc.usecases import LinkChanges, Sharing
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -39,8 +41,8 @@ _PERMISSIONS = {
 _PERMISSIONS_IN: dict[int, LinkPermission] = {int(v): k for k, v in _PERMISSIONS.items()}
 
 
-def share_pb(share: Share, node: bytes | None = None) -> share_pb2.Share:
-    """`node`: storage_svc's Node message, serialised, as `Sharing.describe` gives it."""
+def share_pb(share: Share, node: bytes | None = None, owner: Account | None = None) -> share_pb2.Share:
+    """`node`: storage_svc's Node message, serialised, as `Sharing.describe` gives it; `owner`: who shared."""
     return share_pb2.Share(
         id=share.id,
         node_id=share.node_id,
@@ -51,6 +53,8 @@ def share_pb(share: Share, node: bytes | None = None) -> share_pb2.Share:
         grantee_email=share.grantee_email,
         node=storage_pb2.Node.FromString(node) if node is not None else None,
         update_time=timestamp(share.updated_at or share.created_at),
+        owner_email=owner.email if owner else "",
+        owner_display_name=owner.display_name if owner else "",
     )
 
 
@@ -91,8 +95,8 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         self.clock = clock
 
     async def _with_nodes(self, rows: list[Share]) -> list[share_pb2.Share]:
-        nodes = await self.sharing.describe(rows)
-        return [share_pb(s, n) for s, n in zip(rows, nodes, strict=True)]
+        nodes, owners = await asyncio.gather(self.sharing.describe(rows), self.sharing.owners(rows))
+        return [share_pb(s, n, owners.get(s.owner_id)) for s, n in zip(rows, nodes, strict=True)]
 
     async def CreateShare(self, request: share_pb2.CreateShareRequest, context: Ctx) -> share_pb2.Share:
         share = await self.sharing.create_share(
@@ -160,11 +164,14 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         # a Set-Cookie header. The session still comes back in the body for scripts (X-Link-Session).
         cookie = link_session_cookie(request.token, session, expires, self.clock.now())
         await context.send_initial_metadata((("set-cookie", cookie),))
+        described = await self.sharing.link_root(request.token, session)
+        root = storage_pb2.Node.FromString(described) if described is not None else storage_pb2.Node()
+        root.id, root.owner_id = link.node_id, link.owner_id
         return share_pb2.OpenLinkResponse(
             link_session=session,
             expire_time=timestamp(expires),
             permission=_PERMISSIONS[link.permission],
-            root=storage_pb2.Node(id=link.node_id, owner_id=link.owner_id),
+            root=root,
         )
 
 

@@ -23,7 +23,7 @@ from flowdock_kernel.errors import (
 )
 from share_svc import domain
 from share_svc.domain import Action, Decision, Link, LinkPermission, Role, Share
-from share_svc.ports import Accounts, Events, Nodes, PasswordHasher, SessionSigner, UnitOfWork
+from share_svc.ports import Account, Accounts, Events, Nodes, PasswordHasher, SessionSigner, UnitOfWork
 
 log = logging.getLogger("flowdock.share")
 
@@ -278,6 +278,17 @@ class Sharing:
         """Each share's node as storage_svc shows it to the caller (serialised, in order; None where it cannot be
         seen), asked for all at once: a listing page costs one round trip's time, not one per share."""
         return list(await asyncio.gather(*(self.nodes.describe(s.node_id) for s in shares)))
+
+    async def owners(self, shares: list[Share]) -> dict[str, Account]:
+        """Who made each share (by owner id; missing where auth_svc cannot name them), one lookup per owner, all at
+        once: "Shared with me" says who shared."""
+        ids = sorted({s.owner_id for s in shares})
+        found = await asyncio.gather(*(self.accounts.by_id(i) for i in ids))
+        return {i: a for i, a in zip(ids, found, strict=True) if a is not None}
+
+    async def link_root(self, token: str, session: str) -> bytes | None:
+        """The link's root as its visitor sees it (storage_svc's Node, serialised), for OpenLink's answer."""
+        return await self.nodes.link_root(token, session)
 
     # -- public links -----------------------------------------------------------------------------------------
 

@@ -563,6 +563,12 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
         # ListChildrenResponse: storage.proto says so); the other fields follow as bytes.
         return listed.wire + rest.SerializeToString()
 
+    async def GetLinkRoot(self, request: storage_pb2.GetLinkRootRequest, context: Ctx) -> storage_pb2.Node:
+        root = await self.links.link_root(request.token, _link_session(context, request.session))
+        message = node_pb(root)
+        message.ClearField("parent_id")  # above the link's root: none of the visitor's business
+        return message
+
     @wire.serialised  # yields serialised HttpBody messages (_stream)
     async def DownloadLinkFile(
         self, request: storage_pb2.DownloadLinkFileRequest, context: Ctx

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -453,7 +454,16 @@ class SqlAuditLog:
                 await conn.execute(audit_events.insert(), [self._row(e) for e in fresh.values()])
 
     async def list(
-        self, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = "", before: str = "", limit: int
+        self,
+        *,
+        subject_id: str = "",
+        actor_id: str = "",
+        kind_prefix: str = "",
+        kind_prefixes: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str = "",
+        limit: int,
     ) -> list[Event]:
         stmt = sa.select(audit_events).order_by(audit_events.c.seq.desc()).limit(limit)
         if subject_id:
@@ -461,12 +471,23 @@ class SqlAuditLog:
         if actor_id:
             stmt = stmt.where(audit_events.c.actor_id == actor_id)
         if kind_prefix:
-            stmt = stmt.where(audit_events.c.kind.like(kind_prefix.replace("%", "").replace("_", "\\_") + "%", "\\"))
+            stmt = stmt.where(audit_events.c.kind.like(_like_prefix(kind_prefix), "\\"))
+        if kind_prefixes:
+            stmt = stmt.where(sa.or_(*(audit_events.c.kind.like(_like_prefix(p), "\\") for p in kind_prefixes)))
+        if since is not None:
+            stmt = stmt.where(audit_events.c.at >= since)
+        if until is not None:
+            stmt = stmt.where(audit_events.c.at < until)
         if before:
             stmt = stmt.where(audit_events.c.seq < int(before))
         async with self._engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_event(r) for r in rows]
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching what starts with `prefix` (its wildcards taken literally; escape character \\)."""
+    return prefix.replace("%", "").replace("_", "\\_") + "%"
 
 
 async def seal_legacy_rows(engine: AsyncEngine, box: SecretBox) -> int:

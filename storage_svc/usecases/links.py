@@ -37,6 +37,17 @@ class PublicLinks:
             page = await uow.listings.children(folder.id, OrderBy.NAME, False, after, limit)
         return page, next_token(page, OrderBy.NAME), chain
 
+    async def link_root(self, token: str, session: str) -> Node:
+        """The node at the link's root, whatever the link's permission (a file-drop page names its folder); what a
+        folder holds is never part of it."""
+        # An empty path asks share_svc only whether the link lives (and its session is good) and where its root is.
+        scope = await self.access.policy.link(token, session, [], "", "list")
+        async with self.uow(read_only=True) as uow:
+            root = await uow.nodes.get(scope.root_node_id) if len(scope.root_node_id) <= 64 else None
+        if root is None or root.owner_id != scope.owner_id:
+            raise NotFound("this link does not exist, was revoked or has expired")
+        return root
+
     async def open_link_download(self, token: str, session: str, file_id: str) -> tuple[Node, Version, int]:
         """Checks the link (and counts the download in share_svc, atomically against its limit)."""
         async with self.uow(read_only=True) as uow:

@@ -120,6 +120,7 @@ def test_template_to_regex() -> None:
 def test_filter_chain_order(bootstrap: dict[str, Any]) -> None:
     assert [f["name"] for f in hcm(bootstrap)["http_filters"]] == [
         "flowdock.grpc_safe_headers",
+        "flowdock.link_page",
         "envoy.filters.http.lua",
         "envoy.filters.http.lua.rest_status",
         "envoy.filters.http.compressor.brotli",

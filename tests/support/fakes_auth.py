@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
@@ -492,7 +492,16 @@ class FakeAuditLog:
 
     # Last in the class: its name shadows the builtin `list` for the annotations after it.
     async def list(
-        self, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = "", before: str = "", limit: int
+        self,
+        *,
+        subject_id: str = "",
+        actor_id: str = "",
+        kind_prefix: str = "",
+        kind_prefixes: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before: str = "",
+        limit: int,
     ) -> list[Event]:
         found = [
             e
@@ -500,6 +509,9 @@ class FakeAuditLog:
             if (not subject_id or e.subject_id == subject_id)
             and (not actor_id or e.actor_id == actor_id)
             and e.kind.startswith(kind_prefix)
+            and (not kind_prefixes or e.kind.startswith(tuple(kind_prefixes)))
+            and (since is None or e.at >= since)
+            and (until is None or e.at < until)
             and (not before or int(e.cursor) < int(before))
         ]
         return found[:limit]

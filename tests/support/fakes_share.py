@@ -223,6 +223,9 @@ class FakeAccounts:
     async def lookup(self, email: str) -> Account | None:
         return self.by_email.get(email.strip().lower())
 
+    async def by_id(self, user_id: str) -> Account | None:
+        return next((a for a in self.by_email.values() if a.id == user_id), None)
+
     async def notify(self, user_id: str, subject: str, body: str) -> None:
         if self.notify_fails:
             raise ConnectionError("auth_svc is not reachable")
@@ -241,6 +244,12 @@ class FakeNodes:
         if node is None:
             raise NotFound(f"node {node_id} not found")
         return node
+
+    async def describe(self, node_id: str) -> bytes | None:
+        return None
+
+    async def link_root(self, token: str, session: str) -> bytes | None:
+        return None
 
 
 class FakeEvents:

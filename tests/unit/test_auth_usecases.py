@@ -580,6 +580,25 @@ async def test_activity_pages_newest_first(fakes: AuthFakes, accounts: Accounts)
     assert [e.kind for e in rest] == ["login.ok", "email.verified", "register"] and token == ""
 
 
+async def test_activity_filters_by_kind_and_dates_in_the_store(fakes: AuthFakes, accounts: Accounts) -> None:
+    user_id = await registered(fakes, accounts)
+    await logged_in(accounts)
+    start = fakes.clock.advance(hours=1)
+    await logged_in(accounts)
+    end = fakes.clock.advance(hours=1)
+    await logged_in(accounts)
+    logins, _ = await accounts.my_activity(user_id, 10, "", kind_prefixes=["login.", "email."])
+    assert [e.kind for e in logins] == ["login.ok"] * 3 + ["email.verified"]
+    between, _ = await accounts.my_activity(user_id, 10, "", since=start, until=end)
+    assert [(e.kind, e.at) for e in between] == [("login.ok", start)]
+    # Filters apply before paging: a page of one still finds the one match among older events.
+    page, token = await accounts.my_activity(user_id, 1, "", kind_prefixes=["register"])
+    assert [e.kind for e in page] == ["register"] and token == ""
+    with pytest.raises(InvalidArgument) as backwards:
+        await accounts.my_activity(user_id, 10, "", since=end, until=start)
+    assert backwards.value.field == "end_time"
+
+
 # -- email change and OpenID Connect -------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 import type { UploadJob, UploadResult } from '../upload/queue';
 import type {
   ActivityEntry,
+  ActivityQuery,
   DeviceSession,
   FileNode,
   FileVersion,
@@ -52,8 +53,8 @@ export interface Api {
   /** Turns 2FA on; answers the recovery codes, which the server never shows again. */
   confirmTotp(code: string): Promise<string[]>;
   disableTotp(password: string, code: string): Promise<void>;
-  /** The activity log about the caller's account, newest first. */
-  myActivity(pageToken?: string): Promise<Page<ActivityEntry>>;
+  /** The activity log about the caller's account, newest first, filtered by the server. */
+  myActivity(pageToken?: string, query?: ActivityQuery): Promise<Page<ActivityEntry>>;
 
   // files
   listChildren(

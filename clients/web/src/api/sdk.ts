@@ -47,6 +47,8 @@ function toShare(s: Share): ShareGrant {
     id: s.id,
     nodeId: s.nodeId,
     ownerId: s.ownerId,
+    ownerEmail: s.ownerEmail,
+    ownerName: s.ownerDisplayName,
     granteeEmail: s.granteeEmail,
     role: roleOf(s.role),
     created: date(s.createTime),
@@ -176,8 +178,14 @@ export function createSdkApi(baseUrl: string): Api {
     },
     confirmTotp: async (code) => (await auth.confirmTotp({ code })).recoveryCodes,
     disableTotp: async (password, code) => void (await auth.disableTotp({ password, code })),
-    myActivity: async (pageToken) => {
-      const r = await auth.listMyActivity({ pageToken: pageToken ?? '', pageSize: 50 });
+    myActivity: async (pageToken, query = {}) => {
+      const r = await auth.listMyActivity({
+        pageToken: pageToken ?? '',
+        pageSize: 50,
+        kindPrefixes: [...(query.kindPrefixes ?? [])],
+        startTime: query.from ? timestampFromDate(query.from) : undefined,
+        endTime: query.to ? timestampFromDate(query.to) : undefined,
+      });
       return {
         items: r.events.map((e) => ({
           id: e.id,

@@ -62,6 +62,9 @@ export interface ShareGrant {
   id: string;
   nodeId: string;
   ownerId: string;
+  /** Who shared it, as auth_svc names them ('' when it could not). */
+  ownerEmail: string;
+  ownerName: string;
   granteeEmail: string;
   role: ShareRole;
   created: Date | undefined;
@@ -130,6 +133,15 @@ export interface ActivityEntry {
   ip: string;
   userAgent: string;
   details: Record<string, string>;
+}
+
+/** What the activity log is narrowed to, on the server: kinds starting with one of the prefixes, a time range. */
+export interface ActivityQuery {
+  kindPrefixes?: readonly string[];
+  /** Entries at or after this instant. */
+  from?: Date;
+  /** Entries before this instant. */
+  to?: Date;
 }
 
 /** A started 2FA enrolment: nothing changes until a code from the authenticator confirms it. */

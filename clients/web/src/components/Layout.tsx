@@ -49,6 +49,23 @@ export function Root() {
   return <Outlet />;
 }
 
+/** Help, Terms and Privacy: in every page's footer or navigation, and the account menu. */
+export function InfoLinks({ className = '' }: { className?: string }) {
+  return (
+    <ul aria-label="About FlowDock" className={`flex flex-wrap gap-x-4 gap-y-1 text-sm ${className}`}>
+      <li>
+        <Link to="/help">Help</Link>
+      </li>
+      <li>
+        <Link to="/terms">Terms</Link>
+      </li>
+      <li>
+        <Link to="/privacy">Privacy</Link>
+      </li>
+    </ul>
+  );
+}
+
 /** Public pages with room for a file list (the public link page). */
 export function WidePublicLayout() {
   return <PublicLayout wide />;
@@ -78,6 +95,9 @@ export function PublicLayout({ wide = false }: { wide?: boolean }) {
           <Outlet />
         </div>
       </main>
+      <footer className="flex justify-center border-t border-slate-200 bg-white px-4 py-3">
+        <InfoLinks />
+      </footer>
     </div>
   );
 }
@@ -134,6 +154,13 @@ function UserMenu() {
             className="block w-full rounded px-2 py-2 text-left text-sm text-slate-800 no-underline hover:bg-slate-100 hover:no-underline focus-visible:outline-2 focus-visible:outline-blue-700"
           >
             Settings
+          </Link>
+          <Link
+            to="/help"
+            onClick={() => setOpen(false)}
+            className="block w-full rounded px-2 py-2 text-left text-sm text-slate-800 no-underline hover:bg-slate-100 hover:no-underline focus-visible:outline-2 focus-visible:outline-blue-700"
+          >
+            Help
           </Link>
           <button
             type="button"
@@ -268,6 +295,7 @@ export function AppLayout() {
             ))}
           </ul>
           <QuotaBar />
+          <InfoLinks className="mt-auto" />
         </nav>
         <main id="main" className="flex min-w-0 flex-1 flex-col">
           <Outlet />

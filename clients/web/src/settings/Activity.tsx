@@ -4,30 +4,32 @@ import { api } from '../api';
 import { Alert, Button, Spinner } from '../components/ui';
 import { formatDate } from '../files/format';
 import { Section, settingsError } from './common';
-import { ACTIVITY_FILTERS, describeActivity, describeDevice, matchesFilter, type ActivityFilter } from './format';
+import { ACTIVITY_FILTERS, activityQuery, describeActivity, describeDevice, type ActivityFilter } from './format';
 
 /** The activity log about this account, newest first, a page at a time. */
 export function ActivitySection() {
   const kindId = useId();
   const fromId = useId();
+  const toId = useId();
+  const toErrorId = useId();
   const [filter, setFilter] = useState<ActivityFilter>('all');
   const [from, setFrom] = useState('');
+  const [to, setTo] = useState('');
+  // The server filters (kind prefixes, a time range) before paging: every page holds matching entries only.
+  const query = activityQuery(filter, from, to);
   const list = useInfiniteQuery({
-    queryKey: ['my-activity'],
-    queryFn: ({ pageParam }) => api.myActivity(pageParam),
+    queryKey: ['my-activity', filter, from, to],
+    queryFn: ({ pageParam }) => api.myActivity(pageParam, query.query),
     initialPageParam: '',
     getNextPageParam: (last) => last.nextPageToken || undefined,
+    enabled: !query.error,
   });
-  // The server pages the log but does not filter it: the filters apply to the entries loaded so far.
-  const since = from ? new Date(`${from}T00:00:00`) : undefined;
-  const entries = (list.data?.pages.flatMap((p) => p.items) ?? []).filter(
-    (e) => matchesFilter(e.kind, filter) && (!since || (e.time && e.time >= since)),
-  );
+  const entries = list.data?.pages.flatMap((p) => p.items) ?? [];
   return (
     <Section title="My activity" testId="settings-activity">
       <p className="text-sm text-slate-800">
-        What happened to your account: logins, password, email and 2FA changes, shares and links. Filters apply to the
-        entries loaded; “Show older” loads more.
+        What happened to your account: logins, password, email and 2FA changes, shares and links, newest first.
+        “Show older” loads more.
       </p>
       <div className="flex flex-wrap gap-3">
         <div className="flex flex-col gap-1">
@@ -59,13 +61,32 @@ export function ActivitySection() {
             className="rounded-md border border-slate-400 px-3 py-2 text-base focus-visible:outline-2 focus-visible:outline-blue-700"
           />
         </div>
+        <div className="flex flex-col gap-1">
+          <label htmlFor={toId} className="text-sm font-medium text-slate-800">
+            To date
+          </label>
+          <input
+            id={toId}
+            type="date"
+            value={to}
+            onChange={(e) => setTo(e.target.value)}
+            aria-invalid={query.error ? true : undefined}
+            aria-describedby={query.error ? toErrorId : undefined}
+            className="rounded-md border border-slate-400 px-3 py-2 text-base focus-visible:outline-2 focus-visible:outline-blue-700"
+          />
+          {query.error && (
+            <p id={toErrorId} className="text-sm text-red-800">
+              {query.error}
+            </p>
+          )}
+        </div>
       </div>
-      {list.isPending ? (
+      {query.error ? null : list.isPending ? (
         <Spinner label="Loading activity…" />
       ) : list.isError ? (
         <Alert>{settingsError(list.error)}</Alert>
       ) : entries.length === 0 ? (
-        <p className="text-sm text-slate-700">Nothing to show{list.hasNextPage ? ' among the entries loaded' : ''}.</p>
+        <p className="text-sm text-slate-700">Nothing to show.</p>
       ) : (
         <ol aria-label="Activity" className="flex flex-col">
           {entries.map((e) => (

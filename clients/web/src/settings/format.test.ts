@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeActivity, describeDevice, matchesFilter, recoveryCodesText, svgImageUrl } from './format';
+import { activityQuery, describeActivity, describeDevice, matchesFilter, recoveryCodesText, svgImageUrl } from './format';
 
 describe('describeDevice', () => {
   it('names the browser and system of a user agent', () => {
@@ -70,5 +70,21 @@ describe('activity', () => {
     expect(matchesFilter('linked.thing', 'sharing')).toBe(false);
     expect(matchesFilter('link.created', 'sharing')).toBe(true);
     expect(matchesFilter('anything.at_all', 'all')).toBe(true);
+  });
+});
+
+describe('activityQuery', () => {
+  it('sends the filter\'s kind prefixes and whole local days', () => {
+    const { query } = activityQuery('logins', '2026-03-01', '2026-03-02');
+    expect(query?.kindPrefixes).toEqual(['login', 'logout', 'session', 'oidc']);
+    expect(query?.from).toEqual(new Date(2026, 2, 1));
+    expect(query?.to).toEqual(new Date(2026, 2, 3)); // the end date's whole day
+  });
+  it('sends no prefixes for everything and no dates when unset', () => {
+    expect(activityQuery('all', '', '')).toEqual({ query: { kindPrefixes: [], from: undefined, to: undefined } });
+  });
+  it('refuses an end before the start', () => {
+    expect(activityQuery('all', '2026-03-02', '2026-03-01').error).toBe('The end date is before the start date.');
+    expect(activityQuery('all', '2026-03-02', '2026-03-02').error).toBeUndefined();
   });
 });

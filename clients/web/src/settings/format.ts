@@ -1,3 +1,5 @@
+import type { ActivityQuery } from '../api/types';
+
 /**
  * A session's device in words. The web app logs in with the browser's user agent as the device name; other clients
  * (the CLI, scripts) send a name of their own, shown as it is.
@@ -101,6 +103,26 @@ export const ACTIVITY_FILTERS = {
 } as const;
 
 export type ActivityFilter = keyof typeof ACTIVITY_FILTERS;
+
+/**
+ * The server's query for the filters Settings shows: kind prefixes, and whole local days from `from` to `to`
+ * (both "YYYY-MM-DD" from a date input, '' when unset; `to` counts its whole day). An error names what is wrong.
+ */
+export function activityQuery(
+  filter: ActivityFilter,
+  from: string,
+  to: string,
+): { query: ActivityQuery; error?: undefined } | { query?: undefined; error: string } {
+  const start = from ? new Date(`${from}T00:00:00`) : undefined;
+  let end: Date | undefined;
+  if (to) {
+    end = new Date(`${to}T00:00:00`);
+    end.setDate(end.getDate() + 1);
+  }
+  if (start && end && end <= start) return { error: 'The end date is before the start date.' };
+  const prefixes = ACTIVITY_FILTERS[filter].prefixes.filter((p) => p !== '');
+  return { query: { kindPrefixes: prefixes, from: start, to: end } };
+}
 
 export function matchesFilter(kind: string, filter: ActivityFilter): boolean {
   return ACTIVITY_FILTERS[filter].prefixes.some((p) => p === '' || kind === p || kind.startsWith(`${p}.`));

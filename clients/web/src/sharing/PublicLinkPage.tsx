@@ -24,6 +24,18 @@ export function waitWords(seconds: number | undefined): string {
   return minutes === 1 ? 'a minute' : `${minutes} minutes`;
 }
 
+/**
+ * Why the gateway sent a browser here from a refused download (`?refused=<HTTP status>`, see gateway/envoy_config.py
+ * _LINK_PAGE_LUA); undefined for any other visit. A gone link shows its own page whatever this says.
+ */
+export function refusedWords(status: string | null): string | undefined {
+  if (!status || status === '404') return undefined; // the link's own "not found" page says it all
+  if (status === '401') return 'That download needs the link’s password again: enter it, then download once more.';
+  if (status === '403') return 'That download was refused: this link reached its download limit, or does not allow downloads.';
+  if (status === '429') return 'Too many tries at once: wait a minute, then download again.';
+  return 'That download did not work. Try again, or ask the person who shared the link.';
+}
+
 /** Expired, exhausted, revoked or never existed: one page, no hint which. */
 function LinkGone() {
   return (
@@ -192,7 +204,9 @@ function DropZone({ visit, onGone }: { visit: LinkVisit; onGone: () => void }) {
   };
   return (
     <div className="flex flex-col gap-3">
-      <PageTitle>Send files</PageTitle>
+      <h1 className="mb-4 text-2xl font-bold outline-none">
+        Send files{visit.root.name ? <> to “<SafeName name={visit.root.name} />”</> : null}
+      </h1>
       <p className="text-sm text-slate-800">
         Files you send here go to the person who shared this link. You cannot see what is in the folder, and nobody
         sees your files through this link. A file whose name is taken is stored under a new name.
@@ -255,6 +269,21 @@ function DropZone({ visit, onGone }: { visit: LinkVisit; onGone: () => void }) {
 
 /** /s/<token>: a public link, for people without an account. */
 export default function PublicLinkPage() {
+  const [params] = useSearchParams();
+  const refused = refusedWords(params.get('refused'));
+  const page = <LinkPage />;
+  if (!refused) return page;
+  return (
+    <div className="flex flex-col gap-3">
+      <div data-testid="link-refused">
+        <Alert>{refused}</Alert>
+      </div>
+      {page}
+    </div>
+  );
+}
+
+function LinkPage() {
   const { token = '' } = useParams();
   const [state, setState] = useState<State>({ kind: 'checking' });
   useEffect(() => {
@@ -293,7 +322,7 @@ export default function PublicLinkPage() {
       return <PasswordPrompt token={token} onOpen={(visit) => setState({ kind: 'open', visit })} onGone={gone} />;
     case 'open':
       if (state.visit.permission === 'upload') return <DropZone visit={state.visit} onGone={gone} />;
-      // A file link lists its one file; OpenLink's root carries the id only, so the listing names things.
+      // OpenLink's root carries the name (the drop zone's title); the listing gives the breadcrumbs and entries.
       return <FolderView visit={state.visit} onGone={gone} />;
   }
 }

@@ -10,7 +10,7 @@ import { Alert, Button, Empty, Spinner } from '../components/ui';
 import { NameDialog } from '../files/dialogs';
 import { formatBytes, formatDate, startDownload } from '../files/format';
 import { fromInput } from '../upload/entries';
-import { onUploadDone, uploads } from '../upload/store';
+import { onUploadDone, uploads, useUploads } from '../upload/store';
 import { NoLongerShared, isGone } from './common';
 import { allowed, roleLabel } from './roles';
 import { useIncomingShares } from './SharedWithMe';
@@ -43,6 +43,11 @@ export default function SharedFolder() {
     () => onUploadDone(() => void queryClient.invalidateQueries({ queryKey: ['children', folderId] })),
     [queryClient, folderId],
   );
+  // An upload into this folder that fails may mean the share ended: listing again tells ("no longer shared").
+  const failedHere = useUploads().filter((u) => u.parentId === folderId && u.status === 'failed').length;
+  useEffect(() => {
+    if (failedHere > 0) void queryClient.invalidateQueries({ queryKey: ['children', folderId] });
+  }, [failedHere, queryClient, folderId]);
 
   const top = path.data?.[0];
   const grant = (incoming.data?.pages.flatMap((p) => p.items) ?? []).find((s) => s.nodeId === top?.id);
@@ -58,6 +63,16 @@ export default function SharedFolder() {
     }
   };
   const refresh = () => queryClient.invalidateQueries({ queryKey: ['children', folderId] });
+  /** A dialog's action refused because the share ended: close it and show "no longer shared" instead of a field error. */
+  const inDialog = (work: (name: string) => Promise<void>) => async (name: string) => {
+    try {
+      await work(name);
+    } catch (err) {
+      if (!isGone(err)) throw err;
+      setModal(undefined);
+      setError(err);
+    }
+  };
 
   if (isGone(list.error) || isGone(path.error) || isGone(error) || (incoming.isSuccess && path.isSuccess && !grant)) {
     return <NoLongerShared />;
@@ -169,10 +184,10 @@ export default function SharedFolder() {
           initial=""
           submitLabel="Create"
           onClose={() => setModal(undefined)}
-          onSubmit={async (name) => {
+          onSubmit={inDialog(async (name) => {
             await api.createFolder(folderId, name);
             await refresh();
-          }}
+          })}
         />
       )}
       {modal?.kind === 'rename' && (
@@ -182,10 +197,10 @@ export default function SharedFolder() {
           initial={modal.node.name}
           submitLabel="Rename"
           onClose={() => setModal(undefined)}
-          onSubmit={async (name) => {
+          onSubmit={inDialog(async (name) => {
             await api.rename(modal.node.id, name);
             await refresh();
-          }}
+          })}
         />
       )}
     </div>

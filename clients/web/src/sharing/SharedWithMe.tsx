@@ -20,6 +20,12 @@ export function useIncomingShares() {
   });
 }
 
+/** "Ada Lovelace (ada@example.org)", or whichever of the two the server could give. */
+function sharedBy(s: ShareGrant): string {
+  if (s.ownerName && s.ownerEmail) return `${s.ownerName} (${s.ownerEmail})`;
+  return s.ownerName || s.ownerEmail;
+}
+
 /** What others shared with me: folders open in the shared browser, files offer what the role allows. */
 export default function SharedWithMe() {
   const list = useIncomingShares();
@@ -60,6 +66,11 @@ export default function SharedWithMe() {
                   {roleLabel(s.role)} · {s.node.kind === 'file' ? `${formatBytes(s.node.size)} · ` : ''}shared{' '}
                   {formatDate(s.created)}
                 </span>
+                {(s.ownerName || s.ownerEmail) && (
+                  <span className="text-slate-700" data-testid="shared-by">
+                    by <SafeName name={sharedBy(s)} />
+                  </span>
+                )}
               </span>
               {s.node.kind === 'file' && allowed(s.role, 'download') && (
                 <Button

@@ -1518,7 +1518,8 @@ class AuthInternalServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LookupUser(self, request, context):
-        """LookupUser resolves an email to an active account (share_svc, with the sharer's token); NOT_FOUND if none.
+        """LookupUser resolves an email or an id to an active account (share_svc, with the caller's token); NOT_FOUND if
+        none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

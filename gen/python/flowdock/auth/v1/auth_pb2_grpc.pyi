@@ -448,7 +448,9 @@ class AuthInternalServiceStub:
     RecordEvents: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RecordEventsRequest, _auth_pb2.RecordEventsResponse]
     """RecordEvents appends audit events from other services; idempotent by event id (outbox retries)."""
     LookupUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LookupUserRequest, _auth_pb2.LookupUserResponse]
-    """LookupUser resolves an email to an active account (share_svc, with the sharer's token); NOT_FOUND if none."""
+    """LookupUser resolves an email or an id to an active account (share_svc, with the caller's token); NOT_FOUND if
+    none.
+    """
     NotifyUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.NotifyUserRequest, _auth_pb2.NotifyUserResponse]
     """NotifyUser mails an account (share_svc's "shared with you", with the sharer's token); sent in the background."""
 
@@ -462,7 +464,9 @@ class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
     RecordEvents: _aio.UnaryUnaryMultiCallable[_auth_pb2.RecordEventsRequest, _auth_pb2.RecordEventsResponse]  # type: ignore[assignment]
     """RecordEvents appends audit events from other services; idempotent by event id (outbox retries)."""
     LookupUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.LookupUserRequest, _auth_pb2.LookupUserResponse]  # type: ignore[assignment]
-    """LookupUser resolves an email to an active account (share_svc, with the sharer's token); NOT_FOUND if none."""
+    """LookupUser resolves an email or an id to an active account (share_svc, with the caller's token); NOT_FOUND if
+    none.
+    """
     NotifyUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.NotifyUserRequest, _auth_pb2.NotifyUserResponse]  # type: ignore[assignment]
     """NotifyUser mails an account (share_svc's "shared with you", with the sharer's token); sent in the background."""
 
@@ -491,7 +495,9 @@ class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.LookupUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.LookupUserResponse, _abc.Awaitable[_auth_pb2.LookupUserResponse]]:
-        """LookupUser resolves an email to an active account (share_svc, with the sharer's token); NOT_FOUND if none."""
+        """LookupUser resolves an email or an id to an active account (share_svc, with the caller's token); NOT_FOUND if
+        none.
+        """
 
     @_abc_1.abstractmethod
     def NotifyUser(

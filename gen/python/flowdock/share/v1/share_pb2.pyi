@@ -104,6 +104,8 @@ class Share(_message.Message):
     GRANTEE_EMAIL_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    OWNER_EMAIL_FIELD_NUMBER: _builtins.int
+    OWNER_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     node_id: _builtins.str
     owner_id: _builtins.str
@@ -111,6 +113,9 @@ class Share(_message.Message):
     role: Global___ShareRole.ValueType
     grantee_email: _builtins.str
     """The grantee's email, as the owner typed it (normalised)."""
+    owner_email: _builtins.str
+    """Who shared it (auth_svc's LookupUser; empty when the account cannot be looked up): "Shared with me" names them."""
+    owner_display_name: _builtins.str
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -131,10 +136,12 @@ class Share(_message.Message):
         grantee_email: _builtins.str = ...,
         node: _storage_pb2.Node | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        owner_email: _builtins.str = ...,
+        owner_display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "node", b"node", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "grantee_email", b"grantee_email", "grantee_id", b"grantee_id", "id", b"id", "node", b"node", "node_id", b"node_id", "owner_id", b"owner_id", "role", b"role", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "grantee_email", b"grantee_email", "grantee_id", b"grantee_id", "id", b"id", "node", b"node", "node_id", b"node_id", "owner_display_name", b"owner_display_name", "owner_email", b"owner_email", "owner_id", b"owner_id", "role", b"role", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -491,7 +498,9 @@ class OpenLinkResponse(_message.Message):
     def expire_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def root(self) -> _storage_pb2.Node:
-        """The shared node (folder or file) at the top of what the link shows."""
+        """The shared node (folder or file) at the top of what the link shows: id and owner always; name, kind and size
+        from storage_svc (GetLinkRoot) unless it did not answer.
+        """
 
     def __init__(
         self,

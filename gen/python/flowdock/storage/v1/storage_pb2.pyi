@@ -1311,6 +1311,29 @@ class ListLinkChildrenRequest(_message.Message):
 Global___ListLinkChildrenRequest: _TypeAlias = ListLinkChildrenRequest  # noqa: Y015
 
 @_typing.final
+class GetLinkRootRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    session: _builtins.str
+    """The link session (or the X-Link-Session header)."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        session: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLinkRootRequest: _TypeAlias = GetLinkRootRequest  # noqa: Y015
+
+@_typing.final
 class ListLinkChildrenResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -297,8 +297,9 @@ class StorageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RestoreTrash(self, request, context):
-        """RestoreTrash puts a trashed node back where it was (renamed " (restored)" on a name conflict; to the root
-        if its original folder is gone).
+        """RestoreTrash puts a trashed node back where it was, or in the root if its original folder is gone or itself
+        in the trash. When the name is taken there it is renamed as a copy is: "report (1).pdf" (the answer carries
+        the name and parent it got).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1180,6 +1181,11 @@ class PublicLinkServiceStub:
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenRequest.SerializeToString,
                 response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenResponse.FromString,
                 _registered_method=True)
+        self.GetLinkRoot = channel.unary_unary(
+                '/flowdock.storage.v1.PublicLinkService/GetLinkRoot',
+                request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetLinkRootRequest.SerializeToString,
+                response_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
+                _registered_method=True)
         self.DownloadLinkFile = channel.unary_stream(
                 '/flowdock.storage.v1.PublicLinkService/DownloadLinkFile',
                 request_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.DownloadLinkFileRequest.SerializeToString,
@@ -1215,6 +1221,14 @@ class PublicLinkServiceServicer:
 
     def ListLinkChildren(self, request, context):
         """ListLinkChildren pages through a folder under the link's root (folder_id empty: the root itself).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLinkRoot(self, request, context):
+        """GetLinkRoot describes the node at the link's root (name, kind, size; never what a folder holds), for any
+        permission: a file-drop page names the folder it drops into. share_svc's OpenLink answers it as `root`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1264,6 +1278,11 @@ def add_PublicLinkServiceServicer_to_server(servicer, server):
                     servicer.ListLinkChildren,
                     request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenRequest.FromString,
                     response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenResponse.SerializeToString,
+            ),
+            'GetLinkRoot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLinkRoot,
+                    request_deserializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.GetLinkRootRequest.FromString,
+                    response_serializer=flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.SerializeToString,
             ),
             'DownloadLinkFile': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadLinkFile,
@@ -1321,6 +1340,33 @@ class PublicLinkService:
             '/flowdock.storage.v1.PublicLinkService/ListLinkChildren',
             flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenRequest.SerializeToString,
             flowdock_dot_storage_dot_v1_dot_storage__pb2.ListLinkChildrenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLinkRoot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.storage.v1.PublicLinkService/GetLinkRoot',
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.GetLinkRootRequest.SerializeToString,
+            flowdock_dot_storage_dot_v1_dot_storage__pb2.Node.FromString,
             options,
             channel_credentials,
             insecure,

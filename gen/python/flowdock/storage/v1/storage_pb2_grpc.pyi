@@ -76,8 +76,9 @@ class StorageServiceStub:
     ListTrash: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListTrashRequest, _storage_pb2.ListTrashResponse]
     """ListTrash pages through what the caller deleted (the top of each deleted tree)."""
     RestoreTrash: _grpc.UnaryUnaryMultiCallable[_storage_pb2.RestoreTrashRequest, _storage_pb2.Node]
-    """RestoreTrash puts a trashed node back where it was (renamed " (restored)" on a name conflict; to the root
-    if its original folder is gone).
+    """RestoreTrash puts a trashed node back where it was, or in the root if its original folder is gone or itself
+    in the trash. When the name is taken there it is renamed as a copy is: "report (1).pdf" (the answer carries
+    the name and parent it got).
     """
     PurgeTrash: _grpc.UnaryUnaryMultiCallable[_storage_pb2.PurgeTrashRequest, _storage_pb2.PurgeTrashResponse]
     """PurgeTrash deletes one trashed tree for good, freeing its bytes."""
@@ -141,8 +142,9 @@ class StorageServiceAsyncStub(StorageServiceStub):
     ListTrash: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListTrashRequest, _storage_pb2.ListTrashResponse]  # type: ignore[assignment]
     """ListTrash pages through what the caller deleted (the top of each deleted tree)."""
     RestoreTrash: _aio.UnaryUnaryMultiCallable[_storage_pb2.RestoreTrashRequest, _storage_pb2.Node]  # type: ignore[assignment]
-    """RestoreTrash puts a trashed node back where it was (renamed " (restored)" on a name conflict; to the root
-    if its original folder is gone).
+    """RestoreTrash puts a trashed node back where it was, or in the root if its original folder is gone or itself
+    in the trash. When the name is taken there it is renamed as a copy is: "report (1).pdf" (the answer carries
+    the name and parent it got).
     """
     PurgeTrash: _aio.UnaryUnaryMultiCallable[_storage_pb2.PurgeTrashRequest, _storage_pb2.PurgeTrashResponse]  # type: ignore[assignment]
     """PurgeTrash deletes one trashed tree for good, freeing its bytes."""
@@ -317,8 +319,9 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _storage_pb2.RestoreTrashRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
-        """RestoreTrash puts a trashed node back where it was (renamed " (restored)" on a name conflict; to the root
-        if its original folder is gone).
+        """RestoreTrash puts a trashed node back where it was, or in the root if its original folder is gone or itself
+        in the trash. When the name is taken there it is renamed as a copy is: "report (1).pdf" (the answer carries
+        the name and parent it got).
         """
 
     @_abc_1.abstractmethod
@@ -385,6 +388,10 @@ class PublicLinkServiceStub:
     def __new__(cls, channel: _aio.Channel) -> PublicLinkServiceAsyncStub: ...
     ListLinkChildren: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListLinkChildrenRequest, _storage_pb2.ListLinkChildrenResponse]
     """ListLinkChildren pages through a folder under the link's root (folder_id empty: the root itself)."""
+    GetLinkRoot: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetLinkRootRequest, _storage_pb2.Node]
+    """GetLinkRoot describes the node at the link's root (name, kind, size; never what a folder holds), for any
+    permission: a file-drop page names the folder it drops into. share_svc's OpenLink answers it as `root`.
+    """
     DownloadLinkFile: _grpc.UnaryStreamMultiCallable[_storage_pb2.DownloadLinkFileRequest, _httpbody_pb2.HttpBody]
     """DownloadLinkFile streams a file under the link's root (a plain GET a browser or curl can open)."""
     CreateLinkUpload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.CreateLinkUploadRequest, _storage_pb2.Upload]
@@ -410,6 +417,10 @@ class PublicLinkServiceAsyncStub(PublicLinkServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListLinkChildren: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListLinkChildrenRequest, _storage_pb2.ListLinkChildrenResponse]  # type: ignore[assignment]
     """ListLinkChildren pages through a folder under the link's root (folder_id empty: the root itself)."""
+    GetLinkRoot: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetLinkRootRequest, _storage_pb2.Node]  # type: ignore[assignment]
+    """GetLinkRoot describes the node at the link's root (name, kind, size; never what a folder holds), for any
+    permission: a file-drop page names the folder it drops into. share_svc's OpenLink answers it as `root`.
+    """
     DownloadLinkFile: _aio.UnaryStreamMultiCallable[_storage_pb2.DownloadLinkFileRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """DownloadLinkFile streams a file under the link's root (a plain GET a browser or curl can open)."""
     CreateLinkUpload: _aio.UnaryUnaryMultiCallable[_storage_pb2.CreateLinkUploadRequest, _storage_pb2.Upload]  # type: ignore[assignment]
@@ -438,6 +449,16 @@ class PublicLinkServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.ListLinkChildrenResponse, _abc.Awaitable[_storage_pb2.ListLinkChildrenResponse]]:
         """ListLinkChildren pages through a folder under the link's root (folder_id empty: the root itself)."""
+
+    @_abc_1.abstractmethod
+    def GetLinkRoot(
+        self,
+        request: _storage_pb2.GetLinkRootRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.Node, _abc.Awaitable[_storage_pb2.Node]]:
+        """GetLinkRoot describes the node at the link's root (name, kind, size; never what a folder holds), for any
+        permission: a file-drop page names the folder it drops into. share_svc's OpenLink answers it as `root`.
+        """
 
     @_abc_1.abstractmethod
     def DownloadLinkFile(
