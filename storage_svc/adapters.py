@@ -381,6 +381,13 @@ class SqlNodes:
             raise AlreadyExists("an entry with this name already exists") from exc
         await self.s.execute(_INSERT_VERSION, _version_values(version))
 
+    async def add_files(self, files: list[tuple[Node, Version]]) -> None:
+        try:
+            await self.s.execute(_INSERT_NODE, [_node_values(node) for node, _ in files])
+        except IntegrityError as exc:
+            raise AlreadyExists("an entry with one of these names already exists") from exc
+        await self.s.execute(_INSERT_VERSION, [_version_values(version) for _, version in files])
+
     async def add_many(self, many: list[Node]) -> None:
         # Parents before children (the list comes in tree order), in batches.
         for i in range(0, len(many), 500):
@@ -736,6 +743,27 @@ _RELEASE = (
 )
 
 
+def _upload_values(upload: Upload) -> dict[str, Any]:
+    return dict(
+        id=upload.id,
+        owner_id=upload.owner_id,
+        parent_id=upload.parent_id,
+        name=upload.name,
+        size=upload.size,
+        sha256=upload.sha256,
+        content_type=upload.content_type,
+        committed_size=upload.committed_size,
+        state=upload.state.value,
+        node_id=upload.node_id,
+        created_at=upload.created_at,
+        expires_at=upload.expires_at,
+        on_conflict=upload.on_conflict.value,
+        target_node_id=upload.target_node_id,
+        failure=upload.failure,
+        creator_id=upload.creator_id,
+    )
+
+
 class SqlUploads:
     def __init__(self, s: AsyncConnection) -> None:
         self.s = s
@@ -745,27 +773,10 @@ class SqlUploads:
         return _upload(row) if row else None
 
     async def add(self, upload: Upload) -> None:
-        await self.s.execute(
-            _INSERT_UPLOAD,
-            dict(
-                id=upload.id,
-                owner_id=upload.owner_id,
-                parent_id=upload.parent_id,
-                name=upload.name,
-                size=upload.size,
-                sha256=upload.sha256,
-                content_type=upload.content_type,
-                committed_size=upload.committed_size,
-                state=upload.state.value,
-                node_id=upload.node_id,
-                created_at=upload.created_at,
-                expires_at=upload.expires_at,
-                on_conflict=upload.on_conflict.value,
-                target_node_id=upload.target_node_id,
-                failure=upload.failure,
-                creator_id=upload.creator_id,
-            ),
-        )
+        await self.s.execute(_INSERT_UPLOAD, _upload_values(upload))
+
+    async def add_many(self, many: list[Upload]) -> None:
+        await self.s.execute(_INSERT_UPLOAD, [_upload_values(upload) for upload in many])
 
     async def acquire(self, upload_id: str, token: str, until: datetime, now: datetime, state: UploadState) -> bool:
         """Take the writer lease; `state` FINISHING also moves an OPEN upload into FINISHING."""

@@ -141,6 +141,10 @@ class FakeNodes:
         await self.add(node)
         self._s.versions[version.id] = version
 
+    async def add_files(self, files: list[tuple[Node, Version]]) -> None:
+        for node, version in files:
+            await self.add_file(node, version)
+
     async def child_named(self, parent_id: str, key: str) -> Node | None:
         found = next(
             (n for n in self._live() if n.parent_id == parent_id and domain.name_key(n.name) == key),
@@ -444,6 +448,10 @@ class FakeUploads:
         if upload.id in self._s.uploads:
             raise AlreadyExists("already exists")
         self._s.uploads[upload.id] = replace(upload, writer_until=None)
+
+    async def add_many(self, uploads: list[Upload]) -> None:
+        for upload in uploads:
+            await self.add(upload)
 
     async def acquire(self, upload_id: str, token: str, until: datetime, now: datetime, state: UploadState) -> bool:
         upload = self._s.uploads.get(upload_id)
