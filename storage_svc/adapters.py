@@ -366,6 +366,16 @@ class SqlNodes:
         row = (await self.s.execute(q)).first()
         return _node(row) if row else None
 
+    async def folders(self, root_owners: list[str], ids: list[str]) -> list[Node]:
+        which = []
+        if root_owners:
+            which.append(sa.and_(nodes.c.parent_id.is_(None), nodes.c.owner_id.in_(root_owners)))
+        if ids:
+            which.append(sa.and_(nodes.c.id.in_(ids), LIVE))
+        if not which:
+            return []
+        return [_node(row) for row in await self.s.execute(sa.select(nodes).where(sa.or_(*which)))]
+
     async def add(self, node: Node) -> None:
         try:
             async with self.s.begin_nested():
@@ -682,6 +692,11 @@ class SqlQuotas:
 
     async def consume(self, owner_id: str, size: int, default_limit: int) -> bool:
         return await self._update(owner_id, _CONSUME, {"o": owner_id, "n": size, "lim": default_limit})
+
+    async def consume_many(self, charges: dict[str, int], default_limit: int) -> bool:
+        params = [{"o": owner, "n": size, "lim": default_limit} for owner, size in charges.items()]
+        result = await self.s.execute(_CONSUME, params)
+        return bool(result.rowcount == len(params))
 
     async def settle(self, owner_id: str, reserved: int, used: int) -> None:
         await self._update(

@@ -95,6 +95,8 @@ def test_concurrent_small_files_share_transactions(tmp_path: Path, database: str
             assert await _content(s, node.blob_id, 1024) == contents[user, name]
         inserts = sum(q == "INSERT INTO" for q in _work(s.statements))
         assert inserts <= 4 * len(contents) // 2, f"{inserts} INSERTs for {len(contents)} files: no batching"
+        charges = sum(q == "UPDATE QUOTAS" for q in _work(s.statements))
+        assert charges <= len(contents) // 2, f"{charges} quota UPDATEs for {len(contents)} files"
         async with s.uploads.uow(read_only=True) as uow:
             for user in users:
                 assert (await uow.quotas.get(user, 1 << 40)).used == 1 + 4 * 1024

@@ -127,6 +127,11 @@ class FakeNodes:
         found = next((n for n in self._s.nodes.values() if n.owner_id == owner_id and n.parent_id is None), None)
         return replace(found) if found is not None else None
 
+    async def folders(self, root_owners: list[str], ids: list[str]) -> list[Node]:
+        found = [n for n in self._s.nodes.values() if n.parent_id is None and n.owner_id in root_owners]
+        found += [n for n in self._live() if n.id in ids]
+        return [replace(n) for n in found]
+
     async def add(self, node: Node) -> None:
         if node.id in self._s.nodes:
             raise AlreadyExists("already exists")
@@ -406,6 +411,10 @@ class FakeQuotas:
             return False
         row.used += size
         return True
+
+    async def consume_many(self, charges: dict[str, int], default_limit: int) -> bool:
+        done = [await self.consume(owner, size, default_limit) for owner, size in charges.items()]
+        return all(done)
 
     async def settle(self, owner_id: str, reserved: int, used: int) -> None:
         row = self._row(owner_id)
