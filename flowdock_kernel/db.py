@@ -7,7 +7,6 @@ service uses `<base>_<service>` and creates it when missing, so one URL configur
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import sqlite3
 import weakref
@@ -82,20 +81,44 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
-#: One writer at a time per SQLite engine in this process, queued in order (see SqlUnitOfWork.__aenter__).
-_WRITERS: weakref.WeakKeyDictionary[sa.Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+class _WriterQueue:
+    """One writer at a time per SQLite engine in this process, queued in order (see SqlUnitOfWork.__aenter__)."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.holder: asyncio.Task[Any] | None = None
+
+    async def enter(self) -> bool:
+        """True once this task holds the queue; False if it already does (a writer opened inside another's
+        block: it goes to SQLite's own wait, as before) or waited longer than busy_timeout."""
+        task = asyncio.current_task()
+        if task is not None and task is self.holder:
+            return False
+        try:
+            await asyncio.wait_for(self.lock.acquire(), _WRITER_WAIT)
+        except TimeoutError:
+            return False
+        self.holder = task
+        return True
+
+    def leave(self) -> None:
+        self.holder = None
+        self.lock.release()
+
+
+_WRITERS: weakref.WeakKeyDictionary[sa.Engine, _WriterQueue] = weakref.WeakKeyDictionary()
 _WRITER_WAIT = 10.0  # seconds; then the transaction goes on to SQLite's own busy handling (busy_timeout)
 
 
-def _writer_lock(engine: AsyncEngine) -> asyncio.Lock | None:
+def _writer_queue(engine: AsyncEngine) -> _WriterQueue | None:
     """The in-process queue of an immediate-mode SQLite engine's write transactions (None: not one)."""
     sync = engine.sync_engine
     if sync.dialect.name != "sqlite" or not sync.__dict__.get("_flowdock_immediate"):
         return None
-    lock = _WRITERS.get(sync)
-    if lock is None:
-        lock = _WRITERS[sync] = asyncio.Lock()
-    return lock
+    queue = _WRITERS.get(sync)
+    if queue is None:
+        queue = _WRITERS[sync] = _WriterQueue()
+    return queue
 
 
 _LOCK_NAMESPACE = 0x0F10D0C  # first key of PostgreSQL's two-key advisory locks: FlowDock's own
@@ -250,18 +273,15 @@ class SqlUnitOfWork:
 
     async def __aenter__(self) -> Self:
         conn = self._factory()
-        self._queued: asyncio.Lock | None = None
+        self._queued: _WriterQueue | None = None
         if not self.read_only:
             # SQLite has one writer; writers of this process queue here, in order, woken as soon as the one before
             # ends, instead of in SQLite's busy handler, which sleeps and polls (1, 2, 5 … 100 ms): under 16
-            # concurrent small uploads most of the time went to those sleeps. Other processes still meet
-            # busy_timeout; a transaction waiting here longer than that goes on to it (no deadlock if one call
-            # ever held two write transactions).
-            lock = _writer_lock(conn.engine)
-            if lock is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lock.acquire(), _WRITER_WAIT)
-                    self._queued = lock
+            # concurrent small uploads most of the time went to those sleeps. Other processes, a writer opened
+            # inside another's block, and a wait longer than busy_timeout still go to SQLite's own wait.
+            queue = _writer_queue(conn.engine)
+            if queue is not None and await queue.enter():
+                self._queued = queue
         try:
             self._conn = await conn.start()
             if self.read_only:
@@ -275,7 +295,7 @@ class SqlUnitOfWork:
     def _release_queue(self) -> None:
         if self._queued is not None:
             queued, self._queued = self._queued, None
-            queued.release()
+            queued.leave()
 
     async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         try:
