@@ -366,6 +366,16 @@ class SqlNodes:
         row = (await self.s.execute(q)).first()
         return _node(row) if row else None
 
+    async def folders(self, root_owners: list[str], ids: list[str]) -> list[Node]:
+        which = []
+        if root_owners:
+            which.append(sa.and_(nodes.c.parent_id.is_(None), nodes.c.owner_id.in_(root_owners)))
+        if ids:
+            which.append(sa.and_(nodes.c.id.in_(ids), LIVE))
+        if not which:
+            return []
+        return [_node(row) for row in await self.s.execute(sa.select(nodes).where(sa.or_(*which)))]
+
     async def add(self, node: Node) -> None:
         try:
             async with self.s.begin_nested():
@@ -380,6 +390,13 @@ class SqlNodes:
         except IntegrityError as exc:
             raise AlreadyExists("an entry with this name already exists") from exc
         await self.s.execute(_INSERT_VERSION, _version_values(version))
+
+    async def add_files(self, files: list[tuple[Node, Version]]) -> None:
+        try:
+            await self.s.execute(_INSERT_NODE, [_node_values(node) for node, _ in files])
+        except IntegrityError as exc:
+            raise AlreadyExists("an entry with one of these names already exists") from exc
+        await self.s.execute(_INSERT_VERSION, [_version_values(version) for _, version in files])
 
     async def add_many(self, many: list[Node]) -> None:
         # Parents before children (the list comes in tree order), in batches.
@@ -676,6 +693,11 @@ class SqlQuotas:
     async def consume(self, owner_id: str, size: int, default_limit: int) -> bool:
         return await self._update(owner_id, _CONSUME, {"o": owner_id, "n": size, "lim": default_limit})
 
+    async def consume_many(self, charges: dict[str, int], default_limit: int) -> bool:
+        params = [{"o": owner, "n": size, "lim": default_limit} for owner, size in charges.items()]
+        result = await self.s.execute(_CONSUME, params)
+        return bool(result.rowcount == len(params))
+
     async def settle(self, owner_id: str, reserved: int, used: int) -> None:
         await self._update(
             owner_id,
@@ -736,6 +758,27 @@ _RELEASE = (
 )
 
 
+def _upload_values(upload: Upload) -> dict[str, Any]:
+    return dict(
+        id=upload.id,
+        owner_id=upload.owner_id,
+        parent_id=upload.parent_id,
+        name=upload.name,
+        size=upload.size,
+        sha256=upload.sha256,
+        content_type=upload.content_type,
+        committed_size=upload.committed_size,
+        state=upload.state.value,
+        node_id=upload.node_id,
+        created_at=upload.created_at,
+        expires_at=upload.expires_at,
+        on_conflict=upload.on_conflict.value,
+        target_node_id=upload.target_node_id,
+        failure=upload.failure,
+        creator_id=upload.creator_id,
+    )
+
+
 class SqlUploads:
     def __init__(self, s: AsyncConnection) -> None:
         self.s = s
@@ -747,29 +790,13 @@ class SqlUploads:
         return _upload(row) if row else None
 
     async def add(self, upload: Upload) -> None:
-        await self.s.execute(
-            _INSERT_UPLOAD,
-            dict(
-                id=upload.id,
-                owner_id=upload.owner_id,
-                parent_id=upload.parent_id,
-                name=upload.name,
-                size=upload.size,
-                sha256=upload.sha256,
-                content_type=upload.content_type,
-                committed_size=upload.committed_size,
-                state=upload.state.value,
-                node_id=upload.node_id,
-                created_at=upload.created_at,
-                expires_at=upload.expires_at,
-                on_conflict=upload.on_conflict.value,
-                target_node_id=upload.target_node_id,
-                failure=upload.failure,
-                creator_id=upload.creator_id,
-            ),
-        )
+        await self.s.execute(_INSERT_UPLOAD, _upload_values(upload))
         if upload.state == UploadState.COMPLETED:
             self.outcomes.append("completed")
+
+    async def add_many(self, many: list[Upload]) -> None:
+        await self.s.execute(_INSERT_UPLOAD, [_upload_values(upload) for upload in many])
+        self.outcomes.extend("completed" for upload in many if upload.state == UploadState.COMPLETED)
 
     async def acquire(self, upload_id: str, token: str, until: datetime, now: datetime, state: UploadState) -> bool:
         """Take the writer lease; `state` FINISHING also moves an OPEN upload into FINISHING."""

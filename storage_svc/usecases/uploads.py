@@ -40,6 +40,7 @@ from storage_svc.usecases import hashing
 from storage_svc.usecases.access import LINK_CREATOR, Access
 from storage_svc.usecases.common import DropLimits, Limits, delete_blobs, quota_exceeded
 from storage_svc.usecases.hashing import HashState, RunningHash, UploadHashes
+from storage_svc.usecases.smallfiles import SmallFile, SmallFileCommits, batchable
 from storage_svc.usecases.tree import Tree, place
 
 log = logging.getLogger("flowdock.storage")
@@ -68,6 +69,7 @@ class Uploads:
     #: This process's SHA-256 states of the uploads it writes (one per process: replicas each have their own).
     hashes: UploadHashes = field(default_factory=UploadHashes)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _group: SmallFileCommits | None = None
 
     async def create_upload(
         self,
@@ -229,10 +231,26 @@ class Uploads:
             parent_id = await self.tree.ensure_folders(caller, parent_id, folders)
         upload_id = str(uuid.uuid4())
         blob_id = domain.upload_blob_id(upload_id)
-        # The blob is written (and fsynced) while the transaction does its reads and writes; the commit waits for
-        # it, so no row ever names a blob that is not durable.
+        # The blob is durable before the transaction begins: no row ever names a blob that is not, and no lock
+        # (SQLite's one writer, a PostgreSQL quota row) is held while the disk works, so concurrent uploads' writes
+        # and fsyncs overlap instead of queueing behind one another's.
         written = asyncio.ensure_future(self.blobs.put(upload_id, blob_id, content))
+        grouped: asyncio.Future[tuple[Upload, Node]] | None = None
         try:
+            if batchable(link_parent, on_conflict):
+                await written
+                item = SmallFile(
+                    caller=caller,
+                    parent_id=parent_id,
+                    name=name,
+                    size=size,
+                    sha256=digest,
+                    content_type=content_type,
+                    upload_id=upload_id,
+                )
+                grouped = self._small_files().submit(item)
+                upload, node = await asyncio.shield(grouped)
+                return upload, node
             for attempt in range(3):
                 try:
                     upload, node, pruned = await self._commit_inline(
@@ -256,10 +274,50 @@ class Uploads:
         except BaseException:
             with contextlib.suppress(BaseException):
                 await written  # let the write finish before its file goes (a half-written one is no one's)
-            await self.blobs.delete(blob_id)
+            if grouped is not None and not grouped.done():
+                with contextlib.suppress(BaseException):  # the caller went away: the batch still decides
+                    await asyncio.shield(grouped)
+            if grouped is None or (grouped.done() and not grouped.cancelled() and grouped.exception() is not None):
+                await self.blobs.delete(blob_id)  # refused: no row names it (unknown outcome: fsck's orphan)
             raise
         await delete_blobs(self.blobs, pruned)
         return upload, node
+
+    def _small_files(self) -> SmallFileCommits:
+        """The group commit of new small files (storage_svc/usecases/smallfiles.py), made on first use."""
+        if self._group is None:
+            self._group = SmallFileCommits(
+                uow=self.uow,
+                default_quota_bytes=self.limits.default_quota_bytes,
+                alone=self._commit_alone,
+                make=self._small_file_rows,
+                record=lambda uow, item, node: _uploaded(uow, item.caller, node, item.size, item.sha256),
+            )
+        return self._group
+
+    async def _commit_alone(self, item: SmallFile) -> tuple[Upload, Node]:
+        upload, node, _ = await self._commit_inline(
+            item.caller,
+            item.parent_id,
+            item.name,
+            item.size,
+            item.sha256,
+            item.content_type,
+            OnConflict.FAIL,
+            item.upload_id,
+            None,
+            None,
+        )
+        return upload, node
+
+    def _small_file_rows(self, item: SmallFile, folder: Node) -> tuple[Upload, Node, Version]:
+        """A new small file's rows in `folder`: the file, its first version, its COMPLETED upload."""
+        now = self.clock.now()
+        blob_id = domain.upload_blob_id(item.upload_id)
+        node, version = _new_file(
+            folder.owner_id, folder.id, item.name, item.size, item.sha256, item.content_type, blob_id, now
+        )
+        return _completed(item.caller, item.upload_id, node, OnConflict.FAIL, None, now, self.limits), node, version
 
     async def _clean(self, content: bytes) -> bool:
         """Scanned in memory before anything is written; False: take the resumable path, which records the
@@ -284,12 +342,14 @@ class Uploads:
         on_conflict: OnConflict,
         upload_id: str,
         link_parent: Node | None,
-        written: Awaitable[None],
+        written: Awaitable[None] | None,
         drop: DropLimits | None = None,
     ) -> tuple[Upload, Node, list[Version]]:
         """One transaction: place the name, charge the quota, add the file (or a version of it) and the COMPLETED
-        upload; it commits once `written` (the blob) is done."""
+        upload; it begins once `written` (the blob) is done."""
         blob_id = domain.upload_blob_id(upload_id)
+        if written is not None:
+            await written
         async with self.uow() as uow:
             parent = await self._upload_parent(uow, caller, parent_id, link_parent)
             owner = parent.owner_id
@@ -309,26 +369,9 @@ class Uploads:
                     await uow.nodes.add_file(node, version)
                 except AlreadyExists:
                     raise AlreadyExists(f"an entry named {name!r} already exists in this folder") from None
-            upload = Upload(
-                id=upload_id,
-                owner_id=owner,
-                parent_id=node.parent_id or "",
-                name=node.name,
-                size=size,
-                sha256=digest,
-                content_type=content_type,
-                committed_size=size,
-                state=UploadState.COMPLETED,
-                created_at=now,
-                expires_at=now + self.limits.upload_expiry,
-                node_id=node.id,
-                on_conflict=on_conflict,
-                target_node_id=target.id if target is not None else "",
-                creator_id=caller,
-            )
+            upload = _completed(caller, upload_id, node, on_conflict, target, now, self.limits)
             await uow.uploads.add(upload)
             _uploaded(uow, caller, node, size, digest)
-            await written
             await uow.commit()
         return upload, node, pruned
 
@@ -615,6 +658,29 @@ def _target(name: str, relative_path: str, link_parent: Node | None) -> tuple[st
         parts = domain.split_relative_path(relative_path)
         return parts[-1], parts[:-1]
     return domain.validate_name(name), []
+
+
+def _completed(
+    caller: str, upload_id: str, node: Node, on_conflict: OnConflict, target: Node | None, now: datetime, limits: Limits
+) -> Upload:
+    """The COMPLETED upload row of a single-call upload (GetUpload answers for it like for any upload)."""
+    return Upload(
+        id=upload_id,
+        owner_id=node.owner_id,
+        parent_id=node.parent_id or "",
+        name=node.name,
+        size=node.size,
+        sha256=node.sha256,
+        content_type=node.content_type,
+        committed_size=node.size,
+        state=UploadState.COMPLETED,
+        created_at=now,
+        expires_at=now + limits.upload_expiry,
+        node_id=node.id,
+        on_conflict=on_conflict,
+        target_node_id=target.id if target is not None else "",
+        creator_id=caller,
+    )
 
 
 def _uploaded(uow: UnitOfWork, actor: str, node: Node, size: int, digest: str) -> None:

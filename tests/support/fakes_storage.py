@@ -127,6 +127,11 @@ class FakeNodes:
         found = next((n for n in self._s.nodes.values() if n.owner_id == owner_id and n.parent_id is None), None)
         return replace(found) if found is not None else None
 
+    async def folders(self, root_owners: list[str], ids: list[str]) -> list[Node]:
+        found = [n for n in self._s.nodes.values() if n.parent_id is None and n.owner_id in root_owners]
+        found += [n for n in self._live() if n.id in ids]
+        return [replace(n) for n in found]
+
     async def add(self, node: Node) -> None:
         if node.id in self._s.nodes:
             raise AlreadyExists("already exists")
@@ -140,6 +145,10 @@ class FakeNodes:
     async def add_file(self, node: Node, version: Version) -> None:
         await self.add(node)
         self._s.versions[version.id] = version
+
+    async def add_files(self, files: list[tuple[Node, Version]]) -> None:
+        for node, version in files:
+            await self.add_file(node, version)
 
     async def child_named(self, parent_id: str, key: str) -> Node | None:
         found = next(
@@ -403,6 +412,10 @@ class FakeQuotas:
         row.used += size
         return True
 
+    async def consume_many(self, charges: dict[str, int], default_limit: int) -> bool:
+        done = [await self.consume(owner, size, default_limit) for owner, size in charges.items()]
+        return all(done)
+
     async def settle(self, owner_id: str, reserved: int, used: int) -> None:
         row = self._row(owner_id)
         row.reserved = max(row.reserved + reserved, 0)
@@ -444,6 +457,10 @@ class FakeUploads:
         if upload.id in self._s.uploads:
             raise AlreadyExists("already exists")
         self._s.uploads[upload.id] = replace(upload, writer_until=None)
+
+    async def add_many(self, uploads: list[Upload]) -> None:
+        for upload in uploads:
+            await self.add(upload)
 
     async def acquire(self, upload_id: str, token: str, until: datetime, now: datetime, state: UploadState) -> bool:
         upload = self._s.uploads.get(upload_id)

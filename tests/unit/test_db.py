@@ -104,6 +104,39 @@ def test_read_only_units_of_work_do_not_wait_for_a_writer_and_cannot_commit(tmp_
     asyncio.run(main())
 
 
+def test_writers_of_one_process_queue_in_order(tmp_path: Path) -> None:
+    """Write transactions of one process take SQLite's lock in the order they asked for it (an in-process queue),
+    not whichever busy-handler poll happens to come first; every one of them commits."""
+
+    async def main() -> None:
+        engine = db.make_engine(
+            sa.URL.create("sqlite+aiosqlite", database=str(tmp_path / "t.db")), sqlite_immediate=True
+        )
+        async with engine.begin() as conn:
+            await conn.run_sync(things.metadata.create_all)
+        sessions = db.connections(engine)
+        order: list[int] = []
+
+        async def writer(i: int) -> None:
+            async with _Things(sessions) as w:
+                await w.conn.execute(things.insert().values(id=i, name=f"n{i}"))
+                order.append(i)  # this writer holds SQLite's lock now
+                await asyncio.sleep(0.01)  # holds the lock while the others wait
+                await w.commit()
+
+        tasks = []
+        for i in range(12):
+            tasks.append(asyncio.ensure_future(writer(i)))
+            await asyncio.sleep(0)  # each asks in turn
+        await asyncio.gather(*tasks)
+        assert order == list(range(12))
+        async with engine.connect() as conn:
+            assert (await conn.execute(sa.select(sa.func.count()).select_from(things))).scalar_one() == 12
+        await engine.dispose()
+
+    asyncio.run(main())
+
+
 def test_audit_events_commit_with_their_change_and_never_without_it(tmp_path: Path) -> None:
     from flowdock_kernel.audit import audit_outbox
     from flowdock_kernel.audit import metadata as outbox_metadata
