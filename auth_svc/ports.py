@@ -188,8 +188,18 @@ class AuditLog(Protocol):
     async def record(self, event: Event) -> None: ...
     async def record_many(self, events: list[Event]) -> None: ...
     async def list(
-        self, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = "", before: str = "", limit: int
-    ) -> list[Event]: ...
+        self,
+        *,
+        subject_id: str = "",
+        actor_id: str = "",
+        kind_prefix: str = "",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        before: str = "",
+        limit: int,
+    ) -> list[Event]:
+        """Newest first; `start` inclusive, `end` exclusive; `before` is a cursor from an earlier page."""
+        ...
 
 
 class OidcClient(Protocol):

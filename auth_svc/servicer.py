@@ -352,6 +352,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             subject_id=request.subject_id,
             actor_id=request.actor_id,
             kind_prefix=request.kind_prefix,
+            start=to_datetime(request.start_time) if request.HasField("start_time") else None,
+            end=to_datetime(request.end_time) if request.HasField("end_time") else None,
             client=client_of(context),
         )
         return auth_pb2.ListActivityResponse(events=[event_message(e) for e in events], next_page_token=token)

@@ -12,7 +12,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from auth_svc import domain
@@ -910,7 +910,15 @@ class Accounts:
         return await self._activity(page_size, page_token, subject_id=user_id)
 
     async def _activity(
-        self, page_size: int, page_token: str, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = ""
+        self,
+        page_size: int,
+        page_token: str,
+        *,
+        subject_id: str = "",
+        actor_id: str = "",
+        kind_prefix: str = "",
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> tuple[list[domain.Event], str]:
         size = _page_size(page_size, self.policy)
         before = _decode_cursor(page_token)
@@ -918,7 +926,13 @@ class Accounts:
         if before and not (_DIGITS.fullmatch(before) and int(before) < 2**63):
             raise pagetoken.bad_token()
         events = await self.audit.list(
-            subject_id=subject_id, actor_id=actor_id, kind_prefix=kind_prefix, before=before, limit=size + 1
+            subject_id=subject_id,
+            actor_id=actor_id,
+            kind_prefix=kind_prefix,
+            start=start,
+            end=end,
+            before=before,
+            limit=size + 1,
         )
         more = len(events) > size
         events = events[:size]
@@ -1084,9 +1098,17 @@ class Accounts:
         subject_id: str,
         actor_id: str,
         kind_prefix: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
         client: domain.Client = NO_CLIENT,
     ) -> tuple[list[domain.Event], str]:
         await self.require_admin(admin_id, "list_activity", client)
         return await self._activity(
-            page_size, page_token, subject_id=subject_id[:64], actor_id=actor_id[:64], kind_prefix=kind_prefix[:64]
+            page_size,
+            page_token,
+            subject_id=subject_id[:64],
+            actor_id=actor_id[:64],
+            kind_prefix=kind_prefix[:64],
+            start=start,
+            end=end,
         )

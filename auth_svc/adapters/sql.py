@@ -453,7 +453,15 @@ class SqlAuditLog:
                 await conn.execute(audit_events.insert(), [self._row(e) for e in fresh.values()])
 
     async def list(
-        self, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = "", before: str = "", limit: int
+        self,
+        *,
+        subject_id: str = "",
+        actor_id: str = "",
+        kind_prefix: str = "",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        before: str = "",
+        limit: int,
     ) -> list[Event]:
         stmt = sa.select(audit_events).order_by(audit_events.c.seq.desc()).limit(limit)
         if subject_id:
@@ -462,6 +470,10 @@ class SqlAuditLog:
             stmt = stmt.where(audit_events.c.actor_id == actor_id)
         if kind_prefix:
             stmt = stmt.where(audit_events.c.kind.like(kind_prefix.replace("%", "").replace("_", "\\_") + "%", "\\"))
+        if start is not None:
+            stmt = stmt.where(audit_events.c.at >= start)
+        if end is not None:
+            stmt = stmt.where(audit_events.c.at < end)
         if before:
             stmt = stmt.where(audit_events.c.seq < int(before))
         async with self._engine.connect() as conn:

@@ -492,7 +492,15 @@ class FakeAuditLog:
 
     # Last in the class: its name shadows the builtin `list` for the annotations after it.
     async def list(
-        self, *, subject_id: str = "", actor_id: str = "", kind_prefix: str = "", before: str = "", limit: int
+        self,
+        *,
+        subject_id: str = "",
+        actor_id: str = "",
+        kind_prefix: str = "",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        before: str = "",
+        limit: int,
     ) -> list[Event]:
         found = [
             e
@@ -500,6 +508,8 @@ class FakeAuditLog:
             if (not subject_id or e.subject_id == subject_id)
             and (not actor_id or e.actor_id == actor_id)
             and e.kind.startswith(kind_prefix)
+            and (start is None or e.at >= start)
+            and (end is None or e.at < end)
             and (not before or int(e.cursor) < int(before))
         ]
         return found[:limit]

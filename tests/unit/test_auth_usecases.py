@@ -4,7 +4,7 @@ adapters, databases and gateway: tests/auth/."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -578,6 +578,41 @@ async def test_activity_pages_newest_first(fakes: AuthFakes, accounts: Accounts)
     assert [e.kind for e in first] == ["login.ok", "login.ok"] and token
     rest, token = await accounts.my_activity(user_id, 10, token)
     assert [e.kind for e in rest] == ["login.ok", "email.verified", "register"] and token == ""
+
+
+async def test_admin_activity_filters_by_time_range_start_inclusive_end_exclusive(
+    fakes: AuthFakes, accounts: Accounts
+) -> None:
+    root = await admin(fakes, accounts)
+    user_id = await registered(fakes, accounts)
+    day1 = fakes.clock.now()
+    await logged_in(accounts)
+    fakes.clock.advance(timedelta(days=1))
+    day2 = fakes.clock.now()
+    await logged_in(accounts)
+    await logged_in(accounts)
+    fakes.clock.advance(timedelta(days=1))
+    await logged_in(accounts)
+
+    async def logins(**window: datetime) -> int:
+        events, _ = await accounts.list_activity(
+            root, 50, "", subject_id=user_id, actor_id="", kind_prefix="login.", client=CLIENT, **window
+        )
+        return len(events)
+
+    assert await logins() == 4
+    assert await logins(start=day2) == 3
+    assert await logins(start=day2, end=day2 + timedelta(days=1)) == 2
+    assert await logins(end=day2) == 1  # the end is exclusive: events at day2 itself are left out
+    assert await logins(start=day1 + timedelta(days=3)) == 0
+    # Paging keeps the window: the second page holds the rest of the same day only.
+    first, token = await accounts.list_activity(
+        root, 1, "", subject_id=user_id, actor_id="", kind_prefix="login.", start=day2, end=day2 + timedelta(hours=1)
+    )
+    rest, last = await accounts.list_activity(
+        root, 5, token, subject_id=user_id, actor_id="", kind_prefix="login.", start=day2, end=day2 + timedelta(hours=1)
+    )
+    assert len(first) == 1 and token and len(rest) == 1 and last == ""
 
 
 # -- email change and OpenID Connect -------------------------------------------------------------------------
