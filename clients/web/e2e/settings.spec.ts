@@ -122,7 +122,7 @@ test('2FA: set up from the server secret, recovery codes once, log in with a cod
   // The code that turned 2FA on is spent; the next step's code is within the allowed drift.
   await page.getByLabel('Code').fill(totp(secret, step + 1));
   await page.getByRole('button', { name: 'Verify' }).click();
-  await expect(page.getByRole('heading', { name: 'My files' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Dashboard', level: 1 })).toBeVisible();
 
   await openSettings(page);
   await twoFactor.getByLabel('Password').fill('not my password 123');
