@@ -114,6 +114,7 @@ def test_disabling_a_user_ends_their_live_tokens_everywhere(auth_mesh: Running, 
         assert c.get("/api/v1/folders/root/children").status_code == 200
     with rest(auth_mesh, admin.access_token) as c:
         started = time.monotonic()
+        assert c.get(f"/api/v1/admin/users/{victim_id}").json()["activeSessions"] == 1
         r = c.post(f"/api/v1/admin/users/{victim_id}/disabled", json={"disabled": True})
         assert r.status_code == 200 and r.json()["disabled"] is True
         admin_id = c.get("/api/v1/me").json()["id"]
@@ -128,6 +129,7 @@ def test_disabling_a_user_ends_their_live_tokens_everywhere(auth_mesh: Running, 
         r = c.post("/api/v1/auth/login", json={"email": victim.email, "password": victim.password})
         assert r.status_code == 401  # same answer as a wrong password
     with rest(auth_mesh, admin.access_token) as c:
+        assert c.get(f"/api/v1/admin/users/{victim_id}").json()["activeSessions"] == 0  # every session ended
         assert c.post(f"/api/v1/admin/users/{victim_id}/disabled", json={"disabled": False}).status_code == 200
     login(auth_mesh, victim)
 

@@ -580,6 +580,22 @@ async def test_activity_pages_newest_first(fakes: AuthFakes, accounts: Accounts)
     assert [e.kind for e in rest] == ["login.ok", "email.verified", "register"] and token == ""
 
 
+async def test_admin_view_of_an_account_counts_its_sessions_in_use(fakes: AuthFakes, accounts: Accounts) -> None:
+    root = await admin(fakes, accounts)
+    user_id = await registered(fakes, accounts)
+    user, sessions = await accounts.get_user(root, user_id, CLIENT)
+    assert user.id == user_id and sessions == 0
+    first, _ = await logged_in(accounts)
+    await logged_in(accounts)
+    assert (await accounts.get_user(root, user_id, CLIENT))[1] == 2
+    await accounts.revoke_session(user_id, first, CLIENT)
+    assert (await accounts.get_user(root, user_id, CLIENT))[1] == 1
+    fakes.clock.advance(Policy().session_idle + timedelta(seconds=1))  # idle past the limit: no longer in use
+    assert (await accounts.get_user(root, user_id, CLIENT))[1] == 0
+    with pytest.raises(PermissionDenied):
+        await accounts.get_user(user_id, root, CLIENT)
+
+
 async def test_admin_activity_filters_by_time_range_start_inclusive_end_exclusive(
     fakes: AuthFakes, accounts: Accounts
 ) -> None:

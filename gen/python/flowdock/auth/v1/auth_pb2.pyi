@@ -52,6 +52,7 @@ class User(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     EMAIL_VERIFIED_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
+    ACTIVE_SESSIONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     email: _builtins.str
     display_name: _builtins.str
@@ -59,6 +60,8 @@ class User(_message.Message):
     totp_enabled: _builtins.bool
     email_verified: _builtins.bool
     disabled: _builtins.bool
+    active_sessions: _builtins.int
+    """Sessions in use (not ended, not idle past the limit); set by GetUser only (admin view)."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -72,10 +75,11 @@ class User(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         email_verified: _builtins.bool = ...,
         disabled: _builtins.bool = ...,
+        active_sessions: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "disabled", b"disabled", "display_name", b"display_name", "email", b"email", "email_verified", b"email_verified", "id", b"id", "role", b"role", "totp_enabled", b"totp_enabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "create_time", b"create_time", "disabled", b"disabled", "display_name", b"display_name", "email", b"email", "email_verified", b"email_verified", "id", b"id", "role", b"role", "totp_enabled", b"totp_enabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
