@@ -17,6 +17,7 @@ test('dashboard: the landing page after login; usage and its breakdown change af
   await page.getByRole('button', { name: 'Sign up' }).click();
   await expect(page.getByRole('heading', { name: 'Check your mail' })).toBeVisible();
   await page.goto(await mailLink(email, 'verify-email'));
+  await expect(page.getByText('Your email address is confirmed.')).toBeVisible();
   await page.goto('/login');
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password').fill(PASSWORD);

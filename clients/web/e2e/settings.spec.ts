@@ -3,7 +3,7 @@ import { PASSWORD, checkA11y, logIn, shot, signUpAndLogIn, totp, uniqueEmail } f
 
 async function openSettings(page: Page): Promise<void> {
   await page.getByRole('button', { name: /Account menu/ }).click();
-  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('banner').getByRole('link', { name: 'Settings' }).click();
   await expect(page.getByRole('heading', { name: 'Settings', level: 1 })).toBeVisible();
 }
 

@@ -20,7 +20,13 @@ const FIELD =
 function useRefresh(userId: string) {
   const queryClient = useQueryClient();
   return async (user?: AdminUser) => {
-    if (user) queryClient.setQueryData(['admin', 'user', userId], user);
+    // The answer lacks the session count: keep the one shown until the refetch below brings the new one.
+    if (user) {
+      queryClient.setQueryData<AdminUser>(['admin', 'user', userId], (old) => ({
+        ...user,
+        activeSessions: old?.activeSessions,
+      }));
+    }
     await queryClient.invalidateQueries({ queryKey: ['admin'] });
   };
 }
@@ -353,6 +359,12 @@ function UserView({ userId }: { userId: string }) {
           <dd>{u.totpEnabled ? 'On' : 'Off'}</dd>
           <dt className="text-slate-700">Created</dt>
           <dd>{formatDate(u.created)}</dd>
+          {u.activeSessions !== undefined && (
+            <>
+              <dt className="text-slate-700">Sessions</dt>
+              <dd data-testid="admin-user-sessions">{u.activeSessions === 0 ? 'Not logged in anywhere' : `${u.activeSessions} in use`}</dd>
+            </>
+          )}
         </dl>
         <Link to={`/admin/activity?user=${encodeURIComponent(u.id)}`} className="text-sm">
           Activity of this account

@@ -118,6 +118,7 @@ const toAdminUser = (u: User): AdminUser => ({
   emailVerified: u.emailVerified,
   totpEnabled: u.totpEnabled,
   created: date(u.createTime),
+  activeSessions: undefined,
 });
 
 const toUserQuota = (q: authPb.UserQuota): UserQuota => ({
@@ -363,7 +364,10 @@ export function createSdkApi(baseUrl: string): Api {
       const r = await auth.listUsers({ query, pageToken: pageToken ?? '', pageSize: 25 });
       return { items: r.users.map(toAdminUser), nextPageToken: r.nextPageToken };
     },
-    getUser: async (userId) => toAdminUser(await auth.getUser({ userId })),
+    getUser: async (userId) => {
+      const u = await auth.getUser({ userId });
+      return { ...toAdminUser(u), activeSessions: u.activeSessions };
+    },
     setUserAdmin: async (userId, admin) =>
       toAdminUser(await auth.setUserRole({ userId, role: admin ? Role.ADMIN : Role.USER })),
     setUserDisabled: async (userId, disabled) => toAdminUser(await auth.setUserDisabled({ userId, disabled })),

@@ -57,6 +57,8 @@ export interface AdminUser {
   emailVerified: boolean;
   totpEnabled: boolean;
   created: Date | undefined;
+  /** Sessions in use; known from getUser only (undefined in lists). */
+  activeSessions: number | undefined;
 }
 
 /** One account's storage (GetUserQuota): bytes used (trash and old versions included), held by uploads, limit. */

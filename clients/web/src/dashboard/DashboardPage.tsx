@@ -139,7 +139,7 @@ function RecentActivity() {
         </ol>
       )}
       <Link to="/settings" className="text-sm">
-        All my activity (Settings)
+        All my activity
       </Link>
     </Section>
   );
