@@ -199,7 +199,9 @@ class AuditLog(Protocol):
         until: datetime | None = None,
         before: str = "",
         limit: int,
-    ) -> list[Event]: ...
+    ) -> list[Event]:
+        """Newest first; `since` inclusive, `until` exclusive; `before` is a cursor from an earlier page."""
+        ...
 
 
 class OidcClient(Protocol):

@@ -318,9 +318,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.ListUsersResponse(users=[user_message(u) for u in found], next_page_token=token)
 
     async def GetUser(self, request: auth_pb2.GetUserRequest, context: Ctx) -> auth_pb2.User:
-        return user_message(
-            await self.accounts.get_user(current_principal().user_id, request.user_id, client_of(context))
-        )
+        user, sessions = await self.accounts.get_user(current_principal().user_id, request.user_id, client_of(context))
+        message = user_message(user)
+        message.active_sessions = sessions
+        return message
 
     async def SetUserRole(self, request: auth_pb2.SetUserRoleRequest, context: Ctx) -> auth_pb2.User:
         if request.role not in _ROLES_IN:
@@ -357,6 +358,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             subject_id=request.subject_id,
             actor_id=request.actor_id,
             kind_prefix=request.kind_prefix,
+            since=to_datetime(request.start_time) if request.HasField("start_time") else None,
+            until=to_datetime(request.end_time) if request.HasField("end_time") else None,
             client=client_of(context),
         )
         return auth_pb2.ListActivityResponse(events=[event_message(e) for e in events], next_page_token=token)

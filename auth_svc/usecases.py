@@ -1018,13 +1018,16 @@ class Accounts:
         found = found[:size]
         return found, (_encode_cursor(found[-1].email) if more and found else "")
 
-    async def get_user(self, admin_id: str, user_id: str, client: domain.Client = NO_CLIENT) -> domain.User:
+    async def get_user(self, admin_id: str, user_id: str, client: domain.Client = NO_CLIENT) -> tuple[domain.User, int]:
+        """The account and how many of its sessions are in use (the admin's view of one account)."""
         await self.require_admin(admin_id, "get_user", client)
         async with self._read() as uow:
             user = await uow.users.by_id(user_id) if len(user_id) <= 64 else None
+            sessions = await uow.sessions.for_user(user_id) if user is not None else []
         if user is None:
             raise NotFound("account not found")
-        return user
+        now = self.clock.now()
+        return user, sum(1 for s in sessions if s.is_active(now, self.policy.session_idle))
 
     async def set_role(self, admin_id: str, user_id: str, role: domain.Role, client: domain.Client) -> domain.User:
         await self.require_admin(admin_id, "set_role", client)
@@ -1124,9 +1127,19 @@ class Accounts:
         subject_id: str,
         actor_id: str,
         kind_prefix: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
         client: domain.Client = NO_CLIENT,
     ) -> tuple[list[domain.Event], str]:
         await self.require_admin(admin_id, "list_activity", client)
+        if since is not None and until is not None and until <= since:
+            raise InvalidArgument("end_time", "must be after start_time")
         return await self._activity(
-            page_size, page_token, subject_id=subject_id[:64], actor_id=actor_id[:64], kind_prefix=kind_prefix[:64]
+            page_size,
+            page_token,
+            subject_id=subject_id[:64],
+            actor_id=actor_id[:64],
+            kind_prefix=kind_prefix[:64],
+            since=since,
+            until=until,
         )

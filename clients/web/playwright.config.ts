@@ -49,7 +49,7 @@ export default defineConfig({
   projects: [
     { name: 'desktop', use: { viewport: { width: 1280, height: 800 } } },
     // The main flow again at phone width; the other specs run once, on desktop.
-    { name: 'phone', use: { viewport: { width: 390, height: 844 } }, testMatch: /(main-flow|done-when|pages|trash|sharing|public-link|settings)\.spec\.ts/ },
+    { name: 'phone', use: { viewport: { width: 390, height: 844 } }, testMatch: /(main-flow|done-when|pages|trash|sharing|public-link|settings|dashboard|admin)\.spec\.ts/ },
   ],
   webServer: {
     command: `rm -rf '${DATA_DIR}' && exec '${flowdock}' up --data-dir '${DATA_DIR}' --port ${PORT} --web-dir '${path.join(import.meta.dirname, 'dist')}' --no-scan`,

@@ -114,6 +114,7 @@ def test_disabling_a_user_ends_their_live_tokens_everywhere(auth_mesh: Running, 
         assert c.get("/api/v1/folders/root/children").status_code == 200
     with rest(auth_mesh, admin.access_token) as c:
         started = time.monotonic()
+        assert c.get(f"/api/v1/admin/users/{victim_id}").json()["activeSessions"] == 1
         r = c.post(f"/api/v1/admin/users/{victim_id}/disabled", json={"disabled": True})
         assert r.status_code == 200 and r.json()["disabled"] is True
         admin_id = c.get("/api/v1/me").json()["id"]
@@ -128,6 +129,7 @@ def test_disabling_a_user_ends_their_live_tokens_everywhere(auth_mesh: Running, 
         r = c.post("/api/v1/auth/login", json={"email": victim.email, "password": victim.password})
         assert r.status_code == 401  # same answer as a wrong password
     with rest(auth_mesh, admin.access_token) as c:
+        assert c.get(f"/api/v1/admin/users/{victim_id}").json()["activeSessions"] == 0  # every session ended
         assert c.post(f"/api/v1/admin/users/{victim_id}/disabled", json={"disabled": False}).status_code == 200
     login(auth_mesh, victim)
 
@@ -154,6 +156,15 @@ def test_activity_log_own_and_admin_filtered(auth_mesh: Running, mailbox: Mailbo
     with rest(auth_mesh, admin.access_token) as c:
         mine = c.get("/api/v1/admin/activity", params={"subject_id": my_id, "kind_prefix": "login."}).json()
         assert [e["kind"] for e in mine["events"]] == ["login.failed", "login.ok"]
+        # A time range (start inclusive, end exclusive), as RFC 3339 in the query string.
+        window = {"subject_id": my_id, "kind_prefix": "login."}
+        since = c.get("/api/v1/admin/activity", params={**window, "start_time": "2000-01-01T00:00:00Z"}).json()
+        assert [e["kind"] for e in since["events"]] == ["login.failed", "login.ok"]
+        newest = mine["events"][0]["time"]
+        up_to = c.get("/api/v1/admin/activity", params={**window, "end_time": newest}).json()
+        assert [e["kind"] for e in up_to["events"]] == ["login.ok"]
+        later = c.get("/api/v1/admin/activity", params={**window, "start_time": "2999-01-01T00:00:00Z"}).json()
+        assert later.get("events", []) == []
         everyone = c.get("/api/v1/admin/activity", params={"page_size": 200}).json()["events"]
         assert len({e["subjectId"] for e in everyone}) > 1
 

@@ -4,7 +4,7 @@ adapters, databases and gateway: tests/auth/."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -597,6 +597,57 @@ async def test_activity_filters_by_kind_and_dates_in_the_store(fakes: AuthFakes,
     with pytest.raises(InvalidArgument) as backwards:
         await accounts.my_activity(user_id, 10, "", since=end, until=start)
     assert backwards.value.field == "end_time"
+
+
+async def test_admin_view_of_an_account_counts_its_sessions_in_use(fakes: AuthFakes, accounts: Accounts) -> None:
+    root = await admin(fakes, accounts)
+    user_id = await registered(fakes, accounts)
+    user, sessions = await accounts.get_user(root, user_id, CLIENT)
+    assert user.id == user_id and sessions == 0
+    first, _ = await logged_in(accounts)
+    await logged_in(accounts)
+    assert (await accounts.get_user(root, user_id, CLIENT))[1] == 2
+    await accounts.revoke_session(user_id, first, CLIENT)
+    assert (await accounts.get_user(root, user_id, CLIENT))[1] == 1
+    fakes.clock.advance(Policy().session_idle + timedelta(seconds=1))  # idle past the limit: no longer in use
+    assert (await accounts.get_user(root, user_id, CLIENT))[1] == 0
+    with pytest.raises(PermissionDenied):
+        await accounts.get_user(user_id, root, CLIENT)
+
+
+async def test_admin_activity_filters_by_time_range_start_inclusive_end_exclusive(
+    fakes: AuthFakes, accounts: Accounts
+) -> None:
+    root = await admin(fakes, accounts)
+    user_id = await registered(fakes, accounts)
+    day1 = fakes.clock.now()
+    await logged_in(accounts)
+    fakes.clock.advance(timedelta(days=1))
+    day2 = fakes.clock.now()
+    await logged_in(accounts)
+    await logged_in(accounts)
+    fakes.clock.advance(timedelta(days=1))
+    await logged_in(accounts)
+
+    async def logins(**window: datetime) -> int:
+        events, _ = await accounts.list_activity(
+            root, 50, "", subject_id=user_id, actor_id="", kind_prefix="login.", client=CLIENT, **window
+        )
+        return len(events)
+
+    assert await logins() == 4
+    assert await logins(since=day2) == 3
+    assert await logins(since=day2, until=day2 + timedelta(days=1)) == 2
+    assert await logins(until=day2) == 1  # the end is exclusive: events at day2 itself are left out
+    assert await logins(since=day1 + timedelta(days=3)) == 0
+    # Paging keeps the window: the second page holds the rest of the same day only.
+    first, token = await accounts.list_activity(
+        root, 1, "", subject_id=user_id, actor_id="", kind_prefix="login.", since=day2, until=day2 + timedelta(hours=1)
+    )
+    rest, last = await accounts.list_activity(
+        root, 5, token, subject_id=user_id, actor_id="", kind_prefix="login.", since=day2, until=day2 + timedelta(hours=1)
+    )
+    assert len(first) == 1 and token and len(rest) == 1 and last == ""
 
 
 # -- email change and OpenID Connect -------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 import AxeBuilder from '@axe-core/playwright';
 import { expect, type Page, type TestInfo } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
@@ -96,7 +97,39 @@ export async function logIn(page: Page, email: string, password = PASSWORD): Pro
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
+  // Log in lands on the Dashboard, or on the page a ?next= return URL names.
+  await page.waitForURL((url) => !url.pathname.startsWith('/login'));
+  if (new URL(page.url()).pathname === '/dashboard') await openMyFilesFromDashboard(page);
+  else await expect(page.getByRole('heading', { name: 'My files' })).toBeVisible();
+}
+
+/** Log in lands on the Dashboard; its "My files" shortcut is one click away. */
+export async function openMyFilesFromDashboard(page: Page): Promise<void> {
+  await expect(page.getByRole('heading', { name: 'Dashboard', level: 1 })).toBeVisible();
+  await page.getByRole('navigation', { name: 'Shortcuts' }).getByRole('link', { name: 'My files' }).click();
   await expect(page.getByRole('heading', { name: 'My files' })).toBeVisible();
+}
+
+/** The `flowdock` executable the suite's server runs (as playwright.config.ts finds it). */
+function flowdockBin(): string {
+  const repo = path.resolve(import.meta.dirname, '../../..');
+  return process.env.FLOWDOCK_BIN ?? path.join(path.resolve(repo, process.env.FLOWDOCK_VENV ?? '.venv'), 'bin', 'flowdock');
+}
+
+/** A verified administrator, made as an operator makes the first one: `flowdock admin create-user --admin`. */
+export function createAdmin(email: string, password = PASSWORD): void {
+  execFileSync(flowdockBin(), ['admin', 'create-user', '--email', email, '--admin', '--password-stdin', '--data-dir', DATA_DIR], {
+    input: `${password}\n`,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    timeout: 60_000,
+  });
+}
+
+/** Follow a link of the main navigation (opening the phone menu first when it is folded). */
+export async function navTo(page: Page, label: string): Promise<void> {
+  const menu = page.getByRole('button', { name: 'Menu', exact: true });
+  if (await menu.isVisible()) await menu.click();
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: label, exact: true }).click();
 }
 
 /** No serious or critical axe violations on the page as it is now. */

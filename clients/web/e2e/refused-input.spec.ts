@@ -75,7 +75,7 @@ test('2FA: a wrong code and a replayed one are refused, a fresh code and a recov
   const fresh = totp(enrol.secret, step + 1);
   await code.fill(fresh);
   await page.getByRole('button', { name: 'Verify' }).click();
-  await expect(page.getByRole('heading', { name: 'My files' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Dashboard', level: 1 })).toBeVisible();
 
   // Log in again with the same code: a replay, refused. A recovery code works instead.
   await page.getByRole('button', { name: /Account menu/ }).click();
@@ -88,7 +88,7 @@ test('2FA: a wrong code and a replayed one are refused, a fresh code and a recov
   await expect(page.getByText(/That code was not accepted/)).toBeVisible();
   await page.getByLabel('Code').fill(recovery);
   await page.getByRole('button', { name: 'Verify' }).click();
-  await expect(page.getByRole('heading', { name: 'My files' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Dashboard', level: 1 })).toBeVisible();
 });
 
 test('a file larger than the free quota is refused before any upload call; names are shown safely', async ({

@@ -33,6 +33,7 @@ export const router = createBrowserRouter([
           {
             Component: AppLayout,
             children: [
+              { path: 'dashboard', lazy: page(() => import('./dashboard/DashboardPage')) },
               { path: 'files', lazy: page(() => import('./files/FilesPage')) },
               { path: 'files/:folderId', lazy: page(() => import('./files/FilesPage')) },
               { path: 'search', lazy: page(() => import('./files/SearchPage')) },
@@ -41,6 +42,9 @@ export const router = createBrowserRouter([
               { path: 'shared/by-me', lazy: page(() => import('./sharing/SharedByMe')) },
               { path: 'shared/f/:folderId', lazy: page(() => import('./sharing/SharedFolder')) },
               { path: 'settings', lazy: page(() => import('./settings/SettingsPage')) },
+              { path: 'admin', lazy: page(() => import('./admin/UsersPage')) },
+              { path: 'admin/users/:userId', lazy: page(() => import('./admin/UserPage')) },
+              { path: 'admin/activity', lazy: page(() => import('./admin/ActivityPage')) },
             ],
           },
         ],

@@ -2,6 +2,7 @@ import type { UploadJob, UploadResult } from '../upload/queue';
 import type {
   ActivityEntry,
   ActivityQuery,
+  AdminUser,
   DeviceSession,
   FileNode,
   FileVersion,
@@ -18,6 +19,7 @@ import type {
   SortKey,
   TotpEnrollment,
   TrashItem,
+  UserQuota,
 } from './types';
 
 /** Everything the pages ask of the server; implemented over @flowdock/sdk in sdk.ts. */
@@ -109,6 +111,20 @@ export interface Api {
     file: File,
     opts: { signal?: AbortSignal; onProgress?: (sent: number, total: number) => void },
   ): Promise<void>;
+
+  // administration (admins only: the server answers PERMISSION_DENIED to anyone else)
+  listUsers(query: string, pageToken?: string): Promise<Page<AdminUser>>;
+  getUser(userId: string): Promise<AdminUser>;
+  setUserAdmin(userId: string, admin: boolean): Promise<AdminUser>;
+  /** Disabling ends every session of the account at once. */
+  setUserDisabled(userId: string, disabled: boolean): Promise<AdminUser>;
+  userQuota(userId: string): Promise<UserQuota>;
+  /** 0 sets the configured default. */
+  setUserQuota(userId: string, limitBytes: number): Promise<UserQuota>;
+  /** Deletes the account and its files; answers the bytes freed. */
+  deleteUser(userId: string): Promise<number>;
+  /** Everyone's activity, newest first. */
+  activity(query: ActivityQuery, pageToken?: string): Promise<Page<ActivityEntry>>;
 
   // uploads
   upload(job: UploadJob): Promise<UploadResult>;

@@ -4,7 +4,9 @@ import {
   NodeKind,
   OnConflict,
   OrderBy,
+  Role,
   ShareRole as PbShareRole,
+  authPb,
   createClient,
   type FlowDockClient,
   type Link,
@@ -15,7 +17,18 @@ import {
 } from '@flowdock/sdk';
 import type { UploadJob, UploadResult } from '../upload/queue';
 import type { Api } from './api';
-import type { FileNode, LinkPermission, LoginOutcome, Me, PublicLink, ShareGrant, ShareRole } from './types';
+import type {
+  ActivityEntry,
+  AdminUser,
+  FileNode,
+  LinkPermission,
+  LoginOutcome,
+  Me,
+  PublicLink,
+  ShareGrant,
+  ShareRole,
+  UserQuota,
+} from './types';
 
 const date = (t: Timestamp | undefined): Date | undefined => (t ? timestampDate(t) : undefined);
 
@@ -90,7 +103,42 @@ async function allPages<T>(fetchPage: (token: string) => Promise<{ items: T[]; n
   return out;
 }
 
-const toMe = (u: User): Me => ({ id: u.id, email: u.email, displayName: u.displayName, totpEnabled: u.totpEnabled });
+const toMe = (u: User): Me => ({
+  id: u.id,
+  email: u.email,
+  displayName: u.displayName,
+  totpEnabled: u.totpEnabled,
+  admin: u.role === Role.ADMIN,
+});
+
+const toAdminUser = (u: User): AdminUser => ({
+  id: u.id,
+  email: u.email,
+  displayName: u.displayName,
+  admin: u.role === Role.ADMIN,
+  disabled: u.disabled,
+  emailVerified: u.emailVerified,
+  totpEnabled: u.totpEnabled,
+  created: date(u.createTime),
+  activeSessions: undefined,
+});
+
+const toUserQuota = (q: authPb.UserQuota): UserQuota => ({
+  used: Number(q.usedBytes),
+  reserved: Number(q.reservedBytes),
+  limit: Number(q.limitBytes),
+});
+
+const toActivity = (e: authPb.ActivityEvent): ActivityEntry => ({
+  id: e.id,
+  time: date(e.time),
+  kind: e.kind,
+  ip: e.ip,
+  userAgent: e.userAgent,
+  details: { ...e.details },
+  actorId: e.actorId,
+  subjectId: e.subjectId,
+});
 
 const outcome = (r: LoginResult): LoginOutcome => (r.signedIn ? { kind: 'ok' } : { kind: 'mfa', mfaToken: r.mfaToken });
 
@@ -186,17 +234,7 @@ export function createSdkApi(baseUrl: string): Api {
         startTime: query.from ? timestampFromDate(query.from) : undefined,
         endTime: query.to ? timestampFromDate(query.to) : undefined,
       });
-      return {
-        items: r.events.map((e) => ({
-          id: e.id,
-          time: date(e.time),
-          kind: e.kind,
-          ip: e.ip,
-          userAgent: e.userAgent,
-          details: { ...e.details },
-        })),
-        nextPageToken: r.nextPageToken,
-      };
+      return { items: r.events.map(toActivity), nextPageToken: r.nextPageToken };
     },
 
     listChildren: async (folderId, opts) => {
@@ -329,6 +367,32 @@ export function createSdkApi(baseUrl: string): Api {
         signal: opts.signal,
         onProgress: opts.onProgress ? (p) => opts.onProgress!(p.committedBytes, p.totalBytes) : undefined,
       })),
+
+    listUsers: async (query, pageToken) => {
+      const r = await auth.listUsers({ query, pageToken: pageToken ?? '', pageSize: 25 });
+      return { items: r.users.map(toAdminUser), nextPageToken: r.nextPageToken };
+    },
+    getUser: async (userId) => {
+      const u = await auth.getUser({ userId });
+      return { ...toAdminUser(u), activeSessions: u.activeSessions };
+    },
+    setUserAdmin: async (userId, admin) =>
+      toAdminUser(await auth.setUserRole({ userId, role: admin ? Role.ADMIN : Role.USER })),
+    setUserDisabled: async (userId, disabled) => toAdminUser(await auth.setUserDisabled({ userId, disabled })),
+    userQuota: async (userId) => toUserQuota(await auth.getUserQuota({ userId })),
+    setUserQuota: async (userId, limitBytes) => toUserQuota(await auth.setUserQuota({ userId, limitBytes: BigInt(limitBytes) })),
+    deleteUser: async (userId) => Number((await auth.deleteUser({ userId })).freedBytes),
+    activity: async (q, pageToken) => {
+      const r = await auth.listActivity({
+        subjectId: q.subjectId ?? '',
+        kindPrefix: q.kindPrefix ?? '',
+        startTime: q.start ? timestampFromDate(q.start) : undefined,
+        endTime: q.end ? timestampFromDate(q.end) : undefined,
+        pageToken: pageToken ?? '',
+        pageSize: 50,
+      });
+      return { items: r.events.map(toActivity), nextPageToken: r.nextPageToken };
+    },
 
     upload,
     abortUpload: (uploadId) => client.abortUpload(uploadId),

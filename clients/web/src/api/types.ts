@@ -43,6 +43,40 @@ export interface Me {
   email: string;
   displayName: string;
   totpEnabled: boolean;
+  /** An administrator: the navigation offers Admin (the server checks the role on every admin call anyway). */
+  admin: boolean;
+}
+
+/** An account as an administrator sees it. */
+export interface AdminUser {
+  id: string;
+  email: string;
+  displayName: string;
+  admin: boolean;
+  disabled: boolean;
+  emailVerified: boolean;
+  totpEnabled: boolean;
+  created: Date | undefined;
+  /** Sessions in use; known from getUser only (undefined in lists). */
+  activeSessions: number | undefined;
+}
+
+/** One account's storage (GetUserQuota): bytes used (trash and old versions included), held by uploads, limit. */
+export interface UserQuota {
+  used: number;
+  reserved: number;
+  limit: number;
+}
+
+/** Filters over everyone's activity (all optional). */
+export interface ActivityQuery {
+  /** The account concerned. */
+  subjectId?: string;
+  /** A kind prefix, e.g. "login." */
+  kindPrefix?: string;
+  /** From (inclusive) and to (exclusive). */
+  start?: Date;
+  end?: Date;
 }
 
 export interface TrashItem {
@@ -133,6 +167,9 @@ export interface ActivityEntry {
   ip: string;
   userAgent: string;
   details: Record<string, string>;
+  /** Who did it (empty for anonymous attempts) and whose account it concerns. */
+  actorId: string;
+  subjectId: string;
 }
 
 /** What the activity log is narrowed to, on the server: kinds starting with one of the prefixes, a time range. */

@@ -237,13 +237,16 @@ export function QuotaBar() {
 }
 
 const NAV = [
+  { to: '/dashboard', label: 'Dashboard' },
   { to: '/files', label: 'My files' },
   { to: '/shared', label: 'Shared' },
   { to: '/trash', label: 'Trash' },
+  { to: '/admin', label: 'Admin', admin: true },
 ];
 
 export function AppLayout() {
   const location = useLocation();
+  const admin = useAuth((s) => s.me?.admin ?? false);
   // The phone menu closes by itself on navigation: it is open only for the page it was opened on.
   const [navOpenOn, setNavOpenOn] = useState<string>();
   const navOpen = navOpenOn === location.pathname;
@@ -281,7 +284,7 @@ export function AppLayout() {
           className={`${navOpen ? 'flex' : 'hidden'} absolute inset-x-0 top-14 z-20 flex-col gap-4 border-b border-slate-200 bg-white p-4 shadow md:static md:flex md:w-60 md:border-r md:border-b-0 md:shadow-none`}
         >
           <ul className="flex flex-col gap-1">
-            {NAV.map((item) => (
+            {NAV.filter((item) => admin || !item.admin).map((item) => (
               <li key={item.to}>
                 <NavLink
                   to={item.to}

@@ -3,9 +3,9 @@ import { api } from '../api';
 import { describeError } from '../api/errors';
 import { Alert, Button, TextField } from '../components/ui';
 
-/** A return URL from ?next= that stays on this site (never "//evil.example" or "https://..."). */
+/** A return URL from ?next= that stays on this site (never "//evil.example" or "https://..."); else the dashboard. */
 export function safeNext(raw: string | null): string {
-  if (!raw || !raw.startsWith('/') || raw.startsWith('//') || raw.startsWith('/\\')) return '/files';
+  if (!raw || !raw.startsWith('/') || raw.startsWith('//') || raw.startsWith('/\\')) return '/dashboard';
   return raw;
 }
 

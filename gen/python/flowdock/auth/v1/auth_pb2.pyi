@@ -52,6 +52,7 @@ class User(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     EMAIL_VERIFIED_FIELD_NUMBER: _builtins.int
     DISABLED_FIELD_NUMBER: _builtins.int
+    ACTIVE_SESSIONS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     email: _builtins.str
     display_name: _builtins.str
@@ -59,6 +60,8 @@ class User(_message.Message):
     totp_enabled: _builtins.bool
     email_verified: _builtins.bool
     disabled: _builtins.bool
+    active_sessions: _builtins.int
+    """Sessions in use (not ended, not idle past the limit); set by GetUser only (admin view)."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -72,10 +75,11 @@ class User(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         email_verified: _builtins.bool = ...,
         disabled: _builtins.bool = ...,
+        active_sessions: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "disabled", b"disabled", "display_name", b"display_name", "email", b"email", "email_verified", b"email_verified", "id", b"id", "role", b"role", "totp_enabled", b"totp_enabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_sessions", b"active_sessions", "create_time", b"create_time", "disabled", b"disabled", "display_name", b"display_name", "email", b"email", "email_verified", b"email_verified", "id", b"id", "role", b"role", "totp_enabled", b"totp_enabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1141,12 +1145,20 @@ class ListActivityRequest(_message.Message):
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     ACTOR_ID_FIELD_NUMBER: _builtins.int
     KIND_PREFIX_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     subject_id: _builtins.str
-    """Filters (all optional): the account concerned, the actor, a kind prefix such as "login."."""
+    """Filters (all optional): the account concerned, the actor, a kind prefix such as "login.", a time range."""
     actor_id: _builtins.str
     kind_prefix: _builtins.str
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Events at or after start_time and before end_time (either optional)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -1155,10 +1167,12 @@ class ListActivityRequest(_message.Message):
         subject_id: _builtins.str = ...,
         actor_id: _builtins.str = ...,
         kind_prefix: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "kind_prefix", b"kind_prefix", "page_size", b"page_size", "page_token", b"page_token", "subject_id", b"subject_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor_id", b"actor_id", "end_time", b"end_time", "kind_prefix", b"kind_prefix", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time", "subject_id", b"subject_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

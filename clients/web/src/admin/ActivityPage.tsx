@@ -1,0 +1,202 @@
+import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
+import { useId, useState, type FormEvent } from 'react';
+import { Link, useSearchParams } from 'react-router';
+import { api } from '../api';
+import type { ActivityQuery } from '../api/types';
+import { Alert, Button, Spinner, TextField } from '../components/ui';
+import { formatDate } from '../files/format';
+import { describeKind, KIND_PREFIXES } from '../dashboard/kinds';
+import { describeDevice } from '../settings/format';
+import { AdminFrame, adminError } from './common';
+import { parseRange } from './filters';
+
+const FIELD =
+  'rounded-md border border-slate-400 bg-white px-3 py-2 text-base focus-visible:outline-2 focus-visible:outline-blue-700';
+
+/** An account id as its email (cached per id); a deleted account stays an id. */
+function Who({ id }: { id: string }) {
+  const user = useQuery({ queryKey: ['admin', 'user', id], queryFn: () => api.getUser(id), enabled: Boolean(id), retry: false, staleTime: 60_000 });
+  if (!id) return <>someone not logged in</>;
+  if (user.data) return <Link to={`/admin/users/${id}`}>{user.data.email}</Link>;
+  return <span className="break-all">{id}</span>;
+}
+
+/** Everyone's activity: filtered by account, kind and dates on the server, newest first, a page at a time. */
+export default function ActivityPage() {
+  const [params, setParams] = useSearchParams();
+  const userId = params.get('user') ?? '';
+  const kind = params.get('kind') ?? '';
+  const from = params.get('from') ?? '';
+  const to = params.get('to') ?? '';
+  const chosen = useQuery({ queryKey: ['admin', 'user', userId], queryFn: () => api.getUser(userId), enabled: Boolean(userId), retry: false });
+  const [email, setEmail] = useState<string>();
+  const [draft, setDraft] = useState({ kind, from, to });
+  const [errors, setErrors] = useState<{ user?: string; from?: string; to?: string }>({});
+  const [busy, setBusy] = useState(false);
+  const kindId = useId();
+  const fromId = useId();
+  const toId = useId();
+  const shownEmail = email ?? chosen.data?.email ?? '';
+
+  const range = parseRange(from, to);
+  const query: ActivityQuery = {
+    subjectId: userId || undefined,
+    kindPrefix: kind || undefined,
+    ...(range.ok ? range.range : {}),
+  };
+  const list = useInfiniteQuery({
+    queryKey: ['admin', 'activity', userId, kind, from, to],
+    queryFn: ({ pageParam }) => api.activity(query, pageParam),
+    initialPageParam: '',
+    getNextPageParam: (last) => last.nextPageToken || undefined,
+    retry: false,
+  });
+  const entries = list.data?.pages.flatMap((p) => p.items) ?? [];
+
+  const apply = async (e: FormEvent) => {
+    e.preventDefault();
+    const next: typeof errors = {};
+    const parsed = parseRange(draft.from, draft.to);
+    if (!parsed.ok) next[parsed.field] = parsed.error;
+    let id = '';
+    const wanted = shownEmail.trim().toLowerCase();
+    if (wanted) {
+      setBusy(true);
+      try {
+        const found = await api.listUsers(wanted);
+        id = found.items.find((u) => u.email.toLowerCase() === wanted)?.id ?? '';
+        if (!id) next.user = 'No account uses this email address.';
+      } catch (err) {
+        next.user = adminError(err);
+      } finally {
+        setBusy(false);
+      }
+    }
+    setErrors(next);
+    if (Object.keys(next).length) return;
+    const p = new URLSearchParams();
+    if (id) p.set('user', id);
+    if (draft.kind) p.set('kind', draft.kind);
+    if (draft.from) p.set('from', draft.from);
+    if (draft.to) p.set('to', draft.to);
+    setParams(p);
+  };
+
+  return (
+    <AdminFrame title="Activity">
+      <form onSubmit={apply} className="flex flex-col gap-3 rounded-lg border border-slate-200 bg-white p-4" noValidate>
+        <div className="grid grid-cols-1 gap-3 sm:grid-cols-2">
+          <TextField
+            label="Account (email)"
+            type="email"
+            autoComplete="off"
+            value={shownEmail}
+            onChange={(e) => setEmail(e.target.value)}
+            error={errors.user}
+            hint="Empty: every account."
+          />
+          <div className="flex flex-col gap-1">
+            <label htmlFor={kindId} className="text-sm font-medium text-slate-800">
+              Kind
+            </label>
+            <select id={kindId} value={draft.kind} onChange={(e) => setDraft({ ...draft, kind: e.target.value })} className={FIELD}>
+              {KIND_PREFIXES.map((k) => (
+                <option key={k.prefix} value={k.prefix}>
+                  {k.label}
+                </option>
+              ))}
+            </select>
+          </div>
+          <div className="flex flex-col gap-1">
+            <label htmlFor={fromId} className="text-sm font-medium text-slate-800">
+              From date
+            </label>
+            <input
+              id={fromId}
+              type="date"
+              value={draft.from}
+              onChange={(e) => setDraft({ ...draft, from: e.target.value })}
+              aria-invalid={errors.from ? true : undefined}
+              aria-describedby={errors.from ? `${fromId}-error` : undefined}
+              className={FIELD}
+            />
+            {errors.from && (
+              <p id={`${fromId}-error`} role="alert" className="text-sm text-red-800">
+                {errors.from}
+              </p>
+            )}
+          </div>
+          <div className="flex flex-col gap-1">
+            <label htmlFor={toId} className="text-sm font-medium text-slate-800">
+              To date (included)
+            </label>
+            <input
+              id={toId}
+              type="date"
+              value={draft.to}
+              onChange={(e) => setDraft({ ...draft, to: e.target.value })}
+              aria-invalid={errors.to ? true : undefined}
+              aria-describedby={errors.to ? `${toId}-error` : undefined}
+              className={FIELD}
+            />
+            {errors.to && (
+              <p id={`${toId}-error`} role="alert" className="text-sm text-red-800">
+                {errors.to}
+              </p>
+            )}
+          </div>
+        </div>
+        <div className="flex gap-2">
+          <Button type="submit" variant="primary" disabled={busy}>
+            Show
+          </Button>
+          <Button
+            onClick={() => {
+              setEmail('');
+              setDraft({ kind: '', from: '', to: '' });
+              setErrors({});
+              setParams(new URLSearchParams());
+            }}
+          >
+            Clear filters
+          </Button>
+        </div>
+      </form>
+      {list.isPending ? (
+        <Spinner label="Loading activity…" />
+      ) : list.isError ? (
+        <Alert>{adminError(list.error)}</Alert>
+      ) : entries.length === 0 ? (
+        <p className="text-slate-700">Nothing matches these filters.</p>
+      ) : (
+        <ol aria-label="Activity" className="flex flex-col rounded-lg border border-slate-200 bg-white">
+          {entries.map((e) => (
+            <li key={e.id} data-testid="admin-activity-row" data-kind={e.kind} className="border-b border-slate-200 px-3 py-2 last:border-b-0">
+              <p className="font-medium">
+                {describeKind(e.kind)} <span className="text-sm font-normal text-slate-700">({e.kind})</span>
+              </p>
+              <p className="text-sm text-slate-700">
+                {formatDate(e.time)} · by <Who id={e.actorId} />
+                {e.subjectId && e.subjectId !== e.actorId ? (
+                  <>
+                    {' '}
+                    · about <Who id={e.subjectId} />
+                  </>
+                ) : null}
+                {e.ip ? ` · IP ${e.ip}` : ''}
+                {e.userAgent ? ` · ${describeDevice(e.userAgent)}` : ''}
+              </p>
+            </li>
+          ))}
+        </ol>
+      )}
+      {list.hasNextPage && (
+        <div>
+          <Button disabled={list.isFetchingNextPage} onClick={() => void list.fetchNextPage()}>
+            {list.isFetchingNextPage ? 'Loading…' : 'Show older'}
+          </Button>
+        </div>
+      )}
+    </AdminFrame>
+  );
+}

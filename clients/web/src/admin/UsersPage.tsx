@@ -1,0 +1,116 @@
+import { keepPreviousData, useQuery } from '@tanstack/react-query';
+import { useId, useState, type FormEvent } from 'react';
+import { Link, useLocation, useSearchParams } from 'react-router';
+import { api } from '../api';
+import type { AdminUser } from '../api/types';
+import { SafeName } from '../components/SafeName';
+import { Alert, Button, Spinner } from '../components/ui';
+import { formatDate } from '../files/format';
+import { AdminFrame, adminError } from './common';
+
+export function UserState({ user }: { user: AdminUser }) {
+  if (user.disabled) return <span className="rounded bg-red-100 px-2 py-0.5 text-sm text-red-900">Disabled</span>;
+  if (!user.emailVerified) return <span className="rounded bg-amber-100 px-2 py-0.5 text-sm text-amber-900">Email not confirmed</span>;
+  return <span className="rounded bg-green-100 px-2 py-0.5 text-sm text-green-900">Active</span>;
+}
+
+/** Accounts, searched by email or name, a page at a time (the server's page tokens; Previous keeps the ones seen). */
+export default function UsersPage() {
+  const [params, setParams] = useSearchParams();
+  const location = useLocation();
+  const query = params.get('q') ?? '';
+  const [text, setText] = useState(query);
+  // tokens[i] opens page i; page 0 is ''.
+  const [tokens, setTokens] = useState<string[]>(['']);
+  const [pageIndex, setPageIndex] = useState(0);
+  const searchId = useId();
+  const users = useQuery({
+    queryKey: ['admin', 'users', query, tokens[pageIndex]],
+    queryFn: () => api.listUsers(query, tokens[pageIndex]),
+    placeholderData: keepPreviousData,
+    retry: false,
+  });
+  const notice = (location.state as { notice?: string } | null)?.notice;
+
+  const search = (e: FormEvent) => {
+    e.preventDefault();
+    setTokens(['']);
+    setPageIndex(0);
+    const next = new URLSearchParams(params);
+    if (text.trim()) next.set('q', text.trim());
+    else next.delete('q');
+    setParams(next, { replace: true });
+  };
+  const next = () => {
+    const token = users.data?.nextPageToken;
+    if (!token) return;
+    setTokens((t) => [...t.slice(0, pageIndex + 1), token]);
+    setPageIndex((i) => i + 1);
+  };
+
+  return (
+    <AdminFrame title="Administration">
+      {notice && <Alert kind="success">{notice}</Alert>}
+      <form role="search" onSubmit={search} className="flex flex-wrap items-end gap-2">
+        <div className="flex min-w-0 flex-1 flex-col gap-1">
+          <label htmlFor={searchId} className="text-sm font-medium text-slate-800">
+            Search accounts by email or name
+          </label>
+          <input
+            id={searchId}
+            type="search"
+            value={text}
+            onChange={(e) => setText(e.target.value)}
+            className="rounded-md border border-slate-400 px-3 py-2 text-base focus-visible:outline-2 focus-visible:outline-blue-700"
+          />
+        </div>
+        <Button type="submit" variant="primary">
+          Search
+        </Button>
+      </form>
+      {users.isPending ? (
+        <Spinner label="Loading accounts…" />
+      ) : users.isError ? (
+        <Alert>{adminError(users.error)}</Alert>
+      ) : users.data.items.length === 0 ? (
+        <p className="text-slate-700">{query ? `No account matches “${query}”.` : 'No accounts.'}</p>
+      ) : (
+        <ul aria-label="Accounts" className="flex flex-col rounded-lg border border-slate-200 bg-white">
+          {users.data.items.map((u) => (
+            <li
+              key={u.id}
+              data-testid="user-row"
+              data-email={u.email}
+              className="flex flex-wrap items-center gap-x-3 gap-y-1 border-b border-slate-200 px-3 py-2 last:border-b-0"
+            >
+              <Link to={`/admin/users/${u.id}`} className="min-w-0 font-medium break-all">
+                {u.email}
+              </Link>
+              {u.displayName && (
+                <span className="text-sm text-slate-700">
+                  <SafeName name={u.displayName} />
+                </span>
+              )}
+              <span className="ml-auto flex flex-wrap items-center gap-2 text-sm text-slate-700">
+                {u.admin && <span className="rounded bg-blue-100 px-2 py-0.5 text-blue-900">Administrator</span>}
+                <UserState user={u} />
+                <span>Since {formatDate(u.created)}</span>
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
+      <div className="flex items-center gap-2">
+        <Button disabled={pageIndex === 0} onClick={() => setPageIndex((i) => Math.max(0, i - 1))}>
+          Previous page
+        </Button>
+        <span className="text-sm text-slate-700" aria-live="polite">
+          Page {pageIndex + 1}
+        </span>
+        <Button disabled={!users.data?.nextPageToken || users.isFetching} onClick={next}>
+          Next page
+        </Button>
+      </div>
+    </AdminFrame>
+  );
+}
