@@ -645,7 +645,14 @@ async def test_admin_activity_filters_by_time_range_start_inclusive_end_exclusiv
         root, 1, "", subject_id=user_id, actor_id="", kind_prefix="login.", since=day2, until=day2 + timedelta(hours=1)
     )
     rest, last = await accounts.list_activity(
-        root, 5, token, subject_id=user_id, actor_id="", kind_prefix="login.", since=day2, until=day2 + timedelta(hours=1)
+        root,
+        5,
+        token,
+        subject_id=user_id,
+        actor_id="",
+        kind_prefix="login.",
+        since=day2,
+        until=day2 + timedelta(hours=1),
     )
     assert len(first) == 1 and token and len(rest) == 1 and last == ""
 
