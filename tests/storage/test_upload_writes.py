@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -209,3 +211,35 @@ def test_claim_reads_what_get_reads(tmp_path: Path) -> None:
         assert claimed is not None and claimed == got
 
     on_both(body, tmp_path, "sqlite")
+
+
+DEAD_HOLDER = "from flowdock_kernel.incarnation import PROCESS; print(PROCESS.token())"
+
+
+@DATABASES
+def test_a_hold_whose_process_died_is_taken_over_at_once_on_the_real_database(tmp_path: Path, database: str) -> None:
+    """A writer lease held by a process that has ended (a killed replica) is taken over by the next writer at once,
+    on both databases (compare and swap on the dead token); one held by this live process is not."""
+    dead = subprocess.run([sys.executable, "-c", DEAD_HOLDER], capture_output=True, text=True, check=True)
+    dead_token = dead.stdout.strip()
+
+    async def body(s: Stack) -> None:
+        user = str(uuid.uuid4())
+        data = os.urandom(MiB + 3)
+        up = await s.uploads.create_upload(user, "", "f.bin", len(data), "", "application/octet-stream")
+        assert await s.uploads.write_chunk(user, up.id, 0, data[:MiB]) == MiB
+        async with s.uploads.uow() as uow:
+            now = s.uploads.clock.now()
+            assert await uow.uploads.acquire(up.id, dead_token, now + timedelta(seconds=60), now, UploadState.OPEN)
+            await uow.commit()
+        async with s.uploads.writer(user, up.id) as writer:
+            assert await writer.open(MiB) == MiB  # no 45 s wait for the lease to lapse
+            with pytest.raises(Aborted):  # and the new holder, alive, keeps it
+                await s.uploads.write_chunk(user, up.id, MiB, data[MiB:])
+            await writer.write(data[MiB:])
+            assert await writer.flush(release=True) == len(data)
+        done, node = await s.uploads.finish_upload(user, up.id)
+        assert done.state == UploadState.COMPLETED and node is not None
+        assert node.sha256 == hashlib.sha256(data).hexdigest()
+
+    on_both(body, tmp_path, database)
