@@ -198,11 +198,12 @@ class Supervisor:
             elif now >= w.restart_at:
                 self._restart(w, now)
 
-    def _crashed(self, w: Watched, now: float) -> None:
-        code = w.child.reap()
+    def _crashed(self, w: Watched, now: float, why: str = "") -> None:
+        if not why:
+            why = describe_exit(w.child.reap())
         delay = w.backoff.crashed(now - w.started_at)
         w.crashed_at, w.restart_at, w.awaiting_ready = now, now + delay, False
-        line = f"flowdock: {w.child.name} crashed ({describe_exit(code)}); restarting it in {delay:g} s"
+        line = f"flowdock: {w.child.name} crashed ({why}); restarting it in {delay:g} s"
         if w.backoff.looping:
             line += (
                 f" (crash-looping: {w.backoff.crashes} crashes in a row; retried with backoff up to "
@@ -214,8 +215,15 @@ class Supervisor:
         if w.ready_file is not None:
             with contextlib.suppress(OSError):
                 w.ready_file.unlink()
-        w.child.start()
         w.started_at, w.restart_at = now, None
+        try:
+            w.child.start()
+        except OSError as exc:  # no process at all (out of processes or file descriptors): a crash like any other
+            if w.child.log:
+                w.child.log.close()
+                w.child.log = None
+            self._crashed(w, now, f"could not start: {exc}")
+            return
         w.awaiting_ready = True
         if w.ready_file is None:
             w.awaiting_ready = False

@@ -107,3 +107,15 @@ def test_a_killed_child_takes_what_it_left_in_its_process_group_with_it(tmp_path
     while Path(f"/proc/{grandchild}").exists() and "Z" not in Path(f"/proc/{grandchild}/stat").read_text().split()[2]:
         assert time.monotonic() < deadline, "the wrapper's child outlived it"
         time.sleep(0.01)
+
+
+def test_a_child_that_cannot_even_be_started_is_retried_like_a_crash(tmp_path: Path) -> None:
+    missing = Child("ghost", [str(tmp_path / "no-such-program")], {}, tmp_path / "ghost.log")
+    lines: list[str] = []
+    clock = FakeClock()
+    sup = Supervisor([Watched(missing, None, restart_at=0.0)], clock, say=lines.append)
+    sup.tick()
+    assert "ghost crashed (could not start:" in lines[-1] and "restarting it in 0.5 s" in lines[-1]
+    clock.advance(0.5)
+    sup.tick()
+    assert "restarting it in 1 s" in lines[-1]
