@@ -57,11 +57,14 @@ class Child:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+    #: What the supervisor runs instead of `argv` to restart it (the gateway: Envoy on the config it rendered).
+    restart_argv: list[str] | None = None
 
     def start(self) -> None:
+        argv = self.argv if self.proc is None or self.restart_argv is None else self.restart_argv
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
         self.proc = subprocess.Popen(
-            self.argv,
+            argv,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self.log,
@@ -532,7 +535,17 @@ def run_up(args: argparse.Namespace) -> int:
         for name in SERVICES
         for i in range(len(plan.ports[name]))
     ]
-    gateway = Child("gateway", plan.gateway_argv(), plan.service_env("auth"), plan.log_dir / "gateway.log")
+    from gateway.runner import envoy_command
+
+    gateway = Child(
+        "gateway",
+        plan.gateway_argv(),
+        plan.service_env("auth"),
+        plan.log_dir / "gateway.log",
+        # A restart runs Envoy itself on the config the first start rendered and validated (run/envoy.json): the
+        # wrapper's imports, rendering and validation cost ~3 s of CPU, >10 s of waiting on a busy machine.
+        restart_argv=envoy_command(plan.run_dir / "envoy.json"),
+    )
 
     def on_signal(signum: int, _frame: Any) -> None:
         global _stop_requested

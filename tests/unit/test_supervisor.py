@@ -119,3 +119,24 @@ def test_a_child_that_cannot_even_be_started_is_retried_like_a_crash(tmp_path: P
     clock.advance(0.5)
     sup.tick()
     assert "restarting it in 1 s" in lines[-1]
+
+
+def test_a_restart_runs_the_restart_command(tmp_path: Path) -> None:
+    out = tmp_path / "argv"
+    code = f"import sys; open({str(out)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')"
+    c = Child(
+        "gw",
+        [sys.executable, "-c", code, "wrapper"],
+        {},
+        tmp_path / "gw.log",
+        restart_argv=[sys.executable, "-c", code, "envoy"],
+    )
+    clock = FakeClock()
+    c.start()
+    sup = Supervisor([Watched(c, None)], clock, say=lambda _: None)
+    for _ in range(2):
+        tick_until(sup, lambda: sup.watched[0].restart_at is not None)
+        clock.advance(5)
+        sup.tick()
+    tick_until(sup, lambda: sup.watched[0].restart_at is not None)
+    assert out.read_text().splitlines() == ["wrapper", "envoy", "envoy"]
