@@ -96,11 +96,17 @@ class Incarnation:
         if holder.namespace != namespace:
             return False
         try:
+            os.kill(holder.pid, 0)  # ask the kernel, not /proc (which may hide other users' processes)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass  # it exists, run by another user
+        try:
             stat = _stat(holder.pid)
         except OSError:
-            return False  # cannot look: assume it lives
+            stat = None
         if stat is None:
-            return True
+            return False  # a process with that pid exists but cannot be inspected: assume it is the holder
         state, started = stat
         return state in ("Z", "X") or started % (1 << 48) != holder.started
 
