@@ -174,7 +174,6 @@ def test_idempotent_internal_calls_retry_once_on_unavailable() -> None:
     assert (code, calls) == (grpc.StatusCode.UNAVAILABLE, 1)
 
 
-
 async def _code_after_outage(outage: float, settle: float) -> grpc.StatusCode:
     """A peer (a health server) goes away for `outage` s while calls to it keep failing, then comes back on its
     port; the code of one call `settle` s later (no wait_for_ready: a channel still backing off fails at once)."""
