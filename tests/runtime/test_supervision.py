@@ -120,7 +120,9 @@ def test_kill_9_of_storage_mid_upload_costs_storage_seconds_and_the_upload_resum
     wait_for("storage_svc restarted", restarted(mesh, "storage", pids["storage"]), timeout=20)
     wait_for("storage answering through the gateway", lambda: storage_answers(mesh, token), timeout=20)
     recovery = time.monotonic() - killed_at
-    assert recovery < 10, f"storage took {recovery:.1f} s to come back"
+    # Seconds, not the installation (it used to end `flowdock up`); measured 2-7 s here, the bound leaves room for a
+    # busy CI machine (bench/recovery_bench.py measures it).
+    assert recovery < 15, f"storage took {recovery:.1f} s to come back"
     now = current_pids(mesh)
     assert {k: now[k] for k in ("auth", "share", "gateway")} == {k: pids[k] for k in ("auth", "share", "gateway")}
     assert mesh.proc.poll() is None
