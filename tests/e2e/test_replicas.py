@@ -101,6 +101,7 @@ def test_a_crashed_replica_is_restarted_while_the_other_serves(replicated: Runni
         time.sleep(0.1)
     assert json.loads(ready.read_text())["grpc_port"] == second["grpc_port"]  # on its own port again
     wait_health(mesh, second["grpc_port"], healthy=True)
+    time.sleep(0.5)  # `up` looks at its children every 0.1 s: it has seen the ready file and said so
     assert {k: v for k, v in after.items() if k != "storage-1"} == {k: v for k, v in before.items() if k != "storage-1"}
     assert mesh.proc.poll() is None
     code, err = stop_up(mesh)  # no orphans (the restarted replica included): asserted inside
