@@ -143,6 +143,16 @@ class _Forward(
         return await continuation(self._details(details), it)
 
 
+# A peer that went away (a crash `flowdock up` or Docker restarts in seconds) is tried again at least every 2 s
+# (+/-20 % jitter). gRPC's default backoff grows 1.6x from 1 s to 120 s, so after a longer outage calls kept failing
+# for many seconds after the peer was back (tests/unit/test_keepalive.py); a connection attempt on a LAN is cheap.
+RECONNECT_BACKOFF = [
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
 def internal_channel(
     address: str,
     max_message_bytes: int,
@@ -162,6 +172,7 @@ def internal_channel(
         ("grpc.lb_policy_name", "round_robin"),
         ("grpc.enable_retries", 1),
         ("grpc.service_config", retry_service_config()),
+        *RECONNECT_BACKOFF,
     ]
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options, interceptors=[_Forward()])

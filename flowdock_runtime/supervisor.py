@@ -1,8 +1,10 @@
 """`flowdock up`: run the whole mesh on one machine as separate processes.
 
 The three services get free loopback ports (so two instances can run side by side), Envoy is the only
-entry point. Children die with this process (PR_SET_PDEATHSIG), stop in order on Ctrl-C/SIGTERM, and a
-crashed child ends the run with its log tail.
+entry point. Children die with this process (PR_SET_PDEATHSIG) and stop in order on Ctrl-C/SIGTERM. Once
+everything is up, a child that crashes (a service replica or the gateway) is restarted on its own ports with
+exponential backoff (`Backoff`) while the others keep serving: one crash costs one service a few seconds, not
+the installation. A crash during start-up still ends the run with the child's log tail.
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ import argparse
 import contextlib
 import ctypes
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 import tomllib
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from flowdock_kernel.clock import Clock, SystemClock
 from flowdock_runtime.probes import ensure_port_free, free_ports, wait_for_clamd
 from flowdock_runtime.settings import SERVICES, SetupError, add_server_options, server_env
 
@@ -28,6 +33,7 @@ from flowdock_runtime.settings import SERVICES, SetupError, add_server_options, 
 # arenas at most: with one per thread, each kept its own freed buffers (+185 MiB RSS in a 4 GiB upload; bench/).
 MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=1073741824:glibc.malloc.arena_max=2"
 READY_TIMEOUT = 90.0
+POLL_SECONDS = 0.1  # how often the running supervisor looks at its children
 
 
 class UpError(SetupError):
@@ -51,11 +57,14 @@ class Child:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+    #: What the supervisor runs instead of `argv` to restart it (the gateway: Envoy on the config it rendered).
+    restart_argv: list[str] | None = None
 
     def start(self) -> None:
+        argv = self.argv if self.proc is None or self.restart_argv is None else self.restart_argv
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
         self.proc = subprocess.Popen(
-            self.argv,
+            argv,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self.log,
@@ -66,6 +75,28 @@ class Child:
 
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
+
+    def ended(self) -> bool:
+        """Whether the process has ended, without reaping it: until it is reaped its process group id stays
+        taken, so `reap` can kill what it left behind without hitting an unrelated group."""
+        if self.proc is None or self.proc.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def reap(self) -> int:
+        """After `ended`: kill anything left in its process group (Envoy under a killed gateway wrapper), reap it,
+        close its log; returns its exit code (negative: the signal that ended it)."""
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        code = self.proc.wait()
+        if self.log:
+            self.log.close()
+            self.log = None
+        return code
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -85,6 +116,127 @@ class Child:
             self.proc.wait()
         if self.log:
             self.log.close()
+            self.log = None
+
+
+def describe_exit(code: int) -> str:
+    """'exit code 2' or 'killed by SIGKILL'."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+@dataclass
+class Backoff:
+    """Restart delays of one child: `initial` seconds after a crash, doubling with each crash in a row up to `cap`;
+    a run of `reset_after` seconds forgives the crashes before it. A child crashing in a loop is retried forever
+    (a port held by something else, the database down: causes that go away), just ever less often."""
+
+    initial: float = 0.5
+    cap: float = 30.0
+    reset_after: float = 60.0
+    #: Crashes in a row (no run of `reset_after` seconds between them).
+    crashes: int = 0
+
+    def crashed(self, ran_for: float) -> float:
+        """Count a crash after `ran_for` seconds of running; the delay before the next start."""
+        if ran_for >= self.reset_after:
+            self.crashes = 0
+        self.crashes += 1
+        return min(self.cap, self.initial * 2.0 ** min(self.crashes - 1, 32))
+
+    @property
+    def looping(self) -> bool:
+        """Three crashes in a row: say so, the operator has a cause to find."""
+        return self.crashes >= 3
+
+
+@dataclass
+class Watched:
+    """A child under supervision: when it (re)started, and when it restarts next while it is down."""
+
+    child: Child
+    #: The file it writes once serving (a service), or None (the gateway: up once started).
+    ready_file: Path | None
+    backoff: Backoff = field(default_factory=Backoff)
+    started_at: float = 0.0
+    crashed_at: float = 0.0
+    restart_at: float | None = None  # None: running
+    awaiting_ready: bool = False
+
+
+class Supervisor:
+    """Keeps the running children running: a crashed one is reported, restarted after its backoff, and reported
+    again once it serves. `tick` does one round; `run_up` calls it until Ctrl-C/SIGTERM (never during shutdown)."""
+
+    def __init__(
+        self,
+        watched: list[Watched],
+        clock: Clock,
+        say: Callable[[str], None] | None = None,
+        on_restart: Callable[[], None] | None = None,
+    ) -> None:
+        self.watched = watched
+        self.clock = clock
+        self._say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._on_restart = on_restart or (lambda: None)
+        now = clock.monotonic()
+        for w in watched:
+            w.started_at = now
+
+    def tick(self) -> None:
+        for w in self.watched:
+            now = self.clock.monotonic()
+            if w.restart_at is None:
+                if w.child.ended():
+                    self._crashed(w, now)
+                elif w.awaiting_ready and w.ready_file is not None and w.ready_file.exists():
+                    w.awaiting_ready = False
+                    pid = w.child.proc.pid if w.child.proc else 0
+                    back = now - w.crashed_at
+                    self._say(f"flowdock: {w.child.name} is back (pid {pid}), {back:.1f} s after the crash")
+            elif now >= w.restart_at:
+                self._restart(w, now)
+
+    def _crashed(self, w: Watched, now: float, why: str = "") -> None:
+        if not why:
+            why = describe_exit(w.child.reap())
+        delay = w.backoff.crashed(now - w.started_at)
+        w.crashed_at, w.restart_at, w.awaiting_ready = now, now + delay, False
+        line = f"flowdock: {w.child.name} crashed ({why}); restarting it in {delay:g} s"
+        if w.backoff.looping:
+            line += (
+                f" (crash-looping: {w.backoff.crashes} crashes in a row; retried with backoff up to "
+                f"{w.backoff.cap:g} s, see {w.child.log_path})"
+            )
+        self._say(line)
+
+    def _restart(self, w: Watched, now: float) -> None:
+        if w.ready_file is not None:
+            with contextlib.suppress(OSError):
+                w.ready_file.unlink()
+        w.started_at, w.restart_at = now, None
+        try:
+            w.child.start()
+        except OSError as exc:  # no process at all (out of processes or file descriptors): a crash like any other
+            if w.child.log:
+                w.child.log.close()
+                w.child.log = None
+            self._crashed(w, now, f"could not start: {exc}")
+            return
+        w.awaiting_ready = True
+        if w.ready_file is None:
+            w.awaiting_ready = False
+            pid = w.child.proc.pid if w.child.proc else 0
+            self._say(f"flowdock: {w.child.name} restarted (pid {pid})")
+        self._on_restart()
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {w.child.name: w.child.proc.pid for w in self.watched if w.child.proc is not None}
 
 
 @dataclass
@@ -383,8 +535,17 @@ def run_up(args: argparse.Namespace) -> int:
         for name in SERVICES
         for i in range(len(plan.ports[name]))
     ]
-    gateway = Child("gateway", plan.gateway_argv(), plan.service_env("auth"), plan.log_dir / "gateway.log")
-    everything = [*services, gateway]
+    from gateway.runner import envoy_command
+
+    gateway = Child(
+        "gateway",
+        plan.gateway_argv(),
+        plan.service_env("auth"),
+        plan.log_dir / "gateway.log",
+        # A restart runs Envoy itself on the config the first start rendered and validated (run/envoy.json): the
+        # wrapper's imports, rendering and validation cost ~3 s of CPU, >10 s of waiting on a busy machine.
+        restart_argv=envoy_command(plan.run_dir / "envoy.json"),
+    )
 
     def on_signal(signum: int, _frame: Any) -> None:
         global _stop_requested
@@ -404,7 +565,7 @@ def run_up(args: argparse.Namespace) -> int:
         expected = {name: len(plan.ports[name]) for name in SERVICES}
         _gateway_ready(plan.admin_port, gateway, expected, started + READY_TIMEOUT)
         elapsed = time.monotonic() - started
-        info = {
+        info: dict[str, Any] = {
             "url": f"{plan.scheme}://{plan.host}:{plan.port}",
             "mesh_dir": str(plan.mesh_dir) if plan.mesh_tls else "",
             "admin_url": f"http://127.0.0.1:{plan.admin_port}",
@@ -414,12 +575,21 @@ def run_up(args: argparse.Namespace) -> int:
             "web_built": plan.web_built,
             "logs": str(plan.log_dir),
             "startup_seconds": round(elapsed, 2),
-            "pids": {c.name: c.proc.pid for c in everything if c.proc is not None},
         }
-        # Atomically: a reader polling for the file (tests, scripts) must never see it half-written.
-        partial = plan.run_dir / "up.json.tmp"
-        partial.write_text(json.dumps(info))
-        partial.replace(plan.run_dir / "up.json")
+
+        def publish() -> None:
+            # Atomically: a reader polling for the file (tests, scripts) must never see it half-written.
+            info["pids"] = supervisor.pids
+            partial = plan.run_dir / "up.json.tmp"
+            partial.write_text(json.dumps(info))
+            partial.replace(plan.run_dir / "up.json")
+
+        supervisor = Supervisor(
+            [Watched(c, plan.run_dir / f"{c.name}.json") for c in services] + [Watched(gateway, None)],
+            SystemClock(),
+            on_restart=publish,
+        )
+        publish()
         print(
             f"FlowDock is up at {plan.scheme}://{plan.host}:{plan.port} (native gRPC, grpc-web and REST) "
             f"in {elapsed:.1f}s\n"
@@ -434,13 +604,8 @@ def run_up(args: argparse.Namespace) -> int:
             flush=True,
         )
         while not _stop_requested:
-            for child in everything:
-                exit_code = child.exited()
-                if exit_code is not None:
-                    raise UpError(
-                        f"{child.name} stopped unexpectedly (exit code {exit_code}); its log:\n{child.tail()}"
-                    )
-            time.sleep(0.2)
+            supervisor.tick()
+            time.sleep(POLL_SECONDS)
         print("stopping FlowDock...", file=sys.stderr, flush=True)
     except Interrupted:
         print("interrupted while starting; stopping FlowDock...", file=sys.stderr, flush=True)

@@ -221,7 +221,11 @@ def _serve(spec: GatewaySpec, run_dir: Path | None, log_level: str) -> int:
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
-        return proc.wait()
+        code = proc.wait()
+        if code < 0:  # say what ended Envoy (`flowdock up` restarts it), and exit as a shell reports a signal
+            print(f"gateway: Envoy was ended by {signal.Signals(-code).name}", file=sys.stderr)
+            return 128 - code
+        return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -251,6 +251,7 @@ def _upload(row: Any) -> Upload:
         failure=row.failure,
         creator_id=row.creator_id,
         writer_until=_aware(row.writer_until) if row.writer_until is not None else None,
+        writer=row.writer or "",
     )
 
 
@@ -841,6 +842,23 @@ class SqlUploads:
     async def release(self, upload_id: str, token: str) -> None:
         await self.s.execute(_RELEASE, {"p_id": upload_id, "p_token": token})
 
+    async def take_over(
+        self, upload_id: str, old_token: str, token: str, until: datetime, state: UploadState
+    ) -> Upload | None:
+        allowed = [UploadState.OPEN.value]
+        if state == UploadState.FINISHING:
+            allowed.append(UploadState.FINISHING.value)
+        # Compare and swap on the old token: of two replicas that both found the holder gone, one wins.
+        row = (
+            await self.s.execute(
+                uploads.update()
+                .where(uploads.c.id == upload_id, uploads.c.writer == old_token, uploads.c.state.in_(allowed))
+                .values(writer=token, writer_until=until, state=state.value)
+                .returning(*uploads.c)
+            )
+        ).first()
+        return _upload(row) if row else None
+
     async def set_state(self, upload_id: str, state: UploadState, *, node_id: str = "", failure: str = "") -> None:
         values: dict[str, Any] = {"state": state.value, "failure": failure[:1024]}
         if node_id:
@@ -876,6 +894,14 @@ class SqlUploads:
         q = sa.select(uploads).where(
             uploads.c.state == UploadState.FINISHING.value,
             sa.or_(uploads.c.writer.is_(None), uploads.c.writer_until < now),
+        )
+        return [_upload(r) for r in (await self.s.execute(q.limit(limit))).all()]
+
+    async def held_finishing(self, now: datetime, limit: int) -> list[Upload]:
+        q = sa.select(uploads).where(
+            uploads.c.state == UploadState.FINISHING.value,
+            uploads.c.writer.is_not(None),
+            uploads.c.writer_until >= now,
         )
         return [_upload(r) for r in (await self.s.execute(q.limit(limit))).all()]
 

@@ -17,6 +17,7 @@ from flowdock_kernel.channels import Keepalive, internal_channel, remote_admin_c
 from flowdock_kernel.clock import SystemClock
 from flowdock_kernel.config import ConfigError
 from flowdock_kernel.contract import internal_callers, public_methods
+from flowdock_kernel.incarnation import PROCESS
 from flowdock_kernel.server import Service
 from flowdock_kernel.wire import add_servicer
 from storage_svc.adapters import HmacUrlSigner, ShareAccessPolicy, SqlUnitOfWork, sample_gauges
@@ -110,6 +111,7 @@ async def build(config: StorageConfig) -> Service:
         scanner=scanner,
         events=outbox,
         clock=clock,
+        holders=PROCESS,  # lease tokens name this process, so a restarted replica takes over its dead leases
     )
     downloads = Downloads(
         uow=uow,

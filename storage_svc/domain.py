@@ -114,6 +114,8 @@ class Upload:
     creator_id: str = ""
     # Until when the current writer's lease holds it (None: nobody writes).
     writer_until: datetime | None = None
+    # The current writer's lease token ("" when nobody writes); it names the holder's process (LeaseHolders).
+    writer: str = ""
 
     @property
     def creator(self) -> str:

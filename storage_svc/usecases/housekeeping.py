@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from dataclasses import dataclass
 
 from flowdock_kernel.clock import Clock
@@ -52,10 +51,14 @@ class Housekeeping:
             done["expired_uploads"] += 1
         async with self.uow(read_only=True) as uow:
             stalled = await uow.uploads.stalled_finishing(now, 20)
-        for upload in stalled:
-            token = secrets.token_hex(16)
+            # Finishes whose finisher's process died (a crashed replica): taken over now, not when the lease lapses.
+            held = await uow.uploads.held_finishing(now, 20)
+        for upload in [*stalled, *(u for u in held if self.uploads.holders.gone(u.writer))]:
+            token = self.uploads.holders.token()
             async with self.uow() as uow:
-                if not await uow.uploads.acquire(upload.id, token, now + LEASE, now, UploadState.FINISHING):
+                if not await uow.uploads.acquire(
+                    upload.id, token, now + LEASE, now, UploadState.FINISHING
+                ) and not await self.uploads.take_over(uow, upload, token, now, UploadState.FINISHING):
                     continue
                 await uow.commit()
             self.uploads.finish_in_background(upload, token)

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field, replace
@@ -33,9 +32,10 @@ from flowdock_kernel.errors import (
     TooLarge,
     Unavailable,
 )
+from flowdock_kernel.incarnation import PROCESS
 from storage_svc import domain
 from storage_svc.domain import Kind, Node, OnConflict, ScanLimitExceeded, Upload, UploadState, Version
-from storage_svc.ports import BlobStore, Events, UnitOfWork, UnitOfWorkFactory, VirusScanner
+from storage_svc.ports import BlobStore, Events, LeaseHolders, UnitOfWork, UnitOfWorkFactory, VirusScanner
 from storage_svc.usecases import hashing
 from storage_svc.usecases.access import LINK_CREATOR, Access
 from storage_svc.usecases.common import DropLimits, Limits, delete_blobs, quota_exceeded
@@ -68,6 +68,8 @@ class Uploads:
     clock: Clock
     #: This process's SHA-256 states of the uploads it writes (one per process: replicas each have their own).
     hashes: UploadHashes = field(default_factory=UploadHashes)
+    #: Writer lease tokens name their process: the lease of a writer whose process died is taken over at once.
+    holders: LeaseHolders = PROCESS
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _group: SmallFileCommits | None = None
 
@@ -445,8 +447,20 @@ class Uploads:
         (or use it as `async with`)."""
         return UploadWriter(self, caller, upload_id)
 
+    async def take_over(
+        self, uow: UnitOfWork, upload: Upload, token: str, now: datetime, state: UploadState
+    ) -> Upload | None:
+        """The lease of `upload` for `token` if its holder's process is provably gone (killed, crashed: nobody
+        writes any more), instead of waiting for the lease to lapse; None if it lives (or cannot be checked)."""
+        if not upload.writer or not self.holders.gone(upload.writer):
+            return None
+        taken = await uow.uploads.take_over(upload.id, upload.writer, token, now + LEASE, state)
+        if taken is not None:
+            log.info("upload %s: its holder's process is gone; lease taken over", upload.id)
+        return taken
+
     async def finish_upload(self, caller: str, upload_id: str) -> tuple[Upload, Node | None]:
-        token = secrets.token_hex(16)
+        token = self.holders.token()
         async with self.uow() as uow:
             upload = await self.find(uow, caller, upload_id)
             if upload.finished:
@@ -454,7 +468,9 @@ class Uploads:
                 return upload, node  # finishing twice answers the same
             upload.check_finish()
             now = self.clock.now()
-            if not await uow.uploads.acquire(upload_id, token, now + LEASE, now, UploadState.FINISHING):
+            if not await uow.uploads.acquire(
+                upload_id, token, now + LEASE, now, UploadState.FINISHING
+            ) and not await self.take_over(uow, upload, token, now, UploadState.FINISHING):
                 if upload.state == UploadState.FINISHING:
                     return upload, None  # someone is finishing it: poll
                 raise upload.held(now, LEASE)
@@ -733,7 +749,7 @@ class UploadWriter:
         self.uploads = uploads
         self.caller = caller
         self.upload_id = upload_id
-        self.token = secrets.token_hex(16)
+        self.token = uploads.holders.token()
         self.upload: Upload | None = None
         self.lease_until = self.uploads.clock.now()
         self.offset = 0  # next byte to write
@@ -763,7 +779,10 @@ class UploadWriter:
             if claimed is None:  # why not: missing, not the caller's, not OPEN, another writer's (in that order)
                 upload = await self.uploads.find(uow, self.caller, self.upload_id)
                 upload.check_resume(offset)
-                raise upload.held(now, LEASE)
+                # Held: by a live writer, or by one whose process died (its lease is taken over at once).
+                claimed = await self.uploads.take_over(uow, upload, self.token, now, UploadState.OPEN)
+                if claimed is None:
+                    raise upload.held(now, LEASE)
             upload = claimed
             await self.uploads.check_caller(uow, self.caller, upload)
             upload.check_resume(offset)

@@ -343,6 +343,32 @@ def check_healthchecks(d: Deployment) -> list[str]:
     return problems
 
 
+# Restart policies under which Docker restarts a container whose process died (kill -9 exits 137: non-zero).
+RESTARTING_POLICIES = re.compile(r"^(always|unless-stopped|on-failure(:\d+)?)$")
+
+
+def check_supervision(d: Deployment) -> list[str]:
+    """What `flowdock up`'s supervisor does, compose does with these (issue 18): every long-running service is
+    restarted when it dies and declares a healthcheck (dependants wait for it; `docker compose ps` shows it)."""
+    problems: list[str] = []
+    svcs = services(d)
+    one_shot = {
+        target
+        for svc in svcs.values()
+        for target, condition in depends_of(svc).items()
+        if condition == "service_completed_successfully"
+    }
+    for name, svc in svcs.items():
+        if name in one_shot:
+            continue
+        policy = svc.get("restart") or (svc.get("deploy") or {}).get("restart_policy", {}).get("condition")
+        if not RESTARTING_POLICIES.match(str(policy or "")) and policy != "any":
+            problems.append(f"{name}: restart policy {policy!r} does not restart it when it dies")
+        if not has_healthcheck(svc):
+            problems.append(f"{name}: no healthcheck")
+    return problems
+
+
 def check_referenced_files(d: Deployment) -> list[str]:
     problems: list[str] = []
     for name, svc in services(d).items():
@@ -826,6 +852,7 @@ CHECKS: dict[str, Callable[[Deployment], list[str]]] = {
     "services": check_services,
     "depends_on": check_depends_on,
     "healthchecks": check_healthchecks,
+    "supervision": check_supervision,
     "referenced_files": check_referenced_files,
     "service_env": check_service_env,
     "addresses": check_addresses,
@@ -931,6 +958,30 @@ def _compose_edit(func: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, 
 
 
 COMPOSE_MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
+    (
+        "storage never restarted",
+        _compose_edit(lambda c: _svc(c, "storage").update({"restart": "no"})),
+        "supervision",
+        "storage: restart policy 'no' does not restart it",
+    ),
+    (
+        "gateway restart policy missing",
+        _compose_edit(lambda c: _svc(c, "gateway").pop("restart")),
+        "supervision",
+        "gateway: restart policy None",
+    ),
+    (
+        "prometheus without healthcheck",
+        _compose_edit(lambda c: _svc(c, "prometheus").pop("healthcheck")),
+        "supervision",
+        "prometheus: no healthcheck",
+    ),
+    (
+        "postgres healthcheck disabled",
+        _compose_edit(lambda c: _svc(c, "postgres").update({"healthcheck": {"disable": True}})),
+        "supervision",
+        "postgres: no healthcheck",
+    ),
     (
         "depends on undefined service",
         _compose_edit(lambda c: _svc(c, "storage")["depends_on"].update({"clamd": {"condition": "service_started"}})),

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -30,7 +32,7 @@ from storage_svc.bootstrap import MIGRATIONS
 from storage_svc.domain import UploadState
 from storage_svc.keyring import Keyring
 from storage_svc.scanner import DisabledScanner
-from storage_svc.usecases import Access, Limits, Tree, Uploads
+from storage_svc.usecases import Access, Housekeeping, Limits, Tree, Uploads
 from tests.support.mesh import PG_URL, drop_databases, need_postgres
 
 MiB = 1024 * 1024
@@ -209,3 +211,65 @@ def test_claim_reads_what_get_reads(tmp_path: Path) -> None:
         assert claimed is not None and claimed == got
 
     on_both(body, tmp_path, "sqlite")
+
+
+DEAD_HOLDER = "from flowdock_kernel.incarnation import PROCESS; print(PROCESS.token())"
+
+
+@DATABASES
+def test_a_hold_whose_process_died_is_taken_over_at_once_on_the_real_database(tmp_path: Path, database: str) -> None:
+    """A writer lease held by a process that has ended (a killed replica) is taken over by the next writer at once,
+    on both databases (compare and swap on the dead token); one held by this live process is not."""
+    dead = subprocess.run([sys.executable, "-c", DEAD_HOLDER], capture_output=True, text=True, check=True)
+    dead_token = dead.stdout.strip()
+
+    async def body(s: Stack) -> None:
+        user = str(uuid.uuid4())
+        data = os.urandom(MiB + 3)
+        up = await s.uploads.create_upload(user, "", "f.bin", len(data), "", "application/octet-stream")
+        assert await s.uploads.write_chunk(user, up.id, 0, data[:MiB]) == MiB
+        async with s.uploads.uow() as uow:
+            now = s.uploads.clock.now()
+            assert await uow.uploads.acquire(up.id, dead_token, now + timedelta(seconds=60), now, UploadState.OPEN)
+            await uow.commit()
+        async with s.uploads.writer(user, up.id) as writer:
+            assert await writer.open(MiB) == MiB  # no 45 s wait for the lease to lapse
+            with pytest.raises(Aborted):  # and the new holder, alive, keeps it
+                await s.uploads.write_chunk(user, up.id, MiB, data[MiB:])
+            await writer.write(data[MiB:])
+            assert await writer.flush(release=True) == len(data)
+        done, node = await s.uploads.finish_upload(user, up.id)
+        assert done.state == UploadState.COMPLETED and node is not None
+        assert node.sha256 == hashlib.sha256(data).hexdigest()
+
+    on_both(body, tmp_path, database)
+
+
+@DATABASES
+def test_a_finish_whose_finisher_died_is_resumed_by_housekeeping_at_once(tmp_path: Path, database: str) -> None:
+    """A FINISHING upload whose finisher's process ended (a replica killed mid-finish) is picked up by the next
+    housekeeping round (which runs first thing when a replica starts), not once its lease lapses; a finish held by
+    a live process is left alone."""
+    dead = subprocess.run([sys.executable, "-c", DEAD_HOLDER], capture_output=True, text=True, check=True)
+
+    async def body(s: Stack) -> None:
+        u = s.uploads
+        housekeeping = Housekeeping(uow=u.uow, blobs=u.blobs, tree=u.tree, uploads=u, limits=u.limits, clock=u.clock)
+        user = str(uuid.uuid4())
+        data = os.urandom(MiB + 7)
+        ups = []
+        for token in (dead.stdout.strip(), u.holders.token()):
+            up = await u.create_upload(user, "", f"{token[-4:]}.bin", len(data), "", "application/octet-stream")
+            assert await u.write_chunk(user, up.id, 0, data) == len(data)
+            async with u.uow() as uow:
+                now = u.clock.now()
+                assert await uow.uploads.acquire(up.id, token, now + timedelta(seconds=60), now, UploadState.FINISHING)
+                await uow.commit()
+            ups.append(up)
+        assert (await housekeeping.run_once())["resumed_finishes"] == 1
+        await asyncio.gather(*u._tasks)
+        orphaned, live = [(await u.get_upload(user, up.id))[0] for up in ups]
+        assert orphaned.state == UploadState.COMPLETED
+        assert live.state == UploadState.FINISHING  # its (live) finisher's business
+
+    on_both(body, tmp_path, database)

@@ -441,6 +441,25 @@ class FakeLinkDrops:
         return files, taken
 
 
+class FakeHolders:
+    """Lease tokens "holder-1", "holder-2", ...; `kill(token)` makes its holder's process gone (as
+    flowdock_kernel.incarnation proves for a dead pid)."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.dead: set[str] = set()
+
+    def token(self) -> str:
+        self.issued += 1
+        return f"holder-{self.issued}"
+
+    def gone(self, token: str) -> bool:
+        return token in self.dead
+
+    def kill(self, token: str) -> None:
+        self.dead.add(token)
+
+
 class FakeUploads:
     def __init__(self, state: StorageState) -> None:
         self._s = state
@@ -451,7 +470,7 @@ class FakeUploads:
 
     async def get(self, upload_id: str) -> Upload | None:
         found = self._s.uploads.get(upload_id)
-        return replace(found) if found is not None else None
+        return replace(found, writer=self._s.writers.get(upload_id, "")) if found is not None else None
 
     async def add(self, upload: Upload) -> None:
         if upload.id in self._s.uploads:
@@ -477,7 +496,7 @@ class FakeUploads:
         """As SqlUploads.claim: the lease of an OPEN upload and the upload, at once; None if not OPEN or held."""
         if not await self.acquire(upload_id, token, until, now, UploadState.OPEN):
             return None
-        return replace(self._s.uploads[upload_id])
+        return replace(self._s.uploads[upload_id], writer=token)
 
     async def advance(
         self,
@@ -504,6 +523,26 @@ class FakeUploads:
         if upload is not None and self._s.writers.get(upload_id) == token:
             del self._s.writers[upload_id]
             self._s.uploads[upload_id] = replace(upload, writer_until=None)
+
+    async def take_over(
+        self, upload_id: str, old_token: str, token: str, until: datetime, state: UploadState
+    ) -> Upload | None:
+        """As SqlUploads.take_over: compare and swap on the old token."""
+        upload = self._s.uploads.get(upload_id)
+        allowed = {UploadState.OPEN} if state == UploadState.OPEN else {UploadState.OPEN, UploadState.FINISHING}
+        if upload is None or upload.state not in allowed or self._s.writers.get(upload_id) != old_token:
+            return None
+        self._s.writers[upload_id] = token
+        self._s.uploads[upload_id] = replace(upload, writer_until=until, state=state)
+        return replace(self._s.uploads[upload_id], writer=token)
+
+    async def held_finishing(self, now: datetime, limit: int) -> list[Upload]:
+        found = [
+            replace(u, writer=self._s.writers[u.id])
+            for u in self._s.uploads.values()
+            if u.state == UploadState.FINISHING and not self._free(u, now)
+        ]
+        return found[:limit]
 
     async def set_state(self, upload_id: str, state: UploadState, *, node_id: str = "", failure: str = "") -> None:
         upload = self._s.uploads.get(upload_id)
@@ -907,6 +946,7 @@ class StorageFakes:
     events: FakeEvents = field(default_factory=FakeEvents)
     urls: FakeUrlSigner = field(default_factory=FakeUrlSigner)
     limits: Limits = field(default_factory=small_limits)
+    holders: FakeHolders = field(default_factory=lambda: FakeHolders())
 
     def access(self) -> Access:
         return Access(uow=self.store.uow, policy=self.policy, clock=self.clock)
@@ -924,6 +964,7 @@ class StorageFakes:
             scanner=self.scanner,
             events=self.events,
             clock=self.clock,
+            holders=self.holders,
         )
 
     def downloads(self) -> Downloads:

@@ -209,6 +209,14 @@ def start_up(
     )
 
 
+def current_pids(running: Running) -> dict[str, int]:
+    """The children's pids as `flowdock up` publishes them now (run/up.json: rewritten after each restart)."""
+    try:
+        return dict(json.loads((running.data_dir / "run" / "up.json").read_text())["pids"])
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -218,7 +226,9 @@ def alive(pid: int) -> bool:
 
 
 def stop_up(running: Running) -> tuple[int, str]:
-    """SIGTERM `flowdock up` as Ctrl-C would; returns its exit code and stderr. Fails if a child outlives it."""
+    """SIGTERM `flowdock up` as Ctrl-C would; returns its exit code and stderr. Fails if a child outlives it (the
+    children it runs now: a restarted one has a new pid)."""
+    running.pids.update(current_pids(running))
     if running.proc.poll() is None:
         running.proc.send_signal(signal.SIGTERM)
     try:

@@ -4,7 +4,9 @@ agree, so an idle internal channel is never sent away with GOAWAY too_many_pings
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +172,47 @@ def test_idempotent_internal_calls_retry_once_on_unavailable() -> None:
     # Not idempotent (a second mail): the caller sees the UNAVAILABLE.
     code, calls = asyncio.run(_call_twice_flaky("flowdock.auth.v1.AuthInternalService/NotifyUser"))
     assert (code, calls) == (grpc.StatusCode.UNAVAILABLE, 1)
+
+
+async def _code_after_outage(outage: float, settle: float) -> grpc.StatusCode:
+    """A peer (a health server) goes away for `outage` s while calls to it keep failing, then comes back on its
+    port; the code of one call `settle` s later (no wait_for_ready: a channel still backing off fails at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+
+    async def serve() -> grpc.aio.Server:
+        server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+        assert server.add_insecure_port(f"127.0.0.1:{port}") == port
+        await server.start()
+        return server
+
+    server = await serve()
+    channel = internal_channel(f"127.0.0.1:{port}", 4 * MiB)
+    check = health_pb2_grpc.HealthStub(channel).Check
+    try:
+        await check(health_pb2.HealthCheckRequest(), timeout=5)
+        await server.stop(None)
+        gone = asyncio.get_running_loop().time()
+        while asyncio.get_running_loop().time() - gone < outage:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await check(health_pb2.HealthCheckRequest(), timeout=1)
+            await asyncio.sleep(0.1)
+        server = await serve()
+        await asyncio.sleep(settle)
+        try:
+            await check(health_pb2.HealthCheckRequest(), timeout=5)
+            return grpc.StatusCode.OK
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+def test_a_restarted_peer_is_reached_again_within_seconds() -> None:
+    """Issue 18: after a peer's restart (`flowdock up` brings a crashed service back in seconds) the internal channel
+    reconnects within max_reconnect_backoff_ms (2 s, +20 % jitter), not gRPC's default backoff (1 s growing 1.6x to
+    120 s: after a 12 s outage it waited up to ~4 s more, longer the longer the outage)."""
+    assert asyncio.run(_code_after_outage(outage=12.0, settle=3.0)) == grpc.StatusCode.OK

@@ -530,6 +530,61 @@ async def test_an_upload_resumes_at_its_committed_size_after_the_writer_went_awa
     assert finished.state == UploadState.COMPLETED and node is not None and fakes.content(node.id) == data
 
 
+async def test_a_writer_whose_process_died_is_taken_over_at_once_and_a_live_one_never(
+    fakes: StorageFakes, uploads: Uploads
+) -> None:
+    data = b"0123456789"
+    upload = await uploads.create_upload(ALICE, "root", "f.txt", len(data), sha256(data), "")
+    first = uploads.writer(ALICE, upload.id)
+    await first.open(0)
+    await first.write(data[:4])
+    assert await first.flush() == 4
+    await first.write(data[4:6])  # received, never flushed: not acknowledged
+    # Its process lives (a stalled client, another replica): the lease holds, however often a second writer asks.
+    with pytest.raises(Aborted):
+        await uploads.writer(ALICE, upload.id).open(4)
+    # Its process was killed (kill -9 of the replica): nobody writes any more, so no waiting for the lease to lapse.
+    fakes.blobs.crash()
+    fakes.holders.kill(first.token)
+    async with uploads.writer(ALICE, upload.id) as resumed:
+        assert await resumed.open(4) == 4
+        # The dead writer's hold is gone for good: were it alive after all, its next flush would find out.
+        with pytest.raises(Aborted):
+            await first.flush(renew=True)
+        # And the new holder is live: a third writer is refused.
+        with pytest.raises(Aborted):
+            await uploads.writer(ALICE, upload.id).open(4)
+        await resumed.write(data[4:])
+        assert await resumed.flush() == len(data)
+    finished, node = await uploads.finish_upload(ALICE, upload.id)
+    assert finished.state == UploadState.COMPLETED and node is not None and fakes.content(node.id) == data
+
+
+async def test_a_finish_whose_finisher_died_is_taken_over_at_once_by_the_client_and_by_housekeeping(
+    fakes: StorageFakes, uploads: Uploads, housekeeping: Housekeeping
+) -> None:
+    for who in ("client", "housekeeping"):
+        upload = await uploads.create_upload(ALICE, "root", f"{who}.txt", 4, "", "")
+        await uploads.write_chunk(ALICE, upload.id, 0, b"abcd")
+        async with fakes.store.uow() as uow:
+            now = fakes.clock.now()
+            until = now + timedelta(seconds=60)
+            assert await uow.uploads.acquire(upload.id, "finisher", until, now, UploadState.FINISHING)
+            await uow.commit()
+        got, _ = await uploads.finish_upload(ALICE, upload.id)
+        assert got.state == UploadState.FINISHING  # a live finisher: the client polls
+        assert (await housekeeping.run_once())["resumed_finishes"] == 0
+        fakes.holders.kill("finisher")
+        if who == "client":
+            got, node = await uploads.finish_upload(ALICE, upload.id)
+        else:
+            assert (await housekeeping.run_once())["resumed_finishes"] == 1
+        await asyncio.gather(*uploads._tasks)
+        got, node = await uploads.get_upload(ALICE, upload.id)
+        assert got.state == UploadState.COMPLETED and node is not None and fakes.content(node.id) == b"abcd"
+        fakes.holders.dead.clear()
+
+
 async def test_uploads_are_private_to_their_creator(fakes: StorageFakes, uploads: Uploads) -> None:
     upload = await uploads.create_upload(ALICE, "root", "f.txt", 4, "", "")
     for call in (
