@@ -914,7 +914,14 @@ class UploadWriter:
         return self.committed
 
     async def _all_written(self) -> int:
-        """Everything received handed to the blob store and written; the offset a flush now covers."""
+        """Everything received handed to the blob store and written; the offset a flush now covers.
+
+        Bytes held in memory go to the staging file only under a hold known to be current: a writer that sat idle
+        past its lease first renews it (or finds it lost), so it never writes over what a writer that took the upload
+        over has written and acknowledged since (the staging file is rewritten from the offset a write starts at)."""
+        if self._held and self.uploads.clock.now() > self.lease_until - LEASE / 4:
+            await self._settle_write()
+            await self._record(self.committed, None)
         await self._write_held(self.offset)
         await self._settle_write()
         self._flushing_to = self.offset

@@ -530,6 +530,29 @@ async def test_an_upload_resumes_at_its_committed_size_after_the_writer_went_awa
     assert finished.state == UploadState.COMPLETED and node is not None and fakes.content(node.id) == data
 
 
+async def test_a_writer_idle_past_its_lease_never_writes_over_the_writer_that_took_over(
+    fakes: StorageFakes, uploads: Uploads
+) -> None:
+    data = b"0123456789"
+    upload = await uploads.create_upload(ALICE, "root", "f.txt", len(data), sha256(data), "")
+    first = uploads.writer(ALICE, upload.id)
+    await first.open(0)
+    await first.write(data[:4])
+    assert await first.flush() == 4
+    await first.write(b"XY")  # a few bytes held in memory, then the client stalls past the lease
+    fakes.clock.advance(seconds=61)
+    async with uploads.writer(ALICE, upload.id) as second:
+        assert await second.open(4) == 4
+        await second.write(data[4:])
+        assert await second.flush() == len(data)
+    # The stalled writer wakes up: it finds its hold gone before its held bytes touch the staging file.
+    with pytest.raises(Aborted):
+        await first.flush()
+    assert bytes(fakes.blobs.staging[upload.id]) == data
+    finished, node = await uploads.finish_upload(ALICE, upload.id)
+    assert finished.state == UploadState.COMPLETED and node is not None and fakes.content(node.id) == data
+
+
 async def test_a_writer_whose_process_died_is_taken_over_at_once_and_a_live_one_never(
     fakes: StorageFakes, uploads: Uploads
 ) -> None:
