@@ -173,7 +173,7 @@ test('done when: share roles → revoke, password link with a limit, 20 MiB file
   await a.getByRole('button', { name: 'Log in' }).click();
   await a.getByLabel('Code').fill(totp(secret, step + 1)); // the enrolment's code is spent
   await a.getByRole('button', { name: 'Verify' }).click();
-  await expect(a.getByRole('heading', { name: 'My files' })).toBeVisible();
+  await expect(a.getByRole('heading', { name: 'Dashboard', level: 1 })).toBeVisible();
 
   // Help from the account menu; Terms and Privacy from there.
   await accountMenu(a, 'Help');
