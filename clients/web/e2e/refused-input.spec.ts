@@ -268,6 +268,7 @@ test('an ended session sends the person to Log in with a return URL', async ({ p
   await page.getByLabel('Folder name').fill('Deep');
   await page.getByRole('button', { name: 'Create', exact: true }).click();
   await row(page, 'Deep').getByRole('link').click();
+  await expect(page.getByRole('heading', { name: 'Deep' })).toBeVisible(); // the folder's own URL, not My files'
   const here = new URL(page.url()).pathname;
   // Another device ends every other session (the browser's included).
   const other = await rest(request, 'post', '/api/v1/auth/login', undefined, { email, password: PASSWORD });

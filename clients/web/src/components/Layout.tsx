@@ -167,9 +167,11 @@ function UserMenu() {
             className="w-full rounded px-2 py-2 text-left text-sm hover:bg-slate-100 focus-visible:outline-2 focus-visible:outline-blue-700"
             onClick={async () => {
               uploads.cancelAll();
+              // Leave the signed-in pages first: ending the session under them would also send this tab to
+              // /login?next=… (RequireAuth), a second navigation racing whatever is typed into the first.
+              await navigate('/login');
               await logout();
               queryClient.clear();
-              void navigate('/login');
             }}
           >
             Log out
