@@ -96,7 +96,7 @@ async function logIn(page) {
   await page.getByLabel('Email').fill(config.email);
   await page.getByLabel('Password').fill(config.password);
   await page.getByRole('button', { name: 'Log in' }).click();
-  await page.getByRole('heading', { name: 'My files' }).waitFor();
+  await page.getByRole('heading', { name: 'Dashboard', level: 1 }).waitFor(); // where Log in lands
 }
 
 // -- the timed transfers: Chromium driven over a bare DevTools pipe ---------------------------------------------------
