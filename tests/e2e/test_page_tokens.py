@@ -8,6 +8,7 @@ UTF-8, and plain garbage; on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -139,6 +140,12 @@ def test_issued_page_tokens_still_page_through(mesh: Running) -> None:
         for folder in range(5):
             fid = c.post("/api/v1/folders", json={"parentId": "root", "name": f"t{folder}"}).json()["id"]
             c.delete(f"/api/v1/nodes/{fid}")
+        # The activity log hears of storage's and share's events through their outboxes, a moment after each change
+        # (longer on a busy machine, or after a send was retried): wait until they are there before paging.
+        deadline = time.monotonic() + 60
+        while len(c.get("/api/v1/me/activity", params={"pageSize": "100"}).json()["events"]) < 5:
+            assert time.monotonic() < deadline, "the activity log never had 5 events"
+            time.sleep(0.2)
         paged = [
             ("/api/v1/folders/root/children", {}, "nodes"),
             ("/api/v1/folders/root/children", {"orderBy": "ORDER_BY_SIZE"}, "nodes"),
