@@ -170,6 +170,7 @@ test('done when: share roles → revoke, password link with a limit, 20 MiB file
   await accountMenu(a, 'Log out');
   // Log out lands on /login after a first redirect to /login?next=…: fill the form once the last one is there.
   await expect(a).toHaveURL(/\/login$/);
+  await expect(a.getByRole('link', { name: 'Sign up' })).toBeVisible();
   await a.getByLabel('Email').fill(emailA);
   await a.getByLabel('Password').fill(PASSWORD);
   await a.getByRole('button', { name: 'Log in' }).click();

@@ -11,6 +11,8 @@ async function logOut(page: Page): Promise<void> {
   await page.getByRole('button', { name: /Account menu/ }).click();
   await page.getByRole('button', { name: 'Log out' }).click();
   await expect(page.getByRole('heading', { name: 'Log in' })).toBeVisible();
+  // Logged out for good (the header offers Sign up) before the form is used: Log out shows this page first.
+  await expect(page.getByRole('link', { name: 'Sign up' })).toBeVisible();
 }
 
 const region = (page: Page, name: string) => page.getByRole('region', { name, exact: true });
