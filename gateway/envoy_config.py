@@ -280,6 +280,13 @@ class GatewaySpec:
     #: is less than one download message (storage_chunk_bytes, 1 MiB, plus framing) that the transcoder holds whole:
     #: it paused storage_svc's stream about once per message (~1,300 pauses per GiB); 2 MiB: ~30.
     connection_buffer_bytes: int = 2 * MiB
+    #: HTTP/2 flow-control windows offered to clients (native gRPC). Envoy's defaults (256 MiB per stream and per
+    #: connection) let each client push up to 256 MiB that Envoy must hold while storage_svc is busy: 32 native
+    #: uploads at once reached the heap bound and were refused "envoy overloaded" (issue 15's bench). Envoy's
+    #: edge guidance is 64 KiB / 1 MiB; 4 MiB per stream keeps a 1 MiB-message upload streaming on loopback and a
+    #: LAN while bounding what 32 uploads can park in Envoy to 128 MiB.
+    downstream_stream_window_bytes: int = 4 * MiB
+    downstream_connection_window_bytes: int = 16 * MiB
     access_log: bool = True
     #: The OpenAPI document served at /api/v1/openapi.json; None: openapi.json beside the descriptor set, if there.
     openapi_path: Path | None = None
@@ -1251,6 +1258,10 @@ def _listener(spec: GatewaySpec, services: list[RoutedService]) -> Listener:
         route_config=_route_config(spec, services),
         http_filters=_http_filters(spec, services),
         http_protocol_options=Http1ProtocolOptions(enable_trailers=True),
+        http2_protocol_options=Http2ProtocolOptions(
+            initial_stream_window_size=spec.downstream_stream_window_bytes,
+            initial_connection_window_size=spec.downstream_connection_window_bytes,
+        ),
         stream_idle_timeout=timedelta(seconds=300),
         request_timeout=timedelta(0),
         generate_request_id=True,

@@ -233,6 +233,18 @@ def test_a_whole_download_message_fits_the_connection_buffer(bootstrap: dict[str
     assert int(listener["per_connection_buffer_limit_bytes"]) > chunk + 16  # data + HttpBody and gRPC framing
 
 
+def test_what_clients_can_park_in_envoy_is_bounded(bootstrap: dict[str, Any]) -> None:
+    """Envoy's default HTTP/2 windows (256 MiB) let 32 native uploads fill its heap bound ("envoy overloaded")."""
+    from gateway.envoy_config import GatewaySpec
+
+    spec_defaults = {f.name: f.default for f in dataclasses.fields(GatewaySpec)}
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    h2 = hcm["http2_protocol_options"]
+    stream, conn = int(h2["initial_stream_window_size"]), int(h2["initial_connection_window_size"])
+    assert 1024 * 1024 < stream <= conn  # a 1 MiB upload message streams without waiting on every frame
+    assert 32 * conn <= int(spec_defaults["max_heap_bytes"]) // 2  # 32 uploads, one connection each: half the heap
+
+
 def test_missing_upstream_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="storage"):
         build_bootstrap(make_spec(upstreams={"auth": [("127.0.0.1", 1)], "share": [("127.0.0.1", 2)]}))
