@@ -273,8 +273,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                         raise InvalidArgument("upload_id", "is required")
                     writer = self.uploads.writer(caller, msg.upload_id)
                     await writer.open(msg.offset)
-                await writer.write(msg.body.data)
-                _UPLOADED.inc(len(msg.body.data))
+                data = msg.body.data  # each attribute read of a bytes field copies it (upb): read it once
+                await writer.write(data)
+                _UPLOADED.inc(len(data))
                 if writer.unflushed >= self.uploads.limits.sync_bytes:
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
             if writer is None:
@@ -287,10 +288,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def WriteUploadChunk(
         self, request: storage_pb2.WriteUploadChunkRequest, context: Ctx
     ) -> storage_pb2.WriteUploadChunkResponse:
-        committed = await self.uploads.write_chunk(
-            current_principal().user_id, request.upload_id, request.offset, request.data
-        )
-        _UPLOADED.inc(len(request.data))
+        data = request.data  # each attribute read of a bytes field copies it (upb): read it once
+        committed = await self.uploads.write_chunk(current_principal().user_id, request.upload_id, request.offset, data)
+        _UPLOADED.inc(len(data))
         return storage_pb2.WriteUploadChunkResponse(committed_size=committed)
 
     async def UploadStream(
@@ -320,8 +320,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                         raise InvalidArgument("upload_id", "is required on the first message")
                     writer = self.uploads.writer(caller, msg.upload_id)
                     await writer.open(msg.offset)
-                await writer.write(msg.data, msg.offset)
-                _UPLOADED.inc(len(msg.data))
+                data = msg.data  # each attribute read of a bytes field copies it (upb): read it once
+                await writer.write(data, msg.offset)
+                _UPLOADED.inc(len(data))
                 if writer.unflushed >= self.uploads.limits.sync_bytes:
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
                 if (committed := writer.acknowledge()) is not None:
@@ -621,8 +622,9 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
                     creator, _ = await self.links.link_uploader(msg.token, _link_session(context, msg.session))
                     writer = self.uploads.writer(creator, msg.upload_id)
                     await writer.open(msg.offset)
-                await writer.write(msg.body.data)
-                _UPLOADED.inc(len(msg.body.data))
+                data = msg.body.data  # each attribute read of a bytes field copies it (upb): read it once
+                await writer.write(data)
+                _UPLOADED.inc(len(data))
                 if writer.unflushed >= self.uploads.limits.sync_bytes:
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
             if writer is None:
@@ -636,8 +638,9 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
         self, request: storage_pb2.WriteLinkUploadChunkRequest, context: Ctx
     ) -> storage_pb2.WriteUploadChunkResponse:
         creator, _ = await self.links.link_uploader(request.token, _link_session(context, request.session))
-        committed = await self.uploads.write_chunk(creator, request.upload_id, request.offset, request.data)
-        _UPLOADED.inc(len(request.data))
+        data = request.data  # each attribute read of a bytes field copies it (upb): read it once
+        committed = await self.uploads.write_chunk(creator, request.upload_id, request.offset, data)
+        _UPLOADED.inc(len(data))
         return storage_pb2.WriteUploadChunkResponse(committed_size=committed)
 
     async def FinishLinkUpload(self, request: storage_pb2.FinishLinkUploadRequest, context: Ctx) -> storage_pb2.Upload:
