@@ -47,6 +47,8 @@ INTERNAL_CALLERS = internal_callers(
         "AuthInternalService.RecordEvents": {"storage_svc", "share_svc"},
         "AuthInternalService.LookupUser": {"share_svc"},
         "AuthInternalService.NotifyUser": {"share_svc"},
+        # The WebDAV service checks HTTP Basic credentials (email + app password) on every request.
+        "AuthInternalService.AuthenticateBasic": {"dav_svc"},
     },
 )
 
