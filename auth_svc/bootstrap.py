@@ -192,6 +192,8 @@ async def build(config: AuthConfig) -> Service:
             public_url=config.auth_public_url,
             oidc_redirect_uris=redirect_uris(config),
             reauth_window=timedelta(seconds=config.auth_reauth_seconds),
+            basic_account_password=config.auth_basic_allow_account_password,
+            app_passwords_per_account=config.auth_app_passwords_per_account,
         ),
         limits=make_limits(config),
         common_passwords=common_passwords(config.auth_common_passwords),
