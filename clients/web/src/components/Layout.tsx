@@ -168,9 +168,9 @@ function UserMenu() {
             onClick={async () => {
               uploads.cancelAll();
               // Leave the signed-in pages first: ending the session under them would also send this tab to
-              // /login?next=… (RequireAuth), a second navigation racing whatever is typed into the first.
-              await navigate('/login');
-              await logout();
+              // /login?next=… (RequireAuth), a second navigation racing whatever is typed into the first. The
+              // store counts the logout as in flight from now on, so Log in waits for it to end.
+              await logout(() => navigate('/login'));
               queryClient.clear();
             }}
           >
