@@ -45,7 +45,11 @@ export interface FlowDockClient {
   finishOidcLogin(state: string, code: string, deviceName?: string): Promise<LoginResult>;
   /** On app start: sign in again from the refresh cookie, so a reload keeps the session. False: not signed in. */
   restoreSession(): Promise<boolean>;
-  /** End the session on the server (and its cookie) and forget the token. */
+  /**
+   * End the session on the server (and its cookie) and forget the token. A login, 2FA step, OpenID Connect finish or
+   * restore started meanwhile waits until the Logout has answered: its answer clears the refresh cookie and the
+   * token, which would otherwise end the new session with the old one.
+   */
   logout(): Promise<void>;
   upload(file: Blob, options?: UploadOptions): Promise<UploadResult>;
   resumeUpload(uploadId: string, file: Blob, options?: UploadOptions): Promise<UploadResult>;
@@ -122,6 +126,24 @@ export function createClient(options: ClientOptions = {}): FlowDockClient {
     finishPollMs: options.finishPollMs ?? 500,
   };
   const uploader = new Uploader(storageCalls(storage), uploaderOptions);
+  // The Logout on its way, settled (never rejects); undefined when none is.
+  let loggingOut: Promise<void> | undefined;
+  const afterLogout = async (): Promise<void> => {
+    while (loggingOut) await loggingOut;
+  };
+  const logout = async (): Promise<void> => {
+    session.stop(); // no timed Refresh of the session being ended (its answer would sign this client in again)
+    try {
+      await session.quietly(() => auth.logout({}));
+    } catch (e) {
+      const err = toFlowDockError(e);
+      if (err.kind !== "unauthenticated") {
+        session.clear();
+        throw err;
+      }
+    }
+    session.clear();
+  };
 
   return {
     auth,
@@ -133,11 +155,20 @@ export function createClient(options: ClientOptions = {}): FlowDockClient {
       return session.signedIn;
     },
     onSessionChange: (listener) => session.onChange(listener),
-    login: async (email, password, deviceName = "") => session.apply(await auth.login({ email, password, deviceName })),
-    loginTotp: async (mfaToken, code) => session.apply(await auth.loginTotp({ mfaToken, code })),
-    finishOidcLogin: async (state, code, deviceName = "") =>
-      session.apply(await auth.finishOidcLogin({ state, code, deviceName })),
+    login: async (email, password, deviceName = "") => {
+      await afterLogout();
+      return session.apply(await auth.login({ email, password, deviceName }));
+    },
+    loginTotp: async (mfaToken, code) => {
+      await afterLogout();
+      return session.apply(await auth.loginTotp({ mfaToken, code }));
+    },
+    finishOidcLogin: async (state, code, deviceName = "") => {
+      await afterLogout();
+      return session.apply(await auth.finishOidcLogin({ state, code, deviceName }));
+    },
     restoreSession: async () => {
+      await afterLogout();
       if (!session.canRefresh) return session.signedIn;
       try {
         await session.quietly(() => session.refresh());
@@ -148,17 +179,17 @@ export function createClient(options: ClientOptions = {}): FlowDockClient {
         return false; // no cookie, or it expired: not signed in
       }
     },
-    logout: async () => {
-      try {
-        await session.quietly(() => auth.logout({}));
-      } catch (e) {
-        const err = toFlowDockError(e);
-        if (err.kind !== "unauthenticated") {
-          session.clear();
-          throw err;
-        }
-      }
-      session.clear();
+    logout: () => {
+      const run = logout();
+      const settled = run.then(
+        () => undefined,
+        () => undefined,
+      );
+      loggingOut = settled;
+      void settled.then(() => {
+        if (loggingOut === settled) loggingOut = undefined;
+      });
+      return run;
     },
     upload: async (file, opts) => withNode(await uploader.upload(file, opts)),
     resumeUpload: async (uploadId, file, opts) => withNode(await uploader.resume(uploadId, file, opts)),

@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createClient, FlowDockError } from "./index";
 import { FakeAuth, FakeStorage, fakeTransport } from "./testing/fake-server";
@@ -188,5 +189,36 @@ describe("restoreSession and logout", () => {
     expect(auth.logoutHeaders).toEqual(["1"]);
     expect(await client.restoreSession()).toBe(false);
     expect(onSessionExpired).not.toHaveBeenCalled();
+  });
+
+  it("a login started while a Logout is on its way waits for its answer, and the new session survives it", async () => {
+    const { client, auth, onSessionExpired } = setup();
+    await client.login("a@example.com", "pw");
+    let release = () => {};
+    auth.holdNextLogout = new Promise<void>((r) => (release = r));
+    const logout = client.logout();
+    const login = client.login("a@example.com", "pw");
+    await new Promise((r) => setTimeout(r, 20));
+    expect(auth.events).toEqual(["login a1"]); // the second login is held back while the Logout is in flight
+    release();
+    await logout;
+    expect(await login).toEqual({ signedIn: true });
+    expect(auth.events).toEqual(["login a1", "logout", "login a2"]);
+    expect(client.signedIn).toBe(true);
+    expect((await client.auth.getMe({})).displayName).toBe("a2");
+    expect(await client.restoreSession()).toBe(true); // the cookie is the new session's
+    expect(onSessionExpired).not.toHaveBeenCalled();
+    client.close();
+  });
+
+  it("a failed Logout still lets the next login through", async () => {
+    const { client, auth } = setup();
+    await client.login("a@example.com", "pw");
+    auth.failNextLogout = new ConnectError("gateway down", Code.Unavailable);
+    const err = (await client.logout().catch((e: unknown) => e)) as FlowDockError;
+    expect(err.kind).toBe("unavailable");
+    expect(client.signedIn).toBe(false);
+    expect(await client.login("a@example.com", "pw")).toEqual({ signedIn: true });
+    client.close();
   });
 });

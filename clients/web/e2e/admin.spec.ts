@@ -1,5 +1,5 @@
 import { expect, test, type Page } from '@playwright/test';
-import { PASSWORD, checkA11y, createAdmin, logIn, navTo, shot, signUpAndLogIn, uniqueEmail } from './helpers';
+import { PASSWORD, checkA11y, createAdmin, lineCount, logIn, navTo, shot, signUpAndLogIn, uniqueEmail } from './helpers';
 
 const GiB = 2 ** 30;
 
@@ -150,6 +150,24 @@ test('admin: quota with units, role, disable (B lands on Log in), activity filte
   await expect(page.getByRole('heading', { name: 'Administration', level: 1 })).toBeVisible();
   await checkA11y(page, 'admin-users');
   await shot(page, info, 'admin-users');
+  // An account's labels line up: each on one line, the badges of one height; on a phone they start under the email.
+  await page.getByLabel('Search accounts by email or name').fill(adminEmail);
+  await page.getByLabel('Search accounts by email or name').press('Enter');
+  const own = page.getByTestId('user-row');
+  await expect(own).toHaveCount(1);
+  const badges = own.getByTestId('user-badges');
+  await expect(badges).toContainText('Administrator');
+  await expect(badges).toContainText('Active');
+  const labels = await badges.locator(':scope > *').all();
+  expect(labels).toHaveLength(3); // Administrator, Active, Since …
+  for (const label of labels) expect(await lineCount(label)).toBe(1);
+  const [adminBadge, stateBadge] = await Promise.all(labels.slice(0, 2).map((l) => l.boundingBox()));
+  expect(adminBadge?.height).toBe(stateBadge?.height);
+  if ((page.viewportSize()?.width ?? 1280) < 640) {
+    const link = await own.getByRole('link', { name: adminEmail }).boundingBox();
+    expect(Math.abs((await badges.boundingBox())!.x - link!.x)).toBeLessThan(1);
+  }
+  await shot(page, info, 'admin-users-own');
   await page.getByLabel('Search accounts by email or name').fill(bEmail);
   await page.getByLabel('Search accounts by email or name').press('Enter');
   await expect(page.getByText(`No account matches “${bEmail}”.`)).toBeVisible();

@@ -1,5 +1,5 @@
 import { expect, test, type Page } from '@playwright/test';
-import { PASSWORD, checkA11y, mailLink, moveToTrash, navTo, row, shot, uniqueEmail } from './helpers';
+import { PASSWORD, checkA11y, lineCount, mailLink, moveToTrash, navTo, row, shot, uniqueEmail } from './helpers';
 
 const KiB = 1024;
 
@@ -53,6 +53,22 @@ test('dashboard: the landing page after login; usage and its breakdown change af
   await expect(page.getByTestId('dashboard-activity')).toContainText('File uploaded: report.bin');
   await checkA11y(page, 'dashboard');
   await shot(page, info, 'dashboard');
+
+  // The navigation's quota: "… of … used" on one line (cut with an ellipsis if it must be), inside the navigation,
+  // and the breakdown's parts ("trash 0 B") never split. On a phone the navigation is behind the menu button.
+  const menu = page.getByRole('button', { name: 'Menu', exact: true });
+  if (await menu.isVisible()) await menu.click();
+  const quota = page.getByTestId('quota');
+  await expect(quota.getByText(/ of .* used$/)).toBeVisible();
+  expect(await lineCount(quota.getByText(/ of .* used$/))).toBe(1);
+  const parts = await quota.getByTestId('quota-part').all();
+  expect(parts).toHaveLength(2); // trash, old versions (nothing held by uploads)
+  for (const part of parts) expect(await lineCount(part)).toBe(1);
+  const nav = await page.getByRole('navigation', { name: 'Main' }).boundingBox();
+  const box = await quota.boundingBox();
+  expect(box && nav && box.x >= nav.x && box.x + box.width <= nav.x + nav.width).toBe(true);
+  await shot(page, info, 'dashboard-navigation');
+  if (await menu.isVisible()) await menu.click();
 
   // Moved to the trash, the same bytes count under "Trash" (still towards the limit).
   await page.getByRole('navigation', { name: 'Shortcuts' }).getByRole('link', { name: 'My files' }).click();

@@ -196,3 +196,41 @@ test('sessions: this device is marked; ending another session sends that browser
   const refused = await request.get('/api/v1/me', { headers: { authorization: `Bearer ${accessToken}` } });
   expect(refused.status()).toBe(401);
 });
+
+test('log in typed while Log out is still on its way: the login waits for it, and the new session survives a reload', async ({
+  page,
+}, info) => {
+  const email = uniqueEmail('relogin');
+  await signUpAndLogIn(page, email);
+  // A slow network: the browser holds the Logout call until released, while the next login is typed.
+  let release = () => {};
+  const held = new Promise<void>((r) => (release = r));
+  const logoutCall = /\/flowdock\.auth\.v1\.AuthService\/Logout$/;
+  await page.route(logoutCall, async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.getByRole('button', { name: /Account menu/ }).click();
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await expect(page.getByRole('heading', { name: 'Log in' })).toBeVisible();
+  await expect(page.getByText('Logging you out…')).toBeVisible();
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(PASSWORD);
+  const submit = page.getByRole('button', { name: 'Log in', exact: true });
+  await expect(submit).toBeDisabled();
+  await page.getByLabel('Password').press('Enter'); // implicit submission is held back too
+  await checkA11y(page, 'login-while-logging-out');
+  await shot(page, info, 'login-while-logging-out');
+  await expect(page).toHaveURL(/\/login$/);
+
+  release();
+  await expect(page.getByText('Logging you out…')).toHaveCount(0);
+  await expect(page.getByRole('link', { name: 'Sign up' })).toBeVisible(); // the old session is over
+  await submit.click();
+  await expect(page.getByRole('heading', { name: 'Dashboard', level: 1 })).toBeVisible();
+  await page.unroute(logoutCall);
+  // The Logout's answer clears the refresh cookie: it came first, so the new session's cookie outlives a reload.
+  await page.reload();
+  await expect(page.getByRole('heading', { name: 'Dashboard', level: 1 })).toBeVisible();
+  await expect(page).toHaveURL(/\/dashboard$/);
+});

@@ -218,6 +218,12 @@ export class FakeAuth {
   mfa = false;
   /** The next GetMe waits for this before checking its token (a slow call overtaken by a refresh). */
   holdNextGetMe?: Promise<void>;
+  /** The next Logout waits for this before it ends the session (a slow Logout; a login may be typed meanwhile). */
+  holdNextLogout?: Promise<void>;
+  /** The next Logout fails with this (after its hold), ending nothing. */
+  failNextLogout?: ConnectError;
+  /** "login <access token>" and "logout" as the server handled them, in order. */
+  events: string[] = [];
   private n = 0;
 
   private issue(): ReturnType<typeof create<typeof LoginResponseSchema>> {
@@ -238,11 +244,11 @@ export class FakeAuth {
         this.loginHeaders.push(ctx.requestHeader.get("x-flowdock-cookie-session"));
         if (req.password !== "pw") throw new ConnectError("wrong email or password", Code.Unauthenticated);
         if (this.mfa) return { mfaRequired: true, mfaToken: "mfa1" };
-        return this.issue();
+        return this.newSession();
       },
       loginTotp: (req) => {
         if (req.mfaToken !== "mfa1" || req.code !== "123456") throw new ConnectError("bad code", Code.Unauthenticated);
-        return this.issue();
+        return this.newSession();
       },
       refresh: async (req, ctx) => {
         this.refreshCalls.push({ token: req.refreshToken, cookieHeader: ctx.requestHeader.get("x-flowdock-cookie-session") });
@@ -254,9 +260,17 @@ export class FakeAuth {
         }
         return this.issue();
       },
-      logout: (_req, ctx) => {
+      logout: async (_req, ctx) => {
         this.logoutHeaders.push(ctx.requestHeader.get("x-flowdock-cookie-session"));
+        const hold = this.holdNextLogout;
+        this.holdNextLogout = undefined;
+        if (hold) await hold;
+        const failure = this.failNextLogout;
+        this.failNextLogout = undefined;
+        if (failure) throw failure;
         this.checkAccess(ctx.requestHeader.get("authorization"));
+        this.events.push("logout");
+        // Every token dies and the answer clears the cookie: whatever session the browser holds by then is gone.
         this.validAccess.clear();
         this.refuseRefresh = true;
         return {};
@@ -269,6 +283,14 @@ export class FakeAuth {
         return { id: "user-1", email: "a@example.com", displayName: who };
       },
     });
+  }
+
+  /** A login's answer: a new session, and a new cookie (a refresh works again after a logout). */
+  private newSession(): ReturnType<typeof create<typeof LoginResponseSchema>> {
+    const resp = this.issue();
+    this.refuseRefresh = false;
+    this.events.push(`login ${resp.accessToken}`);
+    return resp;
   }
 
   private checkAccess(header: string | null): string {

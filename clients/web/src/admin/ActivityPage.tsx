@@ -1,12 +1,11 @@
-import { useInfiniteQuery, useQuery } from '@tanstack/react-query';
+import { useQuery } from '@tanstack/react-query';
 import { useId, useState, type FormEvent } from 'react';
 import { Link, useSearchParams } from 'react-router';
 import { api } from '../api';
-import type { ActivityQuery } from '../api/types';
-import { Alert, Button, Spinner, TextField } from '../components/ui';
-import { formatDate } from '../files/format';
+import type { ActivityEntry, ActivityQuery } from '../api/types';
+import { ActivityList } from '../components/ActivityList';
+import { Button, TextField } from '../components/ui';
 import { describeKind, KIND_PREFIXES } from '../dashboard/kinds';
-import { describeDevice } from '../settings/format';
 import { AdminFrame, adminError } from './common';
 import { parseRange } from './filters';
 
@@ -19,6 +18,31 @@ function Who({ id }: { id: string }) {
   if (!id) return <>someone not logged in</>;
   if (user.data) return <Link to={`/admin/users/${id}`}>{user.data.email}</Link>;
   return <span className="break-all">{id}</span>;
+}
+
+/** Who did it, and whose account it concerns when that is someone else. */
+function Parties({ entry }: { entry: ActivityEntry }) {
+  return (
+    <>
+      {' '}
+      · by <Who id={entry.actorId} />
+      {entry.subjectId && entry.subjectId !== entry.actorId ? (
+        <>
+          {' '}
+          · about <Who id={entry.subjectId} />
+        </>
+      ) : null}
+    </>
+  );
+}
+
+/** The kind in words, then as the server names it (what the Kind filter matches). */
+function KindTitle({ kind }: { kind: string }) {
+  return (
+    <>
+      {describeKind(kind)} <span className="text-sm font-normal text-slate-700">({kind})</span>
+    </>
+  );
 }
 
 /** Everyone's activity: filtered by account, kind and dates on the server, newest first, a page at a time. */
@@ -44,14 +68,6 @@ export default function ActivityPage() {
     kindPrefix: kind || undefined,
     ...(range.ok ? range.range : {}),
   };
-  const list = useInfiniteQuery({
-    queryKey: ['admin', 'activity', userId, kind, from, to],
-    queryFn: ({ pageParam }) => api.activity(query, pageParam),
-    initialPageParam: '',
-    getNextPageParam: (last) => last.nextPageToken || undefined,
-    retry: false,
-  });
-  const entries = list.data?.pages.flatMap((p) => p.items) ?? [];
 
   const apply = async (e: FormEvent) => {
     e.preventDefault();
@@ -162,41 +178,17 @@ export default function ActivityPage() {
           </Button>
         </div>
       </form>
-      {list.isPending ? (
-        <Spinner label="Loading activity…" />
-      ) : list.isError ? (
-        <Alert>{adminError(list.error)}</Alert>
-      ) : entries.length === 0 ? (
-        <p className="text-slate-700">Nothing matches these filters.</p>
-      ) : (
-        <ol aria-label="Activity" className="flex flex-col rounded-lg border border-slate-200 bg-white">
-          {entries.map((e) => (
-            <li key={e.id} data-testid="admin-activity-row" data-kind={e.kind} className="border-b border-slate-200 px-3 py-2 last:border-b-0">
-              <p className="font-medium">
-                {describeKind(e.kind)} <span className="text-sm font-normal text-slate-700">({e.kind})</span>
-              </p>
-              <p className="text-sm text-slate-700">
-                {formatDate(e.time)} · by <Who id={e.actorId} />
-                {e.subjectId && e.subjectId !== e.actorId ? (
-                  <>
-                    {' '}
-                    · about <Who id={e.subjectId} />
-                  </>
-                ) : null}
-                {e.ip ? ` · IP ${e.ip}` : ''}
-                {e.userAgent ? ` · ${describeDevice(e.userAgent)}` : ''}
-              </p>
-            </li>
-          ))}
-        </ol>
-      )}
-      {list.hasNextPage && (
-        <div>
-          <Button disabled={list.isFetchingNextPage} onClick={() => void list.fetchNextPage()}>
-            {list.isFetchingNextPage ? 'Loading…' : 'Show older'}
-          </Button>
-        </div>
-      )}
+      <ActivityList
+        queryKey={['admin', 'activity', userId, kind, from, to]}
+        fetchPage={(pageToken) => api.activity(query, pageToken)}
+        retry={false}
+        title={(e) => <KindTitle kind={e.kind} />}
+        parties={(e) => <Parties entry={e} />}
+        rowTestId="admin-activity-row"
+        empty="Nothing matches these filters."
+        describeFailure={adminError}
+        framed
+      />
     </AdminFrame>
   );
 }

@@ -8,10 +8,15 @@ import { Alert, Button, Spinner } from '../components/ui';
 import { formatDate } from '../files/format';
 import { AdminFrame, adminError } from './common';
 
+/** A label that stays one line and one height, so a row of them lines up at any width. */
+function Badge({ tone, children }: { tone: string; children: string }) {
+  return <span className={`inline-flex items-center rounded px-2 py-0.5 text-sm leading-5 whitespace-nowrap ${tone}`}>{children}</span>;
+}
+
 export function UserState({ user }: { user: AdminUser }) {
-  if (user.disabled) return <span className="rounded bg-red-100 px-2 py-0.5 text-sm text-red-900">Disabled</span>;
-  if (!user.emailVerified) return <span className="rounded bg-amber-100 px-2 py-0.5 text-sm text-amber-900">Email not confirmed</span>;
-  return <span className="rounded bg-green-100 px-2 py-0.5 text-sm text-green-900">Active</span>;
+  if (user.disabled) return <Badge tone="bg-red-100 text-red-900">Disabled</Badge>;
+  if (!user.emailVerified) return <Badge tone="bg-amber-100 text-amber-900">Email not confirmed</Badge>;
+  return <Badge tone="bg-green-100 text-green-900">Active</Badge>;
 }
 
 /** Accounts, searched by email or name, a page at a time (the server's page tokens; Previous keeps the ones seen). */
@@ -81,20 +86,22 @@ export default function UsersPage() {
               key={u.id}
               data-testid="user-row"
               data-email={u.email}
-              className="flex flex-wrap items-center gap-x-3 gap-y-1 border-b border-slate-200 px-3 py-2 last:border-b-0"
+              // Phone: email, name, then the badges on a line of their own from the left edge; wider: one line with
+              // the badges at the right.
+              className="flex flex-col items-start gap-1 border-b border-slate-200 px-3 py-2 last:border-b-0 sm:flex-row sm:flex-wrap sm:items-center sm:gap-x-3"
             >
-              <Link to={`/admin/users/${u.id}`} className="min-w-0 font-medium break-all">
+              <Link to={`/admin/users/${u.id}`} className="max-w-full min-w-0 font-medium break-all">
                 {u.email}
               </Link>
               {u.displayName && (
-                <span className="text-sm text-slate-700">
+                <span className="max-w-full text-sm break-words text-slate-700">
                   <SafeName name={u.displayName} />
                 </span>
               )}
-              <span className="ml-auto flex flex-wrap items-center gap-2 text-sm text-slate-700">
-                {u.admin && <span className="rounded bg-blue-100 px-2 py-0.5 text-blue-900">Administrator</span>}
+              <span data-testid="user-badges" className="flex flex-wrap items-center gap-2 text-sm text-slate-700 sm:ml-auto">
+                {u.admin && <Badge tone="bg-blue-100 text-blue-900">Administrator</Badge>}
                 <UserState user={u} />
-                <span>Since {formatDate(u.created)}</span>
+                <span className="leading-5 whitespace-nowrap">Since {formatDate(u.created)}</span>
               </span>
             </li>
           ))}

@@ -1,5 +1,5 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { useEffect, useRef, useState, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
 import { Link, NavLink, Navigate, Outlet, useLocation, useNavigate } from 'react-router';
 import { api } from '../api';
 import { formatBytes } from '../upload/queue';
@@ -168,9 +168,9 @@ function UserMenu() {
             onClick={async () => {
               uploads.cancelAll();
               // Leave the signed-in pages first: ending the session under them would also send this tab to
-              // /login?next=… (RequireAuth), a second navigation racing whatever is typed into the first.
-              await navigate('/login');
-              await logout();
+              // /login?next=… (RequireAuth), a second navigation racing whatever is typed into the first. The
+              // store counts the logout as in flight from now on, so Log in waits for it to end.
+              await logout(() => navigate('/login'));
               queryClient.clear();
             }}
           >
@@ -208,14 +208,24 @@ function HeaderSearch() {
   );
 }
 
+/** One part of the quota's breakdown, kept whole: the line breaks between parts, never inside "0 B". */
+function Part({ children }: { children: ReactNode }) {
+  return (
+    <span className="whitespace-nowrap" data-testid="quota-part">
+      {children}
+    </span>
+  );
+}
+
 export function QuotaBar() {
   const { data, isError } = useQuery({ queryKey: ['quota'], queryFn: () => api.quota() });
   if (isError) return <p className="text-sm text-slate-700">Storage use unavailable</p>;
   if (!data) return <p className="text-sm text-slate-700">Loading storage use…</p>;
   const used = data.used + data.reserved;
   const percent = data.limit > 0 ? Math.min(100, Math.round((used / data.limit) * 100)) : 0;
+  const summary = `${formatBytes(data.used)} of ${data.limit > 0 ? formatBytes(data.limit) : 'unlimited'} used`;
   return (
-    <div className="flex flex-col gap-1 text-sm text-slate-800" data-testid="quota">
+    <div className="flex min-w-0 flex-col gap-1 text-sm text-slate-800" data-testid="quota">
       <div
         role="progressbar"
         aria-label="Storage used"
@@ -227,12 +237,17 @@ export function QuotaBar() {
         {/* Set through the CSSOM by React, which a CSP without 'unsafe-inline' allows. */}
         <div className={`h-full ${percent > 90 ? 'bg-red-700' : 'bg-blue-700'}`} style={{ width: `${percent}%` }} />
       </div>
-      <p>
-        {formatBytes(data.used)} of {data.limit > 0 ? formatBytes(data.limit) : 'unlimited'} used
+      {/* One line at any width: cut with an ellipsis (the whole sentence on hover) rather than wrapped mid-amount. */}
+      <p className="truncate" title={summary}>
+        {summary}
       </p>
       <p className="text-xs text-slate-700">
-        Includes trash {formatBytes(data.trash)} and old versions {formatBytes(data.versions)}
-        {data.reserved > 0 ? `; ${formatBytes(data.reserved)} held by uploads` : ''}
+        Includes <Part>trash {formatBytes(data.trash)}</Part> and <Part>old versions {formatBytes(data.versions)}</Part>
+        {data.reserved > 0 ? (
+          <>
+            ; <Part>{formatBytes(data.reserved)} held by uploads</Part>
+          </>
+        ) : null}
       </p>
     </div>
   );

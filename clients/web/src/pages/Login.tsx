@@ -9,10 +9,14 @@ import { PageTitle, TotpStep, safeNext } from './common';
 
 function OidcButtons({ next }: { next: string }) {
   const { data } = useQuery({ queryKey: ['oidc-providers'], queryFn: () => api.oidcProviders(), staleTime: 60_000 });
+  const loggingOut = useAuth((s) => s.loggingOut);
+  const loggedOut = useAuth((s) => s.loggedOut);
   const [error, setError] = useState<unknown>();
   if (!data || data.length === 0) return null;
   const start = async (provider: string) => {
     try {
+      // Leaving the page mid-Logout could drop its answer after the server ended the session: let it land first.
+      await loggedOut();
       sessionStorage.setItem('flowdock.oidc-next', next); // a return path, not a credential
       window.location.assign(await api.startOidc(provider, `${window.location.origin}/oauth/callback`));
     } catch (err) {
@@ -24,7 +28,7 @@ function OidcButtons({ next }: { next: string }) {
       <p className="text-center text-sm text-slate-700">or</p>
       {error ? <Alert>{describeError(error)}</Alert> : null}
       {data.map((provider) => (
-        <Button key={provider} onClick={() => void start(provider)}>
+        <Button key={provider} disabled={loggingOut} onClick={() => void start(provider)}>
           Continue with {provider}
         </Button>
       ))}
@@ -37,6 +41,9 @@ export default function Login() {
   const next = safeNext(params.get('next'));
   const navigate = useNavigate();
   const signedIn = useAuth((s) => s.signedIn);
+  const login = useAuth((s) => s.login);
+  // Log out shows this page before the server has ended the session: a login waits until it has.
+  const loggingOut = useAuth((s) => s.loggingOut);
   const expired = useAuth((s) => s.expired) || params.get('expired') === '1';
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
@@ -55,9 +62,10 @@ export default function Login() {
     setBusy(true);
     setError(undefined);
     try {
-      const outcome = await api.login(email.trim(), password);
+      // The store waits for a Log out in flight, then signs in (unless a second factor is asked for).
+      const outcome = await login(email.trim(), password);
       if (outcome.kind === 'mfa') setMfaToken(outcome.mfaToken);
-      else await finish();
+      else void navigate(next, { replace: true });
     } catch (err) {
       setError(err);
     } finally {
@@ -78,6 +86,7 @@ export default function Login() {
     <div className="flex flex-col gap-4">
       <PageTitle>Log in</PageTitle>
       {expired && !error && <Alert kind="info">Your session has ended. Please log in again.</Alert>}
+      {loggingOut && <Alert kind="info">Logging you out…</Alert>}
       {mfaToken ? (
         <TotpStep mfaToken={mfaToken} onDone={() => void finish()} />
       ) : (
@@ -118,7 +127,7 @@ export default function Login() {
               value={password}
               onChange={(e) => setPassword(e.target.value)}
             />
-            <Button type="submit" variant="primary" disabled={busy || !email.trim() || !password}>
+            <Button type="submit" variant="primary" disabled={busy || loggingOut || !email.trim() || !password}>
               {busy ? 'Logging in…' : 'Log in'}
             </Button>
           </form>

@@ -2,6 +2,7 @@ import { useState, type FormEvent } from 'react';
 import { Link } from 'react-router';
 import { api } from '../api';
 import { describeError, fieldError } from '../api/errors';
+import { useAuth } from '../auth/store';
 import { Alert, Button, TextField } from '../components/ui';
 import { PageTitle } from './common';
 
@@ -38,12 +39,16 @@ export default function SignUp() {
   const [error, setError] = useState<unknown>();
   const [busy, setBusy] = useState(false);
   const [done, setDone] = useState(false);
+  // Log out shows Log in (one click from here) before the server has ended the session: let it end first.
+  const loggingOut = useAuth((s) => s.loggingOut);
+  const loggedOut = useAuth((s) => s.loggedOut);
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     setBusy(true);
     setError(undefined);
     try {
+      await loggedOut();
       await api.register(email.trim(), password, name.trim());
       setDone(true);
     } catch (err) {
@@ -105,7 +110,7 @@ export default function SignUp() {
           error={passwordError ? `Password ${passwordError.charAt(0).toLowerCase()}${passwordError.slice(1)}` : undefined}
           hint={<PasswordRules password={password} />}
         />
-        <Button type="submit" variant="primary" disabled={busy}>
+        <Button type="submit" variant="primary" disabled={busy || loggingOut}>
           {busy ? 'Creating…' : 'Sign up'}
         </Button>
       </form>

@@ -1,10 +1,8 @@
-import { useInfiniteQuery } from '@tanstack/react-query';
 import { useId, useState } from 'react';
 import { api } from '../api';
-import { Alert, Button, Spinner } from '../components/ui';
-import { formatDate } from '../files/format';
+import { ActivityList } from '../components/ActivityList';
 import { Section, settingsError } from './common';
-import { ACTIVITY_FILTERS, activityQuery, describeActivity, describeDevice, type ActivityFilter } from './format';
+import { ACTIVITY_FILTERS, activityQuery, describeActivity, type ActivityFilter } from './format';
 
 /** The activity log about this account, newest first, a page at a time. */
 export function ActivitySection() {
@@ -17,14 +15,6 @@ export function ActivitySection() {
   const [to, setTo] = useState('');
   // The server filters (kind prefixes, a time range) before paging: every page holds matching entries only.
   const query = activityQuery(filter, from, to);
-  const list = useInfiniteQuery({
-    queryKey: ['my-activity', filter, from, to],
-    queryFn: ({ pageParam }) => api.myActivity(pageParam, query.query),
-    initialPageParam: '',
-    getNextPageParam: (last) => last.nextPageToken || undefined,
-    enabled: !query.error,
-  });
-  const entries = list.data?.pages.flatMap((p) => p.items) ?? [];
   return (
     <Section title="My activity" testId="settings-activity">
       <p className="text-sm text-slate-800">
@@ -81,32 +71,15 @@ export function ActivitySection() {
           )}
         </div>
       </div>
-      {query.error ? null : list.isPending ? (
-        <Spinner label="Loading activity…" />
-      ) : list.isError ? (
-        <Alert>{settingsError(list.error)}</Alert>
-      ) : entries.length === 0 ? (
-        <p className="text-sm text-slate-700">Nothing to show.</p>
-      ) : (
-        <ol aria-label="Activity" className="flex flex-col">
-          {entries.map((e) => (
-            <li key={e.id} data-testid="activity-row" className="border-b border-slate-200 py-2 last:border-b-0">
-              <p className="font-medium">{describeActivity(e.kind)}</p>
-              <p className="text-sm text-slate-700">
-                {formatDate(e.time)}
-                {e.ip ? ` · IP ${e.ip}` : ''}
-                {e.userAgent ? ` · ${describeDevice(e.userAgent)}` : ''}
-              </p>
-            </li>
-          ))}
-        </ol>
-      )}
-      {list.hasNextPage && (
-        <div>
-          <Button disabled={list.isFetchingNextPage} onClick={() => void list.fetchNextPage()}>
-            {list.isFetchingNextPage ? 'Loading…' : 'Show older'}
-          </Button>
-        </div>
+      {query.query && (
+        <ActivityList
+          queryKey={['my-activity', filter, from, to]}
+          fetchPage={(pageToken) => api.myActivity(pageToken, query.query)}
+          title={(e) => describeActivity(e.kind)}
+          rowTestId="activity-row"
+          empty="Nothing to show."
+          describeFailure={settingsError}
+        />
       )}
     </Section>
   );
