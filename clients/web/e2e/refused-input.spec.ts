@@ -257,6 +257,9 @@ test('no token in localStorage, sessionStorage or IndexedDB; the refresh cookie 
   // Logout clears the session: a reload does not bring it back.
   await page.getByRole('button', { name: /Account menu/ }).click();
   await page.getByRole('button', { name: 'Log out' }).click();
+  await expect(page.getByRole('heading', { name: 'Log in' })).toBeVisible();
+  // Log out shows this page before its call has answered: a reload now could cut the call off.
+  await expect(page.getByText('Logging you out…')).toHaveCount(0);
   await page.goto('/files');
   await expect(page.getByRole('heading', { name: 'Log in' })).toBeVisible();
 });
