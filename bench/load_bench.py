@@ -545,12 +545,14 @@ def table(args: argparse.Namespace, raw: dict[str, Any]) -> list[dict[str, str]]
     bound = args.rss_bound_mib
     window = raw["rss_window_s"]
     for name, g in raw["rss"].items():
+        # A verdict only for a soak: in a short run the first window is the ramp-up (buffers, pools and caches
+        # filling as the clients connect), not a leak; the row is still printed.
         row(
             f"rss_{name.replace(' ', '_').replace('-', '_')}",
             f"RSS {name}: median of the last {window:.0f} s - of the first {window:.0f} s",
             f"{g['growth_mib']:+.1f} MiB ({g['first_mib']:.0f} -> {g['last_mib']:.0f} MiB, peak {g['peak_mib']:.0f})",
-            f"<= {bound:g} MiB",
-            g["growth_mib"] <= bound,
+            f"<= {bound:g} MiB" if args.soak else f"(soak: <= {bound:g} MiB)",
+            g["growth_mib"] <= bound if args.soak else None,
         )
     return rows
 
