@@ -571,6 +571,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--db", default="", help="PostgreSQL base URL, e.g. postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--dir", default="", help="where the temp data goes (default: the system temp dir)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "load.json"), help="JSON result path")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (the services' logs) afterwards")
     args = parser.parse_args()
     if args.uploaders + args.list_users + args.listers > 250 * 250:
         parser.error("too many clients for the loopback addresses")
@@ -615,7 +616,10 @@ def main() -> None:
     finally:
         if mesh is not None:
             mesh.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            print(f"kept {base} (logs in data/logs/)", file=sys.stderr)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
         common.drop_bench_databases(args.db, db)
         if failure:
             print(f"load bench failed: {failure}", file=sys.stderr)
