@@ -25,7 +25,7 @@ def test_load_bench_runs_every_client_kind_and_samples_every_process(tmp_path: P
     out = tmp_path / "load.json"
     argv = [sys.executable, str(ROOT / "bench" / "load_bench.py"), "--dir", str(tmp_path), "--out", str(out)]
     argv += ["--soak", "6", "--uploaders", "2", "--upload-mb", "1", "--listers", "4", "--list-users", "2"]
-    argv += ["--entries", "5", "--sample-seconds", "0.5"]
+    argv += ["--entries", "5", "--sample-seconds", "0.5", "--token-seconds", "2"]  # clients log in again meanwhile
     result = subprocess.run(argv, capture_output=True, text=True, timeout=280, cwd=ROOT, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -47,5 +47,6 @@ def test_load_bench_runs_every_client_kind_and_samples_every_process(tmp_path: P
         assert re.search(r"[+-]\d+\.\d MiB", r["value"]) and r["target"] == "<= 64 MiB", r
         assert r["verdict"] in ("PASS", "MISS"), r
     assert report["raw"]["rss_samples"] >= 4
+    assert report["raw"]["logins"] >= 4  # the accounts logged in again (from their own addresses), no error
     # Everything the bench made is gone: its temp dir under --dir was removed.
     assert [p.name for p in tmp_path.iterdir()] == ["load.json"], (list(tmp_path.iterdir()), output)
