@@ -71,6 +71,25 @@ QUOTA_ACCOUNTS = Gauge(
     "flowdock_quota_accounts", "Accounts by the share of their quota used (used + reserved; sampled).", ["bucket"]
 )
 
+# -- storage_svc: scrubbing (labelled service="storage", so only storage exports them; at 0 from the start)
+
+SCRUB_BLOBS = Counter(
+    "flowdock_scrub_blobs_verified_total", "Blobs the background scrub authenticated (every segment).", ["service"]
+)
+SCRUB_BYTES = Counter(
+    "flowdock_scrub_bytes_verified_total", "Stored bytes the background scrub read and authenticated.", ["service"]
+)
+SCRUB_DAMAGED = Counter(
+    "flowdock_scrub_damaged_blobs_total",
+    "Blobs the background scrub found damaged or missing (DATA_LOSS), counted each time one is found.",
+    ["service"],
+)
+SCRUB_LAST_PASS = Gauge(
+    "flowdock_scrub_last_pass_timestamp_seconds",
+    "When the scrub last completed a pass over every blob (any replica or `flowdock scrub`; 0: none yet).",
+    ["service"],
+)
+
 # -- every service with a database
 
 OUTBOX_PENDING = Gauge(

@@ -124,7 +124,7 @@ class SessionCache:
         self.ttl = ttl
         self._max = max_entries
         self._answers: OrderedDict[str, tuple[bool, float]] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[bool]] = {}
+        self._pending: dict[str, asyncio.Future[bool]] = {}  # questions in flight, one per session
 
     async def active(self, sid: str) -> bool:
         now = time.monotonic()
@@ -132,22 +132,22 @@ class SessionCache:
         if cached is not None and now - cached[1] < self.ttl:
             return cached[0]
         pending = self._pending.get(sid)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending[sid] = future
+        if pending is None:
+            # The question runs as a task of its own, not in the first asker's: a caller cancelled meanwhile (its
+            # client went away) stops waiting, and the others sharing the question still get its answer (they
+            # used to be cancelled with it: one reset stream failed every concurrent call of that session).
+            pending = self._pending[sid] = asyncio.ensure_future(self._ask(sid))
+            # Retrieved here too: when every asker went away, its failure is not "never retrieved".
+            pending.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(pending)
+
+    async def _ask(self, sid: str) -> bool:
         try:
             asked_at = time.monotonic()
-            answer = bool(await self._check(sid))
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(errors.Unavailable("cannot check the session now; try again"))
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
-            raise errors.Unavailable("cannot check the session now; try again") from exc
-        else:
-            future.set_result(answer)
+            try:
+                answer = bool(await self._check(sid))
+            except Exception as exc:
+                raise errors.Unavailable("cannot check the session now; try again") from exc
             self._answers[sid] = (answer, asked_at)
             self._answers.move_to_end(sid)
             while len(self._answers) > self._max:

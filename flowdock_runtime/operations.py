@@ -1,5 +1,5 @@
 """Operator commands: `flowdock migrate`, `admin create-user`, `keys rotate-signing|rotate|status|rewrap|prune`,
-`fsck`, and `backup`/`restore` (flowdock_runtime.backup, in this process: they read the databases and the blob
+`fsck`, `scrub`, and `backup`/`restore` (flowdock_runtime.backup, in this process: they read the databases and the blob
 store themselves). The others run a service's own module (`python -m auth_svc.manage`, `storage_svc.keys`, ...)
 with the data folder, database and config file the service would get under `flowdock up`
 (flowdock_runtime.settings), so they work whether or not the system is running. They read configuration only: no
@@ -82,6 +82,13 @@ def _fsck(args: argparse.Namespace) -> int:
     return _run_module(args, "storage_svc.fsck", extra, private=False)
 
 
+def _scrub(args: argparse.Namespace) -> int:
+    extra = [*(["--all"] if args.all else []), *(["--no-progress"] if args.no_progress else [])]
+    if args.bytes_per_second is not None:
+        extra += ["--bytes-per-second", str(args.bytes_per_second)]
+    return _run_module(args, "storage_svc.scrub", extra, private=False)
+
+
 def add_commands(sub: Any) -> None:
     m = sub.add_parser(
         "migrate", help="apply database migrations", description="Create or upgrade every service's database."
@@ -133,6 +140,20 @@ def add_commands(sub: Any) -> None:
     fsck.add_argument("--deep", action="store_true", help="decrypt and authenticate every blob")
     fsck.add_argument("--repair", action="store_true", help="delete orphans older than an hour")
     fsck.set_defaults(func=_fsck)
+
+    scrub = sub.add_parser(
+        "scrub",
+        help="authenticate stored blobs now (the background scrub's pass, at once)",
+        description="Decrypt and authenticate every segment of the stored blobs from the scrub's saved position to "
+        "the end of its pass (--all: a new pass over every blob), at FLOWDOCK_STORAGE_SCRUB_BYTES_PER_SECOND, "
+        "sharing the lease of the storage replicas' background scrub. Damage is logged as DATA_LOSS, listed, and "
+        "recorded in the owner's activity. Exit code 1 when damage was found.",
+    )
+    add_server_options(scrub)
+    scrub.add_argument("--all", action="store_true", help="a new pass over every blob")
+    scrub.add_argument("--bytes-per-second", type=int, help="read budget for this run")
+    scrub.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scrub.set_defaults(func=_scrub)
 
     add_backup_commands(sub)
 

@@ -29,6 +29,8 @@ from storage_svc.domain import (
     Node,
     OnConflict,
     OrderBy,
+    ScrubState,
+    StoredBlob,
     TrashEntry,
     Upload,
     UploadState,
@@ -116,6 +118,21 @@ uploads = sa.Table(
     sa.Column("failure", sa.String(1024), nullable=False, server_default=""),
     sa.Column("creator_id", sa.String(80), nullable=False, server_default=""),
 )
+
+#: Where the scrub is and who holds its lease: one row (id "blobs"), created by migration 0006.
+scrub_state = sa.Table(
+    "scrub_state",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("position", sa.String(64), nullable=False, server_default=""),
+    sa.Column("pass_started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_pass_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("credit", sa.Float, nullable=False, server_default="0"),
+    sa.Column("ticked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("holder", sa.String(32), nullable=True),
+    sa.Column("holder_until", sa.DateTime(timezone=True), nullable=True),
+)
+SCRUB_ROW = "blobs"
 
 LIVE = nodes.c.trashed_at.is_(None)
 
@@ -913,6 +930,121 @@ class SqlUploads:
         await self.s.execute(uploads.delete().where(uploads.c.owner_id == owner_id))
 
 
+def _scrub_state(row: Any) -> ScrubState:
+    return ScrubState(
+        position=row.position,
+        pass_started_at=_aware(row.pass_started_at) if row.pass_started_at else None,
+        last_pass_at=_aware(row.last_pass_at) if row.last_pass_at else None,
+        credit=float(row.credit),
+        ticked_at=_aware(row.ticked_at) if row.ticked_at else None,
+        holder=row.holder,
+        holder_until=_aware(row.holder_until) if row.holder_until else None,
+    )
+
+
+_STORED_BLOB = (
+    sa.select(
+        versions.c.blob_id,
+        versions.c.id.label("version_id"),
+        versions.c.node_id,
+        versions.c.owner_id,
+        sa.func.coalesce(nodes.c.name, "").label("name"),
+        versions.c.size,
+    )
+    .select_from(versions.outerjoin(nodes, nodes.c.id == versions.c.node_id))
+    .order_by(versions.c.blob_id)
+)
+
+
+class SqlScrubs:
+    """The scrub's row (position, pass times, credit, lease) and the version rows it walks by blob id."""
+
+    def __init__(self, s: AsyncConnection) -> None:
+        self.s = s
+
+    async def state(self) -> ScrubState:
+        row = (await self.s.execute(sa.select(scrub_state).where(scrub_state.c.id == SCRUB_ROW))).first()
+        return _scrub_state(row) if row else ScrubState()
+
+    async def claim(self, token: str, until: datetime, now: datetime) -> ScrubState | None:
+        free = sa.or_(scrub_state.c.holder.is_(None), scrub_state.c.holder_until < now, scrub_state.c.holder == token)
+        row = (
+            await self.s.execute(
+                scrub_state.update()
+                .where(scrub_state.c.id == SCRUB_ROW, free)
+                .values(holder=token, holder_until=until)
+                .returning(*scrub_state.c)
+            )
+        ).first()
+        return _scrub_state(row) if row else None
+
+    async def take_over(self, old_token: str, token: str, until: datetime) -> ScrubState | None:
+        # Compare and swap on the old token: of two replicas that both found the holder gone, one wins.
+        row = (
+            await self.s.execute(
+                scrub_state.update()
+                .where(scrub_state.c.id == SCRUB_ROW, scrub_state.c.holder == old_token)
+                .values(holder=token, holder_until=until)
+                .returning(*scrub_state.c)
+            )
+        ).first()
+        return _scrub_state(row) if row else None
+
+    async def save(self, token: str, state: ScrubState, until: datetime) -> bool:
+        result = await self.s.execute(
+            scrub_state.update()
+            .where(scrub_state.c.id == SCRUB_ROW, scrub_state.c.holder == token)
+            .values(
+                position=state.position,
+                pass_started_at=state.pass_started_at,
+                last_pass_at=state.last_pass_at,
+                credit=state.credit,
+                ticked_at=state.ticked_at,
+                holder_until=until,
+            )
+        )
+        return bool(result.rowcount)
+
+    async def release(self, token: str) -> None:
+        await self.s.execute(
+            scrub_state.update()
+            .where(scrub_state.c.id == SCRUB_ROW, scrub_state.c.holder == token)
+            .values(holder=None, holder_until=None)
+        )
+
+    async def blobs_after(self, position: str, limit: int) -> list[StoredBlob]:
+        rows = await self.s.execute(_STORED_BLOB.where(versions.c.blob_id > position).limit(limit))
+        return [StoredBlob(*row) for row in rows]
+
+    async def blob(self, blob_id: str) -> StoredBlob | None:
+        row = (await self.s.execute(_STORED_BLOB.where(versions.c.blob_id == blob_id).limit(1))).first()
+        return StoredBlob(*row) if row else None
+
+    async def count(self, after: str = "") -> int:
+        q = sa.select(sa.func.count()).select_from(versions).where(versions.c.blob_id > after)
+        return int((await self.s.execute(q)).scalar_one())
+
+
+class ScrubMetrics:
+    """ScrubMonitor on the process's Prometheus counters (flowdock_scrub_*)."""
+
+    def __init__(self, service: str = "storage") -> None:
+        self._blobs = metrics.SCRUB_BLOBS.labels(service)
+        self._bytes = metrics.SCRUB_BYTES.labels(service)
+        self._damaged = metrics.SCRUB_DAMAGED.labels(service)
+        self._last = metrics.SCRUB_LAST_PASS.labels(service)
+
+    def verified(self, blobs: int, stored_bytes: int) -> None:
+        self._blobs.inc(blobs)
+        self._bytes.inc(stored_bytes)
+
+    def damaged(self) -> None:
+        self._damaged.inc()
+
+    def pass_completed(self, at: datetime) -> None:
+        self._last.set(at.timestamp())
+
+
 class SqlUnitOfWork(db.SqlUnitOfWork):
     def _bind(self, session: AsyncConnection) -> None:
         # The listing read model builds on this module (its tables and keyset statements), so it is imported here,
@@ -925,6 +1057,7 @@ class SqlUnitOfWork(db.SqlUnitOfWork):
         self.quotas = SqlQuotas(session)
         self.link_drops = SqlLinkDrops(session)
         self.uploads = SqlUploads(session)
+        self.scrub = SqlScrubs(session)
 
     async def commit(self) -> None:
         await super().commit()
@@ -1035,7 +1168,8 @@ class ShareAccessPolicy:
 
 
 async def sample_gauges(engine: AsyncEngine, default_quota_bytes: int) -> None:
-    """Refresh storage's sampled gauges: open and finishing uploads, accounts by quota use (two GROUP BYs)."""
+    """Refresh storage's sampled gauges: open and finishing uploads, accounts by quota use (two GROUP BYs), and
+    when the scrub last completed a pass."""
     taken = quotas.c.used_bytes + quotas.c.reserved_bytes
     limit = sa.func.coalesce(quotas.c.limit_bytes, default_quota_bytes)
     bucket = sa.case(
@@ -1051,6 +1185,11 @@ async def sample_gauges(engine: AsyncEngine, default_quota_bytes: int) -> None:
         states = {str(row[0]): int(row[1]) for row in by_state}
         by_bucket = await conn.execute(sa.select(bucket, sa.func.count()).group_by(bucket))
         buckets = {str(row[0]): int(row[1]) for row in by_bucket}
+        last_pass = (
+            await conn.execute(sa.select(scrub_state.c.last_pass_at).where(scrub_state.c.id == SCRUB_ROW))
+        ).scalar()
+    if last_pass is not None:  # any replica's pass, or `flowdock scrub`'s: the database knows, not this process
+        metrics.SCRUB_LAST_PASS.labels("storage").set(_aware(last_pass).timestamp())
     for state in (UploadState.OPEN, UploadState.FINISHING):
         metrics.UPLOADS_ACTIVE.labels(state.value).set(states.get(state.value, 0))
     for name in metrics.QUOTA_BUCKETS:

@@ -20,12 +20,13 @@ import asyncio
 import collections
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -767,28 +768,58 @@ class EncryptedBlobStore:
         finally:
             os.close(src.fd)
 
-    async def verify(self, blob_id: str) -> int:
-        """Authenticate every segment; returns the plaintext size, DataLoss if anything is damaged."""
+    def _verify_units(self, src: _Source) -> Iterator[Callable[[], int]]:
+        """One step per unit of ~1 MiB: each authenticates its segments and returns the stored bytes it read."""
+        seg = src.header.segment_size
+        unit = max(1, _IO_TARGET // seg) * seg
+        plain = memoryview(bytearray(min(unit, src.size)))
+        stored = memoryview(bytearray(unit // seg * env.stride(seg)))
+
+        def check(pos: int) -> int:
+            n = min(unit, src.size - pos)
+            first, stop = self._span(src, pos, n)
+            ct = stored[: max(0, stop - first) * env.stride(seg)]
+            if _pread_exact(src.fd, ct, env.segment_offset(seg, first)) < len(ct):
+                raise env.damaged("truncated")
+            self._open_range(src, pos, plain[:n], ct)
+            return len(ct)
+
+        for pos in range(0, src.size, unit):
+            yield functools.partial(check, pos)
+
+    async def verify(self, blob_id: str, pace: Callable[[int], Awaitable[None]] | None = None) -> int:
+        """Authenticate every segment; returns the plaintext size, DataLoss if anything is damaged.
+
+        Without `pace` (fsck) the whole blob is checked in one worker-thread call. With it (the scrub) each unit of
+        ~1 MiB is its own thread call and `await pace(stored bytes read)` runs between units, so a large blob never
+        holds a thread or the disk for long and the caller's byte budget applies inside a blob too."""
 
         def verify() -> int:
             src = self._open_blob(blob_id)
             try:
-                seg = src.header.segment_size
-                unit = max(1, _IO_TARGET // seg) * seg
-                plain = memoryview(bytearray(min(unit, src.size)))
-                stored = memoryview(bytearray(unit // seg * env.stride(seg)))
-                for pos in range(0, src.size, unit):
-                    n = min(unit, src.size - pos)
-                    first, stop = self._span(src, pos, n)
-                    ct = stored[: max(0, stop - first) * env.stride(seg)]
-                    if _pread_exact(src.fd, ct, env.segment_offset(seg, first)) < len(ct):
-                        raise env.damaged("truncated")
-                    self._open_range(src, pos, plain[:n], ct)
+                for step in self._verify_units(src):
+                    step()
                 return src.size
             finally:
                 os.close(src.fd)
 
-        return await self._run(verify)
+        if pace is None:
+            return await self._run(verify)
+        src = await self._run(self._open_blob, blob_id)
+        try:
+            await pace(HEADER_SIZE + OVERHEAD + src.size - src.last * src.header.segment_size)  # read when opened
+            for step in self._verify_units(src):
+                job = asyncio.ensure_future(self._run(step))
+                try:
+                    n = await asyncio.shield(job)
+                finally:
+                    if not job.done():  # cancelled: let the thread finish with the file before it is closed
+                        with contextlib.suppress(BaseException):
+                            await job
+                await pace(n)
+            return src.size
+        finally:
+            os.close(src.fd)
 
     async def link(self, src_blob_id: str, dst_blob_id: str) -> None:
         """dst shares src's immutable content (a hard link: same data key, rotated together)."""

@@ -20,12 +20,12 @@ from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.incarnation import PROCESS
 from flowdock_kernel.server import Service
 from flowdock_kernel.wire import add_servicer
-from storage_svc.adapters import HmacUrlSigner, ShareAccessPolicy, SqlUnitOfWork, sample_gauges
+from storage_svc.adapters import HmacUrlSigner, ScrubMetrics, ShareAccessPolicy, SqlUnitOfWork, sample_gauges
 from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
 from storage_svc.scanner import ClamdScanner, DisabledScanner
 from storage_svc.servicer import PublicLinkServicer, StorageAdminServicer, StorageServicer
-from storage_svc.usecases import Access, Downloads, Housekeeping, Limits, PublicLinks, Tree, Uploads
+from storage_svc.usecases import Access, Downloads, Housekeeping, Limits, PublicLinks, Scrubber, Tree, Uploads
 
 NAME = "storage"
 log = logging.getLogger("flowdock.storage")
@@ -124,6 +124,15 @@ async def build(config: StorageConfig) -> Service:
     )
     links = PublicLinks(uow=uow, access=access, events=outbox, limits=limits)
     housekeeper = Housekeeping(uow=uow, blobs=blobs, tree=tree, uploads=uploads, limits=limits, clock=clock)
+    scrubber = Scrubber(
+        uow=uow,
+        blobs=blobs,
+        clock=clock,
+        holders=PROCESS,  # a replica that died mid-round has its scrub lease taken over at once, as upload leases
+        monitor=ScrubMetrics(NAME),
+        fraction_per_day=config.storage_scrub_fraction_per_day,
+        bytes_per_second=config.storage_scrub_bytes_per_second,
+    )
 
     def register(server: grpc.aio.Server) -> None:
         # add_servicer: as the generated functions register, but the methods marked `wire.serialised` (listings,
@@ -143,6 +152,9 @@ async def build(config: StorageConfig) -> Service:
 
     async def housekeeping() -> None:
         await housekeeper.run(config.storage_housekeeping_seconds)
+
+    async def scrub() -> None:
+        await scrubber.run(config.storage_scrub_seconds)
 
     async def deliver_audit_events() -> None:
         await outbox.adopt(config.data_dir / "outbox" / "audit-storage.db")  # events queued by an earlier version
@@ -177,5 +189,10 @@ async def build(config: StorageConfig) -> Service:
         internal_callers=INTERNAL_CALLERS,
         keys=remote_signing_keys(auth, config.jwks_refresh_seconds),
         on_stop=[close],
-        background=[housekeeping, deliver_audit_events, metrics.sampler(NAME, samples)],
+        background=[
+            housekeeping,
+            deliver_audit_events,
+            metrics.sampler(NAME, samples),
+            *([scrub] if config.storage_scrub_fraction_per_day > 0 else []),
+        ],
     )

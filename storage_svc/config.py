@@ -102,6 +102,24 @@ class StorageConfig(CommonConfig):
     storage_housekeeping_seconds: float = setting(
         300.0, "How often expired uploads, stalled finishes and old trash are cleaned up.", check=positive
     )
+    storage_scrub_fraction_per_day: float = setting(
+        1 / 30,
+        "Share of the stored blobs the scrub authenticates per day (every segment decrypted, in the background): "
+        "1/30 checks every blob about monthly; 0 switches the scrub off. Damage is counted in "
+        "flowdock_scrub_damaged_blobs_total, logged as DATA_LOSS and recorded in the owner's activity.",
+        check=non_negative,
+    )
+    storage_scrub_bytes_per_second: int = setting(
+        16 * MiB,
+        "Read budget of the scrub in stored bytes per second (one replica scrubs at a time): it sleeps after each "
+        "read so it never takes the disk from users.",
+        check=positive,
+    )
+    storage_scrub_seconds: float = setting(
+        60.0,
+        "How often the scrub wakes up to verify the blobs its share per day has come to since its last round.",
+        check=positive,
+    )
     storage_keyring_path: str = setting(
         "",
         "JSON file of the key-encryption keys that wrap every file's data key (mode 0600). Empty: "

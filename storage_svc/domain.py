@@ -65,6 +65,34 @@ class Node:
 
 
 @dataclass(frozen=True)
+class StoredBlob:
+    """A version's blob as the scrub visits them (by blob id), with what an operator and the owner need to know
+    when it is damaged: which file, which version, whose."""
+
+    blob_id: str
+    version_id: str
+    node_id: str
+    owner_id: str
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ScrubState:
+    """Where the scrub is (one row for the installation, shared by every replica): the last blob id verified in
+    the current pass ("" before its first blob), when that pass began and the last one ended, the blobs it is owed
+    (its share per day accrues as `credit` between rounds) and who holds its lease."""
+
+    position: str = ""
+    pass_started_at: datetime | None = None
+    last_pass_at: datetime | None = None
+    credit: float = 0.0
+    ticked_at: datetime | None = None
+    holder: str | None = None
+    holder_until: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Version:
     """One stored content of a file; the node points at the current one."""
 

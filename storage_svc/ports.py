@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -15,6 +15,8 @@ from storage_svc.domain import (
     LinkScope,
     Node,
     OrderBy,
+    ScrubState,
+    StoredBlob,
     TrashEntry,
     Upload,
     UploadState,
@@ -212,6 +214,44 @@ class Uploads(Protocol):
     async def delete_owner(self, owner_id: str) -> None: ...
 
 
+class Scrubs(Protocol):
+    """The scrub's position and lease (one row, shared by every replica) and the blobs it walks, by blob id."""
+
+    async def state(self) -> ScrubState: ...
+    async def claim(self, token: str, until: datetime, now: datetime) -> ScrubState | None:
+        """Take the lease if it is free, lapsed or already `token`'s (atomically); the state, or None."""
+        ...
+
+    async def take_over(self, old_token: str, token: str, until: datetime) -> ScrubState | None:
+        """Move the lease from `old_token` (a holder that is gone) to `token`, if `old_token` still holds it."""
+        ...
+
+    async def save(self, token: str, state: ScrubState, until: datetime) -> bool:
+        """Record position, pass times and credit (renewing the lease) if `token` still holds the lease."""
+        ...
+
+    async def release(self, token: str) -> None: ...
+    async def blobs_after(self, position: str, limit: int) -> list[StoredBlob]:
+        """Up to `limit` versions' blobs with a blob id above `position`, in blob id order."""
+        ...
+
+    async def blob(self, blob_id: str) -> StoredBlob | None:
+        """The version holding `blob_id`, if it still exists."""
+        ...
+
+    async def count(self, after: str = "") -> int:
+        """Blobs (version rows) with a blob id above `after`."""
+        ...
+
+
+class ScrubMonitor(Protocol):
+    """What the scrub reports as it goes (metrics): blobs and bytes verified, damage found, passes completed."""
+
+    def verified(self, blobs: int, stored_bytes: int) -> None: ...
+    def damaged(self) -> None: ...
+    def pass_completed(self, at: datetime) -> None: ...
+
+
 class LeaseHolders(Protocol):
     """Tokens for writer leases that name their holder, and whether a holder is provably gone (its process ended),
     so its lease can be taken over at once instead of lapsing (flowdock_kernel.incarnation)."""
@@ -246,6 +286,8 @@ class UnitOfWork(Protocol):
     def read_only(self) -> bool: ...
     @property
     def listings(self) -> Listings: ...
+    @property
+    def scrub(self) -> Scrubs: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
@@ -285,7 +327,11 @@ class BlobStore(Protocol):
     async def link(self, src_blob_id: str, dst_blob_id: str) -> None: ...
     async def delete(self, blob_id: str) -> None: ...
     def list_blobs(self) -> Iterator[tuple[str, int]]: ...
-    async def verify(self, blob_id: str) -> int: ...
+    async def verify(self, blob_id: str, pace: Callable[[int], Awaitable[None]] | None = None) -> int:
+        """Authenticate every segment; the plaintext size, DataLoss if anything is damaged or missing. With `pace`,
+        the blob is read a unit (~1 MiB) at a time and `await pace(stored bytes read)` runs between units (the
+        scrub's budget), so no worker thread is held for a whole large blob."""
+        ...
 
 
 class UrlSigner(Protocol):

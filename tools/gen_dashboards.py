@@ -129,7 +129,8 @@ DASHBOARDS = [
     Dashboard(
         "flowdock-service-health",
         "Service Health",
-        "Each process and dependency: scrape targets, Envoy's health checks, databases, clamd, outbox, pools, disk.",
+        "Each process and dependency: scrape targets, Envoy's health checks, databases, clamd, outbox, pools, disk, "
+        "scrub.",
         [
             Panel("Scrape targets up", [('up{job=~"auth|storage|share|gateway"}', "{{job}} {{instance}}")]),
             Panel(
@@ -172,6 +173,25 @@ DASHBOARDS = [
                 [("time() - flowdock_sample_timestamp_seconds", "{{service}}")],
                 SECONDS,
                 description="Seconds since each service refreshed its sampled gauges (every 10 s when healthy).",
+            ),
+            Panel(
+                "Scrub: damaged blobs found (1 h)",
+                [("sum(increase(flowdock_scrub_damaged_blobs_total[1h]))", "damaged")],
+                description="Stored blobs the background scrub found damaged or missing in the last hour (alert "
+                "FlowDockStoredDataDamaged; the storage log's DATA_LOSS lines name them).",
+            ),
+            Panel(
+                "Scrub: bytes verified / s",
+                [("sum(rate(flowdock_scrub_bytes_verified_total[5m]))", "read")],
+                BYTES_PS,
+                description="Stored bytes the scrub reads and authenticates (at most storage_scrub_bytes_per_second).",
+            ),
+            Panel(
+                "Scrub: time since the last complete pass",
+                [("time() - max(flowdock_scrub_last_pass_timestamp_seconds)", "age")],
+                SECONDS,
+                description="Every blob is checked once per pass (about 1 / storage_scrub_fraction_per_day days); "
+                "huge before the first pass ends.",
             ),
         ],
     ),

@@ -7,6 +7,7 @@
 - `downloads`: file downloads and signed download URLs (`Downloads`);
 - `links`: anonymous visitors of public links: listing, downloads, file drops (`PublicLinks`);
 - `housekeeping`: expiry, resumed finishes, the trash retention purge (`Housekeeping`);
+- `scrub`: the background verification of stored blobs, paced, resumable, one replica at a time (`Scrubber`);
 - `common`: the limits and paging helpers they share.
 
 storage_svc/bootstrap.py composes them; the servicer gets the ones it needs.
@@ -17,6 +18,7 @@ from storage_svc.usecases.common import DropLimits, Limits
 from storage_svc.usecases.downloads import Downloads
 from storage_svc.usecases.housekeeping import Housekeeping
 from storage_svc.usecases.links import PublicLinks
+from storage_svc.usecases.scrub import Scrubber, ScrubReport
 from storage_svc.usecases.tree import Tree
 from storage_svc.usecases.uploads import Uploads, UploadWriter
 
@@ -27,6 +29,8 @@ __all__ = [
     "Housekeeping",
     "Limits",
     "PublicLinks",
+    "ScrubReport",
+    "Scrubber",
     "Tree",
     "UploadWriter",
     "Uploads",

@@ -97,17 +97,19 @@ def test_keys_status_neither_asks_clamd_nor_binds_a_port(
         silent_clamd.accept()  # nobody knocked
 
 
-def test_migrate_and_fsck_neither_ask_clamd_nor_bind_a_port(
+def test_migrate_fsck_and_scrub_neither_ask_clamd_nor_bind_a_port(
     tmp_path: Path, hooked_env: dict[str, str], silent_clamd: socket.socket
 ) -> None:
     data = str(tmp_path / "data")
 
     migrated = flowdock(hooked_env, "migrate", "--data-dir", data)
     checked = flowdock(hooked_env, "fsck", "--data-dir", data)
+    scrubbed = flowdock(hooked_env, "scrub", "--all", "--no-progress", "--data-dir", data)
 
     assert migrated.returncode == 0, migrated.stderr
     assert "storage_svc: database up to date" in migrated.stdout
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert scrubbed.returncode == 0 and "verified 0 blobs" in scrubbed.stdout, scrubbed.stdout + scrubbed.stderr
     assert socket_log(hooked_env) == ""
     with pytest.raises(BlockingIOError):
         silent_clamd.accept()

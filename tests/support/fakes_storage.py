@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -37,6 +37,8 @@ from storage_svc.domain import (
     Node,
     OrderBy,
     ScanLimitExceeded,
+    ScrubState,
+    StoredBlob,
     TrashEntry,
     Upload,
     UploadState,
@@ -44,7 +46,7 @@ from storage_svc.domain import (
     Version,
 )
 from storage_svc.ports import ScanVerdict
-from storage_svc.usecases import Access, Downloads, Housekeeping, Limits, PublicLinks, Tree, Uploads
+from storage_svc.usecases import Access, Downloads, Housekeeping, Limits, PublicLinks, Scrubber, Tree, Uploads
 from tests.support.clock import FakeClock
 
 #: What the fake scanner calls a virus: content containing these bytes is infected.
@@ -82,6 +84,7 @@ class StorageState:
     # upload id -> the writer's lease token (the `writer` column)
     writers: dict[str, str] = field(default_factory=dict)
     events: list[RecordedEvent] = field(default_factory=list)
+    scrub: ScrubState = field(default_factory=ScrubState)
 
 
 class IntegrityError(Exception):
@@ -460,6 +463,53 @@ class FakeHolders:
         self.dead.add(token)
 
 
+class FakeScrubs:
+    """The scrub's row and the version rows by blob id; the lease as the SQL adapter's compare-and-swap."""
+
+    def __init__(self, state: StorageState) -> None:
+        self._s = state
+
+    async def state(self) -> ScrubState:
+        return self._s.scrub
+
+    async def claim(self, token: str, until: datetime, now: datetime) -> ScrubState | None:
+        st = self._s.scrub
+        if st.holder is None or (st.holder_until is not None and st.holder_until < now) or st.holder == token:
+            self._s.scrub = replace(st, holder=token, holder_until=until)
+            return self._s.scrub
+        return None
+
+    async def take_over(self, old_token: str, token: str, until: datetime) -> ScrubState | None:
+        if self._s.scrub.holder != old_token:
+            return None
+        self._s.scrub = replace(self._s.scrub, holder=token, holder_until=until)
+        return self._s.scrub
+
+    async def save(self, token: str, state: ScrubState, until: datetime) -> bool:
+        if self._s.scrub.holder != token:
+            return False
+        self._s.scrub = replace(state, holder=token, holder_until=until)
+        return True
+
+    async def release(self, token: str) -> None:
+        if self._s.scrub.holder == token:
+            self._s.scrub = replace(self._s.scrub, holder=None, holder_until=None)
+
+    def _stored(self, v: Version) -> StoredBlob:
+        node = self._s.nodes.get(v.node_id)
+        return StoredBlob(v.blob_id, v.id, v.node_id, v.owner_id, node.name if node else "", v.size)
+
+    async def blobs_after(self, position: str, limit: int) -> list[StoredBlob]:
+        found = sorted((v for v in self._s.versions.values() if v.blob_id > position), key=lambda v: v.blob_id)
+        return [self._stored(v) for v in found[:limit]]
+
+    async def blob(self, blob_id: str) -> StoredBlob | None:
+        return next((self._stored(v) for v in self._s.versions.values() if v.blob_id == blob_id), None)
+
+    async def count(self, after: str = "") -> int:
+        return sum(1 for v in self._s.versions.values() if v.blob_id > after)
+
+
 class FakeUploads:
     def __init__(self, state: StorageState) -> None:
         self._s = state
@@ -626,6 +676,7 @@ class FakeUnitOfWork:
         self.link_drops = FakeLinkDrops(self._work)
         self.uploads = FakeUploads(self._work)
         self.events = FakeEventLog(self._work)
+        self.scrub = FakeScrubs(self._work)
         return self
 
     async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
@@ -651,6 +702,9 @@ class FakeBlobStore:
         self.durable: dict[str, int] = {}
         self.blobs: dict[str, bytes] = {}
         self.syncs = 0
+        self.damaged: set[str] = set()  # blobs whose bytes no longer authenticate (`verify` and `read` say DataLoss)
+        self.unit = 1024  # bytes `verify` reads per step when paced
+        self.on_verify: Callable[[str], None] | None = None  # called as a blob's verification begins (tests)
 
     def _staged(self, upload_id: str) -> bytearray:
         found = self.staging.get(upload_id)
@@ -726,10 +780,18 @@ class FakeBlobStore:
     def list_blobs(self) -> Iterator[tuple[str, int]]:
         return iter(sorted((i, len(b)) for i, b in self.blobs.items()))
 
-    async def verify(self, blob_id: str) -> int:
-        if blob_id not in self.blobs:
+    async def verify(self, blob_id: str, pace: Callable[[int], Awaitable[None]] | None = None) -> int:
+        if self.on_verify is not None:
+            self.on_verify(blob_id)
+        data = self.blobs.get(blob_id)
+        if data is None:
             raise DataLoss("the file's stored content is missing")
-        return len(self.blobs[blob_id])
+        for i in range(0, len(data), self.unit):
+            if pace is not None:
+                await pace(min(self.unit, len(data) - i))
+            if blob_id in self.damaged and i + self.unit >= len(data) // 2:
+                raise DataLoss("the file's stored content is damaged (segment does not authenticate)")
+        return len(data)
 
 
 # -- other services and helpers ------------------------------------------------------------------------------
@@ -935,6 +997,26 @@ def small_limits(**overrides: Any) -> Limits:
 
 
 @dataclass
+class FakeScrubMonitor:
+    """What the scrub reported (the metrics' stand-in)."""
+
+    blobs: int = 0
+    bytes: int = 0
+    damaged_blobs: int = 0
+    passes: list[datetime] = field(default_factory=list)
+
+    def verified(self, blobs: int, stored_bytes: int) -> None:
+        self.blobs += blobs
+        self.bytes += stored_bytes
+
+    def damaged(self) -> None:
+        self.damaged_blobs += 1
+
+    def pass_completed(self, at: datetime) -> None:
+        self.passes.append(at)
+
+
+@dataclass
 class StorageFakes:
     """Every port of storage_svc's use cases, faked, on one clock; the use cases composed as bootstrap.py does."""
 
@@ -989,6 +1071,30 @@ class StorageFakes:
             uploads=uploads or self.uploads(),
             limits=self.limits,
             clock=self.clock,
+        )
+
+    def scrubber(
+        self,
+        monitor: FakeScrubMonitor | None = None,
+        *,
+        fraction_per_day: float = 1.0,
+        bytes_per_second: float = 1024.0,
+        holders: FakeHolders | None = None,
+    ) -> Scrubber:
+        """A scrubber whose pacing sleeps move the fake clock (so its accounting is checked, never real time)."""
+
+        async def sleep(seconds: float) -> None:
+            self.clock.advance(seconds)
+
+        return Scrubber(
+            uow=self.store.uow,
+            blobs=self.blobs,
+            clock=self.clock,
+            holders=holders or self.holders,
+            monitor=monitor or FakeScrubMonitor(),
+            fraction_per_day=fraction_per_day,
+            bytes_per_second=bytes_per_second,
+            sleep=sleep,
         )
 
     # -- reading the committed state --

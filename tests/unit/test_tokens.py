@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -10,8 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from flowdock_kernel.errors import Unauthenticated
-from flowdock_kernel.tokens import verify_access_token
+from flowdock_kernel.errors import Unauthenticated, Unavailable
+from flowdock_kernel.tokens import SessionCache, verify_access_token
 
 KEY = Ed25519PrivateKey.generate()
 KEYS = {"k1": KEY.public_key()}
@@ -97,3 +98,38 @@ def test_jku_and_jwk_headers_are_ignored() -> None:
     token = make(key=attacker, headers={"jku": "http://evil/jwks", "jwk": {"kty": "OKP"}})
     with pytest.raises(Unauthenticated):
         verify(token)
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_others_sharing_its_session_check() -> None:
+    """Found by bench/load_bench.py: ten listings of one session waited on the first one's CheckSession; when that
+    call was cancelled (its stream reset), all of them ended CANCELLED."""
+    gate = asyncio.Event()
+    asked = 0
+
+    async def check(sid: str) -> bool:
+        nonlocal asked
+        asked += 1
+        await gate.wait()
+        return True
+
+    cache = SessionCache(check)
+    first = asyncio.ensure_future(cache.active("s1"))
+    await asyncio.sleep(0)
+    others = [asyncio.ensure_future(cache.active("s1")) for _ in range(3)]
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*others) == [True, True, True]
+    assert first.cancelled() and asked == 1  # one question for all of them, answered once
+    assert await cache.active("s1") and asked == 1  # and cached
+
+
+async def test_a_failed_session_check_fails_every_caller_closed() -> None:
+    async def check(sid: str) -> bool:
+        await asyncio.sleep(0)
+        raise OSError("auth_svc is gone")
+
+    cache = SessionCache(check)
+    outcomes = await asyncio.gather(*(cache.active("s2") for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(o, Unavailable) for o in outcomes), outcomes

@@ -12,6 +12,7 @@ const MORE: Record<string, string> = {
   'storage.purge': 'Deleted for good',
   'storage.version_restore': 'Old version restored',
   'storage.infected': 'Upload refused: a virus was found',
+  'storage.damaged': 'Stored content found damaged (restore it from a backup)',
   'share.dropped': 'Share ended (item or account gone)',
   'authz.denied': 'Refused: administrators only',
   'admin.user_created': 'Account created by an operator',
