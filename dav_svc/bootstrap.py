@@ -114,10 +114,6 @@ class _ClosingGateway(wsgi.Gateway_10):
         return write
 
 
-class _Server(wsgi.Server):
-    gateway = _ClosingGateway
-
-
 def _ssl_adapter(config: DavConfig) -> BuiltinSSLAdapter | None:
     tls = config.mesh(NAME)
     if tls is None:
@@ -138,7 +134,7 @@ def serve(config: DavConfig) -> None:
     engine = sync_engine(config)
     backend = build_backend(config)
     app = build_app(config, backend, engine)
-    server = _Server(
+    server = wsgi.Server(
         (config.listen_host, config.grpc_port),
         app,
         numthreads=config.dav_threads,
@@ -146,6 +142,7 @@ def serve(config: DavConfig) -> None:
         timeout=int(config.dav_socket_timeout_seconds),
         shutdown_timeout=int(config.shutdown_grace_seconds),
     )
+    server.gateway = _ClosingGateway
     server.ssl_adapter = _ssl_adapter(config)
     try:
         server.prepare()

@@ -172,7 +172,21 @@ class _Mixin:
             pm.remove_tree(res.get_ref_url())
         res.remove_all_locks(recursive=True)
 
+    def _check_unlocked(self) -> None:
+        """423 when this resource or one below it is locked and the request did not submit the lock's token.
+        WsgiDAV checks the parent only before a native DELETE or MOVE (its own check covers the generic path)."""
+        lm = self.provider.lock_manager
+        if lm is None:
+            return
+        lm.check_write_permission(
+            url=self.get_ref_url(),
+            depth="infinity",
+            token_list=self.environ.get("wsgidav.ifLockTokenList", []),
+            principal=self.environ.get("wsgidav.user_name", ""),
+        )
+
     def handle_delete(self) -> bool:
+        self._check_unlocked()
         self._session().delete(self.node.id)
         self._forget(self)
         return True

@@ -127,7 +127,8 @@ class DavFront:
 
         def counted(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             seen["status"] = status.split(" ", 1)[0]
-            if status[:1] in "45" and _body_unread(environ):
+            closing = any(k.lower() == "connection" and v.lower() == "close" for k, v in headers)
+            if status[:1] in "45" and not closing and _body_unread(environ):
                 # Refused before its body was read (507 over quota, 411, 401...): close rather than drain it.
                 headers = [*headers, ("Connection", "close")]
             LATENCY.labels(label).observe(time.perf_counter() - started)
@@ -166,6 +167,10 @@ class DavFront:
             if not depth:
                 environ["HTTP_DEPTH"] = "1"  # RFC 4918 9.1 would read infinity; one level is what clients mean
         environ["flowdock.session"] = session
+        # WsgiDAV reads a refused request's whole body before answering (a Windows client's quirk, its
+        # read_and_discard_input): a 507 to an over-quota PUT would wait for gigabytes. Marked as read in part, it
+        # answers at once with Connection: close instead, which _ClosingGateway honours.
+        environ["wsgidav.some_input_read"] = 1
         environ["wsgidav.auth.user_name"] = root.owner_id
         environ["wsgidav.auth.realm"] = REALM
         environ["wsgidav.auth.roles"] = []
@@ -196,6 +201,8 @@ def _bad_url(environ: dict[str, Any]) -> str:
     """Why the request's path (WSGI gives it as latin-1 of the raw bytes) or Destination is unusable, or ""."""
     for key in ("PATH_INFO", "HTTP_DESTINATION"):
         raw = environ.get(key, "")
+        if "%2f" in raw.lower():  # cheroot leaves an encoded slash encoded in PATH_INFO
+            return "a name may not contain a slash (%2F)"
         try:
             text = raw.encode("latin-1").decode("utf-8") if key == "PATH_INFO" else raw
         except (UnicodeEncodeError, UnicodeDecodeError):
