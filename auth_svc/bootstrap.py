@@ -47,6 +47,8 @@ INTERNAL_CALLERS = internal_callers(
         "AuthInternalService.RecordEvents": {"storage_svc", "share_svc"},
         "AuthInternalService.LookupUser": {"share_svc"},
         "AuthInternalService.NotifyUser": {"share_svc"},
+        # The WebDAV service checks HTTP Basic credentials (email + app password) on every request.
+        "AuthInternalService.AuthenticateBasic": {"dav_svc"},
     },
 )
 
@@ -190,6 +192,8 @@ async def build(config: AuthConfig) -> Service:
             public_url=config.auth_public_url,
             oidc_redirect_uris=redirect_uris(config),
             reauth_window=timedelta(seconds=config.auth_reauth_seconds),
+            basic_account_password=config.auth_basic_allow_account_password,
+            app_passwords_per_account=config.auth_app_passwords_per_account,
         ),
         limits=make_limits(config),
         common_passwords=common_passwords(config.auth_common_passwords),

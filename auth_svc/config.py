@@ -141,6 +141,14 @@ class AuthConfig(CommonConfig):
         3, "Verification mails (resend, email change) per account per window.", check=non_negative
     )
     auth_rate_resend_per_ip: int = setting(20, "Verification resends per IP per window.", check=non_negative)
+    auth_basic_allow_account_password: bool = setting(
+        False,
+        "Let HTTP Basic clients (WebDAV) log in with the account password instead of an app password. Never for an "
+        "account with 2FA; costs an Argon2 verification per request (about 50-100 ms each). Off: app passwords only.",
+    )
+    auth_app_passwords_per_account: int = setting(
+        50, "App passwords one account may have at once (revoked ones do not count).", check=positive
+    )
     auth_oidc_providers: str = setting(
         "",
         'OpenID Connect login providers, a JSON list: [{"name": "corp", "issuer": "https://id.example", '

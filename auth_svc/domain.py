@@ -18,8 +18,13 @@ MAX_DISPLAY_NAME = 100
 MAX_DEVICE_NAME = 100
 MAX_USER_AGENT = 200
 RECOVERY_CODES = 10
+MAX_APP_PASSWORD_NAME = 100
+# An app password's secret: 160 random bits as 32 lower-case base32 characters, shown in groups of 4.
+APP_PASSWORD_CHARS = 32
+APP_PASSWORD_GROUP = 4
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _TOTP_CODE = re.compile(r"^\d{6}$")
+_APP_PASSWORD = re.compile(rf"^[a-z2-7]{{{APP_PASSWORD_CHARS}}}$")
 
 
 class Role(StrEnum):
@@ -51,23 +56,40 @@ class User:
     totp_last_step: int = 0
 
 
+class SessionKind(StrEnum):
+    """How a session was started."""
+
+    LOGIN = "login"
+    # A named app password (HTTP Basic clients such as WebDAV): lives until revoked, no idle or absolute expiry.
+    APP_PASSWORD = "app_password"
+    # An HTTP Basic client sending the account password (only where the server allows it).
+    BASIC_PASSWORD = "basic_password"
+
+
 @dataclass
 class Session:
     id: str
     user_id: str
+    # The device's name; an app password's name.
     device_name: str
     created_at: datetime
     ip: str = ""
     user_agent: str = ""
+    # An app password's: unset until first used.
     last_seen_at: datetime | None = None
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    kind: SessionKind = SessionKind.LOGIN
+    # An app password's secret, hashed (SHA-256 of its normalised form); empty for other kinds.
+    secret_hash: str = ""
 
     def is_active(self, now: datetime, idle: timedelta) -> bool:
         if self.revoked_at is not None:
             return False
         if self.expires_at is not None and now >= self.expires_at:
             return False
+        if self.kind == SessionKind.APP_PASSWORD:
+            return True  # a credential kept in a client's settings: it ends when revoked, not when idle
         last = self.last_seen_at or self.created_at
         return now - last < idle
 
@@ -152,6 +174,32 @@ def clean_device_name(requested: str, user_agent: str) -> str:
     """The client's name for itself, else its user agent; control characters dropped, length capped."""
     name = requested.strip() or user_agent.strip()
     return "".join(c for c in name if not unicodedata.category(c).startswith("C"))[:MAX_DEVICE_NAME]
+
+
+def clean_app_password_name(raw: str) -> str:
+    """What the user calls an app password ("laptop WebDAV"): required, one line, at most 100 characters."""
+    name = unicodedata.normalize("NFC", raw.strip())
+    if not name:
+        raise InvalidArgument("name", 'is required (what the app password is for, e.g. "laptop WebDAV")')
+    if len(name) > MAX_APP_PASSWORD_NAME:
+        raise InvalidArgument("name", f"must be at most {MAX_APP_PASSWORD_NAME} characters")
+    if _has_control(name):
+        raise InvalidArgument("name", "must not contain control characters")
+    return name
+
+
+def format_app_password(chars: str) -> str:
+    """`abcdefgh...` -> `abcd-efgh-...`: easy to read out and paste."""
+    return "-".join(chars[i : i + APP_PASSWORD_GROUP] for i in range(0, len(chars), APP_PASSWORD_GROUP))
+
+
+def normalise_app_password(typed: str) -> str:
+    """The secret as stored (hashed): dashes, spaces and case do not matter. "" when `typed` cannot be one (an
+    account password, say), so no lookup is made for it."""
+    if len(typed) > 2 * APP_PASSWORD_CHARS:
+        return ""
+    chars = typed.replace("-", "").replace(" ", "").lower()
+    return chars if _APP_PASSWORD.match(chars) else ""
 
 
 def is_totp_code(code: str) -> bool:

@@ -21,6 +21,11 @@ from flowdock_kernel.wire import timestamp, to_datetime
 
 _ROLES = {domain.Role.USER: auth_pb2.ROLE_USER, domain.Role.ADMIN: auth_pb2.ROLE_ADMIN}
 _ROLES_IN = {auth_pb2.ROLE_USER: domain.Role.USER, auth_pb2.ROLE_ADMIN: domain.Role.ADMIN}
+_KINDS = {
+    domain.SessionKind.LOGIN: auth_pb2.SESSION_KIND_LOGIN,
+    domain.SessionKind.APP_PASSWORD: auth_pb2.SESSION_KIND_APP_PASSWORD,
+    domain.SessionKind.BASIC_PASSWORD: auth_pb2.SESSION_KIND_BASIC_PASSWORD,
+}
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -121,6 +126,13 @@ def event_message(event: domain.Event) -> auth_pb2.ActivityEvent:
         service=event.service,
         details=event.details,
     )
+
+
+def app_password_message(session: domain.Session) -> auth_pb2.AppPassword:
+    message = auth_pb2.AppPassword(id=session.id, name=session.device_name, create_time=timestamp(session.created_at))
+    if session.last_seen_at is not None:
+        message.last_used_time.CopyFrom(timestamp(session.last_seen_at))
+    return message
 
 
 def _quota(quota: domain.Quota) -> auth_pb2.UserQuota:
@@ -260,6 +272,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                     create_time=timestamp(s.created_at),
                     last_seen_time=timestamp(s.last_seen_at or s.created_at),
                     current=s.id == me.session_id,
+                    kind=_KINDS[s.kind],
                 )
                 for s in await self.accounts.list_sessions(me.user_id)
             ]
@@ -277,6 +290,26 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         me = current_principal()
         count = await self.accounts.revoke_other_sessions(me.user_id, me.session_id, client_of(context))
         return auth_pb2.RevokeOtherSessionsResponse(revoked=count)
+
+    async def CreateAppPassword(
+        self, request: auth_pb2.CreateAppPasswordRequest, context: Ctx
+    ) -> auth_pb2.CreateAppPasswordResponse:
+        me = current_principal()
+        made = await self.accounts.create_app_password(me.user_id, me.session_id, request.name, client_of(context))
+        return auth_pb2.CreateAppPasswordResponse(app_password=app_password_message(made.session), secret=made.secret)
+
+    async def ListAppPasswords(
+        self, request: auth_pb2.ListAppPasswordsRequest, context: Ctx
+    ) -> auth_pb2.ListAppPasswordsResponse:
+        found = await self.accounts.list_app_passwords(current_principal().user_id)
+        return auth_pb2.ListAppPasswordsResponse(app_passwords=[app_password_message(s) for s in found])
+
+    async def RevokeAppPassword(
+        self, request: auth_pb2.RevokeAppPasswordRequest, context: Ctx
+    ) -> auth_pb2.RevokeAppPasswordResponse:
+        me = current_principal()
+        await self.accounts.revoke_app_password(me.user_id, me.session_id, request.id, client_of(context))
+        return auth_pb2.RevokeAppPasswordResponse()
 
     async def StartTotpEnrollment(
         self, request: auth_pb2.StartTotpEnrollmentRequest, context: Ctx
@@ -366,7 +399,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
 
 class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
-    """Internal (never routed by the gateway): the revocation check and the audit trail's intake."""
+    """Internal (never routed by the gateway): the revocation check, the audit trail's intake, account lookups
+    for share_svc and HTTP Basic for the WebDAV service."""
 
     def __init__(self, accounts: Accounts, clock: Clock) -> None:
         self.accounts = accounts
@@ -410,3 +444,27 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
     async def NotifyUser(self, request: auth_pb2.NotifyUserRequest, context: Ctx) -> auth_pb2.NotifyUserResponse:
         await self.accounts.notify_user(request.user_id, request.subject, request.body)
         return auth_pb2.NotifyUserResponse()
+
+    async def AuthenticateBasic(
+        self, request: auth_pb2.AuthenticateBasicRequest, context: Ctx
+    ) -> auth_pb2.AuthenticateBasicResponse:
+        # The end client is the one the calling service names (only the declared mesh identities may call this);
+        # without one, the caller itself.
+        client = client_of(context)
+        if request.client_address:
+            client = domain.Client(
+                ip=_printable(request.client_address)[:64],
+                user_agent=_printable(request.user_agent)[: domain.MAX_USER_AGENT] or client.user_agent,
+            )
+        done = await self.accounts.authenticate_basic(request.email, request.password, client)
+        return auth_pb2.AuthenticateBasicResponse(
+            user_id=done.user_id,
+            session_id=done.session_id,
+            access_token=done.access_token,
+            access_token_expire_time=timestamp(done.expires_at),
+        )
+
+
+def _printable(text: str) -> str:
+    """Without control characters (what a service relays from an HTTP header is written to the audit trail)."""
+    return "".join(c for c in text if c.isprintable())

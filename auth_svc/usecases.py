@@ -49,6 +49,15 @@ BAD_CREDENTIALS = "email or password is incorrect"
 BAD_TOKEN = "this link or token is not valid (it may have expired or been used already)"
 BAD_CODE = "the code is not valid"
 SESSION_ENDED = "this session has ended; log in again"
+# HTTP Basic refusals say what to use, never which part was wrong (or whether the account exists).
+BASIC_REFUSED = (
+    "email or app password is incorrect: WebDAV and other clients without a login page log in with the account's "
+    "email and an app password (create one in the web app's Settings or with `flowdock app-passwords create NAME`)"
+)
+BASIC_REFUSED_PASSWORD_ALLOWED = (
+    "email or password is incorrect (an account with two-factor authentication must use an app password here: "
+    "create one in the web app's Settings or with `flowdock app-passwords create NAME`)"
+)
 TOUCH_EVERY = timedelta(seconds=60)
 NO_CLIENT = domain.Client()
 
@@ -56,6 +65,18 @@ NO_CLIENT = domain.Client()
 def new_secret_token() -> str:
     """256 bits from the OS CSPRNG, URL-safe."""
     return secrets.token_urlsafe(32)
+
+
+def new_app_password() -> str:
+    """160 bits from the OS CSPRNG as lower-case base32 (no padding: 160 is a multiple of 5), in groups of 4."""
+    chars = base64.b32encode(secrets.token_bytes(20)).decode("ascii").lower()
+    return domain.format_app_password(chars)
+
+
+def app_password_hash(normalised: str) -> str:
+    """What is stored of an app password. Its 160 random bits make guessing hopeless, so one fast hash (no Argon2)
+    is as safe as a slow one here, and lets every WebDAV request be checked with one indexed lookup."""
+    return token_hash(normalised)
 
 
 def token_hash(token: str) -> str:
@@ -68,6 +89,24 @@ class Tokens:
     access_token: str
     expires_in: int
     refresh_token: str
+
+
+@dataclass(frozen=True)
+class BasicLogin:
+    """A successful HTTP Basic authentication: whose, which session, and a short access token for it."""
+
+    user_id: str
+    session_id: str
+    access_token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class NewAppPassword:
+    """A created app password (its session) and its secret, which is never available again."""
+
+    session: domain.Session
+    secret: str
 
 
 @dataclass(frozen=True)
@@ -112,6 +151,9 @@ class Policy:
     oidc_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/oauth/callback",)
     oidc_state_ttl: timedelta = timedelta(minutes=10)
     reauth_window: timedelta = timedelta(minutes=15)
+    # HTTP Basic (WebDAV) with the account password instead of an app password, for accounts without 2FA.
+    basic_account_password: bool = False
+    app_passwords_per_account: int = 50
 
 
 class _OidcRefused(Exception):
@@ -702,7 +744,9 @@ class Accounts:
                 raise NotFound("session not found")
             revoked = await uow.sessions.revoke(session.id, self.clock.now(), "revoked")
             await uow.commit()
-        if revoked:
+        if revoked and session.kind == domain.SessionKind.APP_PASSWORD:
+            await self._app_password_revoked(session, client)
+        elif revoked:
             await self._event("session.revoked", client, actor=user_id, subject=user_id, session_id=session_id)
 
     async def revoke_other_sessions(self, user_id: str, current: str, client: domain.Client) -> int:
@@ -711,6 +755,225 @@ class Accounts:
             await uow.commit()
         await self._event("session.revoked_others", client, actor=user_id, subject=user_id, count=str(count))
         return count
+
+    # -- app passwords and HTTP Basic ----------------------------------------------------------------------------
+
+    async def create_app_password(
+        self, user_id: str, session_id: str, name: str, client: domain.Client
+    ) -> NewAppPassword:
+        """A named app password: a session of its own (so the sessions list shows it and ending sessions ends it)
+        holding the hash of a 160-bit secret, which is returned this once. Only a login session may make one: an
+        app password cannot mint more of itself."""
+        name = domain.clean_app_password_name(name)
+        secret = new_app_password()
+        now = self.clock.now()
+        async with self.uow() as uow:
+            await self._user(uow, user_id)
+            await self._require_login_session(uow, session_id)
+            live = [
+                s
+                for s in await uow.sessions.for_user(user_id)
+                if s.kind == domain.SessionKind.APP_PASSWORD and s.is_active(now, self.policy.session_idle)
+            ]
+            limit = self.policy.app_passwords_per_account
+            if len(live) >= limit:
+                raise ResourceExhausted(
+                    f"an account may have at most {limit} app passwords; revoke one it no longer needs",
+                    limit="auth.app_passwords_per_account",
+                )
+            session = domain.Session(
+                id=str(uuid.uuid4()),
+                user_id=user_id,
+                device_name=name,
+                created_at=now,
+                ip=client.ip,
+                user_agent=client.user_agent[: domain.MAX_USER_AGENT],
+                kind=domain.SessionKind.APP_PASSWORD,
+                secret_hash=app_password_hash(domain.normalise_app_password(secret)),
+            )
+            await uow.sessions.add(session)
+            await uow.commit()
+        await self._event(
+            "app_password.created", client, actor=user_id, subject=user_id, app_password_id=session.id, name=name
+        )
+        return NewAppPassword(session, secret)
+
+    async def _require_login_session(self, uow: UnitOfWork, session_id: str) -> None:
+        current = await uow.sessions.get(session_id) if session_id else None
+        if current is not None and current.kind != domain.SessionKind.LOGIN:
+            raise PermissionDenied("app passwords are managed from a login (the web app or `flowdock login`)")
+
+    async def list_app_passwords(self, user_id: str) -> list[domain.Session]:
+        """The app passwords that still work, newest first."""
+        async with self._read() as uow:
+            found = await uow.sessions.for_user(user_id)
+        now = self.clock.now()
+        live = [
+            s for s in found if s.kind == domain.SessionKind.APP_PASSWORD and s.is_active(now, self.policy.session_idle)
+        ]
+        return sorted(live, key=lambda s: s.created_at, reverse=True)
+
+    async def revoke_app_password(
+        self, user_id: str, session_id: str, app_password_id: str, client: domain.Client
+    ) -> None:
+        """Ends it at once: the next HTTP Basic request with it is refused (AuthenticateBasic reads the database on
+        every call), and the access tokens it was given die with its session (the services' revocation check)."""
+        async with self.uow() as uow:
+            found = await uow.sessions.get(app_password_id) if len(app_password_id) <= 64 else None
+            if (
+                found is None
+                or found.user_id != user_id
+                or found.kind != domain.SessionKind.APP_PASSWORD
+                or found.revoked_at is not None
+            ):
+                raise NotFound("app password not found (revoked already, or never one of yours)")
+            await self._require_login_session(uow, session_id)
+            revoked = await uow.sessions.revoke(found.id, self.clock.now(), "revoked")
+            await uow.commit()
+        if revoked:
+            await self._app_password_revoked(found, client)
+
+    async def _app_password_revoked(self, session: domain.Session, client: domain.Client) -> None:
+        await self._event(
+            "app_password.revoked",
+            client,
+            actor=session.user_id,
+            subject=session.user_id,
+            app_password_id=session.id,
+            name=session.device_name,
+        )
+
+    async def _basic_gate(self, email: str, client: domain.Client) -> None:
+        """Refuse before any check when the address or the account has used up its failed attempts (Login's limits).
+        Successes count nothing here: a WebDAV client makes one call per file, and counting every call would
+        throttle honest clients. A read per key, no write: the success path stays cheap."""
+        window = self.limits.window_seconds
+        for key, limit, name in (
+            (f"login:{client.ip}" if client.ip else "", self.limits.login.per_ip, "auth.login"),
+            (f"login-failed:{email}" if email else "", self.limits.login.per_account, "auth.login.account"),
+        ):
+            if limit <= 0 or not key or await self.limiter.count(key, window_seconds=window) < limit:
+                continue
+            attempt, wait = await self.limiter.reserve(key, limit=limit, window_seconds=window)
+            if wait is None:  # an old failure slid out of the window meanwhile: not refused after all
+                await self.limiter.release(key, attempt)
+                continue
+            raise ResourceExhausted(
+                f"too many failed login attempts; try again in {int(wait) + 1} s", limit=name, retry_after_seconds=wait
+            )
+
+    async def _basic_failed(
+        self, email: str, user: domain.User | None, client: domain.Client, *, account_counted: bool = False
+    ) -> Unauthenticated:
+        """Count a failure against the address and the account (as a failed Login is), record it, and say what to
+        use instead."""
+        window = self.limits.window_seconds
+        if self.limits.login.per_ip > 0 and client.ip:
+            await self.limiter.hit(f"login:{client.ip}", limit=self.limits.login.per_ip, window_seconds=window)
+        if self.limits.login.per_account > 0 and email and not account_counted:
+            await self.limiter.hit(f"login-failed:{email}", limit=self.limits.login.per_account, window_seconds=window)
+        await self._event("login.failed", client, subject=user.id if user else "", via="basic")
+        return Unauthenticated(BASIC_REFUSED_PASSWORD_ALLOWED if self.policy.basic_account_password else BASIC_REFUSED)
+
+    async def authenticate_basic(self, email: str, password: str, client: domain.Client) -> BasicLogin:
+        """HTTP Basic credentials (the WebDAV service asks on every request): the account email and an app password,
+        checked with one indexed lookup of the secret's hash; the account password only if the server allows it
+        and the account has no 2FA (then Argon2, as Login). Failures count against Login's per-address and
+        per-account limits. Answers with a fresh access token of the app password's session."""
+        try:
+            email = domain.normalise_email(email)
+        except InvalidArgument:
+            email = ""
+        await self._basic_gate(email, client)
+        secret = domain.normalise_app_password(password)
+        now = self.clock.now()
+        user: domain.User | None = None
+        session: domain.Session | None = None
+        if email:
+            async with self._read() as uow:
+                user = await uow.users.by_email(email)
+                if user is not None and secret:
+                    session = await uow.sessions.by_secret(app_password_hash(secret))
+        active = user if user is not None and not user.disabled else None
+        if (
+            active is not None
+            and session is not None
+            and session.user_id == active.id
+            and session.kind == domain.SessionKind.APP_PASSWORD
+            and session.is_active(now, self.policy.session_idle)
+        ):
+            # last_used: one write a minute at most, not one per request.
+            if session.last_seen_at is None or now - session.last_seen_at >= TOUCH_EVERY:
+                async with self.uow() as uow:
+                    await uow.sessions.touch(session.id, now)
+                    await uow.commit()
+            return self._basic_login(active, session.id, now)
+        if not self.policy.basic_account_password:
+            raise await self._basic_failed(email, user, client)
+        return await self._basic_with_account_password(email, password, active, client)
+
+    def _basic_login(self, user: domain.User, session_id: str, now: datetime) -> BasicLogin:
+        token = self.issuer.issue_access(user, session_id)
+        return BasicLogin(user.id, session_id, token, now + timedelta(seconds=self.issuer.ttl_seconds))
+
+    async def _basic_with_account_password(
+        self, email: str, password: str, user: domain.User | None, client: domain.Client
+    ) -> BasicLogin:
+        """The account password over HTTP Basic (allowed by setting): never for an account with 2FA. Costs one
+        Argon2 verification either way (a dummy one when there is nothing to check), so timing tells nothing."""
+        usable = (
+            user is not None
+            and not user.totp_enabled
+            and user.password_hash != NO_PASSWORD
+            and 0 < len(password) <= domain.MAX_PASSWORD
+        )
+        attempt = await self._reserve_failure("login", self.limits.login.per_account, email)
+        if user is None or not usable:
+            try:
+                await self._verify_dummy(password[: domain.MAX_PASSWORD], client)
+            except ResourceExhausted:
+                await self._release("login", email, attempt)
+                raise
+            raise await self._basic_failed(email, user, client, account_counted=True)
+        if not await self._verify("login", email, attempt, user.password_hash, password, client.ip):
+            raise await self._basic_failed(email, user, client, account_counted=True)
+        await self._release("login", email, attempt)
+        if self.policy.require_verified_email and not user.email_verified:
+            raise FailedPrecondition(
+                "this email address is not verified yet: open the link we mailed you (or ask for a new one)",
+                reason="EMAIL_NOT_VERIFIED",
+            )
+        now = self.clock.now()
+        async with self.uow() as uow:
+            # One session per account and client address, reused while it lives (not one per request).
+            mine = [
+                s
+                for s in await uow.sessions.for_user(user.id)
+                if s.kind == domain.SessionKind.BASIC_PASSWORD
+                and s.ip == client.ip
+                and s.is_active(now, self.policy.session_idle)
+            ]
+            if mine:
+                session = mine[0]
+                if session.last_seen_at is None or now - session.last_seen_at >= TOUCH_EVERY:
+                    await uow.sessions.touch(session.id, now)
+            else:
+                session = domain.Session(
+                    id=str(uuid.uuid4()),
+                    user_id=user.id,
+                    device_name=domain.clean_device_name(f"HTTP Basic: {client.user_agent}", ""),
+                    created_at=now,
+                    ip=client.ip,
+                    user_agent=client.user_agent[: domain.MAX_USER_AGENT],
+                    last_seen_at=now,
+                    expires_at=now + self.policy.session_max_age,
+                    kind=domain.SessionKind.BASIC_PASSWORD,
+                )
+                await uow.sessions.add(session)
+            await uow.commit()
+        if not mine:
+            await self._event("login.ok", client, actor=user.id, subject=user.id, via="basic")
+        return self._basic_login(user, session.id, now)
 
     # -- passwords ---------------------------------------------------------------------------------------------
 

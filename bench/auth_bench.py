@@ -1,10 +1,12 @@
-"""Auth benchmark: login p50/p95 (Argon2id dominates), refresh p50, and the per-request cost of token
-verification in the authentication interceptor (µs), on this machine.
+"""Auth benchmark: login p50/p95 (Argon2id dominates), refresh p50, the per-request cost of token
+verification in the authentication interceptor (µs), and HTTP Basic as the WebDAV service checks it on every
+request (AuthenticateBasic with an app password, beside the account password's Argon2 path), on this machine.
 
     python bench/auth_bench.py [--logins 40] [--refreshes 200] [--verifications 20000] [--db postgresql://...]
 
-Login and refresh go through `flowdock up` (Envoy + auth_svc, REST, one client, sequential); the interceptor cost
-is measured in-process on the real CallInterceptor with warm key and session caches.
+Login and refresh go through `flowdock up` (Envoy + auth_svc, REST, one client, sequential); AuthenticateBasic goes
+to auth_svc directly with the `dav_svc` mesh identity, as the WebDAV service calls it; the interceptor cost is
+measured in-process on the real CallInterceptor with warm key and session caches.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def start(data: Path, db: str) -> tuple[subprocess.Popen[bytes], str]:
         "FLOWDOCK_AUTH_REQUIRE_VERIFIED_EMAIL": "false",
         "FLOWDOCK_AUTH_RATE_LOGIN_PER_IP": "1000000",
         "FLOWDOCK_AUTH_RATE_REGISTER_PER_IP": "1000000",
+        # Only so the account password's Basic path can be measured beside the app password's (default: off).
+        "FLOWDOCK_AUTH_BASIC_ALLOW_ACCOUNT_PASSWORD": "true",
         "FLOWDOCK_LOG_LEVEL": "warning",
     }
     argv = [sys.executable, "-m", "flowdock_runtime", "up", "--data-dir", str(data), "--port", "0"]
@@ -94,6 +98,47 @@ def http_bench(url: str, logins: int, refreshes: int) -> dict[str, float]:
         "refresh_p95_ms": pct(refresh_ms, 95),
         "get_me_p50_ms": pct(me_ms, 50),
     }
+
+
+def basic_bench(data: Path, url: str, rounds: int) -> dict[str, float]:
+    """AuthenticateBasic p50/p95: an app password (SHA-256 + one indexed lookup) and the account password (Argon2id),
+    sequential, the end client's address varied as the WebDAV service would report it."""
+    import grpc
+
+    from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
+    from flowdock_kernel import mesh
+
+    email, password = f"basic{uuid.uuid4().hex[:8]}@example.org", "correct horse battery staple"
+    with httpx.Client(base_url=url, timeout=30) as c:
+        assert c.post("/api/v1/auth/register", json={"email": email, "password": password}).status_code == 200
+        token = c.post("/api/v1/auth/login", json={"email": email, "password": password}).json()["accessToken"]
+        made = c.post(
+            "/api/v1/me/app-passwords", json={"name": "bench"}, headers={"authorization": f"Bearer {token}"}
+        ).json()
+    folder = data / "mesh"
+    mesh.issue(folder, "dav_svc")
+    files = mesh.MeshTls.in_folder(folder, "dav_svc")
+    creds = grpc.ssl_channel_credentials(
+        files.ca_file.read_bytes(), files.key_file.read_bytes(), files.cert_file.read_bytes()
+    )
+    address = json.loads((data / "run" / "up.json").read_text())["services"]["auth"].split(",")[0]
+    out: dict[str, float] = {}
+    with grpc.secure_channel(address, creds, options=[("grpc.ssl_target_name_override", "auth_svc")]) as channel:
+        stub = auth_pb2_grpc.AuthInternalServiceStub(channel)
+        for name, secret, n in (("app_password", made["secret"], rounds), ("account_password", password, 20)):
+            times = []
+            for i in range(n + 3):
+                request = auth_pb2.AuthenticateBasicRequest(
+                    email=email, password=secret, client_address=f"192.0.2.{i % 200}"
+                )
+                t = time.perf_counter()
+                stub.AuthenticateBasic(request, timeout=30)
+                if i >= 3:  # warm-up
+                    times.append((time.perf_counter() - t) * 1000)
+            out[f"basic_{name}_p50_ms"] = pct(times, 50)
+            out[f"basic_{name}_p95_ms"] = pct(times, 95)
+    out["basic_password_vs_app_x"] = out["basic_account_password_p50_ms"] / out["basic_app_password_p50_ms"]
+    return out
 
 
 def argon2_ms(rounds: int = 10) -> float:
@@ -194,6 +239,7 @@ def main() -> None:
         proc, url = start(Path(tmp), db)
         try:
             results.update(http_bench(url, args.logins, args.refreshes))
+            results.update(basic_bench(Path(tmp), url, args.refreshes))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)

@@ -26,7 +26,17 @@ from auth_svc.adapters.tables import (
     user_identities,
     users,
 )
-from auth_svc.domain import Event, OidcState, OneTimeToken, Purpose, RefreshToken, Role, Session, User
+from auth_svc.domain import (
+    Event,
+    OidcState,
+    OneTimeToken,
+    Purpose,
+    RefreshToken,
+    Role,
+    Session,
+    SessionKind,
+    User,
+)
 from auth_svc.secretbox import SecretBox, is_sealed
 from flowdock_kernel import db
 from flowdock_kernel.clock import Clock, SystemClock
@@ -61,6 +71,8 @@ def _session(row: Any) -> Session:
         last_seen_at=aware(row.last_seen_at),
         expires_at=aware(row.expires_at),
         revoked_at=aware(row.revoked_at),
+        kind=SessionKind(row.kind),
+        secret_hash=row.secret_hash or "",
     )
 
 
@@ -204,11 +216,17 @@ class SqlSessions:
                 user_agent=session.user_agent,
                 last_seen_at=session.last_seen_at,
                 expires_at=session.expires_at,
+                kind=session.kind.value,
+                secret_hash=session.secret_hash or None,
             )
         )
 
     async def get(self, session_id: str) -> Session | None:
         row = (await self.s.execute(sa.select(sessions).where(sessions.c.id == session_id))).first()
+        return _session(row) if row else None
+
+    async def by_secret(self, secret_hash: str) -> Session | None:
+        row = (await self.s.execute(sa.select(sessions).where(sessions.c.secret_hash == secret_hash))).first()
         return _session(row) if row else None
 
     async def for_user(self, user_id: str) -> list[Session]:

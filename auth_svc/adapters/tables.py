@@ -39,6 +39,12 @@ sessions = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("revoke_reason", sa.String(32), nullable=False, server_default=""),
+    # login, app_password or basic_password (domain.SessionKind).
+    sa.Column("kind", sa.String(16), nullable=False, server_default="login"),
+    # An app password's secret, hashed (SHA-256 hex); NULL for other kinds. Unique: the lookup of every HTTP Basic
+    # request.
+    sa.Column("secret_hash", sa.String(64), nullable=True),
+    sa.Index("ux_sessions_secret_hash", "secret_hash", unique=True),
 )
 
 signing_keys = sa.Table(

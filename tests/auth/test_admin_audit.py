@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowdock.auth.v1 import auth_pb2
+from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_kernel import audit, db
 from flowdock_kernel.audit import remote_audit_sender
 from tests.e2e.protocols import GrpcWeb, GrpcWebError, Native, native_channel
@@ -384,6 +384,26 @@ def _link_and_download_secrets(mesh: Running, mailbox: Mailbox) -> list[str]:
     return found
 
 
+def _app_password_secrets(mesh: Running, email: str, token: str) -> list[str]:
+    """An app password made, used over HTTP Basic as the WebDAV service checks it (right and wrong), and its access
+    token: the secrets that flow carries."""
+    with rest(mesh, token) as c:
+        made = c.post("/api/v1/me/app-passwords", json={"name": "webdav"})
+    assert made.status_code == 200, made.text
+    secret = str(made.json()["secret"])
+    wrong = "wxyz" + secret[4:] if not secret.startswith("wxyz") else "abcd" + secret[4:]
+    with mesh.channel("auth", "dav_svc") as channel:
+        stub = auth_pb2_grpc.AuthInternalServiceStub(channel)
+        done = stub.AuthenticateBasic(
+            auth_pb2.AuthenticateBasicRequest(email=email, password=secret, client_address="192.0.2.8"), timeout=30
+        )
+        with pytest.raises(grpc.RpcError):
+            stub.AuthenticateBasic(
+                auth_pb2.AuthenticateBasicRequest(email=email, password=wrong, client_address="192.0.2.8"), timeout=30
+            )
+    return [secret, secret.replace("-", ""), wrong, done.access_token]
+
+
 def test_no_secret_reaches_any_log_or_the_audit_trail(auth_mesh: Running, mailbox: Mailbox) -> None:
     """A full run of every secret-bearing flow, then every log of the mesh is searched for each secret."""
     secrets: list[str] = []
@@ -394,6 +414,7 @@ def test_no_secret_reaches_any_log_or_the_audit_trail(auth_mesh: Running, mailbo
         secrets += [r.json()["accessToken"], r.json()["refreshToken"]]
         c.post("/api/v1/auth/login", json={"email": me.email, "password": "a wrong guess of a password"})
         secrets.append("a wrong guess of a password")
+    secrets += _app_password_secrets(auth_mesh, me.email, r.json()["accessToken"])
     from tests.support.accounts import answer, challenge, enable_totp
 
     codes = enable_totp(auth_mesh, me)

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pyotp
 import pytest
 
+from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock_runtime.main import build_parser
 from tests.support.accounts import PASSWORD
 from tests.support.mesh import SCAN_OFF, Running, start_up, stop_up
@@ -581,7 +583,15 @@ def _subparsers(parser: Any, prefix: list[str]) -> Iterator[list[str]]:
 
 def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
     commands = list(_subparsers(build_parser(), []))
-    for expected in (["put"], ["get"], ["trash", "restore"], ["2fa", "enable"], ["admin", "users", "role"]):
+    for expected in (
+        ["put"],
+        ["get"],
+        ["trash", "restore"],
+        ["2fa", "enable"],
+        ["admin", "users", "role"],
+        ["app-passwords", "create"],
+        ["app-passwords", "rm"],
+    ):
         assert expected in commands
     for command in commands:
         with pytest.raises(SystemExit) as exited:
@@ -607,6 +617,39 @@ def test_sessions_and_logout(server: Running, tmp_path: Path) -> None:
     user.run("logout")
     assert not user.credentials.exists()
     shutil.rmtree(tmp_path / "second")
+
+
+def test_app_passwords(server: Running, tmp_path: Path) -> None:
+    user = new_user(server, tmp_path)
+    made = user.run("app-passwords", "create", "laptop WebDAV")
+    found = re.search(r"^  ([a-z2-7]{4}(?:-[a-z2-7]{4}){7})$", made.stdout, re.M)
+    assert found, made.stdout
+    secret = found.group(1)
+    assert "shown this once" in made.stdout and "cannot be shown again" in made.stdout
+    [listed] = user.json("app-passwords", "ls")
+    assert listed["name"] == "laptop WebDAV" and listed["last_used"] is None and listed["created"]
+    table = user.run("app-passwords", "ls").stdout
+    assert "laptop WebDAV" in table and "never" in table and secret not in table
+    kinds = {s["id"]: s["kind"] for s in user.json("sessions", "ls")}
+    assert kinds[listed["id"]] == "app password" and sorted(kinds.values()) == ["app password", "login"]
+
+    request = auth_pb2.AuthenticateBasicRequest(email=user.email, password=secret, client_address="192.0.2.5")
+    with server.channel("auth", "dav_svc") as channel:  # as the WebDAV service asks, on every request
+        basic = auth_pb2_grpc.AuthInternalServiceStub(channel)
+        done = basic.AuthenticateBasic(request, timeout=30)
+        assert done.session_id == listed["id"] and done.access_token.count(".") == 2
+        assert user.json("app-passwords", "ls")[0]["last_used"] is not None
+        gone = user.run("app-passwords", "rm", listed["id"])
+        assert listed["id"] in gone.stderr
+        with pytest.raises(grpc.RpcError) as refused:
+            basic.AuthenticateBasic(request, timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "app password" in (refused.value.details() or "")
+    assert user.json("app-passwords", "ls") == []
+    assert "not found" in user.run("app-passwords", "rm", listed["id"], code=4).stderr
+    empty = user.run("app-passwords", "create", " ", code=1)
+    assert "name" in empty.stderr and "required" in empty.stderr
+    assert user.run("app-passwords", "--help").stdout.count("app password") >= 1
 
 
 def test_shares_and_links(server: Running, tmp_path: Path) -> None:

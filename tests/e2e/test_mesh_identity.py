@@ -69,6 +69,7 @@ INTERNAL = [
     ("auth", "/flowdock.auth.v1.AuthInternalService/NotifyUser", "scanner", "share_svc"),
     ("auth", "/flowdock.auth.v1.AuthInternalService/RecordEvents", "scanner", "storage_svc"),
     ("auth", "/flowdock.auth.v1.AuthInternalService/CheckSession", "gateway", "storage_svc"),
+    ("auth", "/flowdock.auth.v1.AuthInternalService/AuthenticateBasic", "gateway", "dav_svc"),
     ("storage", "/flowdock.storage.v1.StorageAdminService/GetUserQuota", "share_svc", "auth_svc"),
     ("storage", "/flowdock.storage.v1.StorageAdminService/DeleteUserData", "scanner", "auth_svc"),
     ("share", "/flowdock.share.v1.AccessService/CheckAccess", "gateway", "storage_svc"),

@@ -60,6 +60,8 @@ SELF_SERVICE = {
     "AuthService_ConfirmTotp",
     "AuthService_DisableTotp",
     "AuthService_UpdateMe",
+    "AuthService_CreateAppPassword",
+    "AuthService_RevokeAppPassword",
 }
 #: Of those, the ones that can end the session their token belongs to: a fresh login before each.
 ENDS_SESSIONS = {
@@ -145,6 +147,7 @@ def seed(mesh: Running) -> World:
         assert r.status_code == 200, r.text
         link_upload = r.json()["uploadId"]
     h = {"authorization": f"Bearer {world.login(world.throwaway)}"}
+    app_password = httpx.post(f"{mesh.url}/api/v1/me/app-passwords", headers=h, json={"name": "fuzz"}).json()
     sessions = httpx.get(f"{mesh.url}/api/v1/me/sessions", headers=h).json()["sessions"]
     world.ids = {
         "folder_id": ["root", folder, sub],
@@ -157,6 +160,7 @@ def seed(mesh: Running) -> World:
         "link_token": [view["token"], drop["token"]],
         "download_token": [url.rsplit("/", 1)[-1]],
         "session_id": [s["id"] for s in sessions],
+        "id": [app_password["appPassword"]["id"]],  # RevokeAppPassword's
         "user_id": [other_id],
         "provider": ["none"],
     }

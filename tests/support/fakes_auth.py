@@ -155,14 +155,21 @@ class FakeSessions:
         self._s = state
 
     async def add(self, session: Session) -> None:
+        if session.secret_hash and any(s.secret_hash == session.secret_hash for s in self._s.sessions.values()):
+            raise AlreadyExists("already exists")  # the unique index on sessions.secret_hash
         self._s.sessions[session.id] = replace(session)
 
     async def get(self, session_id: str) -> Session | None:
         found = self._s.sessions.get(session_id)
         return replace(found) if found else None
 
+    async def by_secret(self, secret_hash: str) -> Session | None:
+        found = next((s for s in self._s.sessions.values() if secret_hash and s.secret_hash == secret_hash), None)
+        return replace(found) if found else None
+
     async def for_user(self, user_id: str) -> list[Session]:
-        return [replace(s) for s in self._s.sessions.values() if s.user_id == user_id]
+        mine = [replace(s) for s in self._s.sessions.values() if s.user_id == user_id]
+        return sorted(mine, key=lambda s: s.created_at, reverse=True)
 
     async def touch(self, session_id: str, at: datetime) -> None:
         if row := self._s.sessions.get(session_id):

@@ -119,8 +119,11 @@ async def _sessions_ls(args: argparse.Namespace, client: AsyncClient) -> int:
     if args.json:
         print_json(sessions)
     else:
-        rows = [["*" if s.current else "", s.device, s.ip, when(s.created), when(s.last_seen), s.id] for s in sessions]
-        table(["", "device", "ip", "created", "last seen", "id"], rows)
+        rows = [
+            ["*" if s.current else "", s.device, s.kind, s.ip, when(s.created), when(s.last_seen), s.id]
+            for s in sessions
+        ]
+        table(["", "device", "kind", "ip", "created", "last seen", "id"], rows)
     return 0
 
 
@@ -133,6 +136,37 @@ async def _sessions_revoke(args: argparse.Namespace, client: AsyncClient) -> int
         raise FlowDockError("name a session id (see `flowdock sessions ls`) or use --others", code="USAGE")
     await client.revoke_session(args.session_id)
     say(f"Ended session {args.session_id}")
+    return 0
+
+
+async def _app_passwords_create(args: argparse.Namespace, client: AsyncClient) -> int:
+    made = await client.create_app_password(args.name)
+    if args.json:
+        print_json({"app_password": made.app_password, "secret": made.secret})
+        return 0
+    print(f"App password {made.app_password.name!r} created (id {made.app_password.id}):")
+    print(f"\n  {made.secret}\n")
+    print(
+        "Copy it now: it is shown this once and cannot be shown again. Use it with your email instead of your\n"
+        "password in WebDAV and other clients without a login page; end it with "
+        f"`flowdock app-passwords rm {made.app_password.id}`."
+    )
+    return 0
+
+
+async def _app_passwords_ls(args: argparse.Namespace, client: AsyncClient) -> int:
+    found = await client.app_passwords()
+    if args.json:
+        print_json(found)
+    else:
+        rows = [[a.name, when(a.created), when(a.last_used) if a.last_used else "never", a.id] for a in found]
+        table(["name", "created", "last used", "id"], rows)
+    return 0
+
+
+async def _app_passwords_rm(args: argparse.Namespace, client: AsyncClient) -> int:
+    await client.revoke_app_password(args.id)
+    say(f"Ended app password {args.id}")
     return 0
 
 
@@ -256,6 +290,25 @@ def add_commands(sub: Any) -> None:
     revoke = add(s_sub, "revoke", _sessions_revoke, "end a session (or every other one with --others)")
     revoke.add_argument("session_id", nargs="?", help="id from `flowdock sessions ls`")
     revoke.add_argument("--others", action="store_true", help="end every session but this one")
+
+    app_passwords = sub.add_parser(
+        "app-passwords",
+        help="passwords for WebDAV and other clients without a login page",
+        description="Create, list or end app passwords: what WebDAV clients (file managers, rclone, backup tools) "
+        "log in with, with your email, instead of your password. Each is also listed by `flowdock sessions ls`.",
+    )
+    a_sub = app_passwords.add_subparsers(dest="app_passwords_command", required=True, metavar="COMMAND")
+    create = add(
+        a_sub,
+        "create",
+        _app_passwords_create,
+        "make a named app password and print its secret (shown this once)",
+        epilog='example:\n  flowdock app-passwords create "laptop WebDAV"',
+    )
+    create.add_argument("name", help='what it is for, e.g. "laptop WebDAV" (1-100 characters)')
+    add(a_sub, "ls", _app_passwords_ls, "list your app passwords (name, created, last used, id)")
+    rm = add(a_sub, "rm", _app_passwords_rm, "end an app password: the next request made with it is refused")
+    rm.add_argument("id", help="id from `flowdock app-passwords ls`")
 
     twofa = sub.add_parser(
         "2fa", help="two-factor authentication (TOTP)", description="Turn two-factor authentication on or off."

@@ -33,7 +33,9 @@ from flowdock_sdk._errors import (
     from_rpc_error,
 )
 from flowdock_sdk._models import (
+    AppPassword,
     Link,
+    NewAppPassword,
     Node,
     Quota,
     Session,
@@ -48,6 +50,7 @@ from flowdock_sdk._sync import Client
 
 __all__ = [
     "AlreadyExists",
+    "AppPassword",
     "AsyncClient",
     "AuthenticationError",
     "Client",
@@ -58,6 +61,7 @@ __all__ = [
     "InvalidArgument",
     "Link",
     "LocalFileError",
+    "NewAppPassword",
     "Node",
     "NodeRef",
     "NotFound",

@@ -18,7 +18,9 @@ from flowdock.storage.v1 import storage_pb2
 from flowdock_sdk import _transfer
 from flowdock_sdk._errors import AlreadyExists, FlowDockError, NotFound, UnsafeName
 from flowdock_sdk._models import (
+    AppPassword,
     Link,
+    NewAppPassword,
     Node,
     Quota,
     Session,
@@ -201,6 +203,25 @@ class AsyncClient:
         """End every session but this one; returns how many ended."""
         resp = await self._session.call(self._session.auth.RevokeOtherSessions, auth_pb2.RevokeOtherSessionsRequest())
         return resp.revoked
+
+    async def app_passwords(self) -> list[AppPassword]:
+        """Your app passwords that still work, newest first."""
+        resp = await self._session.call(self._session.auth.ListAppPasswords, auth_pb2.ListAppPasswordsRequest())
+        return [AppPassword.from_pb(a) for a in resp.app_passwords]
+
+    async def create_app_password(self, name: str) -> NewAppPassword:
+        """A new app password for a WebDAV (or other HTTP Basic) client: log in there with your email and
+        `secret`, which the server never shows again."""
+        resp = await self._session.call(
+            self._session.auth.CreateAppPassword, auth_pb2.CreateAppPasswordRequest(name=name)
+        )
+        return NewAppPassword(AppPassword.from_pb(resp.app_password), resp.secret)
+
+    async def revoke_app_password(self, app_password_id: str) -> None:
+        """End an app password: the next request made with it is refused."""
+        await self._session.call(
+            self._session.auth.RevokeAppPassword, auth_pb2.RevokeAppPasswordRequest(id=app_password_id)
+        )
 
     async def start_2fa(self) -> TotpEnrollment:
         """Create a TOTP secret (inactive until `confirm_2fa`)."""

@@ -119,9 +119,16 @@ class User:
         )
 
 
+_SESSION_KINDS = {
+    auth_pb2.SESSION_KIND_LOGIN: "login",
+    auth_pb2.SESSION_KIND_APP_PASSWORD: "app password",
+    auth_pb2.SESSION_KIND_BASIC_PASSWORD: "basic password",
+}
+
+
 @dataclass(frozen=True)
 class Session:
-    """One login on one device."""
+    """One login on one device, or an app password (`kind`: "login", "app password", "basic password")."""
 
     id: str
     device: str
@@ -129,10 +136,41 @@ class Session:
     created: datetime | None
     last_seen: datetime | None
     current: bool
+    kind: str = "login"
 
     @classmethod
     def from_pb(cls, s: auth_pb2.Session) -> Session:
-        return cls(s.id, s.device_name, s.ip, _time(s.create_time), _time(s.last_seen_time), s.current)
+        return cls(
+            s.id,
+            s.device_name,
+            s.ip,
+            _time(s.create_time),
+            _time(s.last_seen_time),
+            s.current,
+            _SESSION_KINDS.get(s.kind, "login"),
+        )
+
+
+@dataclass(frozen=True)
+class AppPassword:
+    """A named app password (what WebDAV and other clients without a login page use); never its secret."""
+
+    id: str
+    name: str
+    created: datetime | None
+    last_used: datetime | None
+
+    @classmethod
+    def from_pb(cls, a: auth_pb2.AppPassword) -> AppPassword:
+        return cls(a.id, a.name, _time(a.create_time), _time(a.last_used_time))
+
+
+@dataclass(frozen=True)
+class NewAppPassword:
+    """A just-created app password and its secret: the only time the secret is available."""
+
+    app_password: AppPassword
+    secret: str
 
 
 @dataclass(frozen=True)

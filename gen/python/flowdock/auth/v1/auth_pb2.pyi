@@ -38,6 +38,32 @@ ROLE_USER: Role.ValueType  # 1
 ROLE_ADMIN: Role.ValueType  # 2
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
+class _SessionKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SessionKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SESSION_KIND_UNSPECIFIED: _SessionKind.ValueType  # 0
+    SESSION_KIND_LOGIN: _SessionKind.ValueType  # 1
+    """A login with a password (and 2FA), OpenID Connect, or a refresh of one."""
+    SESSION_KIND_APP_PASSWORD: _SessionKind.ValueType  # 2
+    """An app password (CreateAppPassword): lasts until revoked, no idle or absolute expiry."""
+    SESSION_KIND_BASIC_PASSWORD: _SessionKind.ValueType  # 3
+    """An HTTP Basic client (WebDAV) sending the account password, where the server allows it."""
+
+class SessionKind(_SessionKind, metaclass=_SessionKindEnumTypeWrapper):
+    """SessionKind says how a session was started."""
+
+SESSION_KIND_UNSPECIFIED: SessionKind.ValueType  # 0
+SESSION_KIND_LOGIN: SessionKind.ValueType  # 1
+"""A login with a password (and 2FA), OpenID Connect, or a refresh of one."""
+SESSION_KIND_APP_PASSWORD: SessionKind.ValueType  # 2
+"""An app password (CreateAppPassword): lasts until revoked, no idle or absolute expiry."""
+SESSION_KIND_BASIC_PASSWORD: SessionKind.ValueType  # 3
+"""An HTTP Basic client (WebDAV) sending the account password, where the server allows it."""
+Global___SessionKind: _TypeAlias = SessionKind  # noqa: Y015
+
 @_typing.final
 class User(_message.Message):
     """User is an account's public profile."""
@@ -641,11 +667,16 @@ class Session(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
     CURRENT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     device_name: _builtins.str
     ip: _builtins.str
     current: _builtins.bool
     """True for the session of the token that made this call."""
+    kind: Global___SessionKind.ValueType
+    """What the session is: a login (device_name is the device), an app password (device_name is its name) or an
+    HTTP Basic client using the account password.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -659,10 +690,11 @@ class Session(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         last_seen_time: _timestamp_pb2.Timestamp | None = ...,
         current: _builtins.bool = ...,
+        kind: Global___SessionKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current", b"current", "device_name", b"device_name", "id", b"id", "ip", b"ip", "last_seen_time", b"last_seen_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "current", b"current", "device_name", b"device_name", "id", b"id", "ip", b"ip", "kind", b"kind", "last_seen_time", b"last_seen_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -770,6 +802,157 @@ class RevokeOtherSessionsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RevokeOtherSessionsResponse: _TypeAlias = RevokeOtherSessionsResponse  # noqa: Y015
+
+@_typing.final
+class AppPassword(_message.Message):
+    """AppPassword is a named credential for a non-interactive client (WebDAV, rclone, backup tools); its id is the id
+    of its session.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_USED_TIME_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    name: _builtins.str
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_used_time(self) -> _timestamp_pb2.Timestamp:
+        """Unset until first used; updated at most once a minute."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        last_used_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_used_time", b"last_used_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "id", b"id", "last_used_time", b"last_used_time", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AppPassword: _TypeAlias = AppPassword  # noqa: Y015
+
+@_typing.final
+class CreateAppPasswordRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """What it is for ("laptop WebDAV", "rclone backup"): 1-100 characters, no control characters."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAppPasswordRequest: _TypeAlias = CreateAppPasswordRequest  # noqa: Y015
+
+@_typing.final
+class CreateAppPasswordResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_PASSWORD_FIELD_NUMBER: _builtins.int
+    SECRET_FIELD_NUMBER: _builtins.int
+    secret: _builtins.str
+    """The secret, shown this once: 160 random bits as 8 groups of 4 base32 characters (`abcd-efgh-...`); dashes,
+    spaces and case do not matter when it is typed in.
+    """
+    @_builtins.property
+    def app_password(self) -> Global___AppPassword: ...
+    def __init__(
+        self,
+        *,
+        app_password: Global___AppPassword | None = ...,
+        secret: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["app_password", b"app_password"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_password", b"app_password", "secret", b"secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateAppPasswordResponse: _TypeAlias = CreateAppPasswordResponse  # noqa: Y015
+
+@_typing.final
+class ListAppPasswordsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAppPasswordsRequest: _TypeAlias = ListAppPasswordsRequest  # noqa: Y015
+
+@_typing.final
+class ListAppPasswordsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_PASSWORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def app_passwords(self) -> _containers.RepeatedCompositeFieldContainer[Global___AppPassword]: ...
+    def __init__(
+        self,
+        *,
+        app_passwords: _abc.Iterable[Global___AppPassword] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_passwords", b"app_passwords"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAppPasswordsResponse: _TypeAlias = ListAppPasswordsResponse  # noqa: Y015
+
+@_typing.final
+class RevokeAppPasswordRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAppPasswordRequest: _TypeAlias = RevokeAppPasswordRequest  # noqa: Y015
+
+@_typing.final
+class RevokeAppPasswordResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeAppPasswordResponse: _TypeAlias = RevokeAppPasswordResponse  # noqa: Y015
 
 @_typing.final
 class StartTotpEnrollmentRequest(_message.Message):
@@ -1441,6 +1624,72 @@ class NotifyUserResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NotifyUserResponse: _TypeAlias = NotifyUserResponse  # noqa: Y015
+
+@_typing.final
+class AuthenticateBasicRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    USER_AGENT_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    password: _builtins.str
+    """An app password, or the account password where the server allows it."""
+    client_address: _builtins.str
+    """The end client's address as the calling service saw it (the gateway's X-Forwarded-For): what the per-address
+    limits count and the audit trail records. Empty: the caller's own address.
+    """
+    user_agent: _builtins.str
+    """The end client's User-Agent, for the audit trail and the session list (optional)."""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        password: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+        user_agent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "email", b"email", "password", b"password", "user_agent", b"user_agent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthenticateBasicRequest: _TypeAlias = AuthenticateBasicRequest  # noqa: Y015
+
+@_typing.final
+class AuthenticateBasicResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    session_id: _builtins.str
+    """The app password's session (or, with the account password where allowed, the client's Basic session): the
+    `sid` of the access token.
+    """
+    access_token: _builtins.str
+    """A short access token (Authorization: Bearer) for calls to the other services on the user's behalf."""
+    @_builtins.property
+    def access_token_expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        access_token: _builtins.str = ...,
+        access_token_expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_token_expire_time", b"access_token_expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "access_token_expire_time", b"access_token_expire_time", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthenticateBasicResponse: _TypeAlias = AuthenticateBasicResponse  # noqa: Y015
 
 @_typing.final
 class RecordEventsRequest(_message.Message):

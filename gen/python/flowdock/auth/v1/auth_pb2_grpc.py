@@ -136,6 +136,21 @@ class AuthServiceStub:
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeOtherSessionsRequest.SerializeToString,
                 response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeOtherSessionsResponse.FromString,
                 _registered_method=True)
+        self.CreateAppPassword = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/CreateAppPassword',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.CreateAppPasswordRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.CreateAppPasswordResponse.FromString,
+                _registered_method=True)
+        self.ListAppPasswords = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/ListAppPasswords',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListAppPasswordsRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListAppPasswordsResponse.FromString,
+                _registered_method=True)
+        self.RevokeAppPassword = channel.unary_unary(
+                '/flowdock.auth.v1.AuthService/RevokeAppPassword',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeAppPasswordRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeAppPasswordResponse.FromString,
+                _registered_method=True)
         self.StartTotpEnrollment = channel.unary_unary(
                 '/flowdock.auth.v1.AuthService/StartTotpEnrollment',
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.StartTotpEnrollmentRequest.SerializeToString,
@@ -342,6 +357,29 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateAppPassword(self, request, context):
+        """CreateAppPassword makes a named app password: what WebDAV and other non-interactive clients log in with (HTTP
+        Basic: the account email and this secret). The secret is in this answer only; the server keeps a hash. Each
+        app password is a session of the caller (ListSessions shows it; RevokeSession and RevokeOtherSessions end it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAppPasswords(self, request, context):
+        """ListAppPasswords lists the caller's app passwords that still work, newest first (never their secrets).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeAppPassword(self, request, context):
+        """RevokeAppPassword ends one of the caller's app passwords: the next request made with it is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StartTotpEnrollment(self, request, context):
         """StartTotpEnrollment creates a new TOTP secret (not active until confirmed).
         """
@@ -529,6 +567,21 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RevokeOtherSessions,
                     request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeOtherSessionsRequest.FromString,
                     response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeOtherSessionsResponse.SerializeToString,
+            ),
+            'CreateAppPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAppPassword,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.CreateAppPasswordRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.CreateAppPasswordResponse.SerializeToString,
+            ),
+            'ListAppPasswords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAppPasswords,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListAppPasswordsRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.ListAppPasswordsResponse.SerializeToString,
+            ),
+            'RevokeAppPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeAppPassword,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeAppPasswordRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeAppPasswordResponse.SerializeToString,
             ),
             'StartTotpEnrollment': grpc.unary_unary_rpc_method_handler(
                     servicer.StartTotpEnrollment,
@@ -1143,6 +1196,87 @@ class AuthService:
             _registered_method=True)
 
     @staticmethod
+    def CreateAppPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/CreateAppPassword',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.CreateAppPasswordRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.CreateAppPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAppPasswords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/ListAppPasswords',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListAppPasswordsRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.ListAppPasswordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeAppPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthService/RevokeAppPassword',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeAppPasswordRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.RevokeAppPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def StartTotpEnrollment(request,
             target,
             options=(),
@@ -1497,6 +1631,11 @@ class AuthInternalServiceStub:
                 request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserRequest.SerializeToString,
                 response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserResponse.FromString,
                 _registered_method=True)
+        self.AuthenticateBasic = channel.unary_unary(
+                '/flowdock.auth.v1.AuthInternalService/AuthenticateBasic',
+                request_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.AuthenticateBasicRequest.SerializeToString,
+                response_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.AuthenticateBasicResponse.FromString,
+                _registered_method=True)
 
 
 class AuthInternalServiceServicer:
@@ -1532,6 +1671,18 @@ class AuthInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthenticateBasic(self, request, context):
+        """AuthenticateBasic checks HTTP Basic credentials (the account email and an app password; the account password
+        only where allowed: never with 2FA on) for a service that speaks a protocol with Basic authentication (the
+        WebDAV service, on every request), and answers with a short access token of the app password's session, to
+        call the other services with as any client does. Failures are throttled with the same per-address and
+        per-account limits as Login. No token needed: the caller has none yet; only the declared mesh identities may
+        call it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1554,6 +1705,11 @@ def add_AuthInternalServiceServicer_to_server(servicer, server):
                     servicer.NotifyUser,
                     request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserRequest.FromString,
                     response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserResponse.SerializeToString,
+            ),
+            'AuthenticateBasic': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthenticateBasic,
+                    request_deserializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.AuthenticateBasicRequest.FromString,
+                    response_serializer=flowdock_dot_auth_dot_v1_dot_auth__pb2.AuthenticateBasicResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1665,6 +1821,33 @@ class AuthInternalService:
             '/flowdock.auth.v1.AuthInternalService/NotifyUser',
             flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserRequest.SerializeToString,
             flowdock_dot_auth_dot_v1_dot_auth__pb2.NotifyUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthenticateBasic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowdock.auth.v1.AuthInternalService/AuthenticateBasic',
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.AuthenticateBasicRequest.SerializeToString,
+            flowdock_dot_auth_dot_v1_dot_auth__pb2.AuthenticateBasicResponse.FromString,
             options,
             channel_credentials,
             insecure,

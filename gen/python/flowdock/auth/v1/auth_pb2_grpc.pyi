@@ -74,6 +74,15 @@ class AuthServiceStub:
     """RevokeSession ends one of the caller's sessions."""
     RevokeOtherSessions: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeOtherSessionsRequest, _auth_pb2.RevokeOtherSessionsResponse]
     """RevokeOtherSessions ends every session of the caller but the current one."""
+    CreateAppPassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateAppPasswordRequest, _auth_pb2.CreateAppPasswordResponse]
+    """CreateAppPassword makes a named app password: what WebDAV and other non-interactive clients log in with (HTTP
+    Basic: the account email and this secret). The secret is in this answer only; the server keeps a hash. Each
+    app password is a session of the caller (ListSessions shows it; RevokeSession and RevokeOtherSessions end it).
+    """
+    ListAppPasswords: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListAppPasswordsRequest, _auth_pb2.ListAppPasswordsResponse]
+    """ListAppPasswords lists the caller's app passwords that still work, newest first (never their secrets)."""
+    RevokeAppPassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeAppPasswordRequest, _auth_pb2.RevokeAppPasswordResponse]
+    """RevokeAppPassword ends one of the caller's app passwords: the next request made with it is refused."""
     StartTotpEnrollment: _grpc.UnaryUnaryMultiCallable[_auth_pb2.StartTotpEnrollmentRequest, _auth_pb2.StartTotpEnrollmentResponse]
     """StartTotpEnrollment creates a new TOTP secret (not active until confirmed)."""
     ConfirmTotp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ConfirmTotpRequest, _auth_pb2.ConfirmTotpResponse]
@@ -146,6 +155,15 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """RevokeSession ends one of the caller's sessions."""
     RevokeOtherSessions: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeOtherSessionsRequest, _auth_pb2.RevokeOtherSessionsResponse]  # type: ignore[assignment]
     """RevokeOtherSessions ends every session of the caller but the current one."""
+    CreateAppPassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateAppPasswordRequest, _auth_pb2.CreateAppPasswordResponse]  # type: ignore[assignment]
+    """CreateAppPassword makes a named app password: what WebDAV and other non-interactive clients log in with (HTTP
+    Basic: the account email and this secret). The secret is in this answer only; the server keeps a hash. Each
+    app password is a session of the caller (ListSessions shows it; RevokeSession and RevokeOtherSessions end it).
+    """
+    ListAppPasswords: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListAppPasswordsRequest, _auth_pb2.ListAppPasswordsResponse]  # type: ignore[assignment]
+    """ListAppPasswords lists the caller's app passwords that still work, newest first (never their secrets)."""
+    RevokeAppPassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeAppPasswordRequest, _auth_pb2.RevokeAppPasswordResponse]  # type: ignore[assignment]
+    """RevokeAppPassword ends one of the caller's app passwords: the next request made with it is refused."""
     StartTotpEnrollment: _aio.UnaryUnaryMultiCallable[_auth_pb2.StartTotpEnrollmentRequest, _auth_pb2.StartTotpEnrollmentResponse]  # type: ignore[assignment]
     """StartTotpEnrollment creates a new TOTP secret (not active until confirmed)."""
     ConfirmTotp: _aio.UnaryUnaryMultiCallable[_auth_pb2.ConfirmTotpRequest, _auth_pb2.ConfirmTotpResponse]  # type: ignore[assignment]
@@ -337,6 +355,33 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """RevokeOtherSessions ends every session of the caller but the current one."""
 
     @_abc_1.abstractmethod
+    def CreateAppPassword(
+        self,
+        request: _auth_pb2.CreateAppPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CreateAppPasswordResponse, _abc.Awaitable[_auth_pb2.CreateAppPasswordResponse]]:
+        """CreateAppPassword makes a named app password: what WebDAV and other non-interactive clients log in with (HTTP
+        Basic: the account email and this secret). The secret is in this answer only; the server keeps a hash. Each
+        app password is a session of the caller (ListSessions shows it; RevokeSession and RevokeOtherSessions end it).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAppPasswords(
+        self,
+        request: _auth_pb2.ListAppPasswordsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListAppPasswordsResponse, _abc.Awaitable[_auth_pb2.ListAppPasswordsResponse]]:
+        """ListAppPasswords lists the caller's app passwords that still work, newest first (never their secrets)."""
+
+    @_abc_1.abstractmethod
+    def RevokeAppPassword(
+        self,
+        request: _auth_pb2.RevokeAppPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RevokeAppPasswordResponse, _abc.Awaitable[_auth_pb2.RevokeAppPasswordResponse]]:
+        """RevokeAppPassword ends one of the caller's app passwords: the next request made with it is refused."""
+
+    @_abc_1.abstractmethod
     def StartTotpEnrollment(
         self,
         request: _auth_pb2.StartTotpEnrollmentRequest,
@@ -453,6 +498,14 @@ class AuthInternalServiceStub:
     """
     NotifyUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.NotifyUserRequest, _auth_pb2.NotifyUserResponse]
     """NotifyUser mails an account (share_svc's "shared with you", with the sharer's token); sent in the background."""
+    AuthenticateBasic: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateBasicRequest, _auth_pb2.AuthenticateBasicResponse]
+    """AuthenticateBasic checks HTTP Basic credentials (the account email and an app password; the account password
+    only where allowed: never with 2FA on) for a service that speaks a protocol with Basic authentication (the
+    WebDAV service, on every request), and answers with a short access token of the app password's session, to
+    call the other services with as any client does. Failures are throttled with the same per-address and
+    per-account limits as Login. No token needed: the caller has none yet; only the declared mesh identities may
+    call it.
+    """
 
 @_typing.type_check_only
 class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
@@ -469,6 +522,14 @@ class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
     """
     NotifyUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.NotifyUserRequest, _auth_pb2.NotifyUserResponse]  # type: ignore[assignment]
     """NotifyUser mails an account (share_svc's "shared with you", with the sharer's token); sent in the background."""
+    AuthenticateBasic: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateBasicRequest, _auth_pb2.AuthenticateBasicResponse]  # type: ignore[assignment]
+    """AuthenticateBasic checks HTTP Basic credentials (the account email and an app password; the account password
+    only where allowed: never with 2FA on) for a service that speaks a protocol with Basic authentication (the
+    WebDAV service, on every request), and answers with a short access token of the app password's session, to
+    call the other services with as any client does. Failures are throttled with the same per-address and
+    per-account limits as Login. No token needed: the caller has none yet; only the declared mesh identities may
+    call it.
+    """
 
 class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthInternalService is called by the other services only; the gateway never routes it."""
@@ -506,5 +567,19 @@ class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.NotifyUserResponse, _abc.Awaitable[_auth_pb2.NotifyUserResponse]]:
         """NotifyUser mails an account (share_svc's "shared with you", with the sharer's token); sent in the background."""
+
+    @_abc_1.abstractmethod
+    def AuthenticateBasic(
+        self,
+        request: _auth_pb2.AuthenticateBasicRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.AuthenticateBasicResponse, _abc.Awaitable[_auth_pb2.AuthenticateBasicResponse]]:
+        """AuthenticateBasic checks HTTP Basic credentials (the account email and an app password; the account password
+        only where allowed: never with 2FA on) for a service that speaks a protocol with Basic authentication (the
+        WebDAV service, on every request), and answers with a short access token of the app password's session, to
+        call the other services with as any client does. Failures are throttled with the same per-address and
+        per-account limits as Login. No token needed: the caller has none yet; only the declared mesh identities may
+        call it.
+        """
 
 def add_AuthInternalServiceServicer_to_server(servicer: AuthInternalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
