@@ -19,6 +19,7 @@ import grpc
 
 from dav_svc import statuses
 from dav_svc.domain import SHARED_WITH_ME
+from flowdock.auth.v1 import auth_pb2, auth_pb2_grpc
 from flowdock.share.v1 import share_pb2, share_pb2_grpc
 from flowdock.storage.v1 import storage_pb2, storage_pb2_grpc
 from flowdock_kernel.channels import RECONNECT_BACKOFF, channel_options
@@ -228,8 +229,41 @@ class Session:
             stream.cancel()
 
 
+class BasicAuth:
+    """auth_svc's AuthenticateBasic (internal, callable by the dav_svc mesh identity only): email + app password ->
+    a short access token of the app password's session. Asked on every request, so a revoked app password is
+    refused at once; failures are throttled by auth_svc like logins."""
+
+    #: Statuses that mean "these credentials are not accepted" (a 401 with the Basic challenge).
+    REFUSED = frozenset(
+        (
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+    )
+
+    def __init__(self, stub: auth_pb2_grpc.AuthInternalServiceStub, timeout: float) -> None:
+        self.stub = stub
+        self.timeout = timeout
+
+    def basic(self, email: str, password: str, client_ip: str, user_agent: str = "") -> str | None:
+        request = auth_pb2.AuthenticateBasicRequest(
+            email=email, password=password, client_address=client_ip, user_agent=user_agent
+        )
+        try:
+            reply = self.stub.AuthenticateBasic(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            if exc.code() in self.REFUSED:
+                return None
+            raise statuses.to_dav_error(exc) from None  # throttled (429 + Retry-After), auth_svc away (503)
+        return str(reply.access_token) or None
+
+
 def is_folder(node: Any) -> bool:
     return bool(node.kind == FOLDER)
 
 
-__all__ = ["SHARED_WITH_ME", "Backend", "Session", "channel", "is_folder"]
+__all__ = ["SHARED_WITH_ME", "Backend", "BasicAuth", "Session", "channel", "is_folder"]

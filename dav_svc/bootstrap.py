@@ -24,11 +24,12 @@ from wsgidav.error_printer import ErrorPrinter
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
-from dav_svc.backend import Backend, channel
+from dav_svc.backend import Backend, BasicAuth, channel
 from dav_svc.config import DavConfig
 from dav_svc.provider import FlowDockProvider
 from dav_svc.stores import RequestSnapshot, SqlLockStorage, SqlPropertyManager
 from dav_svc.web import DavFront
+from flowdock.auth.v1 import auth_pb2_grpc
 from flowdock.share.v1 import share_pb2_grpc
 from flowdock.storage.v1 import storage_pb2_grpc
 from flowdock_kernel import db, metrics
@@ -65,7 +66,7 @@ def sync_engine(config: DavConfig) -> sa.Engine:
 
 
 def build_backend(config: DavConfig) -> Backend:
-    for key in ("storage_address", "share_address"):
+    for key in ("auth_address", "storage_address", "share_address"):
         if not getattr(config, key):
             raise ConfigError(f"FLOWDOCK_{key.upper()}", "is required by dav_svc (host:port)")
     tls = config.mesh(NAME)
@@ -80,7 +81,12 @@ def build_backend(config: DavConfig) -> Backend:
     )
 
 
-def build_app(config: DavConfig, backend: Backend, engine: sa.Engine) -> DavFront:
+def build_basic_auth(config: DavConfig) -> BasicAuth:
+    auth = channel(config.auth_address, config.max_message_bytes, config.mesh(NAME), "auth")
+    return BasicAuth(auth_pb2_grpc.AuthInternalServiceStub(auth), config.dav_call_timeout_seconds)
+
+
+def build_app(config: DavConfig, backend: Backend, engine: sa.Engine, basic: BasicAuth | None = None) -> DavFront:
     snapshot = RequestSnapshot()
     dav = WsgiDAVApp(
         {
@@ -99,7 +105,7 @@ def build_app(config: DavConfig, backend: Backend, engine: sa.Engine) -> DavFron
             "block_size": 1024 * 1024,
         }
     )
-    return DavFront(dav, backend, snapshot=snapshot)
+    return DavFront(dav, backend, basic, snapshot=snapshot)
 
 
 class _ClosingGateway(wsgi.Gateway_10):
@@ -133,7 +139,7 @@ def serve(config: DavConfig) -> None:
     logging.getLogger("wsgidav").setLevel(logging.WARNING)
     engine = sync_engine(config)
     backend = build_backend(config)
-    app = build_app(config, backend, engine)
+    app = build_app(config, backend, engine, build_basic_auth(config))
     server = wsgi.Server(
         (config.listen_host, config.grpc_port),
         app,

@@ -33,6 +33,8 @@ from dav_svc.backend import Session, is_folder
 from dav_svc.domain import SHARED_WITH_ME, BadPath, DavPath
 
 HTTP_LENGTH_REQUIRED = 411
+#: environ key: a native COPY/MOVE made a new destination (its answer is 201, not WsgiDAV's 204).
+CREATED_FLAG = "flowdock.destination_created"
 
 
 def session_of(environ: dict[str, Any]) -> Session:
@@ -157,6 +159,9 @@ class _Mixin:
     def _clear_destination(self, dest_path: str) -> None:
         """Overwrite: T was checked by WsgiDAV; the old destination goes to the trash first (RFC 4918 9.9.3)."""
         existing = self.provider.get_resource_inst(dest_path, self.environ)
+        # WsgiDAV answers a native COPY/MOVE with 204; RFC 4918 9.8.5 wants 201 when the destination is new
+        # (web.DavFront turns the status into 201 when this is set).
+        self.environ[CREATED_FLAG] = existing is None
         if existing is not None and existing.node is not None and existing.node.id == self.node.id:
             return  # the same node under another spelling of its name (names compare case-insensitively): a rename
         if existing is not None:

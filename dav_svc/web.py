@@ -22,6 +22,7 @@ from prometheus_client import Counter, Histogram
 from wsgidav.dav_error import DAVError
 
 from dav_svc.backend import Backend
+from dav_svc.provider import CREATED_FLAG
 
 log = logging.getLogger("flowdock.dav")
 
@@ -49,7 +50,7 @@ App = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class Authenticator(Protocol):
     """Email + app password -> an access token for the account (None when refused)."""
 
-    def basic(self, email: str, password: str, client_ip: str) -> str | None: ...
+    def basic(self, email: str, password: str, client_ip: str, user_agent: str = "") -> str | None: ...
 
 
 def _challenge(start_response: StartResponse, message: str) -> list[bytes]:
@@ -65,7 +66,7 @@ def _challenge(start_response: StartResponse, message: str) -> list[bytes]:
     return [body]
 
 
-def _token(header: str, authenticator: Authenticator | None, client_ip: str) -> str | None:
+def _token(header: str, authenticator: Authenticator | None, client_ip: str, user_agent: str = "") -> str | None:
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
@@ -82,7 +83,7 @@ def _token(header: str, authenticator: Authenticator | None, client_ip: str) -> 
             return password
         if authenticator is None:
             return None
-        return authenticator.basic(email, password, client_ip)
+        return authenticator.basic(email, password, client_ip, user_agent)
     return None
 
 
@@ -126,6 +127,8 @@ class DavFront:
         seen: dict[str, str] = {}
 
         def counted(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if status.startswith("204") and environ.get(CREATED_FLAG) and method in ("COPY", "MOVE"):
+                status = "201 Created"
             seen["status"] = status.split(" ", 1)[0]
             closing = any(k.lower() == "connection" and v.lower() == "close" for k, v in headers)
             if status[:1] in "45" and not closing and _body_unread(environ):
@@ -148,11 +151,13 @@ class DavFront:
             return _plain(start_response, 400, bad)
         client_ip = environ.get("HTTP_X_FLOWDOCK_CLIENT_IP") or environ.get("REMOTE_ADDR", "")
         try:
-            token = _token(environ.get("HTTP_AUTHORIZATION", ""), self.authenticator, client_ip)
+            token = _token(
+                environ.get("HTTP_AUTHORIZATION", ""), self.authenticator, client_ip, environ.get("HTTP_USER_AGENT", "")
+            )
         except DAVError as exc:
             return _refused(start_response, exc)
         if token is None:
-            return _challenge(start_response, "sign in with your email and an app password")
+            return _challenge(start_response, "sign in with your account email and an app password")
         session = self.backend.session(token, environ.get("HTTP_X_REQUEST_ID", ""))
         try:
             root = session.root()

@@ -34,10 +34,9 @@ def litmus() -> str:
 
 def run_litmus(mesh: Running, folder: Path) -> str:
     dav = Dav(mesh)
-    email = dav.rest.ok("GET", "/api/v1/me")["email"]
-    # litmus speaks Basic only: the access token stands for the password (dav_svc takes a token sent that way).
+    _, secret = dav.app_password("litmus")
     proc = subprocess.run(
-        [litmus(), f"{mesh.url}/dav/", email, dav.token],
+        [litmus(), f"{mesh.url}/dav/", dav.email, secret],
         cwd=folder,
         env={**os.environ, "TESTS": " ".join(SUITES)},
         capture_output=True,

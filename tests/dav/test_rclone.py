@@ -47,8 +47,9 @@ def make_tree(root: Path) -> None:
 def test_rclone_copy_check_and_sync(dav_mesh: Running, tmp_path: Path) -> None:
     exe = rclone()
     dav = Dav(dav_mesh)
-    email = dav.rest.ok("GET", "/api/v1/me")["email"]
-    obscured = subprocess.run([exe, "obscure", dav.token], capture_output=True, text=True, check=True).stdout.strip()
+    email = dav.email
+    _, secret = dav.app_password("rclone")
+    obscured = subprocess.run([exe, "obscure", secret], capture_output=True, text=True, check=True).stdout.strip()
     env = {
         **os.environ,
         "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),

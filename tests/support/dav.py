@@ -30,6 +30,15 @@ class Dav:
         self.token = self.rest.token
         self.http = httpx.Client(base_url=mesh.url, headers={"authorization": f"Bearer {self.token}"}, timeout=120)
 
+    @property
+    def email(self) -> str:
+        return str(self.rest.ok("GET", "/api/v1/me")["email"])
+
+    def app_password(self, name: str = "WebDAV") -> tuple[str, str]:
+        """(id, secret) of a new app password of this user (what WebDAV clients sign in with)."""
+        made = self.rest.ok("POST", "/api/v1/me/app-passwords", json={"name": name})
+        return str(made["appPassword"]["id"]), str(made["secret"])
+
     def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return self.http.request(method, "/dav/" + urllib.parse.quote(path.lstrip("/")), **kw)
 
