@@ -43,7 +43,15 @@ def rest_upload(http: httpx.Client, token: str, url: str, path: Path, name: str)
     t = time.perf_counter()
     up = http.post("/api/v1/uploads", json={"parent_id": "root", "name": name, "size": size}).json()
     out = curl(
-        ["-T", str(path), "-H", f"authorization: Bearer {token}", f"{url}/api/v1/uploads/{up['uploadId']}?offset=0"],
+        [
+            "-o",
+            "/dev/null",
+            "-T",
+            str(path),
+            "-H",
+            f"authorization: Bearer {token}",
+            f"{url}/api/v1/uploads/{up['uploadId']}?offset=0",
+        ],
         3600,
     )
     assert out["http_code"] == "200", out
@@ -57,7 +65,7 @@ def rest_upload(http: httpx.Client, token: str, url: str, path: Path, name: str)
 
 def dav_upload(token: str, url: str, path: Path, name: str) -> float:
     t = time.perf_counter()
-    out = curl(["-T", str(path), "-H", f"authorization: Bearer {token}", f"{url}/dav/{name}"], 3600)
+    out = curl(["-o", "/dev/null", "-T", str(path), "-H", f"authorization: Bearer {token}", f"{url}/dav/{name}"], 3600)
     assert out["http_code"] in ("201", "204"), out
     return time.perf_counter() - t
 

@@ -96,7 +96,8 @@ def build_app(config: DavConfig, backend: Backend, engine: sa.Engine, basic: Bas
             "property_manager": SqlPropertyManager(engine, snapshot),
             # Authentication is DavFront's; no directory browser (a GET on a folder is 405-free but empty).
             "middleware_stack": [ErrorPrinter, RequestResolver],
-            "http_authenticator": {"domain_controller": None},
+            # (WsgiDAV's authenticator is not in the stack; off here so it does not warn about Basic without SSL.)
+            "http_authenticator": {"domain_controller": None, "accept_basic": False, "accept_digest": False},
             "dir_browser": {"enable": False},
             "verbose": 1,
             "logging": {"enable": False, "enable_loggers": []},
