@@ -52,7 +52,13 @@ def sync_engine(config: DavConfig) -> sa.Engine:
     """The stores' engine: WsgiDAV calls them from its request threads, so a sync one."""
     url = db.service_url(config, NAME, driver_async=False)
     if url.get_backend_name() == "sqlite":
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            # One connection per request thread at most: a busy server never waits for the pool.
+            pool_size=config.dav_threads,
+            max_overflow=0,
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _wal(dbapi_conn: Any, _record: Any) -> None:
