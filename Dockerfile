@@ -29,6 +29,7 @@ COPY flowdock_runtime flowdock_runtime
 COPY auth_svc auth_svc
 COPY storage_svc storage_svc
 COPY share_svc share_svc
+COPY dav_svc dav_svc
 COPY gateway gateway
 
 RUN pip install --no-cache-dir -c constraints.txt .

@@ -25,7 +25,7 @@ from pathlib import Path
 #: The gateway's identity: the only caller whose X-Forwarded-For is believed.
 GATEWAY = "gateway"
 #: Every identity `flowdock up` and the compose init step issue.
-IDENTITIES: tuple[str, ...] = ("auth_svc", "storage_svc", "share_svc", GATEWAY)
+IDENTITIES: tuple[str, ...] = ("auth_svc", "storage_svc", "share_svc", "dav_svc", GATEWAY)
 CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 CERT_DAYS = 825

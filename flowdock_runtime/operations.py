@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowdock_runtime.settings import SERVICES, ServerSettings, SetupError, add_server_options, resolve
+from flowdock_runtime.settings import RUNNING, ServerSettings, SetupError, add_server_options, resolve
 
 
 def _settings(args: argparse.Namespace, *, private: bool) -> ServerSettings | None:
@@ -46,7 +46,7 @@ def _migrate(args: argparse.Namespace) -> int:
     settings = _settings(args, private=True)
     if settings is None:
         return 2
-    for name in SERVICES:
+    for name in RUNNING:
         result = subprocess.run(
             [sys.executable, "-m", f"{name}_svc", "migrate"], env=settings.command_env(), check=False
         )

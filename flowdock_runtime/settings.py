@@ -14,6 +14,12 @@ from pathlib import Path
 
 #: The services a server runs, in the order they are migrated and started.
 SERVICES = ("auth", "share", "storage")
+#: Services without gRPC contracts of their own (HTTP behind the gateway): started, health-checked and migrated
+#: like the others, but not part of backups or `doctor`'s database checks (their state is soft: WebDAV locks and
+#: dead properties).
+HTTP_SERVICES = ("dav",)
+#: Everything `flowdock up` starts, in order.
+RUNNING = (*SERVICES, *HTTP_SERVICES)
 
 
 class SetupError(Exception):

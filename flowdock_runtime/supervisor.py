@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from flowdock_kernel.clock import Clock, SystemClock
 from flowdock_runtime.probes import ensure_port_free, free_ports, wait_for_clamd
-from flowdock_runtime.settings import SERVICES, SetupError, add_server_options, server_env
+from flowdock_runtime.settings import HTTP_SERVICES, RUNNING, SERVICES, SetupError, add_server_options, server_env
 
 # glibc maps and unmaps every 1 MiB message buffer by default; these keep them (performance-ceilings.md). Two
 # arenas at most: with one per thread, each kept its own freed buffers (+185 MiB RSS in a 4 GiB upload; bench/).
@@ -331,7 +331,7 @@ class Plan:
         if self.tls_cert and self.tls_key:
             argv += ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)]
             argv += ["--hsts-max-age", str(self.hsts_max_age)]
-        for name in SERVICES:
+        for name in (n for n in RUNNING if n in self.ports):
             argv += ["--upstream", f"{name}={self.address(name)}"]
         return argv
 
@@ -408,11 +408,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
     for key in ("auth_public_url", "share_public_url"):
         if not _configured(env, key):
             env["FLOWDOCK_" + key.upper()] = served
-    replicas = {name: 1 for name in SERVICES}
+    replicas = {name: 1 for name in RUNNING}
     for item in args.replicas or []:
         name, _, count = item.partition("=")
         if name not in replicas or not count.isdigit() or not 1 <= int(count) <= 16:
-            raise UpError(f"--replicas {item!r}: expected NAME=N with NAME one of {', '.join(SERVICES)} and N in 1..16")
+            raise UpError(f"--replicas {item!r}: expected NAME=N with NAME one of {', '.join(RUNNING)} and N in 1..16")
         replicas[name] = int(count)
     gateway_port, admin_port = args.port, args.admin_port
     picked = iter(free_ports("127.0.0.1", 2 * sum(replicas.values()) + 1, {gateway_port, admin_port}))
@@ -532,7 +532,7 @@ def run_up(args: argparse.Namespace) -> int:
             plan.service_env(name, i),
             plan.log_dir / f"{replica_name(name, i)}.log",
         )
-        for name in SERVICES
+        for name in RUNNING
         for i in range(len(plan.ports[name]))
     ]
     from gateway.runner import envoy_command
@@ -562,14 +562,16 @@ def run_up(args: argparse.Namespace) -> int:
                 child.start()
             _wait_ready(services, {c.name: plan.run_dir / f"{c.name}.json" for c in wave}, started + READY_TIMEOUT)
         gateway.start()
-        expected = {name: len(plan.ports[name]) for name in SERVICES}
+        expected = {name: len(plan.ports[name]) for name in RUNNING}
         _gateway_ready(plan.admin_port, gateway, expected, started + READY_TIMEOUT)
         elapsed = time.monotonic() - started
         info: dict[str, Any] = {
             "url": f"{plan.scheme}://{plan.host}:{plan.port}",
             "mesh_dir": str(plan.mesh_dir) if plan.mesh_tls else "",
             "admin_url": f"http://127.0.0.1:{plan.admin_port}",
+            # gRPC services (clients and tests talk gRPC to these); dav_svc and other HTTP services apart.
             "services": {name: plan.address(name) for name in SERVICES},
+            "http_services": {name: plan.address(name) for name in HTTP_SERVICES},
             "data_dir": str(plan.data_dir),
             "web_dir": str(plan.web_dir),
             "web_built": plan.web_built,

@@ -48,6 +48,7 @@ from envoy_data_plane.envoy.config.core.v3 import (
     HeaderValueOptionHeaderAppendAction,
     HealthCheck,
     HealthCheckGrpcHealthCheck,
+    HealthCheckHttpHealthCheck,
     Http1ProtocolOptions,
     Http2ProtocolOptions,
     HttpUri,
@@ -981,7 +982,7 @@ def _route_config(spec: GatewaySpec, services: list[RoutedService]) -> RouteConf
         if auth is not None
         else []
     )
-    routes = exempt + _body_limit_routes(spec, services) + _service_routes(spec, services)
+    routes = exempt + _dav_routes(spec) + _body_limit_routes(spec, services) + _service_routes(spec, services)
     routes.extend(_openapi_routes(spec))
     # The CORS filter only answers preflights on routes with a route action (not direct_response).
     # It answers every preflight itself (forward_not_matching_preflights=false), so this empty
@@ -1474,6 +1475,93 @@ def _upstream_cluster(spec: GatewaySpec, name: str, endpoints: list[tuple[str, i
     )
 
 
+#: The WebDAV service's cluster (dav_svc: HTTP/1.1, not gRPC) and where the gateway mounts it.
+DAV_CLUSTER = "dav"
+DAV_PREFIX = "/dav"
+#: dav_svc's health endpoint (answered without credentials, reachable only from the gateway: no route leads there).
+DAV_HEALTH_PATH = "/healthz"
+
+#: Filters that have no business with WebDAV traffic: the transcoder and the Lua filters for gRPC/REST (some read
+#: bodies; none may buffer a PUT or GET), and the compressors (a download streams as it is).
+_DAV_DISABLED_FILTERS = (
+    "flowdock.grpc_safe_headers",
+    "flowdock.link_page",
+    "envoy.filters.http.lua",
+    "envoy.filters.http.lua.rest_status",
+    "envoy.filters.http.lua.unknown_fields",
+    "envoy.filters.http.grpc_json_transcoder",
+)
+
+
+def _dav_upstream_socket(spec: GatewaySpec) -> TransportSocket | None:
+    """Mutual TLS to dav_svc (SAN `dav_svc`), HTTP/1.1 inside."""
+    if spec.mesh is None:
+        return None
+    return _tls_socket(
+        UpstreamTlsContext(
+            common_tls_context=CommonTlsContext(
+                tls_certificates=[
+                    TlsCertificate(
+                        certificate_chain=DataSource(filename=str(spec.mesh.cert_file)),
+                        private_key=DataSource(filename=str(spec.mesh.key_file)),
+                    )
+                ],
+                validation_context=CertificateValidationContext(
+                    trusted_ca=DataSource(filename=str(spec.mesh.ca_file)),
+                    match_typed_subject_alt_names=[
+                        SubjectAltNameMatcher(
+                            san_type=SubjectAltNameMatcherSanType.DNS, matcher=StringMatcher(exact="dav_svc")
+                        )
+                    ],
+                ),
+                alpn_protocols=["http/1.1"],
+            )
+        )
+    )
+
+
+def _dav_cluster(spec: GatewaySpec, endpoints: list[tuple[str, int]]) -> Cluster:
+    """dav_svc's replicas: HTTP/1.1 (WsgiDAV under cheroot), round robin, HTTP health checked on /healthz."""
+    interval = spec.health_check_interval
+    limits = CircuitBreakersThresholds(
+        max_connections=10000, max_pending_requests=10000, max_requests=10000, max_retries=100
+    )
+    return Cluster(
+        name=DAV_CLUSTER,
+        type=_discovery_type([h for h, _ in endpoints]),
+        connect_timeout=timedelta(seconds=2),
+        load_assignment=_load_assignment(DAV_CLUSTER, endpoints),
+        health_checks=[
+            HealthCheck(
+                timeout=timedelta(seconds=1),
+                interval=interval,
+                no_traffic_interval=interval,
+                unhealthy_threshold=2,
+                healthy_threshold=1,
+                http_health_check=HealthCheckHttpHealthCheck(path=DAV_HEALTH_PATH),
+            )
+        ],
+        circuit_breakers=CircuitBreakers(thresholds=[limits]),
+        transport_socket=_dav_upstream_socket(spec),
+    )
+
+
+def _dav_routes(spec: GatewaySpec) -> list[Route]:
+    """`/dav` and everything below it, any method (PROPFIND, MKCOL, COPY, MOVE, LOCK, ...), to dav_svc: no deadline
+    (a big PUT or GET lasts as long as it needs), bodies streamed. jwt_authn's last rule lets requests without a
+    Bearer token through (Basic credentials are dav_svc's to check); the per-client rate limits apply as anywhere."""
+    if DAV_CLUSTER not in spec.upstreams:
+        return []
+    disabled = {name: _any(FilterConfig(disabled=True)) for name in _DAV_DISABLED_FILTERS}
+    action = RouteAction(cluster=DAV_CLUSTER, timeout=timedelta(0))
+    return [
+        Route(name="dav", match=RouteMatch(path=DAV_PREFIX), route=action, typed_per_filter_config=disabled),
+        Route(
+            name="dav_tree", match=RouteMatch(prefix=DAV_PREFIX + "/"), route=action, typed_per_filter_config=disabled
+        ),
+    ]
+
+
 def _self_cluster(spec: GatewaySpec) -> Cluster:
     """Envoy's own listener, so jwt_authn fetches the JWKS through the REST route to auth_svc."""
     host = _loopback_for(spec.listen_host)
@@ -1504,7 +1592,10 @@ def build_bootstrap(spec: GatewaySpec) -> dict[str, Any]:
     reserved = sorted({SELF_CLUSTER, PREFLIGHT_CLUSTER, ADMIN_CLUSTER} & set(spec.upstreams))
     if reserved:
         raise ValueError(f"upstream name(s) {', '.join(reserved)} are reserved for the gateway itself")
-    clusters = [_upstream_cluster(spec, name, eps) for name, eps in sorted(spec.upstreams.items())]
+    clusters = [
+        _dav_cluster(spec, eps) if name == DAV_CLUSTER else _upstream_cluster(spec, name, eps)
+        for name, eps in sorted(spec.upstreams.items())
+    ]
     clusters.append(_self_cluster(spec))
     clusters.append(Cluster(name=PREFLIGHT_CLUSTER, connect_timeout=timedelta(seconds=1)))
     listeners = [_listener(spec, services)]

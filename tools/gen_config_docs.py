@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from auth_svc.config import AuthConfig
+from dav_svc.config import DavConfig
 from flowdock_kernel.config import CommonConfig, markdown_table
 from gateway.config import GatewayConfig
 from share_svc.config import ShareConfig
@@ -31,6 +32,7 @@ def render() -> str:
             "auth_svc": AuthConfig,
             "storage_svc": StorageConfig,
             "share_svc": ShareConfig,
+            "dav_svc (WebDAV)": DavConfig,
             "gateway (read by `flowdock up` and `python -m gateway`)": GatewayConfig,
         }
     )

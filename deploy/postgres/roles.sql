@@ -4,7 +4,7 @@
 --
 -- psql variables: prefix (database-name prefix, `flowdock` in compose: roles and databases flowdock_auth,
 -- flowdock_storage, flowdock_share, matching FLOWDOCK_DB_URL .../flowdock) and auth_password, storage_password,
--- share_password. Run by init-roles.sh on PostgreSQL's first start; tests/deploy/test_compose.py runs it for real.
+-- share_password, dav_password. Run by init-roles.sh on PostgreSQL's first start; tests/deploy/test_compose.py runs it for real.
 \set ON_ERROR_STOP on
 
 \set role :prefix _auth
@@ -19,5 +19,10 @@ REVOKE ALL ON DATABASE :"role" FROM PUBLIC;
 
 \set role :prefix _share
 CREATE ROLE :"role" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'share_password';
+CREATE DATABASE :"role" OWNER :"role";
+REVOKE ALL ON DATABASE :"role" FROM PUBLIC;
+
+\set role :prefix _dav
+CREATE ROLE :"role" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'dav_password';
 CREATE DATABASE :"role" OWNER :"role";
 REVOKE ALL ON DATABASE :"role" FROM PUBLIC;

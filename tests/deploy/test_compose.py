@@ -27,6 +27,7 @@ import yaml
 
 from tests.support.compose import (
     COMPOSE_NAME,
+    DB_SERVICES,
     GRPC_SERVICES,
     MESH_MOUNT,
     PROMETHEUS_NAME,
@@ -571,8 +572,8 @@ def check_gateway(d: Deployment) -> list[str]:
         if label in upstreams:
             problems.append(f"gateway: upstream {label!r} given twice")
         upstreams[label] = target
-    if set(upstreams) != set(GRPC_SERVICES):
-        problems.append(f"gateway: upstreams {sorted(upstreams)} != {sorted(GRPC_SERVICES)}")
+    if set(upstreams) != set(DB_SERVICES):
+        problems.append(f"gateway: upstreams {sorted(upstreams)} != {sorted(DB_SERVICES)}")
     for label, target in upstreams.items():
         address = parse_address(target)
         if address is None:
@@ -582,7 +583,7 @@ def check_gateway(d: Deployment) -> list[str]:
         if host not in svcs:
             problems.append(f"gateway: upstream {label} points at undefined service {host!r}")
             continue
-        if label in GRPC_SERVICES and module_of(svcs[host]) != GRPC_SERVICES[label][0]:
+        if label in DB_SERVICES and module_of(svcs[host]) != DB_SERVICES[label][0]:
             problems.append(f"gateway: upstream {label} points at {host!r}, which does not run {label}_svc")
         if port != grpc_port(svcs[host]):
             problems.append(f"gateway: upstream {label} port {port} != {host} FLOWDOCK_GRPC_PORT")
@@ -895,17 +896,18 @@ def test_db_passwords_come_from_one_variable_per_role() -> None:
         "FLOWDOCK_DB_PASSWORD_AUTH": "auth-Pw",
         "FLOWDOCK_DB_PASSWORD_STORAGE": "storage-Pw",
         "FLOWDOCK_DB_PASSWORD_SHARE": "share-Pw",
+        "FLOWDOCK_DB_PASSWORD_DAV": "dav-Pw",
     }
     deployment = load_deployment(env=env)
     svcs = services(deployment)
     assert env_of(svcs["postgres"])["POSTGRES_PASSWORD"] == "super-Pw"
-    for name in GRPC_SERVICES:
+    for name in DB_SERVICES:
         url = urlsplit(env_of(svcs[name])["FLOWDOCK_DB_URL"])
         assert (url.username, url.password) == (f"flowdock_{name}", f"{name}-Pw")
         assert env_of(svcs["postgres"])[f"FLOWDOCK_DB_PASSWORD_{name.upper()}"] == f"{name}-Pw"
     assert check_database_url(deployment) == []
     raw = (REPO / COMPOSE_NAME).read_text()
-    for suffix in ("", "_AUTH", "_STORAGE", "_SHARE"):
+    for suffix in ("", "_AUTH", "_STORAGE", "_SHARE", "_DAV"):
         assert f"${{FLOWDOCK_DB_PASSWORD{suffix}:-" in raw
 
 
@@ -1446,7 +1448,7 @@ def service_roles() -> Iterator[tuple[str, Any]]:
         "POSTGRES_DB": "postgres",
         "FLOWDOCK_DB_PREFIX": prefix,
         "FLOWDOCK_ROLES_SQL": str(REPO / ROLES_SQL),
-        **{f"FLOWDOCK_DB_PASSWORD_{name.upper()}": f"pw-{name}" for name in GRPC_SERVICES},
+        **{f"FLOWDOCK_DB_PASSWORD_{name.upper()}": f"pw-{name}" for name in DB_SERVICES},
     }
     try:
         result = subprocess.run(["sh", str(REPO / ROLES_SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
@@ -1454,7 +1456,7 @@ def service_roles() -> Iterator[tuple[str, Any]]:
         yield prefix, psycopg
     finally:
         with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as admin:
-            for name in GRPC_SERVICES:
+            for name in DB_SERVICES:
                 admin.execute(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)')
                 admin.execute(f'DROP ROLE IF EXISTS "{prefix}_{name}"')
 
@@ -1466,7 +1468,7 @@ def test_each_service_role_owns_only_its_database_and_is_no_superuser(service_ro
     server = urlsplit(PG_URL)
     host = f"{server.hostname or '127.0.0.1'}:{server.port or 5432}"
     with psycopg.connect(f"{PG_URL}/postgres") as admin:
-        for name in GRPC_SERVICES:
+        for name in DB_SERVICES:
             role = f"{prefix}_{name}"
             flags = admin.execute(
                 "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin "
@@ -1479,21 +1481,21 @@ def test_each_service_role_owns_only_its_database_and_is_no_superuser(service_ro
                 (role,),
             ).fetchall()
             assert owned == [(role,)]
-    for name in GRPC_SERVICES:
+    for name in DB_SERVICES:
         role = f"{prefix}_{name}"
         # Its own database: it can connect and create its schema (what its migrations do).
         with psycopg.connect(f"postgresql://{role}:pw-{name}@{host}/{role}", autocommit=True) as own:
             own.execute("CREATE TABLE probe (x int)")
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 own.execute(f'CREATE DATABASE "{role}_extra"')
-            for other in GRPC_SERVICES:
+            for other in DB_SERVICES:
                 if other == name:
                     continue
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     own.execute(f"ALTER DATABASE \"{prefix}_{other}\" SET work_mem = '64MB'")
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     own.execute(f'DROP DATABASE "{prefix}_{other}"')
-        for other in GRPC_SERVICES:
+        for other in DB_SERVICES:
             if other == name:
                 continue
             # Another service's database refuses the connection outright (CONNECT revoked from PUBLIC).

@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO / "deploy" / "prometheus"
 GRAFANA_DIR = REPO / "deploy" / "grafana"
 DASHBOARD_TITLES = {"FlowDock Overview", "Service Health", "API Performance", "Error Rates"}
-SERVICE_JOBS = ("auth", "storage", "share")
+SERVICE_JOBS = ("auth", "storage", "share", "dav")
 #: The test copy's `for:` (the project's are minutes long).
 SHORT_FOR = "2s"
 _COMPARISON = re.compile(r"\s(==|!=|>=|<=|>|<)\s+(-?[0-9.]+)\s*$")

@@ -22,6 +22,13 @@ GRPC_SERVICES: dict[str, tuple[str, int, int]] = {
     "storage": ("storage_svc", 50052, 9102),
     "share": ("share_svc", 50053, 9103),
 }
+# Services without a gRPC contract (HTTP behind the gateway, issue 20's WebDAV): module, port (FLOWDOCK_GRPC_PORT, the
+# one port setting every service reads), metrics port. They have their own database role like the gRPC services.
+HTTP_SERVICES: dict[str, tuple[str, int, int]] = {
+    "dav": ("dav_svc", 50054, 9104),
+}
+# Every service with a database of its own (a role and a password each).
+DB_SERVICES: dict[str, tuple[str, int, int]] = {**GRPC_SERVICES, **HTTP_SERVICES}
 # Where each FlowDock container finds its mesh identity (its own subpath of the `mesh` volume).
 MESH_MOUNT = "/mesh"
 
