@@ -202,7 +202,8 @@ _CORS_ALLOW_HEADERS = (
     "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, x-request-id, x-link-session"
 )
 _CORS_EXPOSE_HEADERS = (
-    "grpc-status, grpc-message, grpc-status-details-bin, content-disposition, content-length, etag, x-request-id"
+    "grpc-status, grpc-message, grpc-status-details-bin, content-disposition, content-length, content-range, "
+    "accept-ranges, etag, x-request-id"
 )
 # HTTP status of a local reply -> gRPC code put in the REST error body (google.rpc.Code numbers).
 _LOCAL_REPLY_CODES: tuple[tuple[int, int], ...] = (
@@ -706,17 +707,25 @@ def _runtime() -> LayeredRuntime:
 
 # REST downloads are transcoded streams (chunked on HTTP/1.1). storage_svc announces the body length in its initial
 # metadata as x-content-length; for non-gRPC responses this turns it into a real Content-Length, so clients (and
-# curl) detect a truncated body instead of mistaking it for a complete 200. It runs last on the response path.
+# curl) detect a truncated body instead of mistaking it for a complete 200. A download answering a Range request
+# (a client resuming a broken transfer) also sends x-content-range: for REST that makes it a 206 Partial Content
+# with that Content-Range. It runs last on the response path.
 _CONTENT_LENGTH_LUA = """
 function envoy_on_response(handle)
   local headers = handle:headers()
   local length = headers:get("x-content-length")
   if length == nil then return end
   local ctype = headers:get("content-type") or ""
+  local range = headers:get("x-content-range")
   if string.sub(ctype, 1, 16) ~= "application/grpc" then
     headers:replace("content-length", length)
+    if range ~= nil and headers:get(":status") == "200" then
+      headers:replace(":status", "206")
+      headers:replace("content-range", range)
+    end
   end
   headers:remove("x-content-length")
+  headers:remove("x-content-range")
 end
 """
 

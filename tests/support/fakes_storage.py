@@ -459,6 +459,9 @@ class FakeHolders:
     def kill(self, token: str) -> None:
         self.dead.add(token)
 
+    def abandon(self, token: str) -> None:
+        self.dead.add(token)
+
 
 class FakeUploads:
     def __init__(self, state: StorageState) -> None:
