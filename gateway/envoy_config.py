@@ -112,6 +112,7 @@ from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 impo
 )
 from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
 from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
+    JwksAsyncFetch,
     JwtAuthentication,
     JwtHeader,
     JwtProvider,
@@ -482,6 +483,14 @@ def _jwt_filter(spec: GatewaySpec, services: list[RoutedService]) -> JwtAuthenti
                         timeout=timedelta(seconds=5),
                     ),
                     cache_duration=timedelta(seconds=spec.jwks_cache_seconds),
+                    # Fetched in the background and shared by every worker thread, refreshed each cache_duration,
+                    # and kept while a refresh fails (retried every second): an auth_svc outage then leaves token
+                    # checks to the services, which answer UNAVAILABLE (retryable) instead of the gateway's 401
+                    # "Jwks remote fetch is failed", which logs clients out (tests/e2e/test_faults.py). Without it
+                    # each worker fetched on demand once its copy was 30 s old, and failed while auth_svc was down.
+                    # fast_listener: the first fetch goes through this very listener, so it must not wait for it
+                    # (`flowdock up` is ready once a fetch succeeded: flowdock_runtime/supervisor.py _jwks_fetched).
+                    async_fetch=JwksAsyncFetch(fast_listener=True, failed_refetch_duration=timedelta(seconds=0.5)),
                 ),
             )
         },

@@ -937,7 +937,7 @@ def test_auth_stopped_tokens_fail_closed_and_events_wait_in_the_outboxes(supervi
     register_and_login(mesh, email)
     content = os.urandom(300_000)
     fid = str(c.upload("shared.bin", content)["node"]["id"])
-    link = c.ok("POST", "/api/v1/links", json={"node_id": fid, "permission": "LINK_PERMISSION_VIEW"})
+    link = c.ok("POST", "/api/v1/links", json={"node_id": fid, "permission": "LINK_PERMISSION_DOWNLOAD"})
     native = Native(native_channel(mesh.host_port))
     meta = [("authorization", f"Bearer {token}")]
 
