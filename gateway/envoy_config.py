@@ -490,7 +490,7 @@ def _jwt_filter(spec: GatewaySpec, services: list[RoutedService]) -> JwtAuthenti
                     # each worker fetched on demand once its copy was 30 s old, and failed while auth_svc was down.
                     # fast_listener: the first fetch goes through this very listener, so it must not wait for it
                     # (`flowdock up` is ready once a fetch succeeded: flowdock_runtime/supervisor.py _jwks_fetched).
-                    async_fetch=JwksAsyncFetch(fast_listener=True, failed_refetch_duration=timedelta(seconds=0.5)),
+                    async_fetch=JwksAsyncFetch(fast_listener=True, failed_refetch_duration=timedelta(seconds=1)),
                 ),
             )
         },
