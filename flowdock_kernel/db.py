@@ -23,11 +23,11 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from flowdock_kernel.config import CommonConfig
-from flowdock_kernel.errors import AlreadyExists, DiskFull, DomainError
+from flowdock_kernel.errors import AlreadyExists, DatabaseUnavailable, DiskFull, DomainError
 
 if TYPE_CHECKING:  # audit builds on this module
     from flowdock_kernel.audit import EventBuffer, Outbox
@@ -118,6 +118,45 @@ def disk_full_error(exc: BaseException, database: str = "") -> DiskFull | None:
             return DiskFull(database or "the PostgreSQL server's disk", "could not extend a database file")
         cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
     return None
+
+
+#: SQLSTATEs of a server that is going away or not yet back: class 08 (connection exception), admin_shutdown,
+#: crash_shutdown, cannot_connect_now ("the database system is starting up / shutting down").
+_PG_GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def database_unavailable_error(exc: BaseException) -> DatabaseUnavailable | None:
+    """The DatabaseUnavailable an exception amounts to, None if it is something else: the database server could not
+    be reached or dropped the connection (PostgreSQL restarting, crashed, or not yet accepting connections). Such a
+    call failed for a reason that passes, so it answers UNAVAILABLE (retryable) rather than INTERNAL; the pool
+    (pre-ping on checkout) replaces the dead connections by itself once the server answers again."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, DatabaseUnavailable):
+            return cause
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return DatabaseUnavailable(_UNREACHABLE)
+        if type(cause).__module__.startswith("psycopg") and _psycopg_connection_lost(cause):
+            return DatabaseUnavailable(_UNREACHABLE)
+        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
+    return None
+
+
+_UNREACHABLE = "the database cannot be reached right now (restarting?); retry shortly"
+
+
+def _psycopg_connection_lost(exc: BaseException) -> bool:
+    import psycopg  # only PostgreSQL deployments get here: the module raised it
+
+    if isinstance(exc, psycopg.InterfaceError):
+        return "closed" in str(exc)  # "the connection is closed": it died under an earlier statement
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    # No SQLSTATE: the server never answered (refused, reset, closed mid-statement).
+    return state is None or state.startswith("08") or state in _PG_GONE_STATES
 
 
 class _WriterQueue:

@@ -114,3 +114,10 @@ class DataLoss(DomainError):
 
 class Unavailable(DomainError):
     """A dependency is down; the call may be retried."""
+
+
+class DatabaseUnavailable(Unavailable):
+    """The service's database cannot be reached (restarting, crashed, the network to it down): retryable, and the
+    connection pool reconnects by itself once it answers again."""
+
+    retry_after_seconds: float | None = 1.0

@@ -42,6 +42,7 @@ REST_STATUS_BY_REASON: dict[str, int] = {
     "STORAGE_QUOTA_EXCEEDED": 403,  # as Google Drive's storageQuotaExceeded: free space or get more quota
     "LIMIT_REACHED": 403,  # e.g. a link's download limit: waiting will not lift it
     "DISK_FULL": 507,  # Insufficient Storage: the server's disk, not the caller's quota; retry after space is freed
+    "RANGE_NOT_SATISFIABLE": 416,  # a download's Range starts beyond the content (storage_svc.domain.ByteRange)
 }
 
 

@@ -5,7 +5,9 @@ held it was killed (kill -9, a crash, the supervisor restarting it), waiting for
 any more. A token made here names the process incarnation that holds it: a fingerprint of the machine's boot and
 the PID namespace, the pid, and the process's start time in clock ticks since boot (so a reused pid is a different
 incarnation). `gone(token)` is True only when this process can *prove* the holder is dead: same boot, same PID
-namespace, and that pid no longer runs (or runs a process started at another time, or is a zombie). A holder on
+namespace, and that pid no longer runs (or runs a process started at another time, or is a zombie) — or the
+holder is this very process and gave the token up (`abandon`: a writer that ended but could not release its lease
+because the database went away under it; nobody here writes with that token any more). A holder on
 another machine or in another namespace (a container) is never "gone": its lease lapses by time, as before. So two
 live writers never hold the same lease.
 
@@ -19,11 +21,13 @@ import hashlib
 import itertools
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 _MARK = "@"  # tokens of this module begin with it (older random hex tokens never do)
 _PROC = Path("/proc")
+_MAX_ABANDONED = 10_000  # tokens remembered by `abandon` (a lease lapses by time anyway, 60 s after its last write)
 
 
 def _namespace() -> bytes:
@@ -65,6 +69,7 @@ class Incarnation:
         self._prefix = b""
         self._namespace = b""
         self._counter = itertools.count(1)
+        self._abandoned: OrderedDict[str, None] = OrderedDict()
 
     def _refresh(self) -> None:
         pid = os.getpid()
@@ -85,12 +90,22 @@ class Incarnation:
             raw = self._prefix + n.to_bytes(5, "big")
         return _MARK + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
+    def abandon(self, token: str) -> None:
+        """This process no longer writes with `token` (its holder ended without releasing the lease: the database
+        was unreachable then), so `gone(token)` is True and the next writer takes the lease over at once."""
+        with self._lock:
+            self._abandoned[token] = None
+            while len(self._abandoned) > _MAX_ABANDONED:
+                self._abandoned.popitem(last=False)
+
     def gone(self, token: str) -> bool:
-        """Whether the process that made `token` has provably ended (see the module docstring)."""
+        """Whether the process that made `token` has provably ended, or abandoned it (see the module docstring)."""
         holder = parse(token)
         if holder is None:
             return False
         with self._lock:
+            if token in self._abandoned:
+                return True
             self._refresh()
             namespace = self._namespace
         if holder.namespace != namespace:

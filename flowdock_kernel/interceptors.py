@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_interceptor.server import AsyncServerInterceptor
 
 from flowdock_kernel import errors, grpc_errors, logs, metrics, wire
-from flowdock_kernel.db import disk_full_error
+from flowdock_kernel.db import database_unavailable_error, disk_full_error
 from flowdock_kernel.mesh import GATEWAY
 from flowdock_kernel.tokens import (
     KeyCache,
@@ -254,6 +254,10 @@ class CallInterceptor(AsyncServerInterceptor):
             # as such (RESOURCE_EXHAUSTED, DISK_FULL), never an INTERNAL; logged once per call without a traceback.
             log.warning("disk full: a write was refused", extra={"path": full.path, "error": repr(exc)[:300]})
             exc = full
+        elif not isinstance(exc, errors.DomainError) and (gone := database_unavailable_error(exc)) is not None:
+            # The database server is restarting or went away: retryable, said once per call without a traceback.
+            log.warning("database unavailable: the call was refused", extra={"error": repr(exc)[:300]})
+            exc = gone
         if isinstance(exc, errors.DomainError):
             status = grpc_errors.to_status(exc)
             state.code = status.code

@@ -486,13 +486,22 @@ def _gateway_ready(admin_port: int, gateway: Child, expected: dict[str, int], de
                 )
                 for name in expected
             }
-            if healthy == expected:
+            if healthy == expected and _jwks_fetched(admin_port):
                 return
         except OSError:
             pass
         if time.monotonic() > deadline:
             raise UpError(f"timed out waiting for the gateway; its log:\n{gateway.tail()}")
         time.sleep(0.05)
+
+
+def _jwks_fetched(admin_port: int) -> bool:
+    """Whether Envoy holds auth_svc's signing keys (its background JWKS fetch succeeded once). Until then a worker
+    fetches them on demand for a request, which fails while auth_svc is down (401): ready means it holds them."""
+    url = f"http://127.0.0.1:{admin_port}/stats?filter=jwks_fetch_success"
+    with urllib.request.urlopen(url, timeout=1) as resp:
+        lines = resp.read().decode().splitlines()
+    return any(int(line.rsplit(":", 1)[1]) > 0 for line in lines if ":" in line)
 
 
 def run_up(args: argparse.Namespace) -> int:

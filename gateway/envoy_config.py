@@ -113,6 +113,7 @@ from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 impo
 )
 from envoy_data_plane.envoy.extensions.filters.http.grpc_web.v3 import GrpcWeb
 from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
+    JwksAsyncFetch,
     JwtAuthentication,
     JwtHeader,
     JwtProvider,
@@ -203,7 +204,8 @@ _CORS_ALLOW_HEADERS = (
     "authorization, content-type, x-grpc-web, x-user-agent, grpc-timeout, x-request-id, x-link-session"
 )
 _CORS_EXPOSE_HEADERS = (
-    "grpc-status, grpc-message, grpc-status-details-bin, content-disposition, content-length, etag, x-request-id"
+    "grpc-status, grpc-message, grpc-status-details-bin, content-disposition, content-length, content-range, "
+    "accept-ranges, etag, x-request-id"
 )
 # HTTP status of a local reply -> gRPC code put in the REST error body (google.rpc.Code numbers).
 _LOCAL_REPLY_CODES: tuple[tuple[int, int], ...] = (
@@ -489,6 +491,14 @@ def _jwt_filter(spec: GatewaySpec, services: list[RoutedService]) -> JwtAuthenti
                         timeout=timedelta(seconds=5),
                     ),
                     cache_duration=timedelta(seconds=spec.jwks_cache_seconds),
+                    # Fetched in the background and shared by every worker thread, refreshed each cache_duration,
+                    # and kept while a refresh fails (retried every second): an auth_svc outage then leaves token
+                    # checks to the services, which answer UNAVAILABLE (retryable) instead of the gateway's 401
+                    # "Jwks remote fetch is failed", which logs clients out (tests/e2e/test_faults.py). Without it
+                    # each worker fetched on demand once its copy was 30 s old, and failed while auth_svc was down.
+                    # fast_listener: the first fetch goes through this very listener, so it must not wait for it
+                    # (`flowdock up` is ready once a fetch succeeded: flowdock_runtime/supervisor.py _jwks_fetched).
+                    async_fetch=JwksAsyncFetch(fast_listener=True, failed_refetch_duration=timedelta(seconds=1)),
                 ),
             )
         },
@@ -714,17 +724,25 @@ def _runtime() -> LayeredRuntime:
 
 # REST downloads are transcoded streams (chunked on HTTP/1.1). storage_svc announces the body length in its initial
 # metadata as x-content-length; for non-gRPC responses this turns it into a real Content-Length, so clients (and
-# curl) detect a truncated body instead of mistaking it for a complete 200. It runs last on the response path.
+# curl) detect a truncated body instead of mistaking it for a complete 200. A download answering a Range request
+# (a client resuming a broken transfer) also sends x-content-range: for REST that makes it a 206 Partial Content
+# with that Content-Range. It runs last on the response path.
 _CONTENT_LENGTH_LUA = """
 function envoy_on_response(handle)
   local headers = handle:headers()
   local length = headers:get("x-content-length")
   if length == nil then return end
   local ctype = headers:get("content-type") or ""
+  local range = headers:get("x-content-range")
   if string.sub(ctype, 1, 16) ~= "application/grpc" then
     headers:replace("content-length", length)
+    if range ~= nil and headers:get(":status") == "200" then
+      headers:replace(":status", "206")
+      headers:replace("content-range", range)
+    end
   end
   headers:remove("x-content-length")
+  headers:remove("x-content-range")
 end
 """
 

@@ -87,8 +87,35 @@ _ERROR_STATUSES: tuple[tuple[str, str], ...] = (
     ("499", "CANCELLED: the client went away."),
     ("500", "INTERNAL, UNKNOWN or DATA_LOSS: a bug; never an answer to bad input."),
     ("501", "UNIMPLEMENTED."),
-    ("503", "UNAVAILABLE: a service is starting or restarting; retry shortly."),
+    ("503", "UNAVAILABLE: a service, its database or the virus scanner is starting or restarting; retry shortly."),
     ("504", "DEADLINE_EXCEEDED."),
+    (
+        "507",
+        "RESOURCE_EXHAUSTED with reason DISK_FULL: the server's data disk (or its database's) is full, not your "
+        "storage quota; nothing of the call was kept. Retry after Retry-After, once the operator freed space.",
+    ),
+)
+
+#: Downloads that serve HTTP Range requests (a client resuming a broken transfer): 206 with Content-Range, or 416
+#: when the range starts beyond the content (storage_svc/servicer.py, the gateway's _CONTENT_LENGTH_LUA).
+_RANGED_DOWNLOADS = frozenset({"flowdock.storage.v1.StorageService.DownloadFile"})
+_RANGE_HEADERS = (
+    {
+        "name": "Range",
+        "in": "header",
+        "required": False,
+        "description": "One byte range (`bytes=first-`, `bytes=first-last` or `bytes=-suffix`): the answer is 206 "
+        "with Content-Range. Several ranges, or another unit, are answered with the whole content (200).",
+        "schema": {"type": "string", "pattern": r"^bytes=[0-9]*-[0-9]*$"},
+    },
+    {
+        "name": "If-Range",
+        "in": "header",
+        "required": False,
+        "description": "The ETag of the content the range was computed on: if the content changed since, the "
+        "whole new content is sent (200).",
+        "schema": {"type": "string"},
+    },
 )
 
 
@@ -510,6 +537,9 @@ def _operation(
                 "schema": {"type": "string"},
             }
         )
+    ranged = f"{svc_name}.{method.name}" in _RANGED_DOWNLOADS
+    if ranged:
+        params += [dict(header) for header in _RANGE_HEADERS]
     if params:
         op["parameters"] = params
     if body == "*":
@@ -545,6 +575,16 @@ def _operation(
     else:
         ok = {"description": "OK", "content": {"application/json": {"schema": builder.ref(response, output=True)}}}
     responses: dict[str, Any] = {"200": ok}
+    if ranged:
+        responses["206"] = {
+            "description": "The bytes of the requested range, with Content-Range (`bytes first-last/size`).",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+        responses["416"] = {
+            "description": "FAILED_PRECONDITION with reason RANGE_NOT_SATISFIABLE: the range starts at or beyond "
+            "the end of the content (its size is in the ErrorInfo's metadata).",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}},
+        }
     for code, _ in _ERROR_STATUSES:
         responses[code] = {"$ref": f"#/components/responses/Error{code}"}
     responses["default"] = {"$ref": "#/components/responses/Error"}

@@ -106,6 +106,11 @@ class Version:
     content_type: str
     created_at: datetime
 
+    @property
+    def etag(self) -> str:
+        """The HTTP entity tag of this content (strong: the SHA-256 of its bytes), as downloads send it."""
+        return f'"{self.sha256}"'
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -257,6 +262,61 @@ class ScanLimitExceeded(FailedPrecondition):
         self.limit_bytes = limit_bytes
         self.size = size
         self.detail = detail  # which limit: "declared size", a clamd reply, "Heuristics.Limits.Exceeded.MaxScanSize"
+
+
+RANGE_NOT_SATISFIABLE = "RANGE_NOT_SATISFIABLE"
+_BYTE_RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")
+
+
+class RangeNotSatisfiable(FailedPrecondition):
+    """A download's Range starts at or beyond the end of the content (REST 416: nothing is left to send there)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"the range starts beyond the content ({size} bytes); ask for bytes=0-{max(size - 1, 0)} or less",
+            reason=RANGE_NOT_SATISFIABLE,
+            metadata={"size": str(size)},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """One range of an HTTP Range header (RFC 9110 14.1.2), which a client resuming a broken download sends:
+    `bytes=first-last`, `bytes=first-` (to the end) or `bytes=-n` (the last n bytes; `first` is None). `if_range`
+    is the request's If-Range: the range applies only while the content still has that ETag (else all of it)."""
+
+    first: int | None
+    last: int | None
+    if_range: str = ""
+
+    @classmethod
+    def parse(cls, header: str, if_range: str = "") -> ByteRange | None:
+        """None for what is served whole (RFC 9110 lets a server ignore Range): no header, another unit, several
+        ranges, or a malformed one."""
+        m = _BYTE_RANGE.fullmatch(header.strip().replace(" ", ""))
+        if m is None or not (m.group(1) or m.group(2)):
+            return None
+        first = int(m.group(1)) if m.group(1) else None
+        last = int(m.group(2)) if m.group(2) else None
+        if first is not None and last is not None and last < first:
+            return None
+        return cls(first, last, if_range.strip())
+
+    def applies(self, etag: str) -> bool:
+        """Whether to send the range (an If-Range naming other content, or a date, means: send it all)."""
+        return not self.if_range or self.if_range == etag
+
+    def resolve(self, size: int) -> tuple[int, int]:
+        """(offset, length) within content of `size` bytes; RangeNotSatisfiable when it starts at or past the end."""
+        if self.first is None:  # the last n bytes
+            n = min(self.last or 0, size)
+            if n == 0:
+                raise RangeNotSatisfiable(size)
+            return size - n, n
+        if self.first >= size:
+            raise RangeNotSatisfiable(size)
+        last = size - 1 if self.last is None else min(self.last, size - 1)
+        return self.first, last - self.first + 1
 
 
 def validate_name(raw: str, field: str = "name") -> str:

@@ -16,7 +16,18 @@ from flowdock_kernel import metrics, wire
 from flowdock_kernel.errors import DataLoss, InvalidArgument, PermissionDenied
 from flowdock_kernel.tokens import AdminCheck, current_principal
 from flowdock_kernel.wire import set_timestamp, timestamp, to_datetime
-from storage_svc.domain import Kind, Node, OnConflict, OrderBy, TrashEntry, Upload, UploadState, Usage, Version
+from storage_svc.domain import (
+    ByteRange,
+    Kind,
+    Node,
+    OnConflict,
+    OrderBy,
+    TrashEntry,
+    Upload,
+    UploadState,
+    Usage,
+    Version,
+)
 from storage_svc.usecases import Downloads, PublicLinks, Tree, Uploads
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -365,18 +376,35 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
 
     @wire.serialised  # yields serialised HttpBody messages (_stream)
     async def DownloadFile(self, request: storage_pb2.DownloadFileRequest, context: Ctx) -> AsyncIterator[bytes]:
+        # A REST client resuming a broken download sends Range (and If-Range); a request's own offset/length win.
+        byte_range = None if request.offset or request.length else _byte_range(context)
         node, version, offset, length = await self.downloads.open_download(
-            current_principal().user_id, request.file_id, request.offset, request.length, request.version
+            current_principal().user_id,
+            request.file_id,
+            request.offset,
+            request.length,
+            request.version,
+            byte_range=byte_range,
         )
         assert version is not None
-        async for message in self._stream(context, node, version, offset, length):
+        partial = byte_range is not None and byte_range.applies(version.etag)
+        async for message in self._stream(context, node, version, offset, length, ranged=True, partial=partial):
             yield message
 
     async def _stream(
-        self, context: Ctx, node: Node, version: Version, offset: int, length: int
+        self,
+        context: Ctx,
+        node: Node,
+        version: Version,
+        offset: int,
+        length: int,
+        *,
+        ranged: bool = False,
+        partial: bool = False,
     ) -> AsyncIterator[bytes]:
         """The content as serialised google.api.HttpBody messages, one per chunk: the blob store copies each
-        decrypted chunk right behind its message header (body_frame), so nothing here copies it again."""
+        decrypted chunk right behind its message header (body_frame), so nothing here copies it again. `ranged`:
+        the method serves HTTP Range requests (REST says so); `partial`: this answer is one (206)."""
         # Read (and so authenticate) the first block before any header goes out: damage found here becomes a clean
         # DATA_LOSS status (REST: a 500 with a JSON body), not a 200 whose body stops short.
         blocks = aiter(self.downloads.read(version, offset, length, body_frame))
@@ -385,14 +413,19 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         except DataLoss as exc:
             _damaged(node, version, offset, exc, sent=0)
             raise
-        await context.send_initial_metadata(
-            (
-                ("content-disposition", content_disposition(node.name)),
-                ("etag", f'"{version.sha256}"'),
-                ("x-content-length", str(length)),
-                ("x-file-size", str(version.size)),
-            )
-        )
+        headers = [
+            ("content-disposition", content_disposition(node.name)),
+            ("etag", version.etag),
+            ("x-content-length", str(length)),
+            ("x-file-size", str(version.size)),
+        ]
+        if ranged and _transcoded(context):
+            # REST: ranges are served (a broken download resumes where it broke); the gateway makes a partial
+            # answer a 206 with this Content-Range (gateway/envoy_config.py, _CONTENT_LENGTH_LUA).
+            headers.append(("accept-ranges", "bytes"))
+            if partial:
+                headers.append(("x-content-range", f"bytes {offset}-{offset + length - 1}/{version.size}"))
+        await context.send_initial_metadata(headers)
         # The first message also names the content type (two fields of one message may be serialised apart).
         yield httpbody_pb2.HttpBody(content_type=version.content_type).SerializeToString() + head
         sent = body_data_size(head)
@@ -405,7 +438,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 sent += n
         except DataLoss as exc:
             _damaged(node, version, offset, exc, sent=sent)
-            if _transcoded(context):
+            if ranged and _transcoded(context):
                 yield _UNDECODABLE_BODY  # REST: the stream is reset (see _UNDECODABLE_BODY)
             raise  # gRPC and grpc-web: DATA_LOSS in the trailers
 
@@ -425,6 +458,18 @@ def _damaged(node: Node, version: Version, offset: int, exc: DataLoss, *, sent: 
             "reason": exc.message,
         },
     )
+
+
+def _byte_range(context: Ctx) -> ByteRange | None:
+    """The Range (with If-Range) of a REST download; gRPC and grpc-web clients say offset and length instead."""
+    if not _transcoded(context):
+        return None
+    md = {key: value for key, value in context.invocation_metadata() or () if key in ("range", "if-range")}
+    header = md.get("range")
+    if not isinstance(header, str):
+        return None
+    if_range = md.get("if-range")
+    return ByteRange.parse(header, if_range if isinstance(if_range, str) else "")
 
 
 def _transcoded(context: Ctx) -> bool:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from flowdock_kernel.clock import Clock
 from flowdock_kernel.errors import FailedPrecondition, InvalidArgument, NotFound
-from storage_svc.domain import Kind, Node, Version
+from storage_svc.domain import ByteRange, Kind, Node, Version
 from storage_svc.ports import BlobStore, Events, UnitOfWorkFactory, UrlSigner
 from storage_svc.usecases.access import Access
 from storage_svc.usecases.common import Limits
@@ -27,9 +27,17 @@ class Downloads:
     clock: Clock
 
     async def open_download(
-        self, caller: str, file_id: str, offset: int, length: int, version_id: str = ""
+        self,
+        caller: str,
+        file_id: str,
+        offset: int,
+        length: int,
+        version_id: str = "",
+        byte_range: ByteRange | None = None,
     ) -> tuple[Node, Version | None, int, int]:
-        """Check access and the range; returns the node, the version, and the (offset, length) to stream."""
+        """Check access and the range; returns the node, the version, and the (offset, length) to stream.
+        `byte_range` (an HTTP Range header: a REST client resuming) replaces offset and length when it applies to
+        this version (`ByteRange.applies` with its ETag, which the servicer sends)."""
         async with self.uow(read_only=True) as uow:
             node = await self.access.resolve(uow, caller, file_id, "download")
             if node.kind != Kind.FILE:
@@ -37,6 +45,8 @@ class Downloads:
             version = await uow.versions.get(version_id or node.version_id)
         if version is None or version.node_id != node.id:
             raise NotFound(f"version {version_id} not found")
+        if byte_range is not None and byte_range.applies(version.etag):
+            offset, length = byte_range.resolve(version.size)
         if offset < 0 or offset > version.size:
             raise InvalidArgument("offset", f"must be between 0 and the file size {version.size}")
         if length < 0:

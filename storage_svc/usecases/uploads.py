@@ -935,6 +935,12 @@ class UploadWriter:
         with contextlib.suppress(Exception):
             await self.settle()
         if self.upload is not None and not self._released:
-            async with self.uploads.uow() as uow:
-                await uow.uploads.release(self.upload_id, self.token)
-                await uow.commit()
+            try:
+                async with self.uploads.uow() as uow:
+                    await uow.uploads.release(self.upload_id, self.token)
+                    await uow.commit()
+            except BaseException:
+                # The hold could not be let go (the database went away under it): nothing here writes with this
+                # token any more, so the next writer takes the lease over at once instead of waiting for it to lapse.
+                self.uploads.holders.abandon(self.token)
+                raise

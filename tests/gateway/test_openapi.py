@@ -9,6 +9,7 @@ import pytest
 import schemathesis
 from google.protobuf import descriptor_pb2
 
+from flowdock_kernel.grpc_errors import REST_STATUS_BY_REASON
 from gateway.descriptor import load_services
 from gateway.openapi import build_openapi, render_openapi
 
@@ -86,6 +87,12 @@ def test_security_public_routes_and_errors(doc: dict[str, Any]) -> None:
             if op["operationId"] != "OpenApi":
                 assert op["responses"]["default"] == {"$ref": "#/components/responses/Error"}, verb
                 assert op["responses"]["401"] == {"$ref": "#/components/responses/Error401"}
+                # A full data disk (issue 18): any call may need a write (a session, an audit event, a chunk).
+                assert op["responses"]["507"] == {"$ref": "#/components/responses/Error507"}
+    assert "DISK_FULL" in doc["components"]["responses"]["Error507"]["description"]
+    # Every REST status a reason maps to (flowdock_kernel.grpc_errors) is documented somewhere.
+    documented = {code for ops in doc["paths"].values() for op in ops.values() for code in op["responses"]}
+    assert {str(code) for code in REST_STATUS_BY_REASON.values()} <= documented
 
 
 def test_raw_bodies_and_query_parameters(doc: dict[str, Any]) -> None:
@@ -96,7 +103,10 @@ def test_raw_bodies_and_query_parameters(doc: dict[str, Any]) -> None:
         ok = doc["paths"][path]["get"]["responses"]["200"]["content"]
         assert ok == {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     content = {p["name"] for p in doc["paths"]["/api/v1/files/{file_id}/content"]["get"]["parameters"]}
-    assert content == {"file_id", "offset", "length", "version"}
+    assert content == {"file_id", "offset", "length", "version", "Range", "If-Range"}
+    ranged = doc["paths"]["/api/v1/files/{file_id}/content"]["get"]["responses"]
+    assert "Content-Range" in ranged["206"]["description"] and "RANGE_NOT_SATISFIABLE" in ranged["416"]["description"]
+    assert "206" not in doc["paths"]["/api/v1/download/{token}"]["get"]["responses"]
     children = doc["paths"]["/api/v1/public/links/{token}/children"]["get"]["parameters"]
     assert {p["name"] for p in children} == {"token", "folderId", "pageSize", "pageToken", "session", "X-Link-Session"}
 

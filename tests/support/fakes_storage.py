@@ -462,6 +462,9 @@ class FakeHolders:
     def kill(self, token: str) -> None:
         self.dead.add(token)
 
+    def abandon(self, token: str) -> None:
+        self.dead.add(token)
+
 
 class FakeScrubs:
     """The scrub's row and the version rows by blob id; the lease as the SQL adapter's compare-and-swap."""

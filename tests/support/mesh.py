@@ -249,12 +249,16 @@ def flowdock_up(
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
     db_prefix: str = "fdtest",
+    db_url: str = "",
 ) -> Iterator[Running]:
     """A running `flowdock up` on `backend` ("sqlite" or "postgres": a fresh database `<db_prefix>_<random>`,
-    dropped afterwards; without PostgreSQL: skipped, or failed under FLOWDOCK_REQUIRE_SERVERS=1). On leaving:
+    dropped afterwards; without PostgreSQL: skipped, or failed under FLOWDOCK_REQUIRE_SERVERS=1). `db_url`: a
+    PostgreSQL server of the caller's own instead (tests/support/pgcluster.py), left as it is. On leaving:
     SIGTERM, no child may outlive it, and it must exit 0."""
-    db_url = prefix = ""
-    if backend == "postgres":
+    prefix = ""
+    if db_url:
+        backend = "postgres"
+    elif backend == "postgres":
         need_postgres()
         prefix = f"{db_prefix}_{uuid.uuid4().hex[:8]}"
         db_url = f"{PG_URL}/{prefix}"

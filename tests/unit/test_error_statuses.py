@@ -90,3 +90,28 @@ def test_disk_full_errors_are_recognised_through_the_drivers() -> None:
     found = disk_full_error(wrapped, "/data")
     assert found is not None and "/data" in found.message and "not your storage quota" in found.message
     assert disk_full_error(sa.exc.OperationalError("x", {}, sqlite3.OperationalError("database is locked"))) is None
+
+
+def test_a_database_that_went_away_is_unavailable_not_internal() -> None:
+    """PostgreSQL restarting, killed, or not yet accepting connections: UNAVAILABLE with a retry delay (REST 503 with
+    Retry-After), found through SQLAlchemy's wrapping; other database errors stay what they were."""
+    import psycopg
+    import sqlalchemy as sa
+
+    from flowdock_kernel.db import database_unavailable_error
+
+    refused = psycopg.OperationalError("connection failed: Connection refused")  # no SQLSTATE: no server answered
+    assert database_unavailable_error(sa.exc.OperationalError("SELECT 1", {}, refused)) is not None
+    starting = psycopg.errors.CannotConnectNow("the database system is starting up")
+    assert database_unavailable_error(sa.exc.OperationalError("x", {}, starting)) is not None
+    terminated = psycopg.errors.AdminShutdown("terminating connection due to administrator command")
+    assert database_unavailable_error(sa.exc.OperationalError("x", {}, terminated)) is not None
+    invalidated = sa.exc.DBAPIError("x", {}, Exception("server closed the connection"), connection_invalidated=True)
+    found = database_unavailable_error(invalidated)
+    assert found is not None and "database" in found.message
+    assert database_unavailable_error(sa.exc.OperationalError("x", {}, psycopg.errors.LockNotAvailable("x"))) is None
+    assert database_unavailable_error(sa.exc.IntegrityError("x", {}, psycopg.errors.UniqueViolation("x"))) is None
+    assert database_unavailable_error(ValueError("a bug")) is None
+    code, md, details = metadata(found)
+    assert code == grpc.StatusCode.UNAVAILABLE and md["retry-after"] == "1"
+    assert any(isinstance(d, error_details_pb2.RetryInfo) for d in details)

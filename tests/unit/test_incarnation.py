@@ -59,3 +59,14 @@ def test_a_zombie_is_gone_but_a_holder_in_another_namespace_or_an_old_token_is_n
     assert not PROCESS.gone("@" + base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("="))
     assert not PROCESS.gone("0123456789abcdef0123456789abcdef")  # a token from before tokens named holders
     assert not PROCESS.gone("")
+
+
+def test_a_token_this_process_abandoned_is_gone_and_no_other_is() -> None:
+    """A writer that ended without releasing its lease (the database went away under it) gives its token up: the
+    next writer takes the upload over at once, though this process (its holder) lives on."""
+    mine = Incarnation()
+    abandoned, held = mine.token(), mine.token()
+    assert not mine.gone(abandoned) and not mine.gone(held)
+    mine.abandon(abandoned)
+    assert mine.gone(abandoned)
+    assert not mine.gone(held)  # a live writer's token of the same process stays held

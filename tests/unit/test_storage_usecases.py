@@ -23,7 +23,7 @@ from flowdock_kernel.errors import (
     TooLarge,
     Unavailable,
 )
-from storage_svc.domain import Kind, Node, OnConflict, UploadState
+from storage_svc.domain import ByteRange, Kind, Node, OnConflict, RangeNotSatisfiable, UploadState
 from storage_svc.usecases import Downloads, Housekeeping, PublicLinks, Tree, Uploads
 from tests.support.fakes_storage import INFECTED, SIGNATURE, FakePage, StorageFakes, sha256
 
@@ -678,6 +678,19 @@ async def test_a_download_streams_the_requested_range(
     download = fakes.events.recorded[0]
     assert download.kind == "storage.download" and download.details["offset"] == "2"
     assert download.details["length"] == "5"
+
+
+async def test_a_range_header_resumes_a_download_where_it_broke(uploads: Uploads, downloads: Downloads) -> None:
+    """A REST client whose transfer broke asks for the rest (Range: bytes=N-), with If-Range naming what it had."""
+    file = await put(uploads, "root", "f.txt", b"0123456789")
+    _, version, offset, length = await downloads.open_download(ALICE, file.id, 0, 0, byte_range=ByteRange(6, None))
+    assert version is not None and (offset, length) == (6, 4)
+    same = ByteRange(6, None, if_range=version.etag)
+    assert (await downloads.open_download(ALICE, file.id, 0, 0, byte_range=same))[2:] == (6, 4)
+    changed = ByteRange(6, None, if_range='"other content"')
+    assert (await downloads.open_download(ALICE, file.id, 0, 0, byte_range=changed))[2:] == (0, 10)  # all of it
+    with pytest.raises(RangeNotSatisfiable):
+        await downloads.open_download(ALICE, file.id, 0, 0, byte_range=ByteRange(10, None))
 
 
 async def test_another_users_file_looks_missing_unless_shared(
