@@ -7,14 +7,18 @@ network and the other services, and what group commit changes, beside the durabl
 Rows: the durable floor (plaintext create+write+fdatasync+rename+dir fsync, and EncryptedBlobStore.put); one
 client's `upload_inline` p50/p95 and CPU-ms per file; --clients concurrent clients (each its own user) with group
 commit, and the same with batches of one (every file its own transaction, as before group commit), files/s and
-statements per file. The real use case over a real database and EncryptedBlobStore; the in-process counterpart
-of paths_bench.py's "small" rows (which add Envoy, the mesh's TLS and the REST transcoding).
+statements per file; and the three calls (create_upload + write_chunk + finish_upload, one client) with the
+small-file path (storage_small_upload_bytes: create stages nothing, the whole-file chunk is written once as the final
+blob and completes the upload) and without it (0: the resumable path, as before), with statements, transactions
+(BEGINs, reads included) and commits per file. The real use case over a real database and EncryptedBlobStore; the
+in-process counterpart of paths_bench.py's "small" rows (which add Envoy, the mesh's TLS and the REST transcoding).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import sys
@@ -38,6 +42,7 @@ from flowdock_kernel.clock import SystemClock  # noqa: E402
 from storage_svc.adapters import SqlUnitOfWork  # noqa: E402
 from storage_svc.blobstore import EncryptedBlobStore  # noqa: E402
 from storage_svc.bootstrap import MIGRATIONS  # noqa: E402
+from storage_svc.domain import UploadState  # noqa: E402
 from storage_svc.keyring import Keyring  # noqa: E402
 from storage_svc.scanner import DisabledScanner  # noqa: E402
 from storage_svc.usecases import Access, Limits, Tree, Uploads  # noqa: E402
@@ -61,11 +66,20 @@ async def run(args: argparse.Namespace, base: Path) -> list[tuple[str, str]]:
     db.migrate(sync_url, MIGRATIONS)
     engine = db.make_engine(make_url(url), sqlite_immediate=True)
     statements = [0]
+    transactions = [0, 0]  # begun, committed
 
     def seen(*_: Any) -> None:
         statements[0] += 1
 
+    def begun(*_: Any) -> None:
+        transactions[0] += 1
+
+    def committed(*_: Any) -> None:
+        transactions[1] += 1
+
     event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    event.listen(engine.sync_engine, "begin", begun)
+    event.listen(engine.sync_engine, "commit", committed)
 
     async def send(batch: Any) -> None:
         return None
@@ -91,13 +105,13 @@ async def run(args: argparse.Namespace, base: Path) -> list[tuple[str, str]]:
     access = Access(uow=uow, policy=NoShares(), clock=clock)
     tree = Tree(uow=uow, blobs=blobs, access=access, limits=limits, clock=clock)
 
-    def uploads(batch: int) -> Uploads:
+    def uploads(batch: int, small: int = 0) -> Uploads:
         u = Uploads(
             uow=uow,
             blobs=blobs,
             access=access,
             tree=tree,
-            limits=limits,
+            limits=dataclasses.replace(limits, small_upload_bytes=small),
             scanner=DisabledScanner(),
             events=outbox,
             clock=clock,
@@ -130,6 +144,22 @@ async def run(args: argparse.Namespace, base: Path) -> list[tuple[str, str]]:
                 f"{per:.1f} statements per file",
             )
         )
+        for label, small in (("small-file path", MiB), ("resumable path (before)", 0)):
+            three = uploads(64, small)
+            user = str(uuid.uuid4())
+            await _three_calls(three, user, "w", 20, content)
+            cpu, n0, b0, c0 = time.process_time(), statements[0], transactions[0], transactions[1]
+            times = await _three_calls(three, user, "t", args.files, content)
+            n = args.files
+            rows.append(
+                (
+                    f"1 KiB create + write_chunk + finish, 1 client, {label}, p50 / p95",
+                    f"{pct(times, 50) * 1000:.2f} / {pct(times, 95) * 1000:.2f} ms · "
+                    f"{(time.process_time() - cpu) / n * 1000:.2f} CPU-ms, {(statements[0] - n0) / n:.1f} statements, "
+                    f"{(transactions[0] - b0) / n:.1f} transactions "
+                    f"({(transactions[1] - c0) / n:.1f} commits) per file",
+                )
+            )
         for label, batch in (("group commit", 64), ("one transaction per file", 1)):
             rate, cpu_ms, per = await _concurrent(uploads(batch), args, content, statements)
             rows.append(
@@ -170,6 +200,19 @@ async def _concurrent(
     done = sum(await asyncio.gather(*(client(u) for u in users)))
     elapsed = time.perf_counter() - t
     return done / elapsed, (time.process_time() - cpu) / done * 1000, (statements[0] - n0) / done
+
+
+async def _three_calls(uploads: Uploads, user: str, prefix: str, n: int, content: bytes) -> list[float]:
+    """create_upload → write_chunk (the whole file) → finish_upload, n times in a row; each one's seconds."""
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        up = await uploads.create_upload(user, "", f"{prefix}{i}", len(content), "", "")
+        await uploads.write_chunk(user, up.id, 0, content)
+        done, _ = await uploads.finish_upload(user, up.id)
+        times.append(time.perf_counter() - t)
+        assert done.state == UploadState.COMPLETED, done
+    return times
 
 
 def _ms(v: dict[str, float]) -> str:

@@ -96,6 +96,14 @@ link_drops = sa.Table(
     sa.Column("bytes", sa.BigInteger, nullable=False),
 )
 
+#: Each folder's children revision, bumped by triggers on `nodes` (migration 0007): the listing page cache's key.
+folder_revs = sa.Table(
+    "folder_revs",
+    metadata,
+    sa.Column("folder_id", sa.String(36), primary_key=True),
+    sa.Column("rev", sa.BigInteger, nullable=False),
+)
+
 uploads = sa.Table(
     "uploads",
     metadata,

@@ -20,6 +20,7 @@ from flowdock_kernel.contract import internal_callers, public_methods
 from flowdock_kernel.incarnation import PROCESS
 from flowdock_kernel.server import Service
 from flowdock_kernel.wire import add_servicer
+from storage_svc import readmodel
 from storage_svc.adapters import HmacUrlSigner, ScrubMetrics, ShareAccessPolicy, SqlUnitOfWork, sample_gauges
 from storage_svc.blobstore import EncryptedBlobStore
 from storage_svc.config import StorageConfig
@@ -80,6 +81,7 @@ async def build(config: StorageConfig) -> Service:
         return SqlUnitOfWork(sessions, outbox, read_only=read_only)
 
     blobs = EncryptedBlobStore.from_config(config)
+    readmodel.PAGES.max_bytes = config.storage_list_cache_bytes  # the process's listing page cache
     clock = SystemClock()
     limits = Limits(
         chunk_bytes=config.storage_chunk_bytes,
@@ -98,6 +100,7 @@ async def build(config: StorageConfig) -> Service:
         versions_kept=config.storage_versions_kept,
         scan_oversize=config.storage_scan_oversize,
         inline_upload_bytes=config.storage_inline_upload_bytes,
+        small_upload_bytes=config.storage_small_upload_bytes,
         download_url_lifetime=timedelta(seconds=config.storage_download_url_seconds),
     )
     access = Access(uow=uow, policy=ShareAccessPolicy(share), clock=clock)

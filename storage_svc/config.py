@@ -56,6 +56,20 @@ class StorageConfig(CommonConfig):
         "Largest file CreateUpload accepts with its content inline (one call instead of create, write, finish).",
         check=non_negative,
     )
+    storage_small_upload_bytes: int = setting(
+        MiB,
+        "Uploads declared at most this large take the small-file path of create + write + finish: CreateUpload "
+        "writes nothing to disk, and a chunk carrying the whole file at offset 0 is written as its final blob and "
+        "completes the upload in the same short transaction that records it (FinishUpload then only reads). "
+        "Partial chunks take the resumable path as larger files do. 0: off.",
+        check=non_negative,
+    )
+    storage_list_cache_bytes: int = setting(
+        32 * MiB,
+        "Memory for listing pages served again while their folder is unchanged (keyed by a per-folder revision the "
+        "database bumps on every change to a child, so replicas never serve a stale page). 0: off.",
+        check=non_negative,
+    )
     storage_download_url_seconds: int = setting(
         60,
         "Lifetime of a download URL made by CreateDownloadUrl (at most 60 s).",

@@ -13,21 +13,29 @@ Field numbers relied on (the proto says so at each): the page's bytes are field 
 ListChildrenResponse, and the servicer sends them as field 1 of ListLinkChildrenResponse too, with the other fields
 serialised after them (a message's serialisation is the concatenation of its fields').
 
-The use case still decides access, page size and the next page's cursor (from `WirePage.last`, a domain Node)."""
+The use case still decides access, page size and the next page's cursor (from `WirePage.last`, a domain Node).
+
+Whole pages are cached too (`PageCache`), keyed by the folder's children revision: a number the database bumps
+itself (triggers on `nodes`, migration 0007) whenever any process or replica changes one of the folder's children.
+A listing reads that number first (one primary-key lookup) and serves the page built for it, if any: a change
+committed anywhere is a new number, so no stale page is ever served; the page's rows are read after the number, so
+a page stored under a number is never older than that number's state."""
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowdock.storage.v1 import storage_pb2
 from flowdock_kernel.wire import set_timestamp
-from storage_svc.adapters import children_params, children_statements, node_columns, stored_time
+from storage_svc.adapters import children_params, children_statements, folder_revs, node_columns, stored_time
 from storage_svc.domain import Cursor, Kind, Node, OrderBy
 
 #: The columns a listing row holds, in this order (the query selects exactly these; `encode` unpacks them).
@@ -133,6 +141,50 @@ def _entries(wire: bytes) -> list[bytes]:
     return out
 
 
+class PageCache:
+    """Listing pages by (folder, its children revision, the page's parameters), least recently used first out,
+    bounded by their bytes. One per process (replicas each have their own: the revision keeps them all right)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._pages: collections.OrderedDict[tuple[Any, ...], WirePage] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def get(self, key: tuple[Any, ...]) -> WirePage | None:
+        page = self._pages.get(key)
+        if page is not None:
+            self._pages.move_to_end(key)
+        return page
+
+    def put(self, key: tuple[Any, ...], page: WirePage) -> None:
+        if len(page.wire) > self.max_bytes // 4 or key in self._pages:
+            return
+        self._pages[key] = page
+        self.bytes += len(page.wire)
+        while self.bytes > self.max_bytes:
+            _, old = self._pages.popitem(last=False)
+            self.bytes -= len(old.wire)
+
+    def clear(self) -> None:
+        self._pages.clear()
+        self.bytes = 0
+
+
+#: ~160 B per entry on the wire: 32 MiB hold ~200 pages of 1,000 entries.
+PAGES = PageCache(32 * 1024 * 1024)
+
+_REV = sa.select(folder_revs.c.rev).where(folder_revs.c.folder_id == sa.bindparam("folder_id"))
+
+
+@functools.cache
+def _rev_parts(dialect: Any) -> tuple[Any, dict[str, Any]]:
+    compiled = _REV.compile(dialect=dialect)
+    return compiled, {}
+
+
 @functools.cache
 def _driver_parts(dialect: Any, order: OrderBy, descending: bool, after_rank: int | None) -> tuple[Any, ...]:
     """The listing's statements (adapters.children_statements of LISTING_COLUMNS) compiled once for `dialect`, as
@@ -167,6 +219,25 @@ class SqlListings:
         limit: int,
         *,
         shared_owner: str | None = None,
+    ) -> WirePage:
+        # The revision first, then the rows (see the module docstring): one primary-key lookup.
+        found = await self._run(*_rev_parts(self.s.dialect), {"folder_id": parent_id})
+        key = (parent_id, found[0][0] if found else 0, order, descending, after, limit, shared_owner)
+        cached = PAGES.get(key)
+        if cached is not None:
+            return cached
+        page = await self._children(parent_id, order, descending, after, limit, shared_owner)
+        PAGES.put(key, page)
+        return page
+
+    async def _children(
+        self,
+        parent_id: str,
+        order: OrderBy,
+        descending: bool,
+        after: Cursor | None,
+        limit: int,
+        shared_owner: str | None,
     ) -> WirePage:
         rows: list[Any] = []
         params = children_params(parent_id, order, after)

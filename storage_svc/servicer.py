@@ -277,20 +277,41 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     ) -> storage_pb2.UploadContentResponse:
         caller = current_principal().user_id
         writer = None
+        first: storage_pb2.UploadContentRequest | None = None
+        # A body at offset 0 no larger than a small upload is kept whole until it ends: if it is the whole file,
+        # Uploads.write_chunk writes it once as the final blob (the small-file path); else it goes on as below.
+        limits = self.uploads.limits
+        keep = min(limits.small_upload_bytes, limits.max_chunk_bytes)
+        kept: list[bytes] = []
+        kept_bytes = 0
         try:
             async for msg in request_iterator:
-                if writer is None:
+                if first is None:
                     if not msg.upload_id:
                         raise InvalidArgument("upload_id", "is required")
-                    writer = self.uploads.writer(caller, msg.upload_id)
-                    await writer.open(msg.offset)
+                    first = msg
                 data = msg.body.data  # each attribute read of a bytes field copies it (upb): read it once
+                if writer is None and first.offset == 0 and kept_bytes + len(data) <= keep:
+                    kept.append(data)
+                    kept_bytes += len(data)
+                    continue
+                if writer is None:
+                    writer = self.uploads.writer(caller, first.upload_id)
+                    await writer.open(first.offset)
+                    for piece in kept:
+                        await writer.write(piece)
+                    _UPLOADED.inc(kept_bytes)
+                    kept = []
                 await writer.write(data)
                 _UPLOADED.inc(len(data))
-                if writer.unflushed >= self.uploads.limits.sync_bytes:
+                if writer.unflushed >= limits.sync_bytes:
                     await writer.flush_soon()  # the disk flushes while the next bytes arrive
-            if writer is None:
+            if first is None:
                 raise InvalidArgument("upload_id", "is required")
+            if writer is None:
+                committed = await self.uploads.write_chunk(caller, first.upload_id, 0, b"".join(kept))
+                _UPLOADED.inc(kept_bytes)
+                return storage_pb2.UploadContentResponse(committed_size=committed)
             return storage_pb2.UploadContentResponse(committed_size=await writer.flush(release=True))
         finally:
             if writer is not None:

@@ -40,6 +40,8 @@ class Limits:
     versions_kept: int = 10
     scan_oversize: str = "refuse"
     inline_upload_bytes: int = 4 * 1024 * 1024
+    #: Declared sizes up to this take the small-file path of the three calls (0: off; storage_small_upload_bytes).
+    small_upload_bytes: int = 0
     download_url_lifetime: timedelta = timedelta(seconds=60)
     link_drop_max_files: int = 1000
     link_drop_max_bytes: int = 1024**3

@@ -53,6 +53,10 @@ class ScanRefused(Exception):
     """The content was refused at finish; the message is what the client sees."""
 
 
+class _Resumable(Exception):
+    """A whole-file chunk found the upload changed under it: it goes the resumable way instead."""
+
+
 @dataclass(kw_only=True)
 class Uploads:
     """Upload sessions: the declared size is reserved against the owner's quota at creation; bytes are staged at
@@ -125,7 +129,12 @@ class Uploads:
                 target_node_id=target,
                 creator_id=caller,
             )
-            await self.blobs.create_staging(upload.id)
+            if not self._small(size):
+                await self.blobs.create_staging(upload.id)
+            else:  # nothing on disk yet: the whole-file chunk becomes the blob, a partial one stages (UploadWriter)
+                await uow.uploads.add(upload)
+                await uow.commit()
+                return upload
             try:
                 await uow.uploads.add(upload)
                 await uow.commit()
@@ -134,6 +143,10 @@ class Uploads:
                 await asyncio.shield(self.blobs.delete_staging(upload.id))
                 raise
         return upload
+
+    def _small(self, size: int) -> bool:
+        """Small uploads stage nothing at create (storage_small_upload_bytes): see `_write_whole`."""
+        return self.limits.small_upload_bytes > 0 and size <= self.limits.small_upload_bytes
 
     async def _take_link_drop(
         self, uow: UnitOfWork, caller: str, size: int, link_parent: Node | None, drop: DropLimits | None
@@ -436,11 +449,72 @@ class Uploads:
         """Append one chunk at `offset` (must equal the committed size); durable before it returns.
 
         Two short transactions: one takes the hold (and reads the upload), the other records the new committed size
-        and lets the hold go, after the bytes are fsynced."""
+        and lets the hold go, after the bytes are fsynced. A small upload's whole content in one chunk takes one
+        (`_write_whole`)."""
+        if offset == 0 and 0 < len(data) <= self.limits.small_upload_bytes:
+            whole = await self._write_whole(caller, upload_id, data)
+            if whole is not None:
+                return whole
         async with self.writer(caller, upload_id) as writer:
             await writer.open(offset)
             await writer.write(data)
             return await writer.flush(release=True)
+
+    async def _write_whole(self, caller: str, upload_id: str, data: bytes) -> int | None:
+        """A small upload's whole content in one chunk (issue 15 item 3): hashed and scanned in memory, written
+        once as the file's final blob, then one short transaction takes the hold, records the file (or its new
+        version), settles the reservation and completes the upload, so FinishUpload only reads. No staging file,
+        no journal, nothing written twice; the committed size it answers is durable (the blob was, before the
+        transaction began; a crash before the commit leaves only an unnamed blob, fsck's orphan).
+
+        None: the chunk takes the resumable path, which gives everything else its usual answer (a wrong offset,
+        another writer's hold, content that finishing refuses: a checksum, a virus, the folder gone). The blob has
+        an id of its own, not the upload's: of two such chunks racing, the one whose transaction commits wins and
+        the other deletes its own blob, never the winner's."""
+        async with self.uow(read_only=True) as uow:
+            upload = await self.find(uow, caller, upload_id)
+        if upload.state != UploadState.OPEN or upload.committed_size != 0 or upload.size != len(data):
+            return None
+        if not self._small(upload.size):
+            return None
+        upload.check_chunk(0, len(data), self.limits.max_chunk_bytes)
+        digest = await _sha256(data)
+        try:
+            if (upload.sha256 and digest != upload.sha256) or not await self._clean(data):
+                return None
+        except Unavailable:
+            return None  # scanner down: staged as before; finishing says so (fail closed)
+        key = str(uuid.uuid4())
+        blob_id = domain.upload_blob_id(key)
+        await self.blobs.put(key, blob_id, data)
+        token = self.holders.token()
+        committing = False
+        try:
+            async with self.uow() as uow:
+                now = self.clock.now()
+                claimed = await uow.uploads.claim(upload_id, token, now + LEASE, now)
+                if claimed is None or claimed.committed_size != 0 or claimed.size != len(data):
+                    raise _Resumable
+                node, pruned = await self._record_file(uow, claimed, blob_id, digest, now)
+                await uow.quotas.settle(claimed.owner_id, reserved=-claimed.size, used=claimed.size)
+                expires = now + self.limits.upload_expiry
+                await uow.uploads.advance(upload_id, token, claimed.size, now, expires, release=True)
+                await uow.uploads.set_state(upload_id, UploadState.COMPLETED, node_id=node.id)
+                _uploaded(uow, claimed.creator, node, claimed.size, digest)
+                committing = True
+                await uow.commit()
+        except BaseException as exc:
+            if committing:  # the commit's outcome is unknown: the blob stays (unnamed, it is fsck's orphan)
+                raise
+            await asyncio.shield(self.blobs.delete(blob_id))  # its own id: nobody else's content
+            if isinstance(exc, _Resumable | ScanRefused) or (
+                isinstance(exc, DomainError) and not isinstance(exc, Unavailable | DiskFull)
+            ):
+                return None  # the resumable path answers it as it always did (a name taken meanwhile: FAILED)
+            raise
+        self.hashes.forget(upload_id)
+        await delete_blobs(self.blobs, pruned)
+        return len(data)
 
     def writer(self, caller: str, upload_id: str) -> UploadWriter:
         """A writer for a stream of chunks: `open` it at the committed size, `write`, `flush`, and `close` it
@@ -460,6 +534,14 @@ class Uploads:
         return taken
 
     async def finish_upload(self, caller: str, upload_id: str) -> tuple[Upload, Node | None]:
+        if self.limits.small_upload_bytes:
+            # A small upload's whole-file chunk completed it already (`_write_whole`): answered from a read, without
+            # a write transaction (on SQLite, without queueing for its one writer).
+            async with self.uow(read_only=True) as uow:
+                upload = await self.find(uow, caller, upload_id)
+                if upload.finished:
+                    node = await uow.nodes.get(upload.node_id) if upload.node_id else None
+                    return upload, node
         token = self.holders.token()
         async with self.uow() as uow:
             upload = await self.find(uow, caller, upload_id)
@@ -570,7 +652,11 @@ class Uploads:
         blob_id = upload.blob_id
         try:
             digest = await self._verify(upload)
-            await self.blobs.commit_staging(upload.id, blob_id, upload.size)
+            if upload.size == 0:  # nothing to commit: a small upload has no staging file (one made before has none)
+                await self.blobs.delete_staging(upload.id)
+                await self.blobs.put(upload.id, blob_id, b"")
+            else:
+                await self.blobs.commit_staging(upload.id, blob_id, upload.size)
         except ScanRefused as refused:
             await self._fail(upload, str(refused))
             return replace(upload, state=UploadState.FAILED, failure=str(refused)), None
@@ -594,32 +680,7 @@ class Uploads:
         pruned: list[Version] = []
         try:
             async with self.uow() as uow:
-                parent = await uow.nodes.get(upload.parent_id)
-                if parent is None:
-                    raise ScanRefused("the target folder was deleted while uploading")
-                target = await uow.nodes.get(upload.target_node_id) if upload.target_node_id else None
-                if target is not None:
-                    node, pruned = await self.tree.add_version(
-                        uow, target, blob_id, upload.size, digest, upload.content_type, now
-                    )
-                else:
-                    try:
-                        name = await place(uow, parent, upload.name, upload.on_conflict)
-                    except AlreadyExists:
-                        clash = await uow.nodes.child_named(parent.id, domain.name_key(upload.name))
-                        if upload.on_conflict != OnConflict.NEW_VERSION or clash is None or clash.kind != Kind.FILE:
-                            raise ScanRefused(
-                                f"an entry named {upload.name!r} appeared in the folder meanwhile"
-                            ) from None
-                        node, pruned = await self.tree.add_version(
-                            uow, clash, blob_id, upload.size, digest, upload.content_type, now
-                        )
-                    else:
-                        node, version = _new_file(
-                            upload.owner_id, parent.id, name, upload.size, digest, upload.content_type, blob_id, now
-                        )
-                        await uow.nodes.add(node)
-                        await uow.versions.add(version)
+                node, pruned = await self._record_file(uow, upload, blob_id, digest, now)
                 await uow.quotas.settle(upload.owner_id, reserved=-upload.size, used=upload.size)
                 await uow.uploads.set_state(upload.id, UploadState.COMPLETED, node_id=node.id)
                 await uow.uploads.release(upload.id, token)
@@ -639,6 +700,32 @@ class Uploads:
         self.hashes.forget(upload.id)
         await delete_blobs(self.blobs, pruned)
         return replace(upload, state=UploadState.COMPLETED, node_id=node.id), node
+
+    async def _record_file(
+        self, uow: UnitOfWork, upload: Upload, blob_id: str, digest: str, now: datetime
+    ) -> tuple[Node, list[Version]]:
+        """The file an upload becomes, or the new version of one, in `uow`; the versions pruned by it. ScanRefused
+        (the content is refused) when the folder was deleted or the name taken while uploading."""
+        pruned: list[Version] = []
+        parent = await uow.nodes.get(upload.parent_id)
+        if parent is None:
+            raise ScanRefused("the target folder was deleted while uploading")
+        target = await uow.nodes.get(upload.target_node_id) if upload.target_node_id else None
+        if target is not None:
+            return await self.tree.add_version(uow, target, blob_id, upload.size, digest, upload.content_type, now)
+        try:
+            name = await place(uow, parent, upload.name, upload.on_conflict)
+        except AlreadyExists:
+            clash = await uow.nodes.child_named(parent.id, domain.name_key(upload.name))
+            if upload.on_conflict != OnConflict.NEW_VERSION or clash is None or clash.kind != Kind.FILE:
+                raise ScanRefused(f"an entry named {upload.name!r} appeared in the folder meanwhile") from None
+            return await self.tree.add_version(uow, clash, blob_id, upload.size, digest, upload.content_type, now)
+        node, version = _new_file(
+            upload.owner_id, parent.id, name, upload.size, digest, upload.content_type, blob_id, now
+        )
+        await uow.nodes.add(node)
+        await uow.versions.add(version)
+        return node, pruned
 
     async def _fail(self, upload: Upload, why: str, *, staged: bool = True) -> None:
         """Refuse the content: bytes destroyed, reservation released, the reason kept for the client."""
@@ -761,6 +848,7 @@ class UploadWriter:
         self._acked = 0
         self._released = False  # the last flush let go of the hold
         self._hash: RunningHash | None = None  # SHA-256 of the bytes up to where the writes handed out so far end
+        self._fresh = False  # a small upload at offset 0: its staging file is made before the first write
 
     async def __aenter__(self) -> UploadWriter:
         return self
@@ -788,6 +876,7 @@ class UploadWriter:
             upload.check_resume(offset)
             await uow.commit()
         self.upload = upload
+        self._fresh = offset == 0 and self.uploads._small(upload.size)
         self.offset = self.committed = self._flushing_to = self._acked = offset
         self._hash = await hashing.resume(
             self.uploads.hashes, self.uploads.blobs, self.upload_id, offset, self.uploads.limits.chunk_bytes
@@ -823,6 +912,11 @@ class UploadWriter:
 
     async def _write(self, offset: int, data: bytes | bytearray) -> None:
         """Encrypt and write the bytes while hashing them (each in a thread of its own: two cores busy)."""
+        if self._fresh:
+            # Created with nothing on disk (Uploads._small), or left by a writer that acknowledged nothing: afresh.
+            self._fresh = False
+            await self.uploads.blobs.delete_staging(self.upload_id)
+            await self.uploads.blobs.create_staging(self.upload_id)
         running = self._hash
         hashed = asyncio.ensure_future(running.update(data)) if running is not None else None
         try:
@@ -864,7 +958,8 @@ class UploadWriter:
     async def _record(self, offset: int, hashed: HashState | None, *, release: bool = False) -> int:
         """Make the bytes up to `offset` durable and record them as committed; then `hashed` (their SHA-256 state)
         may go into the cache."""
-        await self.uploads.blobs.sync_staging(self.upload_id)
+        if not self._fresh:  # else nothing was written yet (no staging file either)
+            await self.uploads.blobs.sync_staging(self.upload_id)
         async with self.uploads.uow() as uow:
             now = self.uploads.clock.now()
             expires = now + self.uploads.limits.upload_expiry  # the expiry counts from the last activity

@@ -320,8 +320,10 @@ def test_disk_full_during_chunk_upload(full: Running, filler: Filler) -> None:
     assert staging.stat().st_size <= HEADER_SIZE + (MiB // SEGMENT) * stride(SEGMENT)
     writes_answer(full, c.http.post("/api/v1/folders", json={"parent_id": "root", "name": "while-full"}))
     writes_answer(full, c.http.delete(f"/api/v1/uploads/{dropped['uploadId']}"))  # abort
-    # A new upload needs the disk whatever the database: refused cleanly, and leaves no staging file behind.
-    assert_disk_full(c.http.post("/api/v1/uploads", json={"parent_id": "root", "name": "o.bin", "size": 10}), full)
+    # A new upload needs the disk whatever the database: refused cleanly, and leaves no staging file behind. (One
+    # within storage_small_upload_bytes stages nothing at create: its bytes meet the full disk at their PUT.)
+    big = {"parent_id": "root", "name": "o.bin", "size": 2 * MiB}
+    assert_disk_full(c.http.post("/api/v1/uploads", json=big), full)
     # Logging in writes a session: done (PostgreSQL), or a clean DISK_FULL (SQLite on the full disk), never a 500.
     login = httpx.post(f"{full.url}/api/v1/auth/login", json={"email": email, "password": MESH_PASSWORD}, timeout=30)
     writes_answer(full, login)
@@ -344,7 +346,7 @@ def test_disk_full_during_chunk_upload(full: Running, filler: Filler) -> None:
 def test_create_upload_on_a_full_disk_leaves_nothing(full: Running, filler: Filler) -> None:
     c = Client(full)
     filler.fill()
-    r = c.http.post("/api/v1/uploads", json={"parent_id": "root", "name": "nothing.bin", "size": MiB})
+    r = c.http.post("/api/v1/uploads", json={"parent_id": "root", "name": "nothing.bin", "size": 2 * MiB})
     assert_disk_full(r, full)
     filler.free()
     assert_fsck_clean(full)

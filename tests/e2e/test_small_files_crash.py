@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import os
 import signal
 import threading
@@ -125,6 +126,95 @@ def test_acknowledged_small_files_survive_kill_9(tmp_path: Path, backend: str) -
                     got = c.get(f"/api/v1/files/{file_id}/content")
                     assert got.status_code == 200, f"{name} is listed but not readable: {got.text}"
                     assert got.content == sent[(user, name)], f"{name} is listed with other bytes"
+    finally:
+        if restarted is not None:
+            code, err = stop_up(restarted)
+            assert code == 0, err
+        elif mesh.proc.poll() is None:
+            _kill_all(mesh)
+        if prefix:
+            drop_databases(prefix)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_acknowledged_chunks_of_three_call_small_files_survive_kill_9(tmp_path: Path, backend: str) -> None:
+    """The three calls (issue 15 item 3: a whole small file in one PUT is written once as its final blob and
+    completes the upload): storage_svc is killed while clients create, PUT and finish 1 KiB files, half of them in
+    one PUT (the small-file path), half in two (the resumable path). After a restart, every upload whose PUT was
+    acknowledged finishes with exactly the bytes sent, and every acknowledged offset is still committed."""
+    db_url = prefix = ""
+    if backend == "postgres":
+        need_postgres()
+        prefix = f"fdthree_{uuid.uuid4().hex[:8]}"
+        db_url = f"{PG_URL}/{prefix}"
+    data_dir = tmp_path / "data"
+    mesh = start_up(data_dir, backend, db_url)
+    restarted: Running | None = None
+    try:
+        email = f"t{uuid.uuid4().hex[:10]}@example.org"
+        token = _login(mesh, email, register=True)
+        sent: dict[str, bytes] = {}  # upload id → the bytes sent
+        acked: dict[str, int] = {}  # upload id → the highest offset a PUT acknowledged
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def client(i: int) -> None:
+            transport = httpx.HTTPTransport(local_address=f"127.0.0.{2 + i}")
+            headers = {"authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=mesh.url, headers=headers, timeout=30, transport=transport) as c:
+                n = 0
+                while not stop.is_set():
+                    content, n = os.urandom(1024), n + 1
+                    cuts = [0, 1024] if n % 2 else [0, 400, 1024]  # one PUT, or two
+                    try:
+                        r = c.post("/api/v1/uploads", json={"parentId": "root", "name": f"t{i}-{n}", "size": 1024})
+                        if r.status_code != 200:
+                            time.sleep(0.05)
+                            continue
+                        uid = r.json()["uploadId"]
+                        with lock:
+                            sent[uid] = content
+                        for a, b in itertools.pairwise(cuts):
+                            put = c.put(f"/api/v1/uploads/{uid}", params={"offset": a}, content=content[a:b])
+                            if put.status_code != 200:
+                                return  # the server is going down (Envoy answers for a killed service)
+                            with lock:
+                                acked[uid] = int(put.json()["committedSize"])
+                        c.post(f"/api/v1/uploads/{uid}/finish", json={})
+                    except httpx.HTTPError:
+                        return  # the server is gone
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(acked) < 60 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _kill_all(mesh)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        assert len(acked) >= 20, f"only {len(acked)} chunks acknowledged before the kill"
+        whole = [u for u, off in acked.items() if off == 1024]
+        assert whole, "no upload was acknowledged whole before the kill"
+
+        (data_dir / "run" / "up.json").unlink()
+        restarted = start_up(data_dir, backend, db_url)
+        token = _login(restarted, email, register=False)
+        with httpx.Client(base_url=restarted.url, timeout=60, headers={"authorization": f"Bearer {token}"}) as c:
+            for uid, offset in acked.items():
+                assert offset in (400, 1024), f"{uid}: a PUT acknowledged {offset}"
+                state = c.get(f"/api/v1/uploads/{uid}")
+                assert state.status_code == 200, state.text
+                assert int(state.json()["committedSize"]) >= offset, f"{uid}: acknowledged {offset}, lost"
+                if offset < 1024:
+                    continue
+                done = c.post(f"/api/v1/uploads/{uid}/finish", json={})
+                assert done.status_code == 200, done.text
+                body = done.json()
+                assert body["state"] == "UPLOAD_STATE_COMPLETED", body
+                got = c.get(f"/api/v1/files/{body['node']['id']}/content")
+                assert got.status_code == 200 and got.content == sent[uid], f"{uid}: other bytes"
     finally:
         if restarted is not None:
             code, err = stop_up(restarted)

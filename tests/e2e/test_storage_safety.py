@@ -81,7 +81,9 @@ def test_infected_uploads_are_refused_with_the_signature(scanned: Running, clamd
 def test_scanner_down_fails_closed_and_finishing_can_be_retried(scanned: Running, clamd: ClamdServer) -> None:  # noqa: F811
     c = Client(scanned)
     up = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "later.txt", "size": 5})
-    c.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=b"hello")
+    # Two PUTs: the resumable path (a whole small file in one PUT is scanned and completed at that PUT).
+    c.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 0}, content=b"he")
+    c.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": 2}, content=b"llo")
     clamd.stop()
     try:
         r = c.http.post(f"/api/v1/uploads/{up['uploadId']}/finish", json={})
