@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -25,7 +26,9 @@ from tests.e2e.protocols import Native, native_channel
 from tests.e2e.test_replicas import wait_health
 from tests.support.mesh import Running, flowdock_up
 from tests.support.storage_client import Client
-from tests.support.swift import SwiftCluster
+
+if TYPE_CHECKING:
+    from tests.support.swift import SwiftCluster
 
 pytest_plugins = ["tests.support.swift"]
 

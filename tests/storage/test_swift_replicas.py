@@ -7,10 +7,13 @@ import asyncio
 import hashlib
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage_svc.keyring import Keyring
 from storage_svc.s3store import S3BlobStore
-from tests.support.swift import SwiftCluster
+
+if TYPE_CHECKING:
+    from tests.support.swift import SwiftCluster
 
 pytest_plugins = ["tests.support.swift"]
 
