@@ -215,6 +215,12 @@ class S3BlobStore:
         self._prefix = settings.prefix.strip("/") + "/" if settings.prefix.strip("/") else ""
         self._cached = cached_uploads
         self._writers: dict[str, _Writer] = {}
+        self._chores: set[asyncio.Task[None]] = set()  # deletions of superseded manifests in flight
+
+    def _chore_done(self, task: asyncio.Task[None]) -> None:
+        self._chores.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not delete a superseded upload manifest: %s", task.exception())
 
     def __repr__(self) -> str:
         return f"S3BlobStore(bucket={self.settings.bucket!r}, endpoint={self.settings.endpoint!r})"
@@ -478,11 +484,15 @@ class S3BlobStore:
             try:
                 if w.clean:
                     return
-                known = await self._manifests(upload_id)
+                # The staleness check's LIST goes out beside the last run's PUT (both before the manifest).
+                listing = asyncio.ensure_future(self._manifests(upload_id))
+                try:
+                    await self._flush_pending(upload_id, w)
+                finally:
+                    known = await listing
                 if [m for m in known if m > w.synced and m not in w.abandoned]:
                     # Another replica took the upload over and synced past where this state began: it is stale.
                     raise Unavailable("the upload was resumed elsewhere meanwhile; resume it again")
-                await self._flush_pending(upload_id, w)
                 tail = ""
                 if w.tail:
                     index = w.next_offset // w.header.segment_size
@@ -490,8 +500,11 @@ class S3BlobStore:
                 manifest = {"offset": w.next_offset, "runs": [r.name for r in w.runs], "tail": tail}
                 await self._put(self._manifest_key(upload_id, w.next_offset), json.dumps(manifest).encode())
                 previous, w.synced = w.synced, w.next_offset
-                older = [m for m in known if m < previous]
-                await self._delete([self._manifest_key(upload_id, m) for m in older])
+                older = [self._manifest_key(upload_id, m) for m in known if m < previous]
+                if older:  # off the acknowledgement's path: a manifest left over only costs a little space
+                    task = asyncio.ensure_future(self._delete(older))
+                    self._chores.add(task)
+                    task.add_done_callback(self._chore_done)
             except BaseException:
                 self._forget(upload_id)
                 raise

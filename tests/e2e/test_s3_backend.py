@@ -123,6 +123,9 @@ def test_s3_backend_end_to_end(s3mesh: tuple[Running, str], swift: SwiftCluster)
     assert "re-wrapped 2 data keys" in rotated.stdout, rotated.stdout
     status = flowdock(mesh, bucket, swift, "keys", "status")
     assert status.returncode == 0, status.stdout + status.stderr
+    doctor = flowdock(mesh, bucket, swift, "doctor")
+    line = next(x for x in doctor.stdout.splitlines() if "object store writable" in x)
+    assert bucket in line and "testing" not in doctor.stdout + doctor.stderr, doctor.stdout  # the secret never shows
     assert c.content(str(node["id"])) == data
     assert b"".join(m.data for m in native.storage.DownloadFile(S.DownloadFileRequest(file_id=fid), metadata=md)) == big
 
