@@ -147,7 +147,8 @@ class _Writer:
     runs: list[_Run]  # data objects of the segments before pending_first, in order
     synced: int  # offset of the newest manifest this writer wrote or read
     abandoned: set[int] = field(default_factory=set)  # manifests past the committed size seen at recovery
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # the state above
+    sync_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one sync at a time
     storing: list[asyncio.Task[None]] = field(default_factory=list)  # run PUTs in flight (the next sync waits)
 
     @property
@@ -304,7 +305,7 @@ class S3BlobStore:
                 break
             old = self._writers[key]
             # Never a writer holding bytes not yet in the store: its next sync must find them.
-            if not old.lock.locked() and old.clean:
+            if not old.lock.locked() and not old.sync_lock.locked() and old.clean:
                 del self._writers[key]
                 excess -= 1
 
@@ -475,32 +476,44 @@ class S3BlobStore:
             raise
 
     async def sync_staging(self, upload_id: str) -> None:
-        """Everything written so far is in the object store once this returns: the held segments as a run, then a
-        manifest at the new offset (the older one before it is deleted: the newest two remain)."""
+        """Everything written when this is called is in the object store once it returns: the held segments as a
+        run, then a manifest at that offset (the one before the previous is deleted: the newest two remain).
+
+        What a sync covers is fixed under the writer's lock (the run started, the runs named, the partial segment
+        sealed); its network I/O runs outside that lock, so the writer goes on sealing and storing the next runs
+        meanwhile. One sync at a time (`sync_lock`): manifests are written in order."""
         w = self._writers.get(upload_id)
         if w is None:
             return  # nothing written by this process since it last recovered: all of it is stored already
-        async with w.lock:
+        async with w.sync_lock:
             try:
-                if w.clean:
-                    return
-                # The staleness check's LIST goes out beside the last run's PUT (both before the manifest).
+                async with w.lock:
+                    if w.clean:
+                        return
+                    await self._store_pending(upload_id, w)
+                    storing, offset, before = list(w.storing), w.next_offset, w.synced
+                    runs = [r.name for r in w.runs]
+                    tail = ""
+                    if w.tail:
+                        index = offset // w.header.segment_size
+                        tail = env.seal_tail(w.aead, w.header.file_id, offset, index, w.tail).hex()
+                # The staleness check's LIST goes out beside the runs' PUTs (all before the manifest).
                 listing = asyncio.ensure_future(self._manifests(upload_id))
                 try:
-                    await self._flush_pending(upload_id, w)
+                    await asyncio.gather(*storing)
                 finally:
                     known = await listing
-                if [m for m in known if m > w.synced and m not in w.abandoned]:
+                if [m for m in known if m > before and m not in w.abandoned]:
                     # Another replica took the upload over and synced past where this state began: it is stale.
                     raise Unavailable("the upload was resumed elsewhere meanwhile; resume it again")
-                tail = ""
-                if w.tail:
-                    index = w.next_offset // w.header.segment_size
-                    tail = env.seal_tail(w.aead, w.header.file_id, w.next_offset, index, w.tail).hex()
-                manifest = {"offset": w.next_offset, "runs": [r.name for r in w.runs], "tail": tail}
-                await self._put(self._manifest_key(upload_id, w.next_offset), json.dumps(manifest).encode())
-                previous, w.synced = w.synced, w.next_offset
-                older = [self._manifest_key(upload_id, m) for m in known if m < previous]
+                manifest = {"offset": offset, "runs": runs, "tail": tail}
+                await self._put(self._manifest_key(upload_id, offset), json.dumps(manifest).encode())
+                async with w.lock:
+                    w.synced = offset
+                    for task in storing:
+                        if task in w.storing:
+                            w.storing.remove(task)
+                older = [self._manifest_key(upload_id, m) for m in known if m < before]
                 if older:  # off the acknowledgement's path: a manifest left over only costs a little space
                     task = asyncio.ensure_future(self._delete(older))
                     self._chores.add(task)
@@ -549,7 +562,7 @@ class S3BlobStore:
         w = self._writers.get(upload_id)
         if w is None or w.next_offset != size:
             w = await self._recover(upload_id, size)
-        async with w.lock:
+        async with w.sync_lock, w.lock:
             await self._drain(w)
             seg = w.header.segment_size
             last = size // seg
