@@ -32,9 +32,14 @@ class ConfigError(Exception):
         self.problem = problem
 
 
-def setting(default: Any, help: str, *, check: Callable[[Any], str | None] | None = None) -> Any:
-    """Declare a setting: its default, a one-line description, and an optional check returning a problem."""
-    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+def setting(default: Any, help: str, *, check: Callable[[Any], str | None] | None = None, secret: bool = False) -> Any:
+    """Declare a setting: its default, a one-line description, and an optional check returning a problem.
+
+    `secret`: a credential. It is left out of the config's repr (so of any log line or error showing the config)
+    and an invalid value is never echoed; child processes still get it through `as_env`."""
+    return dataclasses.field(
+        default=default, repr=not secret, metadata={"help": help, "check": check, "secret": secret}
+    )
 
 
 def positive(value: Any) -> str | None:
@@ -189,7 +194,7 @@ def load(cls: type[C], env: Mapping[str, str] | None = None) -> C:
         check = f.metadata.get("check")
         problem = check(value) if check else None
         if problem:
-            raise ConfigError(key, f"{raw!r} {problem}")
+            raise ConfigError(key, f"{'(the value given)' if f.metadata.get('secret') else repr(raw)} {problem}")
         values[f.name] = value
     # A shared file holds every service's keys: each service rejects unknown keys of its own prefix and
     # unknown keys with no service prefix at all.

@@ -79,6 +79,12 @@ class Installation:
             auth = load(AuthConfig, env)
         except ConfigError as exc:
             raise BackupError(str(exc)) from None
+        if storage.storage_blob_backend != "local":
+            raise BackupError(
+                f"blobs are in an object store (storage_blob_backend = {storage.storage_blob_backend}): "
+                "flowdock backup copies local blobs only; use the object store's replication or versioning, "
+                "back up the databases with their own tools and the keyring apart (docs/scaling.md)"
+            )
         urls = {name: db.service_url(common, name, driver_async=False) for name in SERVICES}
         backend = "sqlite" if urls["auth"].get_backend_name() == "sqlite" else "postgresql"
         if backend == "sqlite" and len({u.database for u in urls.values()}) != len(urls):

@@ -152,9 +152,9 @@ def check_databases(ctx: Context) -> list[Check]:
 
 
 def check_blob_store(ctx: Context) -> list[Check]:
-    from storage_svc.blobstore import keyring_path
-
     root = ctx.settings.data_dir / "storage"
+    if ctx.configs["storage"].storage_blob_backend == "s3":
+        return [*_check_object_store(ctx), *_check_keyring(ctx)]
     if not root.is_dir():
         return [Check("blob store", False, f"{root} does not exist", "check --data-dir, or start with `flowdock up`")]
     checks: list[Check] = []
@@ -186,8 +186,14 @@ def check_blob_store(ctx: Context) -> list[Check]:
             "free space or move the data folder to a larger disk (uploads fail with RESOURCE_EXHAUSTED when full)",
         )
     )
+    return checks + _check_keyring(ctx)
+
+
+def _check_keyring(ctx: Context) -> list[Check]:
+    from storage_svc.blobstore import keyring_path
+
     ring = keyring_path(ctx.configs["storage"])
-    checks.append(
+    return [
         Check("keyring", True, f"{ring}")
         if ring.is_file()
         else Check(
@@ -196,8 +202,33 @@ def check_blob_store(ctx: Context) -> list[Check]:
             f"{ring} is missing",
             "restore the keyring from its backup (without it no stored file can be read)",
         )
-    )
-    return checks
+    ]
+
+
+def _check_object_store(ctx: Context) -> list[Check]:
+    """storage_blob_backend = s3: a small object written, read back and deleted (the secret is never shown)."""
+    import obstore
+
+    from storage_svc.s3store import S3Settings
+
+    settings = S3Settings.from_config(ctx.configs["storage"])
+    where = f"bucket {settings.bucket!r} at {settings.endpoint or 'AWS'}"
+    key = f"{settings.prefix.strip('/') + '/' if settings.prefix.strip('/') else ''}doctor/{os.getpid()}"
+    try:
+        store = settings.store()
+        obstore.put(store, key, b"x")
+        ok = bytes(obstore.get(store, key).bytes()) == b"x"
+        obstore.delete(store, key)
+    except Exception as exc:
+        return [
+            Check(
+                "object store writable",
+                False,
+                f"{where}: {type(exc).__name__}",
+                "check storage_s3_endpoint, the bucket (it must exist) and the access key's rights",
+            )
+        ]
+    return [Check("object store writable", ok, where)]
 
 
 def check_clamd(ctx: Context) -> list[Check]:

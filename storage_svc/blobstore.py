@@ -590,16 +590,7 @@ class EncryptedBlobStore:
         def put() -> None:
             kek_id, kek = self.keyring.current()
             header, key = env.new_header(kek_id, kek, self.segment_size)
-            aead, seg = AESGCM(key), header.segment_size
-            last = env.last_index(seg, len(data))
-            out = bytearray(env.stored_size(seg, len(data)))
-            view, src = memoryview(out), memoryview(data)
-            view[:HEADER_SIZE] = header.pack()
-            pos = HEADER_SIZE
-            for index in range(last + 1):
-                pos += env.seal_into(
-                    aead, header.file_id, index, index == last, src[index * seg : (index + 1) * seg], view[pos:]
-                )
+            view = memoryview(env.seal_blob(header, AESGCM(key), data))
             tmp, dst = self._spath(upload_id), self._bpath(blob_id)
             fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             try:
@@ -656,17 +647,11 @@ class EncryptedBlobStore:
         """Plaintext [start, start + len(view)) into `view`, from `stored`: the segments `_span` names, read already.
         Every segment touched is authenticated (DataLoss, and `view` must be discarded, if one is damaged)."""
         seg = src.header.segment_size
-        st = env.stride(seg)
         end = start + len(view)
-        first, stop = self._span(src, start, len(view))
-        for i in range(first, stop):
-            chunk = stored[(i - first) * st : (i - first + 1) * st]
-            lo, hi = max(start, i * seg), min(end, (i + 1) * seg)
-            if hi - lo == seg:
-                env.open_into(src.aead, src.header.file_id, i, False, chunk, view[lo - start : hi - start])
-            else:
-                plain = env.open_segment(src.aead, src.header.file_id, i, False, chunk)
-                view[lo - start : hi - start] = plain[lo - i * seg : hi - i * seg]
+        first, _ = self._span(src, start, len(view))
+        below = min(end, src.last * seg) - start  # plaintext before the last segment
+        if below > 0:
+            env.open_run(src.aead, src.header.file_id, seg, first, stored, start, view[:below])
         if end > src.last * seg:
             lo = max(start, src.last * seg)
             base = src.last * seg
@@ -699,16 +684,6 @@ class EncryptedBlobStore:
         os.posix_fadvise(fd, pos + len(buf), ahead, os.POSIX_FADV_WILLNEED)
         return done
 
-    @staticmethod
-    def _units(seg: int, unit: int, offset: int, length: int) -> Iterator[tuple[int, int]]:
-        pos, end = offset, offset + length
-        while pos < end:
-            target = pos + unit
-            if target < end and target - target % seg > pos:
-                target -= target % seg  # later units start on segment boundaries: no segment decrypted twice
-            yield pos, min(target, end) - pos
-            pos = min(target, end)
-
     async def _stream(
         self, src: _Source, offset: int, length: int, chunk: int, frame: Frame | None = None
     ) -> AsyncIterator[bytes]:
@@ -724,7 +699,7 @@ class EncryptedBlobStore:
         unit = max(chunk, seg)
         plain = memoryview(bytearray(min(unit, length)))  # reused: each block is copied out of it (framed)
         stored = memoryview(bytearray())
-        for start, n in self._units(seg, unit, offset, length):
+        for start, n in env.units(seg, unit, offset, length):
             first, stop = self._span(src, start, n)
             if len(stored) < (stop - first) * st:
                 stored = memoryview(bytearray((stop - first) * st))
@@ -845,7 +820,39 @@ class EncryptedBlobStore:
             if _ID.match(path.name) and path.is_file():
                 yield path.name, blob_size(path)
 
-    # -- administration (key rotation, status) --------------------------------------------------------------
+    # -- administration (fsck, key rotation): the same surface as storage_svc.s3store.S3BlobStore's -----------
+
+    @property
+    def description(self) -> str:
+        return f"local disk at {self.root}"
+
+    def blob_age(self, blob_id: str) -> float:
+        """Seconds since the blob was last written."""
+        return time.time() - os.stat(self._bpath(blob_id)).st_mtime
+
+    def staging_entries(self) -> Iterator[tuple[str, str, float]]:
+        """(upload id, name, age in seconds) of every staging file and journal."""
+        for path in sorted(self.staging.iterdir()):
+            with contextlib.suppress(FileNotFoundError):
+                yield path.name.removesuffix(".tail"), str(path), time.time() - path.stat().st_mtime
+
+    def remove_staging_entry(self, name: str) -> None:
+        _unlink(name)
+
+    def key_holders(self) -> Iterator[str]:
+        """Every file holding a wrapped data key (`files`), as strings."""
+        return (str(path) for path in self.files())
+
+    def kek_of(self, name: str) -> str | None:
+        if not os.path.exists(name):
+            raise FileNotFoundError(name)
+        return kek_of(Path(name))
+
+    def rewrap(self, name: str, kek_id: str) -> bool:
+        return rewrap(Path(name), self.keyring, kek_id)
+
+    def is_staging(self, name: str) -> bool:
+        return Path(name).parent == self.staging
 
     def files(self) -> Iterator[Path]:
         """Every file holding a wrapped data key: uploads in progress, then committed blobs (in that order, so an

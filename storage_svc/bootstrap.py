@@ -22,7 +22,7 @@ from flowdock_kernel.server import Service
 from flowdock_kernel.wire import add_servicer
 from storage_svc import readmodel
 from storage_svc.adapters import HmacUrlSigner, ScrubMetrics, ShareAccessPolicy, SqlUnitOfWork, sample_gauges
-from storage_svc.blobstore import EncryptedBlobStore
+from storage_svc.blobstores import open_blob_store
 from storage_svc.config import StorageConfig
 from storage_svc.scanner import ClamdScanner, DisabledScanner
 from storage_svc.servicer import PublicLinkServicer, StorageAdminServicer, StorageServicer
@@ -80,7 +80,8 @@ async def build(config: StorageConfig) -> Service:
     def uow(*, read_only: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(sessions, outbox, read_only=read_only)
 
-    blobs = EncryptedBlobStore.from_config(config)
+    blobs = open_blob_store(config)
+    log.info("blob store: %s", blobs.description)
     readmodel.PAGES.max_bytes = config.storage_list_cache_bytes  # the process's listing page cache
     clock = SystemClock()
     limits = Limits(

@@ -144,3 +144,26 @@ class StorageConfig(CommonConfig):
         "Plaintext bytes per AES-256-GCM segment of new blobs (each blob records its own; 4 KiB..16 MiB).",
         check=lambda v: None if 4096 <= v <= 16 * MiB else "must be between 4096 and 16777216",
     )
+    storage_blob_backend: str = setting(
+        "local",
+        "Where blob bytes live: local (data_dir/storage on this machine's disk) or s3 (an S3-compatible object "
+        "store: AWS S3, OpenStack Swift's s3api, MinIO; the storage_s3_* settings). Encrypted the same way either "
+        "way; s3 lets several storage_svc replicas share the blobs and resume each other's uploads (docs/scaling.md).",
+        check=one_of("local", "s3"),
+    )
+    storage_s3_endpoint: str = setting(
+        "", "S3 endpoint URL, e.g. http://127.0.0.1:18080 (path-style requests). Empty: AWS S3 for the region."
+    )
+    storage_s3_region: str = setting("us-east-1", "S3 region (request signing).")
+    storage_s3_bucket: str = setting("", "S3 bucket holding the blobs (made by the operator beforehand).")
+    storage_s3_prefix: str = setting("", "Key prefix inside the bucket (several installations may share one).")
+    storage_s3_access_key_id: str = setting("", "S3 access key id. Empty: the environment's AWS credentials.")
+    storage_s3_secret_access_key: str = setting(
+        "", "S3 secret access key (never logged or shown; prefer the environment to a file).", secret=True
+    )
+    storage_s3_part_bytes: int = setting(
+        8 * MiB,
+        "An upload's full segments are stored as one object once this many bytes are held in memory (and at every "
+        "sync): larger objects cost fewer requests, more memory per upload in progress.",
+        check=lambda v: None if MiB <= v <= 256 * MiB else "must be between 1048576 and 268435456",
+    )

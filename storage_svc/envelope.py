@@ -242,3 +242,66 @@ def open_tail(aead: AESGCM, file_id: bytes, raw: bytes) -> tuple[int, int, bytes
     except InvalidTag:
         return None
     return seq, index, plain
+
+
+# -- runs of segments (shared by the byte stores: storage_svc.blobstore on disk, storage_svc.s3store) ----------
+
+
+def seal_blob(header: Header, aead: AESGCM, data: Buffer) -> bytearray:
+    """A whole blob in memory: header, then every segment of `data`, the last one final (a small file's put)."""
+    seg = header.segment_size
+    last = last_index(seg, len(data))
+    out = bytearray(stored_size(seg, len(data)))
+    view, src = memoryview(out), memoryview(data)
+    view[:HEADER_SIZE] = header.pack()
+    pos = HEADER_SIZE
+    for index in range(last + 1):
+        pos += seal_into(aead, header.file_id, index, index == last, src[index * seg : (index + 1) * seg], view[pos:])
+    return out
+
+
+def seal_run(aead: AESGCM, file_id: bytes, segment_size: int, first: int, plaintext: Buffer, out: memoryview) -> int:
+    """Seal whole, non-final segments `first`, `first + 1`, ... of `plaintext` (a multiple of the segment size)
+    into `out`; returns the bytes written."""
+    view = memoryview(plaintext)
+    if len(view) % segment_size:
+        raise ValueError("a run holds whole segments only")
+    pos = 0
+    for i in range(len(view) // segment_size):
+        pos += seal_into(aead, file_id, first + i, False, view[i * segment_size : (i + 1) * segment_size], out[pos:])
+    return pos
+
+
+def open_run(
+    aead: AESGCM, file_id: bytes, segment_size: int, first: int, stored: Buffer, start: int, out: memoryview
+) -> None:
+    """Plaintext [start, start + len(out)) into `out` from `stored`: the non-final segments `first`, `first + 1`,
+    ... read already (they must cover the range). Every segment touched is authenticated (DataLoss, and `out`
+    must be discarded, if one is damaged)."""
+    st = stride(segment_size)
+    end = start + len(out)
+    src = memoryview(stored)
+    if end <= start:
+        return
+    for i in range(start // segment_size, (end - 1) // segment_size + 1):
+        chunk = src[(i - first) * st : (i - first + 1) * st]
+        lo, hi = max(start, i * segment_size), min(end, (i + 1) * segment_size)
+        if hi - lo == segment_size:
+            open_into(aead, file_id, i, False, chunk, out[lo - start : hi - start])
+        else:
+            plain = open_segment(aead, file_id, i, False, chunk)
+            out[lo - start : hi - start] = plain[lo - i * segment_size : hi - i * segment_size]
+
+
+def units(segment_size: int, unit: int, offset: int, length: int) -> list[tuple[int, int]]:
+    """[offset, offset + length) cut into pieces of about `unit` bytes; every piece after the first starts on a
+    segment boundary, so no segment is decrypted twice."""
+    out: list[tuple[int, int]] = []
+    pos, end = offset, offset + length
+    while pos < end:
+        target = pos + unit
+        if target < end and target - target % segment_size > pos:
+            target -= target % segment_size
+        out.append((pos, min(target, end) - pos))
+        pos = min(target, end)
+    return out

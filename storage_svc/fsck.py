@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from flowdock_kernel import db
 from flowdock_kernel.config import ConfigError, load
 from flowdock_kernel.errors import DataLoss
 from storage_svc.adapters import uploads, versions
-from storage_svc.blobstore import EncryptedBlobStore
+from storage_svc.blobstores import open_blob_store
 from storage_svc.config import StorageConfig
 
 GRACE_SECONDS = 3600
@@ -46,7 +45,7 @@ class Report:
 
 
 def check(config: StorageConfig, *, deep: bool = False, repair: bool = False) -> Report:
-    store = EncryptedBlobStore.from_config(config)
+    store = open_blob_store(config)
     engine = sa.create_engine(db.service_url(config, "storage", driver_async=False))
     with engine.connect() as conn:
         rows = {r.blob_id: r.size for r in conn.execute(sa.select(versions.c.blob_id, versions.c.size))}
@@ -57,12 +56,10 @@ def check(config: StorageConfig, *, deep: bool = False, repair: bool = False) ->
     for blob_id, size in store.list_blobs():
         on_disk[blob_id] = size
     report.blobs = len(on_disk)
-    now = time.time()
     for blob_id, size in sorted(on_disk.items()):
         if blob_id not in rows:
             report.orphan_blobs.append(blob_id)
-            path = store.blobs / blob_id[:2] / blob_id[2:4] / blob_id
-            if repair and now - path.stat().st_mtime > GRACE_SECONDS:
+            if repair and store.blob_age(blob_id) > GRACE_SECONDS:
                 asyncio.run(store.delete(blob_id))
                 report.repaired += 1
         elif size != rows[blob_id]:
@@ -73,12 +70,11 @@ def check(config: StorageConfig, *, deep: bool = False, repair: bool = False) ->
             except DataLoss as exc:
                 report.damaged.append(f"{blob_id}: {exc.message}")
     report.missing_blobs = sorted(set(rows) - set(on_disk))
-    for path in sorted(store.staging.iterdir()):
-        upload_id = path.name.removesuffix(".tail")
+    for upload_id, name, age in store.staging_entries():
         if upload_id not in upload_ids:
-            report.orphan_staging.append(path.name)
-            if repair and now - path.stat().st_mtime > GRACE_SECONDS:
-                path.unlink(missing_ok=True)
+            report.orphan_staging.append(name.rsplit("/", 1)[-1] if config.storage_blob_backend == "local" else name)
+            if repair and age > GRACE_SECONDS:
+                store.remove_staging_entry(name)
                 report.repaired += 1
     return report
 
@@ -97,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir:
         config = replace(config, data_dir=Path(args.data_dir))
     report = check(config, deep=args.deep, repair=args.repair)
-    print(f"blobs on disk: {report.blobs}   version rows: {report.rows}")
+    print(f"blobs stored: {report.blobs}   version rows: {report.rows}")
     for title, items in (
         ("blobs without a row", report.orphan_blobs),
         ("rows without a blob", report.missing_blobs),

@@ -22,30 +22,33 @@ from pathlib import Path
 
 from flowdock_kernel.config import ConfigError, load
 from flowdock_kernel.errors import DataLoss
-from storage_svc.blobstore import EncryptedBlobStore, kek_of, keyring_path, rewrap
+from storage_svc.blobstore import keyring_path
+from storage_svc.blobstores import AnyBlobStore, open_blob_store
 from storage_svc.config import StorageConfig
 from storage_svc.keyring import Keyring, KeyringError, new_kek
 
 MAX_PASSES = 3
 
 
-def _store(args: argparse.Namespace) -> EncryptedBlobStore:
+def _store(args: argparse.Namespace) -> AnyBlobStore:
     config = load(StorageConfig)
     if args.data_dir:
         config = replace(config, data_dir=Path(args.data_dir))
     if args.keyring:
         config = replace(config, storage_keyring_path=args.keyring)
     # Never create a keyring here: a mistyped --data-dir must not look like an empty, healthy store.
-    keyring = Keyring(keyring_path(config), create=False)
-    return EncryptedBlobStore(config.data_dir / "storage", keyring, segment_size=config.storage_segment_bytes)
+    return open_blob_store(config, keyring=Keyring(keyring_path(config), create=False))
 
 
-def usage(store: EncryptedBlobStore) -> tuple[Counter[str], int]:
+def usage(store: AnyBlobStore) -> tuple[Counter[str], int]:
     """Files per KEK id, and files whose header is unreadable."""
     counts: Counter[str] = Counter()
     unreadable = 0
-    for path in store.files():
-        kek_id = kek_of(path)
+    for name in store.key_holders():
+        try:
+            kek_id = store.kek_of(name)
+        except FileNotFoundError:
+            continue  # committed or deleted meanwhile
         if kek_id is None:
             unreadable += 1
         else:
@@ -53,7 +56,14 @@ def usage(store: EncryptedBlobStore) -> tuple[Counter[str], int]:
     return counts, unreadable
 
 
-def status(store: EncryptedBlobStore) -> int:
+def _unreadable(store: AnyBlobStore, name: str) -> bool:
+    try:
+        return store.kek_of(name) is None
+    except FileNotFoundError:
+        return False
+
+
+def status(store: AnyBlobStore) -> int:
     ring = store.keyring
     counts, unreadable = usage(store)
     print(f"keyring: {ring.path}")
@@ -74,15 +84,15 @@ def status(store: EncryptedBlobStore) -> int:
     return 1 if missing else 0
 
 
-def _rewrap_all(store: EncryptedBlobStore, target: str, pause: float) -> tuple[int, int, int]:
+def _rewrap_all(store: AnyBlobStore, target: str, pause: float) -> tuple[int, int, int]:
     """Re-wrap until a pass finds nothing left (a running service may add files meanwhile)."""
     changed = skipped = failed = 0
     for attempt in range(MAX_PASSES):
         failed = 0
         changed_this_pass = 0
-        for path in store.files():
+        for path in store.key_holders():
             try:
-                if rewrap(path, store.keyring, target):
+                if store.rewrap(path, target):
                     changed_this_pass += 1
                     if pause:
                         time.sleep(pause)
@@ -91,7 +101,7 @@ def _rewrap_all(store: EncryptedBlobStore, target: str, pause: float) -> tuple[i
             except FileNotFoundError:
                 continue  # committed (seen again under blobs/) or deleted meanwhile
             except DataLoss as exc:
-                if kek_of(path) is None and path.parent == store.staging:
+                if store.is_staging(path) and _unreadable(store, path):
                     continue  # an upload that never synced: it has no key to re-wrap yet
                 failed += 1
                 print(f"cannot re-wrap {path}: {exc.message}", file=sys.stderr)
@@ -101,7 +111,7 @@ def _rewrap_all(store: EncryptedBlobStore, target: str, pause: float) -> tuple[i
     return changed, skipped, failed
 
 
-def rotate(store: EncryptedBlobStore, pause: float, *, new_key: bool) -> int:
+def rotate(store: AnyBlobStore, pause: float, *, new_key: bool) -> int:
     ring = store.keyring
     with ring.exclusive():
         if ring.rotation_pending:
@@ -125,7 +135,7 @@ def rotate(store: EncryptedBlobStore, pause: float, *, new_key: bool) -> int:
     return 0
 
 
-def prune(store: EncryptedBlobStore) -> int:
+def prune(store: AnyBlobStore) -> int:
     ring = store.keyring
     with ring.exclusive():
         if ring.rotation_pending:
