@@ -34,7 +34,7 @@ import logging
 import secrets
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -716,11 +716,14 @@ class S3BlobStore:
         async for block in self._stream(src, offset, length, chunk, frame):
             yield block
 
-    async def verify(self, blob_id: str) -> int:
-        """Authenticate every segment; returns the plaintext size, DataLoss if anything is damaged or missing."""
+    async def verify(self, blob_id: str, pace: Callable[[int], Awaitable[None]] | None = None) -> int:
+        """Authenticate every segment; returns the plaintext size, DataLoss if anything is damaged or missing. With
+        `pace` (the scrub), `await pace(n)` runs after each unit of n bytes (plaintext: within the per-segment tags
+        of what was fetched), so the caller's byte budget applies inside a blob too."""
         src = await self._open_blob(blob_id)
-        async for _ in self._stream(src, 0, src.size, READ_UNIT):
-            pass
+        async for piece in self._stream(src, 0, src.size, READ_UNIT):
+            if pace is not None:
+                await pace(len(piece))
         return src.size
 
     async def link(self, src_blob_id: str, dst_blob_id: str) -> None:

@@ -142,6 +142,21 @@ async def test_round_trip_and_ranges(backend: Backend, size: int) -> None:
     assert await collect(other.read(blob, 0, size, 1 << 20)) == data
 
 
+async def test_paced_verify_accounts_for_the_whole_blob(backend: Backend) -> None:
+    """The scrub's budget: verify(pace=…) reports at least every plaintext byte it authenticated, in pieces."""
+    store = backend.make()
+    size = 5 * SEG + 7
+    blob = await upload(store, "paced", content(size))
+    paced: list[int] = []
+
+    async def pace(n: int) -> None:
+        paced.append(n)
+
+    assert await store.verify(blob, pace=pace) == size
+    assert paced and all(n > 0 for n in paced)
+    assert size <= sum(paced) <= size + 64 * (size // SEG + 2)  # plaintext, or stored bytes with their tags
+
+
 async def test_nothing_plain_in_the_store(backend: Backend) -> None:
     store = backend.make()
     data = b"PLAINTEXT-MARKER " * 500
