@@ -162,6 +162,7 @@ def spec_from_args(args: argparse.Namespace, config: GatewayConfig | None = None
         max_body_bytes=cfg.gateway_upload_body_bytes,
         unary_timeout=timedelta(seconds=cfg.gateway_unary_timeout_seconds),
         max_heap_bytes=cfg.gateway_max_heap_bytes,
+        jwks_cache_seconds=cfg.gateway_jwks_cache_seconds,
         access_log=not args.no_access_log,
         keepalive=Keepalive.every(args.keepalive_seconds or _configured_keepalive_seconds()),
         web_dir=web_dir(args.web_dir),

@@ -52,6 +52,12 @@ class GatewayConfig(CommonConfig):
     gateway_unary_timeout_seconds: float = setting(
         60.0, "Deadline of a unary call through the gateway (streaming calls have none).", check=positive
     )
+    gateway_jwks_cache_seconds: int = setting(
+        30,
+        "How often Envoy refreshes the signing keys (JWKS) it checks tokens with, in the background. Keep it below "
+        "auth_signing_key_publish_seconds, or tokens of a newly rotated key are refused until the next refresh.",
+        check=positive,
+    )
     gateway_max_heap_bytes: int = setting(
         1024 * MiB,
         "Envoy's heap bound: above 95 % it releases free memory, above 98 % it refuses new requests (0 = no bound).",

@@ -19,7 +19,12 @@ from flowdock.storage.v1 import storage_pb2_grpc
 from tests.support.accounts import PASSWORD, cli, new_email, rest
 from tests.support.mesh import BACKENDS, Running, flowdock_up
 
-ENV = {"FLOWDOCK_AUTH_SIGNING_KEY_PUBLISH_SECONDS": "4", "FLOWDOCK_AUTH_SIGNING_KEY_RELOAD_SECONDS": "0.5"}
+# Published 4 s before it signs: every JWKS cache must be younger than that (Envoy's refreshes in the background).
+ENV = {
+    "FLOWDOCK_AUTH_SIGNING_KEY_PUBLISH_SECONDS": "4",
+    "FLOWDOCK_AUTH_SIGNING_KEY_RELOAD_SECONDS": "0.5",
+    "FLOWDOCK_GATEWAY_JWKS_CACHE_SECONDS": "1",
+}
 
 
 @pytest.fixture(params=BACKENDS)
@@ -79,7 +84,7 @@ def test_rotate_signing_key_keeps_old_tokens_valid_and_retires_the_old_key(fresh
         assert time.monotonic() < deadline, "the new key never started signing"
         time.sleep(0.3)
     assert kid == new_kid
-    # Both tokens pass Envoy's jwt_authn (first JWKS fetch happens now) and every service.
+    # Both tokens pass Envoy's jwt_authn (its JWKS, refreshed every second here, has both keys) and every service.
     for token in (old_token, new_token):
         with rest(mesh, token) as c:
             assert c.get("/api/v1/folders/root/children").status_code == 200
