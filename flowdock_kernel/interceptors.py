@@ -36,6 +36,8 @@ ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 @dataclass
 class _CallState:
     code: grpc.StatusCode = grpc.StatusCode.OK
+    #: The refusal's message (a domain error's), so the call's log line says why, not only the code.
+    why: str = ""
 
 
 def _is_stream(result: Any) -> bool:
@@ -261,6 +263,7 @@ class CallInterceptor(AsyncServerInterceptor):
         if isinstance(exc, errors.DomainError):
             status = grpc_errors.to_status(exc)
             state.code = status.code
+            state.why = str(getattr(exc, "message", exc))[:200]
             await context.abort_with_status(status)
         code = context.code()
         if isinstance(code, grpc.StatusCode) and code != grpc.StatusCode.OK:
@@ -291,4 +294,6 @@ class CallInterceptor(AsyncServerInterceptor):
             extra: dict[str, object] = {"method": name, "code": code, "ms": round(elapsed * 1000, 2)}
             if principal is not None:
                 extra["user_id"] = principal.user_id
+            if state.why:
+                extra["why"] = state.why
             log.info("call", extra=extra)

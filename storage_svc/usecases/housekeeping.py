@@ -13,7 +13,7 @@ from storage_svc.domain import UploadState
 from storage_svc.ports import BlobStore, UnitOfWorkFactory
 from storage_svc.usecases.common import Limits
 from storage_svc.usecases.tree import Tree
-from storage_svc.usecases.uploads import LEASE, Uploads
+from storage_svc.usecases.uploads import Uploads
 
 log = logging.getLogger("flowdock.storage")
 
@@ -54,15 +54,8 @@ class Housekeeping:
             # Finishes whose finisher's process died (a crashed replica): taken over now, not when the lease lapses.
             held = await uow.uploads.held_finishing(now, 20)
         for upload in [*stalled, *(u for u in held if self.uploads.holders.gone(u.writer))]:
-            token = self.uploads.holders.token()
-            async with self.uow() as uow:
-                if not await uow.uploads.acquire(
-                    upload.id, token, now + LEASE, now, UploadState.FINISHING
-                ) and not await self.uploads.take_over(uow, upload, token, now, UploadState.FINISHING):
-                    continue
-                await uow.commit()
-            self.uploads.finish_in_background(upload, token)
-            done["resumed_finishes"] += 1
+            if await self.uploads.resume_finish(upload):
+                done["resumed_finishes"] += 1
         async with self.uow(read_only=True) as uow:
             old = await uow.nodes.trash_roots_older_than(now - self.limits.trash_retention, 100)
         for root in old:

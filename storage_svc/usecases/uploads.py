@@ -443,7 +443,32 @@ class Uploads:
         async with self.uow(read_only=True) as uow:
             upload = await self.find(uow, caller, upload_id)
             node = await uow.nodes.get(upload.node_id) if upload.node_id else None
+        if upload.state == UploadState.FINISHING and self.finisher_lost(upload):
+            await self.resume_finish(upload)  # the client polling it is what moves it on: no wait for housekeeping
         return upload, node
+
+    def finisher_lost(self, upload: Upload) -> bool:
+        """A FINISHING upload nobody finishes: no hold, a lapsed one, or one whose process ended or gave it up."""
+        now = self.clock.now()
+        return (
+            not upload.writer
+            or upload.writer_until is None
+            or upload.writer_until < now
+            or self.holders.gone(upload.writer)
+        )
+
+    async def resume_finish(self, upload: Upload) -> bool:
+        """Take over a finish whose finisher is lost and run it in the background; False if another took it."""
+        token = self.holders.token()
+        now = self.clock.now()
+        async with self.uow() as uow:
+            if not await uow.uploads.acquire(
+                upload.id, token, now + LEASE, now, UploadState.FINISHING
+            ) and not await self.take_over(uow, upload, token, now, UploadState.FINISHING):
+                return False
+            await uow.commit()
+        self.finish_in_background(upload, token)
+        return True
 
     async def write_chunk(self, caller: str, upload_id: str, offset: int, data: bytes) -> int:
         """Append one chunk at `offset` (must equal the committed size); durable before it returns.
@@ -495,8 +520,9 @@ class Uploads:
                 claimed = await uow.uploads.claim(upload_id, token, now + LEASE, now)
                 if claimed is None or claimed.committed_size != 0 or claimed.size != len(data):
                     raise _Resumable
-                node, pruned = await self._record_file(uow, claimed, blob_id, digest, now)
+                # Quota row, then folder: the lock order of every other writer (see `_complete`).
                 await uow.quotas.settle(claimed.owner_id, reserved=-claimed.size, used=claimed.size)
+                node, pruned = await self._record_file(uow, claimed, blob_id, digest, now)
                 expires = now + self.limits.upload_expiry
                 await uow.uploads.advance(upload_id, token, claimed.size, now, expires, release=True)
                 await uow.uploads.set_state(upload_id, UploadState.COMPLETED, node_id=node.id)
@@ -670,6 +696,9 @@ class Uploads:
                     await uow.uploads.release(upload.id, token)
                     await uow.commit()
             except Exception:
+                # The hold cannot be let go (the database is away): give its token up, so the next GetUpload or
+                # housekeeping round takes the finish over at once instead of when the hold lapses.
+                self.holders.abandon(token)
                 if not isinstance(exc, DiskFull):
                     raise
                 log.warning("could not reopen an upload on a full disk", extra={"upload_id": upload.id})
@@ -680,8 +709,10 @@ class Uploads:
         pruned: list[Version] = []
         try:
             async with self.uow() as uow:
-                node, pruned = await self._record_file(uow, upload, blob_id, digest, now)
+                # The quota row first, then the folder (its revision row, bumped by the node's trigger): the order
+                # the small-file group commit takes them in, or the two deadlock on PostgreSQL.
                 await uow.quotas.settle(upload.owner_id, reserved=-upload.size, used=upload.size)
+                node, pruned = await self._record_file(uow, upload, blob_id, digest, now)
                 await uow.uploads.set_state(upload.id, UploadState.COMPLETED, node_id=node.id)
                 await uow.uploads.release(upload.id, token)
                 _uploaded(uow, upload.creator, node, upload.size, digest)
@@ -694,8 +725,18 @@ class Uploads:
             # The database could not record the file (its disk is full): the blob stays, and finishing again once
             # space is freed (after the hold lapses) finds it committed before (`_committed_before`) and records it.
             raise
+        except DomainError as refused:
+            if not isinstance(refused, Unavailable):
+                await self.blobs.delete(blob_id)  # refused before anything was committed
+                raise
+            self.holders.abandon(token)  # as below
+            raise
         except Exception:
-            await self.blobs.delete(blob_id)
+            # The database went away (or its answer did): the commit may or may not have happened, and the staged
+            # bytes now live only in the blob. Keep it (a retried finish finds it: `_committed_before`) and give the
+            # hold up, so the client's next GetUpload or FinishUpload takes the finish over at once. Deleting it here
+            # lost acknowledged uploads when PostgreSQL restarted mid-finish (tests/e2e/test_faults.py).
+            self.holders.abandon(token)
             raise
         self.hashes.forget(upload.id)
         await delete_blobs(self.blobs, pruned)

@@ -363,8 +363,17 @@ class SwiftCluster:
 
 @contextlib.contextmanager
 def running_swift(root: Path, *, replicas: int = 1) -> Iterator[SwiftCluster]:
-    cluster = SwiftCluster(root, replicas=replicas)
-    cluster.start()
+    # A server that exits at start (a "free" port another process took meanwhile, seen once after a long run of
+    # other suites) gets a second and third try on new ports in a fresh directory; the last failure is raised.
+    for attempt in range(3):
+        cluster = SwiftCluster(root / f"try{attempt}", replicas=replicas)
+        try:
+            cluster.start()
+            break
+        except RuntimeError:
+            cluster.stop()
+            if attempt == 2:
+                raise
     try:
         yield cluster
     finally:

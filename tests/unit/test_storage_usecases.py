@@ -608,6 +608,33 @@ async def test_a_finish_whose_finisher_died_is_taken_over_at_once_by_the_client_
         fakes.holders.dead.clear()
 
 
+async def test_polling_a_finish_whose_finisher_is_lost_takes_it_over(
+    fakes: StorageFakes, uploads: Uploads, housekeeping: Housekeeping
+) -> None:
+    """A client that only polls GetUpload (as the SDKs do after FinishUpload) moves a lost finish on itself: no wait
+    for housekeeping (every 5 minutes). Lost: its process ended, or its hold lapsed (a database outage)."""
+    for how in ("dead", "lapsed"):
+        upload = await uploads.create_upload(ALICE, "root", f"{how}.bin", 4, "", "")
+        await uploads.write_chunk(ALICE, upload.id, 0, b"wxyz")
+        async with fakes.store.uow() as uow:
+            now = fakes.clock.now()
+            assert await uow.uploads.acquire(
+                upload.id, "finisher", now + timedelta(seconds=60), now, UploadState.FINISHING
+            )
+            await uow.commit()
+        got, _ = await uploads.get_upload(ALICE, upload.id)
+        assert got.state == UploadState.FINISHING and not uploads._tasks  # a live finisher: left alone
+        if how == "dead":
+            fakes.holders.kill("finisher")
+        else:
+            fakes.clock.advance(timedelta(seconds=61))
+        await uploads.get_upload(ALICE, upload.id)
+        await asyncio.gather(*uploads._tasks)
+        got, node = await uploads.get_upload(ALICE, upload.id)
+        assert got.state == UploadState.COMPLETED and node is not None and fakes.content(node.id) == b"wxyz"
+        fakes.holders.dead.clear()
+
+
 async def test_uploads_are_private_to_their_creator(fakes: StorageFakes, uploads: Uploads) -> None:
     upload = await uploads.create_upload(ALICE, "root", "f.txt", 4, "", "")
     for call in (
