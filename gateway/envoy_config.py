@@ -1347,7 +1347,7 @@ def _client_ip_header() -> HeaderValueOption:
     )
 
 
-def _mesh_upstream_socket(spec: GatewaySpec, cluster: str) -> TransportSocket | None:
+def _mesh_upstream_socket(spec: GatewaySpec, cluster: str, *, alpn: str = "h2") -> TransportSocket | None:
     """Mutual TLS to a service: the gateway's mesh certificate, the mesh CA, and the service's identity (SAN
     `<cluster>_svc`) required of the server; ALPN h2 keeps gRPC on HTTP/2 (health checks included)."""
     if spec.mesh is None:
@@ -1369,7 +1369,7 @@ def _mesh_upstream_socket(spec: GatewaySpec, cluster: str) -> TransportSocket | 
                         )
                     ],
                 ),
-                alpn_protocols=["h2"],
+                alpn_protocols=[alpn],
             )
         )
     )
@@ -1513,29 +1513,7 @@ _DAV_DISABLED_FILTERS = (
 
 def _dav_upstream_socket(spec: GatewaySpec) -> TransportSocket | None:
     """Mutual TLS to dav_svc (SAN `dav_svc`), HTTP/1.1 inside."""
-    if spec.mesh is None:
-        return None
-    return _tls_socket(
-        UpstreamTlsContext(
-            common_tls_context=CommonTlsContext(
-                tls_certificates=[
-                    TlsCertificate(
-                        certificate_chain=DataSource(filename=str(spec.mesh.cert_file)),
-                        private_key=DataSource(filename=str(spec.mesh.key_file)),
-                    )
-                ],
-                validation_context=CertificateValidationContext(
-                    trusted_ca=DataSource(filename=str(spec.mesh.ca_file)),
-                    match_typed_subject_alt_names=[
-                        SubjectAltNameMatcher(
-                            san_type=SubjectAltNameMatcherSanType.DNS, matcher=StringMatcher(exact="dav_svc")
-                        )
-                    ],
-                ),
-                alpn_protocols=["http/1.1"],
-            )
-        )
-    )
+    return _mesh_upstream_socket(spec, "dav", alpn="http/1.1")
 
 
 def _dav_cluster(spec: GatewaySpec, endpoints: list[tuple[str, int]]) -> Cluster:
