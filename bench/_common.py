@@ -196,17 +196,31 @@ class Mesh:
             self.proc.kill()
             self.proc.wait()
 
+    def current_pids(self) -> dict[str, int]:
+        """The pids `flowdock up` publishes now: it rewrites up.json when it restarts a crashed child, and a meter
+        reading the pids of the start would charge a restarted Envoy's CPU to OTHER."""
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            self.pids = dict(json.loads((self.data_dir / "run" / "up.json").read_text())["pids"])
+        return self.pids
+
+    @property
+    def restarts(self) -> list[str]:
+        """The supervisor's "crashed; restarting" lines so far: a bench must say when its system was not steady."""
+        text = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+        return [line.strip() for line in text.splitlines() if line.startswith("flowdock: ") and " crashed (" in line]
+
     @property
     def envoy_pids(self) -> list[int]:
-        return descendants(self.pids["gateway"])
+        return descendants(self.current_pids()["gateway"])
 
     def meter_pids(self, nginx: Nginx | None = None, copyparty: Copyparty | None = None) -> dict[str, list[int]]:
         """Processes whose CPU time CpuMeter reports: storage_svc, Envoy (+ its launcher), the rest of the mesh, and
         the reference servers given."""
+        now = self.current_pids()
         pids = {
-            "storage": [p for n, p in self.pids.items() if n.startswith("storage")],
-            "envoy": [self.pids["gateway"], *self.envoy_pids],
-            "mesh": [p for n, p in self.pids.items() if n.startswith(("auth", "share"))] + [self.proc.pid],
+            "storage": [p for n, p in now.items() if n.startswith("storage")],
+            "envoy": [now["gateway"], *self.envoy_pids],
+            "mesh": [p for n, p in now.items() if n.startswith(("auth", "share"))] + [self.proc.pid],
         }
         if nginx is not None:
             pids["nginx"] = nginx.pids
