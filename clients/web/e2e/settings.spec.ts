@@ -214,6 +214,7 @@ test('log in typed while Log out is still on its way: the login waits for it, an
   await page.getByRole('button', { name: 'Log out' }).click();
   await expect(page.getByRole('heading', { name: 'Log in' })).toBeVisible();
   await expect(page.getByText('Logging you out…')).toBeVisible();
+  await expect(page.getByRole('link', { name: 'My files' })).toHaveCount(0); // the session being ended is not offered
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password').fill(PASSWORD);
   const submit = page.getByRole('button', { name: 'Log in', exact: true });

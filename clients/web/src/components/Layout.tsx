@@ -73,12 +73,13 @@ export function WidePublicLayout() {
 
 export function PublicLayout({ wide = false }: { wide?: boolean }) {
   const status = useAuth((s) => s.status);
+  const loggingOut = useAuth((s) => s.loggingOut);
   return (
     <div className="flex min-h-full flex-col">
       <header className="flex items-center justify-between gap-3 border-b border-slate-200 bg-white px-4 py-3">
         <Logo />
         <nav aria-label="Account" className="flex items-center gap-3 text-sm">
-          {status === 'signed-in' ? (
+          {loggingOut ? null : status === 'signed-in' ? ( // a session being ended offers no way back into it
             <Link to="/files">My files</Link>
           ) : (
             <>
