@@ -9,7 +9,7 @@ A backup is a folder:
     manifest.json                                     written last: size and SHA-256 of every file above
 
 Consistency: every committed blob is first hard-linked into a hold folder beside the blob store (a deletion after
-that point cannot take its bytes away), then the databases are snapshotted one by one (share, storage, auth: each
+that point cannot take its bytes away), then the databases are snapshotted one by one (dav, share, storage, auth: each
 referrer before what it refers to), then exactly the blobs the storage snapshot names are copied. A blob is renamed
 into place before its row commits, so every row of the snapshot has its bytes, and an upload that finishes later
 is simply absent. Staging files (uploads in progress) are never copied. Reasons in docs/backup.md.
@@ -33,14 +33,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowdock_runtime.settings import SERVICES, ServerSettings
+from flowdock_runtime.settings import RUNNING, ServerSettings
 
 FORMAT = "flowdock-backup-v1"
 MANIFEST = "manifest.json"
 #: Taken in this order: a share names a node and a user, a node names a user; snapshotting the referrer first
 #: means anything created meanwhile that it names is in the later snapshot (deletions are the services' usual
 #: dangling-reference case).
-SNAPSHOT_ORDER = ("share", "storage", "auth")
+#: dav_svc's database (WebDAV dead properties and locks) names nodes and users: it goes first. A backup made before
+#: dav_svc existed has no dav database; restoring it leaves dav_svc to start with an empty one.
+SNAPSHOT_ORDER = ("dav", "share", "storage", "auth")
 _CHUNK = 1 << 20
 
 Progress = Callable[[int], None]
@@ -85,7 +87,7 @@ class Installation:
                 "flowdock backup copies local blobs only; use the object store's replication or versioning, "
                 "back up the databases with their own tools and the keyring apart (docs/scaling.md)"
             )
-        urls = {name: db.service_url(common, name, driver_async=False) for name in SERVICES}
+        urls = {name: db.service_url(common, name, driver_async=False) for name in RUNNING}
         backend = "sqlite" if urls["auth"].get_backend_name() == "sqlite" else "postgresql"
         if backend == "sqlite" and len({u.database for u in urls.values()}) != len(urls):
             raise BackupError("db_url names one SQLite file for every service; back it up with sqlite3 .backup")
@@ -492,6 +494,8 @@ def _write_backup(
         blob_ids: list[str] = []
         for name in SNAPSHOT_ORDER:
             rel = inst.db_file(name)
+            if name == "dav" and not _has_database(inst, name):  # dav_svc has never run here: nothing of it to keep
+                continue
             if inst.backend == "sqlite":
                 _sqlite_snapshot(str(inst.db_urls[name].database), dest / rel)
                 manifest.alembic[name] = str(_sqlite_query(dest / rel, _ALEMBIC)[0][0])
@@ -574,6 +578,12 @@ def verify(src: Path, *, show: bool = True) -> tuple[Manifest, list[str]]:
 # -- restore -----------------------------------------------------------------------------------------------
 
 
+def _has_database(inst: Installation, name: str) -> bool:
+    if inst.backend == "sqlite":
+        return Path(str(inst.db_urls[name].database)).is_file()
+    return _pg_database_in_use(inst, name)
+
+
 def _pg_database_in_use(inst: Installation, name: str) -> bool:
     """Whether the service's database exists and holds any table."""
     import psycopg
@@ -626,7 +636,7 @@ def restore(
     if data.exists() and not _is_empty_dir(data):
         raise BackupError(f"the data folder {data} is not empty; restore into an empty or new folder (--data-dir)")
     if inst.backend == "postgresql":
-        used = [str(inst.db_urls[n].database) for n in SERVICES if _pg_database_in_use(inst, n)]
+        used = [str(inst.db_urls[n].database) for n in RUNNING if _pg_database_in_use(inst, n)]
         if used:
             raise BackupError(f"the databases {', '.join(used)} already hold tables; restore into empty databases")
         check_pg_tool_versions(inst)
@@ -657,8 +667,10 @@ def restore(
         f"restore of {src} started {datetime.now(UTC).isoformat()}; if this file stays, start over "
         "with an empty folder\n"
     )
-    for name in SERVICES:
+    for name in SNAPSHOT_ORDER:
         rel = inst.db_file(name)
+        if rel not in manifest.artefacts:  # dav from a backup older than dav_svc: it starts empty
+            continue
         if inst.backend == "sqlite":
             copy_hashed(src / rel, Path(str(inst.db_urls[name].database)))
         else:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowdock_runtime.settings import SERVICES, ServerSettings, SetupError, add_server_options, resolve
+from flowdock_runtime.settings import RUNNING, ServerSettings, SetupError, add_server_options, resolve
 
 TIMEOUT = 3.0
 #: Largest tolerated difference between this machine's clock and the database server's: token expiry, link
@@ -47,6 +47,7 @@ class Context:
 
 def _configs(settings: ServerSettings) -> dict[str, Any]:
     from auth_svc.config import AuthConfig
+    from dav_svc.config import DavConfig
     from flowdock_kernel.config import load
     from gateway.config import GatewayConfig
     from share_svc.config import ShareConfig
@@ -57,6 +58,7 @@ def _configs(settings: ServerSettings) -> dict[str, Any]:
         "auth": load(AuthConfig, env),
         "share": load(ShareConfig, env),
         "storage": load(StorageConfig, env),
+        "dav": load(DavConfig, env),
         "gateway": load(GatewayConfig, env),
     }
 
@@ -78,7 +80,7 @@ def check_databases(ctx: Context) -> list[Check]:
 
     checks: list[Check] = []
     skew_done = False
-    for name in SERVICES:
+    for name in RUNNING:
         url = db.service_url(ctx.configs[name], name, driver_async=False)
         title = f"database {name}"
         if url.get_backend_name() == "sqlite":
@@ -305,7 +307,7 @@ def check_running(ctx: Context) -> list[Check]:
             ),
         ]
     checks.append(Check("envoy", state == "LIVE", f"admin {admin}: {state}", "see logs/gateway.log"))
-    for name in SERVICES:
+    for name in RUNNING:
         flags = [
             line.rsplit("::", 1)[-1]
             for line in clusters.splitlines()

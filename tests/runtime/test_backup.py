@@ -23,7 +23,17 @@ import pytest
 
 from flowdock_sdk import Client
 from tests.support.accounts import MESH_PASSWORD, register_and_login
+from tests.support.dav import Dav, parse_multistatus
 from tests.support.mesh import PG_URL, SCAN_OFF, Running, drop_databases, flowdock_up, need_postgres, start_up, stop_up
+
+PROPPATCH = (
+    b'<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:flowdock:test">'
+    b"<D:set><D:prop><Z:colour>teal</Z:colour></D:prop></D:set></D:propertyupdate>"
+)
+PROPFIND_COLOUR = (
+    b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:" xmlns:Z="urn:flowdock:test">'
+    b"<D:prop><Z:colour/></D:prop></D:propfind>"
+)
 
 
 def flowdock(*args: str, data_dir: Path, db_url: str = "") -> subprocess.CompletedProcess[str]:
@@ -73,11 +83,19 @@ def populate(mesh: Running, tmp: Path) -> dict[str, object]:
     link = alice.create_link("/Docs/deep/small.bin")
     (tmp / "bob.txt").write_bytes(rng.randbytes(70_000))
     bob.upload(tmp / "bob.txt", "/")
+    # A WebDAV user's dead property (dav_svc's database) and app password (auth's): both must come back.
+    dav = Dav(mesh)
+    assert dav.put("notes.txt", b"dav notes").status_code in (201, 204)
+    assert dav.request("PROPPATCH", "notes.txt", content=PROPPATCH).status_code == 207
+    dav_email = dav.email
+    _, dav_secret = dav.app_password()
+    dav.http.close()
     state: dict[str, object] = {
         "accounts": {alice_email: files_of(alice), bob_email: files_of(bob)},
         "bob": bob_email,
         "shared": sha(contents["deep/small.bin"]),
         "link": link.url.rsplit("/", 1)[-1],
+        "dav": (dav_email, dav_secret),
     }
     alice.close()
     bob.close()
@@ -85,7 +103,14 @@ def populate(mesh: Running, tmp: Path) -> dict[str, object]:
 
 
 def check_restored(mesh: Running, state: dict[str, object]) -> None:
-    """Every account logs in and reads every file byte-exact; bob still reaches alice's share; the link opens."""
+    """Every account logs in and reads every file byte-exact; bob still reaches alice's share; the link opens; the
+    WebDAV user signs in with their app password and finds their dead property."""
+    dav_email, dav_secret = state["dav"]  # type: ignore[misc]
+    with httpx.Client(base_url=mesh.url, auth=(dav_email, dav_secret), timeout=60) as http:
+        found = http.request("PROPFIND", "/dav/notes.txt", headers={"Depth": "0"}, content=PROPFIND_COLOUR)
+        assert found.status_code == 207, found.text
+        assert parse_multistatus(found.content)["/dav/notes.txt"].props.get("colour") == "teal", found.text
+        assert http.get("/dav/notes.txt").content == b"dav notes"
     accounts = state["accounts"]
     assert isinstance(accounts, dict)
     for email, expected in accounts.items():
@@ -129,7 +154,8 @@ def test_backup_wipe_restore(backend: str, tmp_path: Path) -> None:
     assert verified.returncode == 0, verified.stderr
     assert "complete and intact" in verified.stdout
     manifest = json.loads((dest / "manifest.json").read_text())
-    assert manifest["keys_included"] == (backend == "postgres") and manifest["blobs"] == 6
+    assert manifest["keys_included"] == (backend == "postgres") and manifest["blobs"] == 7
+    assert set(manifest["alembic"]) == {"auth", "share", "storage", "dav"}, manifest["alembic"]
 
     db_url = ""
     if backend == "postgres":

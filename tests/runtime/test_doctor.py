@@ -60,6 +60,7 @@ def test_all_is_well(installation: tuple[Running, dict[str, str]]) -> None:
         "database auth",
         "database share",
         "database storage",
+        "database dav",
         "blob store writable",
         "clamd",
         "smtp",
@@ -67,6 +68,7 @@ def test_all_is_well(installation: tuple[Running, dict[str, str]]) -> None:
         "service auth",
         "service share",
         "service storage",
+        "service dav",
         "gateway",
     ):
         assert f"ok   {name}:" in result.stdout, name
@@ -127,7 +129,7 @@ def test_postgres_reachable_and_migrated_with_its_clock_compared(tmp_path: Path)
         result = doctor(env)
     finally:
         drop_databases(prefix)
-    for name in ("auth", "share", "storage"):
+    for name in ("auth", "share", "storage", "dav"):
         assert f"ok   database {name}: " in result.stdout and "migrated to the head" in result.stdout
     assert "ok   clock: this machine's clock is" in result.stdout
     assert "FAIL running: FlowDock is not running" in result.stdout and result.returncode == 1
