@@ -159,6 +159,24 @@ def test_damaged_content_ends_every_download_visibly(mesh: Running, damaged: tup
         else:
             assert run.returncode in (18, 92), (flag, run.returncode, run.stderr)
 
+    # A signed download URL and a public link's file (which browsers resume by Range) end the same way: never a
+    # complete-looking 200 or 206. A resume from just before the damage meets it in its first block: a clean 500.
+    link = c.ok("POST", "/api/v1/links", json={"node_id": fid, "permission": "LINK_PERMISSION_DOWNLOAD"})
+    link_url = f"{mesh.url}/api/v1/public/links/{link['token']}/files/{fid}/content"
+    resume_at = max(segment * SEGMENT - 1000, 0)
+    for ranged in ([], ["-r", f"{resume_at}-"]):
+        signed = mesh.url + c.ok("POST", f"/api/v1/files/{fid}/download-url", json={})["url"]
+        for target in (signed, link_url):
+            run = subprocess.run(
+                ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", "--http1.1", *ranged,
+                 target],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if segment == 0 or ranged:
+                assert (run.returncode, run.stdout) == (0, "500"), (target, ranged, run.stderr)
+            else:
+                assert (run.returncode, run.stdout) == (18, "200"), (target, run.returncode, run.stderr)
+
     # grpc-web and native gRPC: the DATA_LOSS status, in the trailers after the bytes before the damage.
     with pytest.raises(GrpcWebError) as web:
         GrpcWeb(mesh.url, c.token).call(
