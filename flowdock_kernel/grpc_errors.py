@@ -4,7 +4,8 @@ REST statuses follow from the gRPC code (Envoy's transcoder: google.rpc.Code -> 
 would mislead an HTTP client: RESOURCE_EXHAUSTED is 429 "Too Many Requests" there, which clients and proxies retry,
 so an error whose ErrorInfo reason is in REST_STATUS_BY_REASON carries it in the ERROR_REASON_HEADER metadata and
 the gateway answers that REST status instead (gateway/envoy_config.py). A retry delay is also sent as `retry-after`
-metadata (whole seconds), which REST clients get as the Retry-After header. docs/http-status.md has the table.
+metadata (whole seconds), which REST clients get as the Retry-After header; a 416 (a Range beyond the content)
+carries `content-range: bytes */<size>` the same way. docs/http-status.md has the table.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def to_status(exc: errors.DomainError) -> grpc.Status:
         extra.append((ERROR_REASON_HEADER, reason))
     if retry_after is not None:
         extra.append(("retry-after", str(max(1, math.ceil(retry_after)))))
+    size = getattr(exc, "metadata", {}).get("size") if reason == "RANGE_NOT_SATISFIABLE" else None
+    if size is not None:
+        # RFC 9110 15.5.17: a 416 names the content's length, which a client resuming a finished download needs.
+        extra.append(("content-range", f"bytes */{size}"))
     return _Status(converted.code, converted.details, (*converted.trailing_metadata, *extra))
 
 

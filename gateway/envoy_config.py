@@ -777,12 +777,14 @@ end
 
 # A browser that navigates to a public link's download (a plain GET with Accept: text/html) and is refused (the
 # link is gone, used up, or needs its password again) is sent to the app's page for the link, /s/<token>, which
-# says why in words, instead of getting the API's JSON error. Scripts (curl: Accept */*) keep the JSON error.
+# says why in words, instead of getting the API's JSON error. Scripts (curl: Accept */*) keep the JSON error, and so
+# does a request with Range: a download manager resuming (a navigation never sends one) would store the page's HTML
+# as the rest of the file, and needs its 416 (with Content-Range) as it is.
 _LINK_PAGE_LUA = """
 local CONTENT = "^/api/v1/public/links/([^/?#]+)/files/[^/?#]+/content"
 function envoy_on_request(handle)
   local headers = handle:headers()
-  if headers:get(":method") ~= "GET" then return end
+  if headers:get(":method") ~= "GET" or headers:get("range") ~= nil then return end
   local accept = headers:get("accept") or ""
   if not string.find(accept, "text/html", 1, true) then return end
   local token = string.match(headers:get(":path") or "", CONTENT)

@@ -98,7 +98,13 @@ _ERROR_STATUSES: tuple[tuple[str, str], ...] = (
 
 #: Downloads that serve HTTP Range requests (a client resuming a broken transfer): 206 with Content-Range, or 416
 #: when the range starts beyond the content (storage_svc/servicer.py, the gateway's _CONTENT_LENGTH_LUA).
-_RANGED_DOWNLOADS = frozenset({"flowdock.storage.v1.StorageService.DownloadFile"})
+_RANGED_DOWNLOADS = frozenset(
+    {
+        "flowdock.storage.v1.StorageService.DownloadFile",
+        "flowdock.storage.v1.StorageService.DownloadByUrl",
+        "flowdock.storage.v1.PublicLinkService.DownloadLinkFile",
+    }
+)
 _RANGE_HEADERS = (
     {
         "name": "Range",
@@ -582,7 +588,7 @@ def _operation(
         }
         responses["416"] = {
             "description": "FAILED_PRECONDITION with reason RANGE_NOT_SATISFIABLE: the range starts at or beyond "
-            "the end of the content (its size is in the ErrorInfo's metadata).",
+            "the end of the content (its size is in the ErrorInfo's metadata and in `Content-Range: bytes */size`).",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}},
         }
     for code, _ in _ERROR_STATUSES:

@@ -319,6 +319,14 @@ class ByteRange:
         return self.first, last - self.first + 1
 
 
+def requested_part(byte_range: ByteRange | None, version: Version) -> tuple[int, int] | None:
+    """(offset, length) of `version` that a Range asks for, or None when the whole content goes out (no Range, or
+    an If-Range naming other content). Every ranged download route (content, signed URL, public link) asks here."""
+    if byte_range is None or not byte_range.applies(version.etag):
+        return None
+    return byte_range.resolve(version.size)
+
+
 def validate_name(raw: str, field: str = "name") -> str:
     """Return the NFC form of a valid file or folder name.
 

@@ -391,8 +391,11 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
 
     @wire.serialised  # yields serialised HttpBody messages (_stream)
     async def DownloadByUrl(self, request: storage_pb2.DownloadByUrlRequest, context: Ctx) -> AsyncIterator[bytes]:
-        node, version, length = await self.downloads.open_download_url(request.token)
-        async for message in self._stream(context, node, version, 0, length):
+        # The URL is what a browser's download manager or `curl -C -` resumes: Range and If-Range as DownloadFile.
+        byte_range = _byte_range(context)
+        node, version, offset, length = await self.downloads.open_download_url(request.token, byte_range)
+        partial = _partial(byte_range, version)
+        async for message in self._stream(context, node, version, offset, length, partial=partial):
             yield message
 
     @wire.serialised  # yields serialised HttpBody messages (_stream)
@@ -408,8 +411,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             byte_range=byte_range,
         )
         assert version is not None
-        partial = byte_range is not None and byte_range.applies(version.etag)
-        async for message in self._stream(context, node, version, offset, length, ranged=True, partial=partial):
+        partial = _partial(byte_range, version)
+        async for message in self._stream(context, node, version, offset, length, partial=partial):
             yield message
 
     async def _stream(
@@ -420,12 +423,12 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         offset: int,
         length: int,
         *,
-        ranged: bool = False,
         partial: bool = False,
     ) -> AsyncIterator[bytes]:
         """The content as serialised google.api.HttpBody messages, one per chunk: the blob store copies each
-        decrypted chunk right behind its message header (body_frame), so nothing here copies it again. `ranged`:
-        the method serves HTTP Range requests (REST says so); `partial`: this answer is one (206)."""
+        decrypted chunk right behind its message header (body_frame), so nothing here copies it again. Every
+        download route serves HTTP Range requests over REST (a broken transfer resumes where it broke); `partial`:
+        this answer is one (206)."""
         # Read (and so authenticate) the first block before any header goes out: damage found here becomes a clean
         # DATA_LOSS status (REST: a 500 with a JSON body), not a 200 whose body stops short.
         blocks = aiter(self.downloads.read(version, offset, length, body_frame))
@@ -440,7 +443,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             ("x-content-length", str(length)),
             ("x-file-size", str(version.size)),
         ]
-        if ranged and _transcoded(context):
+        rest = _transcoded(context)
+        if rest:
             # REST: ranges are served (a broken download resumes where it broke); the gateway makes a partial
             # answer a 206 with this Content-Range (gateway/envoy_config.py, _CONTENT_LENGTH_LUA).
             headers.append(("accept-ranges", "bytes"))
@@ -459,7 +463,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 sent += n
         except DataLoss as exc:
             _damaged(node, version, offset, exc, sent=sent)
-            if ranged and _transcoded(context):
+            if rest:
                 yield _UNDECODABLE_BODY  # REST: the stream is reset (see _UNDECODABLE_BODY)
             raise  # gRPC and grpc-web: DATA_LOSS in the trailers
 
@@ -491,6 +495,11 @@ def _byte_range(context: Ctx) -> ByteRange | None:
         return None
     if_range = md.get("if-range")
     return ByteRange.parse(header, if_range if isinstance(if_range, str) else "")
+
+
+def _partial(byte_range: ByteRange | None, version: Version) -> bool:
+    """Whether a download answers its Range (206) rather than with the whole content (200)."""
+    return byte_range is not None and byte_range.applies(version.etag)
 
 
 def _transcoded(context: Ctx) -> bool:
@@ -640,10 +649,13 @@ class PublicLinkServicer(storage_pb2_grpc.PublicLinkServiceServicer):
     async def DownloadLinkFile(
         self, request: storage_pb2.DownloadLinkFileRequest, context: Ctx
     ) -> AsyncIterator[bytes]:
-        node, version, length = await self.links.open_link_download(
-            request.token, _link_session(context, request.session), request.file_id
+        # A visitor's browser or curl resumes a broken download by Range (checked after the link and its password).
+        byte_range = _byte_range(context)
+        node, version, offset, length = await self.links.open_link_download(
+            request.token, _link_session(context, request.session), request.file_id, byte_range
         )
-        async for message in self.files._stream(context, node, version, 0, length):
+        partial = _partial(byte_range, version)
+        async for message in self.files._stream(context, node, version, offset, length, partial=partial):
             yield message
 
     async def CreateLinkUpload(self, request: storage_pb2.CreateLinkUploadRequest, context: Ctx) -> storage_pb2.Upload:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from flowdock_kernel.clock import Clock
 from flowdock_kernel.errors import FailedPrecondition, InvalidArgument, NotFound
-from storage_svc.domain import ByteRange, Kind, Node, Version
+from storage_svc.domain import ByteRange, Kind, Node, Version, requested_part
 from storage_svc.ports import BlobStore, Events, UnitOfWorkFactory, UrlSigner
 from storage_svc.usecases.access import Access
 from storage_svc.usecases.common import Limits
@@ -45,8 +45,8 @@ class Downloads:
             version = await uow.versions.get(version_id or node.version_id)
         if version is None or version.node_id != node.id:
             raise NotFound(f"version {version_id} not found")
-        if byte_range is not None and byte_range.applies(version.etag):
-            offset, length = byte_range.resolve(version.size)
+        if (part := requested_part(byte_range, version)) is not None:
+            offset, length = part
         if offset < 0 or offset > version.size:
             raise InvalidArgument("offset", f"must be between 0 and the file size {version.size}")
         if length < 0:
@@ -80,7 +80,11 @@ class Downloads:
         token = self.urls.sign({"f": node.id, "v": version.id, "u": caller, "e": int(expires.timestamp())})
         return token, expires
 
-    async def open_download_url(self, token: str) -> tuple[Node, Version, int]:
+    async def open_download_url(
+        self, token: str, byte_range: ByteRange | None = None
+    ) -> tuple[Node, Version, int, int]:
+        """The node, the version and the (offset, length) to stream. A browser or curl resuming a broken download
+        sends `byte_range` (as for open_download); the URL is checked first, so an expired one never gets a 416."""
         claims = self.urls.verify(token)
         # Unknown, forged and expired URLs all answer the same NotFound.
         if claims is None or int(claims.get("e", 0)) < int(self.clock.now().timestamp()):
@@ -90,13 +94,21 @@ class Downloads:
             version = await uow.versions.get(str(claims["v"]))
         if node is None or version is None or version.node_id != node.id:
             raise NotFound("this download link is invalid or has expired; ask for a new one")
+        offset, length = requested_part(byte_range, version) or (0, version.size)
         await self.events.record(
             "storage.download",
             actor=str(claims["u"]),
             subject=node.owner_id,
-            details={"node_id": node.id, "name": node.name, "version": str(version.number), "via": "url"},
+            details={
+                "node_id": node.id,
+                "name": node.name,
+                "version": str(version.number),
+                "via": "url",
+                "offset": str(offset),
+                "length": str(length),
+            },
         )
-        return node, version, version.size
+        return node, version, offset, length
 
     def read(
         self, version: Version, offset: int, length: int, frame: Callable[[int], bytes] | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flowdock_kernel.errors import FailedPrecondition, NotFound
-from storage_svc.domain import Cursor, Kind, Node, OrderBy, Version
+from storage_svc.domain import ByteRange, Cursor, Kind, Node, OrderBy, Version, requested_part
 from storage_svc.ports import ChildPage, Events, UnitOfWorkFactory
 from storage_svc.usecases.access import LINK_CREATOR, Access
 from storage_svc.usecases.common import DropLimits, Limits, next_token
@@ -48,8 +48,13 @@ class PublicLinks:
             raise NotFound("this link does not exist, was revoked or has expired")
         return root
 
-    async def open_link_download(self, token: str, session: str, file_id: str) -> tuple[Node, Version, int]:
-        """Checks the link (and counts the download in share_svc, atomically against its limit)."""
+    async def open_link_download(
+        self, token: str, session: str, file_id: str, byte_range: ByteRange | None = None
+    ) -> tuple[Node, Version, int, int]:
+        """Checks the link (and counts the download in share_svc, atomically against its limit); the node, the
+        version and the (offset, length) to stream. `byte_range` (a visitor resuming a broken download) is only
+        looked at after the link, its password session and its limit passed: a dead link is a 404, never a 416.
+        Each request counts as one download, a resumed one too (a range is never free of the limit)."""
         async with self.uow(read_only=True) as uow:
             node, scope, _ = await self.access.link_node(uow, token, session, file_id, "download")
             if node.kind != Kind.FILE:
@@ -57,13 +62,14 @@ class PublicLinks:
             version = await uow.versions.get(node.version_id)
         if version is None:
             raise NotFound(f"node {file_id} not found")
+        offset, length = requested_part(byte_range, version) or (0, version.size)
+        details = {"link_id": scope.link_id, "node_id": node.id, "name": node.name, "size": str(version.size)}
+        if length != version.size:
+            details |= {"offset": str(offset), "length": str(length)}
         await self.events.record(
-            "link.downloaded",
-            actor=LINK_CREATOR + scope.link_id,
-            subject=node.owner_id,
-            details={"link_id": scope.link_id, "node_id": node.id, "name": node.name, "size": str(version.size)},
+            "link.downloaded", actor=LINK_CREATOR + scope.link_id, subject=node.owner_id, details=details
         )
-        return node, version, version.size
+        return node, version, offset, length
 
     async def link_uploader(self, token: str, session: str) -> tuple[str, Node]:
         """For a file-drop link: the creator id its uploads carry, and the folder they go into."""

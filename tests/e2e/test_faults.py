@@ -159,6 +159,24 @@ def test_damaged_content_ends_every_download_visibly(mesh: Running, damaged: tup
         else:
             assert run.returncode in (18, 92), (flag, run.returncode, run.stderr)
 
+    # A signed download URL and a public link's file (which browsers resume by Range) end the same way: never a
+    # complete-looking 200 or 206. A resume from just before the damage meets it in its first block: a clean 500.
+    link = c.ok("POST", "/api/v1/links", json={"node_id": fid, "permission": "LINK_PERMISSION_DOWNLOAD"})
+    link_url = f"{mesh.url}/api/v1/public/links/{link['token']}/files/{fid}/content"
+    resume_at = max(segment * SEGMENT - 1000, 0)
+    for ranged in ([], ["-r", f"{resume_at}-"]):
+        signed = mesh.url + c.ok("POST", f"/api/v1/files/{fid}/download-url", json={})["url"]
+        for target in (signed, link_url):
+            run = subprocess.run(
+                ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", "--http1.1", *ranged,
+                 target],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            if segment == 0 or ranged:
+                assert (run.returncode, run.stdout) == (0, "500"), (target, ranged, run.stderr)
+            else:
+                assert (run.returncode, run.stdout) == (18, "200"), (target, run.returncode, run.stderr)
+
     # grpc-web and native gRPC: the DATA_LOSS status, in the trailers after the bytes before the damage.
     with pytest.raises(GrpcWebError) as web:
         GrpcWeb(mesh.url, c.token).call(
@@ -1048,6 +1066,24 @@ def gateway_back(mesh: Running, old: int, token: str) -> float:
     return wait_for("the gateway back", answers, 60)
 
 
+def cut_by_envoy_kill(mesh: Running, url: str, headers: dict[str, str], content: bytes) -> tuple[bytes, str, int]:
+    """A REST download that Envoy's kill -9 breaks after 2 MiB: what arrived (a prefix of `content`, visibly short
+    of it), the ETag the 200 had, and the killed gateway's pid."""
+    got = b""
+    with httpx.stream("GET", url, headers=headers, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["accept-ranges"] == "bytes"
+        etag = r.headers["etag"]
+        parts = r.iter_bytes()
+        while len(got) < 2 * MiB:
+            got += next(parts)
+        old, _ = kill_envoy(mesh)
+        with pytest.raises(httpx.HTTPError):  # noqa: PT012 (what was buffered before the kill still arrives)
+            for part in parts:
+                got += part
+    assert 2 * MiB <= len(got) < len(content) and content.startswith(got)
+    return got, etag, old
+
+
 def test_envoy_killed_mid_download_resumes_by_range(supervised: Running) -> None:
     mesh = supervised
     c = Client(mesh)
@@ -1060,18 +1096,7 @@ def test_envoy_killed_mid_download_resumes_by_range(supervised: Running) -> None
     auth = {"authorization": f"Bearer {c.token}"}
 
     # REST: the transfer breaks visibly (short of Content-Length), then resumes with Range + If-Range: 206.
-    got = b""
-    with httpx.stream("GET", url, headers=auth, timeout=30) as r:
-        assert r.status_code == 200 and r.headers["accept-ranges"] == "bytes"
-        etag = r.headers["etag"]
-        parts = r.iter_bytes()
-        while len(got) < 2 * MiB:
-            got += next(parts)
-        old, _ = kill_envoy(mesh)
-        with pytest.raises(httpx.HTTPError):  # noqa: PT012 (what was buffered before the kill still arrives)
-            for part in parts:
-                got += part
-    assert 2 * MiB <= len(got) < len(content) and content.startswith(got)
+    got, etag, old = cut_by_envoy_kill(mesh, url, auth, content)
     rest_back = gateway_back(mesh, old, c.token)
     r = httpx.get(url, headers={**auth, "range": f"bytes={len(got)}-", "if-range": etag}, timeout=60)
     assert r.status_code == 206, r.text[:300]
@@ -1111,3 +1136,35 @@ def test_envoy_killed_mid_download_resumes_by_range(supervised: Running) -> None
           f"{native_back:.2f} s (native)")  # fmt: skip
     assert mesh.proc.poll() is None
     assert_fsck_clean(mesh)
+
+
+def test_envoy_killed_mid_link_or_url_download_resumes_by_range(supervised: Running) -> None:
+    """Issue 18: what a browser downloads without a token — a password link's file, a signed download URL — also
+    resumes by Range after Envoy's kill -9, byte-exact (the link session and the URL outlive the gateway)."""
+    mesh = supervised
+    c = Client(mesh)
+    content = os.urandom(40 * MiB + 555)
+    up = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "big2.bin", "size": len(content)})
+    for at in range(0, len(content), 8 * MiB):
+        c.ok("PUT", f"/api/v1/uploads/{up['uploadId']}", params={"offset": at}, content=content[at : at + 8 * MiB])
+    fid = str(c.finish(up["uploadId"])["node"]["id"])
+    link = c.ok(
+        "POST",
+        "/api/v1/links",
+        json={"node_id": fid, "permission": "LINK_PERMISSION_DOWNLOAD", "password": "resume pass 1"},
+    )
+    links = f"{mesh.url}/api/v1/public/links/{link['token']}"
+    opened = httpx.post(f"{links}/open", json={"password": "resume pass 1"}, timeout=30)
+    assert opened.status_code == 200, opened.text
+    visitor = {"x-link-session": opened.json()["linkSession"]}
+    signed = mesh.url + c.ok("POST", f"/api/v1/files/{fid}/download-url", json={})["url"]  # valid 60 s here
+    for route, url, headers in (("link file", f"{links}/files/{fid}/content", visitor), ("signed URL", signed, {})):
+        got, etag, old = cut_by_envoy_kill(mesh, url, headers, content)
+        back = gateway_back(mesh, old, c.token)
+        r = httpx.get(url, headers={**headers, "range": f"bytes={len(got)}-", "if-range": etag}, timeout=60)
+        assert r.status_code == 206, r.text[:300]
+        assert r.headers["content-range"] == f"bytes {len(got)}-{len(content) - 1}/{len(content)}"
+        assert hashlib.sha256(got + r.content).digest() == hashlib.sha256(content).digest()
+        print(f"\nEnvoy kill -9 mid-download of a {route}: resumed at {len(got)} of {len(content)} bytes, "
+              f"gateway back after {back:.2f} s")  # fmt: skip
+    assert mesh.proc.poll() is None

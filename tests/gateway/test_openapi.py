@@ -104,9 +104,18 @@ def test_raw_bodies_and_query_parameters(doc: dict[str, Any]) -> None:
         assert ok == {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     content = {p["name"] for p in doc["paths"]["/api/v1/files/{file_id}/content"]["get"]["parameters"]}
     assert content == {"file_id", "offset", "length", "version", "Range", "If-Range"}
-    ranged = doc["paths"]["/api/v1/files/{file_id}/content"]["get"]["responses"]
-    assert "Content-Range" in ranged["206"]["description"] and "RANGE_NOT_SATISFIABLE" in ranged["416"]["description"]
-    assert "206" not in doc["paths"]["/api/v1/download/{token}"]["get"]["responses"]
+    # Every download a browser or curl can resume takes Range and If-Range and documents 206 and 416 (issue 18).
+    link_file = "/api/v1/public/links/{token}/files/{file_id}/content"
+    for path in ("/api/v1/files/{file_id}/content", "/api/v1/download/{token}", link_file):
+        get = doc["paths"][path]["get"]
+        assert {"Range", "If-Range"} <= {p["name"] for p in get["parameters"]}, path
+        ranged = get["responses"]
+        assert "Content-Range" in ranged["206"]["description"], path
+        assert (
+            "RANGE_NOT_SATISFIABLE" in ranged["416"]["description"] and "bytes */size" in ranged["416"]["description"]
+        )
+    # Not the other routes (a listing has no ranges).
+    assert "206" not in doc["paths"]["/api/v1/public/links/{token}/children"]["get"]["responses"]
     children = doc["paths"]["/api/v1/public/links/{token}/children"]["get"]["parameters"]
     assert {p["name"] for p in children} == {"token", "folderId", "pageSize", "pageToken", "session", "X-Link-Session"}
 

@@ -54,6 +54,19 @@ def test_rate_limits_and_held_uploads_say_when() -> None:
     assert code == grpc.StatusCode.ABORTED and md["retry-after"] == "4"
 
 
+def test_an_unsatisfiable_range_names_the_content_length_as_rfc_9110_asks() -> None:
+    """A 416 carries `Content-Range: bytes */size` (the gateway passes the metadata on as the header)."""
+    refused = errors.FailedPrecondition("x", reason="RANGE_NOT_SATISFIABLE", metadata={"size": "10"})
+    code, md, _ = metadata(refused)
+    assert (
+        code == grpc.StatusCode.FAILED_PRECONDITION
+        and grpc_errors.REST_STATUS_BY_REASON[md[grpc_errors.ERROR_REASON_HEADER]] == 416
+    )
+    assert md["content-range"] == "bytes */10"
+    _, other, _ = metadata(errors.FailedPrecondition("x", reason="OTHER", metadata={"size": "10"}))
+    assert "content-range" not in other
+
+
 def test_the_doc_names_every_error_kind() -> None:
     doc = DOC.read_text()
     kinds = [n for n, c in vars(errors).items() if inspect.isclass(c) and issubclass(c, errors.DomainError)]

@@ -749,15 +749,34 @@ async def test_a_signed_download_url_expires_with_the_clock(
     token, expires = await downloads.create_download_url(ALICE, file.id, "")
     assert expires == fakes.clock.now() + timedelta(seconds=60)
     fakes.clock.advance(seconds=60)
-    node, version, size = await downloads.open_download_url(token)
-    assert (node.id, version.id, size) == (file.id, file.version_id, 3)
+    node, version, offset, size = await downloads.open_download_url(token)
+    assert (node.id, version.id, offset, size) == (file.id, file.version_id, 0, 3)
     fakes.clock.advance(seconds=1)
     with pytest.raises(NotFound, match="expired"):
         await downloads.open_download_url(token)
+    with pytest.raises(NotFound, match="expired"):  # an expired URL is refused before its range is looked at
+        await downloads.open_download_url(token, ByteRange(3, None))
     with pytest.raises(NotFound, match="expired"):
         await downloads.open_download_url("forged" + token)
     with pytest.raises(NotFound):
         await downloads.create_download_url(BOB, file.id, "")
+
+
+async def test_a_signed_download_url_resumes_by_range(
+    fakes: StorageFakes, uploads: Uploads, downloads: Downloads
+) -> None:
+    """A browser's download manager (or `curl -C -`) resumes a signed URL where it broke, as on the content route."""
+    file = await put(uploads, "root", "f.txt", b"0123456789")
+    token, _ = await downloads.create_download_url(ALICE, file.id, "")
+    _, version, offset, length = await downloads.open_download_url(token, ByteRange(6, None))
+    assert (offset, length) == (6, 4)
+    assert {"offset": "6", "length": "4", "via": "url"}.items() <= fakes.events.recorded[-1].details.items()
+    assert (await downloads.open_download_url(token, ByteRange(6, None, version.etag)))[2:] == (6, 4)
+    assert (await downloads.open_download_url(token, ByteRange(None, 3)))[2:] == (7, 3)
+    assert (await downloads.open_download_url(token, ByteRange(6, None, '"other content"')))[2:] == (0, 10)
+    with pytest.raises(RangeNotSatisfiable) as beyond:
+        await downloads.open_download_url(token, ByteRange(10, None))
+    assert beyond.value.metadata == {"size": "10"}
 
 
 # -- public links --------------------------------------------------------------------------------------------
@@ -794,10 +813,30 @@ async def test_a_file_link_lists_that_file_and_counts_downloads(
     fakes.add_link("f", file, "list", "download", max_downloads=1)
     listed_file, token, chain = await links.link_children("f", "", "", 0, "")
     assert listed_file == file and token == "" and [n.id for n in chain] == [file.id]
-    node, _version, size = await links.open_link_download("f", "", "")
-    assert (node.id, size) == (file.id, 3) and fakes.events.recorded[-1].actor == "link:link-f"
+    node, _version, offset, size = await links.open_link_download("f", "", "")
+    assert (node.id, offset, size) == (file.id, 0, 3) and fakes.events.recorded[-1].actor == "link:link-f"
     with pytest.raises(ResourceExhausted):
         await links.open_link_download("f", "", "")
+    with pytest.raises(ResourceExhausted):  # a resumed download is a download too: a range is never free
+        await links.open_link_download("f", "", "", ByteRange(1, None))
+
+
+async def test_a_link_download_resumes_by_range_once_the_link_lets_it(
+    fakes: StorageFakes, uploads: Uploads, links: PublicLinks
+) -> None:
+    """A visitor resumes a broken link download by Range; the link is checked first (a dead one is a 404 whatever
+    the range), and the owner's activity says which part went out."""
+    file = await put(uploads, "root", "one.txt", b"0123456789")
+    fakes.add_link("f", file, "list", "download")
+    _, version, offset, length = await links.open_link_download("f", "", "", ByteRange(4, 7, '"stale"'))
+    assert (offset, length) == (0, 10) and "offset" not in fakes.events.recorded[-1].details
+    assert (await links.open_link_download("f", "", "", ByteRange(4, 7, version.etag)))[2:] == (4, 4)
+    assert {"offset": "4", "length": "4"}.items() <= fakes.events.recorded[-1].details.items()
+    with pytest.raises(RangeNotSatisfiable):
+        await links.open_link_download("f", "", "", ByteRange(10, None))
+    fakes.policy.links["f"].revoked = True
+    with pytest.raises(NotFound):
+        await links.open_link_download("f", "", "", ByteRange(10, None))
 
 
 async def test_file_drops_stop_at_the_links_limits_and_charge_the_owner(
