@@ -9,7 +9,9 @@
 
 An upload begun through app1's storage replica (app2's paused meanwhile, so Envoy sends it there) is finished
 through app2 after every process on app1 is killed with SIGKILL: nothing acknowledged is lost, the file is
-byte-exact, and tokens issued on app1 keep working through app2. No replica keeps state another needs: each host
+byte-exact, and tokens issued on app1 keep working through app2. A second upload whose chunk was in flight on app1
+at that moment is held by app1's dead writer until its lease lapses (app2 cannot prove a process on another host
+dead), answering 409 with Retry-After meanwhile, then finishes too. No replica keeps state another needs: each host
 has its own data folder, and what must match is handed to both as the same settings and files (docs/scaling.md,
 "Deployment on several hosts").
 """
@@ -22,6 +24,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -143,7 +146,13 @@ def host_env(d: Deployment, host: Host, service: str) -> dict[str, str]:
 def start_app_host(d: Deployment, host: Host) -> None:
     """The three services on `host`, each a plain process; returns once all serve."""
     began = time.monotonic()
-    shutil.copytree(d.root / "secrets", d.root / host.name / "secrets")
+    # The same files on every app host; of the mesh, the CA certificate and the identities it runs only.
+    own = {"ca.pem", *(f"{s}_svc.{ext}" for s in SERVICES for ext in ("pem", "key"))}
+    shutil.copytree(
+        d.root / "secrets",
+        d.root / host.name / "secrets",
+        ignore=lambda folder, names: [n for n in names if Path(folder).name == "mesh" and n not in own],
+    )
     for sub in ("data/run", "logs"):
         (d.root / host.name / sub).mkdir(parents=True, exist_ok=True)
     for service in SERVICES:
@@ -266,6 +275,51 @@ class Client:
         return dict(state)
 
 
+class InFlight:
+    """A REST chunk sent in a thread of its own that stops after its first bytes and waits, so the replica
+    serving it holds the upload's writer lease when its host dies."""
+
+    def __init__(self, c: Client, upload_id: str, offset: int, data: bytes) -> None:
+        self.release = threading.Event()
+        self.outcome: httpx.Response | Exception | None = None
+        self._args = (c, upload_id, offset, data)
+        self._thread = threading.Thread(target=self._send, daemon=True)
+        self._thread.start()
+
+    def _body(self) -> Iterator[bytes]:
+        data = self._args[3]
+        yield data[: 256 * 1024]
+        self.release.wait(120)
+        yield data[256 * 1024 :]
+
+    def _send(self) -> None:
+        c, upload_id, offset, _ = self._args
+        try:
+            with c.host.entered(), httpx.Client(base_url=c.http.base_url, timeout=120) as http:
+                self.outcome = http.put(
+                    f"/api/v1/uploads/{upload_id}",
+                    params={"offset": offset},
+                    content=self._body(),
+                    headers={"authorization": f"Bearer {c.token}"},
+                )
+        except Exception as exc:  # the host serving it dies: any transport error is the expected end
+            self.outcome = exc
+
+    def end(self) -> httpx.Response | Exception | None:
+        self.release.set()
+        self._thread.join(120)
+        return self.outcome
+
+
+def writer_of(d: Deployment, upload_id: str) -> str | None:
+    """The upload's writer lease token in storage's database (None: nobody holds it)."""
+    import psycopg
+
+    with d.hosts["client"].entered(), psycopg.connect(f"{d.db_url}_storage", connect_timeout=5) as conn:
+        row = conn.execute("SELECT writer FROM uploads WHERE id = %s", (upload_id,)).fetchone()
+    return None if row is None else row[0]
+
+
 def calls(d: Deployment, host: str, service: str, method: str) -> int:
     """How many `method` calls one replica answered OK (its call log lines)."""
     lines = (json.loads(x) for x in d.log(host, service).splitlines() if x.startswith("{"))
@@ -302,6 +356,7 @@ def test_upload_begun_on_one_host_finishes_on_another_after_the_first_dies(deplo
     c.ok("PUT", f"/api/v1/uploads/{small['uploadId']}", params={"offset": 0}, content=before)
     before_node = c.finish(small["uploadId"])["node"]
     data = os.urandom(5 * MiB + 12345)
+    cut_data = os.urandom(3 * MiB + 99)
     up = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "moved.bin", "size": len(data)})
     paused = app2.find("storage_svc")
     os.kill(paused, signal.SIGSTOP)
@@ -316,10 +371,18 @@ def test_upload_begun_on_one_host_finishes_on_another_after_the_first_dies(deplo
             assert acknowledged == off + MiB
         # A download URL signed on app1 (checked by whichever replica serves it later).
         signed = c.ok("POST", f"/api/v1/files/{before_node['id']}/download-url", json={})["url"]
+        # A second upload: one chunk acknowledged, the next one in flight on app1 when app1 dies.
+        cut = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "cut.bin", "size": len(cut_data)})
+        c.ok("PUT", f"/api/v1/uploads/{cut['uploadId']}", params={"offset": 0}, content=cut_data[:MiB])
+        in_flight = InFlight(c, cut["uploadId"], MiB, cut_data[MiB : 2 * MiB])
+        deadline = time.monotonic() + 30
+        while writer_of(d, cut["uploadId"]) is None:
+            assert time.monotonic() < deadline, "the in-flight chunk never reached app1's storage_svc"
+            time.sleep(0.1)
     finally:
         os.kill(paused, signal.SIGCONT)
     assert calls(d, "app2", "storage", "UploadContent") == written_on_app2, "a chunk reached app2"
-    assert calls(d, "app1", "storage", "UploadContent") == written_on_app1 + 3
+    assert calls(d, "app1", "storage", "UploadContent") == written_on_app1 + 4  # 3 of the first, 1 of the second
     wait_endpoint(d, "storage", endpoint(app2, "storage"), healthy=True)
 
     # app1 dies: every process on it, SIGKILL.
@@ -339,17 +402,44 @@ def test_upload_begun_on_one_host_finishes_on_another_after_the_first_dies(deplo
     node = done["node"]
     assert node["sha256"] == hashlib.sha256(data).hexdigest()
     d.timings["after app1's death: upload finished through app2"] = time.monotonic() - died
-    assert calls(d, "app2", "storage", "UploadContent") > written_on_app2
 
-    got = c.call("GET", f"/api/v1/files/{node['id']}/content")
-    assert got.status_code == 200 and hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest()
-    got = c.call("GET", f"/api/v1/files/{before_node['id']}/content")
-    assert got.status_code == 200 and got.content == before, "a file finished on app1 is gone"
+    assert calls(d, "app2", "storage", "UploadContent") > written_on_app2
     with d.hosts["client"].entered():
         got = httpx.get(d.url + signed, timeout=30)  # no Authorization: the URL is the credential
     assert got.status_code == 200 and got.content == before, "app2 refused a download URL app1 signed"
+
+    # The upload whose chunk was cut: the chunk never was acknowledged (the client saw an error, not 200), the one
+    # before it was and is kept. Its writer died with app1, which app2 cannot prove from another host (another
+    # PID namespace): the lease lapses by time, meanwhile the upload answers 409 saying when to try again.
+    outcome = in_flight.end()
+    assert not (isinstance(outcome, httpx.Response) and outcome.status_code == 200), outcome
+    state = c.ok("GET", f"/api/v1/uploads/{cut['uploadId']}")
+    assert int(state["committedSize"]) == MiB, "the acknowledged chunk was lost, or the cut one counted"
+    held = 0
+    while True:
+        r = c.call("PUT", f"/api/v1/uploads/{cut['uploadId']}", params={"offset": MiB}, content=cut_data[MiB:])
+        if r.status_code == 200:
+            break
+        assert r.status_code == 409 and "another connection is writing" in r.text, f"{r.status_code} {r.text}"
+        assert 1 <= int(r.headers["retry-after"]) <= 60, r.headers  # when to look again, not a hammering loop
+        held += 1
+        assert time.monotonic() - died < 90, "the dead host's lease never lapsed"
+        time.sleep(1)
+    assert held, "a lease held on another host was taken over without proof its holder is gone"
+    d.timings["after app1's death: lease of its cut chunk lapsed"] = time.monotonic() - died
+    assert int(r.json()["committedSize"]) == len(cut_data)
+    done = c.finish(cut["uploadId"])
+    assert done["state"] == "UPLOAD_STATE_COMPLETED" and done["node"]["sha256"] == hashlib.sha256(cut_data).hexdigest()
+
+    got = c.call("GET", f"/api/v1/files/{node['id']}/content")
+    assert got.status_code == 200 and hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest()
+    got = c.call("GET", f"/api/v1/files/{done['node']['id']}/content")
+    assert got.status_code == 200 and got.content == cut_data
+    got = c.call("GET", f"/api/v1/files/{before_node['id']}/content")
+    assert got.status_code == 200 and got.content == before, "a file finished on app1 is gone"
     assert sorted(n["name"] for n in c.ok("GET", "/api/v1/folders/root/children")["nodes"]) == [
         "before.bin",
+        "cut.bin",
         "moved.bin",
     ]
     assert not [n for n in d.swift.objects(d.bucket) if n.startswith("uploads/")], "staging left in the store"
