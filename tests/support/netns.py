@@ -101,12 +101,11 @@ class Host:
         return ["ip", "netns", "exec", self.netns, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
                 *argv]  # fmt: skip
 
-    def run(self, argv: Sequence[str], *, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: Sequence[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run a command on this host to its end (only the network namespace: it needs no PID namespace)."""
         return subprocess.run(
-            ["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True, timeout=timeout, check=False,
-            **kw,  # type: ignore[call-overload]
-        )  # fmt: skip
+            ["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def popen(self, argv: Sequence[str], *, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen[bytes]:
         """Start a long-running process on this host, output appended to `log`."""
