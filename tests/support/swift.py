@@ -16,8 +16,9 @@ Use from any test module (registered once, so the session has one cluster of eac
 Without Swift installed the fixtures skip, or fail when FLOWDOCK_REQUIRE_SERVERS=1. The processes are stopped
 at session end by their own PIDs (SIGTERM, then SIGKILL); never by name: other sessions run Swift here too.
 Outside pytest: `with running_swift(workdir, replicas=3) as cluster: ...` (bench scripts). On a simulated host
-(tests/support/netns.py): `running_swift(workdir, host=h.address, prefix=h.argv([]), around=h.entered)` binds
-every server to that address, starts them on that host, and makes this side's own calls (health, buckets) from it.
+(tests/support/netns.py): `running_swift(workdir, host=h.address, prefix=["ip", "netns", "exec", h.netns],
+around=h.entered)` binds every server to that address, starts them on that host, and makes this side's own calls
+(health, buckets) from it.
 """
 
 from __future__ import annotations
