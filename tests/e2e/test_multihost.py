@@ -194,6 +194,7 @@ def start_edge(d: Deployment) -> None:
     env = {**os.environ, "FLOWDOCK_DATA_DIR": str(d.root / "edge" / "data")}
     proc = edge.popen(argv, env=env, log=d.root / "edge" / "gateway.log")
     deadline = time.monotonic() + START_SECONDS
+    views: dict[str, dict[str, str]] = {}
     while True:
         assert proc.poll() is None, (d.root / "edge" / "gateway.log").read_text()[-3000:]
         try:
