@@ -9,11 +9,11 @@
 
 An upload begun through app1's storage replica (app2's paused meanwhile, so Envoy sends it there) is finished
 through app2 after every process on app1 is killed with SIGKILL: nothing acknowledged is lost, the file is
-byte-exact, and tokens issued on app1 keep working through app2. A second upload whose chunk was in flight on app1
-at that moment is held by app1's dead writer until its lease lapses (app2 cannot prove a process on another host
-dead), answering 409 with Retry-After meanwhile, then finishes too. No replica keeps state another needs: each host
-has its own data folder, and what must match is handed to both as the same settings and files (docs/scaling.md,
-"Deployment on several hosts").
+byte-exact, and tokens, download URLs and public-link sessions issued on app1 keep working through app2. A second
+upload whose chunk was in flight on app1 at that moment is held by app1's dead writer until its lease lapses (app2
+cannot prove a process on another host dead), answering 409 with Retry-After meanwhile, then finishes too.
+No replica keeps state another needs: each host has its own data folder, and what must match is handed to both
+as the same settings and files (docs/scaling.md, "Deployment on several hosts").
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from tests.support.swift import SwiftCluster, need_swift, running_swift
 
 MiB = 1024 * 1024
 PASSWORD = "correct horse battery"
+LINK_PASSWORD = "link pass phrase"
 SERVICES = ("auth", "share", "storage")
 #: Every app host uses the same ports (each has its own addresses): one plain list of processes per host.
 GRPC_PORT = {"auth": 7001, "storage": 7002, "share": 7003}
@@ -356,6 +357,19 @@ def test_upload_begun_on_one_host_finishes_on_another_after_the_first_dies(deplo
     small = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "before.bin", "size": len(before)})
     c.ok("PUT", f"/api/v1/uploads/{small['uploadId']}", params={"offset": 0}, content=before)
     before_node = c.finish(small["uploadId"])["node"]
+    # A password-protected public link, opened a few times: Envoy balances the opens over both share replicas, so
+    # some link sessions are signed on app1 (the key is in share's database, not on a host).
+    link = c.ok(
+        "POST",
+        "/api/v1/links",
+        json={"node_id": before_node["id"], "permission": "LINK_PERMISSION_DOWNLOAD", "password": LINK_PASSWORD},
+    )
+    opened_on_app1 = calls(d, "app1", "share", "OpenLink")
+    sessions = [
+        c.ok("POST", f"/api/v1/public/links/{link['token']}/open", json={"password": LINK_PASSWORD})["linkSession"]
+        for _ in range(4)
+    ]
+    assert calls(d, "app1", "share", "OpenLink") > opened_on_app1, "no link session was made on app1"
     data = os.urandom(5 * MiB + 12345)
     cut_data = os.urandom(3 * MiB + 99)
     up = c.ok("POST", "/api/v1/uploads", json={"parent_id": "root", "name": "moved.bin", "size": len(data)})
@@ -408,6 +422,14 @@ def test_upload_begun_on_one_host_finishes_on_another_after_the_first_dies(deplo
     with d.hosts["client"].entered():
         got = httpx.get(d.url + signed, timeout=30)  # no Authorization: the URL is the credential
     assert got.status_code == 200 and got.content == before, "app2 refused a download URL app1 signed"
+    for session in sessions:
+        with d.hosts["client"].entered():
+            got = httpx.get(
+                f"{d.url}/api/v1/public/links/{link['token']}/files/{before_node['id']}/content",
+                headers={"x-link-session": session},
+                timeout=30,
+            )
+        assert got.status_code == 200 and got.content == before, f"a link session made before: {got.status_code}"
 
     # The upload whose chunk was cut: the chunk never was acknowledged (the client saw an error, not 200), the one
     # before it was and is kept. Its writer died with app1, which app2 cannot prove from another host (another
