@@ -122,7 +122,7 @@ async def build(config: StorageConfig) -> Service:
         blobs=blobs,
         access=access,
         events=outbox,
-        urls=HmacUrlSigner(config.data_dir / "storage" / "url.key"),
+        urls=HmacUrlSigner(config.url_key_path),
         limits=limits,
         clock=clock,
     )

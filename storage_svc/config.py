@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import ClassVar
 
 from flowdock_kernel.config import CommonConfig, non_negative, one_of, positive, setting
@@ -12,6 +13,10 @@ MiB = 1024 * 1024
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StorageConfig(CommonConfig):
+    @property
+    def url_key_path(self) -> Path:
+        return Path(self.storage_url_key_file) if self.storage_url_key_file else self.data_dir / "storage" / "url.key"
+
     key_prefix: ClassVar[str] = "storage_"
 
     storage_chunk_bytes: int = setting(
@@ -138,6 +143,11 @@ class StorageConfig(CommonConfig):
         "",
         "JSON file of the key-encryption keys that wrap every file's data key (mode 0600). Empty: "
         "<data_dir>/storage/keyring.json, created on first start. Keep a backup apart from the blobs.",
+    )
+    storage_url_key_file: str = setting(
+        "",
+        "32-byte key signing short-lived download URLs (mode 0600; created on first start if missing). Empty: "
+        "<data_dir>/storage/url.key. Replicas must share it: a URL one signs, another checks.",
     )
     storage_segment_bytes: int = setting(
         64 * 1024,

@@ -8,6 +8,9 @@ port, run as the `postgres` OS user (PostgreSQL refuses to run as root), and rem
         url = pg.url                    # postgresql://postgres@127.0.0.1:<port> (trust)
         pg.restart_fast()               # pg_ctl restart -m fast
         pg.kill_postmaster()            # kill -9 of the postmaster; `start()` brings it back (crash recovery)
+
+    # On a simulated host (tests/support/netns.py), open to the other hosts of its LAN:
+    with private_postgres(host=h.address, prefix=["ip", "netns", "exec", h.netns], trust=["10.213.0.0/24"]):
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -57,24 +60,34 @@ def missing() -> str | None:
 class PrivatePostgres:
     """One cluster: its data folder, socket folder and log in a temporary folder the postgres user owns."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", prefix: Sequence[str] = (), trust: Sequence[str] = ()) -> None:
+        """`host`: the address it listens on; `prefix`: what its commands run under (another network namespace);
+        `trust`: networks (CIDR) whose clients it lets in without a password, besides this machine's own."""
         # Not under pytest's tmp_path: its folders are root's with mode 0700, which the postgres user cannot enter.
         self.root = Path(tempfile.mkdtemp(prefix="fdpg-"))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
         self.port = free_port()
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}"
+        self.host = host
+        self.prefix = list(prefix)
+        self.trust = list(trust)
+        self.url = f"postgresql://postgres@{host}:{self.port}"
         user = pwd.getpwnam(OS_USER)
         os.chown(self.root, user.pw_uid, user.pw_gid)
 
     def _run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["runuser", "-u", OS_USER, "--", *argv], capture_output=True, text=True, timeout=timeout, check=False
+            [*self.prefix, "runuser", "-u", OS_USER, "--", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c shared_buffers=32MB -c max_connections=200"
+            f"-p {self.port} -k {self.root} -c listen_addresses={self.host} -c shared_buffers=32MB "
+            "-c max_connections=200"
         )
         return self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
                          "-o", options, *args)  # fmt: skip
@@ -85,6 +98,9 @@ class PrivatePostgres:
             "--locale=C", "--no-sync",
         )  # fmt: skip
         assert made.returncode == 0, made.stdout + made.stderr
+        if self.trust:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.writelines(f"host all all {net} trust\n" for net in self.trust)
 
     def start(self, timeout: float = 60) -> None:
         """Start it (after a kill -9 too: a start refused while the dead postmaster's backends still hold its
@@ -124,14 +140,17 @@ class PrivatePostgres:
 
 
 @contextlib.contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A running private cluster for the block; stopped and deleted afterwards."""
+def private_postgres(
+    host: str = "127.0.0.1", prefix: Sequence[str] = (), trust: Sequence[str] = ()
+) -> Iterator[PrivatePostgres]:
+    """A running private cluster for the block (see PrivatePostgres for the arguments); stopped and deleted
+    afterwards."""
     problem = missing()
     if problem:
         if REQUIRE_SERVERS:
             pytest.fail(f"{problem} (FLOWDOCK_REQUIRE_SERVERS=1: CI machines can, so this must run)")
         pytest.skip(problem)
-    pg = PrivatePostgres()
+    pg = PrivatePostgres(host, prefix, trust)
     try:
         pg.init()
         pg.start()

@@ -15,7 +15,10 @@ Use from any test module (registered once, so the session has one cluster of eac
 
 Without Swift installed the fixtures skip, or fail when FLOWDOCK_REQUIRE_SERVERS=1. The processes are stopped
 at session end by their own PIDs (SIGTERM, then SIGKILL); never by name: other sessions run Swift here too.
-Outside pytest: `with running_swift(workdir, replicas=3) as cluster: ...` (bench scripts).
+Outside pytest: `with running_swift(workdir, replicas=3) as cluster: ...` (bench scripts). On a simulated host
+(tests/support/netns.py): `running_swift(workdir, host=h.address, prefix=["ip", "netns", "exec", h.netns],
+around=h.entered)` binds every server to that address, starts them on that host, and makes this side's own calls
+(health, buckets) from it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import subprocess
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,13 +89,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 _RINGS = """
 import sys
 from swift.common.ring import RingBuilder
-etc, spec = sys.argv[1], sys.argv[2:]
+etc, ip, spec = sys.argv[1], sys.argv[2], sys.argv[3:]
 for item in spec:
     kind, replicas, devs = item.split(":", 2)
     b = RingBuilder(8, int(replicas), 1)
     for i, dev in enumerate(devs.split(",")):
         port, name = dev.split("/")
-        b.add_dev({"id": i, "region": 1, "zone": i + 1, "ip": "127.0.0.1", "port": int(port), "device": name,
+        b.add_dev({"id": i, "region": 1, "zone": i + 1, "ip": ip, "port": int(port), "device": name,
                    "weight": 100})
     b.rebalance()
     b.save(f"{etc}/{kind}.builder")
@@ -113,6 +116,11 @@ class SwiftCluster:
     object_ports: list[int] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     start_seconds: float = 0.0
+    #: The address every server binds to; what the servers' argv is run under (another host); what this process
+    #: enters for its own calls to them.
+    host: str = "127.0.0.1"
+    prefix: list[str] = field(default_factory=list)
+    around: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
 
     def __post_init__(self) -> None:
         if not self.object_ports:
@@ -124,7 +132,7 @@ class SwiftCluster:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.proxy_port}"
+        return f"http://{self.host}:{self.proxy_port}"
 
     def _conf(self, name: str, port: int, devices: Path, app: str, extra: str = "") -> Path:
         path = self.etc / f"{name}.conf"
@@ -132,7 +140,7 @@ class SwiftCluster:
             textwrap.dedent(
                 f"""\
                 [DEFAULT]
-                bind_ip = 127.0.0.1
+                bind_ip = {self.host}
                 bind_port = {port}
                 workers = 0
                 user = {getpass.getuser()}
@@ -172,7 +180,7 @@ class SwiftCluster:
             textwrap.dedent(
                 f"""\
                 [DEFAULT]
-                bind_ip = 127.0.0.1
+                bind_ip = {self.host}
                 bind_port = {self.proxy_port}
                 workers = 0
                 user = {getpass.getuser()}
@@ -195,7 +203,7 @@ class SwiftCluster:
                 user_test_tester = {SECRET_KEY} .admin
                 [filter:cache]
                 use = egg:swift#memcache
-                memcache_servers = 127.0.0.1:{self.memcached_port}
+                memcache_servers = {self.host}:{self.memcached_port}
                 [filter:versioned_writes]
                 use = egg:swift#versioned_writes
                 allow_object_versioning = true
@@ -227,6 +235,7 @@ class SwiftCluster:
                 "-c",
                 _RINGS,
                 str(self.etc),
+                self.host,
                 f"account:1:{self.account_port}/a1",
                 f"container:1:{self.container_port}/a1",
                 f"object:{self.replicas}:{objects}",
@@ -239,7 +248,11 @@ class SwiftCluster:
     def _spawn(self, name: str, argv: list[str]) -> None:
         with (self.root / "log" / f"{name}.log").open("ab") as out:
             self.procs[name] = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                [*self.prefix, *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
 
     def _server(self, name: str) -> None:
@@ -255,7 +268,8 @@ class SwiftCluster:
 
     def _healthy(self, port: int) -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthcheck", timeout=1.0).status_code == 200
+            with self.around():
+                return httpx.get(f"http://{self.host}:{port}/healthcheck", timeout=1.0).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -271,7 +285,7 @@ class SwiftCluster:
     def start(self) -> None:
         began = time.monotonic()
         self.write_configs()
-        memcached = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.memcached_port), "-U", "0", "-m", "64"]
+        memcached = [MEMCACHED, "-l", self.host, "-p", str(self.memcached_port), "-U", "0", "-m", "64"]
         self._spawn("memcached", memcached + (["-u", "root"] if os.geteuid() == 0 else []))
         for name in ("account-server", "container-server", "proxy-server"):
             self._server(name)
@@ -310,9 +324,16 @@ class SwiftCluster:
 
     # -- client side --------------------------------------------------------------------------------------
 
+    def _http(self, method: str, url: str, **kw: object) -> httpx.Response:
+        with self.around():
+            return httpx.request(method, url, **kw)  # type: ignore[arg-type]
+
     def _auth(self) -> tuple[str, str]:
-        r = httpx.get(
-            f"{self.endpoint}/auth/v1.0", headers={"X-Auth-User": ACCESS_KEY, "X-Auth-Key": SECRET_KEY}, timeout=10
+        r = self._http(
+            "GET",
+            f"{self.endpoint}/auth/v1.0",
+            headers={"X-Auth-User": ACCESS_KEY, "X-Auth-Key": SECRET_KEY},
+            timeout=10,
         )
         r.raise_for_status()
         return r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
@@ -321,27 +342,29 @@ class SwiftCluster:
         """A new, empty bucket (a Swift container, which s3api shows as a bucket)."""
         name = name or f"fd-{uuid.uuid4().hex[:12]}"
         url, token = self._auth()
-        r = httpx.put(f"{url}/{name}", headers={"X-Auth-Token": token}, timeout=10)
+        r = self._http("PUT", f"{url}/{name}", headers={"X-Auth-Token": token}, timeout=10)
         r.raise_for_status()
         return name
 
     def objects(self, bucket: str, prefix: str = "") -> list[str]:
         """Names of the objects in a bucket (Swift's own API: what is there, whatever a client thinks)."""
         url, token = self._auth()
-        r = httpx.get(f"{url}/{bucket}", params={"prefix": prefix, "format": "json"}, headers={"X-Auth-Token": token})
+        r = self._http(
+            "GET", f"{url}/{bucket}", params={"prefix": prefix, "format": "json"}, headers={"X-Auth-Token": token}
+        )
         r.raise_for_status()
         return [o["name"] for o in r.json()]
 
     def object_bytes(self, bucket: str, name: str) -> bytes:
         url, token = self._auth()
-        r = httpx.get(f"{url}/{bucket}/{name}", headers={"X-Auth-Token": token}, timeout=30)
+        r = self._http("GET", f"{url}/{bucket}/{name}", headers={"X-Auth-Token": token}, timeout=30)
         r.raise_for_status()
         return r.content
 
     def put_object(self, bucket: str, name: str, data: bytes) -> None:
         url, token = self._auth()
-        httpx.put(
-            f"{url}/{bucket}/{name}", content=data, headers={"X-Auth-Token": token}, timeout=30
+        self._http(
+            "PUT", f"{url}/{bucket}/{name}", content=data, headers={"X-Auth-Token": token}, timeout=30
         ).raise_for_status()
 
     def s3_env(self, bucket: str) -> dict[str, str]:
@@ -362,11 +385,18 @@ class SwiftCluster:
 
 
 @contextlib.contextmanager
-def running_swift(root: Path, *, replicas: int = 1) -> Iterator[SwiftCluster]:
+def running_swift(
+    root: Path,
+    *,
+    replicas: int = 1,
+    host: str = "127.0.0.1",
+    prefix: Sequence[str] = (),
+    around: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+) -> Iterator[SwiftCluster]:
     # A server that exits at start (a "free" port another process took meanwhile, seen once after a long run of
     # other suites) gets a second and third try on new ports in a fresh directory; the last failure is raised.
     for attempt in range(3):
-        cluster = SwiftCluster(root / f"try{attempt}", replicas=replicas)
+        cluster = SwiftCluster(root / f"try{attempt}", replicas=replicas, host=host, prefix=list(prefix), around=around)
         try:
             cluster.start()
             break

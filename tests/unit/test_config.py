@@ -96,3 +96,20 @@ def test_service_without_its_mesh_certificate_exits_clearly(tmp_path: Path) -> N
     assert result.returncode == 2, result.stderr
     assert "mesh TLS file" in result.stderr and "flowdock_kernel.mesh init" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_download_url_key_file_is_shared_by_replicas_that_name_it(tmp_path: Path) -> None:
+    """storage_url_key_file: replicas with their own data folders check each other's URLs when they name the same
+    key file; without it each keeps data_dir/storage/url.key, and a URL one signs is refused by the other."""
+    from storage_svc.adapters import HmacUrlSigner
+
+    def signer(host: str, key_file: str = "") -> HmacUrlSigner:
+        env = {"FLOWDOCK_DATA_DIR": str(tmp_path / host), "FLOWDOCK_STORAGE_URL_KEY_FILE": key_file}
+        cfg = load(StorageConfig, env)
+        assert cfg.url_key_path == (Path(key_file) if key_file else tmp_path / host / "storage" / "url.key")
+        return HmacUrlSigner(cfg.url_key_path)
+
+    claims = {"file_id": "f1", "exp": 1}
+    shared = str(tmp_path / "secrets" / "url.key")
+    assert signer("app2", shared).verify(signer("app1", shared).sign(claims)) == claims
+    assert signer("app2").verify(signer("app1").sign(claims)) is None
