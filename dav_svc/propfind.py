@@ -12,8 +12,9 @@ or name something that is not a plain file or folder.
 
 from __future__ import annotations
 
-import datetime
+import functools
 import io
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -37,7 +38,6 @@ SUPPORTED_LOCK = (
 )
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_UTC = datetime.UTC
 
 
 def escape(text: str) -> str:
@@ -46,18 +46,29 @@ def escape(text: str) -> str:
     return text
 
 
-def rfc1123(secs: float) -> str:
-    """email.utils.formatdate(secs, usegmt=True), as WsgiDAV writes getlastmodified, without its detours."""
-    d = datetime.datetime.fromtimestamp(secs, _UTC)
+@functools.lru_cache(maxsize=4096)
+def rfc1123(secs: int) -> str:
+    """email.utils.formatdate(secs, usegmt=True), as WsgiDAV writes getlastmodified (a folder's files often share a
+    second: cached)."""
+    t = time.gmtime(secs)
     return (
-        f"{_DAYS[d.weekday()]}, {d.day:02d} {_MONTHS[d.month - 1]} {d.year:04d} "
-        f"{d.hour:02d}:{d.minute:02d}:{d.second:02d} GMT"
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
     )
 
 
-def rfc3339(secs: float) -> str:
+@functools.lru_cache(maxsize=4096)
+def rfc3339(secs: int) -> str:
     """WsgiDAV's creationdate format."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(secs))
+
+
+def seconds(ts: Any) -> int | None:
+    """A node's timestamp as WsgiDAV shows it: whole seconds (storage keeps microseconds, so WsgiDAV's float of
+    it never rounds up to the next second); None when unset (the property is left out)."""
+    if not ts.seconds and not ts.nanos:
+        return None
+    return int(ts.seconds)
 
 
 def _element(name: str, text: str | None) -> str:
@@ -74,46 +85,65 @@ def _element(name: str, text: str | None) -> str:
     return f"<{tag}{decl}>{text}</{tag}>"
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-~!*'(),$|]*")
+
+
+def quote_name(name: str) -> str:
+    """One path segment quoted as `DAVResource.get_href` quotes it (most names need nothing)."""
+    if _SAFE_NAME.fullmatch(name):
+        return name
+    return urllib.parse.quote(name, safe=HREF_SAFE)
+
+
 class Member:
-    """One resource to answer for: its href and, unless WsgiDAV must render it, its live properties."""
+    """One resource to answer for, from its node; with `resource`, WsgiDAV renders it."""
 
-    __slots__ = ("href", "live", "resource")
+    __slots__ = ("collection", "content_type", "href", "name", "node", "quota", "resource")
 
-    def __init__(self, href: str, live: dict[str, str | None] | None, resource: Any) -> None:
+    def __init__(
+        self,
+        href: str,
+        node: Any = None,
+        *,
+        collection: bool = False,
+        name: str = "",
+        content_type: str = "",
+        quota: tuple[int | None, int | None] = (None, None),
+        resource: Any = None,
+    ) -> None:
         self.href = href
-        #: Clark name -> rendered element (200), None (404); in WsgiDAV's allprop order. None: render generically.
-        self.live = live
+        self.node = node
+        self.collection = collection
+        self.name = name
+        self.content_type = content_type
+        self.quota = quota
         self.resource = resource
 
 
-def live_properties(
-    node: Any, *, collection: bool, name: str, content_type: str, quota: tuple[int | None, int | None]
-) -> dict[str, str | None]:
-    """A file's or folder's live properties as WsgiDAV's getters give them (dav_provider.get_property_names)."""
+def live_properties(member: Member) -> dict[str, str | None]:
+    """A file's or folder's live properties as WsgiDAV's getters give them, rendered (a named PROPFIND's)."""
+    node = member.node
+    collection = member.collection
     props: dict[str, str | None] = {}
     props["{DAV:}resourcetype"] = (
         "<D:resourcetype><D:collection/></D:resourcetype>" if collection else "<D:resourcetype/>"
     )
-    created = node.create_time
-    if created.seconds or created.nanos:
-        props["{DAV:}creationdate"] = (
-            f"<D:creationdate>{rfc3339(created.seconds + created.nanos / 1e9)}</D:creationdate>"
-        )
+    created = seconds(node.create_time)
+    if created is not None:
+        props["{DAV:}creationdate"] = f"<D:creationdate>{rfc3339(created)}</D:creationdate>"
     if not collection:
         props["{DAV:}getcontentlength"] = f"<D:getcontentlength>{int(node.size)}</D:getcontentlength>"
-        props["{DAV:}getcontenttype"] = f"<D:getcontenttype>{escape(content_type)}</D:getcontenttype>"
+        props["{DAV:}getcontenttype"] = f"<D:getcontenttype>{escape(member.content_type)}</D:getcontenttype>"
     # Asked by name, a quota getter's None is an empty 200 element (WsgiDAV's answer); allprop leaves it out.
-    used, available = quota
+    used, available = member.quota
     props["{DAV:}quota-used-bytes"] = _element("{DAV:}quota-used-bytes", None if used is None else str(used))
     props["{DAV:}quota-available-bytes"] = _element(
         "{DAV:}quota-available-bytes", None if available is None else str(available)
     )
-    modified = node.modify_time
-    if modified.seconds or modified.nanos:
-        props["{DAV:}getlastmodified"] = (
-            f"<D:getlastmodified>{rfc1123(modified.seconds + modified.nanos / 1e9)}</D:getlastmodified>"
-        )
-    props["{DAV:}displayname"] = f"<D:displayname>{escape(name)}</D:displayname>"
+    modified = seconds(node.modify_time)
+    if modified is not None:
+        props["{DAV:}getlastmodified"] = f"<D:getlastmodified>{rfc1123(modified)}</D:getlastmodified>"
+    props["{DAV:}displayname"] = f"<D:displayname>{escape(member.name)}</D:displayname>"
     if not collection:
         props["{DAV:}getetag"] = f"<D:getetag>{escape(f'{node.id}-{node.sha256[:24]}')}</D:getetag>"
     props["{DAV:}lockdiscovery"] = "<D:lockdiscovery/>"
@@ -121,18 +151,42 @@ def live_properties(
     return props
 
 
-#: What allprop leaves out: a quota getter that answered None (files, shared folders, no limit).
-_ALLPROP_HIDDEN = frozenset(("<D:quota-used-bytes/>", "<D:quota-available-bytes/>"))
+_TAIL = f"<D:lockdiscovery/>{SUPPORTED_LOCK}</D:prop><D:status>{OK}</D:status></D:propstat></D:response>"
+
+
+def render_allprop(member: Member) -> str:
+    """allprop (the usual request) in one piece: live_properties' values in WsgiDAV's order, quota where it has one."""
+    node = member.node
+    ts = node.create_time
+    when = f"<D:creationdate>{rfc3339(ts.seconds)}</D:creationdate>" if ts.seconds or ts.nanos else ""
+    ts = node.modify_time
+    changed = f"<D:getlastmodified>{rfc1123(ts.seconds)}</D:getlastmodified>" if ts.seconds or ts.nanos else ""
+    name = member.name
+    if "&" in name or "<" in name or ">" in name:
+        name = escape(name)
+    if member.collection:
+        used, available = member.quota
+        quota = "" if used is None else f"<D:quota-used-bytes>{used}</D:quota-used-bytes>"
+        if available is not None:
+            quota += f"<D:quota-available-bytes>{available}</D:quota-available-bytes>"
+        return (
+            f"<D:response><D:href>{member.href}</D:href><D:propstat><D:prop>"
+            f"<D:resourcetype><D:collection/></D:resourcetype>{when}{quota}{changed}"
+            f"<D:displayname>{name}</D:displayname>{_TAIL}"
+        )
+    return (
+        f"<D:response><D:href>{member.href}</D:href><D:propstat><D:prop>"
+        f"<D:resourcetype/>{when}<D:getcontentlength>{node.size}</D:getcontentlength>"
+        f"<D:getcontenttype>{escape(member.content_type)}</D:getcontenttype>{changed}"
+        f"<D:displayname>{name}</D:displayname><D:getetag>{escape(node.id)}-{node.sha256[:24]}</D:getetag>{_TAIL}"
+    )
 
 
 def render(member: Member, mode: str, names: list[str]) -> str:
     """One <D:response>, as WsgiDAV's add_property_response groups it (one propstat per status, first seen first)."""
-    live = member.live
-    assert live is not None
     if mode == "allprop":
-        parts = [v for v in live.values() if v is not None and v not in _ALLPROP_HIDDEN]
-        stat = f"<D:propstat><D:prop>{''.join(parts)}</D:prop><D:status>{OK}</D:status></D:propstat>"
-        return f"<D:response><D:href>{member.href}</D:href>{stat}</D:response>"
+        return render_allprop(member)
+    live = live_properties(member)
     found: list[str] = []
     missing: list[str] = []
     first_missing = False
@@ -194,7 +248,7 @@ def request_mode(environ: dict[str, Any]) -> tuple[str, list[str]] | None:
 def respond(start_response: Callable[..., Any], members: Iterator[Member], mode: str, names: list[str]) -> list[bytes]:
     parts = ["<?xml version='1.0' encoding='UTF-8'?>\n<D:multistatus xmlns:D=\"DAV:\">"]
     for member in members:
-        if member.live is None:
+        if member.resource is not None:
             parts.append(render_generic(member.resource, mode, names))
         else:
             parts.append(render(member, mode, names))
@@ -217,4 +271,4 @@ def href(mount: str, path: str, collection: bool) -> str:
     return urllib.parse.quote(mount + path, safe=HREF_SAFE)
 
 
-__all__ = ["CONDITIONAL", "Member", "href", "live_properties", "request_mode", "respond"]
+__all__ = ["CONDITIONAL", "Member", "href", "live_properties", "quote_name", "request_mode", "respond"]

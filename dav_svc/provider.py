@@ -134,41 +134,45 @@ class FlowDockProvider(DAVProvider):  # type: ignore[misc]
         mount = self.mount_path + self.share_path
         quota: tuple[int | None, int | None] | None = None
 
-        def member(dav_path: DavPath, node: Any, resource: Any = None) -> propfind.Member:
+        def folder_quota() -> tuple[int | None, int | None]:
             nonlocal quota
+            if quota is None:
+                q = session.quota()
+                used = int(q.used_bytes) + int(q.reserved_bytes)
+                quota = (used, max(0, int(q.limit_bytes) - used) if q.limit_bytes > 0 else None)
+            return quota
+
+        def member(path: str, name: str, href: str, node: Any, in_shared: bool) -> propfind.Member:
             collection = is_folder(node)
-            path = _path_str(dav_path)
-            href = propfind.href(mount, path, collection)
             if props is not None or locks is not None:
                 preferred = path + "/" if collection and not path.endswith("/") else path
                 ref_url = f"/{user}" + urllib.parse.quote(self.share_path + preferred)  # as _Mixin.get_ref_url
                 if (props is not None and props.get_properties(ref_url, environ)) or (
                     locks is not None and locks.get_url_lock_list(ref_url)
                 ):
-                    return propfind.Member(href, None, resource or _resource(dav_path, environ, node))
-            if collection and not dav_path.in_shared:
-                if quota is None:
-                    q = session.quota()
-                    used = int(q.used_bytes) + int(q.reserved_bytes)
-                    quota = (used, max(0, int(q.limit_bytes) - used) if q.limit_bytes > 0 else None)
-                folder_quota = quota
-            else:
-                folder_quota = (None, None)
-            content_type = "" if collection else str(node.content_type) or _guess_type(dav_path.name)
-            live = propfind.live_properties(
-                node, collection=collection, name=dav_path.name, content_type=content_type, quota=folder_quota
-            )
-            return propfind.Member(href, live, None)
+                    return propfind.Member(href, resource=_resource(_parsed(path), environ, node))
+            if collection:
+                return propfind.Member(
+                    href, node, collection=True, name=name, quota=(None, None) if in_shared else folder_quota()
+                )
+            return propfind.Member(href, node, name=name, content_type=str(node.content_type) or _guess_type(name))
 
-        yield member(res.dav_path, res.node, res)
+        here = _path_str(res.dav_path)
+        own_href = propfind.href(mount, here, res.is_collection)
+        yield member(here, res.dav_path.name, own_href, res.node, res.dav_path.in_shared)
         if depth == "1" and isinstance(res, Folder):
+            prefix = here.rstrip("/") + "/"
+            href_prefix = propfind.href(mount, here, True)
             names: list[str] = []
             for node in session.children(res.node.id):
-                names.append(node.name)
-                yield member(res.dav_path.child(node.name), node)
+                name = node.name
+                names.append(name)
+                in_shared = res.dav_path.in_shared or (res.is_root and name == SHARED_WITH_ME)
+                href = href_prefix + propfind.quote_name(name) + ("/" if is_folder(node) else "")
+                yield member(prefix + name, name, href, node, in_shared)
             if res.is_root and not any(n.casefold() == SHARED_WITH_ME.casefold() for n in names):
                 shared = SharedWithMe(res.dav_path.child(SHARED_WITH_ME), environ)
-                yield propfind.Member(shared.get_href(), None, shared)
+                yield propfind.Member(shared.get_href(), resource=shared)
 
 
 def _resource(dav_path: DavPath, environ: dict[str, Any], node: Any) -> Any:
