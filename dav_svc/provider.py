@@ -660,23 +660,21 @@ class Download(io.RawIOBase):
         return self.pos
 
     def read(self, size: int | None = -1) -> bytes:
+        """Up to `size` bytes: storage's next message as it came when it fits (WsgiDAV's GET loop takes short reads;
+        reassembling exact 1 MiB blocks copied every byte twice), empty only at the end."""
         if self.pos >= self.size:
             return b""
         if self._chunks is None:
             self.open()
         assert self._chunks is not None
         want = self.size - self.pos if size is None or size < 0 else size
-        out = bytearray(self._pending[:want])
-        self._pending = self._pending[want:]
-        while len(out) < want:
-            chunk = next(self._chunks, b"")
-            if not chunk:
-                break
-            take = want - len(out)
-            out += chunk[:take]
-            self._pending = chunk[take:]
-        self.pos += len(out)
-        return bytes(out)
+        data = self._pending or next(self._chunks, b"")
+        if len(data) > want:
+            data, self._pending = data[:want], data[want:]
+        else:
+            self._pending = b""
+        self.pos += len(data)
+        return data
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))
