@@ -46,6 +46,39 @@ def channel(address: str, max_message_bytes: int, tls: MeshTls | None, peer: str
     return grpc.secure_channel(target, tls.channel_credentials(), options=options)  # type: ignore[arg-type]
 
 
+UPLOAD_STREAM = "/flowdock.storage.v1.StorageService/UploadStream"
+
+
+def upload_stream_method(storage_channel: grpc.Channel) -> Any:
+    """StorageService.UploadStream taking requests serialised already (`upload_stream_message`)."""
+    return storage_channel.stream_stream(
+        UPLOAD_STREAM, request_serializer=None, response_deserializer=storage_pb2.UploadStreamResponse.FromString
+    )
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def upload_stream_message(upload_id: str, offset: int, data: bytes) -> bytes:
+    """An UploadStreamRequest serialised by hand: `data` is copied once (the message class copies it in, and out
+    again when serialising: a second pass over every uploaded byte in the request path's busiest loop)."""
+    head = b""
+    if upload_id:
+        raw = upload_id.encode()
+        head = b"\x0a" + _varint(len(raw)) + raw  # field 1, length-delimited
+    if offset:
+        head += b"\x10" + _varint(offset)  # field 2, varint
+    if not data:
+        return head
+    return b"".join((head, b"\x1a", _varint(len(data)), data))  # field 3, length-delimited
+
+
 @dataclass
 class Backend:
     """The stubs, shared by every request (gRPC channels are thread-safe)."""
@@ -55,6 +88,8 @@ class Backend:
     timeout: float
     chunk_bytes: int
     finish_wait: float
+    #: UploadStream with hand-serialised requests (upload_stream_method); None: the generated stub's.
+    upload_stream: Any = None
 
     def session(self, token: str, request_id: str = "") -> Session:
         return Session(self, token, request_id)
@@ -275,19 +310,19 @@ class UploadStream:
         self._drained = threading.Thread(target=self._drain, name=f"dav-upload-{upload_id[:8]}", daemon=True)
         self._started = False
 
-    def _requests(self) -> Iterator[storage_pb2.UploadStreamRequest]:
-        first = True
+    def _requests(self) -> Iterator[Any]:
+        raw = self.session.backend.upload_stream is not None
         offset = 0
         while True:
             item = self.queue.get()
             if item is _END or self._cancelled.is_set():
                 return
             assert isinstance(item, bytes)
-            if first:
-                yield storage_pb2.UploadStreamRequest(upload_id=self.upload_id, offset=0, data=item)
-                first = False
+            upload_id = self.upload_id if offset == 0 else ""  # required on the first message only
+            if raw:
+                yield upload_stream_message(upload_id, offset, item)
             else:
-                yield storage_pb2.UploadStreamRequest(offset=offset, data=item)
+                yield storage_pb2.UploadStreamRequest(upload_id=upload_id, offset=offset, data=item)
             offset += len(item)
 
     def _drain(self) -> None:
@@ -301,7 +336,8 @@ class UploadStream:
             self._cancelled.set()
 
     def _start(self) -> None:
-        self.call = self.session.backend.storage.UploadStream(self._requests(), metadata=self.session.metadata)
+        method = self.session.backend.upload_stream or self.session.backend.storage.UploadStream
+        self.call = method(self._requests(), metadata=self.session.metadata)
         self._drained.start()
         self._started = True
 
