@@ -4,7 +4,7 @@ WsgiDAV answers a PROPFIND generically: per member a resource object, per proper
 whole multistatus serialised at the end, about 0.1 ms an entry (a 1,000-entry folder took 5x its REST listing).
 Here the common requests (allprop, an empty body, named properties) of plain files and folders are written as
 text from the nodes of the one ListChildren walk, the same properties with the same values and statuses as
-WsgiDAV's answer (tests/unit/test_dav_propfind.py compares the two as namespace-resolved XML). A member WsgiDAV
+WsgiDAV's answer (tests/dav/test_propfind_render.py compares the two as namespace-resolved XML). A member WsgiDAV
 must answer itself is rendered by it and spliced in: one with dead properties or a lock, the virtual
 `Shared with me`. Whole requests go the generic way when they ask for property names, carry conditional headers,
 or name something that is not a plain file or folder.
