@@ -9,6 +9,8 @@ resolution read each folder once); writes drop the cache.
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -44,6 +46,39 @@ def channel(address: str, max_message_bytes: int, tls: MeshTls | None, peer: str
     return grpc.secure_channel(target, tls.channel_credentials(), options=options)  # type: ignore[arg-type]
 
 
+UPLOAD_STREAM = "/flowdock.storage.v1.StorageService/UploadStream"
+
+
+def upload_stream_method(storage_channel: grpc.Channel) -> Any:
+    """StorageService.UploadStream taking requests serialised already (`upload_stream_message`)."""
+    return storage_channel.stream_stream(
+        UPLOAD_STREAM, request_serializer=None, response_deserializer=storage_pb2.UploadStreamResponse.FromString
+    )
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def upload_stream_message(upload_id: str, offset: int, data: bytes) -> bytes:
+    """An UploadStreamRequest serialised by hand: `data` is copied once (the message class copies it in, and out
+    again when serialising: a second pass over every uploaded byte in the request path's busiest loop)."""
+    head = b""
+    if upload_id:
+        raw = upload_id.encode()
+        head = b"\x0a" + _varint(len(raw)) + raw  # field 1, length-delimited
+    if offset:
+        head += b"\x10" + _varint(offset)  # field 2, varint
+    if not data:
+        return head
+    return b"".join((head, b"\x1a", _varint(len(data)), data))  # field 3, length-delimited
+
+
 @dataclass
 class Backend:
     """The stubs, shared by every request (gRPC channels are thread-safe)."""
@@ -53,6 +88,8 @@ class Backend:
     timeout: float
     chunk_bytes: int
     finish_wait: float
+    #: UploadStream with hand-serialised requests (upload_stream_method); None: the generated stub's.
+    upload_stream: Any = None
 
     def session(self, token: str, request_id: str = "") -> Session:
         return Session(self, token, request_id)
@@ -68,6 +105,7 @@ class Session:
     _children: dict[str, list[Any]] = field(default_factory=dict)
     _root: Any = None
     _quota: Any = None
+    _quota_soon: Any = None
 
     @property
     def metadata(self) -> tuple[tuple[str, str | bytes], ...]:
@@ -140,8 +178,20 @@ class Session:
     def quota(self) -> Any:
         """The user's quota, once per request (PROPFIND asks it for every collection listed)."""
         if self._quota is None:
-            self._quota = self._call(self.backend.storage.GetQuota, storage_pb2.GetQuotaRequest())
+            if self._quota_soon is not None:
+                soon, self._quota_soon = self._quota_soon, None
+                with statuses.mapped():
+                    self._quota = soon.result()
+            else:
+                self._quota = self._call(self.backend.storage.GetQuota, storage_pb2.GetQuotaRequest())
         return self._quota
+
+    def prefetch_quota(self) -> None:
+        """Ask for the quota now, answered while the folders are listed (one round trip off a PROPFIND)."""
+        if self._quota is None and self._quota_soon is None:
+            self._quota_soon = self.backend.storage.GetQuota.future(
+                storage_pb2.GetQuotaRequest(), metadata=self.metadata, timeout=self.backend.timeout
+            )
 
     # ---- changing it
 
@@ -206,6 +256,10 @@ class Session:
             upload = self._call(self.backend.storage.GetUpload, storage_pb2.GetUploadRequest(upload_id=upload_id))
         return upload
 
+    def upload_stream(self, upload_id: str, window_bytes: int, message_bytes: int) -> UploadStream:
+        """An UploadStream call fed from a bounded queue (see `UploadStream`)."""
+        return UploadStream(self, upload_id, window_bytes, message_bytes)
+
     def abort(self, upload_id: str) -> None:
         # Best effort: an open upload expires on its own and its reservation is released then.
         with contextlib.suppress(grpc.RpcError):
@@ -227,6 +281,120 @@ class Session:
                         yield body.data
         finally:
             stream.cancel()
+
+
+_END = object()
+
+
+class UploadStream:
+    """A PUT body on its way to storage_svc as one UploadStream call, overlapping the body's reading.
+
+    The request thread `send`s messages into a bounded queue (at most `window_bytes` held: flat memory); gRPC's
+    own thread feeds them to the call while a second thread drains the committed offsets storage_svc sends back
+    after each durable write, so receiving the body, the mesh transfer and storage's writes and fsyncs all run at
+    once (unary chunks made each wait for the one before it). A failure of the call surfaces at the next `send`
+    or at `close` as the DAVError its status maps to; `cancel` ends the call (the upload stays open and
+    resumable until it is aborted or expires: never a half-visible file).
+    """
+
+    def __init__(self, session: Session, upload_id: str, window_bytes: int, message_bytes: int) -> None:
+        self.session = session
+        self.upload_id = upload_id
+        self.message_bytes = max(1, message_bytes)
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=max(1, window_bytes // self.message_bytes))
+        self.committed = 0
+        self.sent = 0
+        self.error: grpc.RpcError | None = None
+        self.call: Any = None
+        self._cancelled = threading.Event()
+        self._drained = threading.Thread(target=self._drain, name=f"dav-upload-{upload_id[:8]}", daemon=True)
+        self._started = False
+
+    def _requests(self) -> Iterator[Any]:
+        raw = self.session.backend.upload_stream is not None
+        offset = 0
+        while True:
+            item = self.queue.get()
+            if item is _END or self._cancelled.is_set():
+                return
+            assert isinstance(item, bytes)
+            upload_id = self.upload_id if offset == 0 else ""  # required on the first message only
+            if raw:
+                yield upload_stream_message(upload_id, offset, item)
+            else:
+                yield storage_pb2.UploadStreamRequest(upload_id=upload_id, offset=offset, data=item)
+            offset += len(item)
+
+    def _drain(self) -> None:
+        try:
+            for reply in self.call:
+                self.committed = int(reply.committed_size)
+        except grpc.RpcError as exc:
+            if not self._cancelled.is_set():
+                self.error = exc
+            # Unblock a `send` waiting on a full queue and the request iterator waiting on an empty one.
+            self._cancelled.set()
+
+    def _start(self) -> None:
+        method = self.session.backend.upload_stream or self.session.backend.storage.UploadStream
+        self.call = method(self._requests(), metadata=self.session.metadata)
+        self._drained.start()
+        self._started = True
+
+    def _put(self, item: object) -> None:
+        deadline = time.monotonic() + self.session.backend.timeout
+        while True:
+            if self._cancelled.is_set():
+                self._raise()
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    self.cancel()
+                    from wsgidav.dav_error import DAVError
+
+                    raise DAVError(504, context_info="storage accepted no upload bytes in time") from None
+
+    def _raise(self) -> None:
+        self._drained.join(self.session.backend.timeout)
+        if self.error is not None:
+            raise statuses.to_dav_error(self.error)
+        from wsgidav.dav_error import DAVError
+
+        raise DAVError(502, context_info="the upload stream to storage ended early")
+
+    def send(self, data: bytes) -> None:
+        """Queue one message (blocks while `window_bytes` are queued: the body is read no faster than stored)."""
+        if not self._started:
+            self._start()
+        self._put(data)
+        self.sent += len(data)
+
+    def close(self) -> int:
+        """End the stream and wait for storage's last acknowledgement: the durable committed size."""
+        if not self._started:
+            return 0
+        self._put(_END)
+        self._drained.join(self.session.backend.timeout)
+        if self._drained.is_alive():
+            self.cancel()
+            from wsgidav.dav_error import DAVError
+
+            raise DAVError(504, context_info="storage did not acknowledge the upload's end in time")
+        if self.error is not None or self.committed != self.sent:
+            self._raise()
+        return self.committed
+
+    def cancel(self) -> None:
+        """Stop the call (the client went away, or the request failed); storage keeps what it committed."""
+        if not self._started or (self._cancelled.is_set() and not self._drained.is_alive()):
+            return
+        self._cancelled.set()
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(_END)
+        self.call.cancel()
+        self._drained.join(self.session.backend.timeout)
 
 
 class BasicAuth:

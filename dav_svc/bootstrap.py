@@ -24,7 +24,7 @@ from wsgidav.error_printer import ErrorPrinter
 from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 
-from dav_svc.backend import Backend, BasicAuth, channel
+from dav_svc.backend import Backend, BasicAuth, channel, upload_stream_method
 from dav_svc.config import DavConfig
 from dav_svc.provider import FlowDockProvider
 from dav_svc.stores import RequestSnapshot, SqlLockStorage, SqlPropertyManager
@@ -84,6 +84,7 @@ def build_backend(config: DavConfig) -> Backend:
         timeout=config.dav_call_timeout_seconds,
         chunk_bytes=config.dav_chunk_bytes,
         finish_wait=config.dav_finish_wait_seconds,
+        upload_stream=upload_stream_method(storage),
     )
 
 

@@ -17,7 +17,8 @@ class DavConfig(CommonConfig):
     )
     dav_chunk_bytes: int = setting(
         8 * 1024 * 1024,
-        "Bytes of a PUT body sent to storage_svc per WriteUploadChunk call (what one request holds in memory).",
+        "Bytes of a PUT body queued for storage_svc's UploadStream at most (what one PUT holds in memory; the body "
+        "is read no faster than storage takes it).",
         check=positive,
     )
     dav_finish_wait_seconds: float = setting(

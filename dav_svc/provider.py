@@ -5,8 +5,10 @@ rights its share gives: storage_svc refuses what the role does not allow, 403). 
 headers, locks, PROPFIND/PROPPATCH XML, ranges); this module maps resources onto nodes:
 
 - PUT streams the body into an upload (CreateUpload with the Content-Length first, so an over-quota PUT is
-  refused with 507 before the body is read; then WriteUploadChunk per `dav_chunk_bytes`; an existing file gets a
-  new version). A chunked PUT needs X-Expected-Entity-Length (macOS Finder sends it), else 411.
+  refused with 507 before the body is read; then one UploadStream call fed while the body is read, at most
+  `dav_chunk_bytes` queued; an existing file gets a new version). A chunked PUT needs X-Expected-Entity-Length
+  (macOS Finder sends it), else 411.
+- PROPFIND depth 0/1 of files and folders is rendered from the folder listing in one pass (propfind.py).
 - GET streams DownloadFile from the requested offset; DELETE moves to the trash; COPY and MOVE are CopyNode and
   UpdateNode on the whole subtree at once (dead properties follow).
 - Locks and dead properties are keyed by a per-user URL (`/<user id>/dav/...`), so two users' `/dav/a` never
@@ -28,11 +30,13 @@ from wsgidav.dav_error import (
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
-from dav_svc import domain
+from dav_svc import domain, propfind
 from dav_svc.backend import Session, is_folder
 from dav_svc.domain import SHARED_WITH_ME, BadPath, DavPath
 
 HTTP_LENGTH_REQUIRED = 411
+#: environ key: the request's snapshot of locks and dead properties (web.DavFront sets it for PROPFIND).
+SNAPSHOT_KEY = "flowdock.snapshot"
 #: environ key: a native COPY/MOVE made a new destination (its answer is 201, not WsgiDAV's 204).
 CREATED_FLAG = "flowdock.destination_created"
 
@@ -96,6 +100,79 @@ class FlowDockProvider(DAVProvider):  # type: ignore[misc]
         if node is None:
             return None
         return _resource(dav_path, environ, node)
+
+    def custom_request_handler(self, environ: dict[str, Any], start_response: Any, default_handler: Any) -> Any:
+        if environ.get("REQUEST_METHOD") == "PROPFIND":
+            answer = self._propfind(environ, start_response)
+            if answer is not None:
+                return answer
+        return default_handler(environ, start_response)
+
+    def _propfind(self, environ: dict[str, Any], start_response: Any) -> list[bytes] | None:
+        """PROPFIND depth 0/1 of a file or folder from its listing (propfind.py); None: WsgiDAV's way."""
+        depth = environ.get("HTTP_DEPTH")
+        if depth not in ("0", "1") or any(key in environ for key in propfind.CONDITIONAL):
+            return None
+        res = self.get_resource_inst(environ["PATH_INFO"], environ)
+        if not isinstance(res, Folder | File):
+            return None
+        if isinstance(res, Folder) and not res.dav_path.in_shared:
+            session_of(environ).prefetch_quota()  # answered while the folder is listed
+        asked = propfind.request_mode(environ)
+        if asked is None:
+            return None
+        mode, names = asked
+        return propfind.respond(start_response, self._members(res, depth, environ), mode, names)
+
+    def _members(self, res: Any, depth: str, environ: dict[str, Any]) -> Iterator[propfind.Member]:
+        session = session_of(environ)
+        snapshot = environ.get(SNAPSHOT_KEY)
+        # Per member, a look at its dead properties and locks only when the user has any (one load per request).
+        props = self.prop_manager if self.prop_manager and (snapshot is None or snapshot.holds("prop")) else None
+        locks = self.lock_manager if self.lock_manager and (snapshot is None or snapshot.holds("lock")) else None
+        user = environ.get("wsgidav.auth.user_name") or "anonymous"
+        mount = self.mount_path + self.share_path
+        quota: tuple[int | None, int | None] | None = None
+
+        def folder_quota() -> tuple[int | None, int | None]:
+            nonlocal quota
+            if quota is None:
+                q = session.quota()
+                used = int(q.used_bytes) + int(q.reserved_bytes)
+                quota = (used, max(0, int(q.limit_bytes) - used) if q.limit_bytes > 0 else None)
+            return quota
+
+        def member(path: str, name: str, href: str, node: Any, in_shared: bool) -> propfind.Member:
+            collection = is_folder(node)
+            if props is not None or locks is not None:
+                preferred = path + "/" if collection and not path.endswith("/") else path
+                ref_url = f"/{user}" + urllib.parse.quote(self.share_path + preferred)  # as _Mixin.get_ref_url
+                if (props is not None and props.get_properties(ref_url, environ)) or (
+                    locks is not None and locks.get_url_lock_list(ref_url)
+                ):
+                    return propfind.Member(href, resource=_resource(_parsed(path), environ, node))
+            if collection:
+                return propfind.Member(
+                    href, node, collection=True, name=name, quota=(None, None) if in_shared else folder_quota()
+                )
+            return propfind.Member(href, node, name=name, content_type=str(node.content_type) or _guess_type(name))
+
+        here = _path_str(res.dav_path)
+        own_href = propfind.href(mount, here, res.is_collection)
+        yield member(here, res.dav_path.name, own_href, res.node, res.dav_path.in_shared)
+        if depth == "1" and isinstance(res, Folder):
+            prefix = here.rstrip("/") + "/"
+            href_prefix = propfind.href(mount, here, True)
+            names: list[str] = []
+            for node in session.children(res.node.id):
+                name = node.name
+                names.append(name)
+                in_shared = res.dav_path.in_shared or (res.is_root and name == SHARED_WITH_ME)
+                href = href_prefix + propfind.quote_name(name) + ("/" if is_folder(node) else "")
+                yield member(prefix + name, name, href, node, in_shared)
+            if res.is_root and not any(n.casefold() == SHARED_WITH_ME.casefold() for n in names):
+                shared = SharedWithMe(res.dav_path.child(SHARED_WITH_ME), environ)
+                yield propfind.Member(shared.get_href(), resource=shared)
 
 
 def _resource(dav_path: DavPath, environ: dict[str, Any], node: Any) -> Any:
@@ -410,6 +487,8 @@ class _Writable:
         if self.upload is None:
             return None
         if with_errors or self.writer is None or not self.writer.complete:
+            if self.writer is not None:
+                self.writer.cancel()
             session.abort(self.upload.upload_id)
             if not with_errors:
                 raise DAVError(HTTP_BAD_REQUEST, context_info="the body ended before Content-Length bytes")
@@ -504,39 +583,45 @@ class NewFile(_Writable, _Mixin, DAVNonCollection):  # type: ignore[misc]
 
 
 class UploadWriter:
-    """What WsgiDAV writes a PUT body into: sent on as WriteUploadChunk calls of `chunk_bytes` (flat memory)."""
+    """What WsgiDAV writes a PUT body into: one UploadStream call of storage's advised message size, at most
+    `dav_chunk_bytes` queued (flat memory), the body read while earlier bytes are being stored."""
 
     def __init__(self, session: Session, upload: Any, size: int) -> None:
-        self.session = session
-        self.upload_id = upload.upload_id
         self.size = size
         self.offset = 0
         self.done = upload.state == 2  # an inline upload (size 0) is complete at once
         self.buffer = bytearray()
-        limit = int(upload.max_chunk_size) or session.backend.chunk_bytes
-        self.chunk = max(1, min(session.backend.chunk_bytes, limit))
+        message = int(upload.stream_chunk_size) or int(upload.chunk_size) or session.backend.chunk_bytes
+        if upload.max_chunk_size:
+            message = min(message, int(upload.max_chunk_size))
+        self.message = max(1, message)
+        self.stream = session.upload_stream(upload.upload_id, session.backend.chunk_bytes, self.message)
 
     @property
     def complete(self) -> bool:
         return self.done or self.offset == self.size
 
     def write(self, data: bytes) -> int:
-        if self.offset + len(self.buffer) + len(data) > self.size:
+        if self.stream.sent + len(self.buffer) + len(data) > self.size:
             raise DAVError(HTTP_BAD_REQUEST, context_info="the body is longer than Content-Length")
+        if not self.buffer and len(data) == self.message:
+            self.stream.send(bytes(data))  # the common case (WsgiDAV reads block_size pieces): no copy
+            return len(data)
         self.buffer += data
-        while len(self.buffer) >= self.chunk:
-            self._send(bytes(self.buffer[: self.chunk]))
-            del self.buffer[: self.chunk]
+        while len(self.buffer) >= self.message:
+            self.stream.send(bytes(self.buffer[: self.message]))
+            del self.buffer[: self.message]
         return len(data)
 
-    def _send(self, data: bytes) -> None:
-        if data:
-            self.offset = self.session.write_chunk(self.upload_id, self.offset, data)
-
     def close(self) -> None:
+        """The body ended: send the rest, then wait for storage's durable offset of the whole stream."""
         if self.buffer:
-            self._send(bytes(self.buffer))
+            self.stream.send(bytes(self.buffer))
             self.buffer.clear()
+        self.offset = self.stream.close()
+
+    def cancel(self) -> None:
+        self.stream.cancel()
 
 
 class Download(io.RawIOBase):
@@ -575,23 +660,21 @@ class Download(io.RawIOBase):
         return self.pos
 
     def read(self, size: int | None = -1) -> bytes:
+        """Up to `size` bytes: storage's next message as it came when it fits (WsgiDAV's GET loop takes short reads;
+        reassembling exact 1 MiB blocks copied every byte twice), empty only at the end."""
         if self.pos >= self.size:
             return b""
         if self._chunks is None:
             self.open()
         assert self._chunks is not None
         want = self.size - self.pos if size is None or size < 0 else size
-        out = bytearray(self._pending[:want])
-        self._pending = self._pending[want:]
-        while len(out) < want:
-            chunk = next(self._chunks, b"")
-            if not chunk:
-                break
-            take = want - len(out)
-            out += chunk[:take]
-            self._pending = chunk[take:]
-        self.pos += len(out)
-        return bytes(out)
+        data = self._pending or next(self._chunks, b"")
+        if len(data) > want:
+            data, self._pending = data[:want], data[want:]
+        else:
+            self._pending = b""
+        self.pos += len(data)
+        return data
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))

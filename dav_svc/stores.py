@@ -135,6 +135,9 @@ class SqlMapping(MutableMapping[str, Any]):
         return int(count)
 
     def __contains__(self, key: object) -> bool:
+        snap = self._snap()
+        if snap is not None and isinstance(key, str) and key.startswith(snap[1]):
+            return key in snap[0]  # (a KeyError raised and caught per member cost PROPFIND more than the lookup)
         try:
             self[str(key)]
         except KeyError:
@@ -165,6 +168,13 @@ class RequestSnapshot:
         for mapping in self.mappings:
             prefix = f"/{user}/"
             mapping.snapshot((prefix, f"URL2TOKEN:{prefix}") if mapping.namespace == "lock" else (prefix,))
+
+    def holds(self, namespace: str) -> bool:
+        """Whether this request's snapshot has any entry in `namespace` ("lock", "prop"); True when none is loaded."""
+        snaps = getattr(self.scope, "snaps", None)
+        if snaps is None or namespace not in snaps:
+            return True
+        return bool(snaps[namespace][0])
 
     def end(self) -> None:
         self.scope.snaps = None

@@ -22,7 +22,7 @@ from prometheus_client import Counter, Histogram
 from wsgidav.dav_error import DAVError
 
 from dav_svc.backend import Backend
-from dav_svc.provider import CREATED_FLAG
+from dav_svc.provider import CREATED_FLAG, SNAPSHOT_KEY
 
 log = logging.getLogger("flowdock.dav")
 
@@ -101,6 +101,8 @@ class Snapshot(Protocol):
     """Reads of the stores answered from one load per request (stores.RequestSnapshot)."""
 
     def begin(self, user: str) -> None: ...
+
+    def holds(self, namespace: str) -> bool: ...
 
     def end(self) -> None: ...
 
@@ -184,6 +186,7 @@ class DavFront:
             return self.dav(environ, start_response)
         # PROPFIND reads each member's locks and dead properties: one load of the user's for the whole answer.
         self.snapshot.begin(root.owner_id)
+        environ[SNAPSHOT_KEY] = self.snapshot
         try:
             result = self.dav(environ, start_response)
             try:
