@@ -3,6 +3,7 @@
     python bench/load_bench.py                                   # 32 uploads of 64 MiB + 200 listings at once, 60 s
     python bench/load_bench.py --db postgresql://postgres@127.0.0.1:5432
     python bench/load_bench.py --soak 1800                       # the 30-minute soak: RSS of every process
+    python bench/load_bench.py --blob-store s3                   # the same on a Swift all-in-one (S3 blob store)
 
 Starts `flowdock up --no-scan` (a fresh temp data dir, a free loopback port, its defaults otherwise) and runs, all at
 once until the time is up:
@@ -27,6 +28,13 @@ quarter of the run each when it is shorter than four minutes), against `--rss-bo
 RSS target storage_bench holds one 4 GiB upload to; a leak of a few KiB per request crosses it within the 30-minute
 soak, while allocator caches and connection pools settle in the first minute). CPU per process from /proc over
 the run (bench/_common.CpuMeter).
+
+`--blob-store s3` starts an OpenStack Swift all-in-one first (tests/support/swift.py, the one the tests and
+s3_bench.py use: proxy with s3api, account, container, one object server, memcached, on free loopback ports under
+the temp dir) and gives `flowdock up` storage_blob_backend = s3 on a new bucket; Swift's processes are metered and
+sampled with the rest (CPU "swift", RSS "swift", printed but not judged: not FlowDock's), and after the run the
+objects left in the bucket are counted (every upload was purged and listed folders hold no bytes: 0 is right; a
+staged object left behind is a leak).
 """
 
 from __future__ import annotations
@@ -56,10 +64,12 @@ from bench import _common as common  # noqa: E402
 from bench._common import MB, GiB, MiB, pct  # noqa: E402
 from bench.paths_bench import Payload, register_user, stream_chunk, with_retry  # noqa: E402
 from flowdock.storage.v1 import storage_pb2 as pb  # noqa: E402
+from tests.support.swift import SwiftCluster, running_swift, swift_missing  # noqa: E402
 
 ENV = {"FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(1024 * GiB)}
 TOKEN_SECONDS = 240.0  # access tokens live 5 minutes: clients log in again before that (a soak lasts 30)
 RETRY_CAP = 5.0  # longest Retry-After waited (the gateway says 1 s)
+OBJECT_STORE_PROCESSES = ("swift",)  # sampled and metered with the rest, not judged
 
 
 def address(i: int) -> str:
@@ -374,13 +384,19 @@ async def lister(i: int, user: User, folder: str, url: str, entries: int, tally:
 # -- RSS -------------------------------------------------------------------------------------------------------------
 
 
-def watched(mesh: common.Mesh) -> dict[str, list[int]]:
+def watched(mesh: common.Mesh, others: dict[str, list[int]]) -> dict[str, list[int]]:
     """Every process whose RSS is sampled: each replica by its name, Envoy (the processes under its launcher, and the
-    launcher), `flowdock up` itself."""
+    launcher), `flowdock up` itself, and `others` (the object store's processes, when the bench started one)."""
     procs = {name: [pid] for name, pid in mesh.pids.items() if name != "gateway"}
     procs["envoy"] = [mesh.pids["gateway"], *mesh.envoy_pids]
     procs["flowdock up"] = [mesh.proc.pid]
-    return procs
+    return procs | others
+
+
+def swift_pids(swift: SwiftCluster) -> list[int]:
+    """Every process of the bench's Swift (its servers and memcached, and any worker they forked)."""
+    pids = [p.pid for p in swift.procs.values()]
+    return pids + [child for pid in pids for child in common.descendants(pid)]
 
 
 class RssLog:
@@ -436,7 +452,7 @@ class RssLog:
 # -- the run ---------------------------------------------------------------------------------------------------------
 
 
-async def run(args: argparse.Namespace, mesh: common.Mesh) -> dict[str, Any]:
+async def run(args: argparse.Namespace, mesh: common.Mesh, others: dict[str, list[int]]) -> dict[str, Any]:
     url = mesh.url
     print(f"registering {args.uploaders} uploaders and {args.list_users} listing accounts", file=sys.stderr, flush=True)
     sem = asyncio.Semaphore(4)  # Argon2 on a shared machine: a few at a time
@@ -465,7 +481,8 @@ async def run(args: argparse.Namespace, mesh: common.Mesh) -> dict[str, Any]:
         flush=True,
     )
     load_start = common.load_average()
-    with common.CpuMeter(mesh.meter_pids()) as meter, RssLog(watched(mesh), args.sample_seconds) as rss:
+    meter_pids = mesh.meter_pids() | others
+    with common.CpuMeter(meter_pids) as meter, RssLog(watched(mesh, others), args.sample_seconds) as rss:
         t = time.perf_counter()
         until = time.monotonic() + duration
         base = args.uploaders + args.list_users
@@ -569,13 +586,25 @@ def table(args: argparse.Namespace, raw: dict[str, Any]) -> list[dict[str, str]]
     window = raw["rss_window_s"]
     for name, g in raw["rss"].items():
         # A verdict only for a soak: in a short run the first window is the ramp-up (buffers, pools and caches
-        # filling as the clients connect), not a leak; the row is still printed.
+        # filling as the clients connect), not a leak; the row is still printed. The object store's processes are
+        # printed, never judged: they are not FlowDock's.
+        ours = name not in OBJECT_STORE_PROCESSES
         row(
             f"rss_{name.replace(' ', '_').replace('-', '_')}",
             f"RSS {name}: median of the last {window:.0f} s - of the first {window:.0f} s",
             f"{g['growth_mib']:+.1f} MiB ({g['first_mib']:.0f} -> {g['last_mib']:.0f} MiB, peak {g['peak_mib']:.0f})",
-            f"<= {bound:g} MiB" if args.soak else f"(soak: <= {bound:g} MiB)",
-            g["growth_mib"] <= bound if args.soak else None,
+            (f"<= {bound:g} MiB" if args.soak else f"(soak: <= {bound:g} MiB)") if ours else "(not FlowDock's)",
+            g["growth_mib"] <= bound if args.soak and ours else None,
+        )
+    if "bucket_left" in raw:
+        left = raw["bucket_left"]
+        kinds = ", ".join(f"{k}/ {n}" for k, n in sorted(left.items()))
+        row(
+            "bucket_left",
+            "objects left in the bucket after the run (every upload purged)",
+            f"{sum(left.values())}" + (f" ({kinds})" if left else ""),
+            "0",
+            not left,
         )
     return rows
 
@@ -595,6 +624,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sample-seconds", type=float, default=5.0, help="RSS sampling interval (5)")
     parser.add_argument("--rss-bound-mib", type=float, default=64.0, help="allowed RSS growth per process (64)")
     parser.add_argument("--db", default="", help="PostgreSQL base URL, e.g. postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument(
+        "--blob-store",
+        choices=("local", "s3"),
+        default="local",
+        help="where storage_svc keeps the bytes: local disk (default) or S3 on a Swift all-in-one this bench starts",
+    )
     parser.add_argument("--dir", default="", help="where the temp data goes (default: the system temp dir)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "load.json"), help="JSON result path")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (the services' logs) afterwards")
@@ -603,6 +638,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("too many clients for the loopback addresses")
     if args.list_users < 1 or args.list_users > args.listers:
         parser.error("--list-users: between 1 and --listers")
+    if args.blob_store == "s3" and (problem := swift_missing()):
+        parser.error(f"--blob-store s3 needs Swift: {problem}")
     return args
 
 
@@ -617,12 +654,27 @@ def main() -> None:
     env: dict[str, Any] = {}
     raw: dict[str, Any] = {}
     failure = ""
+    stores = contextlib.ExitStack()
+    swift: SwiftCluster | None = None
+    bucket = ""
     try:
-        mesh = common.Mesh.start(base / "data", base / "up.stderr", db, ENV)
+        settings = dict(ENV)
+        store = "local disk (encrypted blobs in the data dir)"
+        if args.blob_store == "s3":
+            swift = stores.enter_context(running_swift(base / "swift"))
+            bucket = swift.new_bucket()
+            settings |= swift.s3_env(bucket)
+            store = (
+                f"S3 (storage_blob_backend = s3, bucket {bucket}) on an OpenStack Swift all-in-one at "
+                f"{swift.endpoint} started by the bench in {swift.start_seconds:.1f} s: proxy with s3api, account, "
+                "container, 1 object server (1 replica), memcached, one process each (workers = 0), same cores"
+            )
+        mesh = common.Mesh.start(base / "data", base / "up.stderr", db, settings)
         env = {
             **common.machine_environment(),
             "GLIBC_TUNABLES (client, services)": os.environ.get("GLIBC_TUNABLES", "(stock malloc)"),
             "database": "PostgreSQL (fresh database, dropped after)" if mesh.db else "SQLite (embedded)",
+            "blob store": store,
             "flowdock up processes": mesh.processes(),
             "gateway rate limits": "defaults: 200 requests/s per address and per user (burst 400), 2000/s in all",
             "virus scanning": mesh.virus_scanning,
@@ -633,15 +685,21 @@ def main() -> None:
             "data dir": str(mesh.data_dir),
         }
         print(f"flowdock up ready at {mesh.url}; load in {base}", file=sys.stderr, flush=True)
-        raw = asyncio.run(run(args, mesh))
+        raw = asyncio.run(run(args, mesh, {"swift": swift_pids(swift)} if swift else {}))
         env["load average at start of the load"] = raw["load_at_start"]
         env["load average at end of the load"] = raw["load_at_end"]
+        env["services restarted by flowdock up"] = "; ".join(mesh.restarts) or "none"
     except Exception as exc:
         failure = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         if mesh is not None:
             mesh.stop()
+        try:
+            if swift is not None and raw:  # what the stopped mesh left in the bucket (staged or blob objects)
+                raw["bucket_left"] = dict(Counter(name.split("/", 1)[0] for name in swift.objects(bucket)))
+        finally:
+            stores.close()
         if args.keep:
             print(f"kept {base} (logs in data/logs/)", file=sys.stderr)
         else:
