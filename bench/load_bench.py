@@ -180,8 +180,11 @@ async def honouring(kind: str, tally: Tally, call: Callable[[], Awaitable[Any]])
 # -- clients ---------------------------------------------------------------------------------------------------------
 
 
-async def rest_json(http: Any, method: str, path: str, what: str, **kw: Any) -> dict[str, Any]:
-    r = await http.request(method, path, **kw)
+async def rest_json(http: Any, user: User, method: str, path: str, what: str, **kw: Any) -> dict[str, Any]:
+    """One REST call with the user's current access token (asked per call, as a client must: a 64 MiB upload under
+    load outlasts the minute between a token's refresh and its expiry — seen in the soak as UNAUTHENTICATED)."""
+    headers = {"authorization": f"Bearer {await user.token()}"}
+    r = await http.request(method, path, headers=headers, **kw)
     if r.status_code == 429:
         raise RateLimited(retry_after(r.headers))
     if r.status_code != 200:
@@ -189,10 +192,9 @@ async def rest_json(http: Any, method: str, path: str, what: str, **kw: Any) -> 
     return dict(r.json())
 
 
-async def rest_upload(http: Any, tally: Tally, token: str, parent: str, name: str, data: Payload) -> str:
+async def rest_upload(http: Any, tally: Tally, user: User, parent: str, name: str, data: Payload) -> str:
     """Create, one PUT per advised chunk, finish, poll until COMPLETED; returns the node id."""
-    auth = {"authorization": f"Bearer {token}"}
-    call = partial(rest_json, http, headers=auth)
+    call = partial(rest_json, http, user)
     body = {"parentId": parent, "name": name, "size": data.size}
     up = await honouring("upload", tally, lambda: call("POST", "/api/v1/uploads", "CreateUpload", json=body))
     upload_id, offset = up["uploadId"], 0
@@ -222,8 +224,8 @@ async def rest_upload(http: Any, tally: Tally, token: str, parent: str, name: st
     return str(node["id"])
 
 
-async def rest_purge(http: Any, tally: Tally, token: str, node_id: str) -> None:
-    call = partial(rest_json, http, headers={"authorization": f"Bearer {token}"})
+async def rest_purge(http: Any, tally: Tally, user: User, node_id: str) -> None:
+    call = partial(rest_json, http, user)
     await honouring("upload", tally, partial(call, "DELETE", f"/api/v1/nodes/{node_id}", "Delete"))
     await honouring("upload", tally, partial(call, "DELETE", f"/api/v1/trash/{node_id}", "Purge"))
 
@@ -238,9 +240,10 @@ def grpc_limited(exc: Any) -> RateLimited | None:
     return None
 
 
-async def native(call: Callable[[], Awaitable[Any]]) -> Any:
+async def native(user: User, method: Any, request: Any, deadline_s: float) -> Any:
+    """One unary call with the user's current access token (asked per call, as rest_json)."""
     try:
-        return await call()
+        return await method(request, metadata=[("authorization", f"Bearer {await user.token()}")], timeout=deadline_s)
     except Exception as exc:
         limited = grpc_limited(exc)
         if limited is not None:
@@ -248,10 +251,9 @@ async def native(call: Callable[[], Awaitable[Any]]) -> Any:
         raise
 
 
-async def native_upload(stub: Any, tally: Tally, token: str, parent: str, name: str, data: Payload) -> str:
-    md = [("authorization", f"Bearer {token}")]
+async def native_upload(stub: Any, tally: Tally, user: User, parent: str, name: str, data: Payload) -> str:
     req = pb.CreateUploadRequest(parent_id=parent, name=name, size=data.size)
-    up = await honouring("upload", tally, lambda: native(lambda: stub.CreateUpload(req, metadata=md, timeout=120)))
+    up = await honouring("upload", tally, lambda: native(user, stub.CreateUpload, req, 120))
 
     async def stream() -> int:
         def requests() -> Any:
@@ -261,19 +263,26 @@ async def native_upload(stub: Any, tally: Tally, token: str, parent: str, name: 
                 offset += len(piece)
 
         committed = 0
-        async for ack in stub.UploadStream(requests(), metadata=md, timeout=max(600.0, data.size / MB)):
-            committed = ack.committed_size
+        md = [("authorization", f"Bearer {await user.token()}")]
+        try:
+            async for ack in stub.UploadStream(requests(), metadata=md, timeout=max(600.0, data.size / MB)):
+                committed = ack.committed_size
+        except Exception as exc:
+            limited = grpc_limited(exc)
+            if limited is not None:
+                raise limited from exc
+            raise
         return committed
 
-    committed = await honouring("upload", tally, lambda: native(stream))
+    committed = await honouring("upload", tally, stream)
     if committed != data.size:
         raise RuntimeError(f"committed {committed} of {data.size}")
     finish = pb.FinishUploadRequest(upload_id=up.upload_id)
-    done = await honouring("upload", tally, lambda: native(lambda: stub.FinishUpload(finish, metadata=md, timeout=600)))
+    done = await honouring("upload", tally, lambda: native(user, stub.FinishUpload, finish, 600))
     get = pb.GetUploadRequest(upload_id=up.upload_id)
     while done.state == pb.UPLOAD_STATE_FINISHING:
         await asyncio.sleep(0.1)
-        done = await honouring("upload", tally, lambda: native(lambda: stub.GetUpload(get, metadata=md, timeout=60)))
+        done = await honouring("upload", tally, lambda: native(user, stub.GetUpload, get, 60))
     if done.state != pb.UPLOAD_STATE_COMPLETED:
         raise RuntimeError(f"native upload ended {pb.UploadState.Name(done.state)}: {done.failure}")
     if done.node.sha256 != data.sha256 or done.node.size != data.size:
@@ -281,11 +290,10 @@ async def native_upload(stub: Any, tally: Tally, token: str, parent: str, name: 
     return str(done.node.id)
 
 
-async def native_purge(stub: Any, tally: Tally, token: str, node_id: str) -> None:
-    md = [("authorization", f"Bearer {token}")]
+async def native_purge(stub: Any, tally: Tally, user: User, node_id: str) -> None:
     delete, purge = pb.DeleteNodeRequest(node_id=node_id), pb.PurgeTrashRequest(node_id=node_id)
-    await honouring("upload", tally, lambda: native(lambda: stub.DeleteNode(delete, metadata=md, timeout=60)))
-    await honouring("upload", tally, lambda: native(lambda: stub.PurgeTrash(purge, metadata=md, timeout=60)))
+    await honouring("upload", tally, lambda: native(user, stub.DeleteNode, delete, 60))
+    await honouring("upload", tally, lambda: native(user, stub.PurgeTrash, purge, 60))
 
 
 async def uploader(i: int, user: User, url: str, data: Payload, tally: Tally, until: float) -> None:
@@ -309,18 +317,17 @@ async def uploader(i: int, user: User, url: str, data: Payload, tally: Tally, un
                 kind = "upload native" if i % 2 == 0 else "upload REST"
                 t = time.perf_counter()
                 try:
-                    token = await user.token()
                     name = f"load-{i:03d}-{n:05d}.bin"
                     if i % 2 == 0:
-                        node = await native_upload(stub, tally, token, "root", name, data)
+                        node = await native_upload(stub, tally, user, "root", name, data)
                     else:
-                        node = await rest_upload(http, tally, token, "root", name, data)
+                        node = await rest_upload(http, tally, user, "root", name, data)
                     tally.ok(kind, time.perf_counter() - t)
                     tally.bytes_up += data.size
                     if i % 2 == 0:
-                        await native_purge(stub, tally, token, node)
+                        await native_purge(stub, tally, user, node)
                     else:
-                        await rest_purge(http, tally, token, node)
+                        await rest_purge(http, tally, user, node)
                 except Exception as exc:
                     tally.error(kind, exc)
                     await asyncio.sleep(0.5)  # a failing client does not spin
