@@ -400,6 +400,21 @@ def watched(mesh: common.Mesh, others: dict[str, list[int]]) -> dict[str, list[i
     return procs | others
 
 
+def bucket_left(swift: SwiftCluster, bucket: str) -> dict[str, int]:
+    """Objects in the bucket by first path part (uploads/, data/, blobs/). Swift's auth may refuse for a while
+    after a load (memcached error-limited): tried again for up to 90 s, then the failure is the answer."""
+    import httpx
+
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            return dict(Counter(name.split("/", 1)[0] for name in swift.objects(bucket)))
+        except httpx.HTTPError as exc:
+            if time.monotonic() > deadline:
+                return {f"(could not list: {exc})": 1}
+            time.sleep(2)
+
+
 def swift_pids(swift: SwiftCluster) -> list[int]:
     """Every process of the bench's Swift (its servers and memcached, and any worker they forked)."""
     pids = [p.pid for p in swift.procs.values()]
@@ -439,6 +454,19 @@ class RssLog:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def curve(self, parts: int = 6) -> dict[str, list[float | None]]:
+        """Per process: the median of each `parts`-th of the run (None: no sample in it), so a plateau (or a slope)
+        shows, not just the ends."""
+        end = self.samples[-1][0] if self.samples else 0.0
+        out: dict[str, list[float | None]] = {}
+        for name in self.procs:
+            out[name] = []
+            for k in range(parts):
+                lo, hi = end * k / parts, end * (k + 1) / parts
+                part = [r[name] for t, r in self.samples if lo <= t <= hi]
+                out[name].append(round(statistics.median(part), 1) if part else None)
+        return out
 
     def growth(self, window: float) -> dict[str, dict[str, float]]:
         """Per process: median of the first `window` seconds, of the last, growth, peak."""
@@ -527,6 +555,7 @@ async def run(args: argparse.Namespace, mesh: common.Mesh, others: dict[str, lis
         "cpu": meter.used,
         "rss_window_s": window,
         "rss": rss.growth(window),
+        "rss_curve": rss.curve(),
         "rss_samples": len(rss.samples),
     }
 
@@ -704,7 +733,7 @@ def main() -> None:
             mesh.stop()
         try:
             if swift is not None and raw:  # what the stopped mesh left in the bucket (staged or blob objects)
-                raw["bucket_left"] = dict(Counter(name.split("/", 1)[0] for name in swift.objects(bucket)))
+                raw["bucket_left"] = bucket_left(swift, bucket)
         finally:
             stores.close()
         if args.keep:
@@ -722,6 +751,10 @@ def main() -> None:
     print("  MB/s = 10^6 bytes/s; CPU from /proc over the run; client = this process; OTHER = outside the benchmark")
     print()
     print(common.render(rows, "CPU per process"))
+    if args.soak:
+        print("\nRSS over the run (MiB, median of each sixth of it):")
+        for name, medians in raw["rss_curve"].items():
+            print(f"  {name:<14} " + "  ".join(f"{m:7.1f}" if m is not None else "      -" for m in medians))
     if raw["errors"]:
         print("\nerrors by class (one sample each):")
         for klass, n in sorted(raw["errors"].items()):

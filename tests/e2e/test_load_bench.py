@@ -65,6 +65,9 @@ def test_load_bench_runs_every_client_kind_and_samples_every_process(tmp_path: P
         assert re.search(r"[+-]\d+\.\d MiB", r["value"]) and r["target"] == "<= 64 MiB", r
         assert r["verdict"] in ("PASS", "MISS"), r
     assert report["raw"]["rss_samples"] >= 4
+    curve = report["raw"]["rss_curve"]  # a plateau or a slope shows: the median of each sixth of the run
+    assert "RSS over the run" in result.stdout, output
+    assert all(len(m) == 6 and max(x or 0 for x in m) > 0 for m in curve.values()), curve
     assert report["raw"]["logins"] >= 4  # the accounts logged in again (from their own addresses), no error
     # Everything the bench made is gone: its temp dir under --dir was removed.
     assert [p.name for p in tmp_path.iterdir()] == ["load.json"], (list(tmp_path.iterdir()), output)
