@@ -605,6 +605,7 @@ def cpu_text(used: dict[str, float] | None, unit: str) -> str:
         "curl": "curl",
         "nginx": "nginx",
         "copyparty": "copyparty",
+        "swift": "swift",
         "other": "OTHER",
     }
     parts = [f"{names[k]} {v:.2f}" for k, v in used.items() if k in names and v >= 0.005]

@@ -3,6 +3,7 @@
     python bench/load_bench.py                                   # 32 uploads of 64 MiB + 200 listings at once, 60 s
     python bench/load_bench.py --db postgresql://postgres@127.0.0.1:5432
     python bench/load_bench.py --soak 1800                       # the 30-minute soak: RSS of every process
+    python bench/load_bench.py --blob-store s3                   # the same on a Swift all-in-one (S3 blob store)
 
 Starts `flowdock up --no-scan` (a fresh temp data dir, a free loopback port, its defaults otherwise) and runs, all at
 once until the time is up:
@@ -27,6 +28,13 @@ quarter of the run each when it is shorter than four minutes), against `--rss-bo
 RSS target storage_bench holds one 4 GiB upload to; a leak of a few KiB per request crosses it within the 30-minute
 soak, while allocator caches and connection pools settle in the first minute). CPU per process from /proc over
 the run (bench/_common.CpuMeter).
+
+`--blob-store s3` starts an OpenStack Swift all-in-one first (tests/support/swift.py, the one the tests and
+s3_bench.py use: proxy with s3api, account, container, one object server, memcached, on free loopback ports under
+the temp dir) and gives `flowdock up` storage_blob_backend = s3 on a new bucket; Swift's processes are metered and
+sampled with the rest (CPU "swift", RSS "swift", printed but not judged: not FlowDock's), and after the run the
+objects left in the bucket are counted (every upload was purged and listed folders hold no bytes: 0 is right; a
+staged object left behind is a leak).
 """
 
 from __future__ import annotations
@@ -56,10 +64,12 @@ from bench import _common as common  # noqa: E402
 from bench._common import MB, GiB, MiB, pct  # noqa: E402
 from bench.paths_bench import Payload, register_user, stream_chunk, with_retry  # noqa: E402
 from flowdock.storage.v1 import storage_pb2 as pb  # noqa: E402
+from tests.support.swift import SwiftCluster, running_swift, swift_missing  # noqa: E402
 
 ENV = {"FLOWDOCK_STORAGE_DEFAULT_QUOTA_BYTES": str(1024 * GiB)}
 TOKEN_SECONDS = 240.0  # access tokens live 5 minutes: clients log in again before that (a soak lasts 30)
 RETRY_CAP = 5.0  # longest Retry-After waited (the gateway says 1 s)
+OBJECT_STORE_PROCESSES = ("swift",)  # sampled and metered with the rest, not judged
 
 
 def address(i: int) -> str:
@@ -170,8 +180,11 @@ async def honouring(kind: str, tally: Tally, call: Callable[[], Awaitable[Any]])
 # -- clients ---------------------------------------------------------------------------------------------------------
 
 
-async def rest_json(http: Any, method: str, path: str, what: str, **kw: Any) -> dict[str, Any]:
-    r = await http.request(method, path, **kw)
+async def rest_json(http: Any, user: User, method: str, path: str, what: str, **kw: Any) -> dict[str, Any]:
+    """One REST call with the user's current access token (asked per call, as a client must: a 64 MiB upload under
+    load outlasts the minute between a token's refresh and its expiry — seen in the soak as UNAUTHENTICATED)."""
+    headers = {"authorization": f"Bearer {await user.token()}"}
+    r = await http.request(method, path, headers=headers, **kw)
     if r.status_code == 429:
         raise RateLimited(retry_after(r.headers))
     if r.status_code != 200:
@@ -179,10 +192,9 @@ async def rest_json(http: Any, method: str, path: str, what: str, **kw: Any) -> 
     return dict(r.json())
 
 
-async def rest_upload(http: Any, tally: Tally, token: str, parent: str, name: str, data: Payload) -> str:
+async def rest_upload(http: Any, tally: Tally, user: User, parent: str, name: str, data: Payload) -> str:
     """Create, one PUT per advised chunk, finish, poll until COMPLETED; returns the node id."""
-    auth = {"authorization": f"Bearer {token}"}
-    call = partial(rest_json, http, headers=auth)
+    call = partial(rest_json, http, user)
     body = {"parentId": parent, "name": name, "size": data.size}
     up = await honouring("upload", tally, lambda: call("POST", "/api/v1/uploads", "CreateUpload", json=body))
     upload_id, offset = up["uploadId"], 0
@@ -212,8 +224,8 @@ async def rest_upload(http: Any, tally: Tally, token: str, parent: str, name: st
     return str(node["id"])
 
 
-async def rest_purge(http: Any, tally: Tally, token: str, node_id: str) -> None:
-    call = partial(rest_json, http, headers={"authorization": f"Bearer {token}"})
+async def rest_purge(http: Any, tally: Tally, user: User, node_id: str) -> None:
+    call = partial(rest_json, http, user)
     await honouring("upload", tally, partial(call, "DELETE", f"/api/v1/nodes/{node_id}", "Delete"))
     await honouring("upload", tally, partial(call, "DELETE", f"/api/v1/trash/{node_id}", "Purge"))
 
@@ -228,9 +240,10 @@ def grpc_limited(exc: Any) -> RateLimited | None:
     return None
 
 
-async def native(call: Callable[[], Awaitable[Any]]) -> Any:
+async def native(user: User, method: Any, request: Any, deadline_s: float) -> Any:
+    """One unary call with the user's current access token (asked per call, as rest_json)."""
     try:
-        return await call()
+        return await method(request, metadata=[("authorization", f"Bearer {await user.token()}")], timeout=deadline_s)
     except Exception as exc:
         limited = grpc_limited(exc)
         if limited is not None:
@@ -238,10 +251,9 @@ async def native(call: Callable[[], Awaitable[Any]]) -> Any:
         raise
 
 
-async def native_upload(stub: Any, tally: Tally, token: str, parent: str, name: str, data: Payload) -> str:
-    md = [("authorization", f"Bearer {token}")]
+async def native_upload(stub: Any, tally: Tally, user: User, parent: str, name: str, data: Payload) -> str:
     req = pb.CreateUploadRequest(parent_id=parent, name=name, size=data.size)
-    up = await honouring("upload", tally, lambda: native(lambda: stub.CreateUpload(req, metadata=md, timeout=120)))
+    up = await honouring("upload", tally, lambda: native(user, stub.CreateUpload, req, 120))
 
     async def stream() -> int:
         def requests() -> Any:
@@ -251,19 +263,26 @@ async def native_upload(stub: Any, tally: Tally, token: str, parent: str, name: 
                 offset += len(piece)
 
         committed = 0
-        async for ack in stub.UploadStream(requests(), metadata=md, timeout=max(600.0, data.size / MB)):
-            committed = ack.committed_size
+        md = [("authorization", f"Bearer {await user.token()}")]
+        try:
+            async for ack in stub.UploadStream(requests(), metadata=md, timeout=max(600.0, data.size / MB)):
+                committed = ack.committed_size
+        except Exception as exc:
+            limited = grpc_limited(exc)
+            if limited is not None:
+                raise limited from exc
+            raise
         return committed
 
-    committed = await honouring("upload", tally, lambda: native(stream))
+    committed = await honouring("upload", tally, stream)
     if committed != data.size:
         raise RuntimeError(f"committed {committed} of {data.size}")
     finish = pb.FinishUploadRequest(upload_id=up.upload_id)
-    done = await honouring("upload", tally, lambda: native(lambda: stub.FinishUpload(finish, metadata=md, timeout=600)))
+    done = await honouring("upload", tally, lambda: native(user, stub.FinishUpload, finish, 600))
     get = pb.GetUploadRequest(upload_id=up.upload_id)
     while done.state == pb.UPLOAD_STATE_FINISHING:
         await asyncio.sleep(0.1)
-        done = await honouring("upload", tally, lambda: native(lambda: stub.GetUpload(get, metadata=md, timeout=60)))
+        done = await honouring("upload", tally, lambda: native(user, stub.GetUpload, get, 60))
     if done.state != pb.UPLOAD_STATE_COMPLETED:
         raise RuntimeError(f"native upload ended {pb.UploadState.Name(done.state)}: {done.failure}")
     if done.node.sha256 != data.sha256 or done.node.size != data.size:
@@ -271,11 +290,10 @@ async def native_upload(stub: Any, tally: Tally, token: str, parent: str, name: 
     return str(done.node.id)
 
 
-async def native_purge(stub: Any, tally: Tally, token: str, node_id: str) -> None:
-    md = [("authorization", f"Bearer {token}")]
+async def native_purge(stub: Any, tally: Tally, user: User, node_id: str) -> None:
     delete, purge = pb.DeleteNodeRequest(node_id=node_id), pb.PurgeTrashRequest(node_id=node_id)
-    await honouring("upload", tally, lambda: native(lambda: stub.DeleteNode(delete, metadata=md, timeout=60)))
-    await honouring("upload", tally, lambda: native(lambda: stub.PurgeTrash(purge, metadata=md, timeout=60)))
+    await honouring("upload", tally, lambda: native(user, stub.DeleteNode, delete, 60))
+    await honouring("upload", tally, lambda: native(user, stub.PurgeTrash, purge, 60))
 
 
 async def uploader(i: int, user: User, url: str, data: Payload, tally: Tally, until: float) -> None:
@@ -299,18 +317,17 @@ async def uploader(i: int, user: User, url: str, data: Payload, tally: Tally, un
                 kind = "upload native" if i % 2 == 0 else "upload REST"
                 t = time.perf_counter()
                 try:
-                    token = await user.token()
                     name = f"load-{i:03d}-{n:05d}.bin"
                     if i % 2 == 0:
-                        node = await native_upload(stub, tally, token, "root", name, data)
+                        node = await native_upload(stub, tally, user, "root", name, data)
                     else:
-                        node = await rest_upload(http, tally, token, "root", name, data)
+                        node = await rest_upload(http, tally, user, "root", name, data)
                     tally.ok(kind, time.perf_counter() - t)
                     tally.bytes_up += data.size
                     if i % 2 == 0:
-                        await native_purge(stub, tally, token, node)
+                        await native_purge(stub, tally, user, node)
                     else:
-                        await rest_purge(http, tally, token, node)
+                        await rest_purge(http, tally, user, node)
                 except Exception as exc:
                     tally.error(kind, exc)
                     await asyncio.sleep(0.5)  # a failing client does not spin
@@ -374,13 +391,34 @@ async def lister(i: int, user: User, folder: str, url: str, entries: int, tally:
 # -- RSS -------------------------------------------------------------------------------------------------------------
 
 
-def watched(mesh: common.Mesh) -> dict[str, list[int]]:
+def watched(mesh: common.Mesh, others: dict[str, list[int]]) -> dict[str, list[int]]:
     """Every process whose RSS is sampled: each replica by its name, Envoy (the processes under its launcher, and the
-    launcher), `flowdock up` itself."""
+    launcher), `flowdock up` itself, and `others` (the object store's processes, when the bench started one)."""
     procs = {name: [pid] for name, pid in mesh.pids.items() if name != "gateway"}
     procs["envoy"] = [mesh.pids["gateway"], *mesh.envoy_pids]
     procs["flowdock up"] = [mesh.proc.pid]
-    return procs
+    return procs | others
+
+
+def bucket_left(swift: SwiftCluster, bucket: str) -> dict[str, int]:
+    """Objects in the bucket by first path part (uploads/, data/, blobs/). Swift's auth may refuse for a while
+    after a load (memcached error-limited): tried again for up to 90 s, then the failure is the answer."""
+    import httpx
+
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            return dict(Counter(name.split("/", 1)[0] for name in swift.objects(bucket)))
+        except httpx.HTTPError as exc:
+            if time.monotonic() > deadline:
+                return {f"(could not list: {exc})": 1}
+            time.sleep(2)
+
+
+def swift_pids(swift: SwiftCluster) -> list[int]:
+    """Every process of the bench's Swift (its servers and memcached, and any worker they forked)."""
+    pids = [p.pid for p in swift.procs.values()]
+    return pids + [child for pid in pids for child in common.descendants(pid)]
 
 
 class RssLog:
@@ -417,6 +455,19 @@ class RssLog:
         self._stop.set()
         self._thread.join()
 
+    def curve(self, parts: int = 6) -> dict[str, list[float | None]]:
+        """Per process: the median of each `parts`-th of the run (None: no sample in it), so a plateau (or a slope)
+        shows, not just the ends."""
+        end = self.samples[-1][0] if self.samples else 0.0
+        out: dict[str, list[float | None]] = {}
+        for name in self.procs:
+            out[name] = []
+            for k in range(parts):
+                lo, hi = end * k / parts, end * (k + 1) / parts
+                part = [r[name] for t, r in self.samples if lo <= t <= hi]
+                out[name].append(round(statistics.median(part), 1) if part else None)
+        return out
+
     def growth(self, window: float) -> dict[str, dict[str, float]]:
         """Per process: median of the first `window` seconds, of the last, growth, peak."""
         end = self.samples[-1][0] if self.samples else 0.0
@@ -436,7 +487,7 @@ class RssLog:
 # -- the run ---------------------------------------------------------------------------------------------------------
 
 
-async def run(args: argparse.Namespace, mesh: common.Mesh) -> dict[str, Any]:
+async def run(args: argparse.Namespace, mesh: common.Mesh, others: dict[str, list[int]]) -> dict[str, Any]:
     url = mesh.url
     print(f"registering {args.uploaders} uploaders and {args.list_users} listing accounts", file=sys.stderr, flush=True)
     sem = asyncio.Semaphore(4)  # Argon2 on a shared machine: a few at a time
@@ -465,7 +516,8 @@ async def run(args: argparse.Namespace, mesh: common.Mesh) -> dict[str, Any]:
         flush=True,
     )
     load_start = common.load_average()
-    with common.CpuMeter(mesh.meter_pids()) as meter, RssLog(watched(mesh), args.sample_seconds) as rss:
+    meter_pids = mesh.meter_pids() | others
+    with common.CpuMeter(meter_pids) as meter, RssLog(watched(mesh, others), args.sample_seconds) as rss:
         t = time.perf_counter()
         until = time.monotonic() + duration
         base = args.uploaders + args.list_users
@@ -503,6 +555,7 @@ async def run(args: argparse.Namespace, mesh: common.Mesh) -> dict[str, Any]:
         "cpu": meter.used,
         "rss_window_s": window,
         "rss": rss.growth(window),
+        "rss_curve": rss.curve(),
         "rss_samples": len(rss.samples),
     }
 
@@ -569,13 +622,25 @@ def table(args: argparse.Namespace, raw: dict[str, Any]) -> list[dict[str, str]]
     window = raw["rss_window_s"]
     for name, g in raw["rss"].items():
         # A verdict only for a soak: in a short run the first window is the ramp-up (buffers, pools and caches
-        # filling as the clients connect), not a leak; the row is still printed.
+        # filling as the clients connect), not a leak; the row is still printed. The object store's processes are
+        # printed, never judged: they are not FlowDock's.
+        ours = name not in OBJECT_STORE_PROCESSES
         row(
             f"rss_{name.replace(' ', '_').replace('-', '_')}",
             f"RSS {name}: median of the last {window:.0f} s - of the first {window:.0f} s",
             f"{g['growth_mib']:+.1f} MiB ({g['first_mib']:.0f} -> {g['last_mib']:.0f} MiB, peak {g['peak_mib']:.0f})",
-            f"<= {bound:g} MiB" if args.soak else f"(soak: <= {bound:g} MiB)",
-            g["growth_mib"] <= bound if args.soak else None,
+            (f"<= {bound:g} MiB" if args.soak else f"(soak: <= {bound:g} MiB)") if ours else "(not FlowDock's)",
+            g["growth_mib"] <= bound if args.soak and ours else None,
+        )
+    if "bucket_left" in raw:
+        left = raw["bucket_left"]
+        kinds = ", ".join(f"{k}/ {n}" for k, n in sorted(left.items()))
+        row(
+            "bucket_left",
+            "objects left in the bucket after the run (every upload purged)",
+            f"{sum(left.values())}" + (f" ({kinds})" if left else ""),
+            "0",
+            not left,
         )
     return rows
 
@@ -595,6 +660,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sample-seconds", type=float, default=5.0, help="RSS sampling interval (5)")
     parser.add_argument("--rss-bound-mib", type=float, default=64.0, help="allowed RSS growth per process (64)")
     parser.add_argument("--db", default="", help="PostgreSQL base URL, e.g. postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument(
+        "--blob-store",
+        choices=("local", "s3"),
+        default="local",
+        help="where storage_svc keeps the bytes: local disk (default) or S3 on a Swift all-in-one this bench starts",
+    )
     parser.add_argument("--dir", default="", help="where the temp data goes (default: the system temp dir)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "load.json"), help="JSON result path")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (the services' logs) afterwards")
@@ -603,6 +674,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("too many clients for the loopback addresses")
     if args.list_users < 1 or args.list_users > args.listers:
         parser.error("--list-users: between 1 and --listers")
+    if args.blob_store == "s3" and (problem := swift_missing()):
+        parser.error(f"--blob-store s3 needs Swift: {problem}")
     return args
 
 
@@ -617,12 +690,27 @@ def main() -> None:
     env: dict[str, Any] = {}
     raw: dict[str, Any] = {}
     failure = ""
+    stores = contextlib.ExitStack()
+    swift: SwiftCluster | None = None
+    bucket = ""
     try:
-        mesh = common.Mesh.start(base / "data", base / "up.stderr", db, ENV)
+        settings = dict(ENV)
+        store = "local disk (encrypted blobs in the data dir)"
+        if args.blob_store == "s3":
+            swift = stores.enter_context(running_swift(base / "swift"))
+            bucket = swift.new_bucket()
+            settings |= swift.s3_env(bucket)
+            store = (
+                f"S3 (storage_blob_backend = s3, bucket {bucket}) on an OpenStack Swift all-in-one at "
+                f"{swift.endpoint} started by the bench in {swift.start_seconds:.1f} s: proxy with s3api, account, "
+                "container, 1 object server (1 replica), memcached, one process each (workers = 0), same cores"
+            )
+        mesh = common.Mesh.start(base / "data", base / "up.stderr", db, settings)
         env = {
             **common.machine_environment(),
             "GLIBC_TUNABLES (client, services)": os.environ.get("GLIBC_TUNABLES", "(stock malloc)"),
             "database": "PostgreSQL (fresh database, dropped after)" if mesh.db else "SQLite (embedded)",
+            "blob store": store,
             "flowdock up processes": mesh.processes(),
             "gateway rate limits": "defaults: 200 requests/s per address and per user (burst 400), 2000/s in all",
             "virus scanning": mesh.virus_scanning,
@@ -633,15 +721,21 @@ def main() -> None:
             "data dir": str(mesh.data_dir),
         }
         print(f"flowdock up ready at {mesh.url}; load in {base}", file=sys.stderr, flush=True)
-        raw = asyncio.run(run(args, mesh))
+        raw = asyncio.run(run(args, mesh, {"swift": swift_pids(swift)} if swift else {}))
         env["load average at start of the load"] = raw["load_at_start"]
         env["load average at end of the load"] = raw["load_at_end"]
+        env["services restarted by flowdock up"] = "; ".join(mesh.restarts) or "none"
     except Exception as exc:
         failure = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         if mesh is not None:
             mesh.stop()
+        try:
+            if swift is not None and raw:  # what the stopped mesh left in the bucket (staged or blob objects)
+                raw["bucket_left"] = bucket_left(swift, bucket)
+        finally:
+            stores.close()
         if args.keep:
             print(f"kept {base} (logs in data/logs/)", file=sys.stderr)
         else:
@@ -657,6 +751,10 @@ def main() -> None:
     print("  MB/s = 10^6 bytes/s; CPU from /proc over the run; client = this process; OTHER = outside the benchmark")
     print()
     print(common.render(rows, "CPU per process"))
+    if args.soak:
+        print("\nRSS over the run (MiB, median of each sixth of it):")
+        for name, medians in raw["rss_curve"].items():
+            print(f"  {name:<14} " + "  ".join(f"{m:7.1f}" if m is not None else "      -" for m in medians))
     if raw["errors"]:
         print("\nerrors by class (one sample each):")
         for klass, n in sorted(raw["errors"].items()):

@@ -3,7 +3,9 @@ memcached, a proxy, an account, a container and 1 or 3 object servers on free lo
 
 What was verified on this machine and why the configs look as they do: /work/shared/notes/object-storage.md
 (s3api needs slo after it and auth between it and the proxy; error_suppression_interval = 0 so one refused
-write does not lock the store out for a minute; memcached for tempauth; Debian's /usr/bin/python3 for swift).
+write does not lock the store out for a minute; memcached for tempauth, with 32 connections from the proxy, not 2:
+under bench/load_bench.py's load two were busy past the 1 s pool timeout, ten such timeouts error-limit memcached
+for a minute, and tempauth's /auth/v1.0 then answers 503; Debian's /usr/bin/python3 for swift).
 
 Use from any test module (registered once, so the session has one cluster of each kind whoever asks):
 
@@ -204,6 +206,7 @@ class SwiftCluster:
                 [filter:cache]
                 use = egg:swift#memcache
                 memcache_servers = {self.host}:{self.memcached_port}
+                memcache_max_connections = 32
                 [filter:versioned_writes]
                 use = egg:swift#versioned_writes
                 allow_object_versioning = true
