@@ -350,10 +350,18 @@ class EncryptedBlobStore:
             w = self._writers.get(upload_id)
         if w is not None and w.next_offset == offset:
             try:
+                # This writer's own sync may be journaling meanwhile: it moves the journal's stamp on disk before it
+                # records the new stamp and lets go of sync_lock. Our state is read before and after the disk, each
+                # time under w.lock, so a sync that ends in between is matched by one of the two (read once, a sync
+                # ending between the comparison and the lock test looked like another process's takeover, and the
+                # recovery that followed lost the bytes appended since that sync: a false DATA_LOSS). The staging
+                # file's stamp must still match while a sync runs: another process taking over would change it.
+                with w.lock:
+                    before, busy = w.stamp, w.sync_lock.locked()
                 now = self._stamp(upload_id)
-                # While this writer's own sync is journaling, the journal's stamp moves under us: the staging file's
-                # must still match (another process that took the upload over would have changed it).
-                if w.stamp == now or (w.sync_lock.locked() and w.stamp[:3] == now[:3]):
+                with w.lock:
+                    after, busy = w.stamp, busy or w.sync_lock.locked()
+                if now in (before, after) or (busy and now[:3] in (before[:3], after[:3])):
                     return w
             except FileNotFoundError:
                 raise Unavailable("upload staging file is missing; abort and start the upload again") from None

@@ -9,10 +9,12 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,6 +83,69 @@ async def test_round_trip_any_size_and_chunking(store: EncryptedBlobStore, size:
         blocks = [blk async for blk in store.read(blob, a, b - a, chunk)]
         assert b"".join(blocks) == data[a:b]
         assert all(0 < len(blk) <= chunk for blk in blocks)
+
+
+class _EndsTheSyncWhenTested:
+    """A writer's sync_lock whose `locked()`, asked the second time by anyone but the syncing thread, first lets the
+    sync in flight finish: the moment the load soak hit, a sync ending while a write was deciding whether its writer
+    was stale (the first ask is the write that appends while the sync runs)."""
+
+    def __init__(self, finish: threading.Event) -> None:
+        self.real = threading.Lock()
+        self.finish = finish
+        self.syncer: threading.Thread | None = None
+        self.asked = 0
+        self.fired = False
+
+    def __enter__(self) -> bool:
+        return self.real.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.real.__exit__(*exc)
+
+    def locked(self) -> bool:
+        if self.syncer is not None and threading.current_thread() is not self.syncer:
+            self.asked += 1
+        if self.asked == 2 and not self.fired:
+            self.fired = True
+            self.finish.set()
+            self.syncer.join(0.5)  # at once unless the tester holds what the sync needs to end (the writer's lock)
+        return self.real.locked()
+
+
+async def test_a_sync_ending_while_a_write_checks_its_writer_is_no_takeover(store: EncryptedBlobStore) -> None:
+    """The false DATA_LOSS of the load soak (bench/README.md): a sync had journaled the partial segment and ended
+    between a write's reading the disk and its testing the sync lock, so the write took its own writer for another
+    process's, recovered from disk, and missed the bytes appended since that sync. Each byte must survive."""
+    data = content(3 * SEG + 600)
+    await store.create_staging("up")
+    await store.write_staging("up", 0, data[: SEG + 100])  # a full segment, and 100 bytes of the next in memory
+    journaled, finish = threading.Event(), threading.Event()
+    real_put = store._put_record
+
+    def put_then_hold(upload_id: str, w: Any, seq: int, record: bytes) -> None:
+        real_put(upload_id, w, seq, record)
+        journaled.set()  # the journal's stamp has moved; the writer's recorded stamp not yet
+        assert finish.wait(10)
+
+    lock = _EndsTheSyncWhenTested(finish)
+    store._writers["up"].sync_lock = lock  # type: ignore[assignment]
+    store._put_record = put_then_hold  # type: ignore[method-assign]
+    lock.syncer = threading.Thread(target=store._sync, args=("up",))
+    lock.syncer.start()
+    try:
+        assert journaled.wait(10)
+        store._put_record = real_put  # type: ignore[method-assign]
+        # While the sync is on its way, more bytes join the partial segment (in memory: the record has 100).
+        await store.write_staging("up", SEG + 100, data[SEG + 100 : SEG + 200])
+        await store.write_staging("up", SEG + 200, data[SEG + 200 :])
+    finally:
+        finish.set()
+        lock.syncer.join(10)
+    assert lock.fired
+    await store.sync_staging("up")
+    await store.commit_staging("up", "blob-up", len(data))
+    assert await collect(store.read("blob-up", 0, len(data), 4096)) == data
 
 
 async def test_chunks_larger_than_the_io_batch(tmp_path: Path) -> None:
